@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: BSD-2-Clause OR GPL-2.0-only */
+/* Key and value layouts of the tables a fast path reads (VIPs, backends,
+ * Maglev tables, flows) as the control plane writes them. Every struct has
+ * explicit padding so BPF, DPDK and C++ agree byte for byte. */
+#pragma once
+
+#include "flow.h"
+#include "types.h"
+
+/* A VIP as looked up from a packet: exact (addr, port, proto) first, then
+ * the same with port 0 (every port). 24 bytes. */
+struct sluice_vip_key {
+	union sluice_ip addr; /* VIP address, network order */
+	sl_be16 port;         /* VIP port, network order; 0 = every port */
+	sl_u8 proto;          /* SLUICE_IPPROTO_TCP or _UDP */
+	sl_u8 family;         /* SLUICE_FAMILY_IPV4 or _IPV6 */
+	sl_u8 pad[4];         /* zero */
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_vip_key) == 24, "vip key is 24 bytes");
+
+/* sluice_vip_meta.flags */
+#define SLUICE_VIP_HASH_SRC_ONLY (1u << 0) /* hash on the client address only */
+#define SLUICE_VIP_CACHE (1u << 1)         /* hot-object cache on (memcached UDP) */
+#define SLUICE_VIP_PANIC (1u << 2)         /* every backend failed: table spans all configured ones */
+#define SLUICE_VIP_KEY_HASH (1u << 3)      /* hash UDP memcached requests on the key */
+
+/* What a fast path needs to know about a VIP. 16 bytes. */
+struct sluice_vip_meta {
+	sl_u32 vip_id;     /* index of the VIP's stats and Maglev table, < SLUICE_MAX_VIPS */
+	sl_u32 flags;      /* SLUICE_VIP_* */
+	sl_u32 table_size; /* Maglev lookup table size M, entries (prime) */
+	sl_u32 pad;        /* zero */
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_vip_meta) == 16, "vip meta is 16 bytes");
+
+/* sluice_backend.flags */
+#define SLUICE_BACKEND_VALID (1u << 0)    /* slot holds a configured backend */
+#define SLUICE_BACKEND_DRAINING (1u << 1) /* weight 0: keeps its flows, gets no new ones */
+
+/* A backend (real server) as a fast path sees it: where to encapsulate to.
+ * Stored at slot id & (SLUICE_MAX_BACKENDS - 1); a flow entry that names an
+ * id whose slot now holds another id (the backend was removed and the slot
+ * reused) is a miss. 24 bytes. */
+struct sluice_backend {
+	union sluice_ip addr; /* backend address, network order */
+	sl_u32 id;            /* backend id, unique for the daemon's lifetime */
+	sl_u8 family;         /* SLUICE_FAMILY_IPV4 or _IPV6 */
+	sl_u8 flags;          /* SLUICE_BACKEND_* */
+	sl_u8 pad[2];         /* zero */
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_backend) == 24, "backend is 24 bytes");
+
+/* sluice_flow_value.state */
+#define SLUICE_FLOW_PROBATION 0   /* one packet seen; may be evicted by a new flow */
+#define SLUICE_FLOW_ESTABLISHED 1 /* two or more packets seen; evicted only when idle-expired */
+
+/* A flow-table entry's value: the backend a flow is pinned to. 12 bytes. */
+struct sluice_flow_value {
+	sl_u32 backend_id; /* sluice_backend.id */
+	sl_u32 last_seen;  /* time of the last packet, ms (wraps; compare by difference) */
+	sl_u8 state;       /* SLUICE_FLOW_* */
+	sl_u8 pad[3];      /* zero */
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_flow_value) == 12, "flow value is 12 bytes");
+
+/* Outer headers of the encapsulation, per fast path instance. 40 bytes. */
+struct sluice_encap_config {
+	union sluice_ip src_v4;  /* outer IPv4 source, network order (v4 only) */
+	union sluice_ip src_v6;  /* outer IPv6 source, network order */
+	sl_u16 mtu;              /* largest outer packet, bytes (IP header included) */
+	sl_u8 entropy_bits;      /* low bits of the outer source replaced by the flow hash (0-16) */
+	sl_u8 pad[5];            /* zero */
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_encap_config) == 40, "encap config is 40 bytes");
