@@ -18,7 +18,9 @@ namespace sluice {
 /// An IPv4 or IPv6 address. Bytes in network order in `ip` (IPv4 in the
 /// first 4 bytes, the rest zero), `family` is SLUICE_FAMILY_IPV4 or _IPV6.
 struct IpAddress {
-  union sluice_ip ip {};
+  // Names `bytes` so all 16 bytes are zeroed: a plain `{}` initialises only
+  // a union's first member (v4), and clang -O0 leaves bytes 4-15 as garbage.
+  union sluice_ip ip {.bytes = {}};
   uint8_t family = SLUICE_FAMILY_IPV4;
 
   /// Parses "192.0.2.1" or "2001:db8::1". Error -EINVAL names the text.
