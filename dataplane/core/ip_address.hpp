@@ -20,7 +20,7 @@ namespace sluice {
 struct IpAddress {
   // Names `bytes` so all 16 bytes are zeroed: a plain `{}` initialises only
   // a union's first member (v4), and clang -O0 leaves bytes 4-15 as garbage.
-  union sluice_ip ip {.bytes = {}};
+  union sluice_ip ip = {.bytes = {}};
   uint8_t family = SLUICE_FAMILY_IPV4;
 
   /// Parses "192.0.2.1" or "2001:db8::1". Error -EINVAL names the text.

@@ -75,8 +75,8 @@ TEST(Golden, FlowHashes) {
   for (const auto& g : kFlows) {
     const sluice_flow_key k = make_key(g.src, g.sport, g.dst, g.dport, g.proto);
     EXPECT_EQ(sluice_flow_hash(&k, g.seed), g.flow_hash)
-        << g.src << ":" << g.sport << " -> " << g.dst << ":" << g.dport << " proto "
-        << int{g.proto} << " seed 0x" << std::hex << g.seed;
+        << g.src << ":" << g.sport << " -> " << g.dst << ":" << g.dport << " proto " << int{g.proto}
+        << " seed 0x" << std::hex << g.seed;
     EXPECT_EQ(sluice_flow_hash_src(&k, g.seed), g.src_hash)
         << g.src << " seed 0x" << std::hex << g.seed;
   }
