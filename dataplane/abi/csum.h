@@ -23,9 +23,13 @@
  * BPF: every function is always_inline and loop-free except
  * sluice_csum_add_bytes, whose loop runs at most max_len / 2 times; pass a
  * compile-time constant max_len and the verifier sees a bounded loop (Linux
- * 5.3+) or the compiler unrolls it. Over packet memory the verifier must
- * also know that p + max_len <= data_end: check a fixed-size header against
- * data_end once before summing it (sluice_ipv4_csum_fill's 20 bytes).
+ * 5.3+) or the compiler unrolls it. Over packet memory, check p + max_len
+ * against data_end once and pass a constant len too: a variable length
+ * added to a packet pointer loses the bound the verifier knows, and the
+ * program is rejected. Seen on Linux 6.18 with clang 14 -O2: a 20-byte
+ * header and a 1240-byte constant range straight from the packet load; the
+ * same range with a variable length does not. For a variable length, copy
+ * the bytes to the stack or a map first, or use bpf_csum_diff().
  */
 
 /* Folds a partial sum to 16 bits with end-around carry (RFC 1071 section

@@ -35,7 +35,11 @@ const char* to_string(IcmpStatus status);
 /// source and destination MAC swapped so the reply leaves the port the
 /// packet came in on, VLAN tags and EtherType kept; the frame is cut after
 /// the quote. In XDP that is bpf_xdp_adjust_head(-H), a copy of at most 22
-/// L2 bytes, bpf_xdp_adjust_tail(); in DPDK rte_pktmbuf_prepend/trim.
+/// L2 bytes, bpf_xdp_adjust_tail(); in DPDK rte_pktmbuf_prepend/trim. A
+/// packet that encap_frame() found too big is at least as long as the
+/// largest quote (548 / 1232 bytes) once config.mtu is at least 600 (IPv4
+/// client) / 1280 (IPv6 client), so the quote has a constant length and the
+/// XDP port can checksum it straight from the packet (see csum.h).
 ///
 /// IPv4 (RFC 792, RFC 1191): type 3 code 4, the next-hop MTU field set to
 /// mtu clamped to 68..65535 (sluice_icmp4_mtu); the quote is as much of the

@@ -76,6 +76,8 @@ const EncapCase kCases[] = {
      {0x20, 0x01, 0x0d, 0xb8, 0, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0xBE, 0xEF}},
 };
 
+void PrintTo(const EncapCase& c, std::ostream* os) { *os << c.name; }
+
 class EncapCases : public ::testing::TestWithParam<EncapCase> {};
 
 TEST_P(EncapCases, WritesEveryOuterField) {
@@ -149,6 +151,8 @@ struct SizeCase {
 };
 
 const SizeCase kSizeCases[] = {{"ipip4", 4, 4}, {"ip6ip6", 6, 6}, {"ip4in6", 4, 6}};
+
+void PrintTo(const SizeCase& c, std::ostream* os) { *os << c.name; }
 
 class EncapLimits : public ::testing::TestWithParam<SizeCase> {};
 

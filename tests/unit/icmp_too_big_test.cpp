@@ -63,6 +63,8 @@ const V4Case kV4Cases[] = {
     {"mtu_above_65535_clamped", 0, 0, 1480, 70000, 65535},
 };
 
+void PrintTo(const V4Case& c, std::ostream* os) { *os << c.name; }
+
 class IcmpV4 : public ::testing::TestWithParam<V4Case> {};
 
 TEST_P(IcmpV4, BuildsFragNeeded) {
@@ -127,6 +129,8 @@ const V6Case kV6Cases[] = {
     {"small_original_quoted_whole", 0, {}, 200, 150, 1280},
     {"mtu_below_1280_raised", 0, {}, 1460, 1200, 1280},
 };
+
+void PrintTo(const V6Case& c, std::ostream* os) { *os << c.name; }
 
 class IcmpV6 : public ::testing::TestWithParam<V6Case> {};
 
@@ -257,6 +261,8 @@ const NoReplyCase kNoReply[] = {
     {"v6_source_unspecified", v6([](FrameSpec& s) { s.src = kUnspecified6; })},
     {"v6_source_multicast", v6([](FrameSpec& s) { s.src = kMulticast6; })},
 };
+
+void PrintTo(const NoReplyCase& c, std::ostream* os) { *os << c.name; }
 
 class IcmpNoReply : public ::testing::TestWithParam<NoReplyCase> {};
 
