@@ -12,9 +12,10 @@
  * the words handed to the update functions -- is the host-order number of a
  * word as it is on the wire. Store a checksum high byte first.
  *
- * A partial sum is a 64-bit accumulator of such words. It cannot overflow
- * below 2^33 bytes of input, so loops never fold; sluice_csum_fold does it
- * once at the end, in a fixed number of steps.
+ * A partial sum is a 64-bit accumulator of such words (16 or 32 bits
+ * wide). It cannot overflow below 2^34 bytes of input, so loops never
+ * fold; sluice_csum_fold does it once at the end, in a fixed number of
+ * steps. Only its folded value is meaningful.
  *
  * A sum of native-order words (such as bpf_csum_diff() returns) is the
  * byte-swap of this one after folding on a little-endian machine (RFC 1071
@@ -53,19 +54,31 @@ SLUICE_INLINE sl_u16 sluice_csum_finish(sl_u64 sum)
 /* Adds the first min(len, max_len) bytes at buf to a partial sum, bytes in
  * wire order; an odd last byte counts as the high byte of a word padded
  * with zero (RFC 1071 section 4.1). max_len bounds the loop for the BPF
- * verifier; C++ callers pass the largest length they accept. */
+ * verifier; C++ callers pass the largest length they accept.
+ *
+ * The loop adds 32-bit big-endian words: since 2^16 = 1 (mod 2^16 - 1),
+ * a 32-bit word folds to the sum of its two 16-bit halves (RFC 1071 section
+ * 2(C), "parallel summation"), so the result folds to the same checksum
+ * with half the iterations (one load and a byte swap each on x86 and ARM).
+ * Only the folded value is defined, not the partial sum itself. */
 SLUICE_INLINE sl_u64 sluice_csum_add_bytes(sl_u64 sum, const void *buf, sl_u32 len,
 					   sl_u32 max_len)
 {
 	const sl_u8 *p = (const sl_u8 *)buf;
 	sl_u32 n = len < max_len ? len : max_len;
-	sl_u32 words = n >> 1;
+	sl_u32 quads = n >> 2;
+	sl_u32 at = quads << 2;
 	sl_u32 i;
 
-	for (i = 0; i < words; i++)
-		sum += ((sl_u32)p[2 * i] << 8) | (sl_u32)p[2 * i + 1];
+	for (i = 0; i < quads; i++)
+		sum += ((sl_u32)p[4 * i] << 24) | ((sl_u32)p[4 * i + 1] << 16) |
+		       ((sl_u32)p[4 * i + 2] << 8) | (sl_u32)p[4 * i + 3];
+	if (n & 2) {
+		sum += ((sl_u32)p[at] << 8) | (sl_u32)p[at + 1];
+		at += 2;
+	}
 	if (n & 1)
-		sum += (sl_u32)p[n - 1] << 8;
+		sum += (sl_u32)p[at] << 8;
 	return sum;
 }
 
