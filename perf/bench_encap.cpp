@@ -42,8 +42,8 @@ void run_encap(benchmark::State& state, uint8_t inner, uint8_t backend) {
     FrameSpan span = t.span;
     target.flow_hash = hash;
     hash = hash * 1664525 + 1013904223;
-    const EncapStatus st = encap_frame(t.buf.data(), t.buf.size(), span, t.l3_off, settings,
-                                       target);
+    const EncapStatus st =
+        encap_frame(t.buf.data(), t.buf.size(), span, t.l3_off, settings, target);
     benchmark::DoNotOptimize(st);
     benchmark::DoNotOptimize(t.buf.data()[span.off]);
     benchmark::ClobberMemory();

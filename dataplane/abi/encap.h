@@ -44,11 +44,13 @@
  * 1812 section 4.3.2.5), ECN not-ECT. */
 #define SLUICE_ICMP4_REPLY_TOS 0xC0
 
-/* IPv4 header: the DF flag in the high byte of the fragment field, and the
- * fragment offset mask (8-byte units) of the whole field. */
+/* IPv4 flags/fragment field (16 bits, host order): Don't Fragment, and the
+ * fragment offset in 8-byte units. */
 #define SLUICE_IPV4_DF 0x4000
 #define SLUICE_IPV4_OFFSET_MASK 0x1FFF
 
+/* Big-endian stores and loads through byte pointers: no alignment needed,
+ * the same bytes on every architecture. */
 SLUICE_INLINE void sluice_put_be16(sl_u8 *p, sl_u16 v)
 {
 	p[0] = (sl_u8)(v >> 8);

@@ -88,8 +88,7 @@ uint32_t encap_inner_mtu(const sluice_encap_config& config, uint8_t backend_fami
 /// or past the frame, client IP header or length inconsistent, an IPv6
 /// jumbogram), kUnsupportedFamily, kTooBig (H + client IP length >
 /// config.mtu), kNoHeadroom (frame.off < H). Allocation-free, no throw.
-[[nodiscard]] EncapStatus encap_frame(uint8_t* buf, size_t buf_len, FrameSpan& frame,
-                                      size_t l3_off, const EncapSettings& settings,
-                                      const EncapTarget& target);
+[[nodiscard]] EncapStatus encap_frame(uint8_t* buf, size_t buf_len, FrameSpan& frame, size_t l3_off,
+                                      const EncapSettings& settings, const EncapTarget& target);
 
 }  // namespace sluice

@@ -152,8 +152,8 @@ inline TestFrame make_frame(const FrameSpec& s, size_t headroom, size_t tailroom
         put16(e + 2, s.ext[i].frag_off);
         e[7] = 0x42;  // identification
       } else {
-        e[1] = 0;     // 8 bytes
-        e[2] = 1;     // PadN, 4 bytes of padding
+        e[1] = 0;  // 8 bytes
+        e[2] = 1;  // PadN, 4 bytes of padding
         e[3] = 4;
       }
     }

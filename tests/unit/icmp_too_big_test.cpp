@@ -252,9 +252,8 @@ const NoReplyCase kNoReply[] = {
        s.ext = {{SLUICE_IPPROTO_DSTOPTS, 0}};
        s.payload = 0;
      })},
-    {"v6_too_many_ext_headers", v6([](FrameSpec& s) {
-       s.ext = std::vector<ExtHdr>(SLUICE_MAX_IPV6_EXT_HDRS + 1, ExtHdr{});
-     })},
+    {"v6_too_many_ext_headers",
+     v6([](FrameSpec& s) { s.ext = std::vector<ExtHdr>(SLUICE_MAX_IPV6_EXT_HDRS + 1, ExtHdr{}); })},
     {"v6_non_initial_fragment", v6([](FrameSpec& s) {
        s.ext = {{SLUICE_IPPROTO_FRAGMENT, 185 << 3}};
      })},
@@ -338,11 +337,9 @@ TEST(Icmp, RefusesMalformedInput) {
   EXPECT_EQ(t.buf, before);
 
   FrameSpan span = t.span;
-  EXPECT_EQ(build_icmp_too_big(t.buf.data(), t.buf.size(), span, 10, 1400),
-            IcmpStatus::kBadInput);
+  EXPECT_EQ(build_icmp_too_big(t.buf.data(), t.buf.size(), span, 10, 1400), IcmpStatus::kBadInput);
   span.len = t.buf.size();
-  EXPECT_EQ(build_icmp_too_big(t.buf.data(), t.buf.size(), span, 14, 1400),
-            IcmpStatus::kBadInput);
+  EXPECT_EQ(build_icmp_too_big(t.buf.data(), t.buf.size(), span, 14, 1400), IcmpStatus::kBadInput);
 }
 
 TEST(Icmp, StatusNames) {
