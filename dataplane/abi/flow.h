@@ -7,11 +7,13 @@
 #include "types.h"
 
 /* An IPv4 or IPv6 address, network order. IPv4 uses the first 4 bytes
- * (v4 / v6[0]); the other 12 bytes are zero. */
+ * (v4 / v6[0]); the other 12 bytes are zero. `bytes` comes first so that an
+ * empty initialiser ({} in C++, {0} in C) zeroes all 16 bytes: only a
+ * union's first member is initialised. */
 union sluice_ip {
-	sl_be32 v4;     /* IPv4 address, network order */
-	sl_be32 v6[4];  /* IPv6 address, network order */
-	sl_u8 bytes[16];/* the same 16 bytes, for byte-wise access */
+	sl_u8 bytes[16]; /* the 16 bytes, for byte-wise access */
+	sl_be32 v4;      /* IPv4 address, network order */
+	sl_be32 v6[4];   /* IPv6 address, network order */
 };
 
 /* A connection's 5-tuple as the client sent it (client -> VIP), 40 bytes.
