@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tests/common/packet_builder.hpp"
+#include "tests/common/parse_invariants.hpp"
 
 namespace sluice {
 namespace {
@@ -45,8 +46,8 @@ sluice_flow_key make_key(const std::string& src, const std::string& dst, uint16_
   std::memset(&k, 0, sizeof k);
   const IpAddress s = test::address(src);
   const IpAddress d = test::address(dst);
-  k.src = s.ip;
-  k.dst = d.ip;
+  std::memcpy(k.src.bytes, s.ip.bytes, s.size());
+  std::memcpy(k.dst.bytes, d.ip.bytes, d.size());
   k.sport = sl_htons(sport);
   k.dport = sl_htons(dport);
   k.proto = proto;
@@ -360,6 +361,7 @@ TEST(PacketParser, FixtureTable) {
     SCOPED_TRACE(fx.name);
     const ParseResult r = parse_exact(fx.frame);
     EXPECT_STREQ(parse_status_name(r.status), parse_status_name(fx.want.status));
+    EXPECT_EQ(test::parse_invariant_violation(r, fx.frame.size()), nullptr);
     if (is_reject(fx.want.status)) continue;
 
     sluice_flow_key want;
@@ -389,8 +391,9 @@ TEST(PacketParser, EveryTruncationIsRejectedOrHarmless) {
     const ParseResult whole = parse_packet(fx.frame.data(), fx.frame.size());
     for (size_t n = 0; n < fx.frame.size(); ++n) {
       const ParseResult r = parse_exact(fx.frame, n);
-      if (is_reject(r.status)) continue;
       SCOPED_TRACE(fx.name + " cut to " + std::to_string(n));
+      ASSERT_EQ(test::parse_invariant_violation(r, n), nullptr);
+      if (is_reject(r.status)) continue;
       ASSERT_EQ(r.status, whole.status);
       ASSERT_TRUE(same_key(r.key, whole.key));
       ASSERT_EQ(r.l4_offset, whole.l4_offset);
@@ -402,6 +405,38 @@ TEST(PacketParser, EveryTruncationIsRejectedOrHarmless) {
     }
   }
   EXPECT_GE(frames, 40u);  // the table's accepted frames were all swept
+}
+
+// Every accepted IP frame with its IP packet shortened to every length from
+// its header on, the length field rewritten to agree and the buffer ending
+// at the IP end: so the L4, extension-header and ICMP-quote checks, not just
+// the IP length check, meet the end of an exactly-sized buffer.
+TEST(PacketParser, EveryShortenedIpPacketIsSafe) {
+  size_t frames = 0;
+  for (const Fixture& fx : fixtures()) {
+    if (is_reject(fx.want.status) || fx.want.status == ParseStatus::kNotIp) continue;
+    ++frames;
+    const ParseResult whole = parse_packet(fx.frame.data(), fx.frame.size());
+    const size_t l3 = whole.l3_offset;
+    const bool v4 = whole.key.family == SLUICE_FAMILY_IPV4;
+    const size_t hdr = v4 ? size_t{fx.frame[l3] & 0x0Fu} * 4 : SLUICE_IPV6_HLEN;
+    for (size_t c = l3 + hdr; c <= l3 + whole.ip_len; ++c) {
+      SCOPED_TRACE(fx.name + " IP packet shortened to " + std::to_string(c - l3));
+      Bytes b(fx.frame.begin(), fx.frame.begin() + static_cast<std::ptrdiff_t>(c));
+      if (v4) {
+        test::put_be16(b, l3 + 2, static_cast<uint16_t>(c - l3));
+      } else {
+        test::put_be16(b, l3 + 4, static_cast<uint16_t>(c - l3 - SLUICE_IPV6_HLEN));
+      }
+      const ParseResult r = parse_exact(b);
+      ASSERT_EQ(test::parse_invariant_violation(r, c), nullptr);
+      if (c == l3 + whole.ip_len) {
+        EXPECT_EQ(r.status, whole.status);
+        EXPECT_TRUE(same_key(r.key, whole.key));
+      }
+    }
+  }
+  EXPECT_GE(frames, 40u);
 }
 
 TEST(PacketParser, Ipv4TcpFieldsAndOffsets) {
