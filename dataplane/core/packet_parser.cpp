@@ -48,6 +48,11 @@ inline bool is_flow_proto(uint8_t proto) noexcept {
   return proto == SLUICE_IPPROTO_TCP || proto == SLUICE_IPPROTO_UDP;
 }
 
+inline bool is_ipv6_ext(uint8_t proto) noexcept {
+  return proto == SLUICE_IPPROTO_HOPOPTS || proto == SLUICE_IPPROTO_ROUTING ||
+         proto == SLUICE_IPPROTO_DSTOPTS || proto == SLUICE_IPPROTO_FRAGMENT;
+}
+
 // The ICMP protocol number that belongs to an IP family.
 inline uint8_t icmp_proto_of(uint8_t family) noexcept {
   return family == SLUICE_FAMILY_IPV4 ? SLUICE_IPPROTO_ICMP : SLUICE_IPPROTO_ICMPV6;
@@ -70,13 +75,11 @@ struct IpSpan {
 // names is the one reported). An atomic fragment (offset 0, M clear, RFC
 // 6946) is a whole datagram and is skipped like any extension header.
 // Returns kOk, kTruncated or kIpv6ExtChainTooLong.
-ParseStatus skip_ipv6_ext_headers(const uint8_t* frame, IpSpan& s) noexcept {
+[[gnu::noinline, gnu::cold]] ParseStatus skip_ipv6_ext_headers(const uint8_t* frame,
+                                                               IpSpan& s) noexcept {
   for (unsigned n = 0;; ++n) {
     const uint8_t nh = s.proto;
-    if (nh != SLUICE_IPPROTO_HOPOPTS && nh != SLUICE_IPPROTO_ROUTING &&
-        nh != SLUICE_IPPROTO_DSTOPTS && nh != SLUICE_IPPROTO_FRAGMENT) {
-      return ParseStatus::kOk;
-    }
+    if (!is_ipv6_ext(nh)) return ParseStatus::kOk;
     if (n == SLUICE_MAX_IPV6_EXT_HDRS) return ParseStatus::kIpv6ExtChainTooLong;
     if (s.end - s.l4 < kIpv6ExtMinLen) return ParseStatus::kTruncated;
     const uint8_t* h = frame + s.l4;
@@ -104,7 +107,8 @@ ParseStatus skip_ipv6_ext_headers(const uint8_t* frame, IpSpan& s) noexcept {
 // IP packet's end), and on success replaces the key with the quoted tuple
 // reversed. The quote need not be whole (RFC 792 quotes the IP header and 8
 // bytes), so its own length fields are not checked against `end`.
-ParseStatus parse_icmp_quote(const uint8_t* frame, size_t off, size_t end, ParseResult& r) noexcept {
+ParseStatus parse_icmp_quote(const uint8_t* frame, size_t off, size_t end,
+                             ParseResult& r) noexcept {
   const uint8_t* h = frame + off;
   const size_t room = end - off;
   const uint8_t* qsrc;
@@ -162,8 +166,8 @@ ParseStatus parse_icmp(const uint8_t* frame, const IpSpan& s, ParseResult& r) no
 
   bool error;
   if (r.key.family == SLUICE_FAMILY_IPV4) {
-    error = type == kIcmpDestUnreachable || type == kIcmpTimeExceeded ||
-            type == kIcmpParameterProblem;
+    error =
+        type == kIcmpDestUnreachable || type == kIcmpTimeExceeded || type == kIcmpParameterProblem;
     if (type == kIcmpDestUnreachable && code == kIcmpFragNeededCode) {
       r.icmp_mtu = load_be16(h + 6);
     }
@@ -176,25 +180,39 @@ ParseStatus parse_icmp(const uint8_t* frame, const IpSpan& s, ParseResult& r) no
   return parse_icmp_quote(frame, s.l4 + kIcmpHdrLen, s.end, r);
 }
 
+// The straight line for TCP/UDP over IPv4/IPv6 is forced inline into
+// parse_packet(); the rare branches (fragments, ICMP, other protocols, IPv6
+// extension headers) are out-of-line calls so they do not crowd it.
+
+// A fragment: ports stay 0 so every fragment of a datagram hashes alike, and
+// the L4 header, if any, is left unread (a UDP length covers the datagram,
+// not this fragment).
+[[gnu::noinline, gnu::cold]] ParseStatus parse_fragment(uint8_t proto, ParseResult& r) noexcept {
+  r.is_fragment = true;
+  if (is_flow_proto(proto)) return ParseStatus::kOk;
+  return proto == icmp_proto_of(r.key.family) ? ParseStatus::kIcmpOther
+                                              : ParseStatus::kUnsupportedL4;
+}
+
+// Neither TCP nor UDP: ICMP of the packet's family, or unsupported.
+[[gnu::noinline, gnu::cold]] ParseStatus parse_other_l4(const uint8_t* frame, const IpSpan& s,
+                                                        ParseResult& r) noexcept {
+  if (s.proto == icmp_proto_of(r.key.family)) return parse_icmp(frame, s, r);
+  return ParseStatus::kUnsupportedL4;
+}
+
 // The upper layer at s.l4, once the IP header has filled in the addresses.
-ParseStatus parse_l4(const uint8_t* frame, const IpSpan& s, ParseResult& r) noexcept {
+[[gnu::always_inline]] inline ParseStatus parse_l4(const uint8_t* frame, IpSpan s,
+                                                   ParseResult& r) noexcept {
   r.l4_offset = static_cast<uint16_t>(s.l4);
   r.l4_proto = s.proto;
   r.key.proto = s.proto;
-  const bool is_icmp = s.proto == icmp_proto_of(r.key.family);
-
-  if (s.fragment) {
-    // Ports stay 0 so every fragment of a datagram hashes alike; the L4
-    // header, if any, is left unread (a UDP length covers the datagram,
-    // not this fragment).
-    r.is_fragment = true;
-    if (is_flow_proto(s.proto)) return ParseStatus::kOk;
-    return is_icmp ? ParseStatus::kIcmpOther : ParseStatus::kUnsupportedL4;
-  }
+  if (s.fragment) [[unlikely]]
+    return parse_fragment(s.proto, r);
 
   const size_t room = s.end - s.l4;
   const uint8_t* h = frame + s.l4;
-  if (s.proto == SLUICE_IPPROTO_TCP) {
+  if (s.proto == SLUICE_IPPROTO_TCP) [[likely]] {
     if (room < kTcpMinLen) return ParseStatus::kTruncated;
     const size_t doff = static_cast<size_t>(h[12] >> 4) * 4;
     if (doff < kTcpMinLen || doff > room) return ParseStatus::kBadTcpHeaderLength;
@@ -217,11 +235,11 @@ ParseStatus parse_l4(const uint8_t* frame, const IpSpan& s, ParseResult& r) noex
     r.payload_len = static_cast<uint16_t>(ulen - kUdpLen);
     return ParseStatus::kOk;
   }
-  if (is_icmp) return parse_icmp(frame, s, r);
-  return ParseStatus::kUnsupportedL4;
+  return parse_other_l4(frame, s, r);
 }
 
-ParseStatus parse_ipv4(const uint8_t* frame, size_t l3, size_t end, ParseResult& r) noexcept {
+[[gnu::always_inline]] inline ParseStatus parse_ipv4(const uint8_t* frame, size_t l3, size_t end,
+                                                     ParseResult& r) noexcept {
   if (end - l3 < SLUICE_IPV4_HLEN) return ParseStatus::kTruncated;
   const uint8_t* h = frame + l3;
   if ((h[0] >> 4) != 4) return ParseStatus::kBadIpv4Version;
@@ -244,7 +262,8 @@ ParseStatus parse_ipv4(const uint8_t* frame, size_t l3, size_t end, ParseResult&
   return parse_l4(frame, s, r);
 }
 
-ParseStatus parse_ipv6(const uint8_t* frame, size_t l3, size_t end, ParseResult& r) noexcept {
+[[gnu::always_inline]] inline ParseStatus parse_ipv6(const uint8_t* frame, size_t l3, size_t end,
+                                                     ParseResult& r) noexcept {
   if (end - l3 < SLUICE_IPV6_HLEN) return ParseStatus::kTruncated;
   const uint8_t* h = frame + l3;
   if ((h[0] >> 4) != 6) return ParseStatus::kBadIpv6Version;
@@ -258,12 +277,15 @@ ParseStatus parse_ipv6(const uint8_t* frame, size_t l3, size_t end, ParseResult&
   std::memcpy(r.key.src.bytes, h + 8, 16);
   std::memcpy(r.key.dst.bytes, h + 24, 16);
   IpSpan s{l3 + SLUICE_IPV6_HLEN, l3 + SLUICE_IPV6_HLEN + payload, h[6], false, false};
-  const ParseStatus st = skip_ipv6_ext_headers(frame, s);
-  if (st != ParseStatus::kOk) return st;
+  if (is_ipv6_ext(s.proto)) [[unlikely]] {
+    const ParseStatus st = skip_ipv6_ext_headers(frame, s);
+    if (st != ParseStatus::kOk) return st;
+  }
   return parse_l4(frame, s, r);
 }
 
-ParseStatus parse_frame(const uint8_t* frame, size_t end, ParseResult& r) noexcept {
+[[gnu::always_inline]] inline ParseStatus parse_frame(const uint8_t* frame, size_t end,
+                                                      ParseResult& r) noexcept {
   if (end < SLUICE_ETH_HLEN) return ParseStatus::kTruncated;
   uint16_t ethertype = load_be16(frame + 12);
   size_t l3 = SLUICE_ETH_HLEN;
@@ -324,22 +346,38 @@ sluice_drop_reason parse_drop_reason(ParseStatus s) noexcept {
 
 const char* parse_status_name(ParseStatus s) noexcept {
   switch (s) {
-    case ParseStatus::kOk: return "ok";
-    case ParseStatus::kNotIp: return "not_ip";
-    case ParseStatus::kIcmpOther: return "icmp_other";
-    case ParseStatus::kUnsupportedL4: return "unsupported_l4";
-    case ParseStatus::kTruncated: return "truncated";
-    case ParseStatus::kTooManyVlanTags: return "too_many_vlan_tags";
-    case ParseStatus::kBadIpv4Version: return "bad_ipv4_version";
-    case ParseStatus::kBadIpv4HeaderLength: return "bad_ipv4_header_length";
-    case ParseStatus::kBadIpv4TotalLength: return "bad_ipv4_total_length";
-    case ParseStatus::kBadIpv6Version: return "bad_ipv6_version";
-    case ParseStatus::kBadIpv6PayloadLength: return "bad_ipv6_payload_length";
-    case ParseStatus::kIpv6ExtChainTooLong: return "ipv6_ext_chain_too_long";
-    case ParseStatus::kBadTcpHeaderLength: return "bad_tcp_header_length";
-    case ParseStatus::kBadUdpLength: return "bad_udp_length";
-    case ParseStatus::kBadIcmpEmbedded: return "bad_icmp_embedded";
-    case ParseStatus::kCount: break;
+    case ParseStatus::kOk:
+      return "ok";
+    case ParseStatus::kNotIp:
+      return "not_ip";
+    case ParseStatus::kIcmpOther:
+      return "icmp_other";
+    case ParseStatus::kUnsupportedL4:
+      return "unsupported_l4";
+    case ParseStatus::kTruncated:
+      return "truncated";
+    case ParseStatus::kTooManyVlanTags:
+      return "too_many_vlan_tags";
+    case ParseStatus::kBadIpv4Version:
+      return "bad_ipv4_version";
+    case ParseStatus::kBadIpv4HeaderLength:
+      return "bad_ipv4_header_length";
+    case ParseStatus::kBadIpv4TotalLength:
+      return "bad_ipv4_total_length";
+    case ParseStatus::kBadIpv6Version:
+      return "bad_ipv6_version";
+    case ParseStatus::kBadIpv6PayloadLength:
+      return "bad_ipv6_payload_length";
+    case ParseStatus::kIpv6ExtChainTooLong:
+      return "ipv6_ext_chain_too_long";
+    case ParseStatus::kBadTcpHeaderLength:
+      return "bad_tcp_header_length";
+    case ParseStatus::kBadUdpLength:
+      return "bad_udp_length";
+    case ParseStatus::kBadIcmpEmbedded:
+      return "bad_icmp_embedded";
+    case ParseStatus::kCount:
+      break;
   }
   return "unknown";
 }

@@ -21,9 +21,8 @@ inline const char* parse_invariant_violation(const ParseResult& r, size_t len) {
   if (r.l3_offset > end || r.l4_offset > end) return "offset past the frame";
   if (size_t{r.payload_offset} + r.payload_len > end) return "payload past the frame";
   if (size_t{r.l3_offset} + r.ip_len > end) return "IP packet past the frame";
-  if (is_reject(r.status) !=
-      (parse_drop_reason(r.status) != SLUICE_DROP_NONE &&
-       parse_drop_reason(r.status) != SLUICE_DROP_UNSUPPORTED_L4)) {
+  if (is_reject(r.status) != (parse_drop_reason(r.status) != SLUICE_DROP_NONE &&
+                              parse_drop_reason(r.status) != SLUICE_DROP_UNSUPPORTED_L4)) {
     return "reject status without a drop reason (or the reverse)";
   }
   if (is_reject(r.status)) return nullptr;
@@ -59,8 +58,8 @@ inline const char* parse_invariant_violation(const ParseResult& r, size_t len) {
     return "fragment with ports, payload or an ICMP error";
   }
   if (r.tcp_flags != 0 && r.l4_proto != SLUICE_IPPROTO_TCP) return "TCP flags without TCP";
-  const uint8_t icmp = r.key.family == SLUICE_FAMILY_IPV4 ? SLUICE_IPPROTO_ICMP
-                                                          : SLUICE_IPPROTO_ICMPV6;
+  const uint8_t icmp =
+      r.key.family == SLUICE_FAMILY_IPV4 ? SLUICE_IPPROTO_ICMP : SLUICE_IPPROTO_ICMPV6;
   if (r.is_icmp_error && r.l4_proto != icmp) return "ICMP error flag without ICMP";
   if (r.status == ParseStatus::kOk && r.key.proto != SLUICE_IPPROTO_TCP &&
       r.key.proto != SLUICE_IPPROTO_UDP) {

@@ -64,8 +64,8 @@ std::string key_text(const sluice_flow_key& k) {
   IpAddress d;
   s.ip = k.src;
   d.ip = k.dst;
-  s.family = d.family = k.family == SLUICE_FAMILY_IPV6 ? uint8_t{SLUICE_FAMILY_IPV6}
-                                                       : uint8_t{SLUICE_FAMILY_IPV4};
+  s.family = d.family =
+      k.family == SLUICE_FAMILY_IPV6 ? uint8_t{SLUICE_FAMILY_IPV6} : uint8_t{SLUICE_FAMILY_IPV4};
   return s.to_string() + ":" + std::to_string(sl_ntohs(k.sport)) + " -> " + d.to_string() + ":" +
          std::to_string(sl_ntohs(k.dport)) + " proto " + std::to_string(k.proto) + " family " +
          std::to_string(k.family);
@@ -109,8 +109,8 @@ Bytes v6_reply(uint8_t proto) {
 Bytes arp_request() {
   // Ethernet/IPv4 ARP request (RFC 826): htype 1, ptype 0x0800, who has
   // 192.0.2.10 tell 198.51.100.7.
-  Bytes arp = {0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01, 0x02, 0, 0, 0, 0, 0x01,
-               198,  51,   100,  7,    0, 0, 0, 0,    0,    0,    192, 0, 2, 10};
+  Bytes arp = {0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01, 0x02, 0, 0,   0, 0, 0x01,
+               198,  51,   100,  7,    0, 0, 0,    0,    0,    0, 192, 0, 2, 10};
   return PacketBuilder().raw({.bytes = arp, .ethertype = 0x0806}).build();
 }
 
@@ -134,12 +134,16 @@ struct Fixture {
 };
 
 Expect v4_flow(uint8_t vlans = 0) {
-  return {.src = kClientV4, .dst = kVipV4, .sport = 40000, .dport = 80,
-          .proto = SLUICE_IPPROTO_TCP, .vlans = vlans};
+  return {.src = kClientV4,
+          .dst = kVipV4,
+          .sport = 40000,
+          .dport = 80,
+          .proto = SLUICE_IPPROTO_TCP,
+          .vlans = vlans};
 }
 Expect v6_flow() {
-  return {.src = kClientV6, .dst = kVipV6, .sport = 40000, .dport = 80,
-          .proto = SLUICE_IPPROTO_TCP};
+  return {
+      .src = kClientV6, .dst = kVipV6, .sport = 40000, .dport = 80, .proto = SLUICE_IPPROTO_TCP};
 }
 Expect reject(ParseStatus s) { return {.status = s}; }
 
@@ -163,37 +167,51 @@ std::vector<Fixture> fixtures() {
   std::vector<Fixture> f;
   // Plain flows.
   f.push_back({"ipv4 tcp syn", v4_tcp().build(), v4_flow()});
-  f.push_back({"ipv4 udp", PacketBuilder().ipv4().udp({.sport = 5353, .dport = 53})
-                               .payload(Bytes(12, 1)).build(),
-               {.src = kClientV4, .dst = kVipV4, .sport = 5353, .dport = 53, .proto = udp}});
+  f.push_back(
+      {"ipv4 udp",
+       PacketBuilder().ipv4().udp({.sport = 5353, .dport = 53}).payload(Bytes(12, 1)).build(),
+       {.src = kClientV4, .dst = kVipV4, .sport = 5353, .dport = 53, .proto = udp}});
   f.push_back({"ipv6 tcp syn", v6_tcp().build(), v6_flow()});
-  f.push_back({"ipv6 udp", PacketBuilder().ipv6().udp({.sport = 5353, .dport = 11211})
-                               .payload(Bytes(30, 2)).build(),
-               {.src = kClientV6, .dst = kVipV6, .sport = 5353, .dport = 11211, .proto = udp}});
+  f.push_back(
+      {"ipv6 udp",
+       PacketBuilder().ipv6().udp({.sport = 5353, .dport = 11211}).payload(Bytes(30, 2)).build(),
+       {.src = kClientV6, .dst = kVipV6, .sport = 5353, .dport = 11211, .proto = udp}});
   f.push_back({"ipv4 tcp with ethernet padding",
                PacketBuilder().ipv4().tcp().trailer(Bytes(6, 0)).build(), v4_flow()});
-  f.push_back({"ipv4 udp zero payload", PacketBuilder().ipv4().udp({.sport = 1, .dport = 2})
-                                           .trailer(Bytes(18, 0)).build(),
+  f.push_back({"ipv4 udp zero payload",
+               PacketBuilder().ipv4().udp({.sport = 1, .dport = 2}).trailer(Bytes(18, 0)).build(),
                {.src = kClientV4, .dst = kVipV4, .sport = 1, .dport = 2, .proto = udp}});
   f.push_back({"ipv4 tcp with options and payload",
-               PacketBuilder().ipv4().tcp({.options = {2, 4, 0x05, 0xb4, 1, 1, 4, 2}})
-                   .payload(Bytes(100, 7)).build(),
+               PacketBuilder()
+                   .ipv4()
+                   .tcp({.options = {2, 4, 0x05, 0xb4, 1, 1, 4, 2}})
+                   .payload(Bytes(100, 7))
+                   .build(),
                v4_flow()});
 
   // VLAN tags.
-  f.push_back({"vlan ipv4 tcp", PacketBuilder().vlan({.vid = 10}).ipv4().tcp().build(),
-               v4_flow(1)});
+  f.push_back(
+      {"vlan ipv4 tcp", PacketBuilder().vlan({.vid = 10}).ipv4().tcp().build(), v4_flow(1)});
   f.push_back({"qinq ipv4 tcp",
-               PacketBuilder().vlan({.vid = 100, .tpid = SLUICE_ETH_P_8021AD}).vlan({.vid = 10})
-                   .ipv4().tcp().build(),
+               PacketBuilder()
+                   .vlan({.vid = 100, .tpid = SLUICE_ETH_P_8021AD})
+                   .vlan({.vid = 10})
+                   .ipv4()
+                   .tcp()
+                   .build(),
                v4_flow(2)});
-  f.push_back({"two 802.1q tags ipv6 tcp",
-               PacketBuilder().vlan({.vid = 5}).vlan({.vid = 6}).ipv6().tcp().build(),
-               {.src = kClientV6, .dst = kVipV6, .sport = 40000, .dport = 80, .proto = tcp,
-                .vlans = 2}});
+  f.push_back(
+      {"two 802.1q tags ipv6 tcp",
+       PacketBuilder().vlan({.vid = 5}).vlan({.vid = 6}).ipv6().tcp().build(),
+       {.src = kClientV6, .dst = kVipV6, .sport = 40000, .dport = 80, .proto = tcp, .vlans = 2}});
   f.push_back({"three vlan tags",
-               PacketBuilder().vlan({.vid = 1, .tpid = SLUICE_ETH_P_8021AD}).vlan({.vid = 2})
-                   .vlan({.vid = 3}).ipv4().tcp().build(),
+               PacketBuilder()
+                   .vlan({.vid = 1, .tpid = SLUICE_ETH_P_8021AD})
+                   .vlan({.vid = 2})
+                   .vlan({.vid = 3})
+                   .ipv4()
+                   .tcp()
+                   .build(),
                reject(ParseStatus::kTooManyVlanTags)});
 
   // IPv4 header.
@@ -242,23 +260,31 @@ std::vector<Fixture> fixtures() {
   f.push_back({"tcp data offset past the packet", patched8(v4_tcp().build(), kL3 + 20 + 12, 0x60),
                reject(ParseStatus::kBadTcpHeaderLength)});
   const Bytes v4_udp = PacketBuilder().ipv4().udp().payload(Bytes(8, 3)).build();
-  f.push_back({"udp length 7", patched16(v4_udp, kL3 + 20 + 4, 7),
-               reject(ParseStatus::kBadUdpLength)});
+  f.push_back(
+      {"udp length 7", patched16(v4_udp, kL3 + 20 + 4, 7), reject(ParseStatus::kBadUdpLength)});
   f.push_back({"udp length past the packet", patched16(v4_udp, kL3 + 20 + 4, 17),
                reject(ParseStatus::kBadUdpLength)});
-  f.push_back({"udp length short of the packet", patched16(v4_udp, kL3 + 20 + 4, 12),
+  f.push_back({"udp length short of the packet",
+               patched16(v4_udp, kL3 + 20 + 4, 12),
                {.src = kClientV4, .dst = kVipV4, .sport = 40000, .dport = 53, .proto = udp}});
 
   // Fragments: every piece keyed on addresses and protocol only.
-  const Bytes v4_dgram = PacketBuilder().ipv4({.id = 77}).udp({.sport = 4000, .dport = 53})
-                             .payload(Bytes(100, 0x5a)).build();
+  const Bytes v4_dgram = PacketBuilder()
+                             .ipv4({.id = 77})
+                             .udp({.sport = 4000, .dport = 53})
+                             .payload(Bytes(100, 0x5a))
+                             .build();
   const auto v4_frags = test::fragment_ipv4(v4_dgram, kL3, 48);
   const Expect v4_frag = {.src = kClientV4, .dst = kVipV4, .proto = udp, .fragment = true};
   f.push_back({"ipv4 first fragment", v4_frags.at(0), v4_frag});
   f.push_back({"ipv4 middle fragment", v4_frags.at(1), v4_frag});
   f.push_back({"ipv4 last fragment", v4_frags.at(2), v4_frag});
-  const Bytes v6_dgram = PacketBuilder().ipv6().ipv6_ext({.type = hop, .len = 8}).tcp()
-                             .payload(Bytes(100, 0x6b)).build();
+  const Bytes v6_dgram = PacketBuilder()
+                             .ipv6()
+                             .ipv6_ext({.type = hop, .len = 8})
+                             .tcp()
+                             .payload(Bytes(100, 0x6b))
+                             .build();
   const auto v6_frags = test::fragment_ipv6(v6_dgram, kL3, 48, 0xabcd);
   const Expect v6_frag = {.src = kClientV6, .dst = kVipV6, .proto = tcp, .fragment = true};
   f.push_back({"ipv6 first fragment", v6_frags.at(0), v6_frag});
@@ -266,39 +292,60 @@ std::vector<Fixture> fixtures() {
   f.push_back({"ipv6 last fragment", v6_frags.at(2), v6_frag});
 
   // ICMP errors about a flow: keyed as the flow's client -> VIP packets.
-  const Expect v4_tcp_err = {.src = kClientV4, .dst = kVipV4, .sport = 40000, .dport = 80,
-                             .proto = tcp, .icmp_error = true};
-  const Expect v4_udp_err = {.src = kClientV4, .dst = kVipV4, .sport = 40000, .dport = 53,
-                             .proto = udp, .icmp_error = true};
-  const Expect v6_tcp_err = {.src = kClientV6, .dst = kVipV6, .sport = 40000, .dport = 80,
-                             .proto = tcp, .icmp_error = true};
-  const Expect v6_udp_err = {.src = kClientV6, .dst = kVipV6, .sport = 40000, .dport = 53,
-                             .proto = udp, .icmp_error = true};
+  const Expect v4_tcp_err = {.src = kClientV4,
+                             .dst = kVipV4,
+                             .sport = 40000,
+                             .dport = 80,
+                             .proto = tcp,
+                             .icmp_error = true};
+  const Expect v4_udp_err = {.src = kClientV4,
+                             .dst = kVipV4,
+                             .sport = 40000,
+                             .dport = 53,
+                             .proto = udp,
+                             .icmp_error = true};
+  const Expect v6_tcp_err = {.src = kClientV6,
+                             .dst = kVipV6,
+                             .sport = 40000,
+                             .dport = 80,
+                             .proto = tcp,
+                             .icmp_error = true};
+  const Expect v6_udp_err = {.src = kClientV6,
+                             .dst = kVipV6,
+                             .sport = 40000,
+                             .dport = 53,
+                             .proto = udp,
+                             .icmp_error = true};
   const auto icmp4 = [](uint8_t type, uint8_t code, const Bytes& quote, uint32_t rest = 0) {
-    return PacketBuilder().ipv4({.src = kRouterV4, .dst = kVipV4})
-        .icmp_error(type, code, quote, rest).build();
+    return PacketBuilder()
+        .ipv4({.src = kRouterV4, .dst = kVipV4})
+        .icmp_error(type, code, quote, rest)
+        .build();
   };
   const auto icmp6 = [](uint8_t type, uint8_t code, const Bytes& quote, uint32_t rest = 0) {
-    return PacketBuilder().ipv6({.src = kRouterV6, .dst = kVipV6})
-        .icmp_error(type, code, quote, rest).build();
+    return PacketBuilder()
+        .ipv6({.src = kRouterV6, .dst = kVipV6})
+        .icmp_error(type, code, quote, rest)
+        .build();
   };
-  f.push_back({"icmp frag needed about tcp", icmp4(3, 4, test::head(v4_reply(tcp), 28), 1400),
-               v4_tcp_err});
+  f.push_back(
+      {"icmp frag needed about tcp", icmp4(3, 4, test::head(v4_reply(tcp), 28), 1400), v4_tcp_err});
   f.push_back({"icmp port unreachable about udp", icmp4(3, 3, v4_reply(udp)), v4_udp_err});
-  f.push_back({"icmp time exceeded about udp", icmp4(11, 0, test::head(v4_reply(udp), 28)),
-               v4_udp_err});
+  f.push_back(
+      {"icmp time exceeded about udp", icmp4(11, 0, test::head(v4_reply(udp), 28)), v4_udp_err});
   f.push_back({"icmp parameter problem about tcp", icmp4(12, 0, test::head(v4_reply(tcp), 40)),
                v4_tcp_err});
-  f.push_back({"icmpv6 packet too big about tcp", icmp6(2, 0, test::head(v6_reply(tcp), 1232), 1280),
-               v6_tcp_err});
+  f.push_back({"icmpv6 packet too big about tcp",
+               icmp6(2, 0, test::head(v6_reply(tcp), 1232), 1280), v6_tcp_err});
   f.push_back({"icmpv6 destination unreachable about udp",
                icmp6(1, 4, test::head(v6_reply(udp), 48)), v6_udp_err});
-  f.push_back({"icmpv6 time exceeded about tcp", icmp6(3, 0, test::head(v6_reply(tcp), 48)),
-               v6_tcp_err});
+  f.push_back(
+      {"icmpv6 time exceeded about tcp", icmp6(3, 0, test::head(v6_reply(tcp), 48)), v6_tcp_err});
   f.push_back({"icmpv6 parameter problem about udp", icmp6(4, 0, v6_reply(udp)), v6_udp_err});
   f.push_back({"icmp error quote one byte short", icmp4(3, 4, test::head(v4_reply(tcp), 27), 1400),
                reject(ParseStatus::kBadIcmpEmbedded)});
-  f.push_back({"icmpv6 error quote one byte short", icmp6(2, 0, test::head(v6_reply(tcp), 47), 1280),
+  f.push_back({"icmpv6 error quote one byte short",
+               icmp6(2, 0, test::head(v6_reply(tcp), 47), 1280),
                reject(ParseStatus::kBadIcmpEmbedded)});
   f.push_back({"icmp error quoting ipv6", icmp4(3, 1, test::head(v6_reply(tcp), 48)),
                reject(ParseStatus::kBadIcmpEmbedded)});
@@ -310,47 +357,70 @@ std::vector<Fixture> fixtures() {
                reject(ParseStatus::kBadIcmpEmbedded)});
   const Bytes echo_reply =
       PacketBuilder().ipv4({.src = kVipV4, .dst = kClientV4}).icmp({.type = 0}).build_ip();
-  f.push_back({"icmp error quoting an echo reply", icmp4(11, 0, echo_reply),
-               {.status = ParseStatus::kIcmpOther, .src = kRouterV4, .dst = kVipV4,
-                .proto = SLUICE_IPPROTO_ICMP, .icmp_error = true}});
+  f.push_back({"icmp error quoting an echo reply",
+               icmp4(11, 0, echo_reply),
+               {.status = ParseStatus::kIcmpOther,
+                .src = kRouterV4,
+                .dst = kVipV4,
+                .proto = SLUICE_IPPROTO_ICMP,
+                .icmp_error = true}});
 
   // Not for the flow logic: passed or counted by the caller.
-  f.push_back({"icmp echo request",
-               PacketBuilder().ipv4().icmp({.type = 8, .rest = 0x00010001})
-                   .payload(Bytes(56, 0)).build(),
-               {.status = ParseStatus::kIcmpOther, .src = kClientV4, .dst = kVipV4,
-                .proto = SLUICE_IPPROTO_ICMP}});
+  f.push_back(
+      {"icmp echo request",
+       PacketBuilder().ipv4().icmp({.type = 8, .rest = 0x00010001}).payload(Bytes(56, 0)).build(),
+       {.status = ParseStatus::kIcmpOther,
+        .src = kClientV4,
+        .dst = kVipV4,
+        .proto = SLUICE_IPPROTO_ICMP}});
   f.push_back({"icmp source quench is not an error",
                icmp4(4, 0, test::head(v4_reply(tcp), 28)),
-               {.status = ParseStatus::kIcmpOther, .src = kRouterV4, .dst = kVipV4,
+               {.status = ParseStatus::kIcmpOther,
+                .src = kRouterV4,
+                .dst = kVipV4,
                 .proto = SLUICE_IPPROTO_ICMP}});
   f.push_back({"icmpv6 echo request",
                PacketBuilder().ipv6().icmp({.type = 128}).payload(Bytes(8, 0)).build(),
-               {.status = ParseStatus::kIcmpOther, .src = kClientV6, .dst = kVipV6,
+               {.status = ParseStatus::kIcmpOther,
+                .src = kClientV6,
+                .dst = kVipV6,
                 .proto = SLUICE_IPPROTO_ICMPV6}});
   f.push_back({"arp request", arp_request(), {.status = ParseStatus::kNotIp}});
-  f.push_back({"gre", PacketBuilder().ipv4().raw({.bytes = Bytes(4, 0), .proto = 47}).build(),
-               {.status = ParseStatus::kUnsupportedL4, .src = kClientV4, .dst = kVipV4,
-                .proto = 47}});
-  f.push_back({"sctp over ipv6 after an extension header",
-               PacketBuilder().ipv6().ipv6_ext({.type = dst}).raw({.bytes = Bytes(12, 0),
-                                                                    .proto = 132}).build(),
-               {.status = ParseStatus::kUnsupportedL4, .src = kClientV6, .dst = kVipV6,
-                .proto = 132}});
-  f.push_back({"icmpv6 number inside ipv4",
-               PacketBuilder().ipv4().raw({.bytes = Bytes(8, 0),
-                                           .proto = SLUICE_IPPROTO_ICMPV6}).build(),
-               {.status = ParseStatus::kUnsupportedL4, .src = kClientV4, .dst = kVipV4,
-                .proto = SLUICE_IPPROTO_ICMPV6}});
-  f.push_back({"no next header", PacketBuilder().ipv6().raw({.proto = SLUICE_IPPROTO_NONE})
-                                     .build(),
-               {.status = ParseStatus::kUnsupportedL4, .src = kClientV6, .dst = kVipV6,
+  f.push_back(
+      {"gre",
+       PacketBuilder().ipv4().raw({.bytes = Bytes(4, 0), .proto = 47}).build(),
+       {.status = ParseStatus::kUnsupportedL4, .src = kClientV4, .dst = kVipV4, .proto = 47}});
+  f.push_back(
+      {"sctp over ipv6 after an extension header",
+       PacketBuilder()
+           .ipv6()
+           .ipv6_ext({.type = dst})
+           .raw({.bytes = Bytes(12, 0), .proto = 132})
+           .build(),
+       {.status = ParseStatus::kUnsupportedL4, .src = kClientV6, .dst = kVipV6, .proto = 132}});
+  f.push_back(
+      {"icmpv6 number inside ipv4",
+       PacketBuilder().ipv4().raw({.bytes = Bytes(8, 0), .proto = SLUICE_IPPROTO_ICMPV6}).build(),
+       {.status = ParseStatus::kUnsupportedL4,
+        .src = kClientV4,
+        .dst = kVipV4,
+        .proto = SLUICE_IPPROTO_ICMPV6}});
+  f.push_back({"no next header",
+               PacketBuilder().ipv6().raw({.proto = SLUICE_IPPROTO_NONE}).build(),
+               {.status = ParseStatus::kUnsupportedL4,
+                .src = kClientV6,
+                .dst = kVipV6,
                 .proto = SLUICE_IPPROTO_NONE}});
   f.push_back({"ipv4 fragment of gre",
-               PacketBuilder().ipv4({.more_fragments = true}).raw({.bytes = Bytes(8, 0),
-                                                                   .proto = 47}).build(),
-               {.status = ParseStatus::kUnsupportedL4, .src = kClientV4, .dst = kVipV4,
-                .proto = 47, .fragment = true}});
+               PacketBuilder()
+                   .ipv4({.more_fragments = true})
+                   .raw({.bytes = Bytes(8, 0), .proto = 47})
+                   .build(),
+               {.status = ParseStatus::kUnsupportedL4,
+                .src = kClientV4,
+                .dst = kVipV4,
+                .proto = 47,
+                .fragment = true}});
   f.push_back({"runt frame", Bytes(13, 0), reject(ParseStatus::kTruncated)});
   f.push_back({"empty frame", Bytes{}, reject(ParseStatus::kTruncated)});
   return f;
@@ -463,8 +533,8 @@ TEST(PacketParser, Ipv4TcpFieldsAndOffsets) {
 }
 
 TEST(PacketParser, TcpFlagsAreReported) {
-  for (uint8_t flags : {kTcpSyn, kTcpAck, uint8_t(kTcpFin | kTcpAck), kTcpRst,
-                        uint8_t(kTcpPsh | kTcpAck)}) {
+  for (uint8_t flags :
+       {kTcpSyn, kTcpAck, uint8_t(kTcpFin | kTcpAck), kTcpRst, uint8_t(kTcpPsh | kTcpAck)}) {
     const ParseResult r = parse_exact(PacketBuilder().ipv4().tcp({.flags = flags}).build());
     ASSERT_EQ(r.status, ParseStatus::kOk);
     EXPECT_EQ(r.tcp_flags, flags);
@@ -493,8 +563,8 @@ TEST(PacketParser, Ipv6FieldsAndOffsets) {
 }
 
 TEST(PacketParser, UdpPayloadExcludesEthernetPadding) {
-  const Bytes frame = PacketBuilder().ipv4().udp().payload({'h', 'i'}).trailer(Bytes(16, 0))
-                          .build();
+  const Bytes frame =
+      PacketBuilder().ipv4().udp().payload({'h', 'i'}).trailer(Bytes(16, 0)).build();
   const ParseResult r = parse_exact(frame);
   ASSERT_EQ(r.status, ParseStatus::kOk);
   EXPECT_EQ(r.payload_offset, 14 + 20 + 8);
@@ -504,7 +574,8 @@ TEST(PacketParser, UdpPayloadExcludesEthernetPadding) {
 }
 
 TEST(PacketParser, IcmpErrorsReportTypeCodeAndMtu) {
-  const Bytes v4 = PacketBuilder().ipv4({.src = kRouterV4, .dst = kVipV4})
+  const Bytes v4 = PacketBuilder()
+                       .ipv4({.src = kRouterV4, .dst = kVipV4})
                        .icmp_error(3, 4, test::head(v4_reply(SLUICE_IPPROTO_TCP), 28), 1400)
                        .build();
   ParseResult r = parse_exact(v4);
@@ -519,12 +590,14 @@ TEST(PacketParser, IcmpErrorsReportTypeCodeAndMtu) {
   EXPECT_EQ(r.payload_len, 28);
 
   // Host unreachable (code 1) carries no MTU.
-  const Bytes unreach = PacketBuilder().ipv4({.src = kRouterV4, .dst = kVipV4})
+  const Bytes unreach = PacketBuilder()
+                            .ipv4({.src = kRouterV4, .dst = kVipV4})
                             .icmp_error(3, 1, test::head(v4_reply(SLUICE_IPPROTO_TCP), 28), 1400)
                             .build();
   EXPECT_EQ(parse_exact(unreach).icmp_mtu, 0u);
 
-  const Bytes v6 = PacketBuilder().ipv6({.src = kRouterV6, .dst = kVipV6})
+  const Bytes v6 = PacketBuilder()
+                       .ipv6({.src = kRouterV6, .dst = kVipV6})
                        .icmp_error(2, 0, test::head(v6_reply(SLUICE_IPPROTO_TCP), 1232), 70000)
                        .build();
   r = parse_exact(v6);
@@ -552,9 +625,12 @@ TEST(PacketParser, LaterFragmentsReadNoL4Header) {
   EXPECT_EQ(r.l4_offset, 34);
 
   // Even a later fragment too short to hold a TCP header is fine.
-  const Bytes tiny = PacketBuilder().ipv6().ipv6_ext({.type = SLUICE_IPPROTO_FRAGMENT,
-                                                      .frag_offset = 8, .frag_id = 1})
-                         .raw({.bytes = {1, 2}, .proto = 0}).build();
+  const Bytes tiny =
+      PacketBuilder()
+          .ipv6()
+          .ipv6_ext({.type = SLUICE_IPPROTO_FRAGMENT, .frag_offset = 8, .frag_id = 1})
+          .raw({.bytes = {1, 2}, .proto = 0})
+          .build();
   Bytes t = tiny;
   t[14 + 40] = SLUICE_IPPROTO_TCP;  // the fragment header's next header
   r = parse_exact(t);
@@ -578,15 +654,27 @@ TEST(PacketParser, OneFlowOneKeyOneHash) {
   const Bytes v4_forms[] = {
       v4_tcp().build(),
       PacketBuilder().vlan({.vid = 3}).ipv4().tcp().build(),
-      PacketBuilder().vlan({.vid = 3, .tpid = SLUICE_ETH_P_8021AD}).vlan({.vid = 4}).ipv4().tcp()
+      PacketBuilder()
+          .vlan({.vid = 3, .tpid = SLUICE_ETH_P_8021AD})
+          .vlan({.vid = 4})
+          .ipv4()
+          .tcp()
           .build(),
-      PacketBuilder().ipv4({.options = {0x94, 4, 0, 0}}).tcp({.flags = kTcpAck})
-          .payload(Bytes(200, 1)).build(),
+      PacketBuilder()
+          .ipv4({.options = {0x94, 4, 0, 0}})
+          .tcp({.flags = kTcpAck})
+          .payload(Bytes(200, 1))
+          .build(),
       PacketBuilder().vlan().ipv4({.options = Bytes(12, 1)}).tcp().trailer(Bytes(9, 0)).build(),
-      PacketBuilder().ipv4({.src = kRouterV4, .dst = kVipV4})
-          .icmp_error(3, 4, test::head(v4_reply(SLUICE_IPPROTO_TCP), 28), 1400).build(),
-      PacketBuilder().vlan().ipv4({.src = kRouterV4, .dst = kVipV4})
-          .icmp_error(11, 0, v4_reply(SLUICE_IPPROTO_TCP)).build(),
+      PacketBuilder()
+          .ipv4({.src = kRouterV4, .dst = kVipV4})
+          .icmp_error(3, 4, test::head(v4_reply(SLUICE_IPPROTO_TCP), 28), 1400)
+          .build(),
+      PacketBuilder()
+          .vlan()
+          .ipv4({.src = kRouterV4, .dst = kVipV4})
+          .icmp_error(11, 0, v4_reply(SLUICE_IPPROTO_TCP))
+          .build(),
   };
   for (const Bytes& frame : v4_forms) {
     const ParseResult r = parse_exact(frame);
@@ -600,8 +688,10 @@ TEST(PacketParser, OneFlowOneKeyOneHash) {
       v6_tcp().build(),
       PacketBuilder().vlan().ipv6().ipv6_ext({.type = SLUICE_IPPROTO_DSTOPTS}).tcp().build(),
       PacketBuilder().ipv6().ipv6_ext({.type = SLUICE_IPPROTO_FRAGMENT}).tcp().build(),
-      PacketBuilder().ipv6({.src = kRouterV6, .dst = kVipV6})
-          .icmp_error(2, 0, test::head(v6_reply(SLUICE_IPPROTO_TCP), 1232), 1280).build(),
+      PacketBuilder()
+          .ipv6({.src = kRouterV6, .dst = kVipV6})
+          .icmp_error(2, 0, test::head(v6_reply(SLUICE_IPPROTO_TCP), 1232), 1280)
+          .build(),
   };
   for (const Bytes& frame : v6_forms) {
     const ParseResult r = parse_exact(frame);
@@ -614,8 +704,8 @@ TEST(PacketParser, OneFlowOneKeyOneHash) {
 TEST(PacketParser, AllFragmentsOfADatagramHashAlike) {
   const Bytes v4 = PacketBuilder().ipv4().udp().payload(Bytes(3000, 9)).build();
   const Bytes v6 = PacketBuilder().ipv6().udp().payload(Bytes(3000, 9)).build();
-  for (const auto& frags : {test::fragment_ipv4(v4, 14, 1480),
-                            test::fragment_ipv6(v6, 14, 1232, 5)}) {
+  for (const auto& frags :
+       {test::fragment_ipv4(v4, 14, 1480), test::fragment_ipv6(v6, 14, 1232, 5)}) {
     ASSERT_GE(frags.size(), 3u);
     const ParseResult first = parse_exact(frags[0]);
     for (const Bytes& fr : frags) {
@@ -655,8 +745,8 @@ TEST(PacketParser, DropReasons) {
   for (const auto& row : table) {
     SCOPED_TRACE(parse_status_name(row.status));
     EXPECT_EQ(parse_drop_reason(row.status), row.reason);
-    EXPECT_EQ(is_reject(row.status), row.reason != SLUICE_DROP_NONE &&
-                                         row.reason != SLUICE_DROP_UNSUPPORTED_L4);
+    EXPECT_EQ(is_reject(row.status),
+              row.reason != SLUICE_DROP_NONE && row.reason != SLUICE_DROP_UNSUPPORTED_L4);
     names.insert(parse_status_name(row.status));
   }
   EXPECT_EQ(names.size(), std::size(table));
