@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace sluice::test {
@@ -40,7 +41,11 @@ IpAddress ip(std::string_view text) {
                  text.data());
     std::abort();
   }
-  return r.value();
+  // IpAddress's `ip {}` zeroes only the union's first member: clear the
+  // bytes an IPv4 address leaves unused, as flow keys require.
+  IpAddress a = r.value();
+  if (!a.is_v6()) std::memset(a.ip.bytes + 4, 0, 12);
+  return a;
 }
 
 uint16_t inet_checksum(const uint8_t* data, size_t len, uint32_t sum) {
