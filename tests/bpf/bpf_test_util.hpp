@@ -24,13 +24,13 @@ bool bpf_required();
 
 /// Skips the current test (or fails it, when bpf_required()) if BPF is
 /// unavailable. Use at the top of SetUp or a test body.
-#define SLUICE_SKIP_WITHOUT_BPF()                                                  \
-  do {                                                                             \
-    const std::string why_ = ::sluice::test::bpf_unavailable_reason();             \
-    if (!why_.empty()) {                                                           \
-      if (::sluice::test::bpf_required()) FAIL() << "BPF required: " << why_;      \
-      GTEST_SKIP() << "BPF unavailable: " << why_;                                 \
-    }                                                                              \
+#define SLUICE_SKIP_WITHOUT_BPF()                                             \
+  do {                                                                        \
+    const std::string why_ = ::sluice::test::bpf_unavailable_reason();        \
+    if (!why_.empty()) {                                                      \
+      if (::sluice::test::bpf_required()) FAIL() << "BPF required: " << why_; \
+      GTEST_SKIP() << "BPF unavailable: " << why_;                            \
+    }                                                                         \
   } while (0)
 
 /// One run of an XDP program over a frame (BPF_PROG_TEST_RUN, repeat 1).

@@ -68,8 +68,9 @@ PacketCraft to_backend4() {
   return PacketCraft().eth(kBackendMac, kGatewayMac).ipv4(ip("10.255.0.7"), ip("10.1.0.1")).df();
 }
 PacketCraft to_backend6() {
-  return PacketCraft().eth(kBackendMac, kGatewayMac).ipv6(ip("2001:db8:ffff::7"),
-                                                          ip("2001:db8:1::1"));
+  return PacketCraft()
+      .eth(kBackendMac, kGatewayMac)
+      .ipv6(ip("2001:db8:ffff::7"), ip("2001:db8:1::1"));
 }
 
 struct Row {
@@ -79,10 +80,13 @@ struct Row {
 };
 
 TEST_F(DecapTest, FixtureTable) {
-  const Bytes inner4 = PacketCraft().ipv4(ip("192.0.2.10"), ip("10.0.0.1")).tcp(40000, 80)
-                           .payload(16).build();
-  const Bytes inner6 = PacketCraft().ipv6(ip("2001:db8:c::10"), ip("2001:db8::1")).tcp(40000, 443)
-                           .payload(16).build();
+  const Bytes inner4 =
+      PacketCraft().ipv4(ip("192.0.2.10"), ip("10.0.0.1")).tcp(40000, 80).payload(16).build();
+  const Bytes inner6 = PacketCraft()
+                           .ipv6(ip("2001:db8:c::10"), ip("2001:db8::1"))
+                           .tcp(40000, 443)
+                           .payload(16)
+                           .build();
   const Bytes l2_4 = eth_header(kBackendMac, kGatewayMac, Bytes(14), 0, SLUICE_ETH_P_IP);
   const Bytes l2_6 = eth_header(kBackendMac, kGatewayMac, Bytes(14), 0, SLUICE_ETH_P_IPV6);
   const auto wrap4 = [](PacketCraft c, const Bytes& inner, uint8_t proto) {
@@ -95,8 +99,13 @@ TEST_F(DecapTest, FixtureTable) {
       {"IPv4-in-IPv6", wrap4(to_backend6(), inner4, SLUICE_IPPROTO_IPIP), cat({l2_4, inner4})},
       {"IPv6-in-IPv4", wrap4(to_backend4(), inner6, SLUICE_IPPROTO_IPV6), cat({l2_6, inner6})},
       {"IPv4-in-IPv4 behind a VLAN tag, kept",
-       PacketCraft().eth(kBackendMac, kGatewayMac).vlan(7).ipv4(ip("10.255.0.7"), ip("10.1.0.1"))
-           .ip_proto(SLUICE_IPPROTO_IPIP).payload(inner4).build(),
+       PacketCraft()
+           .eth(kBackendMac, kGatewayMac)
+           .vlan(7)
+           .ipv4(ip("10.255.0.7"), ip("10.1.0.1"))
+           .ip_proto(SLUICE_IPPROTO_IPIP)
+           .payload(inner4)
+           .build(),
        cat({PacketCraft().eth(kBackendMac, kGatewayMac).vlan(7).ethertype(SLUICE_ETH_P_IP).build(),
             inner4})},
       {"inner destination is no VIP of this backend",
@@ -105,22 +114,33 @@ TEST_F(DecapTest, FixtureTable) {
              SLUICE_IPPROTO_IPIP),
        {}},
       {"inner protocol field says IPv6, header is IPv4",
-       wrap4(to_backend4(), inner4, SLUICE_IPPROTO_IPV6), {}},
-      {"plain TCP to the VIP", PacketCraft().eth(kBackendMac, kGatewayMac)
-                                   .ipv4(ip("192.0.2.10"), ip("10.0.0.1")).tcp(40000, 80).build(),
+       wrap4(to_backend4(), inner4, SLUICE_IPPROTO_IPV6),
        {}},
-      {"outer IPv4 with options",
-       to_backend4().ip_options({0x94, 0x04, 0, 0}).ip_proto(SLUICE_IPPROTO_IPIP).payload(inner4)
+      {"plain TCP to the VIP",
+       PacketCraft()
+           .eth(kBackendMac, kGatewayMac)
+           .ipv4(ip("192.0.2.10"), ip("10.0.0.1"))
+           .tcp(40000, 80)
            .build(),
        {}},
-      {"outer IPv4 fragment", to_backend4().frag(0, true).ip_proto(SLUICE_IPPROTO_IPIP)
-                                  .payload(inner4).build(),
+      {"outer IPv4 with options",
+       to_backend4()
+           .ip_options({0x94, 0x04, 0, 0})
+           .ip_proto(SLUICE_IPPROTO_IPIP)
+           .payload(inner4)
+           .build(),
+       {}},
+      {"outer IPv4 fragment",
+       to_backend4().frag(0, true).ip_proto(SLUICE_IPPROTO_IPIP).payload(inner4).build(),
        {}},
       {"inner header cut short",
-       wrap4(to_backend4(), slice(inner4, 0, 12), SLUICE_IPPROTO_IPIP), {}},
+       wrap4(to_backend4(), slice(inner4, 0, 12), SLUICE_IPPROTO_IPIP),
+       {}},
       {"outer IPv6 with an extension header",
-       to_backend6().ext6(60).ip_proto(SLUICE_IPPROTO_IPV6).payload(inner6).build(), {}},
-      {"ARP", PacketCraft().eth(kBackendMac, kGatewayMac).ethertype(0x0806).payload(28).build(),
+       to_backend6().ext6(60).ip_proto(SLUICE_IPPROTO_IPV6).payload(inner6).build(),
+       {}},
+      {"ARP",
+       PacketCraft().eth(kBackendMac, kGatewayMac).ethertype(0x0806).payload(28).build(),
        {}},
   };
 
@@ -158,13 +178,20 @@ class RoundTripTest : public LbFixture {
 TEST_F(RoundTripTest, LbThenDecapGivesBackTheClientPacket) {
   const PacketCraft client = PacketCraft().eth(kLbMac, kRouterMac);
   const std::vector<std::pair<Bytes, size_t>> inputs = {
-      {PacketCraft(client).ipv4(ip("192.0.2.10"), ip("10.0.0.1")).tcp(40000, 80).payload(100)
-           .build(), 0},
-      {PacketCraft(client).ipv4(ip("192.0.2.10"), ip("10.0.0.3")).tcp(40000, 80).build(), 0},
-      {PacketCraft(client).vlan(5).ipv6(ip("2001:db8:c::10"), ip("2001:db8::1")).tcp(40000, 443)
-           .build(), 1},
-      {PacketCraft(client).ipv6(ip("2001:db8:c::10"), ip("2001:db8::3")).tcp(40000, 80).build(),
+      {PacketCraft(client)
+           .ipv4(ip("192.0.2.10"), ip("10.0.0.1"))
+           .tcp(40000, 80)
+           .payload(100)
+           .build(),
        0},
+      {PacketCraft(client).ipv4(ip("192.0.2.10"), ip("10.0.0.3")).tcp(40000, 80).build(), 0},
+      {PacketCraft(client)
+           .vlan(5)
+           .ipv6(ip("2001:db8:c::10"), ip("2001:db8::1"))
+           .tcp(40000, 443)
+           .build(),
+       1},
+      {PacketCraft(client).ipv6(ip("2001:db8:c::10"), ip("2001:db8::3")).tcp(40000, 80).build(), 0},
   };
   for (const auto& [in, ntags] : inputs) {
     const XdpRun lb = run(in);

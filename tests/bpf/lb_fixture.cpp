@@ -13,21 +13,24 @@ namespace sluice::test {
 namespace {
 
 const char* const kStatNames[] = {
-    "rx_packets", "rx_bytes", "tx_packets", "pass_packets", "flow_hits", "flow_misses",
-    "flow_insert_failed", "icmp_too_big_sent", "drops[NONE]", "drops[TRUNCATED]",
-    "drops[BAD_L2]", "drops[BAD_IPV4]", "drops[BAD_IPV6]", "drops[BAD_L4]", "drops[BAD_ICMP]",
-    "drops[UNSUPPORTED_L4]", "drops[NO_BACKEND]", "drops[ENCAP_NO_ROOM]", "drops[TOO_BIG]",
-    "drops[TX_FAILED]",
+    "rx_packets",         "rx_bytes",
+    "tx_packets",         "pass_packets",
+    "flow_hits",          "flow_misses",
+    "flow_insert_failed", "icmp_too_big_sent",
+    "drops[NONE]",        "drops[TRUNCATED]",
+    "drops[BAD_L2]",      "drops[BAD_IPV4]",
+    "drops[BAD_IPV6]",    "drops[BAD_L4]",
+    "drops[BAD_ICMP]",    "drops[UNSUPPORTED_L4]",
+    "drops[NO_BACKEND]",  "drops[ENCAP_NO_ROOM]",
+    "drops[TOO_BIG]",     "drops[TX_FAILED]",
 };
 static_assert(sizeof(kStatNames) / sizeof(kStatNames[0]) * 8 == sizeof(sluice_global_stats),
               "a name for every counter");
 
-const IpAddress kSrcV4 = ip("10.255.0.0");      // outer source base (low bits: entropy)
+const IpAddress kSrcV4 = ip("10.255.0.0");  // outer source base (low bits: entropy)
 const IpAddress kSrcV6 = ip("2001:db8:ffff::");
 
-uint16_t be16(const Bytes& b, size_t at) {
-  return static_cast<uint16_t>(b[at] << 8 | b[at + 1]);
-}
+uint16_t be16(const Bytes& b, size_t at) { return static_cast<uint16_t>(b[at] << 8 | b[at + 1]); }
 
 }  // namespace
 
@@ -123,10 +126,10 @@ void LbFixture::provision_world() {
   add_vip({"10.0.0.2", 0, kTcp, 4, 0, {1, 2, 3}});
   add_vip({"2001:db8::1", 443, kTcp, 5, 0, {11, 12}});
   add_vip({"2001:db8::1", 0, kUdp, 6, 0, {11, 12}});
-  add_vip({"10.0.0.3", 80, kTcp, 7, 0, {11, 12}});    // IPv4 VIP, IPv6 backends
-  add_vip({"2001:db8::3", 80, kTcp, 8, 0, {1, 2}});   // IPv6 VIP, IPv4 backends
+  add_vip({"10.0.0.3", 80, kTcp, 7, 0, {11, 12}});   // IPv4 VIP, IPv6 backends
+  add_vip({"2001:db8::3", 80, kTcp, 8, 0, {1, 2}});  // IPv6 VIP, IPv4 backends
   add_vip({"10.0.0.4", 80, kTcp, 9, SLUICE_VIP_HASH_SRC_ONLY, {1, 2, 3}});
-  add_vip({"10.0.0.5", 80, kTcp, 10, 0, {}});          // no backend
+  add_vip({"10.0.0.5", 80, kTcp, 10, 0, {}});  // no backend
 }
 
 void LbFixture::add_backend(uint32_t id, std::string_view addr, uint8_t flags) {

@@ -26,9 +26,9 @@ inline constexpr uint32_t kSeed = 0x5eed1234;  // rodata sluice_hash_seed
 inline constexpr uint32_t kTableSize = 1031;   // Maglev M of every test VIP (prime)
 inline constexpr uint16_t kMtu = 1500;
 inline constexpr uint8_t kEntropyBits = 8;
-inline constexpr Mac kLbMac{0x02, 0x00, 0x00, 0x00, 0x00, 0x01};      // this interface
-inline constexpr Mac kRouterMac{0x02, 0x00, 0x00, 0x00, 0x00, 0xfe};  // where packets come from
-inline constexpr Mac kGatewayMac{0x02, 0x00, 0x00, 0x00, 0x00, 0xfd}; // the static next hop
+inline constexpr Mac kLbMac{0x02, 0x00, 0x00, 0x00, 0x00, 0x01};       // this interface
+inline constexpr Mac kRouterMac{0x02, 0x00, 0x00, 0x00, 0x00, 0xfe};   // where packets come from
+inline constexpr Mac kGatewayMac{0x02, 0x00, 0x00, 0x00, 0x00, 0xfd};  // the static next hop
 
 inline constexpr uint8_t kTcp = SLUICE_IPPROTO_TCP;
 inline constexpr uint8_t kUdp = SLUICE_IPPROTO_UDP;
@@ -98,9 +98,9 @@ class LbFixture : public ::testing::Test {
 
   std::optional<CpuPin> pin_;
   std::optional<LbSkeleton> skel_;
-  std::map<uint32_t, sluice_backend> backends_;          // by id
-  std::map<uint32_t, VipSpec> vips_;                     // by vip_id
-  std::map<uint32_t, std::vector<uint32_t>> tables_;     // by vip_id, M slots each
+  std::map<uint32_t, sluice_backend> backends_;       // by id
+  std::map<uint32_t, VipSpec> vips_;                  // by vip_id
+  std::map<uint32_t, std::vector<uint32_t>> tables_;  // by vip_id, M slots each
 };
 
 }  // namespace sluice::test

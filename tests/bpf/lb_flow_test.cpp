@@ -26,7 +26,10 @@ uint32_t now_ms() {
 }
 
 Bytes tcp_packet(const std::string& client, uint16_t port, uint8_t flags = 0x10) {
-  return PacketCraft().eth(kLbMac, kRouterMac).ipv4(ip(client), ip(kVip)).tcp(port, 80, flags)
+  return PacketCraft()
+      .eth(kLbMac, kRouterMac)
+      .ipv4(ip(client), ip(kVip))
+      .tcp(port, 80, flags)
       .build();
 }
 
@@ -117,7 +120,8 @@ TEST_F(LbFlowTest, EstablishedFlowSticksAcrossATableSwap) {
   EXPECT_EQ(send("192.0.2.31", 40000), before) << "established flow moved by a table swap";
   EXPECT_EQ(send("192.0.2.32", 40000), probation_before) << "probation flow moved by a table swap";
   const auto fresh = flow_key("192.0.2.33", 40000, kVip, 80, kTcp);
-  EXPECT_EQ(send("192.0.2.33", 40000, 0x02), choice(kVipId, fresh)) << "new flows use the new table";
+  EXPECT_EQ(send("192.0.2.33", 40000, 0x02), choice(kVipId, fresh))
+      << "new flows use the new table";
 }
 
 TEST_F(LbFlowTest, IcmpErrorFollowsTheFlowNotTheCurrentTable) {
@@ -128,8 +132,12 @@ TEST_F(LbFlowTest, IcmpErrorFollowsTheFlowNotTheCurrentTable) {
   publish_table(kVipId, {2, 3, 1});
   ASSERT_NE(choice(kVipId, key), b);
 
-  const Bytes err = PacketCraft().eth(kLbMac, kRouterMac).ipv4(ip("198.51.100.1"), ip(kVip))
-                        .icmp(3, 4, 1400).ipv4(ip(kVip), ip("192.0.2.41")).tcp(80, 40000, 0x10)
+  const Bytes err = PacketCraft()
+                        .eth(kLbMac, kRouterMac)
+                        .ipv4(ip("198.51.100.1"), ip(kVip))
+                        .icmp(3, 4, 1400)
+                        .ipv4(ip(kVip), ip("192.0.2.41"))
+                        .tcp(80, 40000, 0x10)
                         .build();
   EXPECT_EQ(backend_of(run(err)), b);
 }
@@ -140,7 +148,10 @@ TEST_F(LbFlowTest, DrainedBackendKeepsItsFlows) {
   send("192.0.2.34", 40000, 0x02);
   send("192.0.2.34", 40000);
 
-  add_backend(b, b == 1 ? "10.1.0.1" : b == 2 ? "10.1.0.2" : "10.1.0.3",
+  add_backend(b,
+              b == 1   ? "10.1.0.1"
+              : b == 2 ? "10.1.0.2"
+                       : "10.1.0.3",
               SLUICE_BACKEND_VALID | SLUICE_BACKEND_DRAINING);
   std::vector<uint32_t> rest;
   for (uint32_t id : {1u, 2u, 3u})
@@ -212,8 +223,8 @@ TEST_F(LbFlowTest, IdleEntriesExpire) {
   v.last_seen = now_ms() - skel()->rodata->sluice_udp_idle_ms - 1000;
   v.state = SLUICE_FLOW_PROBATION;
   ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_newflows), &udp, &v, BPF_ANY), 0);
-  const XdpRun r = run(PacketCraft().eth(kLbMac, kRouterMac).ipv4(ip("192.0.2.40"), ip(kVip))
-                           .udp(5353, 53).build());
+  const XdpRun r = run(
+      PacketCraft().eth(kLbMac, kRouterMac).ipv4(ip("192.0.2.40"), ip(kVip)).udp(5353, 53).build());
   EXPECT_EQ(backend_of(r), choice(2, udp));
 }
 

@@ -54,9 +54,16 @@ uint16_t inet_checksum(const uint8_t* data, size_t len, uint32_t sum) {
   return static_cast<uint16_t>(~s & 0xffffu);
 }
 
-uint32_t ipv6_pseudo_sum(const IpAddress& src, const IpAddress& dst, uint32_t len, uint8_t nexthdr) {
-  uint8_t tail[8] = {static_cast<uint8_t>(len >> 24), static_cast<uint8_t>(len >> 16),
-                     static_cast<uint8_t>(len >> 8), static_cast<uint8_t>(len), 0, 0, 0, nexthdr};
+uint32_t ipv6_pseudo_sum(const IpAddress& src, const IpAddress& dst, uint32_t len,
+                         uint8_t nexthdr) {
+  uint8_t tail[8] = {static_cast<uint8_t>(len >> 24),
+                     static_cast<uint8_t>(len >> 16),
+                     static_cast<uint8_t>(len >> 8),
+                     static_cast<uint8_t>(len),
+                     0,
+                     0,
+                     0,
+                     nexthdr};
   uint32_t s = sum_words(src.ip.bytes, 16, 0);
   s = sum_words(dst.ip.bytes, 16, s);
   return sum_words(tail, sizeof tail, s);
@@ -217,13 +224,20 @@ PacketCraft& PacketCraft::payload(size_t len, uint8_t fill) {
 int PacketCraft::proto_of(const Layer& next, const Layer* ip) {
   const bool v6 = ip != nullptr && ip->kind == Kind::kIpv6;
   switch (next.kind) {
-    case Kind::kTcp: return 6;
-    case Kind::kUdp: return 17;
-    case Kind::kIcmp: return v6 ? 58 : 1;
-    case Kind::kIpv4: return 4;
-    case Kind::kIpv6: return 41;
-    case Kind::kExt6: return next.type;
-    default: return 59;
+    case Kind::kTcp:
+      return 6;
+    case Kind::kUdp:
+      return 17;
+    case Kind::kIcmp:
+      return v6 ? 58 : 1;
+    case Kind::kIpv4:
+      return 4;
+    case Kind::kIpv6:
+      return 41;
+    case Kind::kExt6:
+      return next.type;
+    default:
+      return 59;
   }
 }
 
@@ -279,8 +293,8 @@ Bytes PacketCraft::build() const {
         break;
       }
       case Kind::kExt6: {
-        const uint8_t nh = static_cast<uint8_t>(
-            l.proto >= 0 ? l.proto : (next ? proto_of(*next, ip_of[k]) : 59));
+        const uint8_t nh =
+            static_cast<uint8_t>(l.proto >= 0 ? l.proto : (next ? proto_of(*next, ip_of[k]) : 59));
         h.assign(l.a, 0);
         h[0] = nh;
         if (l.type == 44) {
@@ -298,10 +312,10 @@ Bytes PacketCraft::build() const {
         break;
       }
       case Kind::kIpv4: {
-        const uint8_t proto = static_cast<uint8_t>(
-            l.proto >= 0 ? l.proto : (next ? proto_of(*next, &l) : 255));
-        const uint16_t total = static_cast<uint16_t>(
-            l.length >= 0 ? l.length : 20 + l.bytes.size() + inner.size());
+        const uint8_t proto =
+            static_cast<uint8_t>(l.proto >= 0 ? l.proto : (next ? proto_of(*next, &l) : 255));
+        const uint16_t total =
+            static_cast<uint16_t>(l.length >= 0 ? l.length : 20 + l.bytes.size() + inner.size());
         h = ipv4_header(l.ip_src, l.ip_dst, proto, 0, l.tos, l.ttl, l.frag, l.b);
         h[0] = static_cast<uint8_t>(0x40 | (5 + l.bytes.size() / 4));
         h.insert(h.end(), l.bytes.begin(), l.bytes.end());
@@ -311,8 +325,8 @@ Bytes PacketCraft::build() const {
         break;
       }
       case Kind::kIpv6: {
-        const uint8_t nh = static_cast<uint8_t>(
-            l.proto >= 0 ? l.proto : (next ? proto_of(*next, &l) : 59));
+        const uint8_t nh =
+            static_cast<uint8_t>(l.proto >= 0 ? l.proto : (next ? proto_of(*next, &l) : 59));
         const uint16_t plen = static_cast<uint16_t>(l.length >= 0 ? l.length : inner.size());
         h = ipv6_header(l.ip_src, l.ip_dst, nh, plen, l.tos, l.label, l.ttl);
         break;
@@ -357,8 +371,8 @@ Bytes ipv4_header(const IpAddress& src, const IpAddress& dst, uint8_t proto, uin
   return h;
 }
 
-Bytes ipv6_header(const IpAddress& src, const IpAddress& dst, uint8_t nexthdr,
-                  uint16_t payload_len, uint8_t tclass, uint32_t flow_label, uint8_t hop_limit) {
+Bytes ipv6_header(const IpAddress& src, const IpAddress& dst, uint8_t nexthdr, uint16_t payload_len,
+                  uint8_t tclass, uint32_t flow_label, uint8_t hop_limit) {
   Bytes h(40, 0);
   put32(h, 0, 0x60000000u | static_cast<uint32_t>(tclass) << 20 | (flow_label & 0xfffff));
   put16(h, 4, payload_len);

@@ -42,10 +42,10 @@ class PacketCraft {
   PacketCraft& ipv4(const IpAddress& src, const IpAddress& dst);
   PacketCraft& ipv6(const IpAddress& src, const IpAddress& dst);
   /// Modifiers of the last IP layer.
-  PacketCraft& tos(uint8_t tos);      ///< IPv4 TOS / IPv6 traffic class
-  PacketCraft& ttl(uint8_t ttl);      ///< default 64
-  PacketCraft& df();                  ///< IPv4 don't-fragment
-  PacketCraft& id(uint16_t id);       ///< IPv4 identification (default 0)
+  PacketCraft& tos(uint8_t tos);  ///< IPv4 TOS / IPv6 traffic class
+  PacketCraft& ttl(uint8_t ttl);  ///< default 64
+  PacketCraft& df();              ///< IPv4 don't-fragment
+  PacketCraft& id(uint16_t id);   ///< IPv4 identification (default 0)
   PacketCraft& flow_label(uint32_t label);
   PacketCraft& ip_proto(uint8_t proto);           ///< overrides the derived protocol
   PacketCraft& ip_options(const Bytes& options);  ///< IPv4, padded to 4 bytes with EOL
@@ -105,8 +105,8 @@ class PacketCraft {
 Bytes ipv4_header(const IpAddress& src, const IpAddress& dst, uint8_t proto, uint16_t payload_len,
                   uint8_t tos, uint8_t ttl, uint16_t frag_field, uint16_t id = 0);
 /// A 40-byte IPv6 header.
-Bytes ipv6_header(const IpAddress& src, const IpAddress& dst, uint8_t nexthdr,
-                  uint16_t payload_len, uint8_t tclass, uint32_t flow_label, uint8_t hop_limit);
+Bytes ipv6_header(const IpAddress& src, const IpAddress& dst, uint8_t nexthdr, uint16_t payload_len,
+                  uint8_t tclass, uint32_t flow_label, uint8_t hop_limit);
 /// An Ethernet header with `tags` copied from the frame `like` (its VLAN
 /// tags, if any) and a new EtherType.
 Bytes eth_header(const Mac& dst, const Mac& src, const Bytes& like, size_t ntags, uint16_t type);
