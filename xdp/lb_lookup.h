@@ -23,12 +23,15 @@
 #define LB_FLOW_HIT 1  /* an established or probation entry gave it */
 #define LB_FLOW_MISS 2 /* Maglev gave it */
 
+/* lb_state.vip_id / backend_slot before they are known. */
+#define LB_NONE 0xffffffffu
+
 /* Everything one packet's counters need, filled along the path and counted
  * at the single exit point. */
 struct lb_state {
 	struct lb_packet pkt;
-	__u32 vip_id;       /* the VIP's id once found, else SLUICE_BACKEND_NONE */
-	__u32 backend_slot; /* the chosen backend's slot once found, else SLUICE_BACKEND_NONE */
+	__u32 vip_id;       /* the VIP's id once found, else LB_NONE */
+	__u32 backend_slot; /* the chosen backend's slot once found, else LB_NONE */
 	__u8 flow;          /* LB_FLOW_* */
 	__u8 new_flow;      /* Maglev placed a flow (not an ICMP error) */
 	__u8 insert_failed; /* the flow could not be stored */

@@ -117,7 +117,7 @@ static __always_inline int lb_account(const struct lb_state *st, int ret)
 		g->flow_insert_failed += st->insert_failed;
 		g->icmp_too_big_sent += st->icmp_sent;
 	}
-	if (st->vip_id != SLUICE_BACKEND_NONE) {
+	if (st->vip_id != LB_NONE) {
 		key = st->vip_id;
 		vs = bpf_map_lookup_elem(&sluice_vipstats, &key);
 		if (vs) {
@@ -130,7 +130,7 @@ static __always_inline int lb_account(const struct lb_state *st, int ret)
 			vs->new_flows += st->new_flow;
 		}
 	}
-	if (st->backend_slot != SLUICE_BACKEND_NONE && ret >= 0) {
+	if (st->backend_slot != LB_NONE && ret >= 0) {
 		key = st->backend_slot;
 		bs = bpf_map_lookup_elem(&sluice_bkstats, &key);
 		if (bs) {
@@ -148,8 +148,8 @@ SEC("xdp")
 int sluice_lb(struct xdp_md *ctx)
 {
 	struct lb_state st = {
-		.vip_id = SLUICE_BACKEND_NONE,
-		.backend_slot = SLUICE_BACKEND_NONE,
+		.vip_id = LB_NONE,
+		.backend_slot = LB_NONE,
 	};
 
 	return lb_account(&st, lb_process(ctx, &st));
