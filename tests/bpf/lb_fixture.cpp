@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// LbFixture: provisioning and predictions for the sluice_lb tests.
+#include "tests/bpf/lb_fixture.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace sluice::test {
+namespace {
+
+const char* const kStatNames[] = {
+    "rx_packets",         "rx_bytes",
+    "tx_packets",         "pass_packets",
+    "flow_hits",          "flow_misses",
+    "flow_insert_failed", "icmp_too_big_sent",
+    "drops[NONE]",        "drops[TRUNCATED]",
+    "drops[BAD_L2]",      "drops[BAD_IPV4]",
+    "drops[BAD_IPV6]",    "drops[BAD_L4]",
+    "drops[BAD_ICMP]",    "drops[UNSUPPORTED_L4]",
+    "drops[NO_BACKEND]",  "drops[ENCAP_NO_ROOM]",
+    "drops[TOO_BIG]",     "drops[TX_FAILED]",
+};
+static_assert(sizeof(kStatNames) / sizeof(kStatNames[0]) * 8 == sizeof(sluice_global_stats),
+              "a name for every counter");
+
+const IpAddress kSrcV4 = ip("10.255.0.0");  // outer source base (low bits: entropy)
+const IpAddress kSrcV6 = ip("2001:db8:ffff::");
+
+uint16_t be16(const Bytes& b, size_t at) { return static_cast<uint16_t>(b[at] << 8 | b[at + 1]); }
+
+}  // namespace
+
+sluice_flow_key flow_key(std::string_view client, uint16_t cport, std::string_view vip,
+                         uint16_t vport, uint8_t proto) {
+  sluice_flow_key k{};
+  const IpAddress c = ip(client);
+  const IpAddress v = ip(vip);
+  k.src = c.ip;
+  k.dst = v.ip;
+  k.sport = sl_htons(cport);
+  k.dport = sl_htons(vport);
+  k.proto = proto;
+  k.family = c.family;
+  return k;
+}
+
+sluice_global_stats forwarded(size_t frame_len, bool hit) {
+  sluice_global_stats s{};
+  s.rx_packets = 1;
+  s.rx_bytes = frame_len;
+  s.tx_packets = 1;
+  (hit ? s.flow_hits : s.flow_misses) = 1;
+  return s;
+}
+
+sluice_global_stats passed(size_t frame_len) {
+  sluice_global_stats s{};
+  s.rx_packets = 1;
+  s.rx_bytes = frame_len;
+  s.pass_packets = 1;
+  return s;
+}
+
+sluice_global_stats dropped(size_t frame_len, sluice_drop_reason reason) {
+  sluice_global_stats s{};
+  s.rx_packets = 1;
+  s.rx_bytes = frame_len;
+  s.drops[reason] = 1;
+  return s;
+}
+
+void expect_stats_delta(const sluice_global_stats& before, const sluice_global_stats& after,
+                        const sluice_global_stats& want) {
+  uint64_t b[sizeof before / 8], a[sizeof after / 8], w[sizeof want / 8];
+  std::memcpy(b, &before, sizeof b);
+  std::memcpy(a, &after, sizeof a);
+  std::memcpy(w, &want, sizeof w);
+  for (size_t i = 0; i < sizeof b / 8; ++i)
+    EXPECT_EQ(a[i] - b[i], w[i]) << "global counter " << kStatNames[i];
+}
+
+void LbFixture::SetUp() {
+  SLUICE_SKIP_WITHOUT_BPF();
+  pin_.emplace();
+  ASSERT_GE(pin_->cpu(), 0) << "cannot pin the test to one CPU";
+  auto opened = LbSkeleton::open("sluice_lb");
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  skel_.emplace(std::move(opened.value()));
+  skel()->rodata->sluice_hash_seed = kSeed;
+  before_load(skel());
+  ASSERT_EQ(skel_->load(), 0) << "the verifier rejected sluice_lb (log above)";
+
+  sluice_encap_config cfg{};
+  cfg.src_v4 = kSrcV4.ip;
+  cfg.src_v6 = kSrcV6.ip;
+  cfg.mtu = kMtu;
+  cfg.entropy_bits = kEntropyBits;
+  const uint32_t zero = 0;
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_encap), &zero, &cfg, BPF_ANY), 0);
+  set_next_hop(kGatewayMac, kLbMac);
+}
+
+void LbFixture::set_next_hop(const Mac& dst, const Mac& src) {
+  sluice_next_hop nh{};
+  std::memcpy(nh.dst_mac, dst.data(), 6);
+  std::memcpy(nh.src_mac, src.data(), 6);
+  const uint32_t zero = 0;
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_next_hop), &zero, &nh, BPF_ANY), 0);
+}
+
+int LbFixture::fd(bpf_map* map) const { return bpf_map__fd(map); }
+
+void LbFixture::provision_world() {
+  add_backend(1, "10.1.0.1");
+  add_backend(2, "10.1.0.2");
+  add_backend(3, "10.1.0.3");
+  add_backend(11, "2001:db8:1::1");
+  add_backend(12, "2001:db8:1::2");
+  add_vip({"10.0.0.1", 80, kTcp, 1, 0, {1, 2, 3}});
+  add_vip({"10.0.0.1", 53, kUdp, 2, 0, {1, 2, 3}});
+  add_vip({"10.0.0.2", 0, kUdp, 3, 0, {1, 2, 3}});  // every port
+  add_vip({"10.0.0.2", 0, kTcp, 4, 0, {1, 2, 3}});
+  add_vip({"2001:db8::1", 443, kTcp, 5, 0, {11, 12}});
+  add_vip({"2001:db8::1", 0, kUdp, 6, 0, {11, 12}});
+  add_vip({"10.0.0.3", 80, kTcp, 7, 0, {11, 12}});   // IPv4 VIP, IPv6 backends
+  add_vip({"2001:db8::3", 80, kTcp, 8, 0, {1, 2}});  // IPv6 VIP, IPv4 backends
+  add_vip({"10.0.0.4", 80, kTcp, 9, SLUICE_VIP_HASH_SRC_ONLY, {1, 2, 3}});
+  add_vip({"10.0.0.5", 80, kTcp, 10, 0, {}});  // no backend
+}
+
+void LbFixture::add_backend(uint32_t id, std::string_view addr, uint8_t flags) {
+  const IpAddress a = ip(addr);
+  sluice_backend b{};
+  b.addr = a.ip;
+  b.id = id;
+  b.family = a.family;
+  b.flags = flags;
+  backends_[id] = b;
+  set_backend(id & (SLUICE_MAX_BACKENDS - 1), b);
+}
+
+void LbFixture::set_backend(uint32_t slot, const sluice_backend& b) {
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_backends), &slot, &b, BPF_ANY), 0);
+}
+
+void LbFixture::add_vip(const VipSpec& v) {
+  const IpAddress a = ip(v.addr);
+  sluice_vip_key k{};
+  k.addr = a.ip;
+  k.port = sl_htons(v.port);
+  k.proto = v.proto;
+  k.family = a.family;
+  sluice_vip_meta m{};
+  m.vip_id = v.vip_id;
+  m.flags = v.flags;
+  m.table_size = kTableSize;
+  vips_[v.vip_id] = v;
+  publish_table(v.vip_id, v.backends);
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_vips), &k, &m, BPF_ANY), 0);
+}
+
+void LbFixture::publish_table(uint32_t vip_id, const std::vector<uint32_t>& backends) {
+  // TODO(lead): fill from the core's Maglev builder when it lands.
+  std::vector<uint32_t> table(kTableSize, SLUICE_BACKEND_NONE);
+  for (size_t i = 0; i < table.size() && !backends.empty(); ++i)
+    table[i] = backends[i % backends.size()];
+  bpf_map_create_opts opts{};
+  opts.sz = sizeof(opts);
+  opts.map_flags = BPF_F_INNER_MAP;
+  Fd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, "sluice_mgl_tbl", 4, 4, kTableSize, &opts));
+  ASSERT_GE(inner.get(), 0) << std::strerror(errno);
+  std::vector<uint32_t> keys(kTableSize);
+  for (uint32_t i = 0; i < kTableSize; ++i) keys[i] = i;
+  uint32_t count = kTableSize;
+  ASSERT_EQ(bpf_map_update_batch(inner.get(), keys.data(), table.data(), &count, nullptr), 0)
+      << std::strerror(errno);
+  // The swap: one update of the outer slot; the old table goes when no
+  // packet can read it any more.
+  const int inner_fd = inner.get();
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_maglev), &vip_id, &inner_fd, BPF_ANY), 0)
+      << std::strerror(errno);
+  tables_[vip_id] = std::move(table);
+}
+
+uint32_t LbFixture::hash_of(uint32_t vip_id, const sluice_flow_key& key) const {
+  if (vips_.at(vip_id).flags & SLUICE_VIP_HASH_SRC_ONLY) return sluice_flow_hash_src(&key, kSeed);
+  return sluice_flow_hash(&key, kSeed);
+}
+
+uint32_t LbFixture::choice(uint32_t vip_id, const sluice_flow_key& key) const {
+  const auto& t = tables_.at(vip_id);
+  return t[hash_of(vip_id, key) % t.size()];
+}
+
+Bytes LbFixture::encapsulated(const Bytes& in, size_t ntags, uint32_t backend_id,
+                              uint32_t hash) const {
+  const Bytes l3 = slice(in, 14 + 4 * ntags);
+  const bool inner6 = (l3.at(0) >> 4) == 6;
+  const uint16_t inner_len = inner6 ? static_cast<uint16_t>(40 + be16(l3, 4)) : be16(l3, 2);
+  const uint8_t tos = inner6 ? static_cast<uint8_t>((l3[0] & 0xf) << 4 | l3[1] >> 4) : l3[1];
+  const uint8_t proto = inner6 ? SLUICE_IPPROTO_IPV6 : SLUICE_IPPROTO_IPIP;
+  const sluice_backend& b = backends_.at(backend_id);
+  IpAddress dst;
+  dst.ip = b.addr;
+  dst.family = b.family;
+  if (b.family == SLUICE_FAMILY_IPV4) {
+    IpAddress src = kSrcV4;
+    src.ip.bytes[3] = static_cast<uint8_t>(hash);  // kEntropyBits == 8
+    return cat({eth_header(kGatewayMac, kLbMac, in, ntags, SLUICE_ETH_P_IP),
+                ipv4_header(src, dst, proto, inner_len, tos, 64, 0x4000), l3});
+  }
+  IpAddress src = kSrcV6;
+  src.ip.bytes[15] = static_cast<uint8_t>(hash);
+  return cat({eth_header(kGatewayMac, kLbMac, in, ntags, SLUICE_ETH_P_IPV6),
+              ipv6_header(src, dst, proto, inner_len, tos, hash & 0xfffff, 64), l3});
+}
+
+Bytes LbFixture::forwarded_frame(const Bytes& in, size_t ntags, uint32_t vip_id,
+                                 const sluice_flow_key& key) const {
+  return encapsulated(in, ntags, choice(vip_id, key), hash_of(vip_id, key));
+}
+
+XdpRun LbFixture::run(const Bytes& in) {
+  XdpRun r = run_xdp(bpf_program__fd(skel()->progs.sluice_lb), in);
+  EXPECT_EQ(r.err, 0) << "BPF_PROG_TEST_RUN failed: " << std::strerror(-r.err);
+  return r;
+}
+
+uint32_t LbFixture::backend_of(const XdpRun& r, size_t ntags) const {
+  const size_t l3 = 14 + 4 * ntags;
+  if (r.verdict != XDP_TX || r.out.size() < l3 + 40) return SLUICE_BACKEND_NONE;
+  const uint16_t type = be16(r.out, l3 - 2);
+  for (const auto& [id, b] : backends_) {
+    if (type == SLUICE_ETH_P_IP && b.family == SLUICE_FAMILY_IPV4 &&
+        std::memcmp(&r.out[l3 + 16], b.addr.bytes, 4) == 0)
+      return id;
+    if (type == SLUICE_ETH_P_IPV6 && b.family == SLUICE_FAMILY_IPV6 &&
+        std::memcmp(&r.out[l3 + 24], b.addr.bytes, 16) == 0)
+      return id;
+  }
+  return SLUICE_BACKEND_NONE;
+}
+
+sluice_global_stats LbFixture::global_stats() {
+  return sum_percpu<sluice_global_stats>(fd(skel()->maps.sluice_stats), 0);
+}
+
+sluice_vip_stats LbFixture::vip_stats(uint32_t vip_id) {
+  return sum_percpu<sluice_vip_stats>(fd(skel()->maps.sluice_vipstats), vip_id);
+}
+
+sluice_backend_stats LbFixture::backend_stats(uint32_t backend_id) {
+  return sum_percpu<sluice_backend_stats>(fd(skel()->maps.sluice_bkstats),
+                                          backend_id & (SLUICE_MAX_BACKENDS - 1));
+}
+
+}  // namespace sluice::test

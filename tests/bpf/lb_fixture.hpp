@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// LbFixture: a loaded sluice_lb program provisioned with a small world of
+// VIPs and backends, plus what tests need to predict its output (the
+// backend Maglev gives a flow, the encapsulated frame, counter deltas).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dataplane/abi/flow.h"
+#include "dataplane/abi/maps.h"
+#include "dataplane/abi/stats.h"
+#include "tests/bpf/bpf_test_util.hpp"
+#include "tests/bpf/packet_craft.hpp"
+#include "xdp/lb_skeleton.hpp"
+#include "xdp/sluice_lb.h"
+
+namespace sluice::test {
+
+inline constexpr uint32_t kSeed = 0x5eed1234;  // rodata sluice_hash_seed
+inline constexpr uint32_t kTableSize = 1031;   // Maglev M of every test VIP (prime)
+inline constexpr uint16_t kMtu = 1500;
+inline constexpr uint8_t kEntropyBits = 8;
+inline constexpr Mac kLbMac{0x02, 0x00, 0x00, 0x00, 0x00, 0x01};       // this interface
+inline constexpr Mac kRouterMac{0x02, 0x00, 0x00, 0x00, 0x00, 0xfe};   // where packets come from
+inline constexpr Mac kGatewayMac{0x02, 0x00, 0x00, 0x00, 0x00, 0xfd};  // the static next hop
+
+inline constexpr uint8_t kTcp = SLUICE_IPPROTO_TCP;
+inline constexpr uint8_t kUdp = SLUICE_IPPROTO_UDP;
+
+/// A flow key as the parser must produce it (client -> VIP).
+sluice_flow_key flow_key(std::string_view client, uint16_t cport, std::string_view vip,
+                         uint16_t vport, uint8_t proto);
+
+/// A VIP to provision: its table spreads `backends` over the slots
+/// (slot i -> backends[i % n]; an empty list leaves every slot empty).
+struct VipSpec {
+  std::string addr;
+  uint16_t port;
+  uint8_t proto;
+  uint32_t vip_id;
+  uint32_t flags;
+  std::vector<uint32_t> backends;
+};
+
+/// Expected global-counter deltas.
+sluice_global_stats forwarded(size_t frame_len, bool hit = false);
+sluice_global_stats passed(size_t frame_len);
+sluice_global_stats dropped(size_t frame_len, sluice_drop_reason reason);
+/// Compares every field, naming the ones that differ.
+void expect_stats_delta(const sluice_global_stats& before, const sluice_global_stats& after,
+                        const sluice_global_stats& want);
+
+class LbFixture : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  /// Called between open and load: map sizes, rodata.
+  virtual void before_load(sluice_lb_bpf* /*skel*/) {}
+
+  // The standard world: v4 backends 1-3, v6 backends 11-12, and the VIPs
+  // listed in lb_fixture.cpp.
+  void provision_world();
+  void add_backend(uint32_t id, std::string_view addr, uint8_t flags = SLUICE_BACKEND_VALID);
+  void set_backend(uint32_t slot, const sluice_backend& b);
+  void add_vip(const VipSpec& v);
+  /// Fills a fresh table for vip_id from `backends` and swaps it in.
+  void publish_table(uint32_t vip_id, const std::vector<uint32_t>& backends);
+  void set_next_hop(const Mac& dst, const Mac& src);
+
+  /// The flow hash the program must compute for a packet of `key` to vip_id.
+  [[nodiscard]] uint32_t hash_of(uint32_t vip_id, const sluice_flow_key& key) const;
+  /// The backend id the VIP's current table gives `key`.
+  [[nodiscard]] uint32_t choice(uint32_t vip_id, const sluice_flow_key& key) const;
+  /// The frame `in` (ntags VLAN tags) encapsulated toward `backend_id`.
+  [[nodiscard]] Bytes encapsulated(const Bytes& in, size_t ntags, uint32_t backend_id,
+                                   uint32_t hash) const;
+  /// Expected output of a forwarded packet of `key` to vip_id.
+  [[nodiscard]] Bytes forwarded_frame(const Bytes& in, size_t ntags, uint32_t vip_id,
+                                      const sluice_flow_key& key) const;
+
+  XdpRun run(const Bytes& in);
+  /// The backend id an encapsulated output frame is addressed to, or
+  /// SLUICE_BACKEND_NONE (matched against the provisioned backends).
+  [[nodiscard]] uint32_t backend_of(const XdpRun& r, size_t ntags = 0) const;
+
+  sluice_global_stats global_stats();
+  sluice_vip_stats vip_stats(uint32_t vip_id);
+  sluice_backend_stats backend_stats(uint32_t backend_id);
+
+  [[nodiscard]] int fd(bpf_map* map) const;
+  [[nodiscard]] sluice_lb_bpf* skel() const { return skel_->get(); }
+  [[nodiscard]] int cpu() const { return pin_->cpu(); }
+
+  std::optional<CpuPin> pin_;
+  std::optional<LbSkeleton> skel_;
+  std::map<uint32_t, sluice_backend> backends_;       // by id
+  std::map<uint32_t, VipSpec> vips_;                  // by vip_id
+  std::map<uint32_t, std::vector<uint32_t>> tables_;  // by vip_id, M slots each
+};
+
+}  // namespace sluice::test

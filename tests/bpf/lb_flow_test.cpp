@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// sluice_lb's flow table over packet sequences: probation and promotion,
+// stickiness across Maglev table swaps, drained and removed backends, idle
+// expiry, and established flows surviving a flood of spoofed SYNs.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "tests/bpf/lb_fixture.hpp"
+
+namespace sluice::test {
+namespace {
+
+constexpr const char* kVip = "10.0.0.1";
+constexpr uint32_t kVipId = 1;
+
+uint32_t now_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // what bpf_ktime_get_ns reads
+  return static_cast<uint32_t>(static_cast<uint64_t>(ts.tv_sec) * 1000 +
+                               static_cast<uint64_t>(ts.tv_nsec) / 1000000);
+}
+
+Bytes tcp_packet(const std::string& client, uint16_t port, uint8_t flags = 0x10) {
+  return PacketCraft()
+      .eth(kLbMac, kRouterMac)
+      .ipv4(ip(client), ip(kVip))
+      .tcp(port, 80, flags)
+      .build();
+}
+
+class LbFlowTest : public LbFixture {
+ protected:
+  void SetUp() override {
+    LbFixture::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    provision_world();
+  }
+
+  // Sends one packet of the flow; returns the backend it was sent to.
+  uint32_t send(const std::string& client, uint16_t port, uint8_t flags = 0x10) {
+    const XdpRun r = run(tcp_packet(client, port, flags));
+    EXPECT_EQ(r.verdict, XDP_TX);
+    return backend_of(r);
+  }
+
+  // This CPU's established entry of a flow, if any.
+  bool established(const sluice_flow_key& key, sluice_flow_value* v) {
+    return percpu_value(fd(skel()->maps.sluice_flows), &key, v, sizeof *v, cpu()) &&
+           v->state == SLUICE_FLOW_ESTABLISHED;
+  }
+
+  bool on_probation(const sluice_flow_key& key, sluice_flow_value* v) {
+    return bpf_map_lookup_elem(fd(skel()->maps.sluice_newflows), &key, v) == 0;
+  }
+
+  // Writes an established entry for every CPU.
+  void inject_established(const sluice_flow_key& key, uint32_t backend, uint32_t last_seen) {
+    const int ncpus = libbpf_num_possible_cpus();
+    ASSERT_GT(ncpus, 0);
+    std::vector<uint8_t> values(16 * static_cast<size_t>(ncpus), 0);  // 12-byte value, 8-aligned
+    for (int c = 0; c < ncpus; ++c) {
+      sluice_flow_value v{};
+      v.backend_id = backend;
+      v.last_seen = last_seen;
+      v.state = SLUICE_FLOW_ESTABLISHED;
+      std::memcpy(&values[16 * static_cast<size_t>(c)], &v, sizeof v);
+    }
+    ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_flows), &key, values.data(), BPF_ANY), 0);
+  }
+
+  // Any backend of VIP 1 other than `id`.
+  static uint32_t other_than(uint32_t id) { return id == 1 ? 2 : 1; }
+};
+
+TEST_F(LbFlowTest, NewFlowIsOnProbationUntilItsSecondPacket) {
+  const auto key = flow_key("192.0.2.30", 40000, kVip, 80, kTcp);
+  const uint32_t want = choice(kVipId, key);
+  const auto g0 = global_stats();
+  sluice_flow_value v{};
+
+  EXPECT_EQ(send("192.0.2.30", 40000, 0x02), want);
+  ASSERT_TRUE(on_probation(key, &v));
+  EXPECT_EQ(v.backend_id, want);
+  EXPECT_EQ(v.state, SLUICE_FLOW_PROBATION);
+  EXPECT_FALSE(established(key, &v)) << "one packet must not reach the established table";
+
+  EXPECT_EQ(send("192.0.2.30", 40000), want);
+  ASSERT_TRUE(established(key, &v));
+  EXPECT_EQ(v.backend_id, want);
+  EXPECT_FALSE(on_probation(key, &v)) << "promotion frees the probation entry";
+
+  EXPECT_EQ(send("192.0.2.30", 40000), want);
+  const auto g1 = global_stats();
+  EXPECT_EQ(g1.flow_misses - g0.flow_misses, 1u);
+  EXPECT_EQ(g1.flow_hits - g0.flow_hits, 2u);
+  EXPECT_EQ(vip_stats(kVipId).new_flows, 1u);
+  EXPECT_EQ(backend_stats(want).new_flows, 1u);
+  EXPECT_EQ(backend_stats(want).packets, 3u);
+}
+
+TEST_F(LbFlowTest, EstablishedFlowSticksAcrossATableSwap) {
+  const auto key = flow_key("192.0.2.31", 40000, kVip, 80, kTcp);
+  const auto probation_key = flow_key("192.0.2.32", 40000, kVip, 80, kTcp);
+  const uint32_t before = choice(kVipId, key);
+  const uint32_t probation_before = choice(kVipId, probation_key);
+  send("192.0.2.31", 40000, 0x02);
+  send("192.0.2.31", 40000);
+  send("192.0.2.32", 40000, 0x02);
+
+  // Every slot now names another backend than before.
+  publish_table(kVipId, {2, 3, 1});
+  ASSERT_NE(choice(kVipId, key), before);
+  ASSERT_NE(choice(kVipId, probation_key), probation_before);
+
+  EXPECT_EQ(send("192.0.2.31", 40000), before) << "established flow moved by a table swap";
+  EXPECT_EQ(send("192.0.2.32", 40000), probation_before) << "probation flow moved by a table swap";
+  const auto fresh = flow_key("192.0.2.33", 40000, kVip, 80, kTcp);
+  EXPECT_EQ(send("192.0.2.33", 40000, 0x02), choice(kVipId, fresh))
+      << "new flows use the new table";
+}
+
+TEST_F(LbFlowTest, IcmpErrorFollowsTheFlowNotTheCurrentTable) {
+  const auto key = flow_key("192.0.2.41", 40000, kVip, 80, kTcp);
+  const uint32_t b = choice(kVipId, key);
+  send("192.0.2.41", 40000, 0x02);
+  send("192.0.2.41", 40000);
+  publish_table(kVipId, {2, 3, 1});
+  ASSERT_NE(choice(kVipId, key), b);
+
+  const Bytes err = PacketCraft()
+                        .eth(kLbMac, kRouterMac)
+                        .ipv4(ip("198.51.100.1"), ip(kVip))
+                        .icmp(3, 4, 1400)
+                        .ipv4(ip(kVip), ip("192.0.2.41"))
+                        .tcp(80, 40000, 0x10)
+                        .build();
+  EXPECT_EQ(backend_of(run(err)), b);
+}
+
+TEST_F(LbFlowTest, DrainedBackendKeepsItsFlows) {
+  const auto key = flow_key("192.0.2.34", 40000, kVip, 80, kTcp);
+  const uint32_t b = choice(kVipId, key);
+  send("192.0.2.34", 40000, 0x02);
+  send("192.0.2.34", 40000);
+
+  add_backend(b,
+              b == 1   ? "10.1.0.1"
+              : b == 2 ? "10.1.0.2"
+                       : "10.1.0.3",
+              SLUICE_BACKEND_VALID | SLUICE_BACKEND_DRAINING);
+  std::vector<uint32_t> rest;
+  for (uint32_t id : {1u, 2u, 3u})
+    if (id != b) rest.push_back(id);
+  publish_table(kVipId, rest);
+
+  EXPECT_EQ(send("192.0.2.34", 40000), b);
+  for (uint16_t port = 1000; port < 1050; ++port)
+    EXPECT_NE(send("192.0.2.35", port, 0x02), b) << "a draining backend got a new flow";
+}
+
+TEST_F(LbFlowTest, RemovedBackendsFlowsAreRemapped) {
+  const auto key = flow_key("192.0.2.36", 40000, kVip, 80, kTcp);
+  const uint32_t b = choice(kVipId, key);
+  send("192.0.2.36", 40000, 0x02);
+  send("192.0.2.36", 40000);
+
+  std::vector<uint32_t> rest;
+  for (uint32_t id : {1u, 2u, 3u})
+    if (id != b) rest.push_back(id);
+  publish_table(kVipId, rest);
+  set_backend(b, sluice_backend{});  // slot cleared: not VALID
+  const uint32_t now = choice(kVipId, key);
+  ASSERT_NE(now, b);
+
+  const auto g0 = global_stats();
+  EXPECT_EQ(send("192.0.2.36", 40000), now);
+  EXPECT_EQ(global_stats().flow_misses - g0.flow_misses, 1u);
+  sluice_flow_value v{};
+  ASSERT_TRUE(established(key, &v)) << "a remapped flow stays established";
+  EXPECT_EQ(v.backend_id, now);
+  EXPECT_EQ(send("192.0.2.36", 40000), now);
+}
+
+TEST_F(LbFlowTest, BackendSlotReusedByAnotherIdIsAMiss) {
+  const auto key = flow_key("192.0.2.37", 40000, kVip, 80, kTcp);
+  const uint32_t b = choice(kVipId, key);
+  send("192.0.2.37", 40000, 0x02);
+  send("192.0.2.37", 40000);
+
+  // Backend b is removed and its slot taken by a new backend id.
+  const uint32_t reused = b + SLUICE_MAX_BACKENDS;
+  add_backend(reused, "10.1.0.9");
+  std::vector<uint32_t> ids;
+  for (uint32_t id : {1u, 2u, 3u}) ids.push_back(id == b ? reused : id);
+  publish_table(kVipId, ids);
+
+  EXPECT_EQ(send("192.0.2.37", 40000), choice(kVipId, key));
+  sluice_flow_value v{};
+  ASSERT_TRUE(established(key, &v));
+  EXPECT_EQ(v.backend_id, choice(kVipId, key));
+}
+
+TEST_F(LbFlowTest, IdleEntriesExpire) {
+  const uint32_t idle = skel()->rodata->sluice_tcp_idle_ms;
+  const auto fresh = flow_key("192.0.2.38", 40000, kVip, 80, kTcp);
+  const auto stale = flow_key("192.0.2.39", 40000, kVip, 80, kTcp);
+  const uint32_t pinned = other_than(choice(kVipId, fresh));
+  inject_established(fresh, pinned, now_ms());
+  inject_established(stale, other_than(choice(kVipId, stale)), now_ms() - idle - 1000);
+
+  EXPECT_EQ(send("192.0.2.38", 40000), pinned) << "a live entry decides over Maglev";
+  EXPECT_EQ(send("192.0.2.39", 40000), choice(kVipId, stale)) << "an expired entry is a miss";
+
+  // UDP entries expire after the UDP timeout; on probation as well.
+  const auto udp = flow_key("192.0.2.40", 5353, kVip, 53, kUdp);
+  sluice_flow_value v{};
+  v.backend_id = other_than(choice(2, udp));
+  v.last_seen = now_ms() - skel()->rodata->sluice_udp_idle_ms - 1000;
+  v.state = SLUICE_FLOW_PROBATION;
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_newflows), &udp, &v, BPF_ANY), 0);
+  const XdpRun r = run(
+      PacketCraft().eth(kLbMac, kRouterMac).ipv4(ip("192.0.2.40"), ip(kVip)).udp(5353, 53).build());
+  EXPECT_EQ(backend_of(r), choice(2, udp));
+}
+
+// Spoofed one-packet flows (a SYN flood) of 10 x the flow table's capacity,
+// with a Maglev table change in the middle: every established flow keeps
+// its backend, because new flows only ever enter the probation map.
+class LbFloodTest : public LbFlowTest {
+ protected:
+  static constexpr uint32_t kFlowsPerCpu = 256;
+  static constexpr uint32_t kNewFlowsPerCpu = 64;
+
+  void before_load(sluice_lb_bpf* s) override {
+    const auto ncpus = static_cast<uint32_t>(libbpf_num_possible_cpus());
+    capacity_ = kFlowsPerCpu * ncpus;
+    ASSERT_EQ(bpf_map__set_max_entries(s->maps.sluice_flows, capacity_), 0);
+    ASSERT_EQ(bpf_map__set_max_entries(s->maps.sluice_newflows, kNewFlowsPerCpu * ncpus), 0);
+  }
+
+  uint32_t capacity_ = 0;
+};
+
+TEST_F(LbFloodTest, EstablishedFlowsSurviveASynFloodAndATableChange) {
+  constexpr int kEstablished = 100;
+  std::vector<uint32_t> backend(kEstablished);
+  for (int i = 0; i < kEstablished; ++i) {
+    const std::string client = "192.0.2." + std::to_string(i + 100);
+    backend[i] = send(client, 40000, 0x02);
+    ASSERT_EQ(send(client, 40000), backend[i]);
+  }
+
+  const uint32_t syns = 10 * capacity_;
+  for (uint32_t n = 0; n < syns; ++n) {
+    if (n == syns / 2) publish_table(kVipId, {2, 3, 1});  // every slot changes
+    const std::string spoofed = "100.64." + std::to_string(n / 250) + "." + std::to_string(n % 250);
+    const XdpRun r = run(tcp_packet(spoofed, static_cast<uint16_t>(1024 + n % 60000), 0x02));
+    ASSERT_EQ(r.verdict, XDP_TX);
+  }
+
+  for (int i = 0; i < kEstablished; ++i) {
+    const std::string client = "192.0.2." + std::to_string(i + 100);
+    const auto key = flow_key(client, 40000, kVip, 80, kTcp);
+    ASSERT_NE(choice(kVipId, key), backend[i]) << "the table change must matter for " << client;
+    EXPECT_EQ(send(client, 40000), backend[i]) << client << " lost its backend";
+    sluice_flow_value v{};
+    EXPECT_TRUE(established(key, &v)) << client << " evicted";
+  }
+  EXPECT_EQ(global_stats().flow_insert_failed, 0u);
+}
+
+}  // namespace
+}  // namespace sluice::test

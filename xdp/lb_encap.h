@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: BSD-2-Clause OR GPL-2.0-only */
+/* Encapsulation of a VIP packet toward its backend in place: push the outer
+ * header (bpf_xdp_adjust_head), keep the L2 header (VLAN tags included) in
+ * front of it, re-address it to the next hop. The outer family is the
+ * backend's: IPv4-in-IPv4, IPv6-in-IPv6, IPv4-in-IPv6, IPv6-in-IPv4. */
+#pragma once
+
+#include "encap_compat.h"
+#include "lb_parse.h"
+#include "maps.h"
+#include "sluice_lb.h"
+
+/* Makes room for `outer_len` bytes after the L2 header, puts the L2 header
+ * at the new front and points it at the next hop with the outer EtherType.
+ * Returns 0 or a negative SLUICE_DROP_* reason. */
+static __always_inline int lb_push_outer(struct xdp_md *ctx, const struct lb_packet *p,
+					 const struct sluice_next_hop *nh, __u32 outer_len,
+					 __u16 outer_proto)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct l2_saved saved;
+	struct ethhdr *eth;
+
+	if (l2_save(data, data_end, p->ntags, &saved))
+		return -SLUICE_DROP_TRUNCATED;
+	if (bpf_xdp_adjust_head(ctx, -(int)outer_len))
+		return -SLUICE_DROP_ENCAP_NO_ROOM;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (l2_store(data, data_end, p->ntags, &saved) ||
+	    l2_set_proto(data, data_end, p->ntags, outer_proto))
+		return -SLUICE_DROP_TRUNCATED;
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return -SLUICE_DROP_TRUNCATED;
+	__builtin_memcpy(eth->h_dest, nh->dst_mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, nh->src_mac, ETH_ALEN);
+	return 0;
+}
+
+/* Encapsulates the parsed packet toward backend b with source and entropy
+ * from cfg. The caller has checked the MTU. Returns 0 or a negative
+ * SLUICE_DROP_* reason. */
+static __always_inline int lb_encap(struct xdp_md *ctx, const struct lb_packet *p,
+				    const struct sluice_backend *b,
+				    const struct sluice_encap_config *cfg,
+				    const struct sluice_next_hop *nh, __u32 hash)
+{
+	__u8 inner_proto = p->key.family == SLUICE_FAMILY_IPV6 ? SLUICE_IPPROTO_IPV6
+							       : SLUICE_IPPROTO_IPIP;
+	void *data, *data_end;
+	int ret;
+
+	if (b->family == SLUICE_FAMILY_IPV6) {
+		sl_be32 saddr[4];
+		struct ipv6hdr *o;
+
+		ret = lb_push_outer(ctx, p, nh, sizeof(*o), SLUICE_ETH_P_IPV6);
+		if (ret)
+			return ret;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		o = data + (p->l3_off & 0x1f);
+		if ((void *)(o + 1) > data_end)
+			return -SLUICE_DROP_TRUNCATED;
+		__builtin_memcpy(saddr, cfg->src_v6.v6, sizeof(saddr));
+		encap_entropy_v6(saddr, hash, cfg->entropy_bits);
+		encap_write_ipv6(o, p->tos, hash, (__u16)p->ip_len, saddr, b->addr.v6, inner_proto);
+		return 0;
+	}
+
+	struct iphdr *o;
+
+	ret = lb_push_outer(ctx, p, nh, sizeof(*o), SLUICE_ETH_P_IP);
+	if (ret)
+		return ret;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	o = data + (p->l3_off & 0x1f);
+	if ((void *)(o + 1) > data_end)
+		return -SLUICE_DROP_TRUNCATED;
+	encap_write_ipv4(o, p->tos, (__u16)p->ip_len,
+			 encap_entropy_v4(cfg->src_v4.v4, hash, cfg->entropy_bits), b->addr.v4,
+			 inner_proto);
+	return 0;
+}

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: BSD-2-Clause OR GPL-2.0-only */
+/* VIP lookup and the flow table: which backend a VIP packet goes to.
+ *
+ * Flow admission (flood-proof, DESIGN.md "Packet path" 3): a new flow's
+ * first packet is entered only into sluice_newflows (probation); its second
+ * packet promotes it into sluice_flows (established). Established entries
+ * are never displaced by new flows, so spoofed one-packet flows (a SYN
+ * flood) churn only the probation LRU, and an established flow keeps its
+ * backend even when the Maglev table changed meanwhile.
+ *
+ * Semantics shared with the core's flow table: an entry whose backend was
+ * removed (slot not VALID or holding another id) is a miss; a draining
+ * backend keeps its flows; an entry idle longer than the protocol's timeout
+ * is a miss. ICMP errors only read the table: they never create, promote or
+ * refresh an entry. */
+#pragma once
+
+#include "lb_maglev.h"
+#include "lb_parse.h"
+
+/* lb_state.flow: how the backend was found. */
+#define LB_FLOW_NONE 0 /* no flow-table lookup (not a VIP packet, or dropped before) */
+#define LB_FLOW_HIT 1  /* an established or probation entry gave it */
+#define LB_FLOW_MISS 2 /* Maglev gave it */
+
+/* lb_state.vip_id / backend_slot before they are known. */
+#define LB_NONE 0xffffffffu
+
+/* Everything one packet's counters need, filled along the path and counted
+ * at the single exit point. */
+struct lb_state {
+	struct lb_packet pkt;
+	__u32 vip_id;       /* the VIP's id once found, else LB_NONE */
+	__u32 backend_slot; /* the chosen backend's slot once found, else LB_NONE */
+	__u8 flow;          /* LB_FLOW_* */
+	__u8 new_flow;      /* Maglev placed a flow (not an ICMP error) */
+	__u8 insert_failed; /* the flow could not be stored */
+	__u8 icmp_sent;     /* the packet became a too-big reply to send back */
+};
+
+/* Finds the VIP of a flow: exact (address, port, protocol), then the same
+ * with port 0. Copies its meta to *out; returns 0, or -1 if not a VIP. */
+static __always_inline int lb_lookup_vip(const struct sluice_flow_key *key,
+					 struct sluice_vip_meta *out)
+{
+	struct sluice_vip_key vk = {};
+	struct sluice_vip_meta *m;
+
+	__builtin_memcpy(&vk.addr, &key->dst, sizeof(vk.addr));
+	vk.port = key->dport;
+	vk.proto = key->proto;
+	vk.family = key->family;
+	m = bpf_map_lookup_elem(&sluice_vips, &vk);
+	if (!m && vk.port) {
+		vk.port = 0;
+		m = bpf_map_lookup_elem(&sluice_vips, &vk);
+	}
+	if (!m)
+		return -1;
+	*out = *m;
+	return 0;
+}
+
+static __always_inline int lb_flow_expired(const struct sluice_flow_value *v, __u8 proto, __u32 now_ms)
+{
+	__u32 idle = proto == SLUICE_IPPROTO_TCP ? sluice_tcp_idle_ms : sluice_udp_idle_ms;
+
+	return now_ms - v->last_seen > idle;
+}
+
+/* Chooses the backend of a VIP packet (the flow table, then Maglev with the
+ * packet's one flow hash) and records the flow as the admission rule above
+ * says. Returns 0 with *out filled, or -SLUICE_DROP_NO_BACKEND. */
+static __always_inline int lb_select_backend(struct lb_state *st, const struct sluice_vip_meta *vip,
+					     __u32 hash, struct sluice_backend *out)
+{
+	const struct sluice_flow_key *key = &st->pkt.key;
+	int update = !(st->pkt.flags & LB_PKT_ICMP_ERR);
+	__u32 now = (__u32)(bpf_ktime_get_ns() / 1000000);
+	struct sluice_flow_value nv = {};
+	struct sluice_flow_value *v;
+
+	v = bpf_map_lookup_elem(&sluice_flows, key);
+	if (v && v->state == SLUICE_FLOW_ESTABLISHED && !lb_flow_expired(v, key->proto, now)) {
+		if (lb_get_backend(v->backend_id, out) == 0) {
+			st->flow = LB_FLOW_HIT;
+			if (update)
+				v->last_seen = now;
+			return 0;
+		}
+		/* Its backend is gone: the flow moves to the VIP's current
+		 * choice and, having shown two packets already, stays
+		 * established. */
+		if (lb_maglev_pick(vip, hash, out))
+			return -SLUICE_DROP_NO_BACKEND;
+		st->flow = LB_FLOW_MISS;
+		st->new_flow = (__u8)update;
+		if (update) {
+			v->backend_id = out->id;
+			v->last_seen = now;
+		}
+		return 0;
+	}
+
+	v = bpf_map_lookup_elem(&sluice_newflows, key);
+	if (v && !lb_flow_expired(v, key->proto, now) && lb_get_backend(v->backend_id, out) == 0) {
+		st->flow = LB_FLOW_HIT;
+		if (!update)
+			return 0;
+		nv.backend_id = out->id;
+		nv.last_seen = now;
+		nv.state = SLUICE_FLOW_ESTABLISHED;
+		/* On failure the flow stays on probation and tries again. */
+		if (bpf_map_update_elem(&sluice_flows, key, &nv, BPF_ANY))
+			st->insert_failed = 1;
+		else
+			bpf_map_delete_elem(&sluice_newflows, key);
+		return 0;
+	}
+
+	if (lb_maglev_pick(vip, hash, out))
+		return -SLUICE_DROP_NO_BACKEND;
+	st->flow = LB_FLOW_MISS;
+	st->new_flow = (__u8)update;
+	if (!update)
+		return 0;
+	nv.backend_id = out->id;
+	nv.last_seen = now;
+	nv.state = SLUICE_FLOW_PROBATION;
+	if (bpf_map_update_elem(&sluice_newflows, key, &nv, BPF_ANY))
+		st->insert_failed = 1;
+	return 0;
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: BSD-2-Clause OR GPL-2.0-only */
+/* The load balancer's maps and load-time constants. Sizes here are
+ * defaults; the loader sets them from the config between open and load. */
+#pragma once
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "maps.h"
+#include "sluice_lb.h"
+#include "stats.h"
+
+/* Default capacities of the flow maps, entries over all CPUs; the loader
+ * sets flows-per-core x possible CPUs (each CPU gets an equal share and
+ * evicts only from it). */
+#define LB_DEFAULT_FLOWS 65536
+#define LB_DEFAULT_NEW_FLOWS 16384
+
+/* Load-time constants (rodata): set by the loader before load; the
+ * verifier then prunes on them. */
+const volatile __u32 sluice_hash_seed = 0;                /* seed of the flow hash (config) */
+const volatile __u32 sluice_tcp_idle_ms = 300 * 1000;     /* TCP flow entries expire after this, ms */
+const volatile __u32 sluice_udp_idle_ms = 30 * 1000;      /* UDP flow entries expire after this, ms */
+
+/* VIPs: exact (addr, port, proto) and port-0 wildcards. A hash map, so an
+ * update replaces a whole element: no packet sees half a VIP. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLUICE_MAX_VIPS);
+	__type(key, struct sluice_vip_key);
+	__type(value, struct sluice_vip_meta);
+} sluice_vips SEC(".maps");
+
+/* Backends at slot id & (SLUICE_MAX_BACKENDS - 1). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLUICE_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct sluice_backend);
+} sluice_backends SEC(".maps");
+
+/* One VIP's Maglev lookup table: slot -> backend id (SLUICE_BACKEND_NONE
+ * for an empty slot). BPF_F_INNER_MAP lets each VIP's table have its own
+ * size M (sluice_vip_meta.table_size). */
+struct sluice_maglev_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, SLUICE_MAGLEV_MIN_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+/* Maglev tables by vip_id. A table is never written while packets can see
+ * it: the control plane fills a new inner map, then swaps it in with one
+ * update of this outer slot (an atomic pointer exchange; the kernel frees
+ * the old table after the packets still reading it are done, RCU). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, SLUICE_MAX_VIPS);
+	__type(key, __u32);
+	__array(values, struct sluice_maglev_table);
+} sluice_maglev SEC(".maps");
+
+/* Established flows (two or more packets), per CPU: each CPU has its own
+ * value for a key (a zeroed value, state PROBATION, means "not this CPU's
+ * flow") and its own LRU list, so a CPU evicts only its own entries. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(max_entries, LB_DEFAULT_FLOWS);
+	__type(key, struct sluice_flow_key);
+	__type(value, struct sluice_flow_value);
+} sluice_flows SEC(".maps");
+
+/* New flows on probation (one packet seen). Their own small LRU: a flood
+ * of one-packet flows (spoofed SYNs) churns only this map and can never
+ * evict an established flow from sluice_flows. Per-CPU LRU lists, shared
+ * values (a zero value would be ambiguous here). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(max_entries, LB_DEFAULT_NEW_FLOWS);
+	__type(key, struct sluice_flow_key);
+	__type(value, struct sluice_flow_value);
+} sluice_newflows SEC(".maps");
+
+/* The outer-header config, one entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sluice_encap_config);
+} sluice_encap SEC(".maps");
+
+/* The next hop, one entry (see struct sluice_next_hop). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sluice_next_hop);
+} sluice_next_hop SEC(".maps");
+
+/* Global counters, per CPU, one entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sluice_global_stats);
+} sluice_stats SEC(".maps");
+
+/* Counters by vip_id, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SLUICE_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct sluice_vip_stats);
+} sluice_vipstats SEC(".maps");
+
+/* Counters by backend slot, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SLUICE_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct sluice_backend_stats);
+} sluice_bkstats SEC(".maps");

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: BSD-2-Clause OR GPL-2.0-only
+/* The backend-side decapsulator: strips the outer IPv4 or IPv6 header that
+ * sluice_lb added (IPv4-in-IPv4, IPv6-in-IPv6, IPv4-in-IPv6, IPv6-in-IPv4)
+ * when the inner destination is one of this backend's VIPs, and passes the
+ * inner packet to the stack. For kernels (or containers) without tunnel
+ * devices. Everything else passes untouched. */
+#include <linux/bpf.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "l2.h"
+#include "sluice_decap.h"
+
+/* The VIP addresses this backend serves. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLUICE_MAX_VIPS);
+	__type(key, struct sluice_decap_vip);
+	__type(value, __u8);
+} sluice_decapvip SEC(".maps");
+
+/* Counters, per CPU, one entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sluice_decap_stats);
+} sluice_decapctr SEC(".maps");
+
+/* The inner header at offset `off` (protocol `proto`, 4 or 41): if its
+ * destination is a configured VIP, returns its EtherType (host order), else
+ * 0. */
+static __always_inline __u16 decap_inner_vip(void *data, void *data_end, __u32 off, __u8 proto)
+{
+	struct sluice_decap_vip key = {};
+
+	if (proto == SLUICE_IPPROTO_IPIP) {
+		struct iphdr *iph = data + off;
+
+		if ((void *)(iph + 1) > data_end || iph->version != 4)
+			return 0;
+		key.addr.v4 = iph->daddr;
+		key.family = SLUICE_FAMILY_IPV4;
+	} else if (proto == SLUICE_IPPROTO_IPV6) {
+		struct ipv6hdr *ip6 = data + off;
+
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+			return 0;
+		__builtin_memcpy(key.addr.bytes, &ip6->daddr, 16);
+		key.family = SLUICE_FAMILY_IPV6;
+	} else {
+		return 0;
+	}
+	if (!bpf_map_lookup_elem(&sluice_decapvip, &key))
+		return 0;
+	return key.family == SLUICE_FAMILY_IPV4 ? SLUICE_ETH_P_IP : SLUICE_ETH_P_IPV6;
+}
+
+/* Pulls `outer_len` bytes from behind the L2 header. Returns 0, or -1 with
+ * the packet unchanged. */
+static __always_inline int decap_pull(struct xdp_md *ctx, const struct l2_info *l2,
+				      __u32 outer_len, __u16 inner_proto)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct l2_saved saved;
+
+	if (l2_save(data, data_end, l2->ntags, &saved))
+		return -1;
+	if (bpf_xdp_adjust_head(ctx, (int)outer_len))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	/* Cannot fail: the inner IP header follows the new L2 header. */
+	if (l2_store(data, data_end, l2->ntags, &saved))
+		return -1;
+	return l2_set_proto(data, data_end, l2->ntags, inner_proto);
+}
+
+/* Strips the outer header if this is an encapsulated VIP packet. Returns 1
+ * if stripped, 0 if the packet is not one (left untouched). */
+static __always_inline int decap_process(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct l2_info l2;
+	__u16 inner;
+
+	if (l2_parse(data, data_end, &l2))
+		return 0;
+	if (l2.proto == SLUICE_ETH_P_IP) {
+		struct iphdr *iph = data + l2.l3_off;
+
+		/* sluice_lb's outer IPv4 header is 20 bytes and never a fragment. */
+		if ((void *)(iph + 1) > data_end || *(__u8 *)iph != 0x45 ||
+		    (bpf_ntohs(iph->frag_off) & 0x3fff))
+			return 0;
+		inner = decap_inner_vip(data, data_end, l2.l3_off + sizeof(*iph), iph->protocol);
+		if (!inner)
+			return 0;
+		return decap_pull(ctx, &l2, sizeof(*iph), inner) == 0;
+	}
+	if (l2.proto == SLUICE_ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = data + l2.l3_off;
+
+		/* sluice_lb's outer IPv6 header has no extension headers. */
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+			return 0;
+		inner = decap_inner_vip(data, data_end, l2.l3_off + sizeof(*ip6), ip6->nexthdr);
+		if (!inner)
+			return 0;
+		return decap_pull(ctx, &l2, sizeof(*ip6), inner) == 0;
+	}
+	return 0;
+}
+
+SEC("xdp")
+int sluice_decap(struct xdp_md *ctx)
+{
+	struct sluice_decap_stats *s;
+	__u32 zero = 0;
+	int stripped = decap_process(ctx);
+
+	s = bpf_map_lookup_elem(&sluice_decapctr, &zero);
+	if (s) {
+		if (stripped)
+			s->decap_packets++;
+		else
+			s->pass_packets++;
+	}
+	return XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: BSD-2-Clause OR GPL-2.0-only
+/* The XDP load balancer: parse, VIP lookup, flow table, Maglev, encapsulate
+ * toward the backend, XDP_TX to the next hop; non-VIP traffic passes to the
+ * kernel untouched. Every packet is counted once, at lb_account. */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "lb_encap.h"
+#include "lb_icmp.h"
+#include "lb_lookup.h"
+#include "lb_maps.h"
+#include "lb_parse.h"
+
+/* A packet over the MTU once encapsulated: a too-big reply to the client
+ * when the client can act on it (IPv4 with DF, or IPv6), never about an
+ * ICMP error; otherwise a silent drop (XDP cannot fragment). Always
+ * -SLUICE_DROP_TOO_BIG; st->icmp_sent says whether a reply goes out. */
+static __always_inline int lb_too_big(struct xdp_md *ctx, struct lb_state *st, __u32 next_mtu)
+{
+	const struct lb_packet *p = &st->pkt;
+	int ret;
+
+	if (p->flags & LB_PKT_ICMP_ERR)
+		return -SLUICE_DROP_TOO_BIG;
+	if (p->key.family == SLUICE_FAMILY_IPV4) {
+		if (!(p->flags & LB_PKT_DF))
+			return -SLUICE_DROP_TOO_BIG;
+		ret = lb_icmp4_too_big(ctx, p, (__u16)next_mtu);
+	} else {
+		ret = lb_icmp6_too_big(ctx, p, next_mtu);
+	}
+	st->icmp_sent = ret == 0;
+	return -SLUICE_DROP_TOO_BIG;
+}
+
+/* Sends a VIP packet to backend b: MTU check, encapsulation, next hop. */
+static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_state *st,
+				      const struct sluice_backend *b, __u32 hash)
+{
+	__u32 zero = 0;
+	struct sluice_encap_config *cfg = bpf_map_lookup_elem(&sluice_encap, &zero);
+	struct sluice_next_hop *nh = bpf_map_lookup_elem(&sluice_next_hop, &zero);
+	__u32 outer_len = b->family == SLUICE_FAMILY_IPV6 ? SLUICE_IPV6_HLEN : SLUICE_IPV4_HLEN;
+	__u32 mtu;
+	int ret;
+
+	if (!cfg || !nh)
+		return -SLUICE_DROP_TX_FAILED;
+	/* MTU 0 means "no limit beyond what the outer length field holds". */
+	mtu = cfg->mtu ? cfg->mtu : 0xffff;
+	if (st->pkt.ip_len + outer_len > mtu)
+		return lb_too_big(ctx, st, mtu > outer_len ? mtu - outer_len : 0);
+	if (!(nh->dst_mac[0] | nh->dst_mac[1] | nh->dst_mac[2] | nh->dst_mac[3] |
+	      nh->dst_mac[4] | nh->dst_mac[5]))
+		return -SLUICE_DROP_TX_FAILED;
+	ret = lb_encap(ctx, &st->pkt, b, cfg, nh, hash);
+	return ret < 0 ? ret : XDP_TX;
+}
+
+/* The packet path. Returns an XDP action or a negative SLUICE_DROP_*. */
+static __always_inline int lb_process(struct xdp_md *ctx, struct lb_state *st)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct sluice_vip_meta vip;
+	struct sluice_backend b;
+	__u32 hash;
+	int ret;
+
+	ret = lb_parse(data, data_end, &st->pkt);
+	if (ret != LB_PARSE_FLOW)
+		return ret == LB_PARSE_PASS ? XDP_PASS : ret;
+	if (lb_lookup_vip(&st->pkt.key, &vip))
+		return XDP_PASS;
+	st->vip_id = vip.vip_id;
+	/* The one flow hash of this packet: Maglev slot and outer entropy. */
+	if (vip.flags & SLUICE_VIP_HASH_SRC_ONLY)
+		hash = sluice_flow_hash_src(&st->pkt.key, sluice_hash_seed);
+	else
+		hash = sluice_flow_hash(&st->pkt.key, sluice_hash_seed);
+	ret = lb_select_backend(st, &vip, hash, &b);
+	if (ret < 0)
+		return ret;
+	st->backend_slot = b.id & (SLUICE_MAX_BACKENDS - 1);
+	return lb_forward(ctx, st, &b, hash);
+}
+
+/* The single exit point: counts the packet and turns a drop reason into
+ * its XDP action. */
+static __always_inline int lb_account(const struct lb_state *st, int ret)
+{
+	const struct lb_packet *p = &st->pkt;
+	struct sluice_global_stats *g;
+	struct sluice_backend_stats *bs;
+	struct sluice_vip_stats *vs;
+	__u32 zero = 0;
+	__u32 key;
+
+	g = bpf_map_lookup_elem(&sluice_stats, &zero);
+	if (g) {
+		g->rx_packets++;
+		g->rx_bytes += p->frame_len;
+		if (ret < 0) {
+			__u32 reason = (__u32)-ret;
+
+			if (reason < SLUICE_DROP_MAX)
+				g->drops[reason]++;
+		} else if (ret == XDP_PASS) {
+			g->pass_packets++;
+		} else {
+			g->tx_packets++;
+		}
+		if (st->flow == LB_FLOW_HIT)
+			g->flow_hits++;
+		else if (st->flow == LB_FLOW_MISS)
+			g->flow_misses++;
+		g->flow_insert_failed += st->insert_failed;
+		g->icmp_too_big_sent += st->icmp_sent;
+	}
+	if (st->vip_id != LB_NONE) {
+		key = st->vip_id;
+		vs = bpf_map_lookup_elem(&sluice_vipstats, &key);
+		if (vs) {
+			if (ret < 0) {
+				vs->drops++;
+			} else {
+				vs->packets++;
+				vs->bytes += p->frame_len;
+			}
+			vs->new_flows += st->new_flow;
+		}
+	}
+	if (st->backend_slot != LB_NONE && ret >= 0) {
+		key = st->backend_slot;
+		bs = bpf_map_lookup_elem(&sluice_bkstats, &key);
+		if (bs) {
+			bs->packets++;
+			bs->bytes += p->frame_len;
+			bs->new_flows += st->new_flow;
+		}
+	}
+	if (ret >= 0)
+		return ret;
+	return st->icmp_sent ? XDP_TX : XDP_DROP;
+}
+
+SEC("xdp")
+int sluice_lb(struct xdp_md *ctx)
+{
+	struct lb_state st = {
+		.vip_id = LB_NONE,
+		.backend_slot = LB_NONE,
+	};
+
+	return lb_account(&st, lb_process(ctx, &st));
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
