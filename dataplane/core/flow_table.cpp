@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 #include <string>
 #include <utility>
 
@@ -20,28 +19,55 @@ constexpr uint32_t kAllSlots = (1u << FlowTable::kSlotsPerBucket) - 1;
 constexpr size_t kCacheLine = 64;
 constexpr size_t kHugePage = size_t{2} << 20;
 
-constexpr uint64_t kLow15 = 0x7FFF7FFF7FFF7FFFull;
-constexpr uint64_t kLanes = 0x0001000100010001ull;
+// Generic vectors (GCC and Clang): SSE2 on x86-64, NEON on AArch64, plain
+// scalar code elsewhere; lane i is element i whatever the byte order.
+using U16x8 = uint16_t __attribute__((vector_size(16)));
+using U64x2 = uint64_t __attribute__((vector_size(16)));
+using U32x4 = uint32_t __attribute__((vector_size(16)));
+using S32x4 = int32_t __attribute__((vector_size(16)));
 
-/// Bit k (k = 0..3) set iff 16-bit lane k of x is zero. Exact (no carry
-/// crosses lanes): adding 0x7FFF to a lane's low 15 bits sets its top bit
-/// iff they are non-zero. The multiply gathers the four top bits, which land
-/// on distinct positions, into bits 45..48.
-inline uint32_t zero_lanes(uint64_t x) {
-  const uint64_t top = ~(((x & kLow15) + kLow15) | x) & ~kLow15;
-  return static_cast<uint32_t>((((top >> 15) * 0x0000200040008001ull) >> 45) & 0xF);
+// Bit i set iff lane i of a is non-zero, for lanes that are 0 or all ones:
+// each lane keeps only its own bit, then the halves are OR-folded.
+inline uint32_t lane_mask(U16x8 a) {
+  const U16x8 own = {1, 2, 4, 8, 16, 32, 64, 128};
+  const U16x8 bits = a & own;
+  uint64_t w[2];
+  std::memcpy(w, &bits, sizeof w);
+  uint64_t x = w[0] | w[1];
+  x |= x >> 32;
+  x |= x >> 16;
+  return static_cast<uint32_t>(x & 0xFF);
+}
+
+inline U32x4 splat(uint32_t v) { return U32x4{v, v, v, v}; }
+
+inline U32x4 max_lanes(U32x4 a, U32x4 b) {
+  const U32x4 a_wins = (U32x4)(a > b);
+  return (a & a_wins) | (b & ~a_wins);
 }
 
 inline uint16_t signature(uint32_t hash) { return static_cast<uint16_t>(hash); }
 
+// Keys are 40 bytes, 4-byte aligned: compared as 16 + 16 + 8 bytes.
 inline bool key_equal(const sluice_flow_key& a, const sluice_flow_key& b) {
-  uint64_t x[5];
-  uint64_t y[5];
-  static_assert(sizeof x == sizeof a);
-  std::memcpy(x, &a, sizeof x);
-  std::memcpy(y, &b, sizeof y);
-  return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
+  static_assert(sizeof a == 2 * sizeof(U64x2) + sizeof(uint64_t));
+  const auto* pa = reinterpret_cast<const char*>(&a);
+  const auto* pb = reinterpret_cast<const char*>(&b);
+  U64x2 a0, a1, b0, b1;
+  uint64_t a2, b2;
+  std::memcpy(&a0, pa, sizeof a0);
+  std::memcpy(&b0, pb, sizeof b0);
+  std::memcpy(&a1, pa + 16, sizeof a1);
+  std::memcpy(&b1, pb + 16, sizeof b1);
+  std::memcpy(&a2, pa + 32, sizeof a2);
+  std::memcpy(&b2, pb + 32, sizeof b2);
+  const U64x2 diff = (a0 ^ b0) | (a1 ^ b1);
+  return (diff[0] | diff[1] | (a2 ^ b2)) == 0;
 }
+
+// Whether a deadline has passed: the signed distance, valid while |now -
+// deadline| < 2^31 ms.
+inline bool passed(uint32_t deadline, uint32_t now_ms) { return ((now_ms - deadline) >> 31) == 0; }
 
 inline uint32_t lowest(uint32_t mask) { return static_cast<uint32_t>(__builtin_ctz(mask)); }
 
@@ -73,25 +99,23 @@ struct alignas(kCacheLine) FlowTable::Bucket {
     uint32_t pad;
   };
 
-  /// Slot i's signature is lane i % 4 (bits 16 * (i % 4)) of sigs[i / 4]:
-  /// explicit lanes, so all 8 compare at once on any byte order.
-  uint64_t sigs[2];
-  uint32_t last_seen[kSlotsPerBucket];  ///< ms, caller's clock
+  uint16_t sigs[kSlotsPerBucket];  ///< low 16 bits of each entry's flow hash
+  /// When slot i's entry expires: last packet + its state's timeout, ms on
+  /// the caller's clock. A deadline rather than a last-seen time, so that
+  /// expiry and eviction rank need no per-slot timeout lookup.
+  uint32_t deadline[kSlotsPerBucket];
   uint8_t used;                         ///< bit i: slot i holds an entry
   uint8_t probation;                    ///< bit i: that entry is on probation
   uint8_t tcp;                          ///< bit i: its flow is TCP (tcp_idle_ms applies)
   uint8_t pad[13];
   Slot slots[kSlotsPerBucket];
 
+  /// Slots in use whose signature is `sig`: all 8 compared at once.
   [[nodiscard]] uint32_t match(uint16_t sig) const {
-    const uint64_t pattern = sig * kLanes;
-    return (zero_lanes(sigs[0] ^ pattern) | (zero_lanes(sigs[1] ^ pattern) << 4)) & used;
-  }
-
-  void set_signature(uint32_t slot, uint16_t sig) {
-    const uint32_t shift = 16 * (slot % 4);
-    uint64_t& word = sigs[slot / 4];
-    word = (word & ~(uint64_t{0xFFFF} << shift)) | (uint64_t{sig} << shift);
+    U16x8 all;
+    std::memcpy(&all, sigs, sizeof all);
+    const U16x8 want = {sig, sig, sig, sig, sig, sig, sig, sig};
+    return lane_mask((U16x8)(all == want)) & used;
   }
 };
 
@@ -171,10 +195,15 @@ Result<FlowTable> FlowTable::create_in(const FlowTableConfig& config,
 
 FlowTable::FlowTable(const FlowTableConfig& config, Bucket* buckets, uint32_t bucket_count,
                      bool owned)
-    : config_(config), buckets_(buckets), bucket_count_(bucket_count), owned_(owned) {}
+    : config_(config),
+      timeouts_{config.udp_idle_ms, config.tcp_idle_ms, config.probation_ms, config.probation_ms},
+      buckets_(buckets),
+      bucket_count_(bucket_count),
+      owned_(owned) {}
 
 FlowTable::FlowTable(FlowTable&& other) noexcept
     : config_(other.config_),
+      timeouts_{other.timeouts_[0], other.timeouts_[1], other.timeouts_[2], other.timeouts_[3]},
       buckets_(std::exchange(other.buckets_, nullptr)),
       bucket_count_(std::exchange(other.bucket_count_, 0)),
       size_(std::exchange(other.size_, 0)),
@@ -186,6 +215,7 @@ FlowTable& FlowTable::operator=(FlowTable&& other) noexcept {
   if (this != &other) {
     if (owned_) std::free(buckets_);
     config_ = other.config_;
+    std::memcpy(timeouts_, other.timeouts_, sizeof timeouts_);
     buckets_ = std::exchange(other.buckets_, nullptr);
     bucket_count_ = std::exchange(other.bucket_count_, 0);
     size_ = std::exchange(other.size_, 0);
@@ -202,39 +232,46 @@ FlowTable::~FlowTable() {
 
 // --- slot state -------------------------------------------------------------
 
-uint32_t FlowTable::timeout(const Bucket& b, uint32_t slot) const {
-  if (b.probation & bit(slot)) return config_.probation_ms;
-  return (b.tcp & bit(slot)) ? config_.tcp_idle_ms : config_.udp_idle_ms;
+inline uint32_t FlowTable::timeout(const Bucket& b, uint32_t slot) const {
+  return timeouts_[(((b.probation >> slot) & 1u) << 1) | ((b.tcp >> slot) & 1u)];
 }
 
-bool FlowTable::expired(const Bucket& b, uint32_t slot, uint32_t now_ms) const {
-  return now_ms - b.last_seen[slot] >= timeout(b, slot);
+inline bool FlowTable::expired(const Bucket& b, uint32_t slot, uint32_t now_ms) const {
+  return passed(b.deadline[slot], now_ms);
 }
 
-FlowTable::Target FlowTable::choose_slot(const Bucket& b, uint32_t now_ms) const {
+inline FlowTable::Target FlowTable::choose_slot(const Bucket& b, uint32_t now_ms) const {
   const uint32_t free = ~uint32_t{b.used} & kAllSlots;
   if (free != 0) return {lowest(free), Take::kFree};
-  Target expired_victim{0, Take::kNone};
-  Target probation_victim{0, Take::kNone};
-  uint32_t expired_age = 0;
-  uint32_t probation_age = 0;
-  for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
-    const uint32_t age = now_ms - b.last_seen[i];
-    if (age >= timeout(b, i)) {
-      if (expired_victim.take == Take::kNone || age > expired_age) {
-        expired_victim = {i, Take::kExpired};
-        expired_age = age;
-      }
-    } else if ((b.probation & bit(i)) &&
-               (probation_victim.take == Take::kNone || age > probation_age)) {
-      probation_victim = {i, Take::kProbation};
-      probation_age = age;
-    }
-  }
-  return expired_victim.take != Take::kNone ? expired_victim : probation_victim;
+  // One 32-bit rank per slot, and the largest wins. High bits: how far
+  // past its deadline the entry is, sign bit flipped, so expired entries
+  // (any state) outrank live ones, most overdue first; among live probation
+  // entries (one timeout) the nearest deadline is the stalest. Live
+  // established entries rank 0: never taken. Low 3 bits: 7 - slot, so ranks
+  // are unique and a tie (within 8 ms) takes the lowest slot. Computed for
+  // 4 slots at a time without a branch: slot states are random, a branch
+  // per slot would mispredict.
+  const U32x4 probation = splat(b.probation);
+  auto rank = [&](uint32_t first, U32x4 own_bit, U32x4 reverse_slot) {
+    U32x4 deadline;
+    std::memcpy(&deadline, &b.deadline[first], sizeof deadline);
+    const U32x4 overdue = (splat(now_ms) - deadline) ^ splat(0x80000000u);
+    const U32x4 expired = (U32x4)((S32x4)overdue < S32x4{});
+    const U32x4 on_probation = (U32x4)((probation & own_bit) != U32x4{});
+    return ((overdue & splat(~7u)) | reverse_slot) & (expired | on_probation);
+  };
+  const U32x4 best4 = max_lanes(rank(0, U32x4{1, 2, 4, 8}, U32x4{7, 6, 5, 4}),
+                                rank(4, U32x4{16, 32, 64, 128}, U32x4{3, 2, 1, 0}));
+  uint32_t lanes[4];
+  std::memcpy(lanes, &best4, sizeof lanes);
+  const uint32_t best01 = lanes[0] > lanes[1] ? lanes[0] : lanes[1];
+  const uint32_t best23 = lanes[2] > lanes[3] ? lanes[2] : lanes[3];
+  const uint32_t best = best01 > best23 ? best01 : best23;
+  if (best == 0) return {0, Take::kNone};
+  return {7 - (best & 7), (best >> 31) ? Take::kExpired : Take::kProbation};
 }
 
-void FlowTable::free_slot(Bucket& b, uint32_t slot) {
+inline void FlowTable::free_slot(Bucket& b, uint32_t slot) {
   b.used = static_cast<uint8_t>(b.used & ~bit(slot));
   b.probation = static_cast<uint8_t>(b.probation & ~bit(slot));
   --size_;
@@ -242,16 +279,19 @@ void FlowTable::free_slot(Bucket& b, uint32_t slot) {
 
 // A key match: a live entry is a hit (refreshed, maybe promoted); an
 // expired one is freed and is a miss.
-bool FlowTable::hit(Bucket& b, uint32_t slot, uint32_t now_ms, bool promote) {
+inline bool FlowTable::hit(Bucket& b, uint32_t slot, uint32_t now_ms, bool promote) {
   if (expired(b, slot, now_ms)) {
     free_slot(b, slot);
     ++stats_.expired;
     return false;
   }
+  if (promote && ((b.probation >> slot) & 1u)) {
+    b.probation = static_cast<uint8_t>(b.probation & ~bit(slot));
+  }
   // Skip the store when nothing changes: a line that stays clean is never
   // written back.
-  if (b.last_seen[slot] != now_ms) b.last_seen[slot] = now_ms;
-  if (promote && (b.probation & bit(slot))) b.probation = static_cast<uint8_t>(b.probation & ~bit(slot));
+  const uint32_t deadline = now_ms + timeout(b, slot);
+  if (b.deadline[slot] != deadline) b.deadline[slot] = deadline;
   return true;
 }
 
@@ -322,7 +362,7 @@ FlowInsert FlowTable::insert(const sluice_flow_key& key, uint32_t hash, uint32_t
     if (!key_equal(b.slots[i].key, key)) continue;
     if (!expired(b, i, now_ms)) {
       b.slots[i].backend_id = backend_id;
-      b.last_seen[i] = now_ms;
+      b.deadline[i] = now_ms + timeout(b, i);
       ++stats_.replaced;
       return FlowInsert::kReplaced;
     }
@@ -351,8 +391,8 @@ FlowInsert FlowTable::insert(const sluice_flow_key& key, uint32_t hash, uint32_t
   const uint32_t s = t.slot;
   b.slots[s].key = key;
   b.slots[s].backend_id = backend_id;
-  b.set_signature(s, sig);
-  b.last_seen[s] = now_ms;
+  b.sigs[s] = sig;
+  b.deadline[s] = now_ms + config_.probation_ms;
   b.used = static_cast<uint8_t>(b.used | bit(s));
   b.probation = static_cast<uint8_t>(b.probation | bit(s));
   b.tcp = key.proto == SLUICE_IPPROTO_TCP ? static_cast<uint8_t>(b.tcp | bit(s))
@@ -401,7 +441,7 @@ std::optional<FlowEntry> FlowTable::find(const sluice_flow_key& key, uint32_t ha
     if (key_equal(b.slots[i].key, key)) {
       const uint8_t state =
           (b.probation & bit(i)) ? SLUICE_FLOW_PROBATION : SLUICE_FLOW_ESTABLISHED;
-      return FlowEntry{b.slots[i].backend_id, b.last_seen[i], state};
+      return FlowEntry{b.slots[i].backend_id, b.deadline[i] - timeout(b, i), state};
     }
   }
   return std::nullopt;

@@ -19,10 +19,10 @@ struct FlowTableConfig {
   /// Entries wanted, 1..FlowTable::kMaxCapacity; rounded up to a multiple
   /// of FlowTable::kSlotsPerBucket.
   uint32_t capacity = 0;
-  /// Idle timeout of an established TCP flow, ms (1..2^31-1).
+  /// Idle timeout of an established TCP flow, ms (1..2^30).
   uint32_t tcp_idle_ms = 300'000;
   /// Idle timeout of an established flow of any other protocol (UDP), ms
-  /// (1..2^31-1).
+  /// (1..2^30).
   uint32_t udp_idle_ms = 30'000;
   /// Idle timeout of an entry on probation (one packet seen), ms; at most
   /// both idle timeouts, so a one-packet flow never outlives a real one.
@@ -63,7 +63,7 @@ struct FlowEntry {
 ///
 /// Layout: buckets of 8 slots, 448 bytes each (56 bytes per entry all-in),
 /// cache-line aligned and contiguous: one 64-byte header (8 16-bit
-/// signatures, 8 last-seen times, used/probation/TCP bit masks) followed by
+/// signatures, 8 expiry deadlines, used/probation/TCP bit masks) followed by
 /// the 8 entries (40-byte key + 4-byte backend id + 4 spare). A lookup
 /// reads the header line, compares signatures, then reads only the key of
 /// a matching slot, which lies in the same 448-byte block (same DRAM page).
@@ -79,19 +79,19 @@ struct FlowEntry {
 ///
 /// Admission (flood-proof): a new flow's entry is on probation until a
 /// lookup hits it (its second packet). A new entry may displace only an
-/// idle-expired entry (stalest first) or else a probation entry (stalest
-/// first), never a live established one: a flood of one-packet flows cannot
+/// idle-expired entry (the longest expired first) or else a probation entry
+/// (the stalest first), never a live established one: a flood of one-packet flows cannot
 /// push out an established flow. While such a flood lasts, a legitimate new
 /// flow's probation entry may itself be displaced before its second packet;
 /// that flow is still forwarded by Maglev, consistently.
 ///
 /// Time: `now` is the caller's millisecond clock (TSC in DPDK, bpf_ktime in
-/// XDP) as a wrapping uint32_t; ages are unsigned differences, so the clock
-/// may wrap, but it must not step back: an entry last seen "after" now has
-/// an age near 2^32 and counts as expired. An entry left untouched for
-/// 2^32 ms (49.7 days) would look fresh again: call sweep() often enough to
-/// visit every bucket within 2^32 ms minus the longest timeout (any
-/// realistic rate does).
+/// XDP) as a wrapping uint32_t. Each entry keeps a deadline (last packet +
+/// the timeout of its state and protocol), compared with `now` by signed
+/// 32-bit difference, so the clock may wrap, and a small step back only
+/// makes entries look younger. An entry left untouched for 2^31 ms (24.8
+/// days) past its deadline would look live again: call sweep() often enough
+/// to visit every bucket within that time (any realistic rate does).
 class FlowTable {
  public:
   /// Slots per bucket (the entries one header line covers).
@@ -100,8 +100,9 @@ class FlowTable {
   static constexpr uint32_t kMaxCapacity = 1u << 28;
   /// Largest burst of lookup_burst(): the width of its hit mask.
   static constexpr uint32_t kMaxBurst = 64;
-  /// Largest timeout, ms: ages are compared as unsigned 32-bit differences.
-  static constexpr uint32_t kMaxTimeoutMs = (1u << 31) - 1;
+  /// Largest timeout, ms (12.4 days): deadlines are compared by signed
+  /// 32-bit differences, with room to spare for the eviction rank.
+  static constexpr uint32_t kMaxTimeoutMs = 1u << 30;
 
   /// Builds a table, allocating and zeroing its memory (one aligned
   /// allocation; 2 MiB aligned and advised for transparent huge pages when
@@ -148,8 +149,8 @@ class FlowTable {
                         uint32_t now_ms, uint32_t backend_out[], uint64_t promote_mask = ~0ull);
 
   /// Pins a flow to `backend_id`. A new key gets an entry on probation in a
-  /// free slot, else in place of the stalest idle-expired entry, else of the
-  /// stalest probation entry; if the bucket holds only live established
+  /// free slot, else in place of the longest-expired entry, else of the
+  /// stalest probation entry (ties within 8 ms: the lowest slot); if the bucket holds only live established
   /// entries, nothing is stored and kFull is returned (count it as
   /// flow_insert_failed; forward by Maglev anyway). A live key keeps its
   /// entry and state and gets the new backend (the "backend was removed"
@@ -198,6 +199,8 @@ class FlowTable {
   bool hit(Bucket& b, uint32_t slot, uint32_t now_ms, bool promote);
 
   FlowTableConfig config_{};
+  /// Timeout of an entry by state: index (on probation) * 2 + (TCP), ms.
+  uint32_t timeouts_[4] = {};
   Bucket* buckets_ = nullptr;
   uint32_t bucket_count_ = 0;
   uint32_t size_ = 0;

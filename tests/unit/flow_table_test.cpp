@@ -149,7 +149,8 @@ TEST(FlowTable, RejectsBadConfig) {
       {"zero tcp timeout", {64, 0, kUdpIdle, kProbation}},
       {"zero udp timeout", {64, kTcpIdle, 0, kProbation}},
       {"zero probation", {64, kTcpIdle, kUdpIdle, 0}},
-      {"tcp timeout over 2^31-1", {64, 1u << 31, kUdpIdle, kProbation}},
+      {"tcp timeout over 2^30", {64, FlowTable::kMaxTimeoutMs + 1, kUdpIdle, kProbation}},
+      {"udp timeout over 2^30", {64, kTcpIdle, FlowTable::kMaxTimeoutMs + 1, kProbation}},
       {"probation over udp", {64, kTcpIdle, 1000, 1001}},
       {"probation over tcp", {64, 1000, kUdpIdle, 1001}},
   };
@@ -159,6 +160,8 @@ TEST(FlowTable, RejectsBadConfig) {
     EXPECT_EQ(t.error().code, -EINVAL) << c.what;
     EXPECT_FALSE(t.error().message.empty()) << c.what;
   }
+  const uint32_t max = FlowTable::kMaxTimeoutMs;
+  EXPECT_TRUE(FlowTable::create({64, max, max, max}).ok());
 }
 
 TEST(FlowTable, CapacityRoundsUpToWholeBuckets) {
@@ -349,7 +352,7 @@ TEST(FlowTable, EraseRemovesOnlyTheKey) {
 }
 
 // One bucket, filled with chosen states and ages, then new flows: expired
-// entries go first (stalest first), then probation ones (stalest first),
+// entries go first (longest expired first), then probation ones (stalest first),
 // never a live established one.
 TEST(FlowTable, EvictionOrderInAFullBucket) {
   FlowTable t = make_table(1024);
@@ -359,12 +362,12 @@ TEST(FlowTable, EvictionOrderInAFullBucket) {
   auto present = [&](uint32_t i) { return t.find(k(i), h(i)).has_value(); };
 
   // Slot plan at now = 40000 (UDP idle 30000, probation 2000):
-  //  0: established, last seen 100     -> expired, stalest of all
+  //  0: established, last seen 100     -> expired 9900 ms ago, the longest
   //  1: established, last seen 39000   -> live
   //     (slot 2 is k(4), slot 3 k(2), slot 4 k(3): insertion order)
   //  2: probation, inserted 38500      -> live, age 1500
   //  3: probation, inserted 39000      -> live, age 1000
-  //  4: probation, inserted 37000      -> expired (age 3000)
+  //  4: probation, inserted 37000      -> expired 1000 ms ago
   //  5..7: established, last seen 39500 -> live
   // (The clock only moves forward.)
   ASSERT_EQ(t.insert(k(0), h(0), 0, 0), FlowInsert::kInserted);
@@ -386,7 +389,7 @@ TEST(FlowTable, EvictionOrderInAFullBucket) {
   };
   // Newcomers 100.. are on probation with age 0 once in.
   const Step steps[] = {
-      {100, 0},    // expired established, stalest
+      {100, 0},    // expired established, the longest expired
       {101, 4},    // the other expired one
       {102, 2},    // no expired left: stalest probation (age 1500)
       {103, 3},    // next stalest probation (age 1000)
