@@ -163,8 +163,7 @@ void BM_FlowTable_SingleLookupHit(benchmark::State& state) {
     if (++f.cursor % kBurst == 0) ++f.now;
   }
   report(state, f, state.iterations());
-  state.counters["hit_ratio"] =
-      static_cast<double>(hits) / static_cast<double>(state.iterations());
+  state.counters["hit_ratio"] = static_cast<double>(hits) / static_cast<double>(state.iterations());
 }
 
 // One burst of new flows as the fast path handles it: lookup_burst (all

@@ -104,9 +104,9 @@ struct alignas(kCacheLine) FlowTable::Bucket {
   /// the caller's clock. A deadline rather than a last-seen time, so that
   /// expiry and eviction rank need no per-slot timeout lookup.
   uint32_t deadline[kSlotsPerBucket];
-  uint8_t used;                         ///< bit i: slot i holds an entry
-  uint8_t probation;                    ///< bit i: that entry is on probation
-  uint8_t tcp;                          ///< bit i: its flow is TCP (tcp_idle_ms applies)
+  uint8_t used;       ///< bit i: slot i holds an entry
+  uint8_t probation;  ///< bit i: that entry is on probation
+  uint8_t tcp;        ///< bit i: its flow is TCP (tcp_idle_ms applies)
   uint8_t pad[13];
   Slot slots[kSlotsPerBucket];
 
@@ -151,8 +151,8 @@ Result<FlowTableConfig> FlowTable::validate(const FlowTableConfig& config) {
                    " is longer than an idle timeout");
   }
   FlowTableConfig rounded = config;
-  rounded.capacity = static_cast<uint32_t>(bytes_needed(config.capacity) / sizeof(Bucket)) *
-                     kSlotsPerBucket;
+  rounded.capacity =
+      static_cast<uint32_t>(bytes_needed(config.capacity) / sizeof(Bucket)) * kSlotsPerBucket;
   return rounded;
 }
 
@@ -176,8 +176,7 @@ Result<FlowTable> FlowTable::create(const FlowTableConfig& config) {
   return FlowTable(valid.value(), static_cast<Bucket*>(memory), buckets, true);
 }
 
-Result<FlowTable> FlowTable::create_in(const FlowTableConfig& config,
-                                       std::span<std::byte> memory) {
+Result<FlowTable> FlowTable::create_in(const FlowTableConfig& config, std::span<std::byte> memory) {
   auto valid = validate(config);
   if (!valid) return valid.error();
   const size_t bytes = bytes_needed(config.capacity);
@@ -357,7 +356,21 @@ FlowInsert FlowTable::insert(const sluice_flow_key& key, uint32_t hash, uint32_t
                              uint32_t now_ms) {
   Bucket& b = buckets_[bucket_index(hash)];
   const uint16_t sig = signature(hash);
-  for (uint32_t m = b.match(sig); m != 0; m &= m - 1) {
+  const uint32_t matches = b.match(sig);
+  const uint32_t free = ~uint32_t{b.used} & kAllSlots;
+  // The common case inline and lean: nothing under this signature (so not
+  // a known flow) and a free slot.
+  if (matches == 0 && free != 0) [[likely]] {
+    place(b, lowest(free), key, sig, backend_id, now_ms);
+    return FlowInsert::kInserted;
+  }
+  return insert_slow(b, matches, key, sig, backend_id, now_ms);
+}
+
+[[gnu::noinline]] FlowInsert FlowTable::insert_slow(Bucket& b, uint32_t matches,
+                                                    const sluice_flow_key& key, uint16_t sig,
+                                                    uint32_t backend_id, uint32_t now_ms) {
+  for (uint32_t m = matches; m != 0; m &= m - 1) {
     const uint32_t i = lowest(m);
     if (!key_equal(b.slots[i].key, key)) continue;
     if (!expired(b, i, now_ms)) {
@@ -388,18 +401,23 @@ FlowInsert FlowTable::insert(const sluice_flow_key& key, uint32_t hash, uint32_t
     case Take::kFree:
       break;
   }
-  const uint32_t s = t.slot;
-  b.slots[s].key = key;
-  b.slots[s].backend_id = backend_id;
-  b.sigs[s] = sig;
-  b.deadline[s] = now_ms + config_.probation_ms;
-  b.used = static_cast<uint8_t>(b.used | bit(s));
-  b.probation = static_cast<uint8_t>(b.probation | bit(s));
-  b.tcp = key.proto == SLUICE_IPPROTO_TCP ? static_cast<uint8_t>(b.tcp | bit(s))
-                                          : static_cast<uint8_t>(b.tcp & ~bit(s));
+  place(b, t.slot, key, sig, backend_id, now_ms);
+  return FlowInsert::kInserted;
+}
+
+inline void FlowTable::place(Bucket& b, uint32_t slot, const sluice_flow_key& key, uint16_t sig,
+                             uint32_t backend_id, uint32_t now_ms) {
+  const uint8_t own = bit(slot);
+  b.slots[slot].key = key;
+  b.slots[slot].backend_id = backend_id;
+  b.sigs[slot] = sig;
+  b.deadline[slot] = now_ms + config_.probation_ms;
+  b.used = static_cast<uint8_t>(b.used | own);
+  b.probation = static_cast<uint8_t>(b.probation | own);
+  const uint8_t tcp = key.proto == SLUICE_IPPROTO_TCP ? own : 0;
+  b.tcp = static_cast<uint8_t>((b.tcp & ~own) | tcp);
   ++size_;
   ++stats_.inserts;
-  return FlowInsert::kInserted;
 }
 
 bool FlowTable::erase(const sluice_flow_key& key, uint32_t hash) {

@@ -32,12 +32,12 @@ struct FlowTableConfig {
 /// Counters a table keeps about itself. Plain integers: the table has one
 /// owner core, which is also the only reader (it copies them out).
 struct FlowTableStats {
-  uint64_t inserts = 0;            ///< new entries stored (free, expired or probation slot)
-  uint64_t insert_failed = 0;      ///< new flows not stored: bucket full of live established entries
-  uint64_t replaced = 0;           ///< insert() of a live key: its backend reassigned
+  uint64_t inserts = 0;        ///< new entries stored (free, expired or probation slot)
+  uint64_t insert_failed = 0;  ///< new flows not stored: bucket full of live established entries
+  uint64_t replaced = 0;       ///< insert() of a live key: its backend reassigned
   uint64_t evicted_probation = 0;  ///< live probation entries displaced by a new flow
   uint64_t evicted_expired = 0;    ///< idle-expired entries displaced by a new flow
-  uint64_t expired = 0;            ///< idle-expired entries freed by a lookup/insert of their key or by sweep()
+  uint64_t expired = 0;            ///< idle-expired entries freed by lookup/insert/sweep
 };
 
 /// What insert() did.
@@ -150,11 +150,10 @@ class FlowTable {
 
   /// Pins a flow to `backend_id`. A new key gets an entry on probation in a
   /// free slot, else in place of the longest-expired entry, else of the
-  /// stalest probation entry (ties within 8 ms: the lowest slot); if the bucket holds only live established
-  /// entries, nothing is stored and kFull is returned (count it as
-  /// flow_insert_failed; forward by Maglev anyway). A live key keeps its
-  /// entry and state and gets the new backend (the "backend was removed"
-  /// case): kReplaced.
+  /// stalest probation entry (ties within 8 ms: the lowest slot); if the bucket holds only live
+  /// established entries, nothing is stored and kFull is returned (count it as flow_insert_failed;
+  /// forward by Maglev anyway). A live key keeps its entry and state and gets the new backend (the
+  /// "backend was removed" case): kReplaced.
   FlowInsert insert(const sluice_flow_key& key, uint32_t hash, uint32_t backend_id,
                     uint32_t now_ms);
 
@@ -196,6 +195,10 @@ class FlowTable {
   [[nodiscard]] bool expired(const Bucket& b, uint32_t slot, uint32_t now_ms) const;
   [[nodiscard]] Target choose_slot(const Bucket& b, uint32_t now_ms) const;
   void free_slot(Bucket& b, uint32_t slot);
+  void place(Bucket& b, uint32_t slot, const sluice_flow_key& key, uint16_t sig,
+             uint32_t backend_id, uint32_t now_ms);
+  FlowInsert insert_slow(Bucket& b, uint32_t matches, const sluice_flow_key& key, uint16_t sig,
+                         uint32_t backend_id, uint32_t now_ms);
   bool hit(Bucket& b, uint32_t slot, uint32_t now_ms, bool promote);
 
   FlowTableConfig config_{};

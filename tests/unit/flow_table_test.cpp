@@ -87,8 +87,7 @@ FlowTable make_table(uint32_t capacity) {
   return std::move(t).value();
 }
 
-sluice_flow_key v4_key(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
-                       uint8_t proto) {
+sluice_flow_key v4_key(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport, uint8_t proto) {
   sluice_flow_key k{};
   k.src.v4 = sl_htonl(src);
   k.dst.v4 = sl_htonl(dst);
@@ -99,8 +98,8 @@ sluice_flow_key v4_key(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dpor
   return k;
 }
 
-sluice_flow_key v6_key(const uint8_t src[16], const uint8_t dst[16], uint16_t sport,
-                       uint16_t dport, uint8_t proto) {
+sluice_flow_key v6_key(const uint8_t src[16], const uint8_t dst[16], uint16_t sport, uint16_t dport,
+                       uint8_t proto) {
   sluice_flow_key k{};
   std::memcpy(k.src.bytes, src, 16);
   std::memcpy(k.dst.bytes, dst, 16);
@@ -168,8 +167,8 @@ TEST(FlowTable, CapacityRoundsUpToWholeBuckets) {
   struct Case {
     uint32_t asked, expected;
   };
-  for (const auto& c : {Case{1, 8}, Case{8, 8}, Case{9, 16}, Case{65536, 65536},
-                        Case{65537, 65544}}) {
+  for (const auto& c :
+       {Case{1, 8}, Case{8, 8}, Case{9, 16}, Case{65536, 65536}, Case{65537, 65544}}) {
     FlowTable t = make_table(c.asked);
     EXPECT_EQ(t.capacity(), c.expected) << c.asked;
     EXPECT_EQ(t.config().capacity, c.expected) << c.asked;
@@ -269,7 +268,8 @@ TEST(FlowTable, SignaturesSelectTheirOwnSlot) {
   // All 8 slots under one signature: only the key decides.
   FlowTable same = make_table(64);
   const uint32_t h = hash_in_bucket(same, 5, 77);
-  for (uint32_t s = 0; s < 8; ++s) ASSERT_EQ(same.insert(client_flow(s), h, s, 0), FlowInsert::kInserted);
+  for (uint32_t s = 0; s < 8; ++s)
+    ASSERT_EQ(same.insert(client_flow(s), h, s, 0), FlowInsert::kInserted);
   for (uint32_t s = 0; s < 8; ++s) EXPECT_EQ(same.lookup(client_flow(s), h, 1), s);
 }
 
@@ -358,7 +358,7 @@ TEST(FlowTable, EvictionOrderInAFullBucket) {
   FlowTable t = make_table(1024);
   const uint32_t bucket = 17;
   auto h = [&](uint32_t i) { return hash_in_bucket(t, bucket, 1000 + i); };
-  auto k = [](uint32_t i) { return client_flow(2 * i + 1);  /* UDP: 30 s idle */ };
+  auto k = [](uint32_t i) { return client_flow(2 * i + 1); };  // UDP: 30 s idle
   auto present = [&](uint32_t i) { return t.find(k(i), h(i)).has_value(); };
 
   // Slot plan at now = 40000 (UDP idle 30000, probation 2000):
@@ -416,7 +416,8 @@ TEST(FlowTable, EvictionOrderInAFullBucket) {
   EXPECT_TRUE(present(1));
   // Once flow 1 (last seen 39000) idles out, it is the one that goes.
   const uint32_t later = 39000 + kUdpIdle;
-  for (uint32_t i : {5u, 6u, 7u, 101u, 102u, 103u, 104u}) ASSERT_EQ(t.lookup(k(i), h(i), later - 1), i);
+  for (uint32_t i : {5u, 6u, 7u, 101u, 102u, 103u, 104u})
+    ASSERT_EQ(t.lookup(k(i), h(i), later - 1), i);
   EXPECT_EQ(t.insert(k(201), h(201), 201, later), FlowInsert::kInserted);
   EXPECT_FALSE(present(1));
   EXPECT_EQ(t.stats().evicted_expired, 3u);
@@ -579,8 +580,8 @@ TEST(FlowTable, FloodOfOnePacketFlowsNeverEvictsEstablished) {
   // The flood: spoofed SYNs / UDP probes, each tuple seen once, 1 ms per
   // 100 packets (6.5 s: longer than probation, shorter than idle timeouts).
   for (uint32_t i = 0; i < kCapacity * 10; ++i) {
-    const sluice_flow_key k = v4_key(0xC6120000u + i, 0xC0000201u, static_cast<uint16_t>(i),
-                                     80, (i & 1) ? SLUICE_IPPROTO_UDP : SLUICE_IPPROTO_TCP);
+    const sluice_flow_key k = v4_key(0xC6120000u + i, 0xC0000201u, static_cast<uint16_t>(i), 80,
+                                     (i & 1) ? SLUICE_IPPROTO_UDP : SLUICE_IPPROTO_TCP);
     (void)t.insert(k, hash_of(k), 1, now + i / 100);
   }
   now += kCapacity * 10 / 100;
