@@ -85,6 +85,12 @@ struct FlowEntry {
 /// flow's probation entry may itself be displaced before its second packet;
 /// that flow is still forwarded by Maglev, consistently.
 ///
+/// Sizing: a flow's bucket is fixed by its hash, so new flows are refused
+/// once their bucket holds 8 live established flows, well before the table
+/// is full. Measured with 1M slots: with 25% of the slots established, 0.1%
+/// of new flows are refused; 50%: 5%; 70%: 24%; 80%: 41%. Give each core
+/// two to four times the concurrent flows it should pin.
+///
 /// Time: `now` is the caller's millisecond clock (TSC in DPDK, bpf_ktime in
 /// XDP) as a wrapping uint32_t. Each entry keeps a deadline (last packet +
 /// the timeout of its state and protocol), compared with `now` by signed
