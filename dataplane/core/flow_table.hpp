@@ -80,10 +80,10 @@ struct FlowEntry {
 /// Admission (flood-proof): a new flow's entry is on probation until a
 /// lookup hits it (its second packet). A new entry may displace only an
 /// idle-expired entry (the longest expired first) or else a probation entry
-/// (the stalest first), never a live established one: a flood of one-packet flows cannot
-/// push out an established flow. While such a flood lasts, a legitimate new
-/// flow's probation entry may itself be displaced before its second packet;
-/// that flow is still forwarded by Maglev, consistently.
+/// (the stalest first), never a live established one: a flood of one-packet
+/// flows cannot push out an established flow. While such a flood lasts, a
+/// legitimate new flow's probation entry may itself be displaced before its
+/// second packet; that flow is still forwarded by Maglev, consistently.
 ///
 /// Sizing: a flow's bucket is fixed by its hash, so new flows are refused
 /// once their bucket holds 8 live established flows, well before the table
@@ -133,21 +133,22 @@ class FlowTable {
   /// A moved-from table may only be destroyed or assigned to.
   ~FlowTable();
 
-  /// Looks a flow up. On a hit returns its backend id, refreshes its
-  /// last-seen time to `now_ms` and, if `promote`, moves a probation entry
-  /// to established (pass false for a packet that does not prove the flow,
-  /// e.g. a retransmitted TCP SYN). An idle-expired entry is a miss and is
-  /// freed. Returns SLUICE_BACKEND_NONE on a miss. Checking that the backend
-  /// still exists is the caller's job; if it does not, insert() the flow's
-  /// new backend (same bucket, already in cache).
+  /// Looks a flow up (`now_ms`: the caller's clock, ms). On a hit returns
+  /// its backend id, refreshes its last-seen time and, if `promote`, moves a
+  /// probation entry to established (pass false for a packet that does not
+  /// prove the flow, e.g. a retransmitted TCP SYN). An idle-expired entry
+  /// is a miss and is freed. Returns SLUICE_BACKEND_NONE on a miss.
+  /// A hit on a backend that has been removed is the caller's to detect
+  /// (sluice_backend slot check); it then calls insert() with the flow's new
+  /// backend, which replaces it in place (same bucket, already in cache).
   uint32_t lookup(const sluice_flow_key& key, uint32_t hash, uint32_t now_ms, bool promote = true);
 
-  /// lookup() for n (1..kMaxBurst) packets at once, with the same answers
-  /// and effects as n lookup() calls in order. Prefetches every bucket
-  /// first, then the keys whose signatures match, then compares keys, so
-  /// the memory accesses of the burst overlap. For a miss it also
-  /// prefetches (for writing) the slot an insert would take, so the
-  /// caller's insert() after Maglev finds it in cache.
+  /// lookup() for n packets at once (0..kMaxBurst; any beyond are not looked
+  /// up), with the same answers and effects as n lookup() calls in order.
+  /// Prefetches every bucket first, then the keys whose signatures match,
+  /// then compares keys, so the memory accesses of the burst overlap. For a
+  /// miss it also prefetches (for writing) the slot an insert would take, so
+  /// the caller's insert() after Maglev finds it in cache.
   /// backend_out[i] gets the backend id or SLUICE_BACKEND_NONE; bit i of
   /// `promote_mask` is lookup()'s `promote` for packet i. Returns the hit
   /// mask (bit i set: packet i hit).
@@ -156,10 +157,11 @@ class FlowTable {
 
   /// Pins a flow to `backend_id`. A new key gets an entry on probation in a
   /// free slot, else in place of the longest-expired entry, else of the
-  /// stalest probation entry (ties within 8 ms: the lowest slot); if the bucket holds only live
-  /// established entries, nothing is stored and kFull is returned (count it as flow_insert_failed;
-  /// forward by Maglev anyway). A live key keeps its entry and state and gets the new backend (the
-  /// "backend was removed" case): kReplaced.
+  /// stalest probation entry (ties within 8 ms: the lowest slot); if the
+  /// bucket holds only live established entries, nothing is stored and
+  /// kFull is returned (count it as flow_insert_failed; forward by Maglev
+  /// anyway). A live key keeps its entry and state and gets the new backend
+  /// and a fresh last-seen time (the "backend was removed" case): kReplaced.
   FlowInsert insert(const sluice_flow_key& key, uint32_t hash, uint32_t backend_id,
                     uint32_t now_ms);
 
