@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Benchmarks of the per-core flow table: hits by burst (with prefetch) and
-// one by one, and misses followed by inserts into a full table.
+// one by one, and misses followed by inserts, into a table at its working
+// size (free slots) and into a full one (eviction of probation entries).
 //
 // Keys and hashes are computed before timing (the parser computes the hash
 // once per packet; that cost belongs to its benchmark). Keys are visited in
 // random order of the table but read sequentially from an array, as a fast
 // path reads them from packets already in cache. The clock advances 1 ms per
-// burst, so every hit writes its last-seen time as it would under real
-// traffic; idle timeouts are set long enough that nothing expires.
+// burst, so every hit writes its deadline as it would under real traffic;
+// established flows' idle timeouts are long enough that none expires.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
