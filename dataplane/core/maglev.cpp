@@ -8,12 +8,39 @@
 #include <cmath>
 #include <numeric>
 #include <string>
+#include <utility>
 
 namespace sluice {
 
 namespace {
 
 constexpr uint32_t kLargestPrime32 = 4294967291u;
+
+// Upper bound of the empty slots left to the tail, entries.
+constexpr uint64_t kTailMax = 256;
+
+// An offer packed in 64 bits, so the scan writes one word per probe:
+// lane (rank) in bits 40-59, position j in 20-39, slot in 0-19. M, n and j
+// are all below 2^20.
+constexpr uint64_t kOfferJ = uint64_t{1} << 20;
+constexpr uint64_t pack_offer(uint32_t lane, uint32_t j, uint32_t slot) {
+  return (uint64_t{lane} << 40) | (uint64_t{j} << 20) | slot;
+}
+constexpr uint32_t offer_slot(uint64_t o) { return static_cast<uint32_t>(o & (kOfferJ - 1)); }
+constexpr uint32_t offer_j(uint64_t o) { return static_cast<uint32_t>((o >> 20) & (kOfferJ - 1)); }
+constexpr uint32_t offer_lane(uint64_t o) { return static_cast<uint32_t>(o >> 40); }
+
+// a^-1 mod m for a prime m and 0 < a < m (extended Euclid).
+uint32_t mod_inverse(uint32_t a, uint32_t m) {
+  int64_t t = 0, new_t = 1;
+  int64_t r = m, new_r = a;
+  while (new_r != 0) {
+    const int64_t q = r / new_r;
+    t = std::exchange(new_t, t - q * new_t);
+    r = std::exchange(new_r, r - q * new_r);
+  }
+  return static_cast<uint32_t>(t < 0 ? t + m : t);
+}
 
 Error size_error(uint32_t m, const std::string& what) {
   return Error{-EINVAL, "Maglev table size " + std::to_string(m) + " " + what};
@@ -51,27 +78,6 @@ Result<std::vector<uint32_t>> maglev_build(std::span<const MaglevBackend> backen
                                            uint32_t table_size) {
   MaglevBuilder b;
   return b.build(backends, table_size);
-}
-
-bool MaglevBuilder::earlier(uint32_t a, uint32_t b) const {
-  // turn_a / w_a < turn_b / w_b, cross-multiplied: turn < 2M <= 2^21 and
-  // w < 2^32, so each product stays below 2^53.
-  const uint64_t x = lanes_[a].turn * lanes_[b].weight;
-  const uint64_t y = lanes_[b].turn * lanes_[a].weight;
-  return x < y || (x == y && a < b);
-}
-
-void MaglevBuilder::sift_down(uint32_t hole, uint32_t rank) {
-  const size_t n = heap_.size();
-  for (;;) {
-    size_t child = 2 * size_t{hole} + 1;
-    if (child >= n) break;
-    if (child + 1 < n && earlier(heap_[child + 1], heap_[child])) ++child;
-    if (!earlier(heap_[child], rank)) break;
-    heap_[hole] = heap_[child];
-    hole = static_cast<uint32_t>(child);
-  }
-  heap_[hole] = rank;
 }
 
 Result<std::vector<uint32_t>> MaglevBuilder::build(std::span<const MaglevBackend> backends,
@@ -148,7 +154,13 @@ Result<std::vector<uint32_t>> MaglevBuilder::populate(std::span<const MaglevPerm
                                 std::to_string(p.offset) + ", skip " + std::to_string(p.skip) +
                                 " outside [0, M) x [1, M) for M = " + std::to_string(m)};
     }
-    lanes_[r] = Lane{1, p.weight, p.offset, p.skip, 0, i};
+    Lane& l = lanes_[r];
+    l = Lane{};
+    l.weight = p.weight;
+    l.offset = p.offset;
+    l.skip = p.skip;
+    l.cur = p.offset;
+    l.index = i;
     total_weight += p.weight;
   }
   if (total_weight == 0) return Error{-ENOENT, "Maglev table: every backend has weight 0"};
@@ -174,40 +186,214 @@ Result<std::vector<uint32_t>> MaglevBuilder::populate(std::span<const MaglevPerm
                    ranks_.end(), by_remainder);
   for (size_t j = 0; j < leftover; ++j) ++lanes_[ranks_[j]].left;
 
-  heap_.clear();
+  active_.clear();
+  b_ = 1;
   for (uint32_t r = 0; r < n; ++r) {
-    if (lanes_[r].left != 0) heap_.push_back(r);
+    if (lanes_[r].left != 0) {
+      active_.push_back(r);
+      b_ = std::max<uint64_t>(b_, lanes_[r].weight);
+    }
   }
-  for (size_t h = heap_.size() / 2; h-- > 0;) sift_down(static_cast<uint32_t>(h), heap_[h]);
 
+  m_ = m;
+  filled_n_ = 0;
   filled_.assign((size_t{m} + 63) / 64, 0);
   std::vector<uint32_t> table(m, SLUICE_BACKEND_NONE);
-  // Quotas sum to M, so the heap runs dry exactly when the table is full.
-  for (uint32_t taken = 0; taken < m; ++taken) {
-    const uint32_t r = heap_[0];
-    Lane& lane = lanes_[r];
-    uint32_t c = lane.next;
-    // Incremental (offset + j * skip) mod M: no division per probe.
-    while ((filled_[c >> 6] >> (c & 63)) & 1u) {
-      c += lane.skip;
-      if (c >= m) c -= m;
-    }
-    filled_[c >> 6] |= uint64_t{1} << (c & 63);
-    table[c] = lane.index;
-    c += lane.skip;
-    if (c >= m) c -= m;
-    lane.next = c;
+  run_windows(table);
+  run_tail(table);
+  return table;
+}
 
-    if (--lane.left == 0) {
-      const uint32_t last = heap_.back();
-      heap_.pop_back();
-      if (!heap_.empty()) sift_down(0, last);
-    } else {
-      lane.turn += 2;
-      sift_down(0, r);
+bool MaglevBuilder::earlier(uint64_t a, uint64_t b) const {
+  return before(offer_j(a), offer_lane(a), offer_j(b), offer_lane(b));
+}
+
+bool MaglevBuilder::before(uint32_t ja, uint32_t a, uint32_t jb, uint32_t b) const {
+  // (2ja + 1) / 2wa < (2jb + 1) / 2wb, cross-multiplied: j <= M < 2^21 and
+  // w < 2^32, so each product stays below 2^54.
+  const uint64_t x = (2 * uint64_t{ja} + 1) * lanes_[b].weight;
+  const uint64_t y = (2 * uint64_t{jb} + 1) * lanes_[a].weight;
+  return x < y || (x == y && a < b);
+}
+
+void MaglevBuilder::take(uint32_t slot, uint32_t lane, std::vector<uint32_t>& table) {
+  filled_[slot >> 6] |= uint64_t{1} << (slot & 63);
+  table[slot] = lanes_[lane].index;
+  --lanes_[lane].left;
+  ++filled_n_;
+}
+
+void MaglevBuilder::set_window_step(uint64_t step) {
+  for (const uint32_t r : active_) {
+    Lane& l = lanes_[r];
+    const uint64_t d = step * l.weight;  // step < 2^31: no overflow
+    l.dx = d / b_;
+    l.drem = d % b_;
+  }
+}
+
+void MaglevBuilder::run_windows(std::vector<uint32_t>& table) {
+  // Offers are taken in windows of virtual time [T, T'), T' = Q / 2B with
+  // B the largest weight. Within a window the order of offers matters only
+  // where two land on the same empty slot (the earlier wins) or a lane may
+  // run out of quota (its offers are then decided in exact order).
+  // Everything else is order-free, so most offers cost one bitmap test.
+  constexpr uint64_t kOffersPerWindow = 4096;
+  const uint32_t m = m_;
+  for (const uint32_t r : active_) {
+    lanes_[r].x = 0;
+    lanes_[r].rem = 0;
+  }
+  uint64_t active_weight = 0;
+  for (const uint32_t r : active_) active_weight += lanes_[r].weight;
+  uint64_t step_weight = active_weight;
+  set_window_step(std::max<uint64_t>(1, 2 * b_ * kOffersPerWindow / active_weight));
+  best_.assign(m, SLUICE_BACKEND_NONE);
+
+  for (;;) {
+    const uint32_t empty = m - filled_n_;
+    // Past this point few slots are left and a lane probes about M / empty
+    // slots per entry: the tail finds each lane's next empty slot directly.
+    const uint64_t tail = std::min<uint64_t>(kTailMax, m / (2 * active_.size() + 1));
+    if (empty <= tail || active_.empty()) break;
+
+    size_t n_offers = 0;
+    bool risky = false;
+    for (const uint32_t r : active_) {
+      Lane& l = lanes_[r];
+      l.x += l.dx;
+      l.rem += l.drem;
+      if (l.rem >= b_) {
+        l.rem -= b_;
+        ++l.x;
+      }
+      // Offers j with (2j + 1) / 2w < Q / 2B, i.e. odd 2j + 1 < Q w / B.
+      const uint64_t end = std::min<uint64_t>(m, (l.x + (l.rem != 0 ? 1 : 0)) / 2);
+      if (end <= l.j) continue;
+      if (n_offers + (end - l.j) > offers_.size()) {
+        offers_.resize(std::max(2 * offers_.size(), n_offers + (end - l.j)));
+      }
+      uint64_t* out = offers_.data() + n_offers;
+      size_t k = 0;
+      uint32_t c = l.cur;
+      const uint32_t skip = l.skip;
+      uint64_t lane_j = pack_offer(r, l.j, 0);
+      for (uint64_t j = l.j; j < end; ++j) {
+        // Written always, kept only if the slot is empty: no branch to miss.
+        out[k] = lane_j | c;
+        k += ((filled_[c >> 6] >> (c & 63)) & 1u) ^ 1u;
+        lane_j += kOfferJ;
+        c += skip;
+        c = c >= m ? c - m : c;
+      }
+      n_offers += k;
+      l.cur = c;
+      l.j = static_cast<uint32_t>(end);
+      l.count = static_cast<uint32_t>(k);
+      risky |= k > l.left;
+    }
+    const std::span<const uint64_t> offers(offers_.data(), n_offers);
+
+    // Each empty slot goes to its earliest offer, except that a lane which
+    // may run out of quota in this window (more offers than entries left)
+    // must have its offers decided in exact order: those go first, sorted,
+    // against the earliest offer of the other lanes on the same slot.
+    order_.clear();
+    for (uint32_t i = 0; i < offers.size(); ++i) {
+      const Lane& l = lanes_[offer_lane(offers[i])];
+      if (risky && l.count > l.left) {
+        order_.push_back(offers[i]);
+        continue;
+      }
+      uint32_t& b = best_[offer_slot(offers[i])];
+      if (b == SLUICE_BACKEND_NONE || earlier(offers[i], offers[b])) b = i;
+    }
+    if (!order_.empty()) {
+      std::sort(order_.begin(), order_.end(),
+                [this](uint64_t a, uint64_t b) { return earlier(a, b); });
+      for (const uint64_t o : order_) {
+        const uint32_t slot = offer_slot(o);
+        const uint32_t lane = offer_lane(o);
+        const uint32_t b = best_[slot];
+        if (lanes_[lane].left != 0 && ((filled_[slot >> 6] >> (slot & 63)) & 1u) == 0 &&
+            (b == SLUICE_BACKEND_NONE || earlier(o, offers[b]))) {
+          take(slot, lane, table);
+        }
+      }
+    }
+    for (uint32_t i = 0; i < offers.size(); ++i) {
+      const uint32_t slot = offer_slot(offers[i]);
+      if (best_[slot] == i) {
+        best_[slot] = SLUICE_BACKEND_NONE;
+        if (((filled_[slot >> 6] >> (slot & 63)) & 1u) == 0) take(slot, offer_lane(offers[i]), table);
+      }
+    }
+
+    const auto done = std::remove_if(active_.begin(), active_.end(),
+                                     [this](uint32_t r) { return lanes_[r].left == 0; });
+    if (done != active_.end()) {
+      active_.erase(done, active_.end());
+      active_weight = 0;
+      for (const uint32_t r : active_) active_weight += lanes_[r].weight;
+      // Keep windows near kOffersPerWindow offers as heavy lanes finish.
+      if (active_weight != 0 && 2 * active_weight < step_weight) {
+        step_weight = active_weight;
+        set_window_step(std::max<uint64_t>(1, 2 * b_ * kOffersPerWindow / active_weight));
+      }
     }
   }
-  return table;
+}
+
+void MaglevBuilder::aim(Lane& l) const {
+  // Every empty slot lies ahead of the lane's position (a slot it passed
+  // was full then, and slots never empty again): the next one it would
+  // take is the empty slot with the smallest permutation position.
+  uint32_t best_pos = UINT32_MAX;
+  uint32_t best_slot = 0;
+  for (const uint32_t s : free_) {
+    const uint32_t d = s >= l.offset ? s - l.offset : s + m_ - l.offset;
+    const auto pos = static_cast<uint32_t>(uint64_t{d} * l.inv % m_);
+    if (pos < best_pos) {
+      best_pos = pos;
+      best_slot = s;
+    }
+  }
+  l.next = best_pos;
+  l.target = best_slot;
+}
+
+void MaglevBuilder::run_tail(std::vector<uint32_t>& table) {
+  if (filled_n_ == m_) return;
+  free_.clear();
+  for (uint32_t s = 0; s < m_; ++s) {
+    if (((filled_[s >> 6] >> (s & 63)) & 1u) == 0) free_.push_back(s);
+  }
+  for (const uint32_t r : active_) {
+    Lane& l = lanes_[r];
+    l.inv = mod_inverse(l.skip, m_);
+    aim(l);
+  }
+  while (!free_.empty()) {
+    // The lane whose next offer on an empty slot comes first.
+    size_t pick = 0;
+    for (size_t i = 1; i < active_.size(); ++i) {
+      if (before(lanes_[active_[i]].next, active_[i], lanes_[active_[pick]].next, active_[pick])) {
+        pick = i;
+      }
+    }
+    const uint32_t r = active_[pick];
+    const uint32_t slot = lanes_[r].target;
+    take(slot, r, table);
+    *std::find(free_.begin(), free_.end(), slot) = free_.back();
+    free_.pop_back();
+    if (lanes_[r].left == 0) {
+      active_[pick] = active_.back();
+      active_.pop_back();
+    }
+    for (const uint32_t a : active_) {
+      if (lanes_[a].target == slot) aim(lanes_[a]);
+    }
+  }
 }
 
 Result<MaglevBalance> maglev_balance(std::span<const uint32_t> table,
