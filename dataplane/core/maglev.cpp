@@ -4,6 +4,7 @@
 #include "dataplane/core/maglev.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cmath>
 #include <numeric>
@@ -238,16 +239,22 @@ void MaglevBuilder::run_windows(std::vector<uint32_t>& table) {
   // where two land on the same empty slot (the earlier wins) or a lane may
   // run out of quota (its offers are then decided in exact order).
   // Everything else is order-free, so most offers cost one bitmap test.
-  constexpr uint64_t kOffersPerWindow = 4096;
   const uint32_t m = m_;
+  uint64_t active_weight = 0;
   for (const uint32_t r : active_) {
     lanes_[r].x = 0;
     lanes_[r].rem = 0;
+    active_weight += lanes_[r].weight;
   }
-  uint64_t active_weight = 0;
-  for (const uint32_t r : active_) active_weight += lanes_[r].weight;
+  // Windows of about max(4096, 16 per lane) offers: few enough windows
+  // that the per-lane work per window stays small, and small enough that
+  // the offers stay in cache.
+  const auto set_step = [&] {
+    const uint64_t offers = std::max<uint64_t>(4096, 16 * uint64_t{active_.size()});
+    set_window_step(std::max<uint64_t>(1, 2 * b_ * offers / active_weight));
+  };
   uint64_t step_weight = active_weight;
-  set_window_step(std::max<uint64_t>(1, 2 * b_ * kOffersPerWindow / active_weight));
+  set_step();
   best_.assign(m, SLUICE_BACKEND_NONE);
 
   for (;;) {
@@ -259,6 +266,7 @@ void MaglevBuilder::run_windows(std::vector<uint32_t>& table) {
 
     size_t n_offers = 0;
     bool risky = false;
+    const bool sparse = 10 * uint64_t{filled_n_} < 9 * uint64_t{m};
     for (const uint32_t r : active_) {
       Lane& l = lanes_[r];
       l.x += l.dx;
@@ -274,17 +282,28 @@ void MaglevBuilder::run_windows(std::vector<uint32_t>& table) {
         offers_.resize(std::max(2 * offers_.size(), n_offers + (end - l.j)));
       }
       uint64_t* out = offers_.data() + n_offers;
+      const uint64_t* filled = filled_.data();
       size_t k = 0;
       uint32_t c = l.cur;
       const uint32_t skip = l.skip;
       uint64_t lane_j = pack_offer(r, l.j, 0);
-      for (uint64_t j = l.j; j < end; ++j) {
-        // Written always, kept only if the slot is empty: no branch to miss.
-        out[k] = lane_j | c;
-        k += ((filled_[c >> 6] >> (c & 63)) & 1u) ^ 1u;
-        lane_j += kOfferJ;
-        c += skip;
-        c = c >= m ? c - m : c;
+      if (sparse) {
+        for (uint64_t j = l.j; j < end; ++j) {
+          // Written always, kept only if the slot is empty: no branch to miss.
+          out[k] = lane_j | c;
+          k += ((filled[c >> 6] >> (c & 63)) & 1u) ^ 1u;
+          lane_j += kOfferJ;
+          c += skip;
+          c = c >= m ? c - m : c;
+        }
+      } else {
+        // Mostly full: the branch is predictable and most probes store nothing.
+        for (uint64_t j = l.j; j < end; ++j) {
+          if (((filled[c >> 6] >> (c & 63)) & 1u) == 0) out[k++] = lane_j | c;
+          lane_j += kOfferJ;
+          c += skip;
+          c = c >= m ? c - m : c;
+        }
       }
       n_offers += k;
       l.cur = c;
@@ -329,17 +348,19 @@ void MaglevBuilder::run_windows(std::vector<uint32_t>& table) {
       }
     }
 
-    const auto done = std::remove_if(active_.begin(), active_.end(),
-                                     [this](uint32_t r) { return lanes_[r].left == 0; });
-    if (done != active_.end()) {
-      active_.erase(done, active_.end());
-      active_weight = 0;
-      for (const uint32_t r : active_) active_weight += lanes_[r].weight;
-      // Keep windows near kOffersPerWindow offers as heavy lanes finish.
-      if (active_weight != 0 && 2 * active_weight < step_weight) {
-        step_weight = active_weight;
-        set_window_step(std::max<uint64_t>(1, 2 * b_ * kOffersPerWindow / active_weight));
+    size_t kept = 0;
+    for (const uint32_t r : active_) {
+      if (lanes_[r].left != 0) {
+        active_[kept++] = r;
+      } else {
+        active_weight -= lanes_[r].weight;
       }
+    }
+    active_.resize(kept);
+    // Keep the offers per window up as heavy lanes finish.
+    if (active_weight != 0 && 2 * active_weight < step_weight) {
+      step_weight = active_weight;
+      set_step();
     }
   }
 }
@@ -365,8 +386,11 @@ void MaglevBuilder::aim(Lane& l) const {
 void MaglevBuilder::run_tail(std::vector<uint32_t>& table) {
   if (filled_n_ == m_) return;
   free_.clear();
-  for (uint32_t s = 0; s < m_; ++s) {
-    if (((filled_[s >> 6] >> (s & 63)) & 1u) == 0) free_.push_back(s);
+  for (size_t w = 0; w < filled_.size(); ++w) {
+    for (uint64_t e = ~filled_[w]; e != 0; e &= e - 1) {
+      const auto s = static_cast<uint32_t>(64 * w + static_cast<unsigned>(std::countr_zero(e)));
+      if (s < m_) free_.push_back(s);
+    }
   }
   for (const uint32_t r : active_) {
     Lane& l = lanes_[r];
