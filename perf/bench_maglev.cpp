@@ -41,8 +41,12 @@ void run(benchmark::State& state, bool weighted) {
 void BM_Maglev_Build(benchmark::State& state) { run(state, false); }
 void BM_Maglev_BuildWeighted(benchmark::State& state) { run(state, true); }
 
-BENCHMARK(BM_Maglev_Build)->ArgName("backends")->Arg(10)->Arg(100)->Arg(1000)->Unit(
-    benchmark::kMillisecond);
+BENCHMARK(BM_Maglev_Build)
+    ->ArgName("backends")
+    ->Arg(10)
+    ->Arg(100)
+    ->Arg(1000)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Maglev_BuildWeighted)
     ->ArgName("backends")
     ->Arg(10)

@@ -91,8 +91,7 @@ Result<std::vector<uint32_t>> MaglevBuilder::build(std::span<const MaglevBackend
   if (backends.empty()) return Error{-ENOENT, "Maglev table: no backends"};
   if (backends.size() > table_size) {
     return Error{-EINVAL, "Maglev table: " + std::to_string(backends.size()) +
-                              " backends do not fit in " + std::to_string(table_size) +
-                              " entries"};
+                              " backends do not fit in " + std::to_string(table_size) + " entries"};
   }
 
   // Address order is the tie-break order, so no decision depends on the
@@ -127,7 +126,7 @@ Result<std::vector<uint32_t>> MaglevBuilder::populate(std::span<const MaglevPerm
     return size_error(m, "is above the maximum " + std::to_string(kMaglevMaxSize));
   }
   // A prime M makes every skip coprime with M: each permutation visits
-  // every slot, so every turn finds an empty one.
+  // every slot, so a backend below quota always meets an empty one.
   if (!is_prime(m)) return size_error(m, "is not a prime");
   if (perms.empty()) return Error{-ENOENT, "Maglev table: no backends"};
   if (perms.size() > m) {
@@ -183,8 +182,8 @@ Result<std::vector<uint32_t>> MaglevBuilder::populate(std::span<const MaglevPerm
   const auto by_remainder = [this](uint32_t a, uint32_t b) {
     return rem_[a] > rem_[b] || (rem_[a] == rem_[b] && a < b);
   };
-  std::nth_element(ranks_.begin(), ranks_.begin() + static_cast<ptrdiff_t>(leftover),
-                   ranks_.end(), by_remainder);
+  std::nth_element(ranks_.begin(), ranks_.begin() + static_cast<ptrdiff_t>(leftover), ranks_.end(),
+                   by_remainder);
   for (size_t j = 0; j < leftover; ++j) ++lanes_[ranks_[j]].left;
 
   active_.clear();
@@ -227,7 +226,8 @@ void MaglevBuilder::take(uint32_t slot, uint32_t lane, std::vector<uint32_t>& ta
 void MaglevBuilder::set_window_step(uint64_t step) {
   for (const uint32_t r : active_) {
     Lane& l = lanes_[r];
-    const uint64_t d = step * l.weight;  // step < 2^31: no overflow
+    // step * weight <= 2B * offers per window (weight <= active weight), < 2^58.
+    const uint64_t d = step * l.weight;
     l.dx = d / b_;
     l.drem = d % b_;
   }
@@ -342,10 +342,10 @@ void MaglevBuilder::run_windows(std::vector<uint32_t>& table) {
     }
     for (uint32_t i = 0; i < offers.size(); ++i) {
       const uint32_t slot = offer_slot(offers[i]);
-      if (best_[slot] == i) {
-        best_[slot] = SLUICE_BACKEND_NONE;
-        if (((filled_[slot >> 6] >> (slot & 63)) & 1u) == 0) take(slot, offer_lane(offers[i]), table);
-      }
+      if (best_[slot] != i) continue;
+      best_[slot] = SLUICE_BACKEND_NONE;
+      // Unless a lane near its quota took the slot first.
+      if (((filled_[slot >> 6] >> (slot & 63)) & 1u) == 0) take(slot, offer_lane(offers[i]), table);
     }
 
     size_t kept = 0;

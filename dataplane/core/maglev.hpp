@@ -104,19 +104,19 @@ class MaglevBuilder {
  private:
   // One backend in the population loop, indexed by tie-break rank.
   struct Lane {
-    uint32_t weight = 0;  // > 0 while the lane takes part
-    uint32_t offset = 0;  // permutation start, < M
-    uint32_t skip = 1;    // permutation step, 1 <= skip < M
-    uint32_t cur = 0;     // slot of offer j: (offset + j * skip) mod M
-    uint32_t j = 0;       // offers made so far (the permutation position)
-    uint32_t left = 0;    // entries still to take
-    uint32_t index = 0;   // the caller's index of this backend
-    uint32_t count = 0;   // offers on empty slots in the current window
+    uint32_t weight = 0;        // > 0 while the lane takes part
+    uint32_t offset = 0;        // permutation start, < M
+    uint32_t skip = 1;          // permutation step, 1 <= skip < M
+    uint32_t cur = 0;           // slot of offer j: (offset + j * skip) mod M
+    uint32_t j = 0;             // offers made so far (the permutation position)
+    uint32_t left = 0;          // entries still to take
+    uint32_t index = 0;         // the caller's index of this backend
+    uint32_t count = 0;         // offers on empty slots in the current window
     uint64_t x = 0, rem = 0;    // floor and remainder of Q * weight / B (window end Q / 2B)
     uint64_t dx = 0, drem = 0;  // the same for one window step
-    uint32_t inv = 0;     // tail: skip^-1 mod M
-    uint32_t next = 0;    // tail: position of the first empty slot still ahead
-    uint32_t target = 0;  // tail: that slot
+    uint32_t inv = 0;           // tail: skip^-1 mod M
+    uint32_t next = 0;          // tail: position of the first empty slot still ahead
+    uint32_t target = 0;        // tail: that slot
   };
   // Offer (ja of lane a) comes before offer (jb of lane b).
   [[nodiscard]] bool before(uint32_t ja, uint32_t a, uint32_t jb, uint32_t b) const;
@@ -128,18 +128,18 @@ class MaglevBuilder {
   void run_tail(std::vector<uint32_t>& table);
   void aim(Lane& lane) const;
 
-  uint32_t m_ = 0;        // table size of the build in progress
-  uint32_t filled_n_ = 0; // entries taken so far
-  uint64_t b_ = 1;        // window-end denominator: the largest weight
+  uint32_t m_ = 0;         // table size of the build in progress
+  uint32_t filled_n_ = 0;  // entries taken so far
+  uint64_t b_ = 1;         // window-end denominator: the largest weight
   std::vector<Lane> lanes_;
-  std::vector<uint32_t> active_;   // lanes with entries still to take
-  std::vector<uint64_t> offers_;   // the current window's offers on empty slots, packed
-  std::vector<uint64_t> order_;    // the same sorted, when a window needs it
-  std::vector<uint32_t> best_;     // per slot: winning offer of the window
-  std::vector<uint32_t> free_;     // tail: empty slots
-  std::vector<uint32_t> ranks_;    // scratch for order checks and remainders
-  std::vector<uint64_t> rem_;      // quota remainder M * w mod W, by rank
-  std::vector<uint64_t> filled_;   // bitmap of taken slots (8 KiB at M = 65,537)
+  std::vector<uint32_t> active_;          // lanes with entries still to take
+  std::vector<uint64_t> offers_;          // the current window's offers on empty slots, packed
+  std::vector<uint64_t> order_;           // the same sorted, when a window needs it
+  std::vector<uint32_t> best_;            // per slot: winning offer of the window
+  std::vector<uint32_t> free_;            // tail: empty slots
+  std::vector<uint32_t> ranks_;           // scratch for order checks and remainders
+  std::vector<uint64_t> rem_;             // quota remainder M * w mod W, by rank
+  std::vector<uint64_t> filled_;          // bitmap of taken slots (8 KiB at M = 65,537)
   std::vector<MaglevPermutation> perms_;  // build(): permutations, caller order
   std::vector<uint32_t> sorted_;          // build(): caller indices by address
 };
@@ -151,8 +151,8 @@ class MaglevBuilder {
 /// How closely a table realises its weights.
 struct MaglevBalance {
   std::vector<uint32_t> entries;  // entries per backend index
-  double max_abs_dev = 0;  // max |entries - M * w / W| over backends, entries
-  double max_rel_dev = 0;  // max |entries - ideal| / ideal over backends with w > 0
+  double max_abs_dev = 0;         // max |entries - M * w / W| over backends, entries
+  double max_rel_dev = 0;         // max |entries - ideal| / ideal over backends with w > 0
 };
 
 /// Counts the entries of each backend in `table` against its ideal share

@@ -90,8 +90,7 @@ uint32_t moved(const std::vector<uint32_t>& t0, const std::vector<MaglevBackend>
 
 // The fewest entries that must move between two weightings of the same
 // address list: M * sum |new share - old share| / 2.
-double share_changed(const std::vector<uint32_t>& w0, const std::vector<uint32_t>& w1,
-                     uint32_t m) {
+double share_changed(const std::vector<uint32_t>& w0, const std::vector<uint32_t>& w1, uint32_t m) {
   const double s0 = std::accumulate(w0.begin(), w0.end(), 0.0);
   const double s1 = std::accumulate(w1.begin(), w1.end(), 0.0);
   double d = 0;
@@ -171,9 +170,9 @@ TEST(Maglev, Primes) {
   const struct {
     uint32_t n;
     bool prime;
-  } cases[] = {{0, false},      {1, false},       {2, true},        {3, true},
-               {4, false},      {9, false},       {25, false},      {251, true},
-               {253, false},    {65537, true},    {65539, true},    {65541, false},
+  } cases[] = {{0, false},      {1, false},       {2, true},           {3, true},
+               {4, false},      {9, false},       {25, false},         {251, true},
+               {253, false},    {65537, true},    {65539, true},       {65541, false},
                {1048573, true}, {1048575, false}, {4294967291u, true}, {4294967295u, false}};
   for (const auto& c : cases) EXPECT_EQ(is_prime(c.n), c.prime) << c.n;
 
@@ -237,19 +236,19 @@ TEST(Maglev, EqualWeightsGiveFloorOrCeil) {
   const struct {
     uint32_t m;
     size_t n;
-  } cases[] = {{kM, 1},   {kM, 2},   {kM, 3},   {kM, 10}, {kM, 100},
+  } cases[] = {{kM, 1},    {kM, 2},    {kM, 3},    {kM, 10}, {kM, 100},
                {kM, 1000}, {251, 251}, {251, 250}, {251, 7}};
   for (const auto& c : cases) {
-    const auto v = with_weights(random_addrs(c.n, rng, Family::kMixed),
-                                std::vector<uint32_t>(c.n, 5));
+    const auto v =
+        with_weights(random_addrs(c.n, rng, Family::kMixed), std::vector<uint32_t>(c.n, 5));
     const auto t = build_ok(builder, v, c.m);
     ASSERT_EQ(t.size(), c.m);
     auto bal = maglev_balance(t, weights_of(v));
     ASSERT_TRUE(bal.ok());
     const uint32_t lo = c.m / static_cast<uint32_t>(c.n);
     const uint32_t hi = lo + (c.m % c.n != 0 ? 1 : 0);
-    const auto [mn, mx] = std::minmax_element(bal.value().entries.begin(),
-                                              bal.value().entries.end());
+    const auto [mn, mx] =
+        std::minmax_element(bal.value().entries.begin(), bal.value().entries.end());
     EXPECT_GE(*mn, lo) << "M " << c.m << " N " << c.n;
     EXPECT_LE(*mx, hi) << "M " << c.m << " N " << c.n;
     report("equal M=" + std::to_string(c.m) + " N=" + std::to_string(c.n),
@@ -291,8 +290,8 @@ TEST(Maglev, AnyWeightsWithinOneEntry) {
     if (std::all_of(w.begin(), w.end(), [](uint32_t x) { return x == 0; })) w[0] = 1;
     check(with_weights(random_addrs(n, rng, Family::kMixed), w));
   }
-  report("any weights", fmt("%.0f tables, worst |entries - M*share| = %.3f entries", trials,
-                            worst));
+  report("any weights",
+         fmt("%.0f tables, worst |entries - M*share| = %.3f entries", trials, worst));
 }
 
 TEST(Maglev, WeightChangeMovesLittleMoreThanTheShareThatChanged) {
@@ -333,8 +332,8 @@ TEST(Maglev, RemovingABackendMovesAboutItsShare) {
     std::vector<uint32_t> sizes = {kM};
     if (maglev_auto_table_size(n) != kM) sizes.push_back(maglev_auto_table_size(n));
     for (const uint32_t m : sizes) {
-      const auto base = with_weights(random_addrs(n, rng, Family::kMixed),
-                                     std::vector<uint32_t>(n, 1));
+      const auto base =
+          with_weights(random_addrs(n, rng, Family::kMixed), std::vector<uint32_t>(n, 1));
       const auto t0 = build_ok(builder, base, m);
       const int picks = n == 1000 ? 3 : 6;
       std::vector<double> ratios;
@@ -353,10 +352,9 @@ TEST(Maglev, RemovingABackendMovesAboutItsShare) {
         }
       }
       const Dist d = dist(ratios);
-      const double avg = std::accumulate(ratios.begin(), ratios.end(), 0.0) /
-                         static_cast<double>(ratios.size());
-      report("remove one of N=" + std::to_string(n) + " M=" + std::to_string(m) +
-                 " moved/(M/N)",
+      const double avg =
+          std::accumulate(ratios.begin(), ratios.end(), 0.0) / static_cast<double>(ratios.size());
+      report("remove one of N=" + std::to_string(n) + " M=" + std::to_string(m) + " moved/(M/N)",
              fmt("avg %.3f min %.3f max %.3f", avg, d.min, d.max));
     }
   }
@@ -370,8 +368,7 @@ TEST(Maglev, RejectsBadInput) {
     auto t = builder.build(three, m);
     ASSERT_FALSE(t.ok()) << m;
     EXPECT_EQ(t.error().code, -EINVAL);
-    EXPECT_NE(t.error().message.find(std::to_string(m)), std::string::npos)
-        << t.error().message;
+    EXPECT_NE(t.error().message.find(std::to_string(m)), std::string::npos) << t.error().message;
   }
   auto dup = three;
   dup[2].addr = dup[0].addr;
@@ -390,16 +387,16 @@ TEST(Maglev, RejectsBadInput) {
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.error().code, -ENOENT);
 
-  const auto many = with_weights(random_addrs(252, rng, Family::kV4),
-                                 std::vector<uint32_t>(252, 1));
+  const auto many =
+      with_weights(random_addrs(252, rng, Family::kV4), std::vector<uint32_t>(252, 1));
   t = builder.build(many, 251);
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.error().code, -EINVAL);
 
   // The population step checks its own input.
   const std::vector<MaglevPermutation> p = {{3, 4, 1}, {0, 2, 1}, {3, 1, 1}};
-  EXPECT_EQ(builder.populate(p, {}, 8).error().code, -EINVAL);   // not prime
-  EXPECT_EQ(builder.populate(p, {}, 2).error().code, -EINVAL);   // more backends than slots
+  EXPECT_EQ(builder.populate(p, {}, 8).error().code, -EINVAL);  // not prime
+  EXPECT_EQ(builder.populate(p, {}, 2).error().code, -EINVAL);  // more backends than slots
   EXPECT_EQ(builder.populate({}, {}, 7).error().code, -ENOENT);
   std::vector<MaglevPermutation> bad = p;
   bad[1].skip = 0;
@@ -474,7 +471,9 @@ TEST(Maglev, PopulationStepMatchesReference) {
         for (auto& x : p) {
           x.offset = rng.below(m);
           x.skip = 1 + rng.below(m - 1);
-          x.weight = kind == 0 ? 1 : kind == 1 ? 1 + rng.below(100) : (rng.below(3) == 0 ? 0 : 1 + rng());
+          x.weight = kind == 0   ? 1
+                     : kind == 1 ? 1 + rng.below(100)
+                                 : (rng.below(3) == 0 ? 0 : 1 + rng());
         }
         if (std::all_of(p.begin(), p.end(), [](auto& x) { return x.weight == 0; })) {
           p[0].weight = 1;
