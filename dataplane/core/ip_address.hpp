@@ -18,7 +18,9 @@ namespace sluice {
 /// An IPv4 or IPv6 address. Bytes in network order in `ip` (IPv4 in the
 /// first 4 bytes, the rest zero), `family` is SLUICE_FAMILY_IPV4 or _IPV6.
 struct IpAddress {
-  union sluice_ip ip {};
+  // .bytes, not {}: empty braces zero only a union's first member (the
+  // 4-byte v4), and clang leaves the other 12 bytes unset.
+  union sluice_ip ip {.bytes = {}};
   uint8_t family = SLUICE_FAMILY_IPV4;
 
   /// Parses "192.0.2.1" or "2001:db8::1". Error -EINVAL names the text.
