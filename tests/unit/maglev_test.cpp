@@ -397,6 +397,14 @@ TEST(Maglev, RejectsBadInput) {
   EXPECT_EQ(t.error().code, -EINVAL);
   EXPECT_NE(t.error().message.find(dup[0].addr.to_string()), std::string::npos);
 
+  // The same address parsed twice is a duplicate too.
+  const std::vector<MaglevBackend> parsed = {{IpAddress::parse("192.0.2.7").value(), 1},
+                                             {IpAddress::parse("2001:db8::7").value(), 1},
+                                             {IpAddress::parse("192.0.2.7").value(), 1}};
+  t = builder.build(parsed, kM);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.error().code, -EINVAL);
+
   auto zeros = three;
   for (auto& b : zeros) b.weight = 0;
   t = builder.build(zeros, kM);
