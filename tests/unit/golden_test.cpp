@@ -13,9 +13,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <iterator>
+#include <vector>
 
 #include "dataplane/abi/flow.h"
 #include "dataplane/core/ip_address.hpp"
+#include "dataplane/core/maglev.hpp"
 
 namespace {
 
@@ -114,8 +117,85 @@ TEST(Golden, MaglevAddressHashes) {
 }
 
 // ---------------------------------------------------------------------------
-// Maglev tables: fixed backends -> fixed table slots. Added with the Maglev
-// builder (dataplane/core); same rule as above: constants computed once,
-// reviewed, asserted on every architecture.
+// Maglev tables: fixed backends -> fixed table slots -> fixed backends for
+// the golden flows above. Same rule: constants computed once on x86-64 with
+// the builder, reviewed (entry counts are the exact weight shares), asserted
+// on every architecture. A change here moves flows between backends on a
+// running cluster of mixed old and new instances.
+
+// The backends of kBackends with weights (one drained), in list order.
+const uint32_t kWeights[] = {1, 1, 1, 3, 2, 0, 5};
+
+std::vector<uint32_t> golden_table(uint32_t table_size) {
+  std::vector<sluice::MaglevBackend> backends;
+  for (size_t i = 0; i < std::size(kBackends); ++i) {
+    backends.push_back({IpAddress::parse(kBackends[i].addr).value(), kWeights[i]});
+  }
+  auto table = sluice::maglev_build(backends, table_size);
+  EXPECT_TRUE(table.ok());
+  return table.ok() ? table.value() : std::vector<uint32_t>{};
+}
+
+// FNV-1a (32-bit) over the backend index of every slot: one number that
+// covers the whole table.
+uint32_t fnv1a(const std::vector<uint32_t>& table) {
+  uint32_t h = 2166136261u;
+  for (const uint32_t x : table) {
+    h ^= x;
+    h *= 16777619u;
+  }
+  return h;
+}
+
+struct TableGolden {
+  uint32_t table_size;
+  uint32_t fnv;
+  uint32_t first[16];  // backend index of slots 0..15
+  uint32_t counts[7];  // entries per backend (weight share of M, exactly)
+};
+
+// clang-format off
+const TableGolden kTables[] = {
+  {251,   0xF09EB692, {4, 3, 3, 3, 6, 6, 1, 4, 0, 4, 6, 3, 3, 2, 2, 2},
+          {19, 19, 19, 58, 39, 0, 97}},
+  {65537, 0xEEB07F1E, {4, 3, 2, 4, 6, 6, 6, 6, 2, 1, 3, 6, 3, 4, 3, 6},
+          {5041, 5041, 5041, 15124, 10083, 0, 25207}},
+};
+// clang-format on
+
+TEST(Golden, MaglevTables) {
+  for (const auto& g : kTables) {
+    const std::vector<uint32_t> table = golden_table(g.table_size);
+    ASSERT_EQ(table.size(), g.table_size);
+    EXPECT_EQ(fnv1a(table), g.fnv) << "M = " << g.table_size;
+    for (size_t i = 0; i < std::size(g.first); ++i) {
+      EXPECT_EQ(table[i], g.first[i]) << "M = " << g.table_size << " slot " << i;
+    }
+    uint32_t counts[std::size(kBackends)] = {};
+    for (const uint32_t b : table) ++counts[b];
+    for (size_t i = 0; i < std::size(kBackends); ++i) {
+      EXPECT_EQ(counts[i], g.counts[i]) << kBackends[i].addr;
+    }
+  }
+}
+
+// The whole decision for the golden flows: flow hash -> slot -> backend.
+TEST(Golden, FlowsToBackends) {
+  // clang-format off
+  const char* const kExpected[std::size(kFlows)] = {
+    "fd00:5a1c:e::beef", "fd00:5a1c:e::beef", "fd00:5a1c:e::beef", "fd00:5a1c:e::beef",
+    "192.168.100.254",   "10.0.0.1",          "fd00:5a1c:e::beef", "2001:db8::1",
+    "fd00:5a1c:e::beef", "fd00:5a1c:e::beef", "2001:db8::1",       "2001:db8::1",
+  };
+  // clang-format on
+  const std::vector<uint32_t> table = golden_table(SLUICE_MAGLEV_DEFAULT_SIZE);
+  ASSERT_EQ(table.size(), SLUICE_MAGLEV_DEFAULT_SIZE);
+  for (size_t i = 0; i < std::size(kFlows); ++i) {
+    const FlowGolden& g = kFlows[i];
+    const sluice_flow_key k = make_key(g.src, g.sport, g.dst, g.dport, g.proto);
+    const uint32_t slot = sluice_flow_hash(&k, g.seed) % SLUICE_MAGLEV_DEFAULT_SIZE;
+    EXPECT_STREQ(kBackends[table[slot]].addr, kExpected[i]) << g.src << ":" << g.sport;
+  }
+}
 
 }  // namespace
