@@ -101,8 +101,9 @@ struct Snapshot {
   /// The outer headers: src_v4 must be set if any backend is IPv4, src_v6
   /// if any is IPv6.
   sluice_encap_config encap{};
-  /// A static next hop (operator-given MACs); nullopt leaves the map as it
-  /// is (see Loader::refresh_next_hop).
+  /// A static next hop (operator-given MACs, for one-armed set-ups);
+  /// nullopt leaves the map as it is, e.g. as Loader::refresh_next_hop
+  /// filled it from the kernel's tables. Whichever writes last wins.
   std::optional<sluice_next_hop> next_hop;
 };
 
@@ -113,6 +114,11 @@ struct Snapshot {
 /// next Loader for the interface picks up the pinned maps (established
 /// flows included) and replaces the running program atomically. detach()
 /// and unpin() are the explicit ends.
+///
+/// Not thread-safe: one caller at a time (the control thread). Only one
+/// Loader (one process) may publish to an interface's maps at a time; a
+/// Loader reads what the maps hold when it loads and keeps track of its own
+/// writes after that.
 class Loader {
  public:
   /// Checks the options, makes sure bpffs is mounted and the pin folder
