@@ -1,0 +1,914 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The XDP loader on veths in namespaces of the test's own: attach and
+// detach in both modes, load errors, pinned maps that outlive the loader
+// with their flows, hitless snapshot publication, counters summed over CPUs,
+// next hops from the kernel's route and neighbour tables, bpffs mounting.
+#include "xdp/loader.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <gtest/gtest.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dataplane/abi/flow.h"
+#include "tests/bpf/bpf_test_util.hpp"
+#include "tests/bpf/test_netns.hpp"
+#include "tests/common/packet_builder.hpp"
+#include "xdp/decap_skeleton.hpp"
+
+namespace sluice::test {
+namespace {
+
+using xdp::Loader;
+using xdp::LoaderOptions;
+using xdp::Snapshot;
+using xdp::SnapshotVip;
+using xdp::XdpMode;
+
+constexpr uint32_t kSeed = 0x5eed1234;
+constexpr Mac kLbMac{0x02, 0x00, 0x00, 0x00, 0x00, 0x01};
+constexpr Mac kRouterMac{0x02, 0x00, 0x00, 0x00, 0x00, 0xfe};
+constexpr Mac kGatewayMac{0x02, 0x00, 0x00, 0x00, 0x00, 0xfd};
+constexpr const char* kVip = "10.0.0.1";
+constexpr uint32_t kVipId = 1;
+constexpr uint8_t kTcp = SLUICE_IPPROTO_TCP;
+constexpr uint8_t kAck = 0x10;
+constexpr std::chrono::milliseconds kResolveWait{5000};
+
+IpAddress addr(const std::string& text) { return address(text); }
+
+sluice_backend backend(uint32_t id, const std::string& a, uint8_t flags = 0) {
+  const IpAddress ip = addr(a);
+  sluice_backend b{};
+  b.addr = ip.ip;
+  b.id = id;
+  b.family = ip.family;
+  b.flags = flags;
+  return b;
+}
+
+/// M slots spread over `ids` (slot i -> ids[i % n]); an empty list leaves
+/// every slot empty.
+std::vector<uint32_t> spread(uint32_t m, const std::vector<uint32_t>& ids) {
+  std::vector<uint32_t> t(m, SLUICE_BACKEND_NONE);
+  for (uint32_t i = 0; i < m && !ids.empty(); ++i) t[i] = ids[i % ids.size()];
+  return t;
+}
+
+struct VipDef {
+  std::string addr;
+  uint16_t port;
+  uint8_t proto;
+  uint32_t vip_id;
+  std::vector<uint32_t> table;
+  uint32_t flags = 0;
+};
+
+/// A snapshot and the storage its table spans point into.
+struct World {
+  std::vector<VipDef> vips;
+  std::vector<sluice_backend> backends;
+  std::optional<sluice_next_hop> next_hop = static_next_hop();
+
+  static sluice_next_hop static_next_hop() {
+    sluice_next_hop nh{};
+    std::copy(kGatewayMac.begin(), kGatewayMac.end(), nh.dst_mac);
+    std::copy(kLbMac.begin(), kLbMac.end(), nh.src_mac);
+    return nh;
+  }
+
+  [[nodiscard]] Snapshot snapshot() const {
+    Snapshot s;
+    for (const VipDef& v : vips) {
+      SnapshotVip sv;
+      const IpAddress a = addr(v.addr);
+      sv.key.addr = a.ip;
+      sv.key.port = sl_htons(v.port);
+      sv.key.proto = v.proto;
+      sv.key.family = a.family;
+      sv.meta.vip_id = v.vip_id;
+      sv.meta.flags = v.flags;
+      sv.table = v.table;
+      s.vips.push_back(sv);
+    }
+    s.backends = backends;
+    s.encap.src_v4 = addr("10.255.0.0").ip;
+    s.encap.src_v6 = addr("2001:db8:ffff::").ip;
+    s.encap.mtu = 1500;
+    s.encap.entropy_bits = 8;
+    s.next_hop = next_hop;
+    return s;
+  }
+
+  /// The backend the VIP's table gives a new flow.
+  [[nodiscard]] uint32_t choice(uint32_t vip_id, const sluice_flow_key& key) const {
+    for (const VipDef& v : vips)
+      if (v.vip_id == vip_id) {
+        const uint32_t h = (v.flags & SLUICE_VIP_HASH_SRC_ONLY) != 0
+                               ? sluice_flow_hash_src(&key, kSeed)
+                               : sluice_flow_hash(&key, kSeed);
+        return v.table[h % v.table.size()];
+      }
+    return SLUICE_BACKEND_NONE;
+  }
+
+  /// The backend id an encapsulated frame is addressed to.
+  [[nodiscard]] uint32_t backend_of(const XdpRun& r) const {
+    if (r.verdict != XDP_TX || r.out.size() < 14 + 40) return SLUICE_BACKEND_NONE;
+    for (const sluice_backend& b : backends) {
+      if (b.family == SLUICE_FAMILY_IPV4 && r.out[12] == 0x08 && r.out[13] == 0x00 &&
+          std::memcmp(&r.out[14 + 16], b.addr.bytes, 4) == 0)
+        return b.id;
+      if (b.family == SLUICE_FAMILY_IPV6 && r.out[12] == 0x86 && r.out[13] == 0xdd &&
+          std::memcmp(&r.out[14 + 24], b.addr.bytes, 16) == 0)
+        return b.id;
+    }
+    return SLUICE_BACKEND_NONE;
+  }
+};
+
+/// Three IPv4 backends and one TCP VIP (vip_id 1) over them, M = 251.
+World basic_world() {
+  World w;
+  w.backends = {backend(1, "10.1.0.1"), backend(2, "10.1.0.2"), backend(3, "10.1.0.3")};
+  w.vips.push_back({kVip, 80, kTcp, kVipId, spread(251, {1, 2, 3})});
+  return w;
+}
+
+Bytes tcp_frame(const std::string& client, uint16_t cport, const std::string& vip = kVip,
+                uint8_t flags = kAck) {
+  PacketBuilder p;
+  p.eth({.dst = kLbMac, .src = kRouterMac});
+  if (addr(client).is_v6())
+    p.ipv6({.src = client, .dst = vip});
+  else
+    p.ipv4({.src = client, .dst = vip});
+  return p.tcp({.sport = cport, .dport = 80, .flags = flags}).build();
+}
+
+sluice_flow_key tcp_key(const std::string& client, uint16_t cport, const std::string& vip = kVip) {
+  sluice_flow_key k{};
+  const IpAddress c = addr(client);
+  k.src = c.ip;
+  k.dst = addr(vip).ip;
+  k.sport = sl_htons(cport);
+  k.dport = sl_htons(80);
+  k.proto = kTcp;
+  k.family = c.family;
+  return k;
+}
+
+std::string client(int i) { return "192.168.0." + std::to_string(1 + i % 250); }
+uint16_t cport(int i) { return static_cast<uint16_t>(10000 + i); }
+
+/// The XDP program ids attached to an interface, by mode.
+bpf_xdp_query_opts attached(int ifindex) {
+  bpf_xdp_query_opts q{};
+  q.sz = sizeof q;
+  EXPECT_EQ(bpf_xdp_query(ifindex, 0, &q), 0);
+  return q;
+}
+
+/// The MAC of an interface in a namespace, from `ip -n NS link show DEV`.
+Mac mac_of(const std::string& ns, const std::string& dev) {
+  std::string out;
+  EXPECT_EQ(run_command({"ip", "-n", ns, "link", "show", dev}, &out), 0) << out;
+  Mac m{};
+  const size_t at = out.find("link/ether ");
+  if (at == std::string::npos) return m;
+  unsigned v[6] = {};
+  if (std::sscanf(out.c_str() + at + 11, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4],
+                  &v[5]) == 6)
+    for (size_t i = 0; i < 6; ++i) m[i] = static_cast<uint8_t>(v[i]);
+  return m;
+}
+
+/// Runs the calling thread on one CPU for its lifetime.
+class OnCpu {
+ public:
+  explicit OnCpu(int cpu) {
+    sched_getaffinity(0, sizeof saved_, &saved_);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(static_cast<size_t>(cpu), &one);
+    ok_ = sched_setaffinity(0, sizeof one, &one) == 0 && sched_getcpu() == cpu;
+  }
+  ~OnCpu() { sched_setaffinity(0, sizeof saved_, &saved_); }
+  OnCpu(const OnCpu&) = delete;
+  OnCpu& operator=(const OnCpu&) = delete;
+  [[nodiscard]] bool ok() const { return ok_; }
+
+ private:
+  cpu_set_t saved_{};
+  bool ok_ = false;
+};
+
+class LoaderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SLUICE_SKIP_WITHOUT_BPF();
+    std::string why;
+    auto made = TestNetns::create(&why);
+    if (made) ns_.emplace(std::move(*made));
+    if (!ns_) {
+      if (bpf_required()) FAIL() << "cannot make test namespaces: " << why;
+      GTEST_SKIP() << "cannot make test namespaces: " << why;
+    }
+    enter_.emplace(ns_->lb());
+    ASSERT_TRUE(enter_->error().empty()) << enter_->error();
+    ifindex_ = static_cast<int>(if_nametoindex("lb0"));
+    ASSERT_GT(ifindex_, 0);
+  }
+
+  [[nodiscard]] LoaderOptions options(XdpMode mode = XdpMode::kGeneric) const {
+    LoaderOptions o;
+    o.ifname = "lb0";
+    o.mode = mode;
+    o.hash_seed = kSeed;
+    o.flows_per_cpu = 1024;
+    o.probation_per_cpu = 256;
+    o.pin_root = pin_root();
+    return o;
+  }
+  [[nodiscard]] std::string pin_root() const { return pins_.path() + "/lb0"; }
+
+  /// Loads with `o`, or fails the test (the Optional is then empty).
+  static std::optional<Loader> load(const LoaderOptions& o) {
+    auto r = Loader::load(o);
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    if (!r.ok()) return std::nullopt;
+    return std::optional<Loader>(std::move(r.value()));
+  }
+
+  static XdpRun run(const Loader& l, const Bytes& frame) {
+    XdpRun r = run_xdp(l.prog_fd(), frame);
+    EXPECT_EQ(r.err, 0) << "BPF_PROG_TEST_RUN: " << std::strerror(-r.err);
+    return r;
+  }
+
+  std::optional<TestNetns> ns_;
+  std::optional<NetnsEnter> enter_;
+  TestPinDir pins_;
+  int ifindex_ = 0;
+};
+
+#define ASSERT_OK(expr)                                          \
+  do {                                                           \
+    const auto& r_ = (expr);                                     \
+    ASSERT_TRUE(r_.ok()) << #expr << ": " << r_.error().message; \
+  } while (0)
+
+TEST_F(LoaderTest, AttachesAndDetachesInBothModes) {
+  for (XdpMode mode : {XdpMode::kGeneric, XdpMode::kNative}) {
+    SCOPED_TRACE(xdp::to_string(mode));
+    auto l = load(options(mode));
+    ASSERT_TRUE(l);
+    EXPECT_EQ(l->ifindex(), ifindex_);
+    ASSERT_OK(l->attach());
+    bpf_xdp_query_opts q = attached(ifindex_);
+    EXPECT_EQ(mode == XdpMode::kNative ? q.drv_prog_id : q.skb_prog_id, l->prog_id());
+    EXPECT_EQ(mode == XdpMode::kNative ? q.skb_prog_id : q.drv_prog_id, 0u);
+    ASSERT_OK(l->attach());  // again: nothing to do
+    {
+      // A second instance (a restarted daemon) replaces the first in place.
+      auto next = load(options(mode));
+      ASSERT_TRUE(next);
+      ASSERT_OK(next->attach());
+      q = attached(ifindex_);
+      EXPECT_EQ(mode == XdpMode::kNative ? q.drv_prog_id : q.skb_prog_id, next->prog_id());
+      EXPECT_NE(next->prog_id(), l->prog_id());
+    }
+    ASSERT_OK(l->detach());
+    q = attached(ifindex_);
+    EXPECT_EQ(q.prog_id, 0u);
+    EXPECT_EQ(q.drv_prog_id | q.skb_prog_id, 0u);
+    const xdp::Status again = l->detach();
+    ASSERT_FALSE(again.ok());
+    EXPECT_EQ(again.error().code, -ENOENT);
+    EXPECT_NE(again.error().message.find("no XDP program is attached to lb0"), std::string::npos)
+        << again.error().message;
+    ASSERT_OK(l->unpin());
+    EXPECT_NE(access(pin_root().c_str(), F_OK), 0) << "pin folder still there";
+  }
+}
+
+TEST_F(LoaderTest, LeavesOtherProgramsAloneAndRefusesAModeSwitch) {
+  // Someone else's XDP program on the interface.
+  auto foreign = Skeleton<sluice_decap_bpf>::open("sluice_decap");
+  ASSERT_OK(foreign);
+  ASSERT_EQ(foreign.value().load(), 0);
+  const int foreign_fd = bpf_program__fd(foreign.value()->progs.sluice_decap);
+  ASSERT_EQ(bpf_xdp_attach(ifindex_, foreign_fd, XDP_FLAGS_SKB_MODE, nullptr), 0);
+  bpf_prog_info info{};
+  uint32_t len = sizeof info;
+  ASSERT_EQ(bpf_obj_get_info_by_fd(foreign_fd, &info, &len), 0);
+
+  auto l = load(options(XdpMode::kGeneric));
+  ASSERT_TRUE(l);
+  xdp::Status s = l->attach();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, -EBUSY);
+  EXPECT_NE(s.error().message.find("sluice_decap"), std::string::npos) << s.error().message;
+  s = xdp::detach_interface(ifindex_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, -EBUSY);
+  EXPECT_EQ(attached(ifindex_).skb_prog_id, info.id) << "the foreign program was touched";
+  ASSERT_EQ(bpf_xdp_detach(ifindex_, XDP_FLAGS_SKB_MODE, nullptr), 0);
+
+  // sluice in generic mode; a native-mode instance must not switch it.
+  ASSERT_OK(l->attach());
+  auto native = load(options(XdpMode::kNative));
+  ASSERT_TRUE(native);
+  s = native->attach();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, -EEXIST);
+  EXPECT_NE(s.error().message.find("generic mode"), std::string::npos) << s.error().message;
+  EXPECT_EQ(attached(ifindex_).skb_prog_id, l->prog_id());
+  ASSERT_OK(l->detach());
+}
+
+TEST_F(LoaderTest, LoadFailuresSayWhatWasBeingDoneAndWhy) {
+  // A flow table the kernel refuses to make (2^30 buckets): E2BIG from map
+  // creation, reported with the sizes asked for.
+  LoaderOptions o = options();
+  const int ncpus = libbpf_num_possible_cpus();
+  ASSERT_GT(ncpus, 0);
+  o.flows_per_cpu = (1u << 30) / static_cast<uint32_t>(ncpus);
+  auto r = Loader::load(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_LT(r.error().code, 0);
+  EXPECT_NE(r.error().message.find("loading sluice_lb (sluice_flows"), std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find(std::strerror(-r.error().code)), std::string::npos)
+      << r.error().message;
+  // Nothing stays pinned from a failed load.
+  auto empty = xdp::unpin_maps(pin_root());
+  EXPECT_TRUE(empty.ok()) << empty.error().message;
+
+  // Options checked before anything is made.
+  o = options();
+  o.ifname = "sluice-none0";
+  r = Loader::load(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, -ENODEV) << r.error().message;
+  EXPECT_NE(r.error().message.find("sluice-none0"), std::string::npos) << r.error().message;
+  o = options();
+  o.probation_per_cpu = 0;
+  r = Loader::load(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, -EINVAL) << r.error().message;
+
+  // A verifier log that does not fit its buffer fails the load (-ENOSPC)
+  // and what there is of it comes back in the error.
+  o = options();
+  o.verifier_log_level = 1;
+  o.verifier_log_size = 512;
+  r = Loader::load(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, -ENOSPC) << r.error().message;
+  EXPECT_NE(r.error().message.find("verifier log:\n"), std::string::npos) << r.error().message;
+
+  // With room, the log of a successful load is kept when asked for.
+  o.verifier_log_size = 64u << 20;
+  auto ok = load(o);
+  ASSERT_TRUE(ok);
+  EXPECT_NE(ok->verifier_log().find("processed"), std::string::npos);
+}
+
+TEST_F(LoaderTest, PinnedMapsMadeWithOtherSizesAreNamed) {
+  { ASSERT_TRUE(load(options())); }
+  LoaderOptions o = options();
+  o.flows_per_cpu *= 2;
+  auto r = Loader::load(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, -EINVAL);
+  EXPECT_NE(r.error().message.find("sluice_flows"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("max_entries"), std::string::npos) << r.error().message;
+}
+
+TEST_F(LoaderTest, ARestartKeepsEstablishedFlowsOnTheirBackends) {
+  CpuPin pin;
+  ASSERT_GE(pin.cpu(), 0);
+  const World before = basic_world();
+  // The same VIP with every slot moved to the next backend: every flow's
+  // Maglev choice differs from before.
+  World after = before;
+  after.vips[0].table = spread(251, {2, 3, 1});
+  constexpr int kFlows = 24;
+  std::vector<uint32_t> chosen(kFlows);
+  uint32_t first_prog = 0;
+  {
+    auto a = load(options());
+    ASSERT_TRUE(a);
+    EXPECT_FALSE(a->reused_pinned_maps());
+    ASSERT_OK(a->attach());
+    ASSERT_OK(a->publish(before.snapshot()));
+    for (int i = 0; i < kFlows; ++i) {
+      const Bytes f = tcp_frame(client(i), cport(i));
+      ASSERT_EQ(before.backend_of(run(*a, f)), before.choice(kVipId, tcp_key(client(i), cport(i))));
+      chosen[i] = before.backend_of(run(*a, f));  // the second packet: established
+    }
+    first_prog = a->prog_id();
+  }  // destroyed: neither detached nor unpinned
+  EXPECT_EQ(attached(ifindex_).skb_prog_id, first_prog) << "the program must keep running";
+
+  auto b = load(options());
+  ASSERT_TRUE(b);
+  EXPECT_TRUE(b->reused_pinned_maps());
+  sluice_flow_value v{};
+  const sluice_flow_key k0 = tcp_key(client(0), cport(0));
+  ASSERT_TRUE(
+      percpu_value(bpf_map__fd(b->skeleton()->maps.sluice_flows), &k0, &v, sizeof v, pin.cpu()));
+  EXPECT_EQ(v.state, SLUICE_FLOW_ESTABLISHED);
+  EXPECT_EQ(v.backend_id, chosen[0]);
+
+  ASSERT_OK(b->attach());  // replaces the first program in place
+  EXPECT_EQ(attached(ifindex_).skb_prog_id, b->prog_id());
+  EXPECT_NE(b->prog_id(), first_prog);
+  ASSERT_OK(b->publish(after.snapshot()));
+  for (int i = 0; i < kFlows; ++i) {
+    const sluice_flow_key k = tcp_key(client(i), cport(i));
+    ASSERT_NE(after.choice(kVipId, k), chosen[i]);
+    EXPECT_EQ(after.backend_of(run(*b, tcp_frame(client(i), cport(i)))), chosen[i]) << "flow " << i;
+  }
+  // A new flow follows the new table.
+  const int n = kFlows + 1;
+  EXPECT_EQ(after.backend_of(run(*b, tcp_frame(client(n), cport(n)))),
+            after.choice(kVipId, tcp_key(client(n), cport(n))));
+
+  ASSERT_OK(b->detach());
+  ASSERT_OK(b->unpin());
+  EXPECT_LT(bpf_obj_get((pin_root() + "/sluice_flows").c_str()), 0);
+  EXPECT_NE(access(pin_root().c_str(), F_OK), 0);
+}
+
+TEST_F(LoaderTest, ASwappedTableIsSeenByTheNextPacketAndARemovedVipPasses) {
+  CpuPin pin;
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  World w = basic_world();
+  w.vips[0].table = spread(251, {1});
+  ASSERT_OK(l->publish(w.snapshot()));
+  EXPECT_EQ(w.backend_of(run(*l, tcp_frame(client(1), cport(1)))), 1u);
+
+  w.vips[0].table = spread(251, {2});
+  ASSERT_OK(l->publish(w.snapshot()));
+  EXPECT_EQ(w.backend_of(run(*l, tcp_frame(client(2), cport(2)))), 2u) << "a new flow";
+  EXPECT_EQ(w.backend_of(run(*l, tcp_frame(client(1), cport(1)))), 1u) << "a known flow stays";
+
+  // An IPv6 VIP over IPv6 backends beside it.
+  w.backends.push_back(backend(11, "2001:db8:1::1"));
+  w.backends.push_back(backend(12, "2001:db8:1::2"));
+  w.vips.push_back({"2001:db8::1", 80, kTcp, 5, spread(251, {12})});
+  ASSERT_OK(l->publish(w.snapshot()));
+  EXPECT_EQ(w.backend_of(run(*l, tcp_frame("2001:db8:c::7", 4000, "2001:db8::1"))), 12u);
+  w.vips.back().table = spread(251, {11});
+  ASSERT_OK(l->publish(w.snapshot()));
+  EXPECT_EQ(w.backend_of(run(*l, tcp_frame("2001:db8:c::8", 4000, "2001:db8::1"))), 11u);
+
+  // VIP 10.0.0.1 removed and its vip_id given to a new VIP in one publish:
+  // the old address passes, the new one is balanced with its own table.
+  const auto before = l->global_stats();
+  ASSERT_OK(before);
+  w.vips[0] = {"10.0.0.9", 80, kTcp, kVipId, spread(251, {3})};
+  ASSERT_OK(l->publish(w.snapshot()));
+  const XdpRun r = run(*l, tcp_frame(client(3), cport(3)));
+  EXPECT_EQ(r.verdict, XDP_PASS);
+  const auto after = l->global_stats();
+  ASSERT_OK(after);
+  EXPECT_EQ(after.value().pass_packets - before.value().pass_packets, 1u);
+  EXPECT_EQ(after.value().tx_packets - before.value().tx_packets, 0u);
+  EXPECT_EQ(w.backend_of(run(*l, tcp_frame(client(4), cport(4), "10.0.0.9"))), 3u);
+  const auto vs = l->vip_stats(kVipId);
+  ASSERT_OK(vs);
+  EXPECT_EQ(vs.value().packets, 1u) << "the reused vip_id's counters start from zero";
+
+  // Every VIP removed: their tables go too.
+  w.vips.clear();
+  ASSERT_OK(l->publish(w.snapshot()));
+  EXPECT_EQ(run(*l, tcp_frame(client(5), cport(5), "10.0.0.9")).verdict, XDP_PASS);
+  const int maglev_fd = bpf_map__fd(l->skeleton()->maps.sluice_maglev);
+  for (uint32_t id : {kVipId, 5u}) {
+    uint32_t inner = 0;
+    EXPECT_NE(bpf_map_lookup_elem(maglev_fd, &id, &inner), 0) << "table of vip_id " << id;
+  }
+}
+
+TEST_F(LoaderTest, ATableOfAnotherSizeIsUsedWithItsOwnSize) {
+  CpuPin pin;
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  World w = basic_world();
+  int flow = 0;
+  for (uint32_t m : {251u, 1031u, 257u, 65537u, 251u}) {
+    SCOPED_TRACE("M = " + std::to_string(m));
+    // Slot i -> backend 1 + (i * 7 / m) % 3: neighbouring M give different
+    // answers for most flows.
+    std::vector<uint32_t> t(m);
+    for (uint32_t i = 0; i < m; ++i) t[i] = 1 + static_cast<uint32_t>((uint64_t{i} * 7 / m) % 3);
+    w.vips[0].table = t;
+    ASSERT_OK(l->publish(w.snapshot()));
+    for (int i = 0; i < 40; ++i, ++flow) {
+      const Bytes f = tcp_frame(client(flow), cport(flow), kVip, 0x02);
+      ASSERT_EQ(w.backend_of(run(*l, f)), w.choice(kVipId, tcp_key(client(flow), cport(flow))))
+          << "flow " << flow;
+    }
+  }
+}
+
+// Packets run on one CPU while snapshots that resize the table, remove a
+// backend and add another are published from this thread: with the
+// publication order of publish.cpp, every packet is forwarded to a backend
+// of the old or the new snapshot; none reads past a table or meets a
+// backend that is not VALID yet (both would be NO_BACKEND drops).
+TEST_F(LoaderTest, PacketsInFlightDuringPublicationAreAllForwarded) {
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  World a = basic_world();  // {1, 2, 3}, M = 251
+  World b = a;              // {1, 2, 4}, M = 1031
+  b.backends[2] = backend(4, "10.1.0.4");
+  b.vips[0].table = spread(1031, {4, 2, 1});
+  World c = a;  // {1, 3}, M = 257
+  c.backends.erase(c.backends.begin() + 1);
+  c.vips[0].table = spread(257, {3, 1});
+  const World* const cycle[] = {&b, &c, &a};
+  ASSERT_OK(l->publish(a.snapshot()));
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> sent{0};
+  std::atomic<int> not_forwarded{0};
+  std::atomic<int> unknown_backend{0};
+  std::thread packets([&] {
+    for (int i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+      // A new flow every packet, so each one consults the VIP's table.
+      const XdpRun r = run_xdp(l->prog_fd(), tcp_frame(client(i), cport(i % 50000), kVip, 0x02));
+      ++sent;
+      if (r.err != 0 || r.verdict != XDP_TX) {
+        ++not_forwarded;
+        continue;
+      }
+      const uint32_t id =
+          a.backend_of(r) != SLUICE_BACKEND_NONE ? a.backend_of(r) : b.backend_of(r);
+      if (id == SLUICE_BACKEND_NONE) ++unknown_backend;
+    }
+  });
+  constexpr int kPublishes = 30;
+  for (int i = 0; i < kPublishes; ++i) {
+    const auto s = l->publish(cycle[i % 3]->snapshot());
+    EXPECT_TRUE(s.ok()) << s.error().message;
+  }
+  stop = true;
+  packets.join();
+  EXPECT_GT(sent.load(), kPublishes);
+  EXPECT_EQ(not_forwarded.load(), 0) << "of " << sent.load() << " packets";
+  EXPECT_EQ(unknown_backend.load(), 0);
+  const auto g = l->global_stats();
+  ASSERT_OK(g);
+  EXPECT_EQ(g.value().drops[SLUICE_DROP_NO_BACKEND], 0u);
+}
+
+TEST_F(LoaderTest, ARemovedBackendIsAMissAndItsSlotGoesOnlyToANewId) {
+  CpuPin pin;
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  const int backends_fd = bpf_map__fd(l->skeleton()->maps.sluice_backends);
+  World w = basic_world();
+  ASSERT_OK(l->publish(w.snapshot()));
+  const Bytes f = tcp_frame(client(7), cport(7));
+  const uint32_t b = w.backend_of(run(*l, f));
+  ASSERT_EQ(w.backend_of(run(*l, f)), b);  // established
+
+  // Drained: the flow stays.
+  for (auto& x : w.backends)
+    if (x.id == b) x.flags = SLUICE_BACKEND_DRAINING;
+  std::vector<uint32_t> others;
+  for (uint32_t id : {1u, 2u, 3u})
+    if (id != b) others.push_back(id);
+  w.vips[0].table = spread(251, others);
+  ASSERT_OK(l->publish(w.snapshot()));
+  sluice_backend slot{};
+  ASSERT_EQ(bpf_map_lookup_elem(backends_fd, &b, &slot), 0);
+  EXPECT_EQ(slot.flags, SLUICE_BACKEND_VALID | SLUICE_BACKEND_DRAINING);
+  EXPECT_EQ(w.backend_of(run(*l, f)), b);
+
+  // Removed: the slot keeps the id but is not VALID; the flow moves.
+  std::erase_if(w.backends, [&](const sluice_backend& x) { return x.id == b; });
+  ASSERT_OK(l->publish(w.snapshot()));
+  ASSERT_EQ(bpf_map_lookup_elem(backends_fd, &b, &slot), 0);
+  EXPECT_EQ(slot.flags, 0u);
+  EXPECT_EQ(slot.id, b);
+  const uint32_t moved = w.backend_of(run(*l, f));
+  EXPECT_NE(moved, b);
+  EXPECT_NE(moved, SLUICE_BACKEND_NONE);
+
+  // The slot to a new id, in a later publish.
+  const uint32_t reused = b + SLUICE_MAX_BACKENDS;
+  w.backends.push_back(backend(reused, "10.1.0.9"));
+  w.vips[0].table = spread(251, {reused});
+  ASSERT_OK(l->publish(w.snapshot()));
+  ASSERT_EQ(bpf_map_lookup_elem(backends_fd, &b, &slot), 0);
+  EXPECT_EQ(slot.id, reused);
+  EXPECT_EQ(slot.flags, SLUICE_BACKEND_VALID);
+  EXPECT_EQ(w.backend_of(run(*l, tcp_frame(client(8), cport(8)))), reused);
+
+  // Removing an id and giving its slot to another in the same publish is
+  // refused, and nothing changes.
+  World busy = w;
+  busy.backends.back() = backend(reused + SLUICE_MAX_BACKENDS, "10.1.0.10");
+  busy.vips[0].table = spread(251, {reused + SLUICE_MAX_BACKENDS});
+  xdp::Status s = l->publish(busy.snapshot());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, -EBUSY) << s.error().message;
+  ASSERT_EQ(bpf_map_lookup_elem(backends_fd, &b, &slot), 0);
+  EXPECT_EQ(slot.id, reused);
+  EXPECT_EQ(w.backend_of(run(*l, tcp_frame(client(9), cport(9)))), reused);
+}
+
+TEST_F(LoaderTest, InvalidSnapshotsAreRefusedWhole) {
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  const World good = basic_world();
+  ASSERT_OK(l->publish(good.snapshot()));
+  uint32_t inner_before = 0;
+  const int maglev_fd = bpf_map__fd(l->skeleton()->maps.sluice_maglev);
+  ASSERT_EQ(bpf_map_lookup_elem(maglev_fd, &kVipId, &inner_before), 0);
+
+  struct Case {
+    const char* what;
+    World world;
+    const char* says;
+  };
+  std::vector<Case> cases;
+  {
+    World w = good;
+    w.vips[0].table[5] = 99;
+    cases.push_back({"table names an unknown backend", w, "backend id 99"});
+  }
+  {
+    World w = good;
+    w.vips[0].table.resize(250);
+    cases.push_back({"table size not prime", w, "not a prime"});
+  }
+  {
+    World w = good;
+    w.vips.push_back({"10.0.0.2", 80, kTcp, kVipId, spread(251, {1})});
+    cases.push_back({"vip_id twice", w, "taken twice"});
+  }
+  {
+    World w = good;
+    w.vips[0].vip_id = 2;
+    cases.push_back({"vip_id of an existing VIP changed", w, "vip_id changed"});
+  }
+  {
+    World w = good;
+    w.backends[0] = backend(1, "10.1.0.99");
+    cases.push_back({"backend id changed its address", w, "new address needs a new id"});
+  }
+  {
+    World w = good;
+    w.backends.push_back(backend(1 + SLUICE_MAX_BACKENDS, "10.1.0.50"));
+    cases.push_back({"two ids in one slot", w, "same slot"});
+  }
+  {
+    World w = good;
+    w.vips[0].proto = 47;
+    cases.push_back({"protocol neither TCP nor UDP", w, "TCP or UDP"});
+  }
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    const xdp::Status s = l->publish(c.world.snapshot());
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code, -EINVAL);
+    EXPECT_NE(s.error().message.find(c.says), std::string::npos) << s.error().message;
+  }
+  uint32_t inner_after = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(maglev_fd, &kVipId, &inner_after), 0);
+  EXPECT_EQ(inner_after, inner_before) << "a refused snapshot wrote a table";
+}
+
+TEST_F(LoaderTest, ARestartedLoaderKnowsWhatIsPublished) {
+  const World w = basic_world();
+  uint32_t inner_before = 0;
+  {
+    auto a = load(options());
+    ASSERT_TRUE(a);
+    ASSERT_OK(a->publish(w.snapshot()));
+    ASSERT_EQ(
+        bpf_map_lookup_elem(bpf_map__fd(a->skeleton()->maps.sluice_maglev), &kVipId, &inner_before),
+        0);
+  }
+  auto b = load(options());
+  ASSERT_TRUE(b);
+  const int maglev_fd = bpf_map__fd(b->skeleton()->maps.sluice_maglev);
+  ASSERT_OK(b->publish(w.snapshot()));
+  uint32_t inner = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(maglev_fd, &kVipId, &inner), 0);
+  EXPECT_EQ(inner, inner_before) << "an unchanged table was rewritten";
+  World changed = w;
+  changed.vips[0].table = spread(251, {3, 2, 1});
+  ASSERT_OK(b->publish(changed.snapshot()));
+  ASSERT_EQ(bpf_map_lookup_elem(maglev_fd, &kVipId, &inner), 0);
+  EXPECT_NE(inner, inner_before);
+}
+
+TEST_F(LoaderTest, CountersAreSummedOverCpus) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c)
+    if (CPU_ISSET(static_cast<size_t>(c), &allowed)) cpus.push_back(c);
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  World w = basic_world();
+  w.vips[0].table = spread(251, {2});
+  ASSERT_OK(l->publish(w.snapshot()));
+  const auto g0 = l->global_stats_per_cpu();
+  ASSERT_OK(g0);
+  const int sends[2] = {3, 5};
+  int total = 0;
+  for (size_t i = 0; i < cpus.size(); ++i) {
+    OnCpu on(cpus[i]);
+    ASSERT_TRUE(on.ok()) << "cannot run on CPU " << cpus[i];
+    for (int n = 0; n < sends[i]; ++n, ++total)
+      ASSERT_EQ(run(*l, tcp_frame(client(total), cport(total))).verdict, XDP_TX);
+  }
+  const auto g = l->global_stats();
+  const auto per = l->global_stats_per_cpu();
+  ASSERT_OK(g);
+  ASSERT_OK(per);
+  uint64_t before = 0;
+  for (const auto& s : g0.value()) before += s.rx_packets;
+  EXPECT_EQ(g.value().rx_packets - before, static_cast<uint64_t>(total));
+  EXPECT_EQ(g.value().tx_packets, static_cast<uint64_t>(total));
+  for (size_t i = 0; i < cpus.size(); ++i) {
+    const auto c = static_cast<size_t>(cpus[i]);
+    EXPECT_EQ(per.value()[c].rx_packets - g0.value()[c].rx_packets, static_cast<uint64_t>(sends[i]))
+        << "CPU " << c;
+  }
+  const auto vs = l->vip_stats(kVipId);
+  ASSERT_OK(vs);
+  EXPECT_EQ(vs.value().packets, static_cast<uint64_t>(total));
+  EXPECT_EQ(vs.value().new_flows, static_cast<uint64_t>(total));
+  const auto bs = l->backend_stats(2);
+  ASSERT_OK(bs);
+  EXPECT_EQ(bs.value().packets, static_cast<uint64_t>(total));
+  const auto bs1 = l->backend_stats(1);
+  ASSERT_OK(bs1);
+  EXPECT_EQ(bs1.value().packets, 0u);
+  const auto bad = l->vip_stats(SLUICE_MAX_VIPS);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, -EINVAL);
+  RecordProperty("cpus_used", static_cast<int>(cpus.size()));
+}
+
+TEST_F(LoaderTest, TheResolverFindsNextHopsInTheKernelsTables) {
+  auto r = xdp::NextHopResolver::open();
+  ASSERT_OK(r);
+  auto& res = r.value();
+  const Mac peer0 = mac_of(ns_->peer(), "peer0");
+  const Mac lb0 = mac_of(ns_->lb(), "lb0");
+  const int lb1 = static_cast<int>(if_nametoindex("lb1"));
+
+  struct Case {
+    const char* dst;
+    int ifindex;
+    bool via_gateway;
+    const char* neighbour;
+  };
+  const Case cases[] = {
+      {"10.200.0.2", ifindex_, false, "10.200.0.2"},    // on-link
+      {"10.250.3.4", ifindex_, true, "10.200.0.2"},     // through a gateway
+      {"fd00:200::2", ifindex_, false, "fd00:200::2"},  // IPv6 on-link
+      {"fd00:250::9", ifindex_, true, "fd00:200::2"},   // IPv6 through a gateway
+      {"10.201.0.2", lb1, false, "10.201.0.2"},         // another interface
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.dst);
+    auto hop = res.resolve(addr(c.dst), kResolveWait);
+    ASSERT_OK(hop);
+    EXPECT_EQ(hop.value().ifindex, c.ifindex);
+    EXPECT_EQ(hop.value().via_gateway, c.via_gateway);
+    EXPECT_EQ(hop.value().neighbour, addr(c.neighbour));
+    if (c.ifindex == ifindex_) {
+      EXPECT_EQ(hop.value().dst_mac, peer0);
+      EXPECT_EQ(hop.value().src_mac, lb0);
+    }
+  }
+
+  struct Bad {
+    const char* dst;
+    int code;
+  };
+  const Bad bad[] = {
+      {"10.200.0.1", -EADDRNOTAVAIL},  // this host
+      {"192.0.2.1", -ENETUNREACH},     // no route (no default route in the namespace)
+  };
+  for (const Bad& b : bad) {
+    SCOPED_TRACE(b.dst);
+    auto hop = res.resolve(addr(b.dst), kResolveWait);
+    ASSERT_FALSE(hop.ok());
+    EXPECT_EQ(hop.error().code, b.code) << hop.error().message;
+    EXPECT_NE(hop.error().message.find(b.dst), std::string::npos) << hop.error().message;
+  }
+  // On-link, but nobody answers: not resolved within the wait.
+  auto silent = res.resolve(addr("10.200.0.77"), std::chrono::milliseconds(300));
+  ASSERT_FALSE(silent.ok());
+  EXPECT_TRUE(silent.error().code == -ETIMEDOUT || silent.error().code == -EHOSTUNREACH)
+      << silent.error().message;
+}
+
+TEST_F(LoaderTest, NextHopsFromTheKernelAddressTheForwardedFrames) {
+  CpuPin pin;
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  World w = basic_world();
+  w.next_hop.reset();  // no static next hop: VIP packets are dropped
+  ASSERT_OK(l->publish(w.snapshot()));
+  XdpRun r = run(*l, tcp_frame(client(1), cport(1)));
+  EXPECT_EQ(r.verdict, XDP_DROP);
+
+  auto res = xdp::NextHopResolver::open();
+  ASSERT_OK(res);
+  const IpAddress targets[] = {addr("10.250.1.1"), addr("10.250.1.2")};
+  auto hop = l->refresh_next_hop(res.value(), targets, kResolveWait);
+  ASSERT_OK(hop);
+  const Mac peer0 = mac_of(ns_->peer(), "peer0");
+  const Mac lb0 = mac_of(ns_->lb(), "lb0");
+  r = run(*l, tcp_frame(client(2), cport(2)));
+  ASSERT_EQ(r.verdict, XDP_TX);
+  EXPECT_TRUE(std::equal(peer0.begin(), peer0.end(), r.out.begin())) << "destination MAC";
+  EXPECT_TRUE(std::equal(lb0.begin(), lb0.end(), r.out.begin() + 6)) << "source MAC";
+
+  // A target behind another interface cannot be reached with XDP_TX; the
+  // next hop stays as it was.
+  const IpAddress split[] = {addr("10.250.1.1"), addr("10.201.0.2")};
+  auto refused = l->refresh_next_hop(res.value(), split, kResolveWait);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, -EXDEV) << refused.error().message;
+  sluice_next_hop nh{};
+  const uint32_t zero = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(l->skeleton()->maps.sluice_next_hop), &zero, &nh), 0);
+  EXPECT_TRUE(std::equal(peer0.begin(), peer0.end(), nh.dst_mac));
+}
+
+// bpffs: detection on a path that is not one, and mounting on a folder of
+// the test's own (never the machine's /sys/fs/bpf).
+TEST(Bpffs, IsDetectedAndMountedWhereMissing) {
+  SLUICE_SKIP_WITHOUT_BPF();
+  char tmpl[] = "/tmp/sluice-bpffs-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  struct Cleanup {
+    std::string dir;
+    bool mounted = false;
+    ~Cleanup() {
+      if (mounted) umount2(dir.c_str(), MNT_DETACH);
+      rmdir(dir.c_str());
+    }
+  } cleanup{dir};
+
+  auto on = xdp::is_bpffs(dir);
+  ASSERT_OK(on);
+  EXPECT_FALSE(on.value());
+  auto missing = xdp::is_bpffs(dir + "/absent");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, -ENOENT);
+
+  auto mounted = xdp::ensure_bpffs(dir);
+  if (!mounted.ok() && mounted.error().code == -EPERM) GTEST_SKIP() << mounted.error().message;
+  ASSERT_OK(mounted);
+  cleanup.mounted = mounted.value();
+  EXPECT_TRUE(mounted.value());
+  on = xdp::is_bpffs(dir);
+  ASSERT_OK(on);
+  EXPECT_TRUE(on.value());
+  auto again = xdp::ensure_bpffs(dir);
+  ASSERT_OK(again);
+  EXPECT_FALSE(again.value()) << "mounted twice";
+
+  ASSERT_OK(xdp::make_dirs(dir + "/a/b/c"));
+  ASSERT_OK(xdp::make_dirs(dir + "/a/b/c"));
+  on = xdp::is_bpffs(dir + "/a/b/c");
+  ASSERT_OK(on);
+  EXPECT_TRUE(on.value());
+  rmdir((dir + "/a/b/c").c_str());
+  rmdir((dir + "/a/b").c_str());
+  rmdir((dir + "/a").c_str());
+}
+
+}  // namespace
+}  // namespace sluice::test

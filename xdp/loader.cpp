@@ -1,0 +1,413 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Loader: load with pinned maps, attach/detach, counters, next hops. The
+// snapshot publication is in publish.cpp.
+#include "xdp/loader.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace sluice::xdp {
+namespace {
+
+// The program's name as the kernel reports it (bpf_prog_info.name): how a
+// sluice program already on an interface is recognised.
+constexpr const char* kProgName = "sluice_lb";
+// How much of the verifier log an Error carries: its end, where the
+// verifier says what it rejected.
+constexpr size_t kLogTailBytes = 16 * 1024;
+
+std::string ifname_of(int ifindex) {
+  char name[IF_NAMESIZE] = {};
+  if (if_indextoname(static_cast<unsigned>(ifindex), name) == nullptr)
+    return "ifindex " + std::to_string(ifindex);
+  return name;
+}
+
+uint32_t mode_flag(XdpMode mode) {
+  return mode == XdpMode::kNative ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
+}
+
+// The last `max` bytes of a NUL-terminated log, from a line start.
+std::string log_tail(const std::vector<char>& buf, size_t max) {
+  const size_t len = strnlen(buf.data(), buf.size());
+  std::string log(buf.data(), len);
+  if (log.size() <= max) return log;
+  size_t from = log.size() - max;
+  const size_t nl = log.find('\n', from);
+  if (nl != std::string::npos) from = nl + 1;
+  return "[...]\n" + log.substr(from);
+}
+
+// A program attached to an interface, as bpf_xdp_query names it.
+struct Attached {
+  uint32_t id = 0;
+  std::string name;
+  UniqueFd fd;
+};
+
+Result<Attached> describe_prog(uint32_t id) {
+  Attached a;
+  a.id = id;
+  a.fd = UniqueFd(bpf_prog_get_fd_by_id(id));
+  if (!a.fd.valid()) return sys_error(errno, "opening XDP program id " + std::to_string(id));
+  bpf_prog_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(a.fd.get(), &info, &len) != 0)
+    return sys_error(errno, "reading XDP program id " + std::to_string(id));
+  a.name = info.name;
+  return a;
+}
+
+// The program ids attached to ifindex by mode.
+Result<bpf_xdp_query_opts> query(int ifindex) {
+  bpf_xdp_query_opts q{};
+  q.sz = sizeof q;
+  if (const int err = bpf_xdp_query(ifindex, 0, &q); err != 0)
+    return sys_error(err, "querying the XDP programs of " + ifname_of(ifindex));
+  return q;
+}
+
+// Whether the pinned map at `path` can serve as `map` (libbpf re-uses it
+// only if type, sizes and flags match); -EINVAL naming the difference.
+Status check_pinned(const bpf_map* map, const std::string& path) {
+  UniqueFd fd(bpf_obj_get(path.c_str()));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return Ok{};
+    return sys_error(errno, "opening pinned map " + path);
+  }
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0)
+    return sys_error(errno, "reading pinned map " + path);
+  std::string diff;
+  auto cmp = [&](const char* what, uint64_t pinned, uint64_t wanted) {
+    if (pinned != wanted && diff.empty())
+      diff = std::string(what) + " " + std::to_string(pinned) + " pinned, " +
+             std::to_string(wanted) + " configured";
+  };
+  cmp("type", info.type, static_cast<uint64_t>(bpf_map__type(map)));
+  cmp("key size", info.key_size, bpf_map__key_size(map));
+  cmp("value size", info.value_size, bpf_map__value_size(map));
+  cmp("max_entries", info.max_entries, bpf_map__max_entries(map));
+  cmp("flags", info.map_flags, bpf_map__map_flags(map));
+  if (diff.empty()) return Ok{};
+  return Error{-EINVAL, "pinned map " + path + " does not fit this configuration (" + diff +
+                            "): it was made by another configuration or sluice version; "
+                            "detach and unpin (sluice detach) to start afresh, losing its "
+                            "flows, or restore the sizes"};
+}
+
+template <class T>
+T sum_of(const std::vector<T>& per_cpu) {
+  static_assert(sizeof(T) % 8 == 0, "counters are u64 fields");
+  uint64_t sum[sizeof(T) / 8] = {};
+  for (const T& v : per_cpu) {
+    uint64_t w[sizeof(T) / 8];
+    std::memcpy(w, &v, sizeof w);
+    for (size_t i = 0; i < sizeof(T) / 8; ++i) sum[i] += w[i];
+  }
+  T out;
+  std::memcpy(&out, sum, sizeof out);
+  return out;
+}
+
+}  // namespace
+
+const char* to_string(XdpMode mode) { return mode == XdpMode::kNative ? "native" : "generic"; }
+
+std::string default_pin_root(const std::string& bpffs_root, const std::string& ifname) {
+  return bpffs_root + "/sluice/" + ifname;
+}
+
+Result<Loader> Loader::load(const LoaderOptions& o) {
+  // Interface.
+  int ifindex = o.ifindex;
+  std::string ifname = o.ifname;
+  if (ifindex <= 0 && ifname.empty()) return Error{-EINVAL, "no interface given"};
+  if (!ifname.empty()) {
+    const unsigned idx = if_nametoindex(ifname.c_str());
+    if (idx == 0) return sys_error(errno == 0 ? ENODEV : errno, "interface " + ifname);
+    if (ifindex > 0 && static_cast<unsigned>(ifindex) != idx)
+      return Error{-EINVAL, "interface " + ifname + " has index " + std::to_string(idx) + ", not " +
+                                std::to_string(ifindex)};
+    ifindex = static_cast<int>(idx);
+  } else {
+    char name[IF_NAMESIZE] = {};
+    if (if_indextoname(static_cast<unsigned>(ifindex), name) == nullptr)
+      return sys_error(errno, "interface index " + std::to_string(ifindex));
+    ifname = name;
+  }
+
+  // Sizes.
+  if (o.flows_per_cpu == 0 || o.probation_per_cpu == 0)
+    return Error{-EINVAL, "flows_per_cpu and probation_per_cpu must be > 0"};
+  if (o.tcp_idle_ms == 0 || o.udp_idle_ms == 0)
+    return Error{-EINVAL, "tcp_idle_ms and udp_idle_ms must be > 0"};
+  const int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return sys_error(ncpus, "counting possible CPUs");
+  const uint64_t flows = uint64_t{o.flows_per_cpu} * static_cast<uint64_t>(ncpus);
+  const uint64_t probation = uint64_t{o.probation_per_cpu} * static_cast<uint64_t>(ncpus);
+  if (flows > UINT32_MAX || probation > UINT32_MAX)
+    return Error{-EINVAL,
+                 "flow table sizes times " + std::to_string(ncpus) + " CPUs exceed 2^32 entries"};
+
+  // bpffs and the pin folder.
+  const std::string pin_root =
+      o.pin_root.empty() ? default_pin_root(o.bpffs_root, ifname) : o.pin_root;
+  if (pin_root.empty() || pin_root[0] != '/')
+    return Error{-EINVAL, "pin root must be an absolute path: '" + pin_root + "'"};
+  if (auto m = ensure_bpffs(o.bpffs_root); !m.ok()) return m.error();
+  if (auto d = make_dirs(pin_root); !d.ok()) return d.error();
+  if (auto on = is_bpffs(pin_root); !on.ok() || !on.value())
+    return on.ok() ? Error{-EINVAL, "pin root " + pin_root + " is not on a bpf filesystem"}
+                   : on.error();
+
+  // Open, size, pin, load.
+  auto opened = LbSkeleton::open("sluice_lb");
+  if (!opened.ok()) return opened.error();
+  Loader l(std::move(opened.value()), ifindex, ifname, o.mode, pin_root);
+  sluice_lb_bpf* s = l.skel_.get();
+  s->rodata->sluice_hash_seed = o.hash_seed;
+  s->rodata->sluice_tcp_idle_ms = o.tcp_idle_ms;
+  s->rodata->sluice_udp_idle_ms = o.udp_idle_ms;
+  if (int err = bpf_map__set_max_entries(s->maps.sluice_flows, static_cast<uint32_t>(flows));
+      err != 0)
+    return sys_error(err, "sizing sluice_flows");
+  if (int err = bpf_map__set_max_entries(s->maps.sluice_newflows, static_cast<uint32_t>(probation));
+      err != 0)
+    return sys_error(err, "sizing sluice_newflows");
+
+  bpf_map* map = nullptr;
+  bpf_object__for_each_map(map, s->obj) {
+    if (bpf_map__is_internal(map)) continue;  // .rodata: per load, never shared
+    const std::string path = pin_root + "/" + bpf_map__name(map);
+    if (auto c = check_pinned(map, path); !c.ok()) return c.error();
+    if (access(path.c_str(), F_OK) == 0) l.reused_ = true;
+    if (int err = bpf_map__set_pin_path(map, path.c_str()); err != 0)
+      return sys_error(err, "setting the pin path of " + std::string(bpf_map__name(map)));
+  }
+
+  // libbpf writes to the buffer only while loading (an object loads once).
+  std::vector<char> log(std::max<size_t>(o.verifier_log_size, 64), '\0');
+  if (int err = bpf_program__set_log_buf(s->progs.sluice_lb, log.data(), log.size()); err != 0)
+    return sys_error(err, "setting the verifier log buffer");
+  if (o.verifier_log_level != 0) {
+    if (int err = bpf_program__set_log_level(s->progs.sluice_lb, o.verifier_log_level); err != 0)
+      return sys_error(err, "setting the verifier log level");
+  }
+  if (const int err = l.skel_.load(); err != 0) {
+    Error e =
+        sys_error(err, "loading sluice_lb (sluice_flows " + std::to_string(flows) +
+                           " entries, sluice_newflows " + std::to_string(probation) + " entries, " +
+                           std::to_string(ncpus) + " CPUs; maps pinned in " + pin_root + ")");
+    const std::string tail = log_tail(log, kLogTailBytes);
+    if (!tail.empty()) e.message += "\nverifier log:\n" + tail;
+    return e;
+  }
+  if (o.verifier_log_level != 0) l.verifier_log_ = log_tail(log, log.size());
+
+  bpf_prog_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(l.prog_fd(), &info, &len) != 0)
+    return sys_error(errno, "reading the loaded program's id");
+  l.prog_id_ = info.id;
+
+  if (auto b = l.init_barrier(); !b.ok()) return b.error();
+  if (auto r = l.read_state(); !r.ok()) return r.error();
+  return l;
+}
+
+int Loader::prog_fd() const { return bpf_program__fd(skel_->progs.sluice_lb); }
+
+int Loader::map_fd(bpf_map* map) const { return bpf_map__fd(map); }
+
+Status Loader::attach() {
+  auto q = query(ifindex_);
+  if (!q.ok()) return q.error();
+  const uint32_t same = mode_ == XdpMode::kNative ? q.value().drv_prog_id : q.value().skb_prog_id;
+  const uint32_t other = mode_ == XdpMode::kNative ? q.value().skb_prog_id : q.value().drv_prog_id;
+  const XdpMode other_mode = mode_ == XdpMode::kNative ? XdpMode::kGeneric : XdpMode::kNative;
+  const std::string where = ifname_ + " (" + to_string(mode_) + " mode)";
+
+  if (q.value().hw_prog_id != 0)
+    return Error{-EBUSY, "an offloaded XDP program is attached to " + ifname_};
+  if (other != 0) {
+    auto a = describe_prog(other);
+    if (!a.ok()) return a.error();
+    if (a.value().name == kProgName)
+      return Error{-EEXIST, "sluice is attached to " + ifname_ + " in " + to_string(other_mode) +
+                                " mode: detach it before attaching in " + to_string(mode_) +
+                                " mode"};
+    return Error{-EBUSY, "another XDP program ('" + a.value().name + "', id " +
+                             std::to_string(other) + ") is attached to " + ifname_ + " in " +
+                             to_string(other_mode) + " mode"};
+  }
+  if (same == prog_id_) return Ok{};
+  if (same != 0) {
+    auto a = describe_prog(same);
+    if (!a.ok()) return a.error();
+    if (a.value().name != kProgName)
+      return Error{-EBUSY, "another XDP program ('" + a.value().name + "', id " +
+                               std::to_string(same) + ") is attached to " + where +
+                               "; sluice replaces only its own program"};
+    bpf_xdp_attach_opts opts{};
+    opts.sz = sizeof opts;
+    opts.old_prog_fd = a.value().fd.get();
+    if (int err = bpf_xdp_attach(ifindex_, prog_fd(), mode_flag(mode_) | XDP_FLAGS_REPLACE, &opts);
+        err != 0)
+      return sys_error(err, "replacing sluice program id " + std::to_string(same) + " on " + where);
+    return Ok{};
+  }
+  if (int err = bpf_xdp_attach(ifindex_, prog_fd(), mode_flag(mode_) | XDP_FLAGS_UPDATE_IF_NOEXIST,
+                               nullptr);
+      err != 0)
+    return sys_error(err, "attaching sluice_lb to " + where);
+  return Ok{};
+}
+
+Status Loader::detach() { return detach_interface(ifindex_); }
+
+Status Loader::unpin() { return unpin_maps(pin_root_); }
+
+Status detach_interface(int ifindex) {
+  auto q = query(ifindex);
+  if (!q.ok()) return q.error();
+  const std::string ifname = ifname_of(ifindex);
+  struct ByMode {
+    uint32_t id;
+    XdpMode mode;
+  };
+  const ByMode found[] = {{q.value().drv_prog_id, XdpMode::kNative},
+                          {q.value().skb_prog_id, XdpMode::kGeneric}};
+  bool any = q.value().hw_prog_id != 0;
+  bool detached = false;
+  for (const ByMode& m : found) {
+    if (m.id == 0) continue;
+    any = true;
+    auto a = describe_prog(m.id);
+    if (!a.ok()) return a.error();
+    if (a.value().name != kProgName) continue;
+    bpf_xdp_attach_opts opts{};
+    opts.sz = sizeof opts;
+    opts.old_prog_fd = a.value().fd.get();
+    // Removes the program only if it is still the one found.
+    if (int err = bpf_xdp_attach(ifindex, -1, mode_flag(m.mode) | XDP_FLAGS_REPLACE, &opts);
+        err != 0)
+      return sys_error(err,
+                       "detaching sluice from " + ifname + " (" + to_string(m.mode) + " mode)");
+    detached = true;
+  }
+  if (detached) return Ok{};
+  if (!any) return Error{-ENOENT, "no XDP program is attached to " + ifname};
+  return Error{-EBUSY,
+               "the XDP program attached to " + ifname + " is not sluice's; it was left alone"};
+}
+
+Status unpin_maps(const std::string& pin_root) {
+  // The map names come from the object itself (opening creates nothing in
+  // the kernel), so this list cannot drift from lb_maps.h.
+  auto opened = LbSkeleton::open("sluice_lb");
+  if (!opened.ok()) return opened.error();
+  bpf_map* map = nullptr;
+  bpf_object__for_each_map(map, opened.value()->obj) {
+    if (bpf_map__is_internal(map)) continue;
+    const std::string path = pin_root + "/" + bpf_map__name(map);
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) return sys_error(errno, "unpinning " + path);
+  }
+  if (rmdir(pin_root.c_str()) != 0 && errno != ENOENT)
+    return sys_error(errno, "removing pin folder " + pin_root);
+  return Ok{};
+}
+
+Status Loader::set_next_hop(const sluice_next_hop& nh) {
+  const uint32_t zero = 0;
+  if (bpf_map_update_elem(map_fd(skel_->maps.sluice_next_hop), &zero, &nh, BPF_ANY) != 0)
+    return sys_error(errno, "writing the next hop");
+  next_hop_ = nh;
+  return Ok{};
+}
+
+Result<NextHop> Loader::refresh_next_hop(NextHopResolver& resolver,
+                                         std::span<const IpAddress> targets,
+                                         std::chrono::milliseconds wait) {
+  if (targets.empty()) return Error{-EINVAL, "refresh_next_hop: no target addresses"};
+  std::optional<NextHop> first;
+  for (const IpAddress& t : targets) {
+    auto hop = resolver.resolve(t, wait);
+    if (!hop.ok()) return hop.error();
+    const NextHop& h = hop.value();
+    if (h.ifindex != ifindex_)
+      return Error{-EXDEV, t.to_string() + " is reached through " + ifname_of(h.ifindex) +
+                               ", not " + ifname_ +
+                               ": sluice_lb sends with XDP_TX back out of the interface the "
+                               "packet came in on"};
+    if (!first) {
+      first = h;
+    } else if (h.dst_mac != first->dst_mac) {
+      return Error{-EXDEV, t.to_string() + " is reached through neighbour " +
+                               h.neighbour.to_string() + " (" + mac_to_string(h.dst_mac) +
+                               ") but " + targets[0].to_string() + " through " +
+                               first->neighbour.to_string() + " (" + mac_to_string(first->dst_mac) +
+                               "): sluice_lb has a single next hop"};
+    }
+  }
+  const sluice_next_hop nh = first->to_map();
+  if (!next_hop_ || std::memcmp(&*next_hop_, &nh, sizeof nh) != 0) {
+    if (auto s = set_next_hop(nh); !s.ok()) return s.error();
+  }
+  return *first;
+}
+
+template <class T>
+Result<std::vector<T>> Loader::read_percpu(bpf_map* map, uint32_t key) const {
+  static_assert(sizeof(T) % 8 == 0, "per-CPU values are 8-byte multiples");
+  if (key >= bpf_map__max_entries(map))
+    return Error{-EINVAL, std::string(bpf_map__name(map)) + ": index " + std::to_string(key) +
+                              " out of range"};
+  const int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return sys_error(ncpus, "counting possible CPUs");
+  std::vector<T> out(static_cast<size_t>(ncpus));
+  if (bpf_map_lookup_elem(map_fd(map), &key, out.data()) != 0)
+    return sys_error(errno, std::string("reading ") + bpf_map__name(map));
+  return out;
+}
+
+Result<std::vector<sluice_global_stats>> Loader::global_stats_per_cpu() const {
+  return read_percpu<sluice_global_stats>(skel_->maps.sluice_stats, 0);
+}
+
+Result<sluice_global_stats> Loader::global_stats() const {
+  auto v = global_stats_per_cpu();
+  if (!v.ok()) return v.error();
+  return sum_of(v.value());
+}
+
+Result<std::vector<sluice_vip_stats>> Loader::vip_stats_per_cpu(uint32_t vip_id) const {
+  return read_percpu<sluice_vip_stats>(skel_->maps.sluice_vipstats, vip_id);
+}
+
+Result<sluice_vip_stats> Loader::vip_stats(uint32_t vip_id) const {
+  auto v = vip_stats_per_cpu(vip_id);
+  if (!v.ok()) return v.error();
+  return sum_of(v.value());
+}
+
+Result<std::vector<sluice_backend_stats>> Loader::backend_stats_per_cpu(uint32_t backend_id) const {
+  return read_percpu<sluice_backend_stats>(skel_->maps.sluice_bkstats,
+                                           backend_id & (SLUICE_MAX_BACKENDS - 1));
+}
+
+Result<sluice_backend_stats> Loader::backend_stats(uint32_t backend_id) const {
+  auto v = backend_stats_per_cpu(backend_id);
+  if (!v.ok()) return v.error();
+  return sum_of(v.value());
+}
+
+}  // namespace sluice::xdp

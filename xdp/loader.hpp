@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Loader: the XDP load balancer's life on one interface. Open, size and
+// load the BPF object with its maps pinned (a restarted daemon re-uses
+// them, flows included), attach and detach, publish snapshots hitlessly,
+// read the per-CPU counters. A library type: no globals, no output; every
+// failure comes back as an Error saying what was being done.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dataplane/abi/maps.h"
+#include "dataplane/abi/stats.h"
+#include "dataplane/core/ip_address.hpp"
+#include "xdp/bpffs.hpp"
+#include "xdp/lb_skeleton.hpp"
+#include "xdp/next_hop.hpp"
+#include "xdp/sluice_lb.h"
+#include "xdp/status.hpp"
+#include "xdp/unique_fd.hpp"
+
+namespace sluice::xdp {
+
+/// How the program is attached: in the driver (native, XDP_FLAGS_DRV_MODE)
+/// or after the kernel built an skb (generic, XDP_FLAGS_SKB_MODE; works on
+/// every device, slower).
+enum class XdpMode { kNative, kGeneric };
+
+/// "native" / "generic".
+const char* to_string(XdpMode mode);
+
+/// Everything fixed at load time.
+struct LoaderOptions {
+  /// The interface, by name (resolved in the calling thread's network
+  /// namespace) or by index; one of the two is required. When both are
+  /// given they must name the same interface.
+  std::string ifname;
+  int ifindex = 0;
+  XdpMode mode = XdpMode::kNative;
+
+  /// Established-flow entries per CPU; the flow map holds this many times
+  /// libbpf_num_possible_cpus() entries, each CPU evicting only its share.
+  /// Each entry carries one value per CPU (LRU_PERCPU_HASH), so memory grows
+  /// with the square of the CPU count.
+  uint32_t flows_per_cpu = 65536;
+  /// Probation (one-packet) flow entries per CPU, sized the same way.
+  uint32_t probation_per_cpu = 16384;
+  /// Seed of the flow hash (dataplane/abi/flow.h); instances behind the same
+  /// ECMP group need the same seed.
+  uint32_t hash_seed = 0;
+  /// Idle time after which a flow entry is a miss, ms (> 0).
+  uint32_t tcp_idle_ms = 300 * 1000;
+  uint32_t udp_idle_ms = 30 * 1000;
+
+  /// The BPF filesystem; mounted there when it is not one yet.
+  std::string bpffs_root = kBpffsRoot;
+  /// Folder the maps are pinned in; empty means
+  /// "<bpffs_root>/sluice/<ifname>". Must be on a BPF filesystem.
+  std::string pin_root;
+
+  /// Verifier log: at level 0 the log is only asked for when the load fails
+  /// (libbpf retries at level 1) and comes back in the Error; 1 or 2 always
+  /// (Loader::verifier_log()). `verifier_log_size` bytes of buffer; too
+  /// small a buffer for the log fails the load with -ENOSPC.
+  uint32_t verifier_log_level = 0;
+  size_t verifier_log_size = 4u << 20;
+};
+
+/// The default pin folder: "<bpffs_root>/sluice/<ifname>".
+std::string default_pin_root(const std::string& bpffs_root, const std::string& ifname);
+
+/// One VIP of a snapshot.
+struct SnapshotVip {
+  /// Address, port (0: every port), protocol, family; pad bytes and unused
+  /// address bytes are ignored (zeroed by the loader).
+  sluice_vip_key key{};
+  /// vip_id (< SLUICE_MAX_VIPS, unique, and fixed for as long as the VIP
+  /// exists) and flags (SLUICE_VIP_*). table_size is taken from `table`.
+  sluice_vip_meta meta{};
+  /// The Maglev lookup table, mapped to backend ids: M entries, M a prime in
+  /// [SLUICE_MAGLEV_MIN_SIZE, SLUICE_MAGLEV_MAX_SIZE]; each entry a backend
+  /// id of the snapshot or SLUICE_BACKEND_NONE (no backend: a counted drop).
+  /// Only read during publish().
+  std::span<const uint32_t> table;
+};
+
+/// Everything the fast path needs, published as a whole by Loader::publish.
+struct Snapshot {
+  std::vector<SnapshotVip> vips;
+  /// Backends by id (id, addr, family; flags may hold
+  /// SLUICE_BACKEND_DRAINING, VALID is the loader's). A backend id keeps its
+  /// address for life; a removed backend's slot (id & (SLUICE_MAX_BACKENDS -
+  /// 1)) is reused only for a new id, by a later publish.
+  std::vector<sluice_backend> backends;
+  /// The outer headers: src_v4 must be set if any backend is IPv4, src_v6
+  /// if any is IPv6.
+  sluice_encap_config encap{};
+  /// A static next hop (operator-given MACs, for one-armed set-ups);
+  /// nullopt leaves the map as it is, e.g. as Loader::refresh_next_hop
+  /// filled it from the kernel's tables. Whichever writes last wins.
+  std::optional<sluice_next_hop> next_hop;
+};
+
+/// The sluice_lb program and its maps on one interface. Move-only.
+///
+/// Destroying a Loader neither detaches the program nor unpins the maps:
+/// the interface keeps forwarding with the last published snapshot, and the
+/// next Loader for the interface picks up the pinned maps (established
+/// flows included) and replaces the running program atomically. detach()
+/// and unpin() are the explicit ends.
+///
+/// Not thread-safe: one caller at a time (the control thread). Only one
+/// Loader (one process) may publish to an interface's maps at a time; a
+/// Loader reads what the maps hold when it loads and keeps track of its own
+/// writes after that.
+class Loader {
+ public:
+  /// Checks the options, makes sure bpffs is mounted and the pin folder
+  /// exists, opens the BPF object, sets the load-time constants and map
+  /// sizes, pins every map under the pin folder (re-using maps already
+  /// pinned there, which must have been made with the same sizes) and loads
+  /// the program through the verifier. Does not attach.
+  /// Errors: -EINVAL (bad options, or a pinned map made with other sizes,
+  /// named), -ENODEV (no such interface), bpffs/mkdir errnos, and the load's
+  /// errno with the map sizes and the verifier log's tail.
+  [[nodiscard]] static Result<Loader> load(const LoaderOptions& options);
+
+  Loader(Loader&&) noexcept = default;
+  Loader& operator=(Loader&&) noexcept = default;
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+  ~Loader() = default;
+
+  /// Attaches the program to the interface in the configured mode. A sluice
+  /// program already attached in that mode (a previous instance) is
+  /// replaced atomically (XDP_FLAGS_REPLACE): no packet meets an interface
+  /// without a program. Attaching again is a no-op.
+  /// Errors: -EBUSY (another, non-sluice XDP program is attached; it is
+  /// left alone), -EEXIST (sluice is attached in the other mode: detach it
+  /// first), or the attach errno (e.g. -EOPNOTSUPP: no native XDP here).
+  [[nodiscard]] Status attach();
+
+  /// Detaches sluice's program from the interface (see detach_interface).
+  [[nodiscard]] Status detach();
+
+  /// Removes the pinned maps and the pin folder; the maps themselves live
+  /// on while a program or descriptor still holds them (this Loader does
+  /// until destroyed). Missing pins are not an error.
+  [[nodiscard]] Status unpin();
+
+  /// Publishes a snapshot: validates it whole (nothing is written if it is
+  /// invalid), then applies the difference to the maps in the order that
+  /// keeps every packet correctly routed (see the comment in publish.cpp).
+  /// Errors: -EINVAL (invalid snapshot, named), -EBUSY (a new backend needs
+  /// a slot a backend removed by this same snapshot still holds: publish
+  /// the removal first), or a map-update errno; after such a late error the
+  /// maps hold a consistent mix of old and new, and publishing again
+  /// completes the change.
+  [[nodiscard]] Status publish(const Snapshot& snapshot);
+
+  /// Writes a static next hop (gateway MAC, own MAC). The 12-byte entry is
+  /// rewritten in place: a packet forwarded during the write may leave with
+  /// a mix of old and new MACs.
+  [[nodiscard]] Status set_next_hop(const sluice_next_hop& next_hop);
+
+  /// Resolves the next hop of every address in `targets` (backends, or the
+  /// gateway) through `resolver` (which must belong to the interface's
+  /// network namespace), checks that all leave through this interface
+  /// (XDP_TX sends back out the receiving interface) to one neighbour, and
+  /// writes it to the next-hop map when it changed. Call it periodically
+  /// to follow route and neighbour changes. Returns the next hop.
+  /// Errors: the resolver's, -EXDEV when a target is reached through
+  /// another interface or a different neighbour (sluice_lb has one next
+  /// hop), -EINVAL for an empty `targets`.
+  [[nodiscard]] Result<NextHop> refresh_next_hop(NextHopResolver& resolver,
+                                                 std::span<const IpAddress> targets,
+                                                 std::chrono::milliseconds wait);
+
+  /// Counters summed over all possible CPUs, and per CPU (index = CPU).
+  /// Errors: the map-lookup errno; -EINVAL for an id out of range.
+  [[nodiscard]] Result<sluice_global_stats> global_stats() const;
+  [[nodiscard]] Result<std::vector<sluice_global_stats>> global_stats_per_cpu() const;
+  [[nodiscard]] Result<sluice_vip_stats> vip_stats(uint32_t vip_id) const;
+  [[nodiscard]] Result<std::vector<sluice_vip_stats>> vip_stats_per_cpu(uint32_t vip_id) const;
+  /// By backend id (its slot's counters).
+  [[nodiscard]] Result<sluice_backend_stats> backend_stats(uint32_t backend_id) const;
+  [[nodiscard]] Result<std::vector<sluice_backend_stats>> backend_stats_per_cpu(
+      uint32_t backend_id) const;
+
+  [[nodiscard]] int ifindex() const { return ifindex_; }
+  [[nodiscard]] const std::string& ifname() const { return ifname_; }
+  [[nodiscard]] XdpMode mode() const { return mode_; }
+  [[nodiscard]] const std::string& pin_root() const { return pin_root_; }
+  /// Whether load() found pinned maps and re-used them.
+  [[nodiscard]] bool reused_pinned_maps() const { return reused_; }
+  /// The verifier log of the load (verifier_log_level > 0), else empty.
+  [[nodiscard]] const std::string& verifier_log() const { return verifier_log_; }
+  [[nodiscard]] int prog_fd() const;
+  /// The kernel's id of the loaded program.
+  [[nodiscard]] uint32_t prog_id() const { return prog_id_; }
+  /// The skeleton, for embedders and tests that read maps directly.
+  [[nodiscard]] sluice_lb_bpf* skeleton() const { return skel_.get(); }
+
+ private:
+  // What the maps hold for one VIP, as last written.
+  struct VipState {
+    sluice_vip_key key{};
+    sluice_vip_meta meta{};
+    std::vector<uint32_t> table;
+  };
+  using VipKeyBytes = std::array<uint8_t, sizeof(sluice_vip_key)>;
+
+  Loader(LbSkeleton skel, int ifindex, std::string ifname, XdpMode mode, std::string pin_root)
+      : skel_(std::move(skel)),
+        ifindex_(ifindex),
+        ifname_(std::move(ifname)),
+        mode_(mode),
+        pin_root_(std::move(pin_root)) {}
+
+  [[nodiscard]] Status init_barrier();
+  [[nodiscard]] Status read_state();
+  [[nodiscard]] Status wait_for_packets();
+  [[nodiscard]] Status write_table(uint32_t vip_id, std::span<const uint32_t> table);
+  [[nodiscard]] Status write_meta(const sluice_vip_key& key, const sluice_vip_meta& meta,
+                                  bool* barrier_due);
+  [[nodiscard]] Status write_slot(uint32_t slot, const sluice_backend& b);
+  [[nodiscard]] Status zero_percpu(bpf_map* map, uint32_t key, size_t value_size);
+  template <class T>
+  [[nodiscard]] Result<std::vector<T>> read_percpu(bpf_map* map, uint32_t key) const;
+  [[nodiscard]] int map_fd(bpf_map* map) const;
+  static VipKeyBytes key_bytes(const sluice_vip_key& k);
+
+  LbSkeleton skel_;
+  int ifindex_ = 0;
+  std::string ifname_;
+  XdpMode mode_ = XdpMode::kNative;
+  std::string pin_root_;
+  bool reused_ = false;
+  uint32_t prog_id_ = 0;
+  std::string verifier_log_;
+  // A private map-in-map whose update makes the kernel wait for every
+  // running BPF program (wait_for_packets).
+  UniqueFd barrier_outer_;
+  UniqueFd barrier_inner_;
+  // The kernel's state as last read or written.
+  std::map<VipKeyBytes, VipState> vips_;
+  std::vector<sluice_backend> slots_;  // SLUICE_MAX_BACKENDS
+  std::vector<bool> table_present_;    // SLUICE_MAX_VIPS: outer slot holds a table
+  std::optional<sluice_encap_config> encap_;
+  std::optional<sluice_next_hop> next_hop_;
+};
+
+/// Detaches sluice's XDP program from `ifindex` (whichever mode it is in),
+/// only if it is still sluice's (XDP_FLAGS_REPLACE with the program found).
+/// This is `sluice detach IFACE` without a running daemon.
+/// Errors: -ENOENT (no XDP program attached), -EBUSY (the attached program
+/// is not sluice's; left alone), or the detach errno.
+[[nodiscard]] Status detach_interface(int ifindex);
+
+/// Removes sluice's pinned maps from `pin_root` and then the folder.
+/// Missing pins are fine; -ENOTEMPTY if other files remain in the folder.
+[[nodiscard]] Status unpin_maps(const std::string& pin_root);
+
+}  // namespace sluice::xdp
