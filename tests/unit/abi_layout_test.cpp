@@ -24,7 +24,8 @@ void expect_fields(const char* type, size_t size, size_t expected_size,
   for (const auto& f : fields) EXPECT_EQ(f.offset, f.expected) << type << "." << f.name;
 }
 
-#define F(T, m, off) Field{#m, offsetof(T, m), off}
+#define F(T, m, off) \
+  Field { #m, offsetof(T, m), off }
 
 TEST(AbiLayout, FlowKey) {
   using T = sluice_flow_key;
@@ -57,9 +58,9 @@ TEST(AbiLayout, FlowValue) {
 
 TEST(AbiLayout, EncapConfig) {
   using T = sluice_encap_config;
-  expect_fields("sluice_encap_config", sizeof(T), 40,
-                {F(T, src_v4, 0), F(T, src_v6, 16), F(T, mtu, 32), F(T, entropy_bits, 34),
-                 F(T, pad, 35)});
+  expect_fields(
+      "sluice_encap_config", sizeof(T), 40,
+      {F(T, src_v4, 0), F(T, src_v6, 16), F(T, mtu, 32), F(T, entropy_bits, 34), F(T, pad, 35)});
 }
 
 TEST(AbiLayout, Stats) {

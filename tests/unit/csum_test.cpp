@@ -11,9 +11,9 @@
 #include <random>
 #include <vector>
 
-#include "tests/unit/abi_c_check.h"
 #include "dataplane/abi/encap.h"
 #include "encap_frames.hpp"
+#include "tests/unit/abi_c_check.h"
 
 namespace sluice {
 namespace {

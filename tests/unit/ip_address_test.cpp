@@ -40,8 +40,7 @@ TEST(IpAddress, RejectsGarbage) {
 }
 
 TEST(IpAddress, OrdersV4BeforeV6ThenBytes) {
-  std::vector<IpAddress> v = {IpAddress::parse("10.0.0.2").value(),
-                              IpAddress::parse("::1").value(),
+  std::vector<IpAddress> v = {IpAddress::parse("10.0.0.2").value(), IpAddress::parse("::1").value(),
                               IpAddress::parse("10.0.0.1").value()};
   std::sort(v.begin(), v.end());
   EXPECT_EQ(v[0].to_string(), "10.0.0.1");
