@@ -26,6 +26,7 @@
 #include <linux/tcp.h>
 #include <linux/udp.h>
 
+#include "encap.h"
 #include "flow.h"
 #include "l2.h"
 #include "stats.h"
@@ -39,13 +40,12 @@
 #define LB_PKT_FRAGMENT (1u << 1) /* an IP fragment: key ports are 0 */
 #define LB_PKT_ICMP_ERR (1u << 2) /* an ICMP error; key is the flow it is about */
 
-/* ICMP types (RFC 792, RFC 4443); <linux/icmp.h> pulls in libc headers. */
-#define LB_ICMP_DEST_UNREACH 3
-#define LB_ICMP_FRAG_NEEDED 4 /* code of LB_ICMP_DEST_UNREACH */
+/* ICMP error types that quote a flow's packet (RFC 792, RFC 4443), beside
+ * SLUICE_ICMP_DEST_UNREACH and SLUICE_ICMPV6_PACKET_TOO_BIG of encap.h;
+ * <linux/icmp.h> pulls in libc headers. */
 #define LB_ICMP_TIME_EXCEEDED 11
 #define LB_ICMP_PARAMETERPROB 12
 #define LB_ICMP6_DEST_UNREACH 1
-#define LB_ICMP6_PKT_TOOBIG 2
 #define LB_ICMP6_TIME_EXCEED 3
 #define LB_ICMP6_PARAMPROB 4
 
@@ -139,9 +139,9 @@ static __always_inline int lb_skip_ipv6_ext(void *data, void *data_end, __u32 *o
 static __always_inline int lb_is_icmp_error(__u8 family, __u8 type)
 {
 	if (family == SLUICE_FAMILY_IPV4)
-		return type == LB_ICMP_DEST_UNREACH || type == LB_ICMP_TIME_EXCEEDED ||
+		return type == SLUICE_ICMP_DEST_UNREACH || type == LB_ICMP_TIME_EXCEEDED ||
 		       type == LB_ICMP_PARAMETERPROB;
-	return type == LB_ICMP6_DEST_UNREACH || type == LB_ICMP6_PKT_TOOBIG ||
+	return type == LB_ICMP6_DEST_UNREACH || type == SLUICE_ICMPV6_PACKET_TOO_BIG ||
 	       type == LB_ICMP6_TIME_EXCEED || type == LB_ICMP6_PARAMPROB;
 }
 
