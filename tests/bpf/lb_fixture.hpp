@@ -16,7 +16,7 @@
 #include "dataplane/abi/maps.h"
 #include "dataplane/abi/stats.h"
 #include "tests/bpf/bpf_test_util.hpp"
-#include "tests/bpf/packet_craft.hpp"
+#include "tests/common/packet_builder.hpp"
 #include "xdp/lb_skeleton.hpp"
 #include "xdp/sluice_lb.h"
 
@@ -36,6 +36,10 @@ inline constexpr uint8_t kUdp = SLUICE_IPPROTO_UDP;
 /// A flow key as the parser must produce it (client -> VIP).
 sluice_flow_key flow_key(std::string_view client, uint16_t cport, std::string_view vip,
                          uint16_t vport, uint8_t proto);
+
+/// The L2 header (ntags VLAN tags) of `like` with new MACs and last
+/// EtherType: what an output frame's L2 header must be.
+Bytes l2_header(const Bytes& like, size_t ntags, const Mac& dst, const Mac& src, uint16_t type);
 
 /// A VIP to provision: its table spreads `backends` over the slots
 /// (slot i -> backends[i % n]; an empty list leaves every slot empty).

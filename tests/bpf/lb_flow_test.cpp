@@ -25,11 +25,12 @@ uint32_t now_ms() {
                                static_cast<uint64_t>(ts.tv_nsec) / 1000000);
 }
 
+PacketBuilder frame() { return PacketBuilder().eth({.dst = kLbMac, .src = kRouterMac}); }
+
 Bytes tcp_packet(const std::string& client, uint16_t port, uint8_t flags = 0x10) {
-  return PacketCraft()
-      .eth(kLbMac, kRouterMac)
-      .ipv4(ip(client), ip(kVip))
-      .tcp(port, 80, flags)
+  return frame()
+      .ipv4({.src = client, .dst = kVip})
+      .tcp({.sport = port, .dport = 80, .flags = flags})
       .build();
 }
 
@@ -132,12 +133,11 @@ TEST_F(LbFlowTest, IcmpErrorFollowsTheFlowNotTheCurrentTable) {
   publish_table(kVipId, {2, 3, 1});
   ASSERT_NE(choice(kVipId, key), b);
 
-  const Bytes err = PacketCraft()
-                        .eth(kLbMac, kRouterMac)
-                        .ipv4(ip("198.51.100.1"), ip(kVip))
-                        .icmp(3, 4, 1400)
-                        .ipv4(ip(kVip), ip("192.0.2.41"))
-                        .tcp(80, 40000, 0x10)
+  const Bytes err = frame()
+                        .ipv4({.src = "198.51.100.1", .dst = kVip})
+                        .icmp({.type = 3, .code = 4, .rest = 1400})
+                        .ipv4({.src = kVip, .dst = "192.0.2.41"})
+                        .tcp({.sport = 80, .dport = 40000, .flags = 0x10})
                         .build();
   EXPECT_EQ(backend_of(run(err)), b);
 }
@@ -224,7 +224,7 @@ TEST_F(LbFlowTest, IdleEntriesExpire) {
   v.state = SLUICE_FLOW_PROBATION;
   ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_newflows), &udp, &v, BPF_ANY), 0);
   const XdpRun r = run(
-      PacketCraft().eth(kLbMac, kRouterMac).ipv4(ip("192.0.2.40"), ip(kVip)).udp(5353, 53).build());
+      frame().ipv4({.src = "192.0.2.40", .dst = kVip}).udp({.sport = 5353, .dport = 53}).build());
   EXPECT_EQ(backend_of(r), choice(2, udp));
 }
 
