@@ -228,6 +228,8 @@ inline std::vector<Fixture> parser_fixtures() {
   f.push_back({"ipv6 chain at the bound", v6_ext_chain({hop, dst, rt, dst}), v6_flow()});
   f.push_back({"ipv6 chain past the bound", v6_ext_chain({hop, dst, rt, dst, dst}),
                reject(ParseStatus::kIpv6ExtChainTooLong)});
+  f.push_back({"ipv6 hop-by-hop not first", v6_ext_chain({dst, hop}),
+               reject(ParseStatus::kIpv6HopByHopNotFirst)});
   f.push_back({"ipv6 extension past the packet",
                patched8(v6_ext_chain({dst}), kL3 + SLUICE_IPV6_HLEN + 1, 200),
                reject(ParseStatus::kTruncated)});

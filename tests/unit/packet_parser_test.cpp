@@ -360,6 +360,7 @@ TEST(PacketParser, DropReasons) {
       {ParseStatus::kBadIpv6Version, SLUICE_DROP_BAD_IPV6},
       {ParseStatus::kBadIpv6PayloadLength, SLUICE_DROP_BAD_IPV6},
       {ParseStatus::kIpv6ExtChainTooLong, SLUICE_DROP_BAD_IPV6},
+      {ParseStatus::kIpv6HopByHopNotFirst, SLUICE_DROP_BAD_IPV6},
       {ParseStatus::kBadTcpHeaderLength, SLUICE_DROP_BAD_L4},
       {ParseStatus::kBadUdpLength, SLUICE_DROP_BAD_L4},
       {ParseStatus::kBadIcmpEmbedded, SLUICE_DROP_BAD_ICMP},
