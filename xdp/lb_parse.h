@@ -14,7 +14,9 @@
  *   is the fragment header's next header.
  * - ICMP errors (v4 types 3, 11, 12; v6 types 1-4) about TCP or UDP give
  *   the key of the flow the embedded header belongs to: the embedded
- *   header reversed. An embedded fragment gives ports 0.
+ *   header reversed. The quote must hold its IP header and 8 bytes (RFC
+ *   792) and not be a later fragment (no ports there); a first fragment's
+ *   ports are read.
  * - Anything else (ARP, other protocols, ICMP echo, ...) is not ours: pass.
  * - Malformed or truncated headers are counted drops (the negative
  *   SLUICE_DROP_* reason); nothing is read past data_end.
@@ -87,7 +89,8 @@ static __always_inline int lb_is_ipv6_ext(__u8 nexthdr)
 }
 
 /* lb_skip_ipv6_ext results besides 0 (upper layer reached). */
-#define LB_EXT_FRAGMENT 1 /* a non-atomic fragment header: stop, ports unknown */
+#define LB_EXT_FRAGMENT 1       /* a first fragment (offset 0, M set): stop after its header */
+#define LB_EXT_LATER_FRAGMENT 2 /* a fragment with an offset: stop, no L4 header follows */
 #define LB_EXT_TRUNCATED -1
 #define LB_EXT_INVALID -2 /* chain too long, or hop-by-hop not first */
 
@@ -120,7 +123,7 @@ static __always_inline int lb_skip_ipv6_ext(void *data, void *data_end, __u32 *o
 			if (frag & 0xfff9) {
 				*off = o;
 				*nexthdr = nh;
-				return LB_EXT_FRAGMENT;
+				return frag & 0xfff8 ? LB_EXT_LATER_FRAGMENT : LB_EXT_FRAGMENT;
 			}
 			continue;
 		}
@@ -145,17 +148,22 @@ static __always_inline int lb_is_icmp_error(__u8 family, __u8 type)
 	       type == LB_ICMP6_TIME_EXCEED || type == LB_ICMP6_PARAMPROB;
 }
 
+/* Bytes of the quoted packet's upper layer an ICMP error must carry: RFC
+ * 792 quotes the IP header and 64 bits of data. */
+#define LB_ICMP_QUOTED_L4 8
+
 /* Ports of the embedded header, reversed into the key: the embedded packet
- * went VIP -> client, the flow is client -> VIP. */
-static __always_inline int lb_parse_inner_ports(void *data_end, void *l4, __u32 avail,
-						struct lb_packet *p)
+ * went VIP -> client, the flow is client -> VIP. The caller has checked
+ * that LB_ICMP_QUOTED_L4 bytes are in the packet. */
+static __always_inline int lb_parse_inner_ports(void *data_end, void *l4, struct lb_packet *p)
 {
 	__be16 *ports = l4;
 
-	if ((void *)(ports + 2) > data_end || avail < 4)
+	if ((void *)(ports + 2) > data_end)
 		return -SLUICE_DROP_BAD_ICMP;
 	p->key.sport = ports[1];
 	p->key.dport = ports[0];
+	p->flags |= LB_PKT_ICMP_ERR;
 	return LB_PARSE_FLOW;
 }
 
@@ -171,18 +179,18 @@ static __always_inline int lb_parse_icmp4_inner(void *data, void *data_end, __u3
 		return -SLUICE_DROP_BAD_ICMP;
 	if (iph->version != 4 || iph->ihl < 5)
 		return -SLUICE_DROP_BAD_ICMP;
+	hlen = iph->ihl * 4;
+	if (off + hlen + LB_ICMP_QUOTED_L4 > end)
+		return -SLUICE_DROP_BAD_ICMP;
+	/* A later fragment carries no ports; a first one does. */
+	if (bpf_ntohs(iph->frag_off) & LB_IP_OFFSET)
+		return -SLUICE_DROP_BAD_ICMP;
 	if (!lb_is_l4(iph->protocol))
 		return LB_PARSE_PASS;
-	hlen = iph->ihl * 4;
 	p->key.src.v4 = iph->daddr;
 	p->key.dst.v4 = iph->saddr;
 	p->key.proto = iph->protocol;
-	p->flags |= LB_PKT_ICMP_ERR;
-	if (bpf_ntohs(iph->frag_off) & (LB_IP_MF | LB_IP_OFFSET))
-		return LB_PARSE_FLOW;
-	if (off + hlen > end)
-		return -SLUICE_DROP_BAD_ICMP;
-	return lb_parse_inner_ports(data_end, (void *)iph + hlen, end - off - hlen, p);
+	return lb_parse_inner_ports(data_end, (void *)iph + hlen, p);
 }
 
 /* The IPv6 header inside an ICMPv6 error, as lb_parse_icmp4_inner. */
@@ -198,19 +206,17 @@ static __always_inline int lb_parse_icmp6_inner(void *data, void *data_end, __u3
 	if (ip6->version != 6)
 		return -SLUICE_DROP_BAD_ICMP;
 	nh = ip6->nexthdr;
-	__builtin_memcpy(p->key.src.bytes, &ip6->daddr, 16);
-	__builtin_memcpy(p->key.dst.bytes, &ip6->saddr, 16);
 	off += sizeof(*ip6);
 	ret = lb_skip_ipv6_ext(data, data_end, &off, end, &nh);
-	if (ret < 0)
+	/* A later fragment carries no ports; a first one does. */
+	if (ret < 0 || ret == LB_EXT_LATER_FRAGMENT || off + LB_ICMP_QUOTED_L4 > end)
 		return -SLUICE_DROP_BAD_ICMP;
 	if (!lb_is_l4(nh))
 		return LB_PARSE_PASS;
+	__builtin_memcpy(p->key.src.bytes, &ip6->daddr, 16);
+	__builtin_memcpy(p->key.dst.bytes, &ip6->saddr, 16);
 	p->key.proto = nh;
-	p->flags |= LB_PKT_ICMP_ERR;
-	if (ret == LB_EXT_FRAGMENT)
-		return LB_PARSE_FLOW;
-	return lb_parse_inner_ports(data_end, data + off, end - off, p);
+	return lb_parse_inner_ports(data_end, data + off, p);
 }
 
 /* The transport header at offset `off`, `end` the end of the IP packet;
@@ -227,7 +233,7 @@ static __always_inline int lb_parse_l4(void *data, void *data_end, __u32 off, __
 
 		if ((void *)(th + 1) > data_end || avail < sizeof(*th))
 			return -SLUICE_DROP_TRUNCATED;
-		if (th->doff < 5)
+		if (th->doff < 5 || th->doff * 4u > avail)
 			return -SLUICE_DROP_BAD_L4;
 		p->key.sport = th->source;
 		p->key.dport = th->dest;
@@ -275,6 +281,8 @@ static __always_inline int lb_parse_ipv4(void *data, void *data_end, struct lb_p
 	if (iph->version != 4 || iph->ihl < 5)
 		return -SLUICE_DROP_BAD_IPV4;
 	hlen = iph->ihl * 4;
+	if (hlen > p->frame_len - p->l3_off)
+		return -SLUICE_DROP_TRUNCATED;
 	p->ip_len = bpf_ntohs(iph->tot_len);
 	if (p->ip_len < hlen || p->ip_len > p->frame_len - p->l3_off)
 		return -SLUICE_DROP_BAD_IPV4;
@@ -304,9 +312,11 @@ static __always_inline int lb_parse_ipv6(void *data, void *data_end, struct lb_p
 		return -SLUICE_DROP_TRUNCATED;
 	if (ip6->version != 6)
 		return -SLUICE_DROP_BAD_IPV6;
-	/* Payload length 0 is a jumbogram (RFC 2675): not supported. */
+	/* Payload length 0 is an empty packet or a jumbogram (RFC 2675):
+	 * nothing follows that sluice balances, and no upper-layer header
+	 * fits in 0 bytes. */
 	plen = bpf_ntohs(ip6->payload_len);
-	if (plen == 0 || plen > p->frame_len - p->l3_off - sizeof(*ip6))
+	if (plen > p->frame_len - p->l3_off - sizeof(*ip6))
 		return -SLUICE_DROP_BAD_IPV6;
 	p->ip_len = sizeof(*ip6) + plen;
 	p->tos = (__u8)(ip6->priority << 4 | ip6->flow_lbl[0] >> 4);
@@ -321,7 +331,7 @@ static __always_inline int lb_parse_ipv6(void *data, void *data_end, struct lb_p
 	if (ret == LB_EXT_INVALID)
 		return -SLUICE_DROP_BAD_IPV6;
 	p->key.proto = nh;
-	if (ret == LB_EXT_FRAGMENT) {
+	if (ret == LB_EXT_FRAGMENT || ret == LB_EXT_LATER_FRAGMENT) {
 		p->flags |= LB_PKT_FRAGMENT;
 		return lb_is_l4(nh) ? LB_PARSE_FLOW : LB_PARSE_PASS;
 	}

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 namespace sluice::test {
 namespace {
@@ -61,6 +62,13 @@ Bytes l2_header(const Bytes& like, size_t ntags, const Mac& dst, const Mac& src,
   std::copy(src.begin(), src.end(), h.begin() + 6);
   put_be16(h, h.size() - 2, type);
   return h;
+}
+
+uint32_t now_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // what bpf_ktime_get_ns reads
+  return static_cast<uint32_t>(static_cast<uint64_t>(ts.tv_sec) * 1000 +
+                               static_cast<uint64_t>(ts.tv_nsec) / 1000000);
 }
 
 sluice_global_stats forwarded(size_t frame_len, bool hit) {
@@ -125,6 +133,21 @@ void LbFixture::set_next_hop(const Mac& dst, const Mac& src) {
   std::memcpy(nh.src_mac, src.data(), 6);
   const uint32_t zero = 0;
   ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_next_hop), &zero, &nh, BPF_ANY), 0);
+}
+
+void LbFixture::inject_established(const sluice_flow_key& key, uint32_t backend,
+                                   uint32_t last_seen) {
+  const int ncpus = libbpf_num_possible_cpus();
+  ASSERT_GT(ncpus, 0);
+  std::vector<uint8_t> values(16 * static_cast<size_t>(ncpus), 0);  // 12-byte value, 8-aligned
+  for (int c = 0; c < ncpus; ++c) {
+    sluice_flow_value v{};
+    v.backend_id = backend;
+    v.last_seen = last_seen;
+    v.state = SLUICE_FLOW_ESTABLISHED;
+    std::memcpy(&values[16 * static_cast<size_t>(c)], &v, sizeof v);
+  }
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_flows), &key, values.data(), BPF_ANY), 0);
 }
 
 int LbFixture::fd(bpf_map* map) const { return bpf_map__fd(map); }

@@ -52,6 +52,10 @@ struct VipSpec {
   std::vector<uint32_t> backends;
 };
 
+/// CLOCK_MONOTONIC in ms, truncated to 32 bits: the clock flow entries'
+/// last_seen is kept in (bpf_ktime_get_ns / 1e6).
+uint32_t now_ms();
+
 /// Expected global-counter deltas.
 sluice_global_stats forwarded(size_t frame_len, bool hit = false);
 sluice_global_stats passed(size_t frame_len);
@@ -75,6 +79,8 @@ class LbFixture : public ::testing::Test {
   /// Fills a fresh table for vip_id from `backends` and swaps it in.
   void publish_table(uint32_t vip_id, const std::vector<uint32_t>& backends);
   void set_next_hop(const Mac& dst, const Mac& src);
+  /// Writes an established flow entry pinning `key` to `backend` on every CPU.
+  void inject_established(const sluice_flow_key& key, uint32_t backend, uint32_t last_seen);
 
   /// The flow hash the program must compute for a packet of `key` to vip_id.
   [[nodiscard]] uint32_t hash_of(uint32_t vip_id, const sluice_flow_key& key) const;

@@ -6,7 +6,6 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
-#include <ctime>
 #include <string>
 #include <vector>
 
@@ -17,13 +16,6 @@ namespace {
 
 constexpr const char* kVip = "10.0.0.1";
 constexpr uint32_t kVipId = 1;
-
-uint32_t now_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // what bpf_ktime_get_ns reads
-  return static_cast<uint32_t>(static_cast<uint64_t>(ts.tv_sec) * 1000 +
-                               static_cast<uint64_t>(ts.tv_nsec) / 1000000);
-}
 
 PacketBuilder frame() { return PacketBuilder().eth({.dst = kLbMac, .src = kRouterMac}); }
 
@@ -57,21 +49,6 @@ class LbFlowTest : public LbFixture {
 
   bool on_probation(const sluice_flow_key& key, sluice_flow_value* v) {
     return bpf_map_lookup_elem(fd(skel()->maps.sluice_newflows), &key, v) == 0;
-  }
-
-  // Writes an established entry for every CPU.
-  void inject_established(const sluice_flow_key& key, uint32_t backend, uint32_t last_seen) {
-    const int ncpus = libbpf_num_possible_cpus();
-    ASSERT_GT(ncpus, 0);
-    std::vector<uint8_t> values(16 * static_cast<size_t>(ncpus), 0);  // 12-byte value, 8-aligned
-    for (int c = 0; c < ncpus; ++c) {
-      sluice_flow_value v{};
-      v.backend_id = backend;
-      v.last_seen = last_seen;
-      v.state = SLUICE_FLOW_ESTABLISHED;
-      std::memcpy(&values[16 * static_cast<size_t>(c)], &v, sizeof v);
-    }
-    ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_flows), &key, values.data(), BPF_ANY), 0);
   }
 
   // Any backend of VIP 1 other than `id`.
