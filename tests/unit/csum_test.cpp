@@ -214,6 +214,30 @@ TEST(AbiC, IcmpHelpers) {
   EXPECT_EQ(sluice_icmp6_mtu(1000), 1280u);
   EXPECT_EQ(sluice_icmp6_mtu(1460), 1460u);
 
+  // Who may get a too-big reply: DF set, first fragment, one host as the
+  // source, no multicast or broadcast destination (IP or link layer).
+  const sl_be32 host = sl_htonl(0xC6336407);   // 198.51.100.7
+  const sl_be32 vip = sl_htonl(0xC000020A);    // 192.0.2.10
+  const sl_be32 group = sl_htonl(0xE0000005);  // 224.0.0.5
+  EXPECT_TRUE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF, host, vip, 0x02));
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(0, host, vip, 0x02)) << "no DF";
+  EXPECT_TRUE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF | 0x2000, host, vip, 0x02)) << "MF";
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF | 1, host, vip, 0x02)) << "offset";
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF, sl_htonl(0x00000009), vip, 0x02));
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF, sl_htonl(0x7F000001), vip, 0x02));
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF, group, vip, 0x02));
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF, sl_htonl(0xFFFFFFFF), vip, 0x02));
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF, host, group, 0x02)) << "group dst";
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF, host, vip, 0x01)) << "link multicast";
+  union sluice_ip a6 {};
+  EXPECT_FALSE(sluice_icmp6_reply_allowed(&a6)) << "::";
+  a6.bytes[15] = 1;
+  EXPECT_TRUE(sluice_icmp6_reply_allowed(&a6)) << "::1 names one host";
+  a6.bytes[0] = 0xFF;
+  EXPECT_FALSE(sluice_icmp6_reply_allowed(&a6)) << "multicast";
+  a6.bytes[0] = 0x20;
+  EXPECT_TRUE(sluice_icmp6_reply_allowed(&a6));
+
   for (int t = 0; t < 256; ++t) {
     const auto type = static_cast<sl_u8>(t);
     const bool v4_error = t == 3 || t == 4 || t == 5 || t == 11 || t == 12;
