@@ -11,8 +11,13 @@
 
 /* Bytes of the invoking packet a reply quotes: as much as keeps the reply
  * within 576 bytes (RFC 1812, 4.3.2.3) or the IPv6 minimum MTU of 1280
- * (RFC 4443, 2.4 (c)). */
-#define LB_ICMP4_QUOTE 512
+ * (RFC 4443, 2.4 (c)), as build_icmp_too_big quotes. The length is a
+ * constant so the checksum can run straight over the packet (see
+ * dataplane/abi/csum.h): a packet too big for an MTU of at least 600
+ * (IPv4 client) or 1280 (IPv6 client) is always this long. Under a smaller
+ * configured MTU a shorter packet gets no reply (build_icmp_too_big would
+ * quote all of it): a counted drop. */
+#define LB_ICMP4_QUOTE (SLUICE_ICMP4_ERROR_MAX - SLUICE_IPV4_HLEN - SLUICE_ICMP_HLEN)
 #define LB_ICMP6_QUOTE (SLUICE_ICMP6_ERROR_MAX - SLUICE_IPV6_HLEN - SLUICE_ICMP_HLEN)
 
 /* Cuts the frame to l3_off + quote bytes, prepends hdr_len bytes for the
@@ -45,9 +50,10 @@ static __always_inline int lb_icmp_reshape(struct xdp_md *ctx, const struct lb_p
 	return 0;
 }
 
-/* Fragmentation needed (type 3, code 4) with the next-hop MTU, from the
- * VIP to the client; the checksum runs over a constant length straight
- * from the packet (see dataplane/abi/csum.h). Returns 0 or -1. */
+/* Fragmentation needed (type 3, code 4) with the next-hop MTU (already
+ * clamped, sluice_icmp4_mtu), from the VIP to the client: TOS
+ * SLUICE_ICMP4_REPLY_TOS, DF and id 0, as build_icmp_too_big writes it.
+ * Returns 0 or -1. */
 static __always_inline int lb_icmp4_too_big(struct xdp_md *ctx, const struct lb_packet *p,
 					    __u16 next_mtu)
 {
@@ -63,16 +69,16 @@ static __always_inline int lb_icmp4_too_big(struct xdp_md *ctx, const struct lb_
 	icmp = ip + SLUICE_IPV4_HLEN;
 	if ((void *)(icmp + icmp_len) > data_end)
 		return -1;
-	sluice_ipv4_write_hdr(ip, p->key.dst.v4, p->key.src.v4, icmp_len, 0, 0, 0,
-			      SLUICE_ICMP_REPLY_TTL, SLUICE_IPPROTO_ICMP);
+	sluice_ipv4_write_hdr(ip, p->key.dst.v4, p->key.src.v4, icmp_len, SLUICE_ICMP4_REPLY_TOS, 0,
+			      1, SLUICE_ICMP_REPLY_TTL, SLUICE_IPPROTO_ICMP);
 	sluice_icmp4_write_frag_needed(icmp, next_mtu);
 	sluice_put_be16(icmp + 2, sluice_csum(icmp, icmp_len, icmp_len));
 	return 0;
 }
 
-/* Packet too big (type 2) with the MTU, from the VIP to the client, its
- * checksum over the pseudo-header and a constant length as above.
- * Returns 0 or -1. */
+/* Packet too big (type 2) with the MTU (already raised to 1280,
+ * sluice_icmp6_mtu), from the VIP to the client, its checksum over the
+ * pseudo-header. Returns 0 or -1. */
 static __always_inline int lb_icmp6_too_big(struct xdp_md *ctx, const struct lb_packet *p,
 					    __u32 mtu)
 {

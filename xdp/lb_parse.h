@@ -38,9 +38,9 @@
 #define LB_PARSE_PASS 1 /* not something sluice balances: XDP_PASS */
 
 /* lb_packet.flags */
-#define LB_PKT_DF (1u << 0)       /* IPv4 don't-fragment bit set */
-#define LB_PKT_FRAGMENT (1u << 1) /* an IP fragment: key ports are 0 */
-#define LB_PKT_ICMP_ERR (1u << 2) /* an ICMP error; key is the flow it is about */
+#define LB_PKT_FRAGMENT (1u << 1)   /* an IP fragment: key ports are 0 */
+#define LB_PKT_ICMP_ERR (1u << 2)   /* an ICMP error; key is the flow it is about */
+#define LB_PKT_LATER_FRAG (1u << 3) /* a fragment past the first (offset != 0) */
 
 /* ICMP error types that quote a flow's packet (RFC 792, RFC 4443), beside
  * SLUICE_ICMP_DEST_UNREACH and SLUICE_ICMPV6_PACKET_TOO_BIG of encap.h;
@@ -61,7 +61,6 @@ struct lb_icmp_hdr {
 };
 
 /* IPv4 fragment field bits, host order (RFC 791). */
-#define LB_IP_DF 0x4000
 #define LB_IP_MF 0x2000
 #define LB_IP_OFFSET 0x1fff
 
@@ -74,7 +73,9 @@ struct lb_packet {
 	__u8 ntags;                 /* VLAN tags in the L2 header */
 	__u8 tos;                   /* DSCP and ECN: IPv4 TOS or IPv6 traffic class */
 	__u8 flags;                 /* LB_PKT_* */
-	__u8 pad;
+	__u8 l2_dst0;               /* first byte of the destination MAC (bit 0: group address) */
+	__u16 frag_off;             /* IPv4 flags and fragment offset, host order; 0 for IPv6 */
+	__u16 ip_id;                /* IPv4 identification, host order; 0 for IPv6 */
 };
 
 static __always_inline int lb_is_l4(__u8 proto)
@@ -292,8 +293,10 @@ static __always_inline int lb_parse_ipv4(void *data, void *data_end, struct lb_p
 	p->key.dst.v4 = iph->daddr;
 	p->key.proto = iph->protocol;
 	frag = bpf_ntohs(iph->frag_off);
-	if (frag & LB_IP_DF)
-		p->flags |= LB_PKT_DF;
+	p->frag_off = (__u16)frag;
+	p->ip_id = bpf_ntohs(iph->id);
+	if (frag & LB_IP_OFFSET)
+		p->flags |= LB_PKT_LATER_FRAG;
 	if (frag & (LB_IP_MF | LB_IP_OFFSET)) {
 		p->flags |= LB_PKT_FRAGMENT;
 		return lb_is_l4(p->key.proto) ? LB_PARSE_FLOW : LB_PARSE_PASS;
@@ -331,6 +334,8 @@ static __always_inline int lb_parse_ipv6(void *data, void *data_end, struct lb_p
 	if (ret == LB_EXT_INVALID)
 		return -SLUICE_DROP_BAD_IPV6;
 	p->key.proto = nh;
+	if (ret == LB_EXT_LATER_FRAGMENT)
+		p->flags |= LB_PKT_LATER_FRAG;
 	if (ret == LB_EXT_FRAGMENT || ret == LB_EXT_LATER_FRAGMENT) {
 		p->flags |= LB_PKT_FRAGMENT;
 		return lb_is_l4(nh) ? LB_PARSE_FLOW : LB_PARSE_PASS;
@@ -351,6 +356,7 @@ static __always_inline int lb_parse(void *data, void *data_end, struct lb_packet
 		return ret;
 	p->l3_off = l2.l3_off;
 	p->ntags = l2.ntags;
+	p->l2_dst0 = *(__u8 *)data; /* l2_parse checked the Ethernet header */
 	if (l2.proto == SLUICE_ETH_P_IP)
 		return lb_parse_ipv4(data, data_end, p);
 	if (l2.proto == SLUICE_ETH_P_IPV6)

@@ -249,12 +249,15 @@ Bytes LbFixture::encapsulated(const Bytes& in, size_t ntags, uint32_t backend_id
   if (b.family == SLUICE_FAMILY_IPV4) {
     IpAddress src = kSrcV4;
     src.ip.bytes[3] = static_cast<uint8_t>(hash);  // kEntropyBits == 8
+    // DF copied from an IPv4 client (RFC 2003 3.1), id 0 when set (RFC
+    // 6864) and the client's otherwise; IPv6 in IPv4 with DF.
+    const bool df = inner6 || (be16(l3, 6) & SLUICE_IPV4_DF) != 0;
     outer.ipv4({.src = src.to_string(),
                 .dst = address_of(b).to_string(),
                 .tos = tos,
                 .ttl = 64,
-                .id = 0,
-                .dont_fragment = true});
+                .id = df ? uint16_t{0} : be16(l3, 4),
+                .dont_fragment = df});
   } else {
     IpAddress src = kSrcV6;
     src.ip.bytes[15] = static_cast<uint8_t>(hash);
@@ -265,9 +268,8 @@ Bytes LbFixture::encapsulated(const Bytes& in, size_t ntags, uint32_t backend_id
                 .hop_limit = 64});
     type = SLUICE_ETH_P_IPV6;
   }
-  // Ethernet padding after the client's packet rides along at the end.
-  return cat({l2_header(in, ntags, kGatewayMac, kLbMac, type), outer.raw(inner).build_ip(),
-              slice(l3, inner_len)});
+  // Ethernet padding after the client's packet is not carried.
+  return cat({l2_header(in, ntags, kGatewayMac, kLbMac, type), outer.raw(inner).build_ip()});
 }
 
 Bytes LbFixture::forwarded_frame(const Bytes& in, size_t ntags, uint32_t vip_id,

@@ -86,7 +86,8 @@ class LbFixture : public ::testing::Test {
   [[nodiscard]] uint32_t hash_of(uint32_t vip_id, const sluice_flow_key& key) const;
   /// The backend id the VIP's current table gives `key`.
   [[nodiscard]] uint32_t choice(uint32_t vip_id, const sluice_flow_key& key) const;
-  /// The frame `in` (ntags VLAN tags) encapsulated toward `backend_id`.
+  /// The frame `in` (ntags VLAN tags) encapsulated toward `backend_id`, as
+  /// encap_frame (dataplane/core/encap.hpp) specifies it.
   [[nodiscard]] Bytes encapsulated(const Bytes& in, size_t ntags, uint32_t backend_id,
                                    uint32_t hash) const;
   /// Expected output of a forwarded packet of `key` to vip_id.

@@ -90,9 +90,16 @@ Row LbPacketTest::too_big4(std::string name, uint32_t vip, const char* vip_addr,
   Ipv4Spec df = v4(kClient, vip_addr);
   df.dont_fragment = true;
   const Bytes in = frame().ipv4(df).tcp(tcp(40001, 80, 0x10)).payload(pattern(1500 - 40)).build();
+  // As build_icmp_too_big writes it: 548 bytes quoted (a 576-byte reply),
+  // TOS 0xC0, DF, id 0.
   const Bytes reply = PacketBuilder()
-                          .ipv4({.src = vip_addr, .dst = kClient, .tos = 0, .ttl = 64, .id = 0})
-                          .icmp_error(3, 4, slice(in, 14, 512), next_mtu)
+                          .ipv4({.src = vip_addr,
+                                 .dst = kClient,
+                                 .tos = 0xC0,
+                                 .ttl = 64,
+                                 .id = 0,
+                                 .dont_fragment = true})
+                          .icmp_error(3, 4, slice(in, 14, 548), next_mtu)
                           .build_ip();
   const Bytes out = cat({l2_header(in, 0, kRouterMac, kLbMac, SLUICE_ETH_P_IP), reply});
   sluice_global_stats d = dropped(in.size(), SLUICE_DROP_TOO_BIG);
@@ -130,6 +137,12 @@ std::vector<Row> LbPacketTest::rows() {
                   flow_key(kClient6, 40000, "2001:db8::3", 80, kTcp)));
   t.push_back(fwd("port-0 wildcard VIP matches any port", tcp4("10.0.0.2", 12345), 4,
                   flow_key(kClient, 40000, "10.0.0.2", 12345, kTcp)));
+  t.push_back(fwd("DF is copied to the outer header, which then has id 0",
+                  frame()
+                      .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 77, .dont_fragment = true})
+                      .tcp(tcp(40012, 80))
+                      .build(),
+                  1, flow_key(kClient, 40012, "10.0.0.1", 80, kTcp)));
   t.push_back(fwd(
       "DSCP and ECN are copied to the outer header",
       frame().ipv4({.src = kClient, .dst = "10.0.0.1", .tos = 0xb9}).tcp(tcp(40002, 80)).build(), 1,
@@ -141,8 +154,8 @@ std::vector<Row> LbPacketTest::rows() {
                   frame().ipv4(v4("192.0.2.20", "10.0.0.4")).tcp(tcp(2000, 80)).build(), 9,
                   flow_key("192.0.2.20", 2000, "10.0.0.4", 80, kTcp)));
   {
-    // Ethernet pads a 40-byte packet to the 60-byte minimum; the outer
-    // length follows the IP header, the padding rides along at the end.
+    // Ethernet pads a 40-byte packet to the 60-byte minimum; the padding
+    // is not part of the packet and is not carried to the backend.
     Bytes in = frame().ipv4(v4(kClient, "10.0.0.1")).tcp(tcp(40003, 80)).build();
     in.resize(60, 0);
     t.push_back(fwd("Ethernet padding after the IP packet", in, 1,
@@ -344,6 +357,58 @@ std::vector<Row> LbPacketTest::rows() {
     r.new_flow = true;
     t.push_back(r);
   }
+  // Too big, but no reply may go back (build_icmp_too_big's rules): a
+  // counted drop like the one above.
+  const auto too_big_no_reply = [&](std::string name, Ipv4Spec ip, uint16_t sport, uint32_t vip,
+                                    const Mac& dst_mac = kLbMac) {
+    ip.dont_fragment = true;
+    const Bytes in = PacketBuilder()
+                         .eth({.dst = dst_mac, .src = kRouterMac})
+                         .ipv4(ip)
+                         .tcp(tcp(sport, 80, 0x10))
+                         .payload(pattern(1460))
+                         .build();
+    Row r = drop(std::move(name), in, SLUICE_DROP_TOO_BIG);
+    r.delta.flow_misses = 1;
+    r.vip = vip;
+    r.new_flow = true;
+    t.push_back(r);
+  };
+  too_big_no_reply("too big from a multicast source: no reply", v4("224.0.0.5", "10.0.0.1"), 40013,
+                   1);
+  too_big_no_reply("too big from a loopback source: no reply", v4("127.0.0.1", "10.0.0.1"), 40014,
+                   1);
+  too_big_no_reply("too big to a link-layer broadcast: no reply", v4(kClient, "10.0.0.1"), 40015, 1,
+                   Mac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff});
+  {
+    // Only a datagram's first fragment is answered (RFC 1812 4.3.2.7).
+    Row r = drop("IPv4 later fragment with DF over the MTU: no reply",
+                 frame()
+                     .ipv4({.src = "192.0.2.99",
+                            .dst = "10.0.0.2",
+                            .dont_fragment = true,
+                            .frag_offset = 1480})
+                     .raw({.bytes = pattern(1464), .proto = kUdp})
+                     .build(),
+                 SLUICE_DROP_TOO_BIG);
+    r.delta.flow_misses = 1;
+    r.vip = 3;
+    r.new_flow = true;
+    t.push_back(r);
+  }
+  {
+    Row r = drop("IPv6 later fragment over the MTU: no reply",
+                 frame()
+                     .ipv6(v6("2001:db8:c::99", "2001:db8::1"))
+                     .ipv6_ext({.type = SLUICE_IPPROTO_FRAGMENT, .frag_offset = 1448})
+                     .raw({.bytes = pattern(1440), .proto = kUdp})
+                     .build(),
+                 SLUICE_DROP_TOO_BIG);
+    r.delta.flow_misses = 1;
+    r.vip = 6;
+    r.new_flow = true;
+    t.push_back(r);
+  }
 
   // --- Not a VIP: untouched.
   t.push_back(pass("TCP to an address that is no VIP", tcp4("10.9.9.9", 80)));
@@ -533,10 +598,10 @@ TEST_F(LbPacketTest, TooBigReplyKeepsVlanTags) {
   ASSERT_EQ(r.verdict, XDP_TX);
   ASSERT_GE(r.out.size(), 18u + 20u);
   EXPECT_EQ(slice(r.out, 0, 18), l2_header(in, 1, kRouterMac, kLbMac, SLUICE_ETH_P_IP));
-  EXPECT_EQ(r.out.size(), 18u + 20u + 8u + 512u);
+  EXPECT_EQ(r.out.size(), 18u + 576u);
   // The reply's IPv4 header and ICMP message check out.
   EXPECT_EQ(checksum(&r.out[18], 20), 0);
-  EXPECT_EQ(checksum(&r.out[38], 8 + 512), 0);
+  EXPECT_EQ(checksum(&r.out[38], 8 + 548), 0);
 }
 
 }  // namespace
