@@ -117,13 +117,12 @@ void LbFixture::SetUp() {
   before_load(skel());
   ASSERT_EQ(skel_->load(), 0) << "the verifier rejected sluice_lb (log above)";
 
-  sluice_encap_config cfg{};
-  cfg.src_v4 = kSrcV4.ip;
-  cfg.src_v6 = kSrcV6.ip;
-  cfg.mtu = kMtu;
-  cfg.entropy_bits = kEntropyBits;
+  encap_config_.src_v4 = kSrcV4.ip;
+  encap_config_.src_v6 = kSrcV6.ip;
+  encap_config_.mtu = kMtu;
+  encap_config_.entropy_bits = kEntropyBits;
   const uint32_t zero = 0;
-  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_encap), &zero, &cfg, BPF_ANY), 0);
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_encap), &zero, &encap_config_, BPF_ANY), 0);
   set_next_hop(kGatewayMac, kLbMac);
 }
 

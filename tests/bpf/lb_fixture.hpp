@@ -112,6 +112,7 @@ class LbFixture : public ::testing::Test {
   std::map<uint32_t, sluice_backend> backends_;       // by id
   std::map<uint32_t, VipSpec> vips_;                  // by vip_id
   std::map<uint32_t, std::vector<uint32_t>> tables_;  // by vip_id, M slots each
+  sluice_encap_config encap_config_{};                // as written to sluice_encap
 };
 
 }  // namespace sluice::test
