@@ -38,9 +38,9 @@
 #define LB_PARSE_PASS 1 /* not something sluice balances: XDP_PASS */
 
 /* lb_packet.flags */
-#define LB_PKT_FRAGMENT (1u << 1)   /* an IP fragment: key ports are 0 */
-#define LB_PKT_ICMP_ERR (1u << 2)   /* an ICMP error; key is the flow it is about */
-#define LB_PKT_LATER_FRAG (1u << 3) /* a fragment past the first (offset != 0) */
+#define LB_PKT_FRAGMENT (1u << 0)   /* an IP fragment: key ports are 0 */
+#define LB_PKT_ICMP_ERR (1u << 1)   /* an ICMP error; key is the flow it is about */
+#define LB_PKT_LATER_FRAG (1u << 2) /* a fragment past the first (offset != 0) */
 
 /* ICMP error types that quote a flow's packet (RFC 792, RFC 4443), beside
  * SLUICE_ICMP_DEST_UNREACH and SLUICE_ICMPV6_PACKET_TOO_BIG of encap.h;
@@ -315,9 +315,9 @@ static __always_inline int lb_parse_ipv6(void *data, void *data_end, struct lb_p
 		return -SLUICE_DROP_TRUNCATED;
 	if (ip6->version != 6)
 		return -SLUICE_DROP_BAD_IPV6;
-	/* Payload length 0 is an empty packet or a jumbogram (RFC 2675):
-	 * nothing follows that sluice balances, and no upper-layer header
-	 * fits in 0 bytes. */
+	/* Payload length 0 (an empty packet, or a jumbogram, RFC 2675) passes
+	 * here, as in the core: no TCP or UDP header fits in it, so it is
+	 * never balanced. */
 	plen = bpf_ntohs(ip6->payload_len);
 	if (plen > p->frame_len - p->l3_off - sizeof(*ip6))
 		return -SLUICE_DROP_BAD_IPV6;
