@@ -10,23 +10,27 @@
 
 #include "dataplane/core/encap.hpp"
 #include "dataplane/core/icmp_too_big.hpp"
-#include "tests/unit/encap_frames.hpp"
+#include "tests/common/packet_builder.hpp"
 
 namespace sluice {
 namespace {
 
 constexpr size_t kHeadroom = 128;
 
-test::TestFrame frame(uint8_t family, size_t payload) {
-  test::FrameSpec spec;
-  spec.family = family;
-  spec.payload = payload;
-  spec.tos = 0xB8;
-  return test::make_frame(spec, kHeadroom);
+// An IPv4 (DF) or IPv6 TCP packet of `payload` TCP bytes, TOS 0xB8.
+test::BufferedFrame frame(uint8_t family, size_t payload) {
+  test::PacketBuilder b;
+  if (family == SLUICE_FAMILY_IPV4) {
+    b.ipv4({.tos = 0xB8, .dont_fragment = true});
+  } else {
+    b.ipv6({.traffic_class = 0xB8});
+  }
+  b.raw({.bytes = test::pattern(payload), .proto = SLUICE_IPPROTO_TCP});
+  return test::in_buffer(b.build(), b.l3_offset(), kHeadroom);
 }
 
 void run_encap(benchmark::State& state, uint8_t inner, uint8_t backend) {
-  test::TestFrame t = frame(inner, 1000);
+  test::BufferedFrame t = frame(inner, 1000);
   std::vector<uint8_t> l2(t.frame(), t.frame() + t.l3_off);
   EncapSettings settings;
   settings.config.src_v4.v4 = sl_htonl(0x0A000001);
@@ -62,7 +66,7 @@ void BM_Encap_Ip4in6(benchmark::State& state) {
 }
 
 void run_icmp(benchmark::State& state, uint8_t family) {
-  test::TestFrame t = frame(family, 1480);
+  test::BufferedFrame t = frame(family, 1480);
   std::vector<uint8_t> l2(t.frame(), t.frame() + t.l3_off);
   for (auto _ : state) {
     std::memcpy(t.frame(), l2.data(), l2.size());

@@ -68,9 +68,14 @@ struct l2_saved {
 };
 
 /* Copies the L2 header (ntags tags) at data into *s. Returns 0, or -1 if
- * the frame is too short. */
+ * the frame is too short. The tag bytes not copied are zeroed: the
+ * compiler may keep *s in registers and stack slots, and l2_store's
+ * "i < ntags" is a branch the verifier cannot tie to this one, so on the
+ * path it believes skips a copy here and takes it there, the slot must
+ * still hold a scalar, not whatever the compiler kept in it before. */
 static __always_inline int l2_save(void *data, void *data_end, __u8 ntags, struct l2_saved *s)
 {
+	__builtin_memset(s, 0, sizeof(*s));
 	if (data + SLUICE_ETH_HLEN > data_end)
 		return -1;
 	__builtin_memcpy(s->bytes, data, SLUICE_ETH_HLEN);

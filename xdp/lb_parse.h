@@ -14,7 +14,9 @@
  *   is the fragment header's next header.
  * - ICMP errors (v4 types 3, 11, 12; v6 types 1-4) about TCP or UDP give
  *   the key of the flow the embedded header belongs to: the embedded
- *   header reversed. An embedded fragment gives ports 0.
+ *   header reversed. The quote must hold its IP header and 8 bytes (RFC
+ *   792) and not be a later fragment (no ports there); a first fragment's
+ *   ports are read.
  * - Anything else (ARP, other protocols, ICMP echo, ...) is not ours: pass.
  * - Malformed or truncated headers are counted drops (the negative
  *   SLUICE_DROP_* reason); nothing is read past data_end.
@@ -26,6 +28,7 @@
 #include <linux/tcp.h>
 #include <linux/udp.h>
 
+#include "encap.h"
 #include "flow.h"
 #include "l2.h"
 #include "stats.h"
@@ -35,17 +38,16 @@
 #define LB_PARSE_PASS 1 /* not something sluice balances: XDP_PASS */
 
 /* lb_packet.flags */
-#define LB_PKT_DF (1u << 0)       /* IPv4 don't-fragment bit set */
-#define LB_PKT_FRAGMENT (1u << 1) /* an IP fragment: key ports are 0 */
-#define LB_PKT_ICMP_ERR (1u << 2) /* an ICMP error; key is the flow it is about */
+#define LB_PKT_FRAGMENT (1u << 0)   /* an IP fragment: key ports are 0 */
+#define LB_PKT_ICMP_ERR (1u << 1)   /* an ICMP error; key is the flow it is about */
+#define LB_PKT_LATER_FRAG (1u << 2) /* a fragment past the first (offset != 0) */
 
-/* ICMP types (RFC 792, RFC 4443); <linux/icmp.h> pulls in libc headers. */
-#define LB_ICMP_DEST_UNREACH 3
-#define LB_ICMP_FRAG_NEEDED 4 /* code of LB_ICMP_DEST_UNREACH */
+/* ICMP error types that quote a flow's packet (RFC 792, RFC 4443), beside
+ * SLUICE_ICMP_DEST_UNREACH and SLUICE_ICMPV6_PACKET_TOO_BIG of encap.h;
+ * <linux/icmp.h> pulls in libc headers. */
 #define LB_ICMP_TIME_EXCEEDED 11
 #define LB_ICMP_PARAMETERPROB 12
 #define LB_ICMP6_DEST_UNREACH 1
-#define LB_ICMP6_PKT_TOOBIG 2
 #define LB_ICMP6_TIME_EXCEED 3
 #define LB_ICMP6_PARAMPROB 4
 
@@ -59,7 +61,6 @@ struct lb_icmp_hdr {
 };
 
 /* IPv4 fragment field bits, host order (RFC 791). */
-#define LB_IP_DF 0x4000
 #define LB_IP_MF 0x2000
 #define LB_IP_OFFSET 0x1fff
 
@@ -72,7 +73,9 @@ struct lb_packet {
 	__u8 ntags;                 /* VLAN tags in the L2 header */
 	__u8 tos;                   /* DSCP and ECN: IPv4 TOS or IPv6 traffic class */
 	__u8 flags;                 /* LB_PKT_* */
-	__u8 pad;
+	__u8 l2_dst0;               /* first byte of the destination MAC (bit 0: group address) */
+	__u16 frag_off;             /* IPv4 flags and fragment offset, host order; 0 for IPv6 */
+	__u16 ip_id;                /* IPv4 identification, host order; 0 for IPv6 */
 };
 
 static __always_inline int lb_is_l4(__u8 proto)
@@ -87,7 +90,8 @@ static __always_inline int lb_is_ipv6_ext(__u8 nexthdr)
 }
 
 /* lb_skip_ipv6_ext results besides 0 (upper layer reached). */
-#define LB_EXT_FRAGMENT 1 /* a non-atomic fragment header: stop, ports unknown */
+#define LB_EXT_FRAGMENT 1       /* a first fragment (offset 0, M set): stop after its header */
+#define LB_EXT_LATER_FRAGMENT 2 /* a fragment with an offset: stop, no L4 header follows */
 #define LB_EXT_TRUNCATED -1
 #define LB_EXT_INVALID -2 /* chain too long, or hop-by-hop not first */
 
@@ -120,7 +124,7 @@ static __always_inline int lb_skip_ipv6_ext(void *data, void *data_end, __u32 *o
 			if (frag & 0xfff9) {
 				*off = o;
 				*nexthdr = nh;
-				return LB_EXT_FRAGMENT;
+				return frag & 0xfff8 ? LB_EXT_LATER_FRAGMENT : LB_EXT_FRAGMENT;
 			}
 			continue;
 		}
@@ -139,23 +143,28 @@ static __always_inline int lb_skip_ipv6_ext(void *data, void *data_end, __u32 *o
 static __always_inline int lb_is_icmp_error(__u8 family, __u8 type)
 {
 	if (family == SLUICE_FAMILY_IPV4)
-		return type == LB_ICMP_DEST_UNREACH || type == LB_ICMP_TIME_EXCEEDED ||
+		return type == SLUICE_ICMP_DEST_UNREACH || type == LB_ICMP_TIME_EXCEEDED ||
 		       type == LB_ICMP_PARAMETERPROB;
-	return type == LB_ICMP6_DEST_UNREACH || type == LB_ICMP6_PKT_TOOBIG ||
+	return type == LB_ICMP6_DEST_UNREACH || type == SLUICE_ICMPV6_PACKET_TOO_BIG ||
 	       type == LB_ICMP6_TIME_EXCEED || type == LB_ICMP6_PARAMPROB;
 }
 
+/* Bytes of the quoted packet's upper layer an ICMP error must carry: RFC
+ * 792 quotes the IP header and 64 bits of data. */
+#define LB_ICMP_QUOTED_L4 8
+
 /* Ports of the embedded header, reversed into the key: the embedded packet
- * went VIP -> client, the flow is client -> VIP. */
-static __always_inline int lb_parse_inner_ports(void *data_end, void *l4, __u32 avail,
-						struct lb_packet *p)
+ * went VIP -> client, the flow is client -> VIP. The caller has checked
+ * that LB_ICMP_QUOTED_L4 bytes are in the packet. */
+static __always_inline int lb_parse_inner_ports(void *data_end, void *l4, struct lb_packet *p)
 {
 	__be16 *ports = l4;
 
-	if ((void *)(ports + 2) > data_end || avail < 4)
+	if ((void *)(ports + 2) > data_end)
 		return -SLUICE_DROP_BAD_ICMP;
 	p->key.sport = ports[1];
 	p->key.dport = ports[0];
+	p->flags |= LB_PKT_ICMP_ERR;
 	return LB_PARSE_FLOW;
 }
 
@@ -171,18 +180,18 @@ static __always_inline int lb_parse_icmp4_inner(void *data, void *data_end, __u3
 		return -SLUICE_DROP_BAD_ICMP;
 	if (iph->version != 4 || iph->ihl < 5)
 		return -SLUICE_DROP_BAD_ICMP;
+	hlen = iph->ihl * 4;
+	if (off + hlen + LB_ICMP_QUOTED_L4 > end)
+		return -SLUICE_DROP_BAD_ICMP;
+	/* A later fragment carries no ports; a first one does. */
+	if (bpf_ntohs(iph->frag_off) & LB_IP_OFFSET)
+		return -SLUICE_DROP_BAD_ICMP;
 	if (!lb_is_l4(iph->protocol))
 		return LB_PARSE_PASS;
-	hlen = iph->ihl * 4;
 	p->key.src.v4 = iph->daddr;
 	p->key.dst.v4 = iph->saddr;
 	p->key.proto = iph->protocol;
-	p->flags |= LB_PKT_ICMP_ERR;
-	if (bpf_ntohs(iph->frag_off) & (LB_IP_MF | LB_IP_OFFSET))
-		return LB_PARSE_FLOW;
-	if (off + hlen > end)
-		return -SLUICE_DROP_BAD_ICMP;
-	return lb_parse_inner_ports(data_end, (void *)iph + hlen, end - off - hlen, p);
+	return lb_parse_inner_ports(data_end, (void *)iph + hlen, p);
 }
 
 /* The IPv6 header inside an ICMPv6 error, as lb_parse_icmp4_inner. */
@@ -198,19 +207,17 @@ static __always_inline int lb_parse_icmp6_inner(void *data, void *data_end, __u3
 	if (ip6->version != 6)
 		return -SLUICE_DROP_BAD_ICMP;
 	nh = ip6->nexthdr;
-	__builtin_memcpy(p->key.src.bytes, &ip6->daddr, 16);
-	__builtin_memcpy(p->key.dst.bytes, &ip6->saddr, 16);
 	off += sizeof(*ip6);
 	ret = lb_skip_ipv6_ext(data, data_end, &off, end, &nh);
-	if (ret < 0)
+	/* A later fragment carries no ports; a first one does. */
+	if (ret < 0 || ret == LB_EXT_LATER_FRAGMENT || off + LB_ICMP_QUOTED_L4 > end)
 		return -SLUICE_DROP_BAD_ICMP;
 	if (!lb_is_l4(nh))
 		return LB_PARSE_PASS;
+	__builtin_memcpy(p->key.src.bytes, &ip6->daddr, 16);
+	__builtin_memcpy(p->key.dst.bytes, &ip6->saddr, 16);
 	p->key.proto = nh;
-	p->flags |= LB_PKT_ICMP_ERR;
-	if (ret == LB_EXT_FRAGMENT)
-		return LB_PARSE_FLOW;
-	return lb_parse_inner_ports(data_end, data + off, end - off, p);
+	return lb_parse_inner_ports(data_end, data + off, p);
 }
 
 /* The transport header at offset `off`, `end` the end of the IP packet;
@@ -227,7 +234,7 @@ static __always_inline int lb_parse_l4(void *data, void *data_end, __u32 off, __
 
 		if ((void *)(th + 1) > data_end || avail < sizeof(*th))
 			return -SLUICE_DROP_TRUNCATED;
-		if (th->doff < 5)
+		if (th->doff < 5 || th->doff * 4u > avail)
 			return -SLUICE_DROP_BAD_L4;
 		p->key.sport = th->source;
 		p->key.dport = th->dest;
@@ -275,6 +282,8 @@ static __always_inline int lb_parse_ipv4(void *data, void *data_end, struct lb_p
 	if (iph->version != 4 || iph->ihl < 5)
 		return -SLUICE_DROP_BAD_IPV4;
 	hlen = iph->ihl * 4;
+	if (hlen > p->frame_len - p->l3_off)
+		return -SLUICE_DROP_TRUNCATED;
 	p->ip_len = bpf_ntohs(iph->tot_len);
 	if (p->ip_len < hlen || p->ip_len > p->frame_len - p->l3_off)
 		return -SLUICE_DROP_BAD_IPV4;
@@ -284,8 +293,10 @@ static __always_inline int lb_parse_ipv4(void *data, void *data_end, struct lb_p
 	p->key.dst.v4 = iph->daddr;
 	p->key.proto = iph->protocol;
 	frag = bpf_ntohs(iph->frag_off);
-	if (frag & LB_IP_DF)
-		p->flags |= LB_PKT_DF;
+	p->frag_off = (__u16)frag;
+	p->ip_id = bpf_ntohs(iph->id);
+	if (frag & LB_IP_OFFSET)
+		p->flags |= LB_PKT_LATER_FRAG;
 	if (frag & (LB_IP_MF | LB_IP_OFFSET)) {
 		p->flags |= LB_PKT_FRAGMENT;
 		return lb_is_l4(p->key.proto) ? LB_PARSE_FLOW : LB_PARSE_PASS;
@@ -304,9 +315,11 @@ static __always_inline int lb_parse_ipv6(void *data, void *data_end, struct lb_p
 		return -SLUICE_DROP_TRUNCATED;
 	if (ip6->version != 6)
 		return -SLUICE_DROP_BAD_IPV6;
-	/* Payload length 0 is a jumbogram (RFC 2675): not supported. */
+	/* Payload length 0 (an empty packet, or a jumbogram, RFC 2675) passes
+	 * here, as in the core: no TCP or UDP header fits in it, so it is
+	 * never balanced. */
 	plen = bpf_ntohs(ip6->payload_len);
-	if (plen == 0 || plen > p->frame_len - p->l3_off - sizeof(*ip6))
+	if (plen > p->frame_len - p->l3_off - sizeof(*ip6))
 		return -SLUICE_DROP_BAD_IPV6;
 	p->ip_len = sizeof(*ip6) + plen;
 	p->tos = (__u8)(ip6->priority << 4 | ip6->flow_lbl[0] >> 4);
@@ -321,7 +334,9 @@ static __always_inline int lb_parse_ipv6(void *data, void *data_end, struct lb_p
 	if (ret == LB_EXT_INVALID)
 		return -SLUICE_DROP_BAD_IPV6;
 	p->key.proto = nh;
-	if (ret == LB_EXT_FRAGMENT) {
+	if (ret == LB_EXT_LATER_FRAGMENT)
+		p->flags |= LB_PKT_LATER_FRAG;
+	if (ret == LB_EXT_FRAGMENT || ret == LB_EXT_LATER_FRAGMENT) {
 		p->flags |= LB_PKT_FRAGMENT;
 		return lb_is_l4(nh) ? LB_PARSE_FLOW : LB_PARSE_PASS;
 	}
@@ -341,6 +356,7 @@ static __always_inline int lb_parse(void *data, void *data_end, struct lb_packet
 		return ret;
 	p->l3_off = l2.l3_off;
 	p->ntags = l2.ntags;
+	p->l2_dst0 = *(__u8 *)data; /* l2_parse checked the Ethernet header */
 	if (l2.proto == SLUICE_ETH_P_IP)
 		return lb_parse_ipv4(data, data_end, p);
 	if (l2.proto == SLUICE_ETH_P_IPV6)

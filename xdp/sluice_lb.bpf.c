@@ -12,8 +12,9 @@
 #include "lb_parse.h"
 
 /* A packet over the MTU once encapsulated: a too-big reply to the client
- * when the client can act on it (IPv4 with DF, or IPv6), never about an
- * ICMP error; otherwise a silent drop (XDP cannot fragment). Always
+ * where build_icmp_too_big (dataplane/core/icmp_too_big.hpp) would send
+ * one, by the same abi predicates; otherwise a silent drop (XDP cannot
+ * fragment). Never about an ICMP error (RFC 1122 3.2.2). Always
  * -SLUICE_DROP_TOO_BIG; st->icmp_sent says whether a reply goes out. */
 static __always_inline int lb_too_big(struct xdp_md *ctx, struct lb_state *st, __u32 next_mtu)
 {
@@ -23,11 +24,14 @@ static __always_inline int lb_too_big(struct xdp_md *ctx, struct lb_state *st, _
 	if (p->flags & LB_PKT_ICMP_ERR)
 		return -SLUICE_DROP_TOO_BIG;
 	if (p->key.family == SLUICE_FAMILY_IPV4) {
-		if (!(p->flags & LB_PKT_DF))
+		if (!sluice_icmp4_reply_allowed(p->frag_off, p->key.src.v4, p->key.dst.v4,
+						p->l2_dst0))
 			return -SLUICE_DROP_TOO_BIG;
-		ret = lb_icmp4_too_big(ctx, p, (__u16)next_mtu);
+		ret = lb_icmp4_too_big(ctx, p, sluice_icmp4_mtu(next_mtu));
 	} else {
-		ret = lb_icmp6_too_big(ctx, p, next_mtu);
+		if ((p->flags & LB_PKT_LATER_FRAG) || !sluice_icmp6_reply_allowed(&p->key.src))
+			return -SLUICE_DROP_TOO_BIG;
+		ret = lb_icmp6_too_big(ctx, p, sluice_icmp6_mtu(next_mtu));
 	}
 	st->icmp_sent = ret == 0;
 	return -SLUICE_DROP_TOO_BIG;

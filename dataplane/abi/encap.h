@@ -219,6 +219,44 @@ SLUICE_INLINE sl_u32 sluice_icmp6_mtu(sl_u32 mtu)
 	return mtu < SLUICE_IPV6_MIN_MTU ? SLUICE_IPV6_MIN_MTU : mtu;
 }
 
+/*
+ * Whether a too-big reply may go back to the sender of an IPv4 packet, by
+ * the fields that decide it (RFC 1122 3.2.2, RFC 1812 4.3.2.7, RFC 1191):
+ *   frag     the flags/fragment field, host order: DF must be set (the
+ *            sender asked for path MTU discovery) and the fragment offset 0
+ *            (only a first fragment is answered)
+ *   saddr    source, network order: one host, so not 0/8, 127/8, or 224/4
+ *            and above (multicast, reserved, limited broadcast)
+ *   daddr    destination, network order: not multicast or broadcast
+ *   l2_dst0  first byte of the frame's destination MAC: its group bit
+ *            marks a link-layer multicast or broadcast
+ * Whether the packet is itself an ICMP error is the caller's check
+ * (sluice_icmp4_is_error). Returns non-zero when a reply is allowed.
+ */
+SLUICE_INLINE int sluice_icmp4_reply_allowed(sl_u16 frag, sl_be32 saddr, sl_be32 daddr,
+					     sl_u8 l2_dst0)
+{
+	sl_u32 src0 = sl_ntohl(saddr) >> 24;
+	sl_u32 dst0 = sl_ntohl(daddr) >> 24;
+
+	if (!(frag & SLUICE_IPV4_DF) || (frag & SLUICE_IPV4_OFFSET_MASK))
+		return 0;
+	if (src0 == 0 || src0 == 127 || src0 >= 224 || dst0 >= 224)
+		return 0;
+	return !(l2_dst0 & 1);
+}
+
+/* Whether the source of an IPv6 packet (network order) names one host a
+ * too-big reply may go to: not the unspecified address and not multicast
+ * (RFC 4443 2.4(e.6)). Fragments past the first and ICMPv6 errors are the
+ * caller's checks. */
+SLUICE_INLINE int sluice_icmp6_reply_allowed(const union sluice_ip *saddr)
+{
+	if (saddr->bytes[0] == 0xFF)
+		return 0;
+	return (saddr->v6[0] | saddr->v6[1] | saddr->v6[2] | saddr->v6[3]) != 0;
+}
+
 /* Whether an ICMP type is an error message (RFC 792, RFC 1122 3.2.2):
  * destination unreachable, source quench, redirect, time exceeded,
  * parameter problem. No ICMP error answers one (RFC 1122 3.2.2). */

@@ -20,14 +20,11 @@ constexpr size_t kIcmp6MaxQuote = SLUICE_ICMP6_ERROR_MAX - kIcmp6Added;
 
 bool ipv4_reply_allowed(const uint8_t* l2, const IpPacket& p) {
   const uint8_t* ip = p.l3;
-  const uint16_t frag = sluice_get_be16(ip + 6);
-  if ((frag & SLUICE_IPV4_DF) == 0 || (frag & SLUICE_IPV4_OFFSET_MASK) != 0) return false;
-  // The first byte decides: 0/8 "this network", 127/8 loopback, 224/4
-  // multicast, 240/4 reserved and the limited broadcast.
-  const uint8_t src0 = ip[12];
-  if (src0 == 0 || src0 == 127 || src0 >= 224) return false;
-  if (ip[16] >= 224) return false;
-  if ((l2[0] & 1) != 0) return false;  // group bit: link-layer multicast or broadcast
+  sl_be32 saddr;
+  sl_be32 daddr;
+  std::memcpy(&saddr, ip + 12, 4);
+  std::memcpy(&daddr, ip + 16, 4);
+  if (!sluice_icmp4_reply_allowed(sluice_get_be16(ip + 6), saddr, daddr, l2[0])) return false;
   if (ip[9] == SLUICE_IPPROTO_ICMP) {
     // Without its type byte it might be an error: stay silent.
     return p.hdr_len < p.len && !sluice_icmp4_is_error(ip[p.hdr_len]);
@@ -37,9 +34,9 @@ bool ipv4_reply_allowed(const uint8_t* l2, const IpPacket& p) {
 
 bool ipv6_reply_allowed(const IpPacket& p) {
   const uint8_t* ip = p.l3;
-  if (ip[8] == 0xFF) return false;  // multicast source
-  static constexpr uint8_t kUnspecified[16] = {};
-  if (std::memcmp(ip + 8, kUnspecified, sizeof kUnspecified) == 0) return false;
+  union sluice_ip saddr;
+  std::memcpy(saddr.bytes, ip + 8, 16);
+  if (!sluice_icmp6_reply_allowed(&saddr)) return false;
 
   // Walk to the upper-layer header to learn whether this is an ICMPv6
   // error, a bounded number of extension headers (RFC 8200 section 4).

@@ -69,18 +69,20 @@ struct IpSpan {
 };
 
 // Skips IPv6 extension headers from s.l4 (RFC 8200 section 4), at most
-// SLUICE_MAX_IPV6_EXT_HDRS of them. Stops at the first other header, or just
+// SLUICE_MAX_IPV6_EXT_HDRS of them, hop-by-hop only first (RFC 8200
+// section 4.1). Stops at the first other header, or just
 // after a fragment header that really fragments (its data is opaque past the
 // first fragment, and all fragments must hash alike, so the protocol it
 // names is the one reported). An atomic fragment (offset 0, M clear, RFC
 // 6946) is a whole datagram and is skipped like any extension header.
-// Returns kOk, kTruncated or kIpv6ExtChainTooLong.
+// Returns kOk, kTruncated, kIpv6ExtChainTooLong or kIpv6HopByHopNotFirst.
 [[gnu::noinline, gnu::cold]] ParseStatus skip_ipv6_ext_headers(const uint8_t* frame,
                                                                IpSpan& s) noexcept {
   for (unsigned n = 0;; ++n) {
     const uint8_t nh = s.proto;
     if (!is_ipv6_ext(nh)) return ParseStatus::kOk;
     if (n == SLUICE_MAX_IPV6_EXT_HDRS) return ParseStatus::kIpv6ExtChainTooLong;
+    if (nh == SLUICE_IPPROTO_HOPOPTS && n != 0) return ParseStatus::kIpv6HopByHopNotFirst;
     if (s.end - s.l4 < kIpv6ExtMinLen) return ParseStatus::kTruncated;
     const uint8_t* h = frame + s.l4;
     size_t hlen = kIpv6ExtMinLen;
@@ -339,6 +341,7 @@ sluice_drop_reason parse_drop_reason(ParseStatus s) noexcept {
     case ParseStatus::kBadIpv6Version:
     case ParseStatus::kBadIpv6PayloadLength:
     case ParseStatus::kIpv6ExtChainTooLong:
+    case ParseStatus::kIpv6HopByHopNotFirst:
       return SLUICE_DROP_BAD_IPV6;
     case ParseStatus::kBadTcpHeaderLength:
     case ParseStatus::kBadUdpLength:
@@ -375,6 +378,8 @@ const char* parse_status_name(ParseStatus s) noexcept {
       return "bad_ipv6_payload_length";
     case ParseStatus::kIpv6ExtChainTooLong:
       return "ipv6_ext_chain_too_long";
+    case ParseStatus::kIpv6HopByHopNotFirst:
+      return "ipv6_hop_by_hop_not_first";
     case ParseStatus::kBadTcpHeaderLength:
       return "bad_tcp_header_length";
     case ParseStatus::kBadUdpLength:

@@ -46,6 +46,9 @@ enum class ParseStatus : uint8_t {
   kBadIpv6PayloadLength,
   /// More than SLUICE_MAX_IPV6_EXT_HDRS extension headers before the upper layer.
   kIpv6ExtChainTooLong,
+  /// A hop-by-hop options header anywhere but right after the IPv6 header
+  /// (RFC 8200 section 4.1 allows it only there; hosts discard it elsewhere).
+  kIpv6HopByHopNotFirst,
   /// TCP data offset below 5 or past the end of the IP packet.
   kBadTcpHeaderLength,
   /// UDP length below 8 or past the end of the IP packet.
@@ -133,8 +136,8 @@ inline constexpr size_t kMaxParsedFrameLen = 65535;
 
 /// Parses one Ethernet frame of `len` bytes at `frame`: Ethernet, up to
 /// SLUICE_MAX_VLAN_TAGS 802.1Q/802.1ad tags, IPv4 (RFC 791, options skipped)
-/// or IPv6 (RFC 8200, up to SLUICE_MAX_IPV6_EXT_HDRS hop-by-hop, routing,
-/// destination-options and fragment headers skipped), then TCP, UDP, or ICMP
+/// or IPv6 (RFC 8200, up to SLUICE_MAX_IPV6_EXT_HDRS hop-by-hop (first
+/// only), routing, destination-options and fragment headers skipped), then TCP, UDP, or ICMP
 /// (RFC 792) / ICMPv6 (RFC 4443) errors with their quoted header. Never reads
 /// outside [frame, frame + len); checksums are not verified. No allocation,
 /// no exceptions; safe to call on any bytes.

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/bpf/packet_craft.hpp"
+#include "tests/common/packet_builder.hpp"
 
 namespace sluice::test {
 

@@ -12,7 +12,7 @@
 
 #include "tests/bpf/bpf_test_util.hpp"
 #include "tests/bpf/lb_fixture.hpp"
-#include "tests/bpf/packet_craft.hpp"
+#include "tests/common/packet_builder.hpp"
 #include "xdp/decap_skeleton.hpp"
 #include "xdp/sluice_decap.h"
 
@@ -31,7 +31,7 @@ class Decap {
     ASSERT_EQ(skel_->load(), 0) << "the verifier rejected sluice_decap (log above)";
   }
   void add_vip(std::string_view addr) {
-    const IpAddress a = ip(addr);
+    const IpAddress a = address(std::string(addr));
     sluice_decap_vip k{};
     k.addr = a.ip;
     k.family = a.family;
@@ -64,14 +64,14 @@ class DecapTest : public ::testing::Test {
   Decap decap_;
 };
 
-PacketCraft to_backend4() {
-  return PacketCraft().eth(kBackendMac, kGatewayMac).ipv4(ip("10.255.0.7"), ip("10.1.0.1")).df();
-}
-PacketCraft to_backend6() {
-  return PacketCraft()
-      .eth(kBackendMac, kGatewayMac)
-      .ipv6(ip("2001:db8:ffff::7"), ip("2001:db8:1::1"));
-}
+PacketBuilder at_backend() { return PacketBuilder().eth({.dst = kBackendMac, .src = kGatewayMac}); }
+
+// The outer header sluice_lb puts in front of what a backend receives.
+Ipv4Spec outer4() { return {.src = "10.255.0.7", .dst = "10.1.0.1", .dont_fragment = true}; }
+Ipv6Spec outer6() { return {.src = "2001:db8:ffff::7", .dst = "2001:db8:1::1"}; }
+
+// An L2 header ending in EtherType `type`.
+Bytes eth_only(uint16_t type) { return at_backend().raw({.ethertype = type}).build(); }
 
 struct Row {
   std::string name;
@@ -80,68 +80,67 @@ struct Row {
 };
 
 TEST_F(DecapTest, FixtureTable) {
-  const Bytes inner4 =
-      PacketCraft().ipv4(ip("192.0.2.10"), ip("10.0.0.1")).tcp(40000, 80).payload(16).build();
-  const Bytes inner6 = PacketCraft()
-                           .ipv6(ip("2001:db8:c::10"), ip("2001:db8::1"))
-                           .tcp(40000, 443)
-                           .payload(16)
-                           .build();
-  const Bytes l2_4 = eth_header(kBackendMac, kGatewayMac, Bytes(14), 0, SLUICE_ETH_P_IP);
-  const Bytes l2_6 = eth_header(kBackendMac, kGatewayMac, Bytes(14), 0, SLUICE_ETH_P_IPV6);
-  const auto wrap4 = [](PacketCraft c, const Bytes& inner, uint8_t proto) {
-    return c.ip_proto(proto).payload(inner).build();
+  const Bytes inner4 = PacketBuilder()
+                           .ipv4({.src = "192.0.2.10", .dst = "10.0.0.1"})
+                           .tcp({.sport = 40000, .dport = 80})
+                           .payload(pattern(16))
+                           .build_ip();
+  const Bytes inner6 = PacketBuilder()
+                           .ipv6({.src = "2001:db8:c::10", .dst = "2001:db8::1"})
+                           .tcp({.sport = 40000, .dport = 443})
+                           .payload(pattern(16))
+                           .build_ip();
+  const Bytes l2_4 = eth_only(SLUICE_ETH_P_IP);
+  const Bytes l2_6 = eth_only(SLUICE_ETH_P_IPV6);
+  // `inner` behind an outer header that names it `proto`.
+  const auto in4 = [](const Bytes& inner, uint8_t proto, Ipv4Spec outer = outer4()) {
+    return at_backend().ipv4(outer).raw({.bytes = inner, .proto = proto}).build();
   };
+  const auto in6 = [](const Bytes& inner, uint8_t proto) {
+    return at_backend().ipv6(outer6()).raw({.bytes = inner, .proto = proto}).build();
+  };
+  Ipv4Spec with_options = outer4();
+  with_options.options = {0x94, 0x04, 0, 0};
+  Ipv4Spec fragment = outer4();
+  fragment.more_fragments = true;
 
   const std::vector<Row> rows = {
-      {"IPv4-in-IPv4", wrap4(to_backend4(), inner4, SLUICE_IPPROTO_IPIP), cat({l2_4, inner4})},
-      {"IPv6-in-IPv6", wrap4(to_backend6(), inner6, SLUICE_IPPROTO_IPV6), cat({l2_6, inner6})},
-      {"IPv4-in-IPv6", wrap4(to_backend6(), inner4, SLUICE_IPPROTO_IPIP), cat({l2_4, inner4})},
-      {"IPv6-in-IPv4", wrap4(to_backend4(), inner6, SLUICE_IPPROTO_IPV6), cat({l2_6, inner6})},
+      {"IPv4-in-IPv4", in4(inner4, SLUICE_IPPROTO_IPIP), cat({l2_4, inner4})},
+      {"IPv6-in-IPv6", in6(inner6, SLUICE_IPPROTO_IPV6), cat({l2_6, inner6})},
+      {"IPv4-in-IPv6", in6(inner4, SLUICE_IPPROTO_IPIP), cat({l2_4, inner4})},
+      {"IPv6-in-IPv4", in4(inner6, SLUICE_IPPROTO_IPV6), cat({l2_6, inner6})},
       {"IPv4-in-IPv4 behind a VLAN tag, kept",
-       PacketCraft()
-           .eth(kBackendMac, kGatewayMac)
-           .vlan(7)
-           .ipv4(ip("10.255.0.7"), ip("10.1.0.1"))
-           .ip_proto(SLUICE_IPPROTO_IPIP)
-           .payload(inner4)
+       at_backend()
+           .vlan({.vid = 7})
+           .ipv4(outer4())
+           .raw({.bytes = inner4, .proto = SLUICE_IPPROTO_IPIP})
            .build(),
-       cat({PacketCraft().eth(kBackendMac, kGatewayMac).vlan(7).ethertype(SLUICE_ETH_P_IP).build(),
-            inner4})},
+       cat({at_backend().vlan({.vid = 7}).raw({.ethertype = SLUICE_ETH_P_IP}).build(), inner4})},
       {"inner destination is no VIP of this backend",
-       wrap4(to_backend4(),
-             PacketCraft().ipv4(ip("192.0.2.10"), ip("10.0.0.9")).tcp(40000, 80).build(),
-             SLUICE_IPPROTO_IPIP),
+       in4(PacketBuilder()
+               .ipv4({.src = "192.0.2.10", .dst = "10.0.0.9"})
+               .tcp({.sport = 40000, .dport = 80})
+               .build_ip(),
+           SLUICE_IPPROTO_IPIP),
        {}},
-      {"inner protocol field says IPv6, header is IPv4",
-       wrap4(to_backend4(), inner4, SLUICE_IPPROTO_IPV6),
-       {}},
+      {"inner protocol field says IPv6, header is IPv4", in4(inner4, SLUICE_IPPROTO_IPV6), {}},
       {"plain TCP to the VIP",
-       PacketCraft()
-           .eth(kBackendMac, kGatewayMac)
-           .ipv4(ip("192.0.2.10"), ip("10.0.0.1"))
-           .tcp(40000, 80)
+       at_backend()
+           .ipv4({.src = "192.0.2.10", .dst = "10.0.0.1"})
+           .tcp({.sport = 40000, .dport = 80})
            .build(),
        {}},
-      {"outer IPv4 with options",
-       to_backend4()
-           .ip_options({0x94, 0x04, 0, 0})
-           .ip_proto(SLUICE_IPPROTO_IPIP)
-           .payload(inner4)
-           .build(),
-       {}},
-      {"outer IPv4 fragment",
-       to_backend4().frag(0, true).ip_proto(SLUICE_IPPROTO_IPIP).payload(inner4).build(),
-       {}},
-      {"inner header cut short",
-       wrap4(to_backend4(), slice(inner4, 0, 12), SLUICE_IPPROTO_IPIP),
-       {}},
+      {"outer IPv4 with options", in4(inner4, SLUICE_IPPROTO_IPIP, with_options), {}},
+      {"outer IPv4 fragment", in4(inner4, SLUICE_IPPROTO_IPIP, fragment), {}},
+      {"inner header cut short", in4(slice(inner4, 0, 12), SLUICE_IPPROTO_IPIP), {}},
       {"outer IPv6 with an extension header",
-       to_backend6().ext6(60).ip_proto(SLUICE_IPPROTO_IPV6).payload(inner6).build(),
+       at_backend()
+           .ipv6(outer6())
+           .ipv6_ext({.type = SLUICE_IPPROTO_DSTOPTS})
+           .raw({.bytes = inner6, .proto = SLUICE_IPPROTO_IPV6})
+           .build(),
        {}},
-      {"ARP",
-       PacketCraft().eth(kBackendMac, kGatewayMac).ethertype(0x0806).payload(28).build(),
-       {}},
+      {"ARP", at_backend().raw({.bytes = pattern(28), .ethertype = 0x0806}).build(), {}},
   };
 
   for (const Row& row : rows) {
@@ -176,22 +175,30 @@ class RoundTripTest : public LbFixture {
 };
 
 TEST_F(RoundTripTest, LbThenDecapGivesBackTheClientPacket) {
-  const PacketCraft client = PacketCraft().eth(kLbMac, kRouterMac);
+  const auto client = [] { return PacketBuilder().eth({.dst = kLbMac, .src = kRouterMac}); };
   const std::vector<std::pair<Bytes, size_t>> inputs = {
-      {PacketCraft(client)
-           .ipv4(ip("192.0.2.10"), ip("10.0.0.1"))
-           .tcp(40000, 80)
-           .payload(100)
+      {client()
+           .ipv4({.src = "192.0.2.10", .dst = "10.0.0.1"})
+           .tcp({.sport = 40000, .dport = 80})
+           .payload(pattern(100))
            .build(),
        0},
-      {PacketCraft(client).ipv4(ip("192.0.2.10"), ip("10.0.0.3")).tcp(40000, 80).build(), 0},
-      {PacketCraft(client)
-           .vlan(5)
-           .ipv6(ip("2001:db8:c::10"), ip("2001:db8::1"))
-           .tcp(40000, 443)
+      {client()
+           .ipv4({.src = "192.0.2.10", .dst = "10.0.0.3"})
+           .tcp({.sport = 40000, .dport = 80})
+           .build(),
+       0},
+      {client()
+           .vlan({.vid = 5})
+           .ipv6({.src = "2001:db8:c::10", .dst = "2001:db8::1"})
+           .tcp({.sport = 40000, .dport = 443})
            .build(),
        1},
-      {PacketCraft(client).ipv6(ip("2001:db8:c::10"), ip("2001:db8::3")).tcp(40000, 80).build(), 0},
+      {client()
+           .ipv6({.src = "2001:db8:c::10", .dst = "2001:db8::3"})
+           .tcp({.sport = 40000, .dport = 80})
+           .build(),
+       0},
   };
   for (const auto& [in, ntags] : inputs) {
     const XdpRun lb = run(in);
@@ -200,7 +207,7 @@ TEST_F(RoundTripTest, LbThenDecapGivesBackTheClientPacket) {
     EXPECT_EQ(back.verdict, XDP_PASS);
     const size_t l2 = 14 + 4 * ntags;
     const uint16_t type = static_cast<uint16_t>(in[l2 - 2] << 8 | in[l2 - 1]);
-    EXPECT_EQ(back.out, cat({eth_header(kGatewayMac, kLbMac, in, ntags, type), slice(in, l2)}));
+    EXPECT_EQ(back.out, cat({l2_header(in, ntags, kGatewayMac, kLbMac, type), slice(in, l2)}));
   }
   EXPECT_EQ(decap_.stats().decap_packets, inputs.size());
 }

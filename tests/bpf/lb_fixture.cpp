@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 namespace sluice::test {
 namespace {
@@ -27,18 +28,25 @@ const char* const kStatNames[] = {
 static_assert(sizeof(kStatNames) / sizeof(kStatNames[0]) * 8 == sizeof(sluice_global_stats),
               "a name for every counter");
 
-const IpAddress kSrcV4 = ip("10.255.0.0");  // outer source base (low bits: entropy)
-const IpAddress kSrcV6 = ip("2001:db8:ffff::");
+const IpAddress kSrcV4 = address("10.255.0.0");  // outer source base (low bits: entropy)
+const IpAddress kSrcV6 = address("2001:db8:ffff::");
 
-uint16_t be16(const Bytes& b, size_t at) { return static_cast<uint16_t>(b[at] << 8 | b[at + 1]); }
+uint16_t be16(const Bytes& b, size_t at) { return get_be16(&b.at(at)); }
+
+IpAddress address_of(const sluice_backend& b) {
+  IpAddress a;
+  a.ip = b.addr;
+  a.family = b.family;
+  return a;
+}
 
 }  // namespace
 
 sluice_flow_key flow_key(std::string_view client, uint16_t cport, std::string_view vip,
                          uint16_t vport, uint8_t proto) {
   sluice_flow_key k{};
-  const IpAddress c = ip(client);
-  const IpAddress v = ip(vip);
+  const IpAddress c = address(std::string(client));
+  const IpAddress v = address(std::string(vip));
   k.src = c.ip;
   k.dst = v.ip;
   k.sport = sl_htons(cport);
@@ -46,6 +54,21 @@ sluice_flow_key flow_key(std::string_view client, uint16_t cport, std::string_vi
   k.proto = proto;
   k.family = c.family;
   return k;
+}
+
+Bytes l2_header(const Bytes& like, size_t ntags, const Mac& dst, const Mac& src, uint16_t type) {
+  Bytes h = slice(like, 0, SLUICE_ETH_HLEN + SLUICE_VLAN_HLEN * ntags);
+  std::copy(dst.begin(), dst.end(), h.begin());
+  std::copy(src.begin(), src.end(), h.begin() + 6);
+  put_be16(h, h.size() - 2, type);
+  return h;
+}
+
+uint32_t now_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // what bpf_ktime_get_ns reads
+  return static_cast<uint32_t>(static_cast<uint64_t>(ts.tv_sec) * 1000 +
+                               static_cast<uint64_t>(ts.tv_nsec) / 1000000);
 }
 
 sluice_global_stats forwarded(size_t frame_len, bool hit) {
@@ -94,13 +117,12 @@ void LbFixture::SetUp() {
   before_load(skel());
   ASSERT_EQ(skel_->load(), 0) << "the verifier rejected sluice_lb (log above)";
 
-  sluice_encap_config cfg{};
-  cfg.src_v4 = kSrcV4.ip;
-  cfg.src_v6 = kSrcV6.ip;
-  cfg.mtu = kMtu;
-  cfg.entropy_bits = kEntropyBits;
+  encap_config_.src_v4 = kSrcV4.ip;
+  encap_config_.src_v6 = kSrcV6.ip;
+  encap_config_.mtu = kMtu;
+  encap_config_.entropy_bits = kEntropyBits;
   const uint32_t zero = 0;
-  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_encap), &zero, &cfg, BPF_ANY), 0);
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_encap), &zero, &encap_config_, BPF_ANY), 0);
   set_next_hop(kGatewayMac, kLbMac);
 }
 
@@ -110,6 +132,21 @@ void LbFixture::set_next_hop(const Mac& dst, const Mac& src) {
   std::memcpy(nh.src_mac, src.data(), 6);
   const uint32_t zero = 0;
   ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_next_hop), &zero, &nh, BPF_ANY), 0);
+}
+
+void LbFixture::inject_established(const sluice_flow_key& key, uint32_t backend,
+                                   uint32_t last_seen) {
+  const int ncpus = libbpf_num_possible_cpus();
+  ASSERT_GT(ncpus, 0);
+  std::vector<uint8_t> values(16 * static_cast<size_t>(ncpus), 0);  // 12-byte value, 8-aligned
+  for (int c = 0; c < ncpus; ++c) {
+    sluice_flow_value v{};
+    v.backend_id = backend;
+    v.last_seen = last_seen;
+    v.state = SLUICE_FLOW_ESTABLISHED;
+    std::memcpy(&values[16 * static_cast<size_t>(c)], &v, sizeof v);
+  }
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_flows), &key, values.data(), BPF_ANY), 0);
 }
 
 int LbFixture::fd(bpf_map* map) const { return bpf_map__fd(map); }
@@ -133,7 +170,7 @@ void LbFixture::provision_world() {
 }
 
 void LbFixture::add_backend(uint32_t id, std::string_view addr, uint8_t flags) {
-  const IpAddress a = ip(addr);
+  const IpAddress a = address(std::string(addr));
   sluice_backend b{};
   b.addr = a.ip;
   b.id = id;
@@ -148,7 +185,7 @@ void LbFixture::set_backend(uint32_t slot, const sluice_backend& b) {
 }
 
 void LbFixture::add_vip(const VipSpec& v) {
-  const IpAddress a = ip(v.addr);
+  const IpAddress a = address(v.addr);
   sluice_vip_key k{};
   k.addr = a.ip;
   k.port = sl_htons(v.port);
@@ -198,25 +235,40 @@ uint32_t LbFixture::choice(uint32_t vip_id, const sluice_flow_key& key) const {
 
 Bytes LbFixture::encapsulated(const Bytes& in, size_t ntags, uint32_t backend_id,
                               uint32_t hash) const {
-  const Bytes l3 = slice(in, 14 + 4 * ntags);
+  const Bytes l3 = slice(in, SLUICE_ETH_HLEN + SLUICE_VLAN_HLEN * ntags);
   const bool inner6 = (l3.at(0) >> 4) == 6;
-  const uint16_t inner_len = inner6 ? static_cast<uint16_t>(40 + be16(l3, 4)) : be16(l3, 2);
+  const size_t inner_len = inner6 ? SLUICE_IPV6_HLEN + be16(l3, 4) : be16(l3, 2);
   const uint8_t tos = inner6 ? static_cast<uint8_t>((l3[0] & 0xf) << 4 | l3[1] >> 4) : l3[1];
-  const uint8_t proto = inner6 ? SLUICE_IPPROTO_IPV6 : SLUICE_IPPROTO_IPIP;
+  const RawSpec inner{
+      .bytes = slice(l3, 0, inner_len),
+      .proto = inner6 ? uint8_t{SLUICE_IPPROTO_IPV6} : uint8_t{SLUICE_IPPROTO_IPIP}};
   const sluice_backend& b = backends_.at(backend_id);
-  IpAddress dst;
-  dst.ip = b.addr;
-  dst.family = b.family;
+  PacketBuilder outer;
+  uint16_t type = SLUICE_ETH_P_IP;
   if (b.family == SLUICE_FAMILY_IPV4) {
     IpAddress src = kSrcV4;
     src.ip.bytes[3] = static_cast<uint8_t>(hash);  // kEntropyBits == 8
-    return cat({eth_header(kGatewayMac, kLbMac, in, ntags, SLUICE_ETH_P_IP),
-                ipv4_header(src, dst, proto, inner_len, tos, 64, 0x4000), l3});
+    // DF copied from an IPv4 client (RFC 2003 3.1), id 0 when set (RFC
+    // 6864) and the client's otherwise; IPv6 in IPv4 with DF.
+    const bool df = inner6 || (be16(l3, 6) & SLUICE_IPV4_DF) != 0;
+    outer.ipv4({.src = src.to_string(),
+                .dst = address_of(b).to_string(),
+                .tos = tos,
+                .ttl = 64,
+                .id = df ? uint16_t{0} : be16(l3, 4),
+                .dont_fragment = df});
+  } else {
+    IpAddress src = kSrcV6;
+    src.ip.bytes[15] = static_cast<uint8_t>(hash);
+    outer.ipv6({.src = src.to_string(),
+                .dst = address_of(b).to_string(),
+                .traffic_class = tos,
+                .flow_label = hash & 0xfffff,
+                .hop_limit = 64});
+    type = SLUICE_ETH_P_IPV6;
   }
-  IpAddress src = kSrcV6;
-  src.ip.bytes[15] = static_cast<uint8_t>(hash);
-  return cat({eth_header(kGatewayMac, kLbMac, in, ntags, SLUICE_ETH_P_IPV6),
-              ipv6_header(src, dst, proto, inner_len, tos, hash & 0xfffff, 64), l3});
+  // Ethernet padding after the client's packet is not carried.
+  return cat({l2_header(in, ntags, kGatewayMac, kLbMac, type), outer.raw(inner).build_ip()});
 }
 
 Bytes LbFixture::forwarded_frame(const Bytes& in, size_t ntags, uint32_t vip_id,

@@ -16,7 +16,7 @@
 #include "dataplane/abi/maps.h"
 #include "dataplane/abi/stats.h"
 #include "tests/bpf/bpf_test_util.hpp"
-#include "tests/bpf/packet_craft.hpp"
+#include "tests/common/packet_builder.hpp"
 #include "xdp/lb_skeleton.hpp"
 #include "xdp/sluice_lb.h"
 
@@ -37,6 +37,10 @@ inline constexpr uint8_t kUdp = SLUICE_IPPROTO_UDP;
 sluice_flow_key flow_key(std::string_view client, uint16_t cport, std::string_view vip,
                          uint16_t vport, uint8_t proto);
 
+/// The L2 header (ntags VLAN tags) of `like` with new MACs and last
+/// EtherType: what an output frame's L2 header must be.
+Bytes l2_header(const Bytes& like, size_t ntags, const Mac& dst, const Mac& src, uint16_t type);
+
 /// A VIP to provision: its table spreads `backends` over the slots
 /// (slot i -> backends[i % n]; an empty list leaves every slot empty).
 struct VipSpec {
@@ -47,6 +51,10 @@ struct VipSpec {
   uint32_t flags;
   std::vector<uint32_t> backends;
 };
+
+/// CLOCK_MONOTONIC in ms, truncated to 32 bits: the clock flow entries'
+/// last_seen is kept in (bpf_ktime_get_ns / 1e6).
+uint32_t now_ms();
 
 /// Expected global-counter deltas.
 sluice_global_stats forwarded(size_t frame_len, bool hit = false);
@@ -71,12 +79,15 @@ class LbFixture : public ::testing::Test {
   /// Fills a fresh table for vip_id from `backends` and swaps it in.
   void publish_table(uint32_t vip_id, const std::vector<uint32_t>& backends);
   void set_next_hop(const Mac& dst, const Mac& src);
+  /// Writes an established flow entry pinning `key` to `backend` on every CPU.
+  void inject_established(const sluice_flow_key& key, uint32_t backend, uint32_t last_seen);
 
   /// The flow hash the program must compute for a packet of `key` to vip_id.
   [[nodiscard]] uint32_t hash_of(uint32_t vip_id, const sluice_flow_key& key) const;
   /// The backend id the VIP's current table gives `key`.
   [[nodiscard]] uint32_t choice(uint32_t vip_id, const sluice_flow_key& key) const;
-  /// The frame `in` (ntags VLAN tags) encapsulated toward `backend_id`.
+  /// The frame `in` (ntags VLAN tags) encapsulated toward `backend_id`, as
+  /// encap_frame (dataplane/core/encap.hpp) specifies it.
   [[nodiscard]] Bytes encapsulated(const Bytes& in, size_t ntags, uint32_t backend_id,
                                    uint32_t hash) const;
   /// Expected output of a forwarded packet of `key` to vip_id.
@@ -101,6 +112,7 @@ class LbFixture : public ::testing::Test {
   std::map<uint32_t, sluice_backend> backends_;       // by id
   std::map<uint32_t, VipSpec> vips_;                  // by vip_id
   std::map<uint32_t, std::vector<uint32_t>> tables_;  // by vip_id, M slots each
+  sluice_encap_config encap_config_{};                // as written to sluice_encap
 };
 
 }  // namespace sluice::test

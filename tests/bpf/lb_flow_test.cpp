@@ -6,7 +6,6 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
-#include <ctime>
 #include <string>
 #include <vector>
 
@@ -18,18 +17,12 @@ namespace {
 constexpr const char* kVip = "10.0.0.1";
 constexpr uint32_t kVipId = 1;
 
-uint32_t now_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // what bpf_ktime_get_ns reads
-  return static_cast<uint32_t>(static_cast<uint64_t>(ts.tv_sec) * 1000 +
-                               static_cast<uint64_t>(ts.tv_nsec) / 1000000);
-}
+PacketBuilder frame() { return PacketBuilder().eth({.dst = kLbMac, .src = kRouterMac}); }
 
 Bytes tcp_packet(const std::string& client, uint16_t port, uint8_t flags = 0x10) {
-  return PacketCraft()
-      .eth(kLbMac, kRouterMac)
-      .ipv4(ip(client), ip(kVip))
-      .tcp(port, 80, flags)
+  return frame()
+      .ipv4({.src = client, .dst = kVip})
+      .tcp({.sport = port, .dport = 80, .flags = flags})
       .build();
 }
 
@@ -56,21 +49,6 @@ class LbFlowTest : public LbFixture {
 
   bool on_probation(const sluice_flow_key& key, sluice_flow_value* v) {
     return bpf_map_lookup_elem(fd(skel()->maps.sluice_newflows), &key, v) == 0;
-  }
-
-  // Writes an established entry for every CPU.
-  void inject_established(const sluice_flow_key& key, uint32_t backend, uint32_t last_seen) {
-    const int ncpus = libbpf_num_possible_cpus();
-    ASSERT_GT(ncpus, 0);
-    std::vector<uint8_t> values(16 * static_cast<size_t>(ncpus), 0);  // 12-byte value, 8-aligned
-    for (int c = 0; c < ncpus; ++c) {
-      sluice_flow_value v{};
-      v.backend_id = backend;
-      v.last_seen = last_seen;
-      v.state = SLUICE_FLOW_ESTABLISHED;
-      std::memcpy(&values[16 * static_cast<size_t>(c)], &v, sizeof v);
-    }
-    ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_flows), &key, values.data(), BPF_ANY), 0);
   }
 
   // Any backend of VIP 1 other than `id`.
@@ -132,12 +110,11 @@ TEST_F(LbFlowTest, IcmpErrorFollowsTheFlowNotTheCurrentTable) {
   publish_table(kVipId, {2, 3, 1});
   ASSERT_NE(choice(kVipId, key), b);
 
-  const Bytes err = PacketCraft()
-                        .eth(kLbMac, kRouterMac)
-                        .ipv4(ip("198.51.100.1"), ip(kVip))
-                        .icmp(3, 4, 1400)
-                        .ipv4(ip(kVip), ip("192.0.2.41"))
-                        .tcp(80, 40000, 0x10)
+  const Bytes err = frame()
+                        .ipv4({.src = "198.51.100.1", .dst = kVip})
+                        .icmp({.type = 3, .code = 4, .rest = 1400})
+                        .ipv4({.src = kVip, .dst = "192.0.2.41"})
+                        .tcp({.sport = 80, .dport = 40000, .flags = 0x10})
                         .build();
   EXPECT_EQ(backend_of(run(err)), b);
 }
@@ -224,7 +201,7 @@ TEST_F(LbFlowTest, IdleEntriesExpire) {
   v.state = SLUICE_FLOW_PROBATION;
   ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_newflows), &udp, &v, BPF_ANY), 0);
   const XdpRun r = run(
-      PacketCraft().eth(kLbMac, kRouterMac).ipv4(ip("192.0.2.40"), ip(kVip)).udp(5353, 53).build());
+      frame().ipv4({.src = "192.0.2.40", .dst = kVip}).udp({.sport = 5353, .dport = 53}).build());
   EXPECT_EQ(backend_of(r), choice(2, udp));
 }
 

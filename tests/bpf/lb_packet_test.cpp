@@ -29,10 +29,18 @@ struct Row {
   bool new_flow = false;
 };
 
-PacketCraft frame() { return PacketCraft().eth(kLbMac, kRouterMac); }
+PacketBuilder frame() { return PacketBuilder().eth({.dst = kLbMac, .src = kRouterMac}); }
+
+Ipv4Spec v4(const char* src, const char* dst) { return {.src = src, .dst = dst}; }
+Ipv6Spec v6(const char* src, const char* dst) { return {.src = src, .dst = dst}; }
+TcpSpec tcp(uint16_t sport, uint16_t dport, uint8_t flags = 0x02 /* SYN */) {
+  return {.sport = sport, .dport = dport, .flags = flags};
+}
+UdpSpec udp(uint16_t sport, uint16_t dport) { return {.sport = sport, .dport = dport}; }
+Ipv6ExtSpec ext6(uint8_t type, size_t len = 8) { return {.type = type, .len = len}; }
 
 Bytes tcp4(const char* dst, uint16_t dport, uint16_t sport = 40000, size_t payload = 32) {
-  return frame().ipv4(ip(kClient), ip(dst)).tcp(sport, dport).payload(payload).build();
+  return frame().ipv4(v4(kClient, dst)).tcp(tcp(sport, dport)).payload(pattern(payload)).build();
 }
 
 Bytes with_byte(Bytes b, size_t at, uint8_t v) {
@@ -79,19 +87,21 @@ class LbPacketTest : public LbFixture {
 // The frag-needed reply sluice must build for a 1500-byte DF packet.
 Row LbPacketTest::too_big4(std::string name, uint32_t vip, const char* vip_addr,
                            uint16_t next_mtu) {
-  const Bytes in =
-      frame().ipv4(ip(kClient), ip(vip_addr)).df().tcp(40001, 80, 0x10).payload(1500 - 40).build();
-  const Bytes quote = slice(in, 14, 512);
-  Bytes icmp = cat(
-      {Bytes{3, 4, 0, 0, 0, 0, static_cast<uint8_t>(next_mtu >> 8), static_cast<uint8_t>(next_mtu)},
-       quote});
-  const uint16_t c = inet_checksum(icmp.data(), icmp.size());
-  icmp[2] = static_cast<uint8_t>(c >> 8);
-  icmp[3] = static_cast<uint8_t>(c);
-  const Bytes out = cat({eth_header(kRouterMac, kLbMac, in, 0, SLUICE_ETH_P_IP),
-                         ipv4_header(ip(vip_addr), ip(kClient), SLUICE_IPPROTO_ICMP,
-                                     static_cast<uint16_t>(icmp.size()), 0, 64, 0),
-                         icmp});
+  Ipv4Spec df = v4(kClient, vip_addr);
+  df.dont_fragment = true;
+  const Bytes in = frame().ipv4(df).tcp(tcp(40001, 80, 0x10)).payload(pattern(1500 - 40)).build();
+  // As build_icmp_too_big writes it: 548 bytes quoted (a 576-byte reply),
+  // TOS 0xC0, DF, id 0.
+  const Bytes reply = PacketBuilder()
+                          .ipv4({.src = vip_addr,
+                                 .dst = kClient,
+                                 .tos = 0xC0,
+                                 .ttl = 64,
+                                 .id = 0,
+                                 .dont_fragment = true})
+                          .icmp_error(3, 4, slice(in, 14, 548), next_mtu)
+                          .build_ip();
+  const Bytes out = cat({l2_header(in, 0, kRouterMac, kLbMac, SLUICE_ETH_P_IP), reply});
   sluice_global_stats d = dropped(in.size(), SLUICE_DROP_TOO_BIG);
   d.flow_misses = 1;
   d.icmp_too_big_sent = 1;
@@ -108,187 +118,214 @@ std::vector<Row> LbPacketTest::rows() {
   // --- Forwarded: each encapsulation and L4 protocol.
   t.push_back(
       fwd("IPv4 TCP to an IPv4 VIP -> IPv4 backend (IPIP)", tcp4("10.0.0.1", 80), 1, k_tcp));
-  t.push_back(fwd("IPv4 UDP to an IPv4 VIP -> IPv4 backend",
-                  frame().ipv4(ip(kClient), ip("10.0.0.1")).udp(5353, 53).payload(40).build(), 2,
-                  flow_key(kClient, 5353, "10.0.0.1", 53, kUdp)));
-  t.push_back(fwd("IPv6 TCP to an IPv6 VIP -> IPv6 backend (IPv6-in-IPv6)",
-                  frame().ipv6(ip(kClient6), ip("2001:db8::1")).tcp(40000, 443).payload(20).build(),
-                  5, flow_key(kClient6, 40000, "2001:db8::1", 443, kTcp)));
-  t.push_back(fwd("IPv6 UDP to a wildcard IPv6 VIP",
-                  frame().ipv6(ip(kClient6), ip("2001:db8::1")).udp(7000, 9999).payload(20).build(),
-                  6, flow_key(kClient6, 7000, "2001:db8::1", 9999, kUdp)));
+  t.push_back(
+      fwd("IPv4 UDP to an IPv4 VIP -> IPv4 backend",
+          frame().ipv4(v4(kClient, "10.0.0.1")).udp(udp(5353, 53)).payload(pattern(40)).build(), 2,
+          flow_key(kClient, 5353, "10.0.0.1", 53, kUdp)));
+  t.push_back(fwd(
+      "IPv6 TCP to an IPv6 VIP -> IPv6 backend (IPv6-in-IPv6)",
+      frame().ipv6(v6(kClient6, "2001:db8::1")).tcp(tcp(40000, 443)).payload(pattern(20)).build(),
+      5, flow_key(kClient6, 40000, "2001:db8::1", 443, kTcp)));
+  t.push_back(fwd(
+      "IPv6 UDP to a wildcard IPv6 VIP",
+      frame().ipv6(v6(kClient6, "2001:db8::1")).udp(udp(7000, 9999)).payload(pattern(20)).build(),
+      6, flow_key(kClient6, 7000, "2001:db8::1", 9999, kUdp)));
   t.push_back(fwd("IPv4 VIP -> IPv6 backend (IPv4-in-IPv6)", tcp4("10.0.0.3", 80), 7,
                   flow_key(kClient, 40000, "10.0.0.3", 80, kTcp)));
   t.push_back(fwd("IPv6 VIP -> IPv4 backend (IPv6-in-IPv4)",
-                  frame().ipv6(ip(kClient6), ip("2001:db8::3")).tcp(40000, 80).build(), 8,
+                  frame().ipv6(v6(kClient6, "2001:db8::3")).tcp(tcp(40000, 80)).build(), 8,
                   flow_key(kClient6, 40000, "2001:db8::3", 80, kTcp)));
   t.push_back(fwd("port-0 wildcard VIP matches any port", tcp4("10.0.0.2", 12345), 4,
                   flow_key(kClient, 40000, "10.0.0.2", 12345, kTcp)));
-  t.push_back(fwd("DSCP and ECN are copied to the outer header",
-                  frame().ipv4(ip(kClient), ip("10.0.0.1")).tos(0xb9).tcp(40002, 80).build(), 1,
-                  flow_key(kClient, 40002, "10.0.0.1", 80, kTcp)));
+  t.push_back(fwd("DF is copied to the outer header, which then has id 0",
+                  frame()
+                      .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 77, .dont_fragment = true})
+                      .tcp(tcp(40012, 80))
+                      .build(),
+                  1, flow_key(kClient, 40012, "10.0.0.1", 80, kTcp)));
+  t.push_back(fwd(
+      "DSCP and ECN are copied to the outer header",
+      frame().ipv4({.src = kClient, .dst = "10.0.0.1", .tos = 0xb9}).tcp(tcp(40002, 80)).build(), 1,
+      flow_key(kClient, 40002, "10.0.0.1", 80, kTcp)));
   t.push_back(fwd("source-only hash VIP, first port",
-                  frame().ipv4(ip("192.0.2.20"), ip("10.0.0.4")).tcp(1000, 80).build(), 9,
+                  frame().ipv4(v4("192.0.2.20", "10.0.0.4")).tcp(tcp(1000, 80)).build(), 9,
                   flow_key("192.0.2.20", 1000, "10.0.0.4", 80, kTcp)));
   t.push_back(fwd("source-only hash VIP, another port: same backend",
-                  frame().ipv4(ip("192.0.2.20"), ip("10.0.0.4")).tcp(2000, 80).build(), 9,
+                  frame().ipv4(v4("192.0.2.20", "10.0.0.4")).tcp(tcp(2000, 80)).build(), 9,
                   flow_key("192.0.2.20", 2000, "10.0.0.4", 80, kTcp)));
   {
-    // Ethernet pads a 40-byte packet to the 60-byte minimum; the outer
-    // length follows the IP header, the padding rides along at the end.
-    Bytes in = frame().ipv4(ip(kClient), ip("10.0.0.1")).tcp(40003, 80).build();
+    // Ethernet pads a 40-byte packet to the 60-byte minimum; the padding
+    // is not part of the packet and is not carried to the backend.
+    Bytes in = frame().ipv4(v4(kClient, "10.0.0.1")).tcp(tcp(40003, 80)).build();
     in.resize(60, 0);
     t.push_back(fwd("Ethernet padding after the IP packet", in, 1,
                     flow_key(kClient, 40003, "10.0.0.1", 80, kTcp)));
   }
 
   // --- L2 variants.
-  t.push_back(fwd("one 802.1Q tag, kept on the way out",
-                  frame().vlan(100).ipv4(ip(kClient), ip("10.0.0.1")).tcp(40004, 80).build(), 1,
-                  flow_key(kClient, 40004, "10.0.0.1", 80, kTcp), 1));
+  t.push_back(
+      fwd("one 802.1Q tag, kept on the way out",
+          frame().vlan({.vid = 100}).ipv4(v4(kClient, "10.0.0.1")).tcp(tcp(40004, 80)).build(), 1,
+          flow_key(kClient, 40004, "10.0.0.1", 80, kTcp), 1));
   t.push_back(fwd("802.1ad + 802.1Q (QinQ), both kept",
                   frame()
-                      .vlan(10, 0x88a8)
-                      .vlan(100)
-                      .ipv6(ip(kClient6), ip("2001:db8::1"))
-                      .tcp(40004, 443)
+                      .vlan({.vid = 10, .tpid = SLUICE_ETH_P_8021AD})
+                      .vlan({.vid = 100})
+                      .ipv6(v6(kClient6, "2001:db8::1"))
+                      .tcp(tcp(40004, 443))
                       .build(),
                   5, flow_key(kClient6, 40004, "2001:db8::1", 443, kTcp), 2));
   t.push_back(drop("three VLAN tags",
                    frame()
-                       .vlan(1, 0x88a8)
-                       .vlan(2)
-                       .vlan(3)
-                       .ipv4(ip(kClient), ip("10.0.0.1"))
-                       .tcp(40000, 80)
+                       .vlan({.vid = 1, .tpid = SLUICE_ETH_P_8021AD})
+                       .vlan({.vid = 2})
+                       .vlan({.vid = 3})
+                       .ipv4(v4(kClient, "10.0.0.1"))
+                       .tcp(tcp(40000, 80))
                        .build(),
                    SLUICE_DROP_BAD_L2));
 
   // --- IPv4 options, IPv6 extension headers.
   t.push_back(fwd("IPv4 with options (router alert, IHL 6)",
                   frame()
-                      .ipv4(ip(kClient), ip("10.0.0.1"))
-                      .ip_options({0x94, 0x04, 0, 0})
-                      .tcp(40005, 80)
+                      .ipv4({.src = kClient, .dst = "10.0.0.1", .options = {0x94, 0x04, 0, 0}})
+                      .tcp(tcp(40005, 80))
                       .build(),
                   1, flow_key(kClient, 40005, "10.0.0.1", 80, kTcp)));
   t.push_back(fwd("IPv6 hop-by-hop, destination options and routing headers before TCP",
                   frame()
-                      .ipv6(ip(kClient6), ip("2001:db8::1"))
-                      .ext6(0, 8)
-                      .ext6(60, 16)
-                      .ext6(43, 24)
-                      .tcp(40005, 443)
+                      .ipv6(v6(kClient6, "2001:db8::1"))
+                      .ipv6_ext(ext6(0, 8))
+                      .ipv6_ext(ext6(60, 16))
+                      .ipv6_ext(ext6(43, 24))
+                      .tcp(tcp(40005, 443))
                       .build(),
                   5, flow_key(kClient6, 40005, "2001:db8::1", 443, kTcp)));
-  t.push_back(
-      fwd("IPv6 atomic fragment (offset 0, M 0) is a whole packet: ports read",
-          frame().ipv6(ip(kClient6), ip("2001:db8::1")).frag6(0, false).tcp(40006, 443).build(), 5,
-          flow_key(kClient6, 40006, "2001:db8::1", 443, kTcp)));
+  t.push_back(fwd("IPv6 atomic fragment (offset 0, M 0) is a whole packet: ports read",
+                  frame()
+                      .ipv6(v6(kClient6, "2001:db8::1"))
+                      .ipv6_ext(ext6(SLUICE_IPPROTO_FRAGMENT))
+                      .tcp(tcp(40006, 443))
+                      .build(),
+                  5, flow_key(kClient6, 40006, "2001:db8::1", 443, kTcp)));
   t.push_back(drop("five IPv6 extension headers (over SLUICE_MAX_IPV6_EXT_HDRS)",
                    frame()
-                       .ipv6(ip(kClient6), ip("2001:db8::1"))
-                       .ext6(0)
-                       .ext6(60)
-                       .ext6(43)
-                       .ext6(60)
-                       .ext6(60)
-                       .tcp(40000, 443)
+                       .ipv6(v6(kClient6, "2001:db8::1"))
+                       .ipv6_ext(ext6(0))
+                       .ipv6_ext(ext6(60))
+                       .ipv6_ext(ext6(43))
+                       .ipv6_ext(ext6(60))
+                       .ipv6_ext(ext6(60))
+                       .tcp(tcp(40000, 443))
                        .build(),
                    SLUICE_DROP_BAD_IPV6));
-  t.push_back(
-      drop("IPv6 hop-by-hop not first",
-           frame().ipv6(ip(kClient6), ip("2001:db8::1")).ext6(60).ext6(0).tcp(40000, 443).build(),
-           SLUICE_DROP_BAD_IPV6));
+  t.push_back(drop("IPv6 hop-by-hop not first",
+                   frame()
+                       .ipv6(v6(kClient6, "2001:db8::1"))
+                       .ipv6_ext(ext6(60))
+                       .ipv6_ext(ext6(0))
+                       .tcp(tcp(40000, 443))
+                       .build(),
+                   SLUICE_DROP_BAD_IPV6));
   // Destination options claiming 64 bytes in a 36-byte payload.
-  t.push_back(drop(
-      "IPv6 extension header running past the packet",
-      with_byte(frame().ipv6(ip(kClient6), ip("2001:db8::1")).ext6(60, 16).tcp(40000, 443).build(),
-                14 + 40 + 1, 7),
-      SLUICE_DROP_TRUNCATED));
+  t.push_back(drop("IPv6 extension header running past the packet",
+                   with_byte(frame()
+                                 .ipv6(v6(kClient6, "2001:db8::1"))
+                                 .ipv6_ext(ext6(60, 16))
+                                 .tcp(tcp(40000, 443))
+                                 .build(),
+                             14 + 40 + 1, 7),
+                   SLUICE_DROP_TRUNCATED));
 
   // --- Fragments: addresses only, every fragment to the same backend.
   const auto k_frag4 = flow_key(kClient, 0, "10.0.0.2", 0, kUdp);
   t.push_back(fwd("IPv4 first fragment (MF) hashes on addresses",
                   frame()
-                      .ipv4(ip(kClient), ip("10.0.0.2"))
-                      .id(7)
-                      .frag(0, true)
-                      .udp(5000, 53)
-                      .payload(64)
+                      .ipv4({.src = kClient, .dst = "10.0.0.2", .id = 7, .more_fragments = true})
+                      .udp(udp(5000, 53))
+                      .payload(pattern(64))
                       .build(),
                   3, k_frag4));
   t.push_back(hit("IPv4 later fragment: same backend as the first",
                   frame()
-                      .ipv4(ip(kClient), ip("10.0.0.2"))
-                      .id(7)
-                      .frag(9, false)
-                      .ip_proto(kUdp)
-                      .payload(30)
+                      .ipv4({.src = kClient, .dst = "10.0.0.2", .id = 7, .frag_offset = 72})
+                      .raw({.bytes = pattern(30), .proto = kUdp})
                       .build(),
                   3, k_frag4));
-  t.push_back(pass(
-      "IPv4 fragment to a VIP without a port-0 entry passes (ports unknown)",
-      frame().ipv4(ip(kClient), ip("10.0.0.1")).frag(9, false).ip_proto(kUdp).payload(30).build()));
+  t.push_back(pass("IPv4 fragment to a VIP without a port-0 entry passes (ports unknown)",
+                   frame()
+                       .ipv4({.src = kClient, .dst = "10.0.0.1", .frag_offset = 72})
+                       .raw({.bytes = pattern(30), .proto = kUdp})
+                       .build()));
   const auto k_frag6 = flow_key(kClient6, 0, "2001:db8::1", 0, kUdp);
   t.push_back(fwd("IPv6 first fragment hashes on addresses",
                   frame()
-                      .ipv6(ip(kClient6), ip("2001:db8::1"))
-                      .frag6(0, true)
-                      .udp(5000, 53)
-                      .payload(64)
+                      .ipv6(v6(kClient6, "2001:db8::1"))
+                      .ipv6_ext({.type = SLUICE_IPPROTO_FRAGMENT, .more_fragments = true})
+                      .udp(udp(5000, 53))
+                      .payload(pattern(64))
                       .build(),
                   6, k_frag6));
-  t.push_back(
-      hit("IPv6 later fragment: same backend as the first",
-          frame().ipv6(ip(kClient6), ip("2001:db8::1")).frag6(9, false, kUdp).payload(30).build(),
-          6, k_frag6));
+  t.push_back(hit("IPv6 later fragment: same backend as the first",
+                  frame()
+                      .ipv6(v6(kClient6, "2001:db8::1"))
+                      .ipv6_ext({.type = SLUICE_IPPROTO_FRAGMENT, .frag_offset = 72})
+                      .raw({.bytes = pattern(30), .proto = kUdp})
+                      .build(),
+                  6, k_frag6));
 
   // --- ICMP errors about a VIP flow (started by rows above) go to the
   // flow's backend.
   t.push_back(hit("ICMP frag-needed about a VIP flow -> that flow's backend",
                   frame()
-                      .ipv4(ip(kRouter), ip("10.0.0.1"))
-                      .icmp(3, 4, 1400)
-                      .ipv4(ip("10.0.0.1"), ip(kClient))
-                      .tcp(80, 40000, 0x10)
+                      .ipv4(v4(kRouter, "10.0.0.1"))
+                      .icmp({.type = 3, .code = 4, .rest = 1400})
+                      .ipv4(v4("10.0.0.1", kClient))
+                      .tcp(tcp(80, 40000, 0x10))
                       .build(),
                   1, k_tcp));
   t.push_back(hit("ICMPv6 packet-too-big about a VIP flow -> that flow's backend",
                   frame()
-                      .ipv6(ip(kRouter6), ip("2001:db8::1"))
-                      .icmp(2, 0, 1280)
-                      .ipv6(ip("2001:db8::1"), ip(kClient6))
-                      .tcp(443, 40000, 0x10)
+                      .ipv6(v6(kRouter6, "2001:db8::1"))
+                      .icmp({.type = 2, .code = 0, .rest = 1280})
+                      .ipv6(v6("2001:db8::1", kClient6))
+                      .tcp(tcp(443, 40000, 0x10))
                       .build(),
                   5, flow_key(kClient6, 40000, "2001:db8::1", 443, kTcp)));
   t.push_back(hit("ICMP time-exceeded about a UDP VIP flow",
                   frame()
-                      .ipv4(ip(kRouter), ip("10.0.0.1"))
-                      .icmp(11, 0)
-                      .ipv4(ip("10.0.0.1"), ip(kClient))
-                      .udp(53, 5353)
+                      .ipv4(v4(kRouter, "10.0.0.1"))
+                      .icmp({.type = 11, .code = 0})
+                      .ipv4(v4("10.0.0.1", kClient))
+                      .udp(udp(53, 5353))
                       .build(),
                   2, flow_key(kClient, 5353, "10.0.0.1", 53, kUdp)));
-  t.push_back(
-      pass("ICMP error about a flow that is not a VIP's", frame()
-                                                              .ipv4(ip(kRouter), ip("10.9.9.9"))
-                                                              .icmp(3, 4, 1400)
-                                                              .ipv4(ip("10.9.9.9"), ip(kClient))
-                                                              .tcp(80, 40000)
-                                                              .build()));
-  t.push_back(
-      pass("ICMP echo request to a VIP address",
-           frame().ipv4(ip(kClient), ip("10.0.0.1")).icmp(8, 0, 0x00010001).payload(8).build()));
+  t.push_back(pass("ICMP error about a flow that is not a VIP's",
+                   frame()
+                       .ipv4(v4(kRouter, "10.9.9.9"))
+                       .icmp({.type = 3, .code = 4, .rest = 1400})
+                       .ipv4(v4("10.9.9.9", kClient))
+                       .tcp(tcp(80, 40000))
+                       .build()));
+  t.push_back(pass("ICMP echo request to a VIP address",
+                   frame()
+                       .ipv4(v4(kClient, "10.0.0.1"))
+                       .icmp({.type = 8, .code = 0, .rest = 0x00010001})
+                       .payload(pattern(8))
+                       .build()));
   t.push_back(drop("ICMP error with a truncated embedded header",
-                   frame().ipv4(ip(kRouter), ip("10.0.0.1")).icmp(3, 4, 1400).payload(10).build(),
+                   frame()
+                       .ipv4(v4(kRouter, "10.0.0.1"))
+                       .icmp({.type = 3, .code = 4, .rest = 1400})
+                       .payload(pattern(10))
+                       .build(),
                    SLUICE_DROP_BAD_ICMP));
   t.push_back(drop("ICMP error whose embedded header is not IPv4",
                    with_byte(frame()
-                                 .ipv4(ip(kRouter), ip("10.0.0.1"))
-                                 .icmp(3, 4, 1400)
-                                 .ipv4(ip("10.0.0.1"), ip(kClient))
-                                 .tcp(80, 40000)
+                                 .ipv4(v4(kRouter, "10.0.0.1"))
+                                 .icmp({.type = 3, .code = 4, .rest = 1400})
+                                 .ipv4(v4("10.0.0.1", kClient))
+                                 .tcp(tcp(80, 40000))
                                  .build(),
                              14 + 20 + 8, 0x65),
                    SLUICE_DROP_BAD_ICMP));
@@ -299,18 +336,76 @@ std::vector<Row> LbPacketTest::rows() {
   t.push_back(too_big4("IPv4 DF to an IPv6 backend: the next-hop MTU counts the IPv6 header", 7,
                        "10.0.0.3", kMtu - 40));
   {
-    const Bytes in =
-        frame().ipv4(ip(kClient), ip("10.0.0.1")).tcp(40007, 80, 0x10).payload(1480 - 40).build();
+    const Bytes in = frame()
+                         .ipv4(v4(kClient, "10.0.0.1"))
+                         .tcp(tcp(40007, 80, 0x10))
+                         .payload(pattern(1440))
+                         .build();
     t.push_back(fwd("IPv4 exactly at the MTU once encapsulated is forwarded", in, 1,
                     flow_key(kClient, 40007, "10.0.0.1", 80, kTcp)));
   }
   {
-    Row r = drop(
-        "IPv4 without DF over the MTU: dropped, no reply (XDP cannot fragment)",
-        frame().ipv4(ip(kClient), ip("10.0.0.1")).tcp(40008, 80, 0x10).payload(1500 - 40).build(),
-        SLUICE_DROP_TOO_BIG);
+    Row r = drop("IPv4 without DF over the MTU: dropped, no reply (XDP cannot fragment)",
+                 frame()
+                     .ipv4(v4(kClient, "10.0.0.1"))
+                     .tcp(tcp(40008, 80, 0x10))
+                     .payload(pattern(1460))
+                     .build(),
+                 SLUICE_DROP_TOO_BIG);
     r.delta.flow_misses = 1;
     r.vip = 1;
+    r.new_flow = true;
+    t.push_back(r);
+  }
+  // Too big, but no reply may go back (build_icmp_too_big's rules): a
+  // counted drop like the one above.
+  const auto too_big_no_reply = [&](std::string name, Ipv4Spec ip, uint16_t sport, uint32_t vip,
+                                    const Mac& dst_mac = kLbMac) {
+    ip.dont_fragment = true;
+    const Bytes in = PacketBuilder()
+                         .eth({.dst = dst_mac, .src = kRouterMac})
+                         .ipv4(ip)
+                         .tcp(tcp(sport, 80, 0x10))
+                         .payload(pattern(1460))
+                         .build();
+    Row r = drop(std::move(name), in, SLUICE_DROP_TOO_BIG);
+    r.delta.flow_misses = 1;
+    r.vip = vip;
+    r.new_flow = true;
+    t.push_back(r);
+  };
+  too_big_no_reply("too big from a multicast source: no reply", v4("224.0.0.5", "10.0.0.1"), 40013,
+                   1);
+  too_big_no_reply("too big from a loopback source: no reply", v4("127.0.0.1", "10.0.0.1"), 40014,
+                   1);
+  too_big_no_reply("too big to a link-layer broadcast: no reply", v4(kClient, "10.0.0.1"), 40015, 1,
+                   Mac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff});
+  {
+    // Only a datagram's first fragment is answered (RFC 1812 4.3.2.7).
+    Row r = drop("IPv4 later fragment with DF over the MTU: no reply",
+                 frame()
+                     .ipv4({.src = "192.0.2.99",
+                            .dst = "10.0.0.2",
+                            .dont_fragment = true,
+                            .frag_offset = 1480})
+                     .raw({.bytes = pattern(1464), .proto = kUdp})
+                     .build(),
+                 SLUICE_DROP_TOO_BIG);
+    r.delta.flow_misses = 1;
+    r.vip = 3;
+    r.new_flow = true;
+    t.push_back(r);
+  }
+  {
+    Row r = drop("IPv6 later fragment over the MTU: no reply",
+                 frame()
+                     .ipv6(v6("2001:db8:c::99", "2001:db8::1"))
+                     .ipv6_ext({.type = SLUICE_IPPROTO_FRAGMENT, .frag_offset = 1448})
+                     .raw({.bytes = pattern(1440), .proto = kUdp})
+                     .build(),
+                 SLUICE_DROP_TOO_BIG);
+    r.delta.flow_misses = 1;
+    r.vip = 6;
     r.new_flow = true;
     t.push_back(r);
   }
@@ -319,10 +414,11 @@ std::vector<Row> LbPacketTest::rows() {
   t.push_back(pass("TCP to an address that is no VIP", tcp4("10.9.9.9", 80)));
   t.push_back(pass("TCP to a VIP address on a port it does not serve", tcp4("10.0.0.1", 81)));
   t.push_back(pass("UDP to a TCP-only VIP",
-                   frame().ipv4(ip(kClient), ip("10.0.0.1")).udp(40000, 80).build()));
-  t.push_back(pass("ARP", frame().ethertype(0x0806).payload(28).build()));
-  t.push_back(pass("GRE to a VIP address",
-                   frame().ipv4(ip(kClient), ip("10.0.0.1")).ip_proto(47).payload(24).build()));
+                   frame().ipv4(v4(kClient, "10.0.0.1")).udp(udp(40000, 80)).build()));
+  t.push_back(pass("ARP", frame().raw({.bytes = pattern(28), .ethertype = 0x0806}).build()));
+  t.push_back(
+      pass("GRE to a VIP address",
+           frame().ipv4(v4(kClient, "10.0.0.1")).raw({.bytes = pattern(24), .proto = 47}).build()));
 
   // --- VIP without backends.
   {
@@ -340,41 +436,61 @@ std::vector<Row> LbPacketTest::rows() {
       drop("IPv4 version 5", with_byte(tcp4("10.0.0.1", 80), 14, 0x55), SLUICE_DROP_BAD_IPV4));
   t.push_back(drop("IPv4 IHL 4", with_byte(tcp4("10.0.0.1", 80), 14, 0x44), SLUICE_DROP_BAD_IPV4));
   t.push_back(drop("IPv4 total length past the frame",
-                   frame().ipv4(ip(kClient), ip("10.0.0.1")).ip_length(1000).tcp(40000, 80).build(),
+                   frame()
+                       .ipv4({.src = kClient, .dst = "10.0.0.1", .total_length = 1000})
+                       .tcp(tcp(40000, 80))
+                       .build(),
                    SLUICE_DROP_BAD_IPV4));
   t.push_back(drop("IPv4 total length below the header",
-                   frame().ipv4(ip(kClient), ip("10.0.0.1")).ip_length(16).tcp(40000, 80).build(),
+                   frame()
+                       .ipv4({.src = kClient, .dst = "10.0.0.1", .total_length = 16})
+                       .tcp(tcp(40000, 80))
+                       .build(),
                    SLUICE_DROP_BAD_IPV4));
-  t.push_back(
-      drop("TCP header cut short",
-           slice(frame().ipv4(ip(kClient), ip("10.0.0.1")).ip_length(30).tcp(40000, 80).build(), 0,
-                 14 + 30),
-           SLUICE_DROP_TRUNCATED));
+  t.push_back(drop("TCP header cut short",
+                   slice(frame()
+                             .ipv4({.src = kClient, .dst = "10.0.0.1", .total_length = 30})
+                             .tcp(tcp(40000, 80))
+                             .build(),
+                         0, 14 + 30),
+                   SLUICE_DROP_TRUNCATED));
   t.push_back(drop("TCP data offset 4",
-                   frame().ipv4(ip(kClient), ip("10.0.0.1")).tcp(40000, 80).tcp_doff(4).build(),
-                   SLUICE_DROP_BAD_L4));
-  t.push_back(drop("UDP length below its header",
-                   frame().ipv4(ip(kClient), ip("10.0.0.1")).udp(5353, 53).udp_length(4).build(),
+                   frame()
+                       .ipv4(v4(kClient, "10.0.0.1"))
+                       .tcp({.sport = 40000, .dport = 80, .data_offset = 4})
+                       .build(),
                    SLUICE_DROP_BAD_L4));
   t.push_back(drop(
-      "UDP length past the IP payload",
-      frame().ipv4(ip(kClient), ip("10.0.0.1")).udp(5353, 53).udp_length(200).payload(10).build(),
+      "UDP length below its header",
+      frame().ipv4(v4(kClient, "10.0.0.1")).udp({.sport = 5353, .dport = 53, .length = 4}).build(),
       SLUICE_DROP_BAD_L4));
-  t.push_back(
-      drop("IPv6 header cut short",
-           slice(frame().ipv6(ip(kClient6), ip("2001:db8::1")).tcp(40000, 443).build(), 0, 14 + 30),
-           SLUICE_DROP_TRUNCATED));
-  t.push_back(
-      drop("IPv6 payload length 0 (jumbogram)",
-           frame().ipv6(ip(kClient6), ip("2001:db8::1")).ip_length(0).tcp(40000, 443).build(),
-           SLUICE_DROP_BAD_IPV6));
-  t.push_back(
-      drop("IPv6 payload length past the frame",
-           frame().ipv6(ip(kClient6), ip("2001:db8::1")).ip_length(500).tcp(40000, 443).build(),
-           SLUICE_DROP_BAD_IPV6));
+  t.push_back(drop("UDP length past the IP payload",
+                   frame()
+                       .ipv4(v4(kClient, "10.0.0.1"))
+                       .udp({.sport = 5353, .dport = 53, .length = 200})
+                       .payload(pattern(10))
+                       .build(),
+                   SLUICE_DROP_BAD_L4));
+  t.push_back(drop(
+      "IPv6 header cut short",
+      slice(frame().ipv6(v6(kClient6, "2001:db8::1")).tcp(tcp(40000, 443)).build(), 0, 14 + 30),
+      SLUICE_DROP_TRUNCATED));
+  // Payload length 0 (empty, or a jumbogram): no TCP header fits in it.
+  t.push_back(drop("IPv6 payload length 0",
+                   frame()
+                       .ipv6({.src = kClient6, .dst = "2001:db8::1", .payload_length = 0})
+                       .tcp(tcp(40000, 443))
+                       .build(),
+                   SLUICE_DROP_TRUNCATED));
+  t.push_back(drop("IPv6 payload length past the frame",
+                   frame()
+                       .ipv6({.src = kClient6, .dst = "2001:db8::1", .payload_length = 500})
+                       .tcp(tcp(40000, 443))
+                       .build(),
+                   SLUICE_DROP_BAD_IPV6));
   t.push_back(drop(
       "IPv6 version 4 in an IPv6 EtherType",
-      with_byte(frame().ipv6(ip(kClient6), ip("2001:db8::1")).tcp(40000, 443).build(), 14, 0x40),
+      with_byte(frame().ipv6(v6(kClient6, "2001:db8::1")).tcp(tcp(40000, 443)).build(), 14, 0x40),
       SLUICE_DROP_BAD_IPV6));
   return t;
 }
@@ -438,10 +554,10 @@ TEST_F(LbPacketTest, NoNextHopConfiguredDropsInsteadOfSendingToANullMac) {
 
 TEST_F(LbPacketTest, IcmpErrorsNeverCreateFlowEntries) {
   const Bytes err = frame()
-                        .ipv4(ip(kRouter), ip("10.0.0.1"))
-                        .icmp(3, 4, 1400)
-                        .ipv4(ip("10.0.0.1"), ip(kClient))
-                        .tcp(80, 41000, 0x10)
+                        .ipv4(v4(kRouter, "10.0.0.1"))
+                        .icmp({.type = 3, .code = 4, .rest = 1400})
+                        .ipv4(v4("10.0.0.1", kClient))
+                        .tcp(tcp(80, 41000, 0x10))
                         .build();
   EXPECT_EQ(run(err).verdict, XDP_TX);
   const auto key = flow_key(kClient, 41000, "10.0.0.1", 80, kTcp);
@@ -452,30 +568,20 @@ TEST_F(LbPacketTest, IcmpErrorsNeverCreateFlowEntries) {
 
 TEST_F(LbPacketTest, Ipv6TooBigRepliesWithPacketTooBig) {
   const Bytes in = frame()
-                       .ipv6(ip(kClient6), ip("2001:db8::1"))
-                       .tcp(40009, 443, 0x10)
-                       .payload(1480 - 60)
+                       .ipv6(v6(kClient6, "2001:db8::1"))
+                       .tcp(tcp(40009, 443, 0x10))
+                       .payload(pattern(1480 - 60))
                        .build();
   ASSERT_EQ(in.size(), 14u + 1480u);
   const XdpRun r = run(in);
   ASSERT_EQ(r.verdict, XDP_TX);
   // 1280 bytes: IPv6 header, ICMPv6 header, 1232 bytes of the packet.
   ASSERT_EQ(r.out.size(), 14u + 1280u);
-  const Bytes l3 = slice(r.out, 14);
-  const uint32_t mtu = kMtu - 40;
-  Bytes icmp =
-      cat({Bytes{2, 0, 0, 0, static_cast<uint8_t>(mtu >> 24), static_cast<uint8_t>(mtu >> 16),
-                 static_cast<uint8_t>(mtu >> 8), static_cast<uint8_t>(mtu)},
-           slice(in, 14, 1232)});
-  const uint16_t c = inet_checksum(
-      icmp.data(), icmp.size(),
-      ipv6_pseudo_sum(ip("2001:db8::1"), ip(kClient6), static_cast<uint32_t>(icmp.size()), 58));
-  icmp[2] = static_cast<uint8_t>(c >> 8);
-  icmp[3] = static_cast<uint8_t>(c);
-  const Bytes want = cat({eth_header(kRouterMac, kLbMac, in, 0, SLUICE_ETH_P_IPV6),
-                          ipv6_header(ip("2001:db8::1"), ip(kClient6), 58,
-                                      static_cast<uint16_t>(icmp.size()), 0, 0, 64),
-                          icmp});
+  const Bytes reply = PacketBuilder()
+                          .ipv6({.src = "2001:db8::1", .dst = kClient6, .hop_limit = 64})
+                          .icmp_error(2, 0, slice(in, 14, 1232), kMtu - 40)
+                          .build_ip();
+  const Bytes want = cat({l2_header(in, 0, kRouterMac, kLbMac, SLUICE_ETH_P_IPV6), reply});
   EXPECT_EQ(r.out, want);
   EXPECT_EQ(global_stats().icmp_too_big_sent, 1u);
   EXPECT_EQ(global_stats().drops[SLUICE_DROP_TOO_BIG], 1u);
@@ -483,20 +589,19 @@ TEST_F(LbPacketTest, Ipv6TooBigRepliesWithPacketTooBig) {
 
 TEST_F(LbPacketTest, TooBigReplyKeepsVlanTags) {
   const Bytes in = frame()
-                       .vlan(42)
-                       .ipv4(ip(kClient), ip("10.0.0.1"))
-                       .df()
-                       .tcp(40010, 80, 0x10)
-                       .payload(1460)
+                       .vlan({.vid = 42})
+                       .ipv4({.src = kClient, .dst = "10.0.0.1", .dont_fragment = true})
+                       .tcp(tcp(40010, 80, 0x10))
+                       .payload(pattern(1460))
                        .build();
   const XdpRun r = run(in);
   ASSERT_EQ(r.verdict, XDP_TX);
   ASSERT_GE(r.out.size(), 18u + 20u);
-  EXPECT_EQ(slice(r.out, 0, 18), eth_header(kRouterMac, kLbMac, in, 1, SLUICE_ETH_P_IP));
-  EXPECT_EQ(r.out.size(), 18u + 20u + 8u + 512u);
+  EXPECT_EQ(slice(r.out, 0, 18), l2_header(in, 1, kRouterMac, kLbMac, SLUICE_ETH_P_IP));
+  EXPECT_EQ(r.out.size(), 18u + 576u);
   // The reply's IPv4 header and ICMP message check out.
-  EXPECT_EQ(inet_checksum(&r.out[18], 20), 0);
-  EXPECT_EQ(inet_checksum(&r.out[38], 8 + 512), 0);
+  EXPECT_EQ(checksum(&r.out[18], 20), 0);
+  EXPECT_EQ(checksum(&r.out[38], 8 + 548), 0);
 }
 
 }  // namespace

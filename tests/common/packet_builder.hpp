@@ -2,19 +2,24 @@
 // PacketBuilder: crafts Ethernet frames for tests and benchmarks layer by
 // layer (VLAN tags, IPv4 with options, IPv6 with extension headers, TCP, UDP,
 // ICMP/ICMPv6 errors quoting another packet), filling in every length, next
-// header and checksum; plus helpers that fragment a built frame.
+// header and checksum unless a test overrides one; helpers that fragment a
+// built frame or place it in a buffer with headroom; and a reference
+// Internet checksum written independently of dataplane/abi/csum.h.
 #pragma once
 
 #include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include "dataplane/abi/consts.h"
+#include "dataplane/core/frame_span.hpp"
 #include "dataplane/core/ip_address.hpp"
 
 namespace sluice::test {
@@ -50,6 +55,8 @@ struct Ipv4Spec {
   bool more_fragments = false;
   uint16_t frag_offset = 0;  // bytes, a multiple of 8
   Bytes options{};           // padded with End-of-Options to a multiple of 4
+  // Total length field, instead of the computed one (malformed packets).
+  std::optional<uint16_t> total_length{};
 };
 
 struct Ipv6Spec {
@@ -58,6 +65,8 @@ struct Ipv6Spec {
   uint8_t traffic_class = 0;
   uint32_t flow_label = 0;  // 20 bits
   uint8_t hop_limit = 64;
+  // Payload length field, instead of the computed one (malformed packets).
+  std::optional<uint16_t> payload_length{};
 };
 
 // One IPv6 extension header: hop-by-hop (0), routing (43), destination
@@ -79,11 +88,15 @@ struct TcpSpec {
   uint8_t flags = 0x02;  // SYN
   uint16_t window = 65535;
   Bytes options{};  // padded with End-of-Options to a multiple of 4
+  // Data offset field, 32-bit words, instead of the computed one.
+  std::optional<uint8_t> data_offset{};
 };
 
 struct UdpSpec {
   uint16_t sport = 40000;
   uint16_t dport = 53;
+  // Length field, bytes, instead of the computed one.
+  std::optional<uint16_t> length{};
 };
 
 // ICMP or ICMPv6 (which one follows from the enclosing IP header). `rest` is
@@ -115,6 +128,11 @@ inline void put_be32(Bytes& b, size_t off, uint32_t v) {
   put_be16(b, off + 2, static_cast<uint16_t>(v));
 }
 
+inline void put_be16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+
 // Appends n bytes from `first` to b. (Byte by byte: vector::insert and
 // resize+copy both trip false -Warray-bounds / -Wstringop-overflow reports
 // in GCC 12 at -O3, and test frames are small.)
@@ -127,6 +145,34 @@ inline void append(Bytes& b, const Bytes& more) { append(b, more.data(), more.si
 
 inline uint16_t get_be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
 
+inline uint32_t get_be32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+/// Bytes [from, from + len) of b, clamped to its end.
+inline Bytes slice(const Bytes& b, size_t from, size_t len = SIZE_MAX) {
+  if (from >= b.size()) return {};
+  const size_t n = std::min(len, b.size() - from);
+  Bytes out;
+  append(out, b.data() + from, n);
+  return out;
+}
+
+/// The concatenation of `parts`.
+inline Bytes cat(std::initializer_list<Bytes> parts) {
+  Bytes out;
+  for (const Bytes& p : parts) append(out, p);
+  return out;
+}
+
+/// `len` bytes counting up from `first` (wrapping): a payload in which a
+/// shifted or dropped byte shows.
+inline Bytes pattern(size_t len, uint8_t first = 0) {
+  Bytes b(len);
+  for (size_t i = 0; i < len; ++i) b[i] = static_cast<uint8_t>(first + i);
+  return b;
+}
+
 // The Internet checksum (RFC 1071) of `len` bytes, continuing a partial
 // 32-bit sum (e.g. of a pseudo-header).
 inline uint32_t checksum_add(uint32_t sum, const uint8_t* p, size_t len) {
@@ -138,6 +184,27 @@ inline uint32_t checksum_add(uint32_t sum, const uint8_t* p, size_t len) {
 inline uint16_t checksum_fold(uint32_t sum) {
   while (sum >> 16 != 0) sum = (sum & 0xFFFF) + (sum >> 16);
   return static_cast<uint16_t>(~sum);
+}
+
+/// The Internet checksum of `len` bytes: 0 for bytes that carry a correct one.
+inline uint16_t checksum(const uint8_t* p, size_t len) {
+  return checksum_fold(checksum_add(0, p, len));
+}
+
+/// Partial sum of an IPv6 pseudo-header (RFC 8200 section 8.1): 16-byte
+/// source and destination, upper-layer length (bytes) and next header.
+inline uint32_t pseudo_header_sum6(const uint8_t* src, const uint8_t* dst, uint8_t next_hdr,
+                                   size_t len) {
+  uint32_t sum = checksum_add(0, src, 16);
+  sum = checksum_add(sum, dst, 16);
+  return sum + next_hdr + static_cast<uint32_t>(len >> 16) + static_cast<uint32_t>(len & 0xFFFF);
+}
+
+/// The checksum of an upper-layer message over IPv6 (ICMPv6, UDP, TCP):
+/// its `len` bytes at p behind the pseudo-header.
+inline uint16_t checksum6(const uint8_t* src, const uint8_t* dst, uint8_t next_hdr,
+                          const uint8_t* p, size_t len) {
+  return checksum_fold(checksum_add(pseudo_header_sum6(src, dst, next_hdr, len), p, len));
 }
 
 inline IpAddress address(const std::string& text) {
@@ -278,18 +345,13 @@ class PacketBuilder {
   [[nodiscard]] uint32_t pseudo_header_sum(size_t i, uint8_t proto, size_t len) const {
     const Layer* ip = enclosing_ip(i);
     if (ip == nullptr) throw std::invalid_argument("packet builder: L4 header outside IP");
-    uint32_t sum = 0;
     if (const auto* v4 = std::get_if<Ipv4Spec>(ip)) {
-      sum = checksum_add(sum, address(v4->src).ip.bytes, 4);
+      uint32_t sum = checksum_add(0, address(v4->src).ip.bytes, 4);
       sum = checksum_add(sum, address(v4->dst).ip.bytes, 4);
-    } else {
-      const auto& v6 = std::get<Ipv6Spec>(*ip);
-      sum = checksum_add(sum, address(v6.src).ip.bytes, 16);
-      sum = checksum_add(sum, address(v6.dst).ip.bytes, 16);
+      return sum + proto + static_cast<uint32_t>(len >> 16) + static_cast<uint32_t>(len & 0xFFFF);
     }
-    sum += proto;
-    sum += static_cast<uint32_t>(len >> 16) + static_cast<uint32_t>(len & 0xFFFF);
-    return sum;
+    const auto& v6 = std::get<Ipv6Spec>(*ip);
+    return pseudo_header_sum6(address(v6.src).ip.bytes, address(v6.dst).ip.bytes, proto, len);
   }
 
   static Bytes padded(Bytes b, size_t unit) {
@@ -316,7 +378,7 @@ class PacketBuilder {
       Bytes h(SLUICE_IPV4_HLEN + opts.size());
       h[0] = static_cast<uint8_t>(0x40 | (h.size() / 4));
       h[1] = s->tos;
-      put_be16(h, 2, static_cast<uint16_t>(h.size() + inner.size()));
+      put_be16(h, 2, s->total_length.value_or(static_cast<uint16_t>(h.size() + inner.size())));
       put_be16(h, 4, s->id);
       put_be16(h, 6,
                static_cast<uint16_t>((s->dont_fragment ? 0x4000 : 0) |
@@ -332,7 +394,7 @@ class PacketBuilder {
     if (const auto* s = std::get_if<Ipv6Spec>(&l)) {
       Bytes h(SLUICE_IPV6_HLEN);
       put_be32(h, 0, (6u << 28) | (uint32_t{s->traffic_class} << 20) | (s->flow_label & 0xFFFFF));
-      put_be16(h, 4, static_cast<uint16_t>(inner.size()));
+      put_be16(h, 4, s->payload_length.value_or(static_cast<uint16_t>(inner.size())));
       h[6] = proto_of(i + 1);
       h[7] = s->hop_limit;
       std::copy_n(address(s->src).ip.bytes, 16, &h[8]);
@@ -372,7 +434,8 @@ class PacketBuilder {
       put_be16(h, 2, s->dport);
       put_be32(h, 4, s->seq);
       put_be32(h, 8, s->ack);
-      h[12] = static_cast<uint8_t>((h.size() / 4) << 4);
+      h[12] =
+          static_cast<uint8_t>(s->data_offset.value_or(static_cast<uint8_t>(h.size() / 4)) << 4);
       h[13] = s->flags;
       put_be16(h, 14, s->window);
       std::copy(opts.begin(), opts.end(), &h[20]);
@@ -385,7 +448,7 @@ class PacketBuilder {
       Bytes h(8);
       put_be16(h, 0, s->sport);
       put_be16(h, 2, s->dport);
-      put_be16(h, 4, static_cast<uint16_t>(8 + inner.size()));
+      put_be16(h, 4, s->length.value_or(static_cast<uint16_t>(8 + inner.size())));
       Bytes seg = join(h, inner);
       uint32_t sum = pseudo_header_sum(i, SLUICE_IPPROTO_UDP, seg.size());
       uint16_t c = checksum_fold(checksum_add(sum, seg.data(), seg.size()));
@@ -469,6 +532,34 @@ inline std::vector<Bytes> fragment_ipv6(const Bytes& frame, size_t l3, size_t ma
     out.push_back(std::move(f));
   }
   return out;
+}
+
+/// A frame as a fast path holds it: in a buffer with `headroom` bytes
+/// before it (where headers grow, as with bpf_xdp_adjust_head or
+/// rte_pktmbuf_prepend) and `tailroom` after, both filled with 0xEE so a
+/// write outside the frame shows.
+struct BufferedFrame {
+  Bytes buf;
+  FrameSpan span;     // where the frame is in buf
+  size_t l3_off = 0;  // L2 header bytes
+  size_t ip_len = 0;  // the IP packet's length per its header, bytes
+
+  [[nodiscard]] uint8_t* frame() { return buf.data() + span.off; }
+  [[nodiscard]] uint8_t* l3() { return frame() + l3_off; }
+};
+
+/// Places `frame` (an IP packet l3_off bytes in) in a buffer as above.
+inline BufferedFrame in_buffer(const Bytes& frame, size_t l3_off, size_t headroom,
+                               size_t tailroom = 0) {
+  BufferedFrame t;
+  t.buf.assign(headroom, 0xEE);
+  append(t.buf, frame);
+  t.buf.resize(t.buf.size() + tailroom, 0xEE);
+  t.span = {headroom, frame.size()};
+  t.l3_off = l3_off;
+  const uint8_t* ip = &frame.at(l3_off);
+  t.ip_len = (ip[0] >> 4) == 6 ? SLUICE_IPV6_HLEN + size_t{get_be16(ip + 4)} : get_be16(ip + 2);
+  return t;
 }
 
 }  // namespace sluice::test

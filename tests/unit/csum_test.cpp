@@ -12,14 +12,15 @@
 #include <vector>
 
 #include "dataplane/abi/encap.h"
-#include "encap_frames.hpp"
+#include "tests/common/packet_builder.hpp"
 #include "tests/unit/abi_c_check.h"
 
 namespace sluice {
 namespace {
 
-using test::be16;
-using test::ref_checksum;
+// The reference: packet_builder.hpp's RFC 1071 sum, written apart from csum.h.
+uint16_t ref_checksum(const uint8_t* p, size_t len) { return test::checksum(p, len); }
+uint16_t be16(const uint8_t* p) { return test::get_be16(p); }
 
 // std::mt19937 with 32-bit results (its result_type may be wider), fixed seed.
 class Rng {
@@ -113,7 +114,7 @@ TEST(Csum, IncrementalUpdate16EqualsRecomputation) {
       // Bias toward the edge values where one's-complement zeros differ.
       const uint32_t r = rng();
       const auto new_word = static_cast<uint16_t>(r % 8 == 0 ? 0 : r % 8 == 1 ? 0xFFFF : r >> 8);
-      test::put16(h.data() + 2 * word, new_word);
+      test::put_be16(h.data() + 2 * word, new_word);
       check = sluice_csum_update16(check, old_word, new_word);
       auto full = h;
       sluice_ipv4_csum_fill(full.data());
@@ -129,7 +130,7 @@ TEST(Csum, IncrementalUpdate32EqualsRecomputation) {
     auto h = random_header(rng);
     const uint16_t check = be16(h.data() + 10);
     const size_t at = rng() % 2 == 0 ? 12 : 16;  // source or destination address
-    const uint32_t old_val = test::be32(h.data() + at);
+    const uint32_t old_val = test::get_be32(h.data() + at);
     const uint32_t r = rng();
     const uint32_t new_val = r % 8 == 0 ? 0 : r % 8 == 1 ? 0xFFFFFFFF : rng();
     sluice_put_be32(h.data() + at, new_val);
@@ -151,7 +152,7 @@ TEST(Csum, Ipv6PseudoHeaderMatchesReference) {
     const size_t len = 1 + rng() % msg.size();
     for (size_t i = 0; i < len; ++i) msg[i] = static_cast<uint8_t>(rng());
     const auto n = static_cast<sl_u32>(len);
-    const uint16_t want = test::ref_checksum6(src, dst, SLUICE_IPPROTO_ICMPV6, msg.data(), len);
+    const uint16_t want = test::checksum6(src, dst, SLUICE_IPPROTO_ICMPV6, msg.data(), len);
     sl_u64 sum = sluice_csum_ipv6_pseudo(0, src, dst, n, SLUICE_IPPROTO_ICMPV6);
     EXPECT_EQ(sluice_csum_finish(sluice_csum_add_bytes(sum, msg.data(), n, 0xFFFF)), want);
     EXPECT_EQ(abi_c_icmp6_csum(src, dst, msg.data(), n), want);
@@ -212,6 +213,30 @@ TEST(AbiC, IcmpHelpers) {
   EXPECT_EQ(sluice_icmp4_mtu(70000), 65535);
   EXPECT_EQ(sluice_icmp6_mtu(1000), 1280u);
   EXPECT_EQ(sluice_icmp6_mtu(1460), 1460u);
+
+  // Who may get a too-big reply: DF set, first fragment, one host as the
+  // source, no multicast or broadcast destination (IP or link layer).
+  const sl_be32 host = sl_htonl(0xC6336407);   // 198.51.100.7
+  const sl_be32 vip = sl_htonl(0xC000020A);    // 192.0.2.10
+  const sl_be32 group = sl_htonl(0xE0000005);  // 224.0.0.5
+  EXPECT_TRUE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF, host, vip, 0x02));
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(0, host, vip, 0x02)) << "no DF";
+  EXPECT_TRUE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF | 0x2000, host, vip, 0x02)) << "MF";
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF | 1, host, vip, 0x02)) << "offset";
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF, sl_htonl(0x00000009), vip, 0x02));
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF, sl_htonl(0x7F000001), vip, 0x02));
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF, group, vip, 0x02));
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF, sl_htonl(0xFFFFFFFF), vip, 0x02));
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF, host, group, 0x02)) << "group dst";
+  EXPECT_FALSE(sluice_icmp4_reply_allowed(SLUICE_IPV4_DF, host, vip, 0x01)) << "link multicast";
+  union sluice_ip a6 {};
+  EXPECT_FALSE(sluice_icmp6_reply_allowed(&a6)) << "::";
+  a6.bytes[15] = 1;
+  EXPECT_TRUE(sluice_icmp6_reply_allowed(&a6)) << "::1 names one host";
+  a6.bytes[0] = 0xFF;
+  EXPECT_FALSE(sluice_icmp6_reply_allowed(&a6)) << "multicast";
+  a6.bytes[0] = 0x20;
+  EXPECT_TRUE(sluice_icmp6_reply_allowed(&a6));
 
   for (int t = 0; t < 256; ++t) {
     const auto type = static_cast<sl_u8>(t);

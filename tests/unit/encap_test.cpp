@@ -7,17 +7,17 @@
 
 #include <vector>
 
-#include "encap_frames.hpp"
+#include "tests/common/packet_builder.hpp"
 
 namespace sluice {
 namespace {
 
-using test::be16;
-using test::be32;
-using test::FrameSpec;
-using test::make_frame;
-using test::ref_checksum;
-using test::TestFrame;
+using test::BufferedFrame;
+using test::Bytes;
+using test::PacketBuilder;
+
+uint16_t be16(const uint8_t* p) { return test::get_be16(p); }
+uint32_t be32(const uint8_t* p) { return test::get_be32(p); }
 
 constexpr uint32_t kFlowHash = 0xDEADBEEF;
 constexpr uint8_t kSrc4[4] = {10, 1, 2, 3};
@@ -26,6 +26,37 @@ constexpr uint8_t kBackend4[4] = {203, 0, 113, 5};
 constexpr uint8_t kBackend6[16] = {0x20, 0x01, 0x0d, 0xb8, 0xbe, 0xef, 0, 0,
                                    0,    0,    0,    0,    0,    0,    0, 0x05};
 constexpr size_t kHeadroom = 64;
+constexpr uint16_t kClientId = 0x1234;
+
+// A client's frame as the load balancer receives it: `vlans` tags (802.1ad
+// outside 802.1Q), an IPv4 or IPv6 header and `payload` bytes of TCP
+// segment (not interpreted), then `padding` bytes of Ethernet padding;
+// placed behind `headroom` bytes.
+struct ClientFrame {
+  uint8_t family = SLUICE_FAMILY_IPV4;
+  size_t vlans = 0;
+  uint8_t tos = 0;  // IPv4 TOS / IPv6 traffic class
+  bool df = true;   // IPv4 only
+  size_t payload = 100;
+  size_t padding = 0;
+
+  [[nodiscard]] BufferedFrame build(size_t headroom) const {
+    PacketBuilder b;
+    for (size_t i = 0; i < vlans; ++i) {
+      b.vlan({.vid = static_cast<uint16_t>(100 + i),
+              .tpid =
+                  static_cast<uint16_t>(i + 1 < vlans ? SLUICE_ETH_P_8021AD : SLUICE_ETH_P_8021Q)});
+    }
+    if (family == SLUICE_FAMILY_IPV4) {
+      b.ipv4({.tos = tos, .ttl = 55, .id = kClientId, .dont_fragment = df});
+    } else {
+      b.ipv6({.traffic_class = tos, .flow_label = 0x12345, .hop_limit = 55});
+    }
+    b.raw({.bytes = test::pattern(payload, 3), .proto = SLUICE_IPPROTO_TCP});
+    b.trailer(Bytes(padding, 0));
+    return test::in_buffer(b.build(), b.l3_offset(), headroom);
+  }
+};
 
 EncapSettings settings(uint16_t mtu = 1500, uint8_t entropy_bits = 0) {
   EncapSettings s;
@@ -78,14 +109,9 @@ class EncapCases : public ::testing::TestWithParam<EncapCase> {};
 
 TEST_P(EncapCases, WritesEveryOuterField) {
   const EncapCase& c = GetParam();
-  FrameSpec spec;
-  spec.family = c.inner;
-  spec.vlans = c.vlans;
-  spec.tos = c.tos;
-  spec.df = c.df;
-  spec.payload = 333;
-  spec.flow_label = 0x12345;
-  TestFrame t = make_frame(spec, kHeadroom);
+  const ClientFrame spec{
+      .family = c.inner, .vlans = c.vlans, .tos = c.tos, .df = c.df, .payload = 333};
+  BufferedFrame t = spec.build(kHeadroom);
   const std::vector<uint8_t> before(t.buf);
   const FrameSpan old = t.span;
   const size_t inner_off = old.off + t.l3_off;
@@ -114,11 +140,11 @@ TEST_P(EncapCases, WritesEveryOuterField) {
     EXPECT_EQ(outer[0], 0x45) << "version 4, IHL 5";
     EXPECT_EQ(outer[1], c.tos) << "DSCP and ECN copied";
     EXPECT_EQ(be16(outer + 2), 20 + t.ip_len);
-    EXPECT_EQ(be16(outer + 4), c.df ? 0 : spec.id) << "id 0 if atomic, else the client's";
+    EXPECT_EQ(be16(outer + 4), c.df ? 0 : kClientId) << "id 0 if atomic, else the client's";
     EXPECT_EQ(be16(outer + 6), c.df ? 0x4000 : 0) << "DF copied, no fragment";
     EXPECT_EQ(outer[8], c.ttl);
     EXPECT_EQ(outer[9], want_proto);
-    EXPECT_EQ(ref_checksum(outer, 20), 0) << "header checksum verifies";
+    EXPECT_EQ(test::checksum(outer, 20), 0) << "header checksum verifies";
     EXPECT_EQ(0, std::memcmp(outer + 12, kSrc4, 2));
     EXPECT_EQ(be16(outer + 14), c.want_src_low);
     EXPECT_EQ(0, std::memcmp(outer + 16, kBackend4, 4));
@@ -156,20 +182,18 @@ class EncapLimits : public ::testing::TestWithParam<SizeCase> {};
 
 TEST_P(EncapLimits, ExactlyAtMtuIsOkOneByteMoreIsTooBig) {
   const SizeCase& c = GetParam();
-  FrameSpec spec;
-  spec.family = c.inner;
-  spec.payload = 1000;
+  const ClientFrame spec{.family = c.inner, .payload = 1000};
   const size_t h = c.backend == 4 ? 20 : 40;
   const size_t ip_len = (c.inner == 4 ? 20 : 40) + spec.payload;
 
-  TestFrame at = make_frame(spec, kHeadroom);
+  BufferedFrame at = spec.build(kHeadroom);
   FrameSpan span = at.span;
   EXPECT_EQ(encap_frame(at.buf.data(), at.buf.size(), span, at.l3_off,
                         settings(static_cast<uint16_t>(h + ip_len)), target(c.backend)),
             EncapStatus::kOk);
   EXPECT_EQ(span.len - at.l3_off, h + ip_len);
 
-  TestFrame over = make_frame(spec, kHeadroom);
+  BufferedFrame over = spec.build(kHeadroom);
   const std::vector<uint8_t> before(over.buf);
   span = over.span;
   EXPECT_EQ(encap_frame(over.buf.data(), over.buf.size(), span, over.l3_off,
@@ -182,18 +206,17 @@ TEST_P(EncapLimits, ExactlyAtMtuIsOkOneByteMoreIsTooBig) {
 
 TEST_P(EncapLimits, HeadroomOneByteShortIsRefusedUntouched) {
   const SizeCase& c = GetParam();
-  FrameSpec spec;
-  spec.family = c.inner;
+  const ClientFrame spec{.family = c.inner};
   const size_t h = c.backend == 4 ? 20 : 40;
 
-  TestFrame exact = make_frame(spec, h);
+  BufferedFrame exact = spec.build(h);
   FrameSpan span = exact.span;
   EXPECT_EQ(encap_frame(exact.buf.data(), exact.buf.size(), span, exact.l3_off, settings(),
                         target(c.backend)),
             EncapStatus::kOk);
   EXPECT_EQ(span.off, 0u);
 
-  TestFrame short_room = make_frame(spec, h - 1);
+  BufferedFrame short_room = spec.build(h - 1);
   const std::vector<uint8_t> before(short_room.buf);
   span = short_room.span;
   EXPECT_EQ(encap_frame(short_room.buf.data(), short_room.buf.size(), span, short_room.l3_off,
@@ -207,10 +230,7 @@ TEST_P(EncapLimits, TooBigIsReportedBeforeMissingHeadroom) {
   // An oversize packet must reach the ICMP builder even when it also lacks
   // headroom, so the client still learns the MTU.
   const SizeCase& c = GetParam();
-  FrameSpec spec;
-  spec.family = c.inner;
-  spec.payload = 1480;
-  TestFrame t = make_frame(spec, 0);
+  BufferedFrame t = ClientFrame{.family = c.inner, .payload = 1480}.build(0);
   FrameSpan span = t.span;
   EXPECT_EQ(
       encap_frame(t.buf.data(), t.buf.size(), span, t.l3_off, settings(1500), target(c.backend)),
@@ -221,10 +241,8 @@ INSTANTIATE_TEST_SUITE_P(Encap, EncapLimits, ::testing::ValuesIn(kSizeCases),
                          [](const auto& tp) { return std::string(tp.param.name); });
 
 TEST(Encap, DropsEthernetPaddingAfterTheClientPacket) {
-  FrameSpec spec;
-  spec.payload = 6;  // 26-byte IPv4 packet in a 60-byte minimum frame
-  spec.padding = 20;
-  TestFrame t = make_frame(spec, kHeadroom);
+  // A 26-byte IPv4 packet in a 60-byte minimum frame.
+  BufferedFrame t = ClientFrame{.payload = 6, .padding = 20}.build(kHeadroom);
   FrameSpan span = t.span;
   ASSERT_EQ(encap_frame(t.buf.data(), t.buf.size(), span, t.l3_off, settings(),
                         target(SLUICE_FAMILY_IPV4)),
@@ -234,9 +252,7 @@ TEST(Encap, DropsEthernetPaddingAfterTheClientPacket) {
 }
 
 TEST(Encap, Ipv6ClientToIpv4BackendIsUnsupported) {
-  FrameSpec spec;
-  spec.family = SLUICE_FAMILY_IPV6;
-  TestFrame t = make_frame(spec, kHeadroom);
+  BufferedFrame t = ClientFrame{.family = SLUICE_FAMILY_IPV6}.build(kHeadroom);
   const std::vector<uint8_t> before(t.buf);
   FrameSpan span = t.span;
   EXPECT_EQ(encap_frame(t.buf.data(), t.buf.size(), span, t.l3_off, settings(),
@@ -246,8 +262,7 @@ TEST(Encap, Ipv6ClientToIpv4BackendIsUnsupported) {
 
   EncapTarget unknown = target(SLUICE_FAMILY_IPV4);
   unknown.family = 0;
-  FrameSpec v4;
-  TestFrame t4 = make_frame(v4, kHeadroom);
+  BufferedFrame t4 = ClientFrame{}.build(kHeadroom);
   span = t4.span;
   EXPECT_EQ(encap_frame(t4.buf.data(), t4.buf.size(), span, t4.l3_off, settings(), unknown),
             EncapStatus::kUnsupportedFamily);
@@ -256,26 +271,27 @@ TEST(Encap, Ipv6ClientToIpv4BackendIsUnsupported) {
 TEST(Encap, RefusesMalformedInputUntouched) {
   struct Bad {
     const char* name;
-    void (*mutate)(TestFrame&, FrameSpan&, size_t&);
+    void (*mutate)(BufferedFrame&, FrameSpan&, size_t&);
   };
   const Bad bad[] = {
-      {"l3_off below Ethernet", [](TestFrame&, FrameSpan&, size_t& l3) { l3 = 13; }},
-      {"l3_off past two VLANs", [](TestFrame&, FrameSpan&, size_t& l3) { l3 = 26; }},
-      {"span past buffer", [](TestFrame& t, FrameSpan& s, size_t&) { s.len = t.buf.size(); }},
-      {"offset past buffer", [](TestFrame& t, FrameSpan& s, size_t&) { s.off = t.buf.size() + 1; }},
-      {"version 5", [](TestFrame& t, FrameSpan&, size_t&) { t.l3()[0] = 0x55; }},
-      {"IHL 4", [](TestFrame& t, FrameSpan&, size_t&) { t.l3()[0] = 0x44; }},
-      {"total length past frame", [](TestFrame& t, FrameSpan&, size_t&) { t.l3()[3] += 1; }},
+      {"l3_off below Ethernet", [](BufferedFrame&, FrameSpan&, size_t& l3) { l3 = 13; }},
+      {"l3_off past two VLANs", [](BufferedFrame&, FrameSpan&, size_t& l3) { l3 = 26; }},
+      {"span past buffer", [](BufferedFrame& t, FrameSpan& s, size_t&) { s.len = t.buf.size(); }},
+      {"offset past buffer",
+       [](BufferedFrame& t, FrameSpan& s, size_t&) { s.off = t.buf.size() + 1; }},
+      {"version 5", [](BufferedFrame& t, FrameSpan&, size_t&) { t.l3()[0] = 0x55; }},
+      {"IHL 4", [](BufferedFrame& t, FrameSpan&, size_t&) { t.l3()[0] = 0x44; }},
+      {"total length past frame", [](BufferedFrame& t, FrameSpan&, size_t&) { t.l3()[3] += 1; }},
       {"total length below IHL",
-       [](TestFrame& t, FrameSpan&, size_t&) {
+       [](BufferedFrame& t, FrameSpan&, size_t&) {
          t.l3()[2] = 0;
          t.l3()[3] = 19;
        }},
-      {"frame cut inside IP header", [](TestFrame&, FrameSpan& s, size_t&) { s.len = 14 + 19; }},
+      {"frame cut inside IP header",
+       [](BufferedFrame&, FrameSpan& s, size_t&) { s.len = 14 + 19; }},
   };
   for (const Bad& b : bad) {
-    FrameSpec spec;
-    TestFrame t = make_frame(spec, kHeadroom);
+    BufferedFrame t = ClientFrame{}.build(kHeadroom);
     FrameSpan span = t.span;
     size_t l3 = t.l3_off;
     b.mutate(t, span, l3);
@@ -289,10 +305,8 @@ TEST(Encap, RefusesMalformedInputUntouched) {
     EXPECT_EQ(span.off, given.off) << b.name;
   }
 
-  FrameSpec v6;
-  v6.family = SLUICE_FAMILY_IPV6;
-  v6.payload = 0;  // payload length 0: empty or a jumbogram
-  TestFrame t = make_frame(v6, kHeadroom);
+  // Payload length 0: empty or a jumbogram.
+  BufferedFrame t = ClientFrame{.family = SLUICE_FAMILY_IPV6, .payload = 0}.build(kHeadroom);
   FrameSpan span = t.span;
   EXPECT_EQ(encap_frame(t.buf.data(), t.buf.size(), span, t.l3_off, settings(),
                         target(SLUICE_FAMILY_IPV6)),
