@@ -36,7 +36,8 @@ struct IpPacket {
 /// Finds the IP packet l3_off bytes into the frame and checks that its
 /// fixed header and its length field fit the frame and the frame fits
 /// buf_len. Returns false (out untouched) for a span outside the buffer,
-/// l3_off outside kMinL2Len..kMaxL2Len, a version other than 4 or 6, an
+/// an l3_off no L2 header has (14, 18 or 22 bytes: Ethernet and 0-2 VLAN
+/// tags), a version other than 4 or 6, an
 /// IPv4 IHL below 5 or total length below the header, or an IPv6 payload
 /// length of 0 (no payload, or a jumbogram (RFC 2675): nothing sluice
 /// forwards or answers).
@@ -44,6 +45,7 @@ struct IpPacket {
                                     size_t l3_off, IpPacket& out) {
   if (buf == nullptr || frame.off > buf_len || frame.len > buf_len - frame.off) return false;
   if (l3_off < kMinL2Len || l3_off > kMaxL2Len || l3_off >= frame.len) return false;
+  if ((l3_off - kMinL2Len) % SLUICE_VLAN_HLEN != 0) return false;
   uint8_t* l3 = buf + frame.off + l3_off;
   const size_t avail = frame.len - l3_off;
   IpPacket p;

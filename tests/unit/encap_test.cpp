@@ -276,6 +276,22 @@ TEST(Encap, RefusesMalformedInputUntouched) {
   const Bad bad[] = {
       {"l3_off below Ethernet", [](BufferedFrame&, FrameSpan&, size_t& l3) { l3 = 13; }},
       {"l3_off past two VLANs", [](BufferedFrame&, FrameSpan&, size_t& l3) { l3 = 26; }},
+      // Between Ethernet and one VLAN tag: no L2 header is 16 bytes long, and
+      // writing the outer EtherType at l3_off - 2 would corrupt the frame.
+      // The IP header really starts there (2 or 7 bytes pushed in after the
+      // Ethernet header), so only the L2 length check can refuse it.
+      {"l3_off 16",
+       [](BufferedFrame& t, FrameSpan& s, size_t& l3) {
+         t.buf.insert(t.buf.begin() + static_cast<std::ptrdiff_t>(s.off + 14), 2, 0);
+         s.len += 2;
+         l3 = 16;
+       }},
+      {"l3_off 21",
+       [](BufferedFrame& t, FrameSpan& s, size_t& l3) {
+         t.buf.insert(t.buf.begin() + static_cast<std::ptrdiff_t>(s.off + 14), 7, 0);
+         s.len += 7;
+         l3 = 21;
+       }},
       {"span past buffer", [](BufferedFrame& t, FrameSpan& s, size_t&) { s.len = t.buf.size(); }},
       {"offset past buffer",
        [](BufferedFrame& t, FrameSpan& s, size_t&) { s.off = t.buf.size() + 1; }},
