@@ -16,9 +16,14 @@
 //    clock reads separate every packet, so caches and branch predictors are
 //    colder and the harness cost is larger and noisier.
 //
-// Usage (root): xdp_bench [--katran-obj=PATH] [--runs=9] [--method=both]
-//   [--scenario=NAME[,NAME...]] [--cpu=N] [--max-seconds=900] [--verbose]
+// Usage (root): xdp_bench [--katran-obj=PATH] [--sluice-obj=PATH ...] [--runs=9]
+//   [--method=harness|loop|both] [--scenario=NAME[,NAME...]] [--cpu=N]
+//   [--max-seconds=900] [--verbose]
+// --katran-obj: Katran's balancer object, measured beside sluice.
+// --sluice-obj: another build of sluice_lb.bpf.o (a candidate change),
+//   measured beside the built-in one in the same runs.
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <sched.h>
@@ -43,7 +48,8 @@
 #include "dataplane/abi/stats.h"
 #include "perf/xdp_bench_harness.h"
 #include "tests/common/packet_builder.hpp"
-#include "xdp/lb_skeleton.hpp"
+#include "sluice_lb.skel.h"
+#include "xdp/skeleton.hpp"
 #include "xdp/sluice_lb.h"
 #include "xdp_bench_harness.skel.h"
 
@@ -241,6 +247,7 @@ enum class Path {
   kHit,      // a flow-table hit, XDP_TX
   kMiss,     // a flow-table miss, a new flow stored, XDP_TX
   kPass,     // XDP_PASS
+  kMissMaybeUnsaved,  // a miss, XDP_TX; the new flow may go unstored (Katran's flood limit)
   kAsSluice  // (katran_path only) the same as sluice's
 };
 
@@ -360,7 +367,13 @@ std::vector<Scenario> make_scenarios(uint32_t runs) {
                .what = "extra: the same IPv4 TCP SYN every packet (Katran: no flow lookup, "
                        "re-insert; sluice: established hit)",
                .frame = tcp4_frame(kClient4, kVip4, kTcpSyn),
-               .katran_path = Path::kMiss});
+               .katran_path = Path::kMiss,
+               .packets = 100000});
+  s.push_back({.name = "tcp4_syn_same_flood",
+               .what = "extra: as tcp4_syn_same, 1M per run: above 125,000 new flows/s Katran "
+                       "stops storing them (its flood limit)",
+               .frame = tcp4_frame(kClient4, kVip4, kTcpSyn),
+               .katran_path = Path::kMissMaybeUnsaved});
   return s;
 }
 
@@ -381,52 +394,117 @@ class Target {
   virtual ~Target() = default;
   [[nodiscard]] virtual const char* name() const = 0;
   [[nodiscard]] virtual int prog_fd() const = 0;
+  // Fills the (fresh) flow tables as the scenario starts.
+  virtual void fill(Fill fill) = 0;
   virtual void before_run() {}
   virtual void after_run() {}
   [[nodiscard]] virtual PathCounts counts() = 0;
 };
 
-// sluice_lb through its skeleton, provisioned as tests/bpf/lb_fixture does.
+// Sets a `const volatile __u32` load-time constant of an opened object.
+void set_rodata_u32(bpf_object* obj, const char* var, uint32_t value) {
+  bpf_map* rodata = nullptr;
+  bpf_map* m = nullptr;
+  bpf_object__for_each_map(m, obj) {
+    const std::string_view n = bpf_map__name(m);
+    if (n.size() >= 7 && n.substr(n.size() - 7) == ".rodata") rodata = m;
+  }
+  const btf* b = bpf_object__btf(obj);
+  const int sec_id = b != nullptr ? btf__find_by_name_kind(b, ".rodata", BTF_KIND_DATASEC) : -1;
+  size_t size = 0;
+  const void* initial = rodata != nullptr ? bpf_map__initial_value(rodata, &size) : nullptr;
+  if (sec_id < 0 || initial == nullptr) die("object has no .rodata for %s", var);
+  std::vector<uint8_t> bytes(static_cast<const uint8_t*>(initial),
+                             static_cast<const uint8_t*>(initial) + size);
+  const btf_type* sec = btf__type_by_id(b, static_cast<uint32_t>(sec_id));
+  const btf_var_secinfo* vars = btf_var_secinfos(sec);
+  for (uint16_t i = 0; i < btf_vlen(sec); ++i) {
+    const btf_type* v = btf__type_by_id(b, vars[i].type);
+    if (std::string_view(btf__name_by_offset(b, v->name_off)) != var) continue;
+    if (vars[i].size != sizeof value || vars[i].offset + sizeof value > size)
+      die(".rodata %s is not a u32", var);
+    std::memcpy(&bytes[vars[i].offset], &value, sizeof value);
+    must(bpf_map__set_initial_value(rodata, bytes.data(), bytes.size()), "setting .rodata");
+    return;
+  }
+  die("object has no .rodata %s", var);
+}
+
+// sluice_lb (the one built with this benchmark, or another build of it given
+// with --sluice-obj=), provisioned through libbpf as tests/bpf/lb_fixture
+// does: VIPs, backends, Maglev tables, encapsulation, next hop.
 class SluiceTarget final : public Target {
  public:
-  explicit SluiceTarget(const Scenario& s) : skel_(open()) {
+  // Takes ownership of `obj` (opened, not loaded).
+  SluiceTarget(std::string name, bpf_object* obj) : name_(std::move(name)), obj_(obj) {
     const auto ncpus = static_cast<uint32_t>(possible_cpus());
-    skel_->rodata->sluice_hash_seed = kSeed;
-    must(bpf_map__set_max_entries(skel_->maps.sluice_flows, kFlowsPerCpu * ncpus),
+    set_rodata_u32(obj_, "sluice_hash_seed", kSeed);
+    must(bpf_map__set_max_entries(map("sluice_flows"), kFlowsPerCpu * ncpus),
          "sizing sluice_flows");
-    must(bpf_map__set_max_entries(skel_->maps.sluice_newflows, kNewFlowsPerCpu * ncpus),
+    must(bpf_map__set_max_entries(map("sluice_newflows"), kNewFlowsPerCpu * ncpus),
          "sizing sluice_newflows");
-    must(skel_.load(), "loading sluice_lb (verifier log above)");
+    must(bpf_object__load(obj_), "loading sluice_lb (verifier log above)");
+    prog_ = bpf_object__find_program_by_name(obj_, "sluice_lb");
+    if (prog_ == nullptr) die("%s: no program sluice_lb", name_.c_str());
     provision();
-    if (s.fill != Fill::kNone) fill_established();
-    if (s.fill == Fill::kFull) fill_probation();
+  }
+  ~SluiceTarget() override { bpf_object__close(obj_); }
+  SluiceTarget(const SluiceTarget&) = delete;
+  SluiceTarget& operator=(const SluiceTarget&) = delete;
+
+  // The sluice_lb object embedded in its skeleton (built from xdp/).
+  static std::unique_ptr<Target> built_in() {
+    size_t size = 0;
+    const void* elf = sluice_lb_bpf::elf_bytes(&size);
+    bpf_object_open_opts opts{};
+    opts.sz = sizeof(opts);
+    opts.object_name = "sluice_lb_bpf";
+    bpf_object* obj = bpf_object__open_mem(elf, size, &opts);
+    if (obj == nullptr) die("opening the built-in sluice_lb: %s", std::strerror(errno));
+    return std::make_unique<SluiceTarget>("sluice", obj);
   }
 
-  [[nodiscard]] const char* name() const override { return "sluice"; }
-  [[nodiscard]] int prog_fd() const override {
-    return bpf_program__fd(skel_->progs.sluice_lb);
+  // Another build of sluice_lb.bpf.o, e.g. a candidate optimisation.
+  static std::unique_ptr<Target> from_file(const std::string& path) {
+    bpf_object* obj = bpf_object__open_file(path.c_str(), nullptr);
+    if (obj == nullptr) die("opening %s: %s", path.c_str(), std::strerror(errno));
+    const size_t slash = path.rfind('/');
+    std::string stem = path.substr(slash == std::string::npos ? 0 : slash + 1);
+    stem = stem.substr(0, stem.find('.'));
+    return std::make_unique<SluiceTarget>("sluice:" + stem, obj);
+  }
+
+  [[nodiscard]] const char* name() const override { return name_.c_str(); }
+  [[nodiscard]] int prog_fd() const override { return bpf_program__fd(prog_); }
+
+  void fill(Fill fill) override {
+    if (fill != Fill::kNone) fill_established();
+    // A candidate build whose probation table is no hash map (a
+    // direct-mapped array, say) is never full: nothing to fill.
+    const bpf_map_type probation = bpf_map__type(map("sluice_newflows"));
+    if (fill == Fill::kFull &&
+        (probation == BPF_MAP_TYPE_LRU_HASH || probation == BPF_MAP_TYPE_HASH))
+      fill_probation();
   }
 
   [[nodiscard]] PathCounts counts() override {
-    const auto g =
-        percpu_sum(bpf_map__fd(skel_->maps.sluice_stats), 0, sizeof(sluice_global_stats));
-    sluice_global_stats s{};
-    std::memcpy(&s, g.data(), sizeof s);
-    return {.hits = s.flow_hits,
-            .misses = s.flow_misses,
-            .pass = s.pass_packets,
-            .tx = s.tx_packets,
-            .not_saved = s.flow_insert_failed};
+    const auto g = percpu_sum(fd("sluice_stats"), 0, sizeof(sluice_global_stats));
+    sluice_global_stats st{};
+    std::memcpy(&st, g.data(), sizeof st);
+    return {.hits = st.flow_hits,
+            .misses = st.flow_misses,
+            .pass = st.pass_packets,
+            .tx = st.tx_packets,
+            .not_saved = st.flow_insert_failed};
   }
 
  private:
-  static LbSkeleton open() {
-    auto opened = LbSkeleton::open("sluice_lb");
-    if (!opened.ok()) die("%s", opened.error().message.c_str());
-    return std::move(opened.value());
+  bpf_map* map(const char* name) const {
+    bpf_map* m = bpf_object__find_map_by_name(obj_, name);
+    if (m == nullptr) die("%s: no map %s", name_.c_str(), name);
+    return m;
   }
-
-  [[nodiscard]] int fd(bpf_map* m) const { return bpf_map__fd(m); }
+  [[nodiscard]] int fd(const char* name) const { return bpf_map__fd(map(name)); }
 
   void provision() {
     const uint32_t zero = 0;
@@ -435,12 +513,12 @@ class SluiceTarget final : public Target {
     cfg.src_v6 = addr("2001:db8:ffff::").ip;
     cfg.mtu = 1500;
     cfg.entropy_bits = 8;
-    must(bpf_map_update_elem(fd(skel_->maps.sluice_encap), &zero, &cfg, BPF_ANY),
+    must(bpf_map_update_elem(fd("sluice_encap"), &zero, &cfg, BPF_ANY),
          "sluice: encap config");
     sluice_next_hop nh{};
     std::memcpy(nh.dst_mac, kGatewayMac.data(), 6);
     std::memcpy(nh.src_mac, kLbMac.data(), 6);
-    must(bpf_map_update_elem(fd(skel_->maps.sluice_next_hop), &zero, &nh, BPF_ANY),
+    must(bpf_map_update_elem(fd("sluice_next_hop"), &zero, &nh, BPF_ANY),
          "sluice: next hop");
 
     std::vector<uint32_t> ids4, ids6;
@@ -461,7 +539,7 @@ class SluiceTarget final : public Target {
     b.family = a.family;
     b.flags = SLUICE_BACKEND_VALID;
     const uint32_t slot = id & (SLUICE_MAX_BACKENDS - 1);
-    must(bpf_map_update_elem(fd(skel_->maps.sluice_backends), &slot, &b, BPF_ANY),
+    must(bpf_map_update_elem(fd("sluice_backends"), &slot, &b, BPF_ANY),
          "sluice: backend");
   }
 
@@ -481,7 +559,7 @@ class SluiceTarget final : public Target {
     uint32_t count = kTableSize;
     must(bpf_map_update_batch(inner, keys.data(), ids.data(), &count, nullptr),
          "sluice: Maglev table fill");
-    must(bpf_map_update_elem(fd(skel_->maps.sluice_maglev), &v.id, &inner, BPF_ANY),
+    must(bpf_map_update_elem(fd("sluice_maglev"), &v.id, &inner, BPF_ANY),
          "sluice: Maglev table swap");
     close(inner);  // the outer map holds it
 
@@ -494,7 +572,7 @@ class SluiceTarget final : public Target {
     sluice_vip_meta m{};
     m.vip_id = v.id;
     m.table_size = kTableSize;
-    must(bpf_map_update_elem(fd(skel_->maps.sluice_vips), &k, &m, BPF_ANY), "sluice: VIP");
+    must(bpf_map_update_elem(fd("sluice_vips"), &k, &m, BPF_ANY), "sluice: VIP");
   }
 
   static sluice_flow_key client_key(uint32_t client) {
@@ -526,7 +604,7 @@ class SluiceTarget final : public Target {
       v.state = SLUICE_FLOW_ESTABLISHED;
       std::memcpy(&values[i * stride + 16 * cpu], &v, sizeof v);
     }
-    update_batch(fd(skel_->maps.sluice_flows), keys, sizeof(sluice_flow_key), values, stride,
+    update_batch(fd("sluice_flows"), keys, sizeof(sluice_flow_key), values, stride,
                  kCycleFlows, "sluice: pre-established flows");
   }
 
@@ -544,11 +622,13 @@ class SluiceTarget final : public Target {
       v.state = SLUICE_FLOW_PROBATION;
       std::memcpy(&values[i * sizeof v], &v, sizeof v);
     }
-    update_batch(fd(skel_->maps.sluice_newflows), keys, sizeof(sluice_flow_key), values,
+    update_batch(fd("sluice_newflows"), keys, sizeof(sluice_flow_key), values,
                  sizeof(sluice_flow_value), kNewFlowsPerCpu, "sluice: probation fill");
   }
 
-  LbSkeleton skel_;
+  std::string name_;
+  bpf_object* obj_;
+  bpf_program* prog_ = nullptr;
 };
 
 // Katran's map layouts (katran/lib/bpf/balancer_structs.h) as the bytes its
@@ -602,7 +682,7 @@ constexpr uint8_t kKatranRealV6 = 1;
 // own tests do (vip_map, reals, ch_rings, ctl_array, a per-CPU LRU).
 class KatranTarget final : public Target {
  public:
-  KatranTarget(const std::string& path, const Scenario& s) {
+  explicit KatranTarget(const std::string& path) {
     obj_ = bpf_object__open_file(path.c_str(), nullptr);
     if (obj_ == nullptr) die("opening %s: %s", path.c_str(), std::strerror(errno));
     // Only the rings of our VIPs, and no QUIC server ids: the defaults
@@ -619,7 +699,6 @@ class KatranTarget final : public Target {
     prog_ = bpf_object__find_program_by_name(obj_, "balancer_ingress");
     if (prog_ == nullptr) die("%s has no balancer_ingress", path.c_str());
     provision();
-    if (s.fill != Fill::kNone) fill(s.fill == Fill::kFull ? kFlowsPerCpu : kCycleFlows);
   }
 
   ~KatranTarget() override {
@@ -631,6 +710,10 @@ class KatranTarget final : public Target {
 
   [[nodiscard]] const char* name() const override { return "katran"; }
   [[nodiscard]] int prog_fd() const override { return bpf_program__fd(prog_); }
+
+  void fill(Fill fill) override {
+    if (fill != Fill::kNone) fill_flows(fill == Fill::kFull ? kFlowsPerCpu : kCycleFlows);
+  }
 
   // A new one-second window of Katran's new-flow rate limit.
   void before_run() override {
@@ -714,7 +797,7 @@ class KatranTarget final : public Target {
 
   // `count` flows in this CPU's table: the kCycleFlows established clients
   // first, then filler.
-  void fill(uint32_t count) {
+  void fill_flows(uint32_t count) {
     std::vector<uint8_t> keys(sizeof(KatranFlowKey) * count);
     std::vector<uint8_t> values(sizeof(KatranLruValue) * count);
     const IpAddress vip = addr(kVip4);
@@ -827,6 +910,7 @@ enum class Method { kHarness, kLoop };
 
 struct Options {
   std::string katran_obj;
+  std::vector<std::string> sluice_objs;  // other builds of sluice_lb.bpf.o, measured beside
   uint32_t runs = 9;
   bool harness = true;
   bool loop = true;
@@ -842,8 +926,10 @@ struct Row {
   uint32_t packets = 0;
   double empty_direct = 0;       // the empty program alone (harness method: repeat=n)
   double empty = 0;              // the baseline: harness + empty, or the loop over empty
-  std::vector<double> net;       // per target: median of (target - baseline) per run
-  std::vector<std::string> path; // per target: "ok" or what the counters said
+  std::vector<std::string> names;  // per target
+  std::vector<double> net;         // per target: median of (target - baseline) per run
+  std::vector<double> ratio;       // per target: median of its net / Katran's net per run
+  std::vector<std::string> path;   // per target: "ok" or what the counters said
 };
 
 const char* action_name(uint32_t a) {
@@ -867,6 +953,7 @@ std::string check_path(Path path, const PathCounts& before, const PathCounts& af
     case Path::kHit: ok = hits == packets && tx == packets; break;
     case Path::kMiss: ok = misses == packets && tx == packets && not_saved == 0; break;
     case Path::kPass: ok = pass == packets; break;
+    case Path::kMissMaybeUnsaved: ok = misses == packets && tx == packets; break;
     case Path::kAsSluice: break;
   }
   if (ok) return "ok";
@@ -885,13 +972,46 @@ Sample measure(Method m, Harness& h, int prog_fd, const Scenario& s, uint32_t n,
   return {static_cast<double>(r.ns), r.retval};
 }
 
+// Waits (at most 30 s) until the kernel has freed the maps of the programs
+// destroyed last: freeing a flow table of millions of per-CPU values takes
+// kernel workers about a second, which would otherwise run beside the
+// next measurement on these two CPUs.
+void wait_for_map_frees() {
+  auto percpu_kb = [] {
+    std::ifstream in("/proc/meminfo");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("Percpu:", 0) == 0) return std::strtoull(line.c_str() + 7, nullptr, 10);
+    return 0ull;
+  };
+  unsigned long long last = percpu_kb();
+  int steady = 0;
+  for (int i = 0; i < 300 && steady < 5; ++i) {
+    const timespec tick{.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+    nanosleep(&tick, nullptr);
+    const unsigned long long now = percpu_kb();
+    steady = now == last ? steady + 1 : 0;
+    last = now;
+  }
+}
+
+// Fresh programs and tables for every scenario: an LRU's free list that
+// earlier runs have scrambled makes inserts up to 2.5x dearer, so no
+// scenario inherits another's tables.
+std::vector<std::unique_ptr<Target>> load_targets(const Options& o, Fill fill) {
+  std::vector<std::unique_ptr<Target>> targets;
+  targets.push_back(SluiceTarget::built_in());
+  for (const std::string& path : o.sluice_objs) targets.push_back(SluiceTarget::from_file(path));
+  if (!o.katran_obj.empty()) targets.push_back(std::make_unique<KatranTarget>(o.katran_obj));
+  for (const auto& t : targets) t->fill(fill);
+  return targets;
+}
+
 Row run_scenario(Method m, Harness& h, const Scenario& s, const Options& o) {
   const uint32_t n = m == Method::kHarness ? s.packets : s.loop_packets;
   const uint32_t warmup = m == Method::kHarness ? s.warmup : 2000;
-  h.clear_target();
-  std::vector<std::unique_ptr<Target>> targets;
-  targets.push_back(std::make_unique<SluiceTarget>(s));
-  if (!o.katran_obj.empty()) targets.push_back(std::make_unique<KatranTarget>(o.katran_obj, s));
+  wait_for_map_frees();
+  const std::vector<std::unique_ptr<Target>> targets = load_targets(o, s.fill);
   h.set_frame(s);
   uint64_t loop_counter = 0;
 
@@ -935,47 +1055,66 @@ Row run_scenario(Method m, Harness& h, const Scenario& s, const Options& o) {
     }
   }
 
+  const size_t katran_index = targets.size() - 1;  // Katran, when measured, is the last
   Row row;
   row.s = &s;
   row.packets = n;
   row.empty = median(empty);
   row.empty_direct = median(empty_direct);
   for (size_t i = 0; i < targets.size(); ++i) {
+    row.names.emplace_back(targets[i]->name());
     row.net.push_back(median(net[i]));
-    const Path want = i > 0 && s.katran_path != Path::kAsSluice ? s.katran_path : s.path;
+    std::vector<double> ratios;
+    const std::vector<double>& base = net[katran_index];
+    for (size_t r = 0; r < net[i].size(); ++r)
+      if (base[r] > 0) ratios.push_back(net[i][r] / base[r]);
+    row.ratio.push_back(median(ratios));
+    const bool katran = std::string_view(targets[i]->name()) == "katran";
+    const Path want = katran && s.katran_path != Path::kAsSluice ? s.katran_path : s.path;
     row.path.push_back(
         check_path(want, before[i], targets[i]->counts(), static_cast<uint64_t>(n) * o.runs));
   }
-  h.clear_target();
+  h.clear_target();  // the prog array must not keep the last target alive
   return row;
 }
 
-void print_table(Method m, const std::vector<Row>& rows, bool katran) {
+void print_table(Method m, const std::vector<Row>& rows) {
+  if (rows.empty()) return;
+  const std::vector<std::string>& names = rows[0].names;
+  const auto katran = static_cast<size_t>(
+      std::find(names.begin(), names.end(), "katran") - names.begin());
   std::printf("\n### Method: %s\n\n",
               m == Method::kHarness
                   ? "harness (repeat=N through perf/xdp_bench_harness.bpf.c; primary)"
                   : "loop (repeat=1 calls, durations summed)");
-  std::printf("| scenario | packets/run | %s | sluice ns net |", m == Method::kHarness
-                                                                   ? "empty alone ns | harness+empty ns"
-                                                                   : "empty (loop) ns");
-  if (katran) std::printf(" Katran ns net | sluice/Katran |");
-  std::printf(" issue: Katran Xeon / target ns | path check |\n");
-  std::printf("|---|---:|%s---:|", m == Method::kHarness ? "---:|---:|" : "---:|");
-  if (katran) std::printf("---:|---:|");
+  std::printf("| scenario | packets/run |%s",
+              m == Method::kHarness ? " empty alone | harness+empty |" : " empty (loop) |");
+  for (const std::string& n : names) std::printf(" %s net |", n.c_str());
+  for (size_t i = 0; i < names.size() && katran < names.size(); ++i)
+    if (i != katran) std::printf(" %s/katran |", names[i].c_str());
+  std::printf(" issue: Katran Xeon / target | path check |\n|---|---:|%s",
+              m == Method::kHarness ? "---:|---:|" : "---:|");
+  for (size_t i = 0; i < names.size(); ++i) std::printf("---:|");
+  for (size_t i = 0; i + 1 < names.size() && katran < names.size(); ++i) std::printf("---:|");
   std::printf("---|---|\n");
   for (const Row& r : rows) {
     std::printf("| %s | %u |", r.s->name, r.packets);
     if (m == Method::kHarness) std::printf(" %.1f |", r.empty_direct);
-    std::printf(" %.1f | %.1f |", r.empty, r.net[0]);
-    if (katran) std::printf(" %.1f | %.2f |", r.net[1], r.net[1] > 0 ? r.net[0] / r.net[1] : 0.0);
+    std::printf(" %.1f |", r.empty);
+    for (double n : r.net) std::printf(" %.1f |", n);
+    for (size_t i = 0; i < r.net.size() && katran < r.net.size(); ++i)
+      if (i != katran) std::printf(" %.2f |", r.ratio[i]);
     if (r.s->target > 0)
       std::printf(" %.0f / %.0f |", r.s->katran_xeon, r.s->target);
     else
       std::printf(" - |");
-    std::string path = "sluice " + r.path[0];
-    if (katran) path += ", Katran " + r.path[1];
+    std::string path;
+    for (size_t i = 0; i < r.path.size(); ++i)
+      path += (i != 0 ? ", " : "") + r.names[i] + " " + r.path[i];
     std::printf(" %s |\n", path.c_str());
   }
+  std::printf("\n(ns per packet, medians over runs; \"net\": minus the baseline measured in the same "
+              "run; x/katran: the median of the per-run ratios, both measured back to back)\n");
   std::fflush(stdout);
 }
 
@@ -988,6 +1127,8 @@ Options parse_options(int argc, char** argv) {
     };
     if (const char* v = value("--katran-obj=")) {
       o.katran_obj = v;
+    } else if (const char* so = value("--sluice-obj=")) {
+      o.sluice_objs.emplace_back(so);
     } else if (const char* r = value("--runs=")) {
       o.runs = static_cast<uint32_t>(std::strtoul(r, nullptr, 10));
     } else if (const char* me = value("--method=")) {
@@ -1045,6 +1186,8 @@ int bench_main(int argc, char** argv) {
               o.runs);
   std::printf("- Katran: %s\n", o.katran_obj.empty() ? "not measured (no --katran-obj=)"
                                                      : o.katran_obj.c_str());
+  for (const std::string& path : o.sluice_objs)
+    std::printf("- another sluice_lb build: %s\n", path.c_str());
   std::fflush(stdout);
 
   Harness harness;
@@ -1069,7 +1212,7 @@ int bench_main(int argc, char** argv) {
       if (o.verbose) std::fprintf(stderr, "%s ...\n", s->name);
       rows.push_back(run_scenario(m, harness, *s, o));
     }
-    print_table(m, rows, !o.katran_obj.empty());
+    print_table(m, rows);
     if (cut) break;
   }
   std::printf("\n- load average at end: %s; %.0f s\n", first_line("/proc/loadavg").c_str(),
