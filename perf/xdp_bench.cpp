@@ -47,8 +47,8 @@
 #include "dataplane/abi/maps.h"
 #include "dataplane/abi/stats.h"
 #include "perf/xdp_bench_harness.h"
-#include "tests/common/packet_builder.hpp"
 #include "sluice_lb.skel.h"
+#include "tests/common/packet_builder.hpp"
 #include "xdp/skeleton.hpp"
 #include "xdp/sluice_lb.h"
 #include "xdp_bench_harness.skel.h"
@@ -110,7 +110,7 @@ const Vip kVips[] = {
 // ---------------------------------------------------------------------------
 // Small utilities.
 
-[[noreturn]] void die(const char* fmt, ...) {
+[[noreturn]] __attribute__((format(printf, 1, 2))) void die(const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   std::fputs("xdp_bench: ", stderr);
@@ -244,11 +244,11 @@ enum class Fill {
 
 // The path every measured packet must take (checked from the counters).
 enum class Path {
-  kHit,      // a flow-table hit, XDP_TX
-  kMiss,     // a flow-table miss, a new flow stored, XDP_TX
-  kPass,     // XDP_PASS
+  kHit,               // a flow-table hit, XDP_TX
+  kMiss,              // a flow-table miss, a new flow stored, XDP_TX
+  kPass,              // XDP_PASS
   kMissMaybeUnsaved,  // a miss, XDP_TX; the new flow may go unstored (Katran's flood limit)
-  kAsSluice  // (katran_path only) the same as sluice's
+  kAsSluice           // (katran_path only) the same as sluice's
 };
 
 struct Scenario {
@@ -513,13 +513,11 @@ class SluiceTarget final : public Target {
     cfg.src_v6 = addr("2001:db8:ffff::").ip;
     cfg.mtu = 1500;
     cfg.entropy_bits = 8;
-    must(bpf_map_update_elem(fd("sluice_encap"), &zero, &cfg, BPF_ANY),
-         "sluice: encap config");
+    must(bpf_map_update_elem(fd("sluice_encap"), &zero, &cfg, BPF_ANY), "sluice: encap config");
     sluice_next_hop nh{};
     std::memcpy(nh.dst_mac, kGatewayMac.data(), 6);
     std::memcpy(nh.src_mac, kLbMac.data(), 6);
-    must(bpf_map_update_elem(fd("sluice_next_hop"), &zero, &nh, BPF_ANY),
-         "sluice: next hop");
+    must(bpf_map_update_elem(fd("sluice_next_hop"), &zero, &nh, BPF_ANY), "sluice: next hop");
 
     std::vector<uint32_t> ids4, ids6;
     for (uint32_t i = 0; i < 4; ++i) {
@@ -539,8 +537,7 @@ class SluiceTarget final : public Target {
     b.family = a.family;
     b.flags = SLUICE_BACKEND_VALID;
     const uint32_t slot = id & (SLUICE_MAX_BACKENDS - 1);
-    must(bpf_map_update_elem(fd("sluice_backends"), &slot, &b, BPF_ANY),
-         "sluice: backend");
+    must(bpf_map_update_elem(fd("sluice_backends"), &slot, &b, BPF_ANY), "sluice: backend");
   }
 
   // The Maglev table spreads the backends round robin: what it holds does
@@ -604,8 +601,8 @@ class SluiceTarget final : public Target {
       v.state = SLUICE_FLOW_ESTABLISHED;
       std::memcpy(&values[i * stride + 16 * cpu], &v, sizeof v);
     }
-    update_batch(fd("sluice_flows"), keys, sizeof(sluice_flow_key), values, stride,
-                 kCycleFlows, "sluice: pre-established flows");
+    update_batch(fd("sluice_flows"), keys, sizeof(sluice_flow_key), values, stride, kCycleFlows,
+                 "sluice: pre-established flows");
   }
 
   // This CPU's whole share of the probation table.
@@ -875,13 +872,20 @@ class Harness {
   Bytes frame_;
 };
 
+// One measured run: ns per packet (the loop's mean keeps its fraction) and
+// the last packet's verdict.
+struct Sample {
+  double ns = 0;
+  uint32_t retval = 0;
+};
+
 // n calls with repeat=1 of prog_fd on the scenario's frame, varied as the
-// harness varies it (counter: the running count of varied packets). Mean
-// ns per packet; err set on the first failure.
-TestRun loop_run(int prog_fd, const Scenario& s, uint32_t n, uint64_t* counter) {
+// harness varies it (counter: the running count of varied packets). Dies on
+// a failed call.
+Sample loop_run(int prog_fd, const Scenario& s, uint32_t n, uint64_t* counter) {
   Bytes frame = s.frame;
   uint64_t total = 0;
-  TestRun r;
+  Sample r;
   for (uint32_t i = 0; i < n; ++i) {
     if (s.vary == BENCH_VARY_FIELD) {
       put_be32(&frame[kIpv4SrcOffset],
@@ -889,19 +893,13 @@ TestRun loop_run(int prog_fd, const Scenario& s, uint32_t n, uint64_t* counter) 
       ++*counter;
     }
     const TestRun one = test_run(prog_fd, frame.data(), frame.size(), 1);
-    if (one.err != 0) return one;
+    if (one.err != 0) die("%s: BPF_PROG_TEST_RUN: %s", s.name, std::strerror(one.err));
     total += one.ns;
     r.retval = one.retval;
   }
-  r.ns = n != 0 ? static_cast<uint32_t>(total / n) : 0;
+  r.ns = n != 0 ? static_cast<double>(total) / n : 0;
   return r;
 }
-
-// The loop's mean keeps its fraction: ns as a double.
-struct Sample {
-  double ns = 0;
-  uint32_t retval = 0;
-};
 
 // ---------------------------------------------------------------------------
 // Driving one scenario with one method.
@@ -924,8 +922,8 @@ struct Options {
 struct Row {
   const Scenario* s = nullptr;
   uint32_t packets = 0;
-  double empty_direct = 0;       // the empty program alone (harness method: repeat=n)
-  double empty = 0;              // the baseline: harness + empty, or the loop over empty
+  double empty_direct = 0;         // the empty program alone (harness method: repeat=n)
+  double empty = 0;                // the baseline: harness + empty, or the loop over empty
   std::vector<std::string> names;  // per target
   std::vector<double> net;         // per target: median of (target - baseline) per run
   std::vector<double> ratio;       // per target: median of its net / Katran's net per run
@@ -934,12 +932,18 @@ struct Row {
 
 const char* action_name(uint32_t a) {
   switch (a) {
-    case XDP_ABORTED: return "ABORTED";
-    case XDP_DROP: return "DROP";
-    case XDP_PASS: return "PASS";
-    case XDP_TX: return "TX";
-    case XDP_REDIRECT: return "REDIRECT";
-    default: return "?";
+    case XDP_ABORTED:
+      return "ABORTED";
+    case XDP_DROP:
+      return "DROP";
+    case XDP_PASS:
+      return "PASS";
+    case XDP_TX:
+      return "TX";
+    case XDP_REDIRECT:
+      return "REDIRECT";
+    default:
+      return "?";
   }
 }
 
@@ -950,11 +954,20 @@ std::string check_path(Path path, const PathCounts& before, const PathCounts& af
   const uint64_t not_saved = after.not_saved - before.not_saved;
   bool ok = false;
   switch (path) {
-    case Path::kHit: ok = hits == packets && tx == packets; break;
-    case Path::kMiss: ok = misses == packets && tx == packets && not_saved == 0; break;
-    case Path::kPass: ok = pass == packets; break;
-    case Path::kMissMaybeUnsaved: ok = misses == packets && tx == packets; break;
-    case Path::kAsSluice: break;
+    case Path::kHit:
+      ok = hits == packets && tx == packets;
+      break;
+    case Path::kMiss:
+      ok = misses == packets && tx == packets && not_saved == 0;
+      break;
+    case Path::kPass:
+      ok = pass == packets;
+      break;
+    case Path::kMissMaybeUnsaved:
+      ok = misses == packets && tx == packets;
+      break;
+    case Path::kAsSluice:
+      break;
   }
   if (ok) return "ok";
   char buf[160];
@@ -967,7 +980,8 @@ std::string check_path(Path path, const PathCounts& before, const PathCounts& af
 
 Sample measure(Method m, Harness& h, int prog_fd, const Scenario& s, uint32_t n,
                uint64_t* loop_counter) {
-  const TestRun r = m == Method::kHarness ? h.run(prog_fd, n) : loop_run(prog_fd, s, n, loop_counter);
+  if (m == Method::kLoop) return loop_run(prog_fd, s, n, loop_counter);
+  const TestRun r = h.run(prog_fd, n);
   if (r.err != 0) die("%s: BPF_PROG_TEST_RUN: %s", s.name, std::strerror(r.err));
   return {static_cast<double>(r.ns), r.retval};
 }
@@ -1050,12 +1064,12 @@ Row run_scenario(Method m, Harness& h, const Scenario& s, const Options& o) {
       net[i].push_back(x.ns - e.ns);
       if (o.verbose)
         std::fprintf(stderr, "  %s %s run %u: %s %.0f ns, baseline %.0f ns\n",
-                     m == Method::kHarness ? "harness" : "loop", s.name, r,
-                     targets[i]->name(), x.ns, e.ns);
+                     m == Method::kHarness ? "harness" : "loop", s.name, r, targets[i]->name(),
+                     x.ns, e.ns);
     }
   }
 
-  const size_t katran_index = targets.size() - 1;  // Katran, when measured, is the last
+  const bool with_katran = !o.katran_obj.empty();  // then it is the last target
   Row row;
   row.s = &s;
   row.packets = n;
@@ -1065,9 +1079,8 @@ Row run_scenario(Method m, Harness& h, const Scenario& s, const Options& o) {
     row.names.emplace_back(targets[i]->name());
     row.net.push_back(median(net[i]));
     std::vector<double> ratios;
-    const std::vector<double>& base = net[katran_index];
-    for (size_t r = 0; r < net[i].size(); ++r)
-      if (base[r] > 0) ratios.push_back(net[i][r] / base[r]);
+    for (size_t r = 0; with_katran && r < net[i].size(); ++r)
+      if (net.back()[r] > 0) ratios.push_back(net[i][r] / net.back()[r]);
     row.ratio.push_back(median(ratios));
     const bool katran = std::string_view(targets[i]->name()) == "katran";
     const Path want = katran && s.katran_path != Path::kAsSluice ? s.katran_path : s.path;
@@ -1081,8 +1094,8 @@ Row run_scenario(Method m, Harness& h, const Scenario& s, const Options& o) {
 void print_table(Method m, const std::vector<Row>& rows) {
   if (rows.empty()) return;
   const std::vector<std::string>& names = rows[0].names;
-  const auto katran = static_cast<size_t>(
-      std::find(names.begin(), names.end(), "katran") - names.begin());
+  const auto katran =
+      static_cast<size_t>(std::find(names.begin(), names.end(), "katran") - names.begin());
   std::printf("\n### Method: %s\n\n",
               m == Method::kHarness
                   ? "harness (repeat=N through perf/xdp_bench_harness.bpf.c; primary)"
@@ -1113,8 +1126,9 @@ void print_table(Method m, const std::vector<Row>& rows) {
       path += (i != 0 ? ", " : "") + r.names[i] + " " + r.path[i];
     std::printf(" %s |\n", path.c_str());
   }
-  std::printf("\n(ns per packet, medians over runs; \"net\": minus the baseline measured in the same "
-              "run; x/katran: the median of the per-run ratios, both measured back to back)\n");
+  std::printf(
+      "\n(ns per packet, medians over runs; \"net\": minus the baseline measured in the same "
+      "run; x/katran: the median of the per-run ratios, both measured back to back)\n");
   std::fflush(stdout);
 }
 
@@ -1174,18 +1188,20 @@ int bench_main(int argc, char** argv) {
   cpu_set_t one;
   CPU_ZERO(&one);
   CPU_SET(static_cast<size_t>(cpu), &one);
-  if (sched_setaffinity(0, sizeof one, &one) != 0) die("pinning to CPU %d: %s", cpu, std::strerror(errno));
+  if (sched_setaffinity(0, sizeof one, &one) != 0)
+    die("pinning to CPU %d: %s", cpu, std::strerror(errno));
 
   const double start = seconds_now();
   std::printf("## xdp_bench\n\n");
   std::printf("- CPU (lscpu Model name): %s; %d possible CPUs; pinned to CPU %d\n",
               cpu_model().c_str(), possible_cpus(), cpu);
-  std::printf("- kernel %s; load average at start: %s\n", first_line("/proc/sys/kernel/osrelease").c_str(),
+  std::printf("- kernel %s; load average at start: %s\n",
+              first_line("/proc/sys/kernel/osrelease").c_str(),
               first_line("/proc/loadavg").c_str());
   std::printf("- %u runs per figure, medians; ns per packet from BPF_PROG_TEST_RUN duration\n",
               o.runs);
-  std::printf("- Katran: %s\n", o.katran_obj.empty() ? "not measured (no --katran-obj=)"
-                                                     : o.katran_obj.c_str());
+  std::printf("- Katran: %s\n",
+              o.katran_obj.empty() ? "not measured (no --katran-obj=)" : o.katran_obj.c_str());
   for (const std::string& path : o.sluice_objs)
     std::printf("- another sluice_lb build: %s\n", path.c_str());
   std::fflush(stdout);
@@ -1196,7 +1212,9 @@ int bench_main(int argc, char** argv) {
   for (const Scenario& s : all)
     if (o.only.empty() || std::find(o.only.begin(), o.only.end(), s.name) != o.only.end())
       chosen.push_back(&s);
-  if (chosen.empty()) die("no scenario matches --scenario=");
+  for (const std::string& name : o.only)
+    if (std::none_of(all.begin(), all.end(), [&](const Scenario& s) { return s.name == name; }))
+      die("no scenario %s", name.c_str());
 
   bool cut = false;
   for (const Method m : {Method::kHarness, Method::kLoop}) {
