@@ -370,10 +370,11 @@ std::vector<Scenario> make_scenarios(uint32_t runs) {
                .katran_path = Path::kMiss,
                .packets = 100000});
   s.push_back({.name = "tcp4_syn_same_flood",
-               .what = "extra: as tcp4_syn_same, 1M per run: above 125,000 new flows/s Katran "
-                       "stops storing them (its flood limit)",
+               .what = "extra: as tcp4_syn_same, 1M per run (loop: 200k): above 125,000 new "
+                       "flows/s Katran stops storing them (its flood limit)",
                .frame = tcp4_frame(kClient4, kVip4, kTcpSyn),
-               .katran_path = Path::kMissMaybeUnsaved});
+               .katran_path = Path::kMissMaybeUnsaved,
+               .loop_packets = 200000});
   return s;
 }
 
