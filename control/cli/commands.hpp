@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The subcommands of the `sluice` binary: each registers its options on
+// the CLI11 app and runs after parsing, returning the process exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace sluice::cli {
+
+/// Exit codes shared by every subcommand.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitInvalid = 1;  // the input was read but is wrong (e.g. config errors)
+inline constexpr int kExitUsage = 2;    // bad arguments, or a file that cannot be read
+
+/// Adds `check-config FILE`; `*run` is set to its handler.
+void add_check_config(CLI::App& app, std::function<int()>* run);
+/// Adds `maglev --backends ...`; `*run` is set to its handler.
+void add_maglev(CLI::App& app, std::function<int()>* run);
+
+}  // namespace sluice::cli

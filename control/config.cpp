@@ -1,0 +1,689 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The TOML loader: turns a toml++ document into a Config, checking every
+// key against the model and collecting every error with its position.
+#include "control/config.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <toml++/toml.h>
+#include <utility>
+
+#include "dataplane/abi/consts.h"
+#include "dataplane/core/maglev.hpp"
+
+namespace sluice {
+
+const char* to_string(Protocol p) { return p == Protocol::kTcp ? "tcp" : "udp"; }
+
+const char* to_string(Policy p) {
+  switch (p) {
+    case Policy::kStatic: return "static";
+    case Policy::kLeastConn: return "least-conn";
+    case Policy::kFastest: return "fastest";
+  }
+  return "?";
+}
+
+const char* to_string(HashFields h) { return h == HashFields::kFiveTuple ? "5-tuple" : "src"; }
+
+const char* to_string(CheckType t) {
+  switch (t) {
+    case CheckType::kTcp: return "tcp";
+    case CheckType::kHttp: return "http";
+    case CheckType::kMemcached: return "memcached";
+    case CheckType::kRedis: return "redis";
+  }
+  return "?";
+}
+
+const char* to_string(XdpAttachMode m) { return m == XdpAttachMode::kNative ? "native" : "generic"; }
+
+size_t Config::backend_count() const {
+  size_t n = 0;
+  for (const auto& v : vips) n += v.backends.size();
+  return n;
+}
+
+const HealthCheck* Config::find_health_check(std::string_view name) const {
+  for (const auto& h : health_checks)
+    if (h.name == name) return &h;
+  return nullptr;
+}
+
+std::string ConfigIssue::to_string() const {
+  std::string s = file;
+  if (line != 0) {
+    s += ':' + std::to_string(line);
+    if (column != 0) s += ':' + std::to_string(column);
+  }
+  s += ": ";
+  if (!key.empty()) s += key + ": ";
+  return s + message;
+}
+
+namespace {
+
+using Pos = toml::source_position;
+
+// Edit distance, to suggest the key a typo meant.
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0u : 1u)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// What a value is, for "got ..." in messages: the value itself for
+// scalars, its kind otherwise.
+std::string describe(const toml::node& n) {
+  if (const auto* s = n.as_string()) return '"' + s->get() + '"';
+  if (const auto* i = n.as_integer()) return std::to_string(i->get());
+  if (const auto* b = n.as_boolean()) return b->get() ? "true" : "false";
+  if (const auto* f = n.as_floating_point()) {
+    std::ostringstream o;
+    o << f->get();
+    return o.str();
+  }
+  if (n.is_table()) return "a table";
+  if (const auto* a = n.as_array()) return a->empty() ? "an empty array" : "an array";
+  return "a date/time";
+}
+
+std::string index_path(std::string_view base, size_t i) {
+  return std::string(base) + '[' + std::to_string(i) + ']';
+}
+
+std::string join(const std::vector<std::string_view>& words) {
+  std::string s;
+  for (size_t i = 0; i < words.size(); ++i) {
+    if (i != 0) s += i + 1 == words.size() ? " or " : ", ";
+    s += words[i];
+  }
+  return s;
+}
+
+// "02:00:5e:00:53:01" into 6 bytes.
+bool parse_mac(std::string_view text, std::array<uint8_t, 6>& out) {
+  if (text.size() != 17) return false;
+  for (size_t i = 0; i < 6; ++i) {
+    if (i != 0 && text[i * 3 - 1] != ':') return false;
+    unsigned v = 0;
+    for (size_t k = 0; k < 2; ++k) {
+      const char c = text[i * 3 + k];
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F') v |= static_cast<unsigned>(c - 'A' + 10);
+      else return false;
+    }
+    out[i] = static_cast<uint8_t>(v);
+  }
+  return true;
+}
+
+// Reads one table at a time: every getter reports its own errors and
+// returns nullopt for a missing or bad value, so the caller keeps the
+// default and goes on checking the rest of the file.
+class Checker {
+ public:
+  explicit Checker(std::string_view file) : file_(file) {}
+
+  void error(Pos p, std::string key, std::string message) {
+    report_.errors.push_back({file_, p.line, p.column, std::move(key), std::move(message)});
+  }
+  void warn(Pos p, std::string key, std::string message) {
+    report_.warnings.push_back({file_, p.line, p.column, std::move(key), std::move(message)});
+  }
+
+  // Every key of `t` must be one of `allowed`.
+  void check_keys(const toml::table& t, std::string_view path,
+                  const std::vector<std::string_view>& allowed) {
+    for (auto&& [k, v] : t) {
+      if (std::find(allowed.begin(), allowed.end(), k.str()) != allowed.end()) continue;
+      std::string msg = "unknown key";
+      std::string_view best;
+      size_t best_d = 3;
+      for (auto a : allowed) {
+        const size_t d = edit_distance(k.str(), a);
+        if (d < best_d) best_d = d, best = a;
+      }
+      if (!best.empty()) msg += " (did you mean \"" + std::string(best) + "\"?)";
+      else msg += "; expected one of: " + join(allowed);
+      error(k.source().begin, child(path, k.str()), std::move(msg));
+      (void)v;
+    }
+  }
+
+  static std::string child(std::string_view path, std::string_view key) {
+    return path.empty() ? std::string(key) : std::string(path) + '.' + std::string(key);
+  }
+
+  std::optional<int64_t> integer(const toml::table& t, std::string_view key, std::string_view path,
+                                 int64_t lo, int64_t hi, std::string_view extra = {}) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return std::nullopt;
+    const auto* i = n->as_integer();
+    if (i == nullptr || i->get() < lo || i->get() > hi) {
+      error(n->source().begin, child(path, key),
+            "expected an integer " + std::to_string(lo) + ".." + std::to_string(hi) +
+                std::string(extra) + ", got " + describe(*n));
+      return std::nullopt;
+    }
+    return i->get();
+  }
+
+  template <class T>
+  void set_u(const toml::table& t, std::string_view key, std::string_view path, int64_t lo,
+             int64_t hi, T& out) {
+    if (auto v = integer(t, key, path, lo, hi)) out = static_cast<T>(*v);
+  }
+
+  std::optional<std::string> string(const toml::table& t, std::string_view key,
+                                    std::string_view path) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return std::nullopt;
+    if (const auto* s = n->as_string()) return s->get();
+    error(n->source().begin, child(path, key), "expected a string, got " + describe(*n));
+    return std::nullopt;
+  }
+
+  std::optional<bool> boolean(const toml::table& t, std::string_view key, std::string_view path) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return std::nullopt;
+    if (const auto* b = n->as_boolean()) return b->get();
+    error(n->source().begin, child(path, key), "expected true or false, got " + describe(*n));
+    return std::nullopt;
+  }
+
+  // One of `choices`; returns its index.
+  std::optional<size_t> choice(const toml::table& t, std::string_view key, std::string_view path,
+                               const std::vector<std::string_view>& choices) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return std::nullopt;
+    if (const auto* s = n->as_string()) {
+      for (size_t i = 0; i < choices.size(); ++i)
+        if (s->get() == choices[i]) return i;
+    }
+    std::vector<std::string> quoted;
+    std::vector<std::string_view> views;
+    for (auto c : choices) quoted.push_back('"' + std::string(c) + '"');
+    for (const auto& q : quoted) views.push_back(q);
+    error(n->source().begin, child(path, key), "expected " + join(views) + ", got " + describe(*n));
+    return std::nullopt;
+  }
+
+  std::optional<IpAddress> address(const toml::table& t, std::string_view key,
+                                   std::string_view path) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return std::nullopt;
+    if (const auto* s = n->as_string()) {
+      if (auto a = IpAddress::parse(s->get())) return a.value();
+    }
+    error(n->source().begin, child(path, key),
+          "expected an IPv4 or IPv6 address, got " + describe(*n));
+    return std::nullopt;
+  }
+
+  // A required key that is missing: reported at the table that lacks it.
+  bool require(const toml::table& t, std::string_view key, std::string_view path,
+               std::string_view what) {
+    if (t.contains(key)) return true;
+    error(t.source().begin, child(path, key), "missing; expected " + std::string(what));
+    return false;
+  }
+
+  // A sub-table, or nullptr (reported when present but not a table).
+  const toml::table* table(const toml::table& t, std::string_view key, std::string_view path) {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return nullptr;
+    if (const auto* sub = n->as_table()) return sub;
+    error(n->source().begin, child(path, key), "expected a table, got " + describe(*n));
+    return nullptr;
+  }
+
+  void load(const toml::table& root);
+
+  ConfigReport take() { return std::move(report_); }
+
+ private:
+  void load_flow_table(const toml::table& t, FlowTableConfig& out);
+  void load_control(const toml::table& t, ControlSocketConfig& out);
+  void load_metrics(const toml::table& t, MetricsConfig& out);
+  void load_xdp(const toml::table& t, XdpConfig& out);
+  void load_health_checks(const toml::table& t, std::vector<HealthCheck>& out);
+  void load_vip(const toml::table& t, const std::string& path, const Config& config, VipConfig& out);
+  void load_backend(const toml::table& t, const std::string& path, const Config& config,
+                    const VipConfig& vip, BackendConfig& out);
+  void check_across(const toml::table& root, const Config& config);
+
+  std::string file_;
+  ConfigReport report_;
+};
+
+void Checker::load_flow_table(const toml::table& t, FlowTableConfig& out) {
+  const std::string p = "flow_table";
+  check_keys(t, p, {"flows_per_core", "probation_per_core", "tcp_idle_ms", "udp_idle_ms"});
+  set_u(t, "flows_per_core", p, 1, 1 << 24, out.flows_per_core);
+  set_u(t, "probation_per_core", p, 1, 1 << 24, out.probation_per_core);
+  set_u(t, "tcp_idle_ms", p, 1, 86400000, out.tcp_idle_ms);
+  set_u(t, "udp_idle_ms", p, 1, 86400000, out.udp_idle_ms);
+}
+
+void Checker::load_control(const toml::table& t, ControlSocketConfig& out) {
+  const std::string p = "control";
+  check_keys(t, p, {"socket", "mode", "group"});
+  if (auto s = string(t, "socket", p)) {
+    if (s->empty() || s->front() != '/' || s->size() >= 108)
+      error(t.get("socket")->source().begin, child(p, "socket"),
+            "expected an absolute path shorter than 108 bytes, got " + describe(*t.get("socket")));
+    else
+      out.path = *s;
+  }
+  if (const toml::node* n = t.get("mode")) {
+    // TOML has no leading-zero octal, so the mode is a string ("0660") or
+    // an 0o octal integer (0o660).
+    std::optional<int64_t> mode;
+    if (const auto* i = n->as_integer()) mode = i->get();
+    if (const auto* s = n->as_string()) {
+      const std::string& text = s->get();
+      if (!text.empty() && text.size() <= 4 &&
+          text.find_first_not_of("01234567") == std::string::npos)
+        mode = std::stoll(text, nullptr, 8);
+    }
+    if (!mode || *mode < 0 || *mode > 0777)
+      error(n->source().begin, child(p, "mode"),
+            "expected file mode bits as an octal string (\"0660\") or 0o660, got " + describe(*n));
+    else
+      out.mode = static_cast<uint32_t>(*mode);
+  }
+  if (auto g = string(t, "group", p)) out.group = *g;
+}
+
+void Checker::load_metrics(const toml::table& t, MetricsConfig& out) {
+  const std::string p = "metrics";
+  check_keys(t, p, {"listen"});
+  const auto s = string(t, "listen", p);
+  if (!s) return;
+  if (s->empty()) {
+    out.listen.clear();
+    return;
+  }
+  // host:port, with an IPv6 host in brackets.
+  const size_t colon = s->rfind(':');
+  bool ok = colon != std::string::npos && colon + 1 < s->size();
+  if (ok) {
+    std::string host = s->substr(0, colon);
+    const std::string port = s->substr(colon + 1);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);
+      ok = IpAddress::parse(host).ok() && IpAddress::parse(host).value().is_v6();
+    } else {
+      ok = IpAddress::parse(host).ok() && !IpAddress::parse(host).value().is_v6();
+    }
+    ok = ok && port.find_first_not_of("0123456789") == std::string::npos && port.size() <= 5 &&
+         std::stoi(port) >= 1 && std::stoi(port) <= 65535;
+  }
+  if (ok)
+    out.listen = *s;
+  else
+    error(t.get("listen")->source().begin, child(p, "listen"),
+          "expected \"ADDRESS:PORT\" (\"[IPv6]:PORT\"), or \"\" for off, got " +
+              describe(*t.get("listen")));
+}
+
+void Checker::load_xdp(const toml::table& t, XdpConfig& out) {
+  const std::string p = "xdp";
+  check_keys(t, p, {"interfaces", "mode", "encap_source_v4", "encap_source_v6", "mtu",
+                    "gateway_mac"});
+  if (require(t, "interfaces", p, "an array of interface names")) {
+    const toml::node* n = t.get("interfaces");
+    const auto* arr = n->as_array();
+    if (arr == nullptr || arr->empty()) {
+      error(n->source().begin, child(p, "interfaces"),
+            "expected a non-empty array of interface names, got " + describe(*n));
+    } else {
+      for (size_t i = 0; i < arr->size(); ++i) {
+        const toml::node& e = *arr->get(i);
+        const auto* s = e.as_string();
+        if (s == nullptr || s->get().empty() || s->get().size() > 15 ||
+            s->get().find_first_of("/ \t") != std::string::npos) {
+          error(e.source().begin, index_path(child(p, "interfaces"), i),
+                "expected an interface name (1-15 bytes, no '/' or spaces), got " + describe(e));
+        } else if (std::find(out.interfaces.begin(), out.interfaces.end(), s->get()) !=
+                   out.interfaces.end()) {
+          error(e.source().begin, index_path(child(p, "interfaces"), i),
+                "duplicate interface " + describe(e));
+        } else {
+          out.interfaces.push_back(s->get());
+        }
+      }
+    }
+  }
+  if (auto m = choice(t, "mode", p, {"native", "generic"}))
+    out.mode = static_cast<XdpAttachMode>(*m);
+  if (auto a = address(t, "encap_source_v4", p)) {
+    if (a->is_v6())
+      error(t.get("encap_source_v4")->source().begin, child(p, "encap_source_v4"),
+            "expected an IPv4 address, got " + describe(*t.get("encap_source_v4")));
+    else
+      out.encap_source_v4 = *a;
+  }
+  if (auto a = address(t, "encap_source_v6", p)) {
+    if (!a->is_v6())
+      error(t.get("encap_source_v6")->source().begin, child(p, "encap_source_v6"),
+            "expected an IPv6 address, got " + describe(*t.get("encap_source_v6")));
+    else
+      out.encap_source_v6 = *a;
+  }
+  set_u(t, "mtu", p, 576, 9216, out.mtu);
+  if (auto s = string(t, "gateway_mac", p)) {
+    std::array<uint8_t, 6> mac{};
+    if (parse_mac(*s, mac))
+      out.gateway_mac = mac;
+    else
+      error(t.get("gateway_mac")->source().begin, child(p, "gateway_mac"),
+            "expected a MAC address like \"02:00:5e:00:53:01\", got " +
+                describe(*t.get("gateway_mac")));
+  }
+}
+
+void Checker::load_health_checks(const toml::table& t, std::vector<HealthCheck>& out) {
+  for (auto&& [k, v] : t) {
+    const std::string p = child("health_checks", k.str());
+    const auto* ht = v.as_table();
+    if (ht == nullptr) {
+      error(v.source().begin, p, "expected a table ([health_checks." + std::string(k.str()) +
+                                     "]), got " + describe(v));
+      continue;
+    }
+    HealthCheck h;
+    h.name = std::string(k.str());
+    check_keys(*ht, p, {"type", "interval_ms", "timeout_ms", "rise", "fall", "port", "path",
+                        "expect_status"});
+    bool type_known = false;
+    if (require(*ht, "type", p, "\"tcp\", \"http\", \"memcached\" or \"redis\"")) {
+      if (auto c = choice(*ht, "type", p, {"tcp", "http", "memcached", "redis"})) {
+        h.type = static_cast<CheckType>(*c);
+        type_known = true;
+      }
+    }
+    set_u(*ht, "interval_ms", p, 10, 3600000, h.interval_ms);
+    set_u(*ht, "timeout_ms", p, 1, 3600000, h.timeout_ms);
+    set_u(*ht, "rise", p, 1, 1000, h.rise);
+    set_u(*ht, "fall", p, 1, 1000, h.fall);
+    set_u(*ht, "port", p, 1, 65535, h.port);
+    if (h.timeout_ms > h.interval_ms) {
+      const toml::node* n = ht->get("timeout_ms");
+      error(n != nullptr ? n->source().begin : ht->source().begin, child(p, "timeout_ms"),
+            "expected at most interval_ms (" + std::to_string(h.interval_ms) + "), got " +
+                std::to_string(h.timeout_ms));
+    }
+    const bool http = h.type == CheckType::kHttp;
+    for (std::string_view key : {"path", "expect_status"}) {
+      if (type_known && !http && ht->contains(key))
+        error(ht->get(key)->source().begin, child(p, key),
+              "only for type \"http\" (this check is \"" + std::string(to_string(h.type)) + "\")");
+    }
+    if (auto s = string(*ht, "path", p)) {
+      if (s->empty() || s->front() != '/' || s->find_first_of(" \r\n") != std::string::npos)
+        error(ht->get("path")->source().begin, child(p, "path"),
+              "expected a path starting with '/' and without spaces, got " +
+                  describe(*ht->get("path")));
+      else
+        h.http_path = *s;
+    }
+    set_u(*ht, "expect_status", p, 100, 599, h.http_expect_status);
+    out.push_back(std::move(h));
+  }
+}
+
+void Checker::load_backend(const toml::table& t, const std::string& p, const Config& config,
+                           const VipConfig& vip, BackendConfig& out) {
+  check_keys(t, p, {"address", "weight", "capacity", "health_check"});
+  if (require(t, "address", p, "an IPv4 or IPv6 address")) {
+    if (auto a = address(t, "address", p)) {
+      out.addr = *a;
+      if (vip.addr.is_v6() && !a->is_v6())
+        error(t.get("address")->source().begin, child(p, "address"),
+              "an IPv6 VIP needs IPv6 backends (there is no IPv6-in-IPv4 encapsulation), got " +
+                  describe(*t.get("address")));
+    }
+  }
+  set_u(t, "weight", p, 0, 65535, out.weight);
+  if (auto c = integer(t, "capacity", p, 1, 100000000)) out.capacity = static_cast<uint32_t>(*c);
+  if (vip.policy == Policy::kLeastConn && !out.capacity)
+    if (!t.contains("capacity"))
+      error(t.source().begin, child(p, "capacity"),
+            "missing; policy \"least-conn\" needs each backend's capacity (concurrent flows)");
+  if (auto h = string(t, "health_check", p)) {
+    if (config.find_health_check(*h) == nullptr) {
+      std::vector<std::string_view> names;
+      for (const auto& hc : config.health_checks) names.push_back(hc.name);
+      error(t.get("health_check")->source().begin, child(p, "health_check"),
+            "no [health_checks." + *h + "]" +
+                (names.empty() ? std::string(" (none is defined)")
+                               : "; defined: " + join(names)));
+    } else {
+      out.health_check = *h;
+      const HealthCheck* hc = config.find_health_check(*h);
+      if (hc->port == 0 && vip.port == 0)
+        error(t.get("health_check")->source().begin, child(p, "health_check"),
+              "the VIP has port 0 (every port), so health_checks." + *h + " needs a port");
+    }
+  }
+  if (vip.policy == Policy::kFastest && out.health_check.empty() && !t.contains("health_check"))
+    error(t.source().begin, child(p, "health_check"),
+          "missing; policy \"fastest\" weighs backends by probe response time");
+}
+
+void Checker::load_vip(const toml::table& t, const std::string& p, const Config& config,
+                       VipConfig& out) {
+  check_keys(t, p, {"name", "address", "port", "protocol", "policy", "hash", "cache", "table_size",
+                    "backends"});
+  if (auto n = string(t, "name", p)) out.name = *n;
+  if (require(t, "address", p, "an IPv4 or IPv6 address"))
+    if (auto a = address(t, "address", p)) out.addr = *a;
+  if (require(t, "port", p, "an integer 0..65535 (0 = every port)"))
+    set_u(t, "port", p, 0, 65535, out.port);
+  if (auto c = choice(t, "protocol", p, {"tcp", "udp"})) out.protocol = static_cast<Protocol>(*c);
+  if (auto c = choice(t, "policy", p, {"static", "least-conn", "fastest"}))
+    out.policy = static_cast<Policy>(*c);
+  if (auto c = choice(t, "hash", p, {"5-tuple", "src"})) out.hash = static_cast<HashFields>(*c);
+  if (auto b = boolean(t, "cache", p)) {
+    out.cache = *b;
+    if (*b && out.protocol != Protocol::kUdp)
+      error(t.get("cache")->source().begin, child(p, "cache"),
+            "the hot-object cache answers memcached over UDP: needs protocol \"udp\"");
+  }
+  if (out.name.empty())
+    out.name = (out.addr.is_v6() ? '[' + out.addr.to_string() + ']' : out.addr.to_string()) + ':' +
+               std::to_string(out.port) + '/' + to_string(out.protocol);
+
+  if (const toml::node* n = t.get("backends")) {
+    const auto* arr = n->as_array();
+    if (arr == nullptr || !arr->is_array_of_tables()) {
+      error(n->source().begin, child(p, "backends"),
+            "expected an array of tables ([[vips.backends]]), got " + describe(*n));
+    } else {
+      for (size_t i = 0; i < arr->size(); ++i) {
+        const std::string bp = index_path(child(p, "backends"), i);
+        const auto* bt = (*arr)[i].as_table();  // never null in an array of tables
+        if (bt == nullptr) continue;
+        BackendConfig b;
+        load_backend(*bt, bp, config, out, b);
+        const toml::node* addr_node = bt->get("address");
+        for (size_t j = 0; j < out.backends.size(); ++j) {
+          if (out.backends[j].addr == b.addr && addr_node != nullptr)
+            error(addr_node->source().begin, child(bp, "address"),
+                  "duplicate backend " + b.addr.to_string() + " (also backends[" +
+                      std::to_string(j) + "])");
+        }
+        out.backends.push_back(std::move(b));
+      }
+    }
+  }
+  if (out.backends.size() > SLUICE_MAX_BACKENDS)
+    error(t.source().begin, child(p, "backends"),
+          "expected at most " + std::to_string(SLUICE_MAX_BACKENDS) + " backends, got " +
+              std::to_string(out.backends.size()));
+
+  if (const toml::node* n = t.get("table_size")) {
+    const auto* s = n->as_string();
+    const auto* i = n->as_integer();
+    if (s != nullptr && s->get() == "auto") {
+      out.table_size_auto = true;
+      out.table_size = maglev_auto_table_size(out.backends.size());
+    } else if (i != nullptr && i->get() >= kMaglevMinSize && i->get() <= kMaglevMaxSize &&
+               is_prime(static_cast<uint32_t>(i->get()))) {
+      out.table_size = static_cast<uint32_t>(i->get());
+    } else {
+      std::string msg = "expected a prime " + std::to_string(kMaglevMinSize) + ".." +
+                        std::to_string(kMaglevMaxSize) + " or \"auto\", got " + describe(*n);
+      if (i != nullptr && i->get() >= kMaglevMinSize && i->get() <= kMaglevMaxSize)
+        msg += " (the next prime is " +
+               std::to_string(next_prime(static_cast<uint32_t>(i->get()))) + ")";
+      error(n->source().begin, child(p, "table_size"), std::move(msg));
+    }
+  }
+  if (out.backends.size() > out.table_size)
+    error(t.source().begin, child(p, "table_size"),
+          "expected at least one entry per backend: " + std::to_string(out.backends.size()) +
+              " backends, table size " + std::to_string(out.table_size));
+
+  if (out.backends.empty()) {
+    warn(t.source().begin, p, "no backends: packets to this VIP are dropped (no_backend)");
+  } else if (std::all_of(out.backends.begin(), out.backends.end(),
+                         [](const BackendConfig& b) { return b.weight == 0; })) {
+    warn(t.source().begin, p, "every backend has weight 0: the VIP is drained (no new flows)");
+  }
+}
+
+// Checks that need the whole file: duplicates, references, encap sources.
+void Checker::check_across(const toml::table& root, const Config& config) {
+  const toml::array* vips = root.get_as<toml::array>("vips");
+  for (size_t i = 0; vips != nullptr && i < config.vips.size(); ++i) {
+    const VipConfig& a = config.vips[i];
+    const auto* tp = (*vips)[i].as_table();
+    if (tp == nullptr) continue;
+    const toml::table& ta = *tp;
+    for (size_t j = 0; j < i; ++j) {
+      const VipConfig& b = config.vips[j];
+      if (a.addr == b.addr && a.port == b.port && a.protocol == b.protocol)
+        error(ta.source().begin, index_path("vips", i),
+              "duplicate VIP " + a.addr.to_string() + " port " + std::to_string(a.port) + " " +
+                  to_string(a.protocol) + " (also vips[" + std::to_string(j) + "])");
+      else if (a.name == b.name && ta.contains("name"))
+        error(ta.get("name")->source().begin, index_path("vips", i) + ".name",
+              "duplicate name \"" + a.name + "\" (also vips[" + std::to_string(j) + "])");
+    }
+  }
+  if (config.xdp) {
+    bool v4 = false, v6 = false;
+    for (const auto& v : config.vips)
+      for (const auto& b : v.backends) (b.addr.is_v6() ? v6 : v4) = true;
+    const toml::table& xt = *root.get_as<toml::table>("xdp");
+    if (v4 && !config.xdp->encap_source_v4 && !xt.contains("encap_source_v4"))
+      error(xt.source().begin, "xdp.encap_source_v4",
+            "missing; expected the IPv4 source of the outer header (there are IPv4 backends)");
+    if (v6 && !config.xdp->encap_source_v6 && !xt.contains("encap_source_v6"))
+      error(xt.source().begin, "xdp.encap_source_v6",
+            "missing; expected the IPv6 source of the outer header (there are IPv6 backends)");
+  }
+  const toml::table* hcs = root.get_as<toml::table>("health_checks");
+  for (const auto& h : config.health_checks) {
+    bool used = false;
+    for (const auto& v : config.vips)
+      for (const auto& b : v.backends) used = used || b.health_check == h.name;
+    if (!used && hcs != nullptr)
+      warn(hcs->get(h.name)->source().begin, "health_checks." + h.name,
+           "not used by any backend");
+  }
+}
+
+void Checker::load(const toml::table& root) {
+  Config config;
+  check_keys(root, "", {"hash_seed", "flow_table", "control", "metrics", "xdp", "dpdk",
+                        "health_checks", "vips"});
+  set_u(root, "hash_seed", "", 0, 0xFFFFFFFFll, config.hash_seed);
+  if (const auto* t = table(root, "flow_table", "")) load_flow_table(*t, config.flow_table);
+  if (const auto* t = table(root, "control", "")) load_control(*t, config.control);
+  if (const auto* t = table(root, "metrics", "")) load_metrics(*t, config.metrics);
+  if (const auto* t = table(root, "xdp", "")) {
+    config.xdp.emplace();
+    load_xdp(*t, *config.xdp);
+  }
+  if (const toml::node* n = root.get("dpdk"))
+    error(n->source().begin, "dpdk", "not supported yet (the DPDK fast path is not built); use [xdp]");
+  if (const auto* t = table(root, "health_checks", ""))
+    load_health_checks(*t, config.health_checks);
+  if (const toml::node* n = root.get("vips")) {
+    const auto* arr = n->as_array();
+    if (arr == nullptr || !arr->is_array_of_tables()) {
+      error(n->source().begin, "vips", "expected an array of tables ([[vips]]), got " + describe(*n));
+    } else {
+      for (size_t i = 0; i < arr->size(); ++i) {
+        VipConfig v;
+        if (const auto* vt = (*arr)[i].as_table()) load_vip(*vt, index_path("vips", i), config, v);
+        config.vips.push_back(std::move(v));
+      }
+      if (config.vips.size() > SLUICE_MAX_VIPS)
+        error(n->source().begin, "vips",
+              "expected at most " + std::to_string(SLUICE_MAX_VIPS) + " VIPs, got " +
+                  std::to_string(config.vips.size()));
+    }
+  }
+  check_across(root, config);
+  if (report_.errors.empty()) report_.config = std::move(config);
+}
+
+bool issue_before(const ConfigIssue& a, const ConfigIssue& b) {
+  return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+}
+
+}  // namespace
+
+ConfigReport parse_config(std::string_view text, std::string_view file) {
+  Checker checker(file);
+  try {
+    const toml::table root = toml::parse(text, file);
+    checker.load(root);
+  } catch (const toml::parse_error& e) {
+    checker.error(e.source().begin, "", std::string(e.description()));
+  } catch (const std::exception& e) {
+    // toml++ allocates; nothing else here throws.
+    checker.error(Pos{}, "", e.what());
+  }
+  ConfigReport report = checker.take();
+  std::stable_sort(report.errors.begin(), report.errors.end(), issue_before);
+  std::stable_sort(report.warnings.begin(), report.warnings.end(), issue_before);
+  return report;
+}
+
+Result<ConfigReport> load_config_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return Error{-EISDIR, path + ": is a directory"};
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno != 0 ? errno : ENOENT;
+    return Error{-err, path + ": cannot open: " + std::strerror(err)};
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return Error{-EIO, path + ": cannot read"};
+  return parse_config(text.str(), path);
+}
+
+}  // namespace sluice

@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The `sluice` binary run as an operator runs it: exit codes, and the
+// output of check-config and maglev (tables and --json).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+namespace {
+
+struct Outcome {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Runs sluice with `args` (shell words), stdout and stderr captured apart.
+Outcome sluice(const std::string& args) {
+  const std::string err_path = testing::TempDir() + "sluice_cli_stderr";
+  const std::string cmd = std::string(SLUICE_BIN) + " " + args + " 2>" + err_path;
+  Outcome r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = read_file(err_path);
+  return r;
+}
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const std::string path = testing::TempDir() + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(Cli, CheckConfigExampleIsOk) {
+  const Outcome r = sluice(std::string("check-config ") + SLUICE_EXAMPLE_CONFIG);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, std::string(SLUICE_EXAMPLE_CONFIG) + ": ok (2 VIPs, 5 backends)\n");
+  EXPECT_EQ(r.err, "");
+}
+
+TEST(Cli, CheckConfigPrintsEveryErrorAndExits1) {
+  const std::string path = write_temp("broken.toml",
+                                      "[[vips]]\naddress = \"192.0.2.1\"\nport = 80\n"
+                                      "[[vips.backends]]\naddress = \"10.0.0.1\"\nweight = -3\n"
+                                      "colour = \"red\"\n");
+  const Outcome r = sluice("check-config " + path);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, path + ":6:10: vips[0].backends[0].weight: expected an integer 0..65535, got -3\n" +
+                       path + ":7:1: vips[0].backends[0].colour: unknown key; expected one of: "
+                              "address, weight, capacity or health_check\n" +
+                       path + ": 2 errors\n");
+}
+
+TEST(Cli, CheckConfigWarnsButPasses) {
+  const std::string path = write_temp(
+      "drained.toml",
+      "[[vips]]\naddress = \"192.0.2.1\"\nport = 80\n[[vips.backends]]\naddress = "
+      "\"10.0.0.1\"\nweight = 0\n");
+  const Outcome r = sluice("check-config " + path);
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, path + ": ok (1 VIP, 1 backend)\n");
+  EXPECT_EQ(r.err, path + ":1:1: vips[0]: warning: every backend has weight 0: the VIP is drained "
+                          "(no new flows)\n");
+}
+
+TEST(Cli, UsageErrorsAndUnreadableFilesExit2) {
+  EXPECT_EQ(sluice("check-config /nonexistent/sluice.toml").code, 2);
+  EXPECT_EQ(sluice("check-config").code, 2);
+  EXPECT_EQ(sluice("").code, 2);
+  EXPECT_EQ(sluice("no-such-command").code, 2);
+  EXPECT_EQ(sluice("maglev").code, 2);
+  EXPECT_EQ(sluice("maglev --backends 10.0.0.1,nonsense").code, 2);
+  EXPECT_EQ(sluice("maglev --backends 10.0.0.1 --weights 1,2").code, 2);
+  EXPECT_EQ(sluice("maglev --backends 10.0.0.1 --size 1000").code, 2);
+  EXPECT_EQ(sluice("maglev --backends 10.0.0.1,10.0.0.1").code, 2);
+  EXPECT_EQ(sluice("maglev --backends 10.0.0.1 --weights 0").code, 2);
+  EXPECT_EQ(sluice("maglev --backends 10.0.0.1 --compare-weights 1").code, 2);
+}
+
+TEST(Cli, HelpAndVersion) {
+  for (const char* args : {"--help", "check-config --help", "maglev --help"}) {
+    const Outcome r = sluice(args);
+    EXPECT_EQ(r.code, 0) << args;
+    EXPECT_NE(r.out.find("Usage:"), std::string::npos) << args << ": " << r.out;
+  }
+  const Outcome v = sluice("--version");
+  EXPECT_EQ(v.code, 0);
+  EXPECT_EQ(v.out.rfind("sluice ", 0), 0u) << v.out;
+}
+
+TEST(Cli, MaglevTableSumsToSize) {
+  const Outcome r = sluice("maglev --backends 10.0.0.1,10.0.0.2,2001:db8::3 --weights 1,1,2 --size 251");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::getline(lines, line);
+  EXPECT_EQ(line.rfind("backend", 0), 0u) << line;
+  uint64_t sum = 0;
+  int rows = 0;
+  while (std::getline(lines, line) && line.rfind("table size", 0) != 0) {
+    std::istringstream row(line);
+    std::string addr;
+    uint64_t weight = 0, entries = 0;
+    row >> addr >> weight >> entries;
+    sum += entries;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 3);
+  EXPECT_EQ(sum, 251u);
+  EXPECT_EQ(line.rfind("table size 251 entries, 3 backends", 0), 0u) << line;
+}
+
+TEST(Cli, MaglevJsonWithCompare) {
+  const Outcome r = sluice(
+      "maglev --backends 10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4 --compare 10.0.0.1,10.0.0.2,10.0.0.3 "
+      "--size auto --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  const uint32_t m = j["table_size"];
+  EXPECT_EQ(m, 65537u);
+  uint64_t sum = 0;
+  ASSERT_EQ(j["backends"].size(), 4u);
+  for (const auto& b : j["backends"]) {
+    sum += b["entries"].get<uint64_t>();
+    EXPECT_DOUBLE_EQ(b["weight_share"].get<double>(), 0.25);
+    EXPECT_LT(std::abs(b["deviation"].get<double>()), 0.001);
+  }
+  EXPECT_EQ(sum, m);
+  EXPECT_EQ(j["compare"]["table_size"], m);
+  EXPECT_EQ(j["compare"]["backends"].size(), 3u);
+  // Removing one of four moves at least its quarter, and the builder keeps
+  // it close to that.
+  const uint32_t moved = j["disruption"]["moved"];
+  const uint32_t minimum = j["disruption"]["minimum"];
+  EXPECT_EQ(minimum, j["backends"][3]["entries"].get<uint32_t>());
+  EXPECT_GE(moved, minimum);
+  EXPECT_LT(moved, minimum * 3 / 2);
+}
+
+}  // namespace

@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Config loader tests: TOML snippets and the exact errors they must give
+// (file:line:col: key: message), and valid files and the model they give.
+#include "control/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace sluice {
+namespace {
+
+std::vector<std::string> errors_of(const ConfigReport& r) {
+  std::vector<std::string> out;
+  for (const auto& e : r.errors) out.push_back(e.to_string());
+  return out;
+}
+
+std::vector<std::string> warnings_of(const ConfigReport& r) {
+  std::vector<std::string> out;
+  for (const auto& e : r.warnings) out.push_back(e.to_string());
+  return out;
+}
+
+// A VIP with one backend, to append problems to.
+constexpr const char* kVip = R"([[vips]]
+address = "192.0.2.1"
+port = 80
+[[vips.backends]]
+address = "10.0.0.1"
+)";
+
+struct ErrorCase {
+  const char* name;
+  std::string toml;
+  std::vector<std::string> errors;
+};
+
+void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name; }
+
+class ConfigErrors : public testing::TestWithParam<ErrorCase> {};
+
+TEST_P(ConfigErrors, NamesLineColumnKeyAndExpectedValue) {
+  const ErrorCase& c = GetParam();
+  const ConfigReport r = parse_config(c.toml, "t.toml");
+  EXPECT_FALSE(r.ok());
+  EXPECT_FALSE(r.config.has_value());
+  EXPECT_EQ(errors_of(r), c.errors);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ConfigErrors,
+    testing::Values(
+        ErrorCase{"syntax", "hash_seed = = 1\n", {"t.toml:1:13: Error while parsing value: could not determine value type"}},
+        ErrorCase{"unknown_top_key_suggests",
+                  "hash_sede = 1\n",
+                  {"t.toml:1:1: hash_sede: unknown key (did you mean \"hash_seed\"?)"}},
+        ErrorCase{"unknown_key_lists_choices",
+                  "[metrics]\nport = 1\n",
+                  {"t.toml:2:1: metrics.port: unknown key; expected one of: listen"}},
+        ErrorCase{"weight_negative",
+                  std::string(kVip) + "weight = -3\n",
+                  {"t.toml:6:10: vips[0].backends[0].weight: expected an integer 0..65535, got -3"}},
+        ErrorCase{"weight_string",
+                  std::string(kVip) + "weight = \"10\"\n",
+                  {"t.toml:6:10: vips[0].backends[0].weight: expected an integer 0..65535, got "
+                   "\"10\""}},
+        ErrorCase{"vip_missing_address_and_port",
+                  "[[vips]]\nprotocol = \"tcp\"\n",
+                  {"t.toml:1:1: vips[0].address: missing; expected an IPv4 or IPv6 address",
+                   "t.toml:1:1: vips[0].port: missing; expected an integer 0..65535 (0 = every "
+                   "port)"}},
+        ErrorCase{"bad_address",
+                  "[[vips]]\naddress = \"192.0.2.300\"\nport = 1\n",
+                  {"t.toml:2:11: vips[0].address: expected an IPv4 or IPv6 address, got "
+                   "\"192.0.2.300\""}},
+        ErrorCase{"bad_enums",
+                  "[[vips]]\naddress = \"192.0.2.1\"\nport = 1\nprotocol = \"sctp\"\n"
+                  "policy = \"random\"\nhash = \"3-tuple\"\n",
+                  {"t.toml:4:12: vips[0].protocol: expected \"tcp\" or \"udp\", got \"sctp\"",
+                   "t.toml:5:10: vips[0].policy: expected \"static\", \"least-conn\" or "
+                   "\"fastest\", got \"random\"",
+                   "t.toml:6:8: vips[0].hash: expected \"5-tuple\" or \"src\", got \"3-tuple\""}},
+        ErrorCase{"table_size_not_prime",
+                  "[[vips]]\naddress = \"192.0.2.1\"\nport = 1\ntable_size = 65536\n",
+                  {"t.toml:4:14: vips[0].table_size: expected a prime 251..1048573 or \"auto\", "
+                   "got 65536 (the next prime is 65537)"}},
+        ErrorCase{"table_size_too_small",
+                  "[[vips]]\naddress = \"192.0.2.1\"\nport = 1\ntable_size = 7\n",
+                  {"t.toml:4:14: vips[0].table_size: expected a prime 251..1048573 or \"auto\", "
+                   "got 7"}},
+        ErrorCase{"duplicate_vip",
+                  std::string(kVip) + kVip,
+                  {"t.toml:6:1: vips[1]: duplicate VIP 192.0.2.1 port 80 tcp (also vips[0])"}},
+        ErrorCase{"duplicate_backend",
+                  std::string(kVip) + "[[vips.backends]]\naddress = \"10.0.0.1\"\n",
+                  {"t.toml:7:11: vips[0].backends[1].address: duplicate backend 10.0.0.1 (also "
+                   "backends[0])"}},
+        ErrorCase{"v6_vip_v4_backend",
+                  "[[vips]]\naddress = \"2001:db8::1\"\nport = 443\n[[vips.backends]]\n"
+                  "address = \"10.0.0.1\"\n",
+                  {"t.toml:5:11: vips[0].backends[0].address: an IPv6 VIP needs IPv6 backends "
+                   "(there is no IPv6-in-IPv4 encapsulation), got \"10.0.0.1\""}},
+        ErrorCase{"cache_needs_udp",
+                  "[[vips]]\naddress = \"192.0.2.1\"\nport = 11211\ncache = true\n",
+                  {"t.toml:4:9: vips[0].cache: the hot-object cache answers memcached over UDP: "
+                   "needs protocol \"udp\""}},
+        ErrorCase{"least_conn_needs_capacity",
+                  "[[vips]]\naddress = \"192.0.2.1\"\nport = 80\npolicy = \"least-conn\"\n"
+                  "[[vips.backends]]\naddress = \"10.0.0.1\"\n",
+                  {"t.toml:5:1: vips[0].backends[0].capacity: missing; policy \"least-conn\" "
+                   "needs each backend's capacity (concurrent flows)"}},
+        ErrorCase{"fastest_needs_health_check",
+                  "[[vips]]\naddress = \"192.0.2.1\"\nport = 80\npolicy = \"fastest\"\n"
+                  "[[vips.backends]]\naddress = \"10.0.0.1\"\n",
+                  {"t.toml:5:1: vips[0].backends[0].health_check: missing; policy \"fastest\" "
+                   "weighs backends by probe response time"}},
+        ErrorCase{"unknown_health_check",
+                  "[health_checks.web]\ntype = \"tcp\"\n" + std::string(kVip) +
+                      "health_check = \"wbe\"\n",
+                  {"t.toml:8:16: vips[0].backends[0].health_check: no [health_checks.wbe]; "
+                   "defined: web"}},
+        ErrorCase{"port0_vip_check_without_port",
+                  "[health_checks.web]\ntype = \"tcp\"\n[[vips]]\naddress = \"192.0.2.1\"\n"
+                  "port = 0\n[[vips.backends]]\naddress = \"10.0.0.1\"\nhealth_check = \"web\"\n",
+                  {"t.toml:8:16: vips[0].backends[0].health_check: the VIP has port 0 (every "
+                   "port), so health_checks.web needs a port"}},
+        ErrorCase{"health_check_fields",
+                  "[health_checks.a]\ninterval_ms = 100\ntimeout_ms = 200\nrise = 0\n"
+                  "[health_checks.b]\ntype = \"redis\"\nexpect_status = 200\n",
+                  {"t.toml:1:1: health_checks.a.type: missing; expected \"tcp\", \"http\", "
+                   "\"memcached\" or \"redis\"",
+                   "t.toml:3:14: health_checks.a.timeout_ms: expected at most interval_ms (100), "
+                   "got 200",
+                   "t.toml:4:8: health_checks.a.rise: expected an integer 1..1000, got 0",
+                   "t.toml:7:17: health_checks.b.expect_status: only for type \"http\" (this "
+                   "check is \"redis\")"}},
+        ErrorCase{"dpdk_not_supported",
+                  "[dpdk]\nports = [\"0000:01:00.0\"]\n",
+                  {"t.toml:1:1: dpdk: not supported yet (the DPDK fast path is not built); use "
+                   "[xdp]"}},
+        ErrorCase{"xdp_fields",
+                  "[xdp]\ninterfaces = [\"eth0\", \"eth0\", \"a/b\"]\nmode = \"driver\"\n"
+                  "encap_source_v4 = \"2001:db8::1\"\nmtu = 100\ngateway_mac = \"02:00\"\n" +
+                      std::string(kVip),
+                  {"t.toml:2:23: xdp.interfaces[1]: duplicate interface \"eth0\"",
+                   "t.toml:2:31: xdp.interfaces[2]: expected an interface name (1-15 bytes, no "
+                   "'/' or spaces), got \"a/b\"",
+                   "t.toml:3:8: xdp.mode: expected \"native\" or \"generic\", got \"driver\"",
+                   "t.toml:4:19: xdp.encap_source_v4: expected an IPv4 address, got "
+                   "\"2001:db8::1\"",
+                   "t.toml:5:7: xdp.mtu: expected an integer 576..9216, got 100",
+                   "t.toml:6:15: xdp.gateway_mac: expected a MAC address like "
+                   "\"02:00:5e:00:53:01\", got \"02:00\""}},
+        ErrorCase{"control_and_metrics",
+                  "[control]\nsocket = \"relative.sock\"\nmode = \"0999\"\n[metrics]\n"
+                  "listen = \"localhost:99999\"\n",
+                  {"t.toml:2:10: control.socket: expected an absolute path shorter than 108 "
+                   "bytes, got \"relative.sock\"",
+                   "t.toml:3:8: control.mode: expected file mode bits as an octal string "
+                   "(\"0660\") or 0o660, got \"0999\"",
+                   "t.toml:5:10: metrics.listen: expected \"ADDRESS:PORT\" (\"[IPv6]:PORT\"), or "
+                   "\"\" for off, got \"localhost:99999\""}},
+        ErrorCase{"wrong_shapes",
+                  "vips = 3\nflow_table = \"big\"\n",
+                  {"t.toml:1:8: vips: expected an array of tables ([[vips]]), got 3",
+                   "t.toml:2:14: flow_table: expected a table, got \"big\""}},
+        ErrorCase{"flow_table_ranges",
+                  "[flow_table]\nflows_per_core = 0\ntcp_idle_ms = 1.5\n",
+                  {"t.toml:2:18: flow_table.flows_per_core: expected an integer 1..16777216, got 0",
+                   "t.toml:3:15: flow_table.tcp_idle_ms: expected an integer 1..86400000, got "
+                   "1.5"}}),
+    [](const testing::TestParamInfo<ErrorCase>& p) { return std::string(p.param.name); });
+
+TEST(Config, CollectsEveryErrorInFileOrder) {
+  const ConfigReport r = parse_config(
+      "hash_seed = -1\n[[vips]]\naddress = \"x\"\nport = 70000\n[[vips.backends]]\n"
+      "address = \"10.0.0.1\"\nweight = 70000\nwieght = 1\n",
+      "sluice.toml");
+  EXPECT_EQ(errors_of(r),
+            (std::vector<std::string>{
+                "sluice.toml:1:13: hash_seed: expected an integer 0..4294967295, got -1",
+                "sluice.toml:3:11: vips[0].address: expected an IPv4 or IPv6 address, got \"x\"",
+                "sluice.toml:4:8: vips[0].port: expected an integer 0..65535, got 70000",
+                "sluice.toml:7:10: vips[0].backends[0].weight: expected an integer 0..65535, got "
+                "70000",
+                "sluice.toml:8:1: vips[0].backends[0].wieght: unknown key (did you mean "
+                "\"weight\"?)",
+            }));
+}
+
+TEST(Config, MinimalVipTakesDefaults) {
+  const ConfigReport r = parse_config(kVip, "t.toml");
+  ASSERT_TRUE(r.ok()) << testing::PrintToString(errors_of(r));
+  EXPECT_TRUE(r.warnings.empty());
+  const Config& c = *r.config;
+  EXPECT_EQ(c.hash_seed, 0u);
+  EXPECT_EQ(c.flow_table.flows_per_core, 65536u);
+  EXPECT_EQ(c.flow_table.tcp_idle_ms, 300000u);
+  EXPECT_EQ(c.control.path, "/run/sluice/sluice.sock");
+  EXPECT_EQ(c.control.mode, 0660u);
+  EXPECT_EQ(c.metrics.listen, "127.0.0.1:9650");
+  EXPECT_FALSE(c.xdp.has_value());
+  ASSERT_EQ(c.vips.size(), 1u);
+  const VipConfig& v = c.vips[0];
+  EXPECT_EQ(v.name, "192.0.2.1:80/tcp");
+  EXPECT_EQ(v.addr.to_string(), "192.0.2.1");
+  EXPECT_EQ(v.port, 80);
+  EXPECT_EQ(v.protocol, Protocol::kTcp);
+  EXPECT_EQ(v.policy, Policy::kStatic);
+  EXPECT_EQ(v.hash, HashFields::kFiveTuple);
+  EXPECT_FALSE(v.cache);
+  EXPECT_EQ(v.table_size, 65537u);
+  EXPECT_FALSE(v.table_size_auto);
+  ASSERT_EQ(v.backends.size(), 1u);
+  EXPECT_EQ(v.backends[0].addr.to_string(), "10.0.0.1");
+  EXPECT_EQ(v.backends[0].weight, 100u);
+  EXPECT_FALSE(v.backends[0].capacity.has_value());
+  EXPECT_TRUE(v.backends[0].health_check.empty());
+}
+
+TEST(Config, FullModel) {
+  const ConfigReport r = parse_config(R"(hash_seed = 0xdeadbeef
+[flow_table]
+flows_per_core = 1024
+udp_idle_ms = 5000
+[control]
+socket = "/tmp/s.sock"
+mode = 0o600
+group = "ops"
+[metrics]
+listen = "[::1]:9100"
+[xdp]
+interfaces = ["veth0", "veth1"]
+mode = "generic"
+encap_source_v4 = "192.0.2.10"
+encap_source_v6 = "2001:db8::10"
+mtu = 9000
+gateway_mac = "02:00:5E:00:53:01"
+[health_checks.h]
+type = "http"
+port = 8080
+path = "/ready"
+expect_status = 204
+rise = 1
+[[vips]]
+name = "v6"
+address = "2001:db8::1"
+port = 0
+protocol = "udp"
+policy = "fastest"
+hash = "src"
+cache = true
+table_size = "auto"
+[[vips.backends]]
+address = "2001:db8:1::1"
+weight = 0
+capacity = 5
+health_check = "h"
+[[vips]]
+address = "192.0.2.1"
+port = 443
+[[vips.backends]]
+address = "2001:db8:1::2"
+)",
+                                      "t.toml");
+  ASSERT_TRUE(r.ok()) << testing::PrintToString(errors_of(r));
+  const Config& c = *r.config;
+  EXPECT_EQ(c.hash_seed, 0xdeadbeefu);
+  EXPECT_EQ(c.flow_table.flows_per_core, 1024u);
+  EXPECT_EQ(c.flow_table.probation_per_core, 16384u);
+  EXPECT_EQ(c.flow_table.udp_idle_ms, 5000u);
+  EXPECT_EQ(c.control.path, "/tmp/s.sock");
+  EXPECT_EQ(c.control.mode, 0600u);
+  EXPECT_EQ(c.control.group, "ops");
+  EXPECT_EQ(c.metrics.listen, "[::1]:9100");
+  ASSERT_TRUE(c.xdp.has_value());
+  EXPECT_EQ(c.xdp->interfaces, (std::vector<std::string>{"veth0", "veth1"}));
+  EXPECT_EQ(c.xdp->mode, XdpAttachMode::kGeneric);
+  EXPECT_EQ(c.xdp->encap_source_v4->to_string(), "192.0.2.10");
+  EXPECT_EQ(c.xdp->encap_source_v6->to_string(), "2001:db8::10");
+  EXPECT_EQ(c.xdp->mtu, 9000u);
+  EXPECT_EQ(*c.xdp->gateway_mac, (std::array<uint8_t, 6>{0x02, 0x00, 0x5e, 0x00, 0x53, 0x01}));
+  ASSERT_EQ(c.health_checks.size(), 1u);
+  const HealthCheck& h = c.health_checks[0];
+  EXPECT_EQ(h.name, "h");
+  EXPECT_EQ(h.type, CheckType::kHttp);
+  EXPECT_EQ(h.port, 8080);
+  EXPECT_EQ(h.http_path, "/ready");
+  EXPECT_EQ(h.http_expect_status, 204);
+  EXPECT_EQ(h.rise, 1u);
+  EXPECT_EQ(h.fall, 3u);
+  EXPECT_EQ(h.interval_ms, 2000u);
+  ASSERT_EQ(c.vips.size(), 2u);
+  const VipConfig& v = c.vips[0];
+  EXPECT_EQ(v.name, "v6");
+  EXPECT_EQ(v.port, 0);
+  EXPECT_EQ(v.protocol, Protocol::kUdp);
+  EXPECT_EQ(v.policy, Policy::kFastest);
+  EXPECT_EQ(v.hash, HashFields::kSource);
+  EXPECT_TRUE(v.cache);
+  EXPECT_TRUE(v.table_size_auto);
+  EXPECT_EQ(v.table_size, 65537u);
+  EXPECT_EQ(v.backends[0].weight, 0u);
+  EXPECT_EQ(v.backends[0].capacity, 5u);
+  EXPECT_EQ(v.backends[0].health_check, "h");
+  // An IPv6 backend under an IPv4 VIP is fine: 4in6 encapsulation.
+  EXPECT_EQ(c.vips[1].backends[0].addr.to_string(), "2001:db8:1::2");
+  EXPECT_EQ(c.backend_count(), 2u);
+  EXPECT_EQ(warnings_of(r),
+            (std::vector<std::string>{"t.toml:24:1: vips[0]: every backend has weight 0: the VIP "
+                                      "is drained (no new flows)"}));
+}
+
+TEST(Config, WarningsDoNotFail) {
+  const ConfigReport r = parse_config(
+      "[health_checks.unused]\ntype = \"tcp\"\n[[vips]]\naddress = \"192.0.2.1\"\nport = 1\n",
+      "t.toml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(warnings_of(r),
+            (std::vector<std::string>{
+                "t.toml:1:1: health_checks.unused: not used by any backend",
+                "t.toml:3:1: vips[0]: no backends: packets to this VIP are dropped (no_backend)"}));
+}
+
+TEST(Config, BackendsOfAFamilyNeedAnEncapSource) {
+  const ConfigReport r = parse_config(
+      "[xdp]\ninterfaces = [\"eth0\"]\nencap_source_v4 = \"192.0.2.10\"\n[[vips]]\n"
+      "address = \"192.0.2.1\"\nport = 1\n[[vips.backends]]\naddress = \"2001:db8::2\"\n",
+      "t.toml");
+  EXPECT_EQ(errors_of(r), (std::vector<std::string>{
+                              "t.toml:1:1: xdp.encap_source_v6: missing; expected the IPv6 source "
+                              "of the outer header (there are IPv6 backends)"}));
+}
+
+TEST(Config, EmptyFileIsValid) {
+  const ConfigReport r = parse_config("", "t.toml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r.config->vips.empty());
+}
+
+TEST(Config, ExampleFileIsValid) {
+  auto loaded = load_config_file(SLUICE_EXAMPLE_CONFIG);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  const ConfigReport& r = loaded.value();
+  ASSERT_TRUE(r.ok()) << testing::PrintToString(errors_of(r));
+  EXPECT_TRUE(r.warnings.empty()) << testing::PrintToString(warnings_of(r));
+  EXPECT_EQ(r.config->vips.size(), 2u);
+  EXPECT_EQ(r.config->backend_count(), 5u);
+}
+
+TEST(Config, UnreadableFileIsAnError) {
+  auto loaded = load_config_file("/nonexistent/sluice.toml");
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.error().code, -ENOENT);
+  auto dir = load_config_file("/");
+  ASSERT_FALSE(dir.ok());
+  EXPECT_EQ(dir.error().code, -EISDIR);
+}
+
+TEST(ConfigIssue, FormatsKnownParts) {
+  EXPECT_EQ((ConfigIssue{"f", 3, 4, "k", "m"}.to_string()), "f:3:4: k: m");
+  EXPECT_EQ((ConfigIssue{"f", 3, 0, "", "m"}.to_string()), "f:3: m");
+  EXPECT_EQ((ConfigIssue{"f", 0, 0, "", "m"}.to_string()), "f: m");
+}
+
+}  // namespace
+}  // namespace sluice
