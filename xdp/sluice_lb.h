@@ -9,8 +9,9 @@
  * packet came in on, reached with XDP_TX (one-armed). An all-zero dst_mac
  * means "not configured": VIP packets are then dropped as
  * SLUICE_DROP_TX_FAILED rather than sent to a wrong MAC. 12 bytes.
- * TODO: next hops from the kernel's routing and neighbour tables
- * (bpf_fib_lookup or a resolver-filled map) and XDP_REDIRECT via a devmap. */
+ * The loader fills it from the kernel's route and neighbour tables
+ * (xdp/next_hop.hpp) or from the operator's gateway MAC. Multi-armed
+ * forwarding (XDP_REDIRECT through a devmap) is not built yet (P2). */
 struct sluice_next_hop {
 	sl_u8 dst_mac[6]; /* the gateway's MAC */
 	sl_u8 src_mac[6]; /* this interface's MAC */

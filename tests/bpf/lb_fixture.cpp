@@ -201,7 +201,11 @@ void LbFixture::add_vip(const VipSpec& v) {
 }
 
 void LbFixture::publish_table(uint32_t vip_id, const std::vector<uint32_t>& backends) {
-  // TODO(lead): fill from the core's Maglev builder when it lands.
+  // Slot i -> backends[i % n], on purpose: the tests choose tables whose
+  // every slot changes by reordering the list (a Maglev table would not
+  // change: it depends on addresses, not order), and predict the backend
+  // with choice(). That the XDP program and the core's Maglev builder pick
+  // the same backend for the same flows is a separate test (P2, to come).
   std::vector<uint32_t> table(kTableSize, SLUICE_BACKEND_NONE);
   for (size_t i = 0; i < table.size() && !backends.empty(); ++i)
     table[i] = backends[i % backends.size()];
