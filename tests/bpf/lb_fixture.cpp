@@ -66,7 +66,7 @@ Bytes l2_header(const Bytes& like, size_t ntags, const Mac& dst, const Mac& src,
 
 uint32_t now_ms() {
   timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // what bpf_ktime_get_ns reads
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);  // what bpf_ktime_get_coarse_ns reads
   return static_cast<uint32_t>(static_cast<uint64_t>(ts.tv_sec) * 1000 +
                                static_cast<uint64_t>(ts.tv_nsec) / 1000000);
 }

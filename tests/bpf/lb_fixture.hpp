@@ -52,8 +52,8 @@ struct VipSpec {
   std::vector<uint32_t> backends;
 };
 
-/// CLOCK_MONOTONIC in ms, truncated to 32 bits: the clock flow entries'
-/// last_seen is kept in (bpf_ktime_get_ns / 1e6).
+/// CLOCK_MONOTONIC_COARSE in ms, truncated to 32 bits: the clock flow
+/// entries' last_seen is kept in (bpf_ktime_get_coarse_ns / 1e6).
 uint32_t now_ms();
 
 /// Expected global-counter deltas.
