@@ -149,7 +149,8 @@ class Probe : public std::enable_shared_from_this<Probe> {
       std::string_view line = got.substr(0, eol);
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       std::string why = judge_line(check_, line);
-      return finish(why.empty(), std::move(why));
+      const bool ok = why.empty();  // before `why` is moved from
+      return finish(ok, std::move(why));
     }
     if (ec == asio::error::eof) {
       return finish(false, reply_len_ == 0 ? std::string("reply: connection closed before a reply")

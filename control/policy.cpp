@@ -138,12 +138,20 @@ WeightUpdate damp_weights(const PolicyTargets& targets, const DampState& prev,
     return publish(target, target);
   }
 
+  // Every share goes the same fraction of the way to its smoothed target:
+  // the largest fraction that keeps each move within its bound. Both ends
+  // sum to 1, so every point between them does: no renormalising that
+  // would push a share past its bound.
+  double fraction = 1.0;
+  for (size_t i = 0; i < n; ++i) {
+    const double delta = std::abs(smoothed[i] - base[i]);
+    const double bound = std::max(params.max_change * base[i], params.min_change);
+    if (delta > bound) fraction = std::min(fraction, bound / delta);
+  }
   std::vector<double> next(n, 0.0);
   bool moved = hard;
   for (size_t i = 0; i < n; ++i) {
-    if (target[i] == 0) continue;
-    const double bound = std::max(params.max_change * base[i], params.min_change);
-    next[i] = base[i] + std::clamp(smoothed[i] - base[i], -bound, bound);
+    next[i] = base[i] + fraction * (smoothed[i] - base[i]);
     const double step = std::max(params.step * base[i], params.min_step);
     moved = moved || std::abs(next[i] - base[i]) > step;
   }
@@ -152,7 +160,7 @@ WeightUpdate damp_weights(const PolicyTargets& targets, const DampState& prev,
     out.state = {std::move(smoothed), prev.published};
     return out;
   }
-  return publish(normalized(next), std::move(smoothed));
+  return publish(std::move(next), std::move(smoothed));
 }
 
 std::vector<uint32_t> scale_weights(std::span<const double> shares) {

@@ -70,7 +70,7 @@ inline constexpr double kFastestMinFactor = 0.05;
 struct DampingParams {
   /// Weight of the new target in the smoothed share per update (an EWMA):
   /// inputs that swing back and forth are averaged before they reach a table.
-  double smoothing = 0.2;
+  double smoothing = 0.1;
   /// A published share grows or shrinks by at most max(max_change * itself,
   /// min_change) per update (min_change lets a share at 0 grow at all).
   double max_change = 0.25;
@@ -110,9 +110,10 @@ struct WeightUpdate {
 /// One damping update from `prev` towards `targets`. Guarantees:
 ///   - A backend whose target is 0 (down, drained) gets 0 in this update,
 ///     and its share goes to the others in proportion to theirs.
-///   - Otherwise a share moves by at most max(max_change * share,
-///     min_change) per update (so a recovered backend ramps in), towards an
-///     EWMA (smoothing) of its targets.
+///   - Otherwise every share moves the same fraction of the way towards an
+///     EWMA (smoothing) of its targets: the largest fraction (<= 1) that
+///     keeps each share's move within max(max_change * share, min_change),
+///     so a recovered backend ramps in and no share jumps.
 ///   - changed only on a 0 <-> non-0 transition, a move beyond the step,
 ///     or the one exact settle of steady targets; otherwise `weights` are
 ///     the previous ones, bit for bit.
@@ -120,7 +121,8 @@ struct WeightUpdate {
 ///     backend); a non-0 share never scales to weight 0.
 /// Inputs swinging between two targets whose share differs by d around m
 /// settle and stop publishing when d/m <= step * (2 - smoothing) / smoothing
-/// (0.9 with the defaults): the smoothed swing is then within the step.
+/// (1.9 with the defaults): the smoothed swing is then within the step.
+/// At 1 update/s a lasting change is 90% through the smoothing in ~22 s.
 [[nodiscard]] WeightUpdate damp_weights(const PolicyTargets& targets, const DampState& prev,
                                         const DampingParams& params = {});
 
