@@ -4,11 +4,10 @@
 
 #include <algorithm>
 #include <array>
+#include <asio.hpp>
 #include <cctype>
 #include <cstring>
 #include <string_view>
-
-#include <asio.hpp>
 
 namespace sluice {
 
@@ -70,13 +69,13 @@ std::string judge_line(const HealthCheck& check, std::string_view line) {
     case CheckType::kHttp: {
       // status-line = HTTP-version SP status-code SP [ reason-phrase ]
       // (RFC 9112 section 4); HTTP-version = "HTTP/" DIGIT "." DIGIT.
-      const bool shaped = line.size() >= 12 && line.substr(0, 5) == "HTTP/" &&
-                          std::isdigit(static_cast<unsigned char>(line[5])) && line[6] == '.' &&
-                          std::isdigit(static_cast<unsigned char>(line[7])) && line[8] == ' ' &&
-                          std::all_of(line.begin() + 9, line.begin() + 12, [](char c) {
-                            return std::isdigit(static_cast<unsigned char>(c)) != 0;
-                          }) &&
-                          (line.size() == 12 || line[12] == ' ');
+      const bool shaped =
+          line.size() >= 12 && line.substr(0, 5) == "HTTP/" &&
+          std::isdigit(static_cast<unsigned char>(line[5])) && line[6] == '.' &&
+          std::isdigit(static_cast<unsigned char>(line[7])) && line[8] == ' ' &&
+          std::all_of(line.begin() + 9, line.begin() + 12,
+                      [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }) &&
+          (line.size() == 12 || line[12] == ' ');
       if (!shaped) return "http: malformed status line " + quote(line);
       const int status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
       if (status != check.http_expect_status) return "http status " + std::to_string(status);
@@ -108,10 +107,9 @@ class Probe : public std::enable_shared_from_this<Probe> {
       self->finish(false, "timeout after " + std::to_string(self->check_.timeout_ms) + " ms (" +
                               self->phase_ + ')');
     });
-    socket_.async_connect(endpoint_of(addr, port),
-                          [self = shared_from_this()](const asio::error_code& ec) {
-                            self->on_connect(ec);
-                          });
+    socket_.async_connect(
+        endpoint_of(addr, port),
+        [self = shared_from_this()](const asio::error_code& ec) { self->on_connect(ec); });
   }
 
   // Ends the probe without calling back (its target was removed).
@@ -136,9 +134,10 @@ class Probe : public std::enable_shared_from_this<Probe> {
   }
 
   void read_more() {
-    socket_.async_read_some(
-        asio::buffer(reply_.data() + reply_len_, reply_.size() - reply_len_),
-        [self = shared_from_this()](const asio::error_code& ec, size_t n) { self->on_read(ec, n); });
+    socket_.async_read_some(asio::buffer(reply_.data() + reply_len_, reply_.size() - reply_len_),
+                            [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+                              self->on_read(ec, n);
+                            });
   }
 
   void on_read(const asio::error_code& ec, size_t n) {
@@ -153,15 +152,15 @@ class Probe : public std::enable_shared_from_this<Probe> {
       return finish(ok, std::move(why));
     }
     if (ec == asio::error::eof) {
-      return finish(false, reply_len_ == 0 ? std::string("reply: connection closed before a reply")
-                                           : "reply: connection closed after " +
-                                                 std::to_string(reply_len_) +
-                                                 " bytes without a line end");
+      return finish(false, reply_len_ == 0
+                               ? std::string("reply: connection closed before a reply")
+                               : "reply: connection closed after " + std::to_string(reply_len_) +
+                                     " bytes without a line end");
     }
     if (ec) return finish(false, "reply: " + ec.message());
     if (reply_len_ == reply_.size())
-      return finish(false, "reply: no line end in the first " + std::to_string(reply_.size()) +
-                               " bytes");
+      return finish(false,
+                    "reply: no line end in the first " + std::to_string(reply_.size()) + " bytes");
     read_more();
   }
 
@@ -201,8 +200,8 @@ std::shared_ptr<Probe> start_probe_on(asio::io_context& io, const IpAddress& add
 
 }  // namespace
 
-void run_probe(asio::io_context& io, const IpAddress& addr, uint16_t port,
-               const HealthCheck& check, std::function<void(ProbeResult)> done) {
+void run_probe(asio::io_context& io, const IpAddress& addr, uint16_t port, const HealthCheck& check,
+               std::function<void(ProbeResult)> done) {
   (void)start_probe_on(io, addr, port, check, std::move(done));
 }
 
@@ -215,7 +214,7 @@ struct HealthChecker::Target {
   uint16_t port;
   HealthCheck check;
   HealthStatus status;
-  asio::steady_timer timer;  // until the next probe
+  asio::steady_timer timer;      // until the next probe
   std::shared_ptr<Probe> probe;  // the probe in flight, if any
   Clock::time_point probe_started;
   bool stopped = false;  // removed, or the checker is gone: handlers do nothing

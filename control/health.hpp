@@ -51,8 +51,8 @@ struct ProbeResult {
 ///              (memcached protocol.txt, text protocol).
 ///   redis:     PING as a RESP array "*1\r\n$4\r\nPING\r\n" answered by the
 ///              simple string "+PONG\r\n" (RESP2 specification).
-void run_probe(asio::io_context& io, const IpAddress& addr, uint16_t port,
-               const HealthCheck& check, std::function<void(ProbeResult)> done);
+void run_probe(asio::io_context& io, const IpAddress& addr, uint16_t port, const HealthCheck& check,
+               std::function<void(ProbeResult)> done);
 
 /// Bytes of a reply a probe reads at most while looking for its first line.
 inline constexpr size_t kProbeReplyMaxBytes = 1024;

@@ -3,8 +3,6 @@
 // Redis-like responders, a silent listener, a closed port), in a network
 // namespace of the test's own: state transitions after exactly rise/fall
 // probes, failure reasons, target set changes, and the detection time.
-#include "control/health.hpp"
-
 #include <gtest/gtest.h>
 #include <net/if.h>
 #include <sched.h>
@@ -23,6 +21,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "control/health.hpp"
 
 namespace sluice {
 namespace {
@@ -57,30 +57,30 @@ class Responder {
     Session(tcp::socket s, Responder* r, std::shared_ptr<bool> alive)
         : sock(std::move(s)), owner(r), owner_alive(std::move(alive)) {}
     void read() {
-      sock.async_read_some(asio::buffer(chunk), [self = shared_from_this()](
-                                                    const asio::error_code& ec, size_t n) {
-        if (!*self->owner_alive) return;
-        if (ec) {
-          if (!self->answered || self->silent) ++self->owner->peer_closed;
-          return;
-        }
-        self->got.append(self->chunk.data(), n);
-        if (!self->answered && self->got.find(self->owner->request_end_) != std::string::npos) {
-          self->answered = true;
-          self->owner->requests.push_back(self->got);
-          if (auto r = self->owner->reply_()) {
-            self->out = std::move(*r);
-            asio::async_write(self->sock, asio::buffer(self->out),
-                              [self](const asio::error_code&, size_t) {
-                                asio::error_code ignored;
-                                self->sock.close(ignored);
-                              });
-            return;
-          }
-          self->silent = true;
-        }
-        self->read();
-      });
+      sock.async_read_some(
+          asio::buffer(chunk), [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+            if (!*self->owner_alive) return;
+            if (ec) {
+              if (!self->answered || self->silent) ++self->owner->peer_closed;
+              return;
+            }
+            self->got.append(self->chunk.data(), n);
+            if (!self->answered && self->got.find(self->owner->request_end_) != std::string::npos) {
+              self->answered = true;
+              self->owner->requests.push_back(self->got);
+              if (auto r = self->owner->reply_()) {
+                self->out = std::move(*r);
+                asio::async_write(self->sock, asio::buffer(self->out),
+                                  [self](const asio::error_code&, size_t) {
+                                    asio::error_code ignored;
+                                    self->sock.close(ignored);
+                                  });
+                return;
+              }
+              self->silent = true;
+            }
+            self->read();
+          });
     }
     tcp::socket sock;
     Responder* owner;
@@ -201,7 +201,8 @@ TEST_F(HealthProbeTest, RequestsAreWellFormed) {
   ASSERT_EQ(h6.requests.size(), 1u);
   const std::string& req = h6.requests[0];
   EXPECT_EQ(req.rfind("GET /healthz?full=1 HTTP/1.1\r\n", 0), 0u) << req;
-  EXPECT_NE(req.find("\r\nHost: [::1]:" + std::to_string(h6.port()) + "\r\n"), std::string::npos) << req;
+  EXPECT_NE(req.find("\r\nHost: [::1]:" + std::to_string(h6.port()) + "\r\n"), std::string::npos)
+      << req;
   EXPECT_NE(req.find("\r\nConnection: close\r\n"), std::string::npos) << req;
 
   Responder redis(io_, "127.0.0.1", "PING\r\n", [] { return std::string("+PONG\r\n"); });
@@ -238,7 +239,8 @@ struct Recorder {
     return n;
   }
   // Index (1-based, among k's events) of the event that changed state to s.
-  [[nodiscard]] std::optional<size_t> changed_to(const HealthTargetKey& k, HealthState s, size_t after = 0) const {
+  [[nodiscard]] std::optional<size_t> changed_to(const HealthTargetKey& k, HealthState s,
+                                                 size_t after = 0) const {
     size_t i = 0;
     for (const HealthEvent& e : events) {
       if (!(e.key == k)) continue;
@@ -283,7 +285,8 @@ TEST_F(HealthProbeTest, RiseAndFallAfterExactlyThatManyProbes) {
 
   healthy = true;
   const size_t before_up = rec.count_for(key);
-  ASSERT_TRUE(run_until([&] { return rec.changed_to(key, HealthState::kUp, before_up).has_value(); }));
+  ASSERT_TRUE(
+      run_until([&] { return rec.changed_to(key, HealthState::kUp, before_up).has_value(); }));
   EXPECT_EQ(*rec.changed_to(key, HealthState::kUp, before_up) - before_up, 2u);
   EXPECT_EQ(checker.status(key)->last_failure, "http status 503") << "kept for the operator";
 }
@@ -316,8 +319,9 @@ TEST_F(HealthProbeTest, MemcachedAndRedisTargets) {
   HealthChecker checker(io_, [&](const HealthEvent& e) { rec.events.push_back(e); });
   const HealthTargetKey kmc{"cache", ip("127.0.0.1")};
   const HealthTargetKey kredis{"redis", ip("127.0.0.1")};
-  checker.set_targets({{kmc, mc.port(), check(CheckType::kMemcached, 20, 500, 1, 2), HealthState::kDown},
-                       {kredis, redis.port(), check(CheckType::kRedis, 20, 500, 1, 2), HealthState::kDown}});
+  checker.set_targets(
+      {{kmc, mc.port(), check(CheckType::kMemcached, 20, 500, 1, 2), HealthState::kDown},
+       {kredis, redis.port(), check(CheckType::kRedis, 20, 500, 1, 2), HealthState::kDown}});
   ASSERT_TRUE(run_until([&] {
     return rec.changed_to(kmc, HealthState::kUp) && rec.changed_to(kredis, HealthState::kUp);
   }));
@@ -336,11 +340,13 @@ TEST_F(HealthProbeTest, TimeoutCountsAsFailure) {
   Recorder rec;
   HealthChecker checker(io_, [&](const HealthEvent& e) { rec.events.push_back(e); });
   const HealthTargetKey key{"web", ip("127.0.0.1")};
-  checker.set_targets({{key, silent.port(), check(CheckType::kHttp, 40, 30, 2, 2), HealthState::kUp}});
+  checker.set_targets(
+      {{key, silent.port(), check(CheckType::kHttp, 40, 30, 2, 2), HealthState::kUp}});
   ASSERT_TRUE(run_until([&] { return rec.changed_to(key, HealthState::kDown).has_value(); }));
   EXPECT_EQ(rec.changed_to(key, HealthState::kDown), 2u);
   EXPECT_EQ(checker.status(key)->last_failure, "timeout after 30 ms (reply)");
-  EXPECT_TRUE(run_until([&] { return silent.peer_closed >= 2; })) << "each timed-out probe closed its socket";
+  EXPECT_TRUE(run_until([&] { return silent.peer_closed >= 2; }))
+      << "each timed-out probe closed its socket";
 }
 
 // set_targets: a retained target keeps its state and counters, a removed one
@@ -355,20 +361,24 @@ TEST_F(HealthProbeTest, SetTargetsKeepsRetainedState) {
   const HealthTargetKey kb{"v", ip("127.0.0.2")};
   const HealthTargetKey kc{"w", ip("127.0.0.1")};
   const HealthCheck mc = check(CheckType::kMemcached, 20, 2000, 1, 3);
-  checker.set_targets({{ka, a.port(), mc, HealthState::kDown}, {kb, silent.port(), mc, HealthState::kUp}});
+  checker.set_targets(
+      {{ka, a.port(), mc, HealthState::kDown}, {kb, silent.port(), mc, HealthState::kUp}});
   ASSERT_TRUE(run_until([&] { return rec.count_for(ka) >= 3 && silent.requests.size() == 1; }));
   EXPECT_EQ(checker.size(), 2u);
   const uint64_t probes_a = checker.status(ka)->probes;
   EXPECT_EQ(checker.status(ka)->state, HealthState::kUp);
 
   // kb has a probe in flight (the silent server holds it for 2 s).
-  checker.set_targets({{ka, a.port(), mc, HealthState::kDown}, {kc, a.port(), mc, HealthState::kDown}});
+  checker.set_targets(
+      {{ka, a.port(), mc, HealthState::kDown}, {kc, a.port(), mc, HealthState::kDown}});
   EXPECT_EQ(checker.size(), 2u);
   EXPECT_FALSE(checker.status(kb).has_value());
-  EXPECT_EQ(checker.status(ka)->state, HealthState::kUp) << "retained: state kept, not the new initial";
+  EXPECT_EQ(checker.status(ka)->state, HealthState::kUp)
+      << "retained: state kept, not the new initial";
   EXPECT_GE(checker.status(ka)->probes, probes_a);
   EXPECT_EQ(checker.status(kc)->state, HealthState::kDown);
-  EXPECT_TRUE(run_until([&] { return silent.peer_closed == 1; })) << "the cancelled probe's socket is closed";
+  EXPECT_TRUE(run_until([&] { return silent.peer_closed == 1; }))
+      << "the cancelled probe's socket is closed";
   ASSERT_TRUE(run_until([&] { return rec.changed_to(kc, HealthState::kUp).has_value(); }));
   EXPECT_EQ(rec.count_for(kb), 0u);
 
@@ -384,7 +394,9 @@ TEST_F(HealthProbeTest, DestroyCancelsProbes) {
   size_t events = 0;
   {
     HealthChecker checker(io_, [&](const HealthEvent&) { ++events; });
-    checker.set_targets({{{"v", ip("127.0.0.1")}, silent.port(), check(CheckType::kRedis, 20, 2000),
+    checker.set_targets({{{"v", ip("127.0.0.1")},
+                          silent.port(),
+                          check(CheckType::kRedis, 20, 2000),
                           HealthState::kUp}});
     ASSERT_TRUE(run_until([&] { return silent.requests.size() == 1; }));
   }
@@ -445,8 +457,9 @@ TEST_F(HealthProbeTest, DetectionTime) {
     Recorder rec;
     HealthChecker checker(io_, [&](const HealthEvent& e) { rec.events.push_back(e); });
     const HealthTargetKey key{"web", ip("127.0.0.1")};
-    checker.set_targets({{key, server->port(), check(CheckType::kHttp, kInterval, kTimeout, 2, kFall),
-                          HealthState::kUp}});
+    checker.set_targets(
+        {{key, server->port(), check(CheckType::kHttp, kInterval, kTimeout, 2, kFall),
+          HealthState::kUp}});
     // Fail right after a good probe: the worst case, a whole interval
     // before the next probe sees it.
     ASSERT_TRUE(run_until([&] { return !rec.events.empty() && rec.events.back().probe_ok; }));
@@ -457,7 +470,8 @@ TEST_F(HealthProbeTest, DetectionTime) {
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     EXPECT_EQ(*rec.changed_to(key, HealthState::kDown) - before, kFall);
     std::printf("detection (%s): %.1f ms; fall %u x interval %u ms = %u ms%s\n",
-                hang ? "hung backend, timeout" : "http 503", ms, kFall, kInterval, kFall * kInterval,
+                hang ? "hung backend, timeout" : "http 503", ms, kFall, kInterval,
+                kFall * kInterval,
                 hang ? (" + timeout " + std::to_string(kTimeout) + " ms").c_str() : "");
     RecordProperty(hang ? "detection_ms_hung" : "detection_ms_503", std::to_string(ms));
   }
@@ -467,7 +481,8 @@ TEST_F(HealthProbeTest, DetectionTime) {
 // probe touches the machine's loopback. "" when done, else why not.
 std::string isolate_network() {
   if (geteuid() != 0) return "needs root to make a network namespace (unshare CLONE_NEWNET)";
-  if (unshare(CLONE_NEWNET) != 0) return std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno);
+  if (unshare(CLONE_NEWNET) != 0)
+    return std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno);
   const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return std::string("socket: ") + std::strerror(errno);
   ifreq ifr{};
@@ -477,7 +492,8 @@ std::string isolate_network() {
     why = std::string("SIOCGIFFLAGS lo: ") + std::strerror(errno);
   } else {
     ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-    if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0) why = std::string("SIOCSIFFLAGS lo up: ") + std::strerror(errno);
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)
+      why = std::string("SIOCSIFFLAGS lo up: ") + std::strerror(errno);
   }
   close(fd);
   return why;

@@ -54,6 +54,8 @@ struct TargetCase {
 };
 
 TEST(PolicyTargets, Table) {
+  // One case a line reads as a table.
+  // clang-format off
   const std::vector<TargetCase> cases = {
       {"static equal is round robin", Policy::kStatic, {up(), up(), up()}, {100, 100, 100}, false, 3, 3},
       {"static configured weights", Policy::kStatic, {up(300), up(100)}, {300, 100}, false, 2, 2},
@@ -79,11 +81,13 @@ TEST(PolicyTargets, Table) {
       {"fastest very slow keeps the least factor", Policy::kFastest, {rtt(200), rtt(200000)}, {100, 5}, false, 2, 2},
       {"fastest down gets 0, min over the healthy", Policy::kFastest, {rtt(400), rtt(100, 100, false)}, {100, 0}, false, 2, 1},
   };
+  // clang-format on
   for (const TargetCase& c : cases) {
     SCOPED_TRACE(c.name);
     const PolicyTargets t = policy_targets(c.policy, c.in);
     ASSERT_EQ(t.weights.size(), c.want.size());
-    for (size_t i = 0; i < c.want.size(); ++i) EXPECT_NEAR(t.weights[i], c.want[i], 1e-9) << "backend " << i;
+    for (size_t i = 0; i < c.want.size(); ++i)
+      EXPECT_NEAR(t.weights[i], c.want[i], 1e-9) << "backend " << i;
     EXPECT_EQ(t.all_down, c.all_down);
     EXPECT_EQ(t.eligible, c.eligible);
     EXPECT_EQ(t.healthy, c.healthy);
@@ -97,11 +101,6 @@ TEST(ScaleWeights, LargestIsMaxNonZeroStaysNonZero) {
   EXPECT_EQ(scale_weights(std::vector<double>{0.0, 0.0}), (std::vector<uint32_t>{0, 0}));
   EXPECT_EQ(scale_weights(std::vector<double>{}), (std::vector<uint32_t>{}));
 }
-
-// Runs the static policy on a script of health states, one update per row.
-struct Run {
-  std::vector<WeightUpdate> updates;
-};
 
 double share(const WeightUpdate& u, size_t i) { return u.state.published[i]; }
 
@@ -146,7 +145,8 @@ std::vector<WeightUpdate> run(const std::vector<PolicyTargets>& seq, const Dampi
     WeightUpdate u = damp_weights(t, state, p);
     expect_bounded(state, t, u, p);
     EXPECT_EQ(u.weights, scale_weights(u.state.published));
-    const bool any = std::any_of(u.weights.begin(), u.weights.end(), [](uint32_t w) { return w > 0; });
+    const bool any =
+        std::any_of(u.weights.begin(), u.weights.end(), [](uint32_t w) { return w > 0; });
     const bool any_target =
         std::any_of(t.weights.begin(), t.weights.end(), [](double w) { return w > 0; });
     EXPECT_EQ(any, any_target) << "never all 0 unless every target is";
@@ -170,7 +170,8 @@ size_t publications(const std::vector<WeightUpdate>& us, size_t from = 0) {
 }
 
 TEST(Damping, FirstUpdatePublishesTargetsThenHoldsStill) {
-  const PolicyTargets t = policy_targets(Policy::kStatic, std::vector<PolicyInput>{up(300), up(100)});
+  const PolicyTargets t =
+      policy_targets(Policy::kStatic, std::vector<PolicyInput>{up(300), up(100)});
   const auto us = run(repeat(t, 20));
   EXPECT_TRUE(us[0].changed);
   EXPECT_EQ(us[0].weights, (std::vector<uint32_t>{65535, 21845}));
@@ -237,10 +238,14 @@ TEST(Damping, AlternatingInputsDoNotOscillate) {
   };
   const std::vector<Case> cases = {
       {"fastest rtt 300/600 us", Policy::kFastest, {rtt(300), rtt(300)}, {rtt(300), rtt(600)}},
-      {"fastest rtt 200/2000 us, 3 backends", Policy::kFastest,
-       {rtt(200), rtt(2000), rtt(400)}, {rtt(2000), rtt(200), rtt(400)}},
-      {"least-conn flows 10/90 of 100", Policy::kLeastConn,
-       {conn(100, 10), conn(100, 90)}, {conn(100, 90), conn(100, 10)}},
+      {"fastest rtt 200/2000 us, 3 backends",
+       Policy::kFastest,
+       {rtt(200), rtt(2000), rtt(400)},
+       {rtt(2000), rtt(200), rtt(400)}},
+      {"least-conn flows 10/90 of 100",
+       Policy::kLeastConn,
+       {conn(100, 10), conn(100, 90)},
+       {conn(100, 90), conn(100, 10)}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -258,7 +263,8 @@ TEST(Damping, LargeSwingsStayWithinBounds) {
   std::vector<PolicyTargets> seq;
   for (int i = 0; i < 100; ++i) {
     const double r = (i / 5) % 2 ? 150 : 5000;  // a backend slows down and recovers, 5 updates each
-    seq.push_back(policy_targets(Policy::kFastest, std::vector<PolicyInput>{rtt(150), rtt(r), rtt(300)}));
+    seq.push_back(
+        policy_targets(Policy::kFastest, std::vector<PolicyInput>{rtt(150), rtt(r), rtt(300)}));
   }
   const auto us = run(seq);
   for (size_t i = 1; i < us.size(); ++i)
@@ -297,7 +303,8 @@ TEST(Damping, NewBackendCountStartsAfresh) {
 TEST(Damping, LeastConnTracksFlows) {
   std::vector<PolicyTargets> seq;
   for (uint64_t f = 0; f <= 80; f += 2)
-    seq.push_back(policy_targets(Policy::kLeastConn, std::vector<PolicyInput>{conn(100, f), conn(100, 0)}));
+    seq.push_back(
+        policy_targets(Policy::kLeastConn, std::vector<PolicyInput>{conn(100, f), conn(100, 0)}));
   for (int i = 0; i < 40; ++i) seq.push_back(seq.back());
   const auto us = run(seq);
   const std::vector<double> s = shares_of(us.back().weights);
