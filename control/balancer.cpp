@@ -800,7 +800,7 @@ Result<BalancerStats> Balancer::stats() const {
 
 std::vector<IpAddress> Balancer::backend_addresses() const {
   std::vector<IpAddress> out;
-  for (const Vip& v : s_->committed.vips)
+  for (const Vip& v : s_->pending.vips)
     for (const Backend& b : v.backends) out.push_back(b.cfg.addr);
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());

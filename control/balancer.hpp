@@ -197,8 +197,8 @@ class Balancer {
   [[nodiscard]] Result<std::vector<BackendView>> backends(std::string_view vip = {}) const;
   /// Counters summed over the fast paths. Errors: the first read error.
   [[nodiscard]] Result<BalancerStats> stats() const;
-  /// Every backend address of every VIP (for next-hop resolution), sorted,
-  /// without duplicates.
+  /// Every backend address of every VIP, published or not (for next-hop
+  /// resolution), sorted, without duplicates.
   [[nodiscard]] std::vector<IpAddress> backend_addresses() const;
 
  private:
