@@ -16,5 +16,8 @@ inline constexpr int kExitUsage = 2;    // bad arguments, or a file that cannot 
 void add_check_config(CLI::App& app, std::function<int()>* run);
 /// Adds `maglev --backends ...`; `*run` is set to its handler.
 void add_maglev(CLI::App& app, std::function<int()>* run);
+/// Adds `ctl [--socket PATH] [--json] SUBCOMMAND` (control/PROTOCOL.md);
+/// exits 3 when the daemon cannot be reached.
+void add_ctl(CLI::App& app, std::function<int()>* run);
 
 }  // namespace sluice::cli
