@@ -51,8 +51,12 @@ struct CtlArgs {
 };
 
 void print_error(const CtlArgs& a, const json& error) {
-  const std::string code = error.value("code", std::string("internal"));
-  const std::string message = error.value("message", std::string());
+  auto text = [&error](const char* key, const char* otherwise) {
+    const auto it = error.is_object() ? error.find(key) : error.end();
+    return it != error.end() && it->is_string() ? it->get<std::string>() : std::string(otherwise);
+  };
+  const std::string code = text("code", "internal");
+  const std::string message = text("message", "(no message)");
   std::fprintf(stderr, "sluice ctl: %s: %s\n", code.c_str(), message.c_str());
   if (a.json) std::printf("%s\n", json{{"error", error}}.dump(2).c_str());
 }
@@ -88,8 +92,15 @@ int exchange(const CtlArgs& a, const json& request,
   const json result = r.value("result", json::object());
   if (a.json) {
     std::printf("%s\n", result.dump(2, ' ', false, json::error_handler_t::replace).c_str());
-  } else {
+    return kExitOk;
+  }
+  try {
     std::fputs(render(result).c_str(), stdout);
+  } catch (const json::exception& e) {
+    // A daemon newer or older than this client: say so instead of aborting.
+    std::fprintf(stderr, "sluice ctl: unexpected result from the daemon (%s): %s\n", e.what(),
+                 result.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    return kExitInvalid;
   }
   return kExitOk;
 }
