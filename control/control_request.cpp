@@ -52,8 +52,7 @@ int nesting_depth(std::string_view text) {
 json answer(std::string_view line, const ControlHandler& handler) {
   if (nesting_depth(line) > kControlMaxJsonDepth) {
     return make_error_response("bad_request", "the request is nested deeper than " +
-                                                  std::to_string(kControlMaxJsonDepth) +
-                                                  " levels");
+                                                  std::to_string(kControlMaxJsonDepth) + " levels");
   }
   json request;
   try {
@@ -62,8 +61,8 @@ json answer(std::string_view line, const ControlHandler& handler) {
     return make_error_response("bad_request", std::string("not JSON: ") + e.what());
   }
   if (!request.is_object()) {
-    return make_error_response("bad_request", std::string("expected a JSON object, got ") +
-                                                  request.type_name());
+    return make_error_response("bad_request",
+                               std::string("expected a JSON object, got ") + request.type_name());
   }
 
   std::optional<json> id;
@@ -73,8 +72,8 @@ json answer(std::string_view line, const ControlHandler& handler) {
   if (cmd == request.end()) {
     response = make_error_response("bad_request", "cmd: missing; expected the command's name");
   } else if (!cmd->is_string()) {
-    response = make_error_response("bad_request", std::string("cmd: expected a string, got ") +
-                                                      cmd->type_name());
+    response = make_error_response("bad_request",
+                                   std::string("cmd: expected a string, got ") + cmd->type_name());
   } else {
     try {
       response = handler(request);

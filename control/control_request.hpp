@@ -61,7 +61,7 @@ class LineFramer {
  private:
   size_t max_;
   std::string buf_;
-  size_t start_ = 0;  // offset in buf_ of the first byte not yet taken
+  size_t start_ = 0;    // offset in buf_ of the first byte not yet taken
   size_t scanned_ = 0;  // buf_[start_, scanned_) holds no "\n"
 };
 

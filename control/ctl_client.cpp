@@ -59,7 +59,9 @@ Result<CtlClient> CtlClient::connect(const std::string& path, std::chrono::milli
 }
 
 CtlClient::CtlClient(CtlClient&& other) noexcept
-    : fd_(other.fd_), timeout_(other.timeout_), next_id_(other.next_id_),
+    : fd_(other.fd_),
+      timeout_(other.timeout_),
+      next_id_(other.next_id_),
       buf_(std::move(other.buf_)) {
   other.fd_ = -1;
 }
@@ -125,10 +127,10 @@ Result<std::string> CtlClient::read_line_until(std::chrono::steady_clock::time_p
       return line;
     }
     if (const int rc = wait_for(fd_, POLLIN, deadline); rc != 0) {
-      return Error{rc, rc == -ETIMEDOUT ? "no answer from the daemon within " +
-                                              std::to_string(timeout_.count()) + " ms"
-                                        : std::string("waiting for the answer: ") +
-                                              std::strerror(-rc)};
+      return Error{
+          rc, rc == -ETIMEDOUT
+                  ? "no answer from the daemon within " + std::to_string(timeout_.count()) + " ms"
+                  : std::string("waiting for the answer: ") + std::strerror(-rc)};
     }
     char tmp[16384];
     const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);

@@ -67,7 +67,8 @@ std::string rate_text(double r) {
 std::string duration_text(uint64_t s) {
   char buf[64];
   if (s >= 86400) {
-    std::snprintf(buf, sizeof buf, "%llud%02lluh%02llum", static_cast<unsigned long long>(s / 86400),
+    std::snprintf(buf, sizeof buf, "%llud%02lluh%02llum",
+                  static_cast<unsigned long long>(s / 86400),
                   static_cast<unsigned long long>(s / 3600 % 24),
                   static_cast<unsigned long long>(s / 60 % 60));
   } else {
@@ -125,7 +126,8 @@ std::string render_status(const json& r) {
   const json& up = field(r, "uptime_s");
   out += ", up " + (up.is_number_unsigned() ? duration_text(up.get<uint64_t>()) : cell(up)) + "\n";
   std::vector<std::vector<std::string>> rows;
-  rows.push_back({"config", cell(r, "config") + " (generation " + cell(r, "config_generation") + ")"});
+  rows.push_back(
+      {"config", cell(r, "config") + " (generation " + cell(r, "config_generation") + ")"});
   const json& fps = list(r, "fastpaths");
   if (fps.empty()) rows.push_back({"fast path", "none"});
   for (const json& fp : fps) {
@@ -149,13 +151,12 @@ std::string render_vips(const json& r) {
   std::vector<std::vector<std::string>> rows;
   for (const json& v : list(r, "vips")) {
     rows.push_back({cell(v, "name"), cell(v, "address"), cell(v, "port"), cell(v, "protocol"),
-                    cell(v, "policy"), cell(v, "hash"), cell(v, "table_size"),
-                    cell(v, "backends"), cell(v, "backends_up"),
-                    field(v, "panic") == true ? "PANIC" : "no"});
+                    cell(v, "policy"), cell(v, "hash"), cell(v, "table_size"), cell(v, "backends"),
+                    cell(v, "backends_up"), field(v, "panic") == true ? "PANIC" : "no"});
   }
-  return render_table({"NAME", "ADDRESS", "PORT", "PROTO", "POLICY", "HASH", "TABLE", "BACKENDS",
-                       "UP", "PANIC"},
-                      rows);
+  return render_table(
+      {"NAME", "ADDRESS", "PORT", "PROTO", "POLICY", "HASH", "TABLE", "BACKENDS", "UP", "PANIC"},
+      rows);
 }
 
 std::string render_backends(const json& r) {
@@ -163,12 +164,11 @@ std::string render_backends(const json& r) {
   for (const json& b : list(r, "backends")) {
     rows.push_back({cell(b, "vip"), cell(b, "backend"), cell(b, "state"), cell(b, "weight"),
                     cell(b, "effective_weight"), cell(b, "table_entries"),
-                    rtt_text(field(b, "rtt_us")), cell(b, "active_flows"),
-                    cell(b, "last_check")});
+                    rtt_text(field(b, "rtt_us")), cell(b, "active_flows"), cell(b, "last_check")});
   }
-  return render_table({"VIP", "BACKEND", "STATE", "WEIGHT", "EFFECTIVE", "ENTRIES", "RTT", "FLOWS",
-                       "LAST CHECK"},
-                      rows);
+  return render_table(
+      {"VIP", "BACKEND", "STATE", "WEIGHT", "EFFECTIVE", "ENTRIES", "RTT", "FLOWS", "LAST CHECK"},
+      rows);
 }
 
 std::string render_stats(const json& r) {
@@ -274,16 +274,16 @@ std::string render_top(const json& before, const json& after, const json& backen
     const json& hb = h == health.end() ? kNull : *h->second;
     rows.push_back({key.first, key.second, cell(hb, "state"), cell(hb, "weight"),
                     cell(hb, "effective_weight"), rate(field(p, "packets"), field(b, "packets")),
-                    rate(field(p, "new_flows"), field(b, "new_flows")),
-                    cell(hb, "active_flows"), rtt_text(field(hb, "rtt_us"))});
+                    rate(field(p, "new_flows"), field(b, "new_flows")), cell(hb, "active_flows"),
+                    rtt_text(field(hb, "rtt_us"))});
   }
   out += "\n";
-  out += render_table({"VIP", "BACKEND", "STATE", "WEIGHT", "EFFECTIVE", "PKT/S",
-                              "NEW FLOWS/S", "FLOWS", "RTT"},
-                             rows);
+  out += render_table(
+      {"VIP", "BACKEND", "STATE", "WEIGHT", "EFFECTIVE", "PKT/S", "NEW FLOWS/S", "FLOWS", "RTT"},
+      rows);
   out += "\n";
-  out += drops.empty() ? "drops/s by reason: none\n"
-                       : render_table({"DROP REASON", "DROPS/S"}, drops);
+  out +=
+      drops.empty() ? "drops/s by reason: none\n" : render_table({"DROP REASON", "DROPS/S"}, drops);
   return out;
 }
 

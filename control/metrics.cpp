@@ -68,8 +68,7 @@ bool number_text(const json& v, double scale, std::string* out) {
 // the format requires.
 class Family {
  public:
-  Family(std::string name, const char* type, const char* help)
-      : name_(std::move(name)) {
+  Family(std::string name, const char* type, const char* help) : name_(std::move(name)) {
     out_ = "# HELP " + name_ + " " + escape(help, false) + "\n# TYPE " + name_ + " " + type + "\n";
   }
 
@@ -128,7 +127,8 @@ void render_stats(const json& stats, std::string* out) {
   };
   for (const auto& [key, help] : kVip) {
     Family f(std::string("sluice_vip_") + key + "_total", "counter", help);
-    for (const json& v : list(stats, "vips")) f.sample({{"vip", text(field(v, "name"))}}, field(v, key));
+    for (const json& v : list(stats, "vips"))
+      f.sample({{"vip", text(field(v, "name"))}}, field(v, key));
     *out += f.text();
   }
 
@@ -166,7 +166,8 @@ void render_backends(const json& backends, std::string* out) {
                  "Entries of the published Maglev table that point at the backend.");
   Family rtt("sluice_backend_probe_rtt_seconds", "gauge",
              "Health-probe round-trip time, exponentially weighted moving average.");
-  Family flows("sluice_backend_active_flows", "gauge", "Flows the fast path holds for the backend.");
+  Family flows("sluice_backend_active_flows", "gauge",
+               "Flows the fast path holds for the backend.");
   static const json kOne = 1;
   static const json kZero = 0;
   for (const json& b : list(backends, "backends")) {

@@ -18,8 +18,8 @@ using asio::ip::tcp;
 
 // "host:port" / "[v6]:port" into an endpoint.
 Result<tcp::endpoint> parse_listen(const std::string& listen) {
-  const Error bad{-EINVAL, "metrics listen address '" + listen +
-                               "': expected ADDRESS:PORT or [IPv6]:PORT"};
+  const Error bad{-EINVAL,
+                  "metrics listen address '" + listen + "': expected ADDRESS:PORT or [IPv6]:PORT"};
   std::string host;
   std::string port;
   if (!listen.empty() && listen.front() == '[') {
@@ -33,7 +33,8 @@ Result<tcp::endpoint> parse_listen(const std::string& listen) {
     host = listen.substr(0, colon);
     port = listen.substr(colon + 1);
   }
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) {
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos) {
     return bad;
   }
   const unsigned long p = std::stoul(port);
@@ -102,15 +103,15 @@ class MetricsConnection : public std::enable_shared_from_this<MetricsConnection>
 
  private:
   void read() {
-    socket_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](
-                                                    const asio::error_code& ec, size_t n) {
-      if (ec) {
-        self->close();
-        return;
-      }
-      self->request_.append(self->buf_.data(), n);
-      self->on_data();
-    });
+    socket_.async_read_some(asio::buffer(buf_),
+                            [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+                              if (ec) {
+                                self->close();
+                                return;
+                              }
+                              self->request_.append(self->buf_.data(), n);
+                              self->on_data();
+                            });
   }
 
   void on_data() {
@@ -155,18 +156,17 @@ class MetricsConnection : public std::enable_shared_from_this<MetricsConnection>
     try {
       body = state_->render();
     } catch (const std::exception& e) {
-      return http_response(500, "Internal Server Error", std::string(e.what()) + "\n",
-                           "text/plain", head);
+      return http_response(500, "Internal Server Error", std::string(e.what()) + "\n", "text/plain",
+                           head);
     }
     return http_response(200, "OK", body, "text/plain; version=0.0.4; charset=utf-8", head);
   }
 
   void respond(std::string response) {
     out_ = std::move(response);
-    asio::async_write(socket_, asio::buffer(out_),
-                      [self = shared_from_this()](const asio::error_code&, size_t) {
-                        self->close();
-                      });
+    asio::async_write(
+        socket_, asio::buffer(out_),
+        [self = shared_from_this()](const asio::error_code&, size_t) { self->close(); });
   }
 
   std::shared_ptr<MetricsServer::State> state_;

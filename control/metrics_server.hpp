@@ -19,7 +19,7 @@ struct MetricsServerOptions {
   /// "ADDRESS:PORT" or "[IPv6]:PORT" (config `[metrics] listen`); port 0
   /// picks a free one (see MetricsServer::port()).
   std::string listen = "127.0.0.1:9650";
-  size_t max_request_bytes = 8192;  // request line and headers
+  size_t max_request_bytes = 8192;                  // request line and headers
   std::chrono::milliseconds request_timeout{5000};  // to receive them, and to send the answer
   size_t max_clients = 16;  // connections at once; more are closed unanswered
 };

@@ -165,9 +165,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
         send(answer_request_line(line, state_->handler), /*then_close=*/false);
         return;
       case LineFramer::Next::kTooLarge:
-        send(make_error_response("too_large",
-                                 "request line longer than " +
-                                     std::to_string(state_->options.max_line_bytes) + " bytes"),
+        send(make_error_response("too_large", "request line longer than " +
+                                                  std::to_string(state_->options.max_line_bytes) +
+                                                  " bytes"),
              /*then_close=*/true);
         return;
       case LineFramer::Next::kNeedMore:
@@ -219,9 +219,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
         return;
       }
       self->send(make_error_response(
-                     "bad_request",
-                     "incomplete request line: no newline within " +
-                         std::to_string(self->state_->options.line_timeout.count()) + " ms"),
+                     "bad_request", "incomplete request line: no newline within " +
+                                        std::to_string(self->state_->options.line_timeout.count()) +
+                                        " ms"),
                  /*then_close=*/true);
     });
   }
@@ -261,8 +261,8 @@ void SocketServer::State::accept(const std::shared_ptr<State>& self) {
         ::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
     auto connection = std::make_shared<Connection>(self, std::move(socket));
     if (self->connections.size() > self->options.max_clients) {
-      connection->reject("busy", "too many clients (at most " +
-                                     std::to_string(self->options.max_clients) + ")");
+      connection->reject(
+          "busy", "too many clients (at most " + std::to_string(self->options.max_clients) + ")");
     } else if (!have_cred || !control_peer_allowed(cred.uid, cred.gid, self->allowed_gid)) {
       connection->reject("permission_denied",
                          have_cred ? "uid " + std::to_string(cred.uid) +
@@ -286,7 +286,7 @@ void SocketServer::State::shutdown() {
   // handlers hold it), so the set is not changed while we walk a copy.
   const std::vector<Connection*> open(connections.begin(), connections.end());
   for (Connection* c : open) c->close();
-  struct stat st{};
+  struct stat st {};
   if (::lstat(options.path.c_str(), &st) == 0 && st.st_dev == file_dev && st.st_ino == file_ino) {
     ::unlink(options.path.c_str());
   }
@@ -298,8 +298,7 @@ Result<std::unique_ptr<SocketServer>> SocketServer::open(asio::io_context& io,
   const std::string path = options.path;
   if (path.empty() || path.size() >= sizeof(sockaddr_un{}.sun_path)) {
     return Error{-ENAMETOOLONG, "control socket path '" + path + "': empty or longer than " +
-                                    std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
-                                    " bytes"};
+                                    std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes"};
   }
   auto state = std::make_shared<State>(io, std::move(options), std::move(handler));
   if (!state->options.group.empty()) {
@@ -316,19 +315,20 @@ Result<std::unique_ptr<SocketServer>> SocketServer::open(asio::io_context& io,
       return path_error("cannot create directory " + dir, path, errno);
     }
   }
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
       return Error{-EEXIST, "control socket " + path + ": exists and is not a socket"};
     }
     int err = 0;
     if (someone_listens(path, &err)) {
-      return Error{-EADDRINUSE,
-                   "control socket " + path + ": another process listens on it (is sluice "
-                                              "already running?)"};
+      return Error{-EADDRINUSE, "control socket " + path +
+                                    ": another process listens on it (is sluice "
+                                    "already running?)"};
     }
     if (err != ECONNREFUSED) return path_error("cannot probe the existing socket", path, err);
-    if (::unlink(path.c_str()) != 0) return path_error("cannot remove the stale socket", path, errno);
+    if (::unlink(path.c_str()) != 0)
+      return path_error("cannot remove the stale socket", path, errno);
   }
 
   asio::error_code ec;
@@ -346,7 +346,8 @@ Result<std::unique_ptr<SocketServer>> SocketServer::open(asio::io_context& io,
   if (::chmod(path.c_str(), static_cast<mode_t>(state->options.mode & 07777)) != 0) {
     return fail("chmod", errno);
   }
-  if (state->allowed_gid && ::chown(path.c_str(), static_cast<uid_t>(-1), *state->allowed_gid) != 0) {
+  if (state->allowed_gid &&
+      ::chown(path.c_str(), static_cast<uid_t>(-1), *state->allowed_gid) != 0) {
     return fail("chown", errno);
   }
   if (::lstat(path.c_str(), &st) != 0) return fail("stat", errno);

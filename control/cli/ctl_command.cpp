@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // `sluice ctl`: talks to a running daemon over the control socket
 // (control/PROTOCOL.md) and shows its answers as tables, or as JSON.
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -10,7 +11,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-#include <toml++/toml.h>
 
 #include "control/cli/commands.hpp"
 #include "control/ctl_client.hpp"
@@ -283,9 +283,9 @@ void add_ctl(CLI::App& app, std::function<int()>* run) {
          "and the errors are printed (exit 1). Drops runtime changes made with ctl.",
          {{"cmd", "reload"}}, [](const json& r) {
            return std::string(r.value("changed", false) ? "reloaded" : "reloaded (no change)") +
-                  ": config generation " + (r.contains("config_generation")
-                                                ? r["config_generation"].dump()
-                                                : std::string("-")) +
+                  ": config generation " +
+                  (r.contains("config_generation") ? r["config_generation"].dump()
+                                                   : std::string("-")) +
                   "\n";
          });
 
@@ -304,7 +304,8 @@ void add_ctl(CLI::App& app, std::function<int()>* run) {
   CLI::App* add_vip = add(ctl, "add-vip",
                           "Add a VIP, from flags or from a file holding one [[vips]] table "
                           "(TOML) or a JSON object with the same keys; flags override the file");
-  add_vip->add_option("--from", a->from, "TOML or JSON file with the VIP")->check(CLI::ExistingFile);
+  add_vip->add_option("--from", a->from, "TOML or JSON file with the VIP")
+      ->check(CLI::ExistingFile);
   add_vip->add_option("--name", a->name, "Name (default ADDRESS:PORT/PROTO)");
   add_vip->add_option("--address", a->address, "IPv4 or IPv6 address");
   add_vip->add_option("--port", a->port, "Port, 0 = every port")->check(CLI::Range(0, 65535));
@@ -343,7 +344,8 @@ void add_ctl(CLI::App& app, std::function<int()>* run) {
   add_backend->add_option("BACKEND", a->backend, "The backend's address")->required();
   add_backend->add_option("--weight", a->opt_weight, "Weight 0..65535 (default 100)")
       ->check(CLI::Range(0, 65535));
-  add_backend->add_option("--health-check", a->health_check, "A [health_checks.NAME] of the config");
+  add_backend->add_option("--health-check", a->health_check,
+                          "A [health_checks.NAME] of the config");
   add_backend->add_option("--capacity", a->capacity, "Concurrent flows it takes (least-conn)");
   add_backend->callback([run, a] {
     *run = [a] {
@@ -351,10 +353,9 @@ void add_ctl(CLI::App& app, std::function<int()>* run) {
       if (a->opt_weight) backend["weight"] = *a->opt_weight;
       if (!a->health_check.empty()) backend["health_check"] = a->health_check;
       if (a->capacity) backend["capacity"] = *a->capacity;
-      return exchange(*a, {{"cmd", "add-backend"}, {"vip", a->vip}, {"backend", backend}},
-                      [a](const json& r) {
-                        return moved_text("added " + a->backend + " to " + a->vip, r);
-                      });
+      return exchange(
+          *a, {{"cmd", "add-backend"}, {"vip", a->vip}, {"backend", backend}},
+          [a](const json& r) { return moved_text("added " + a->backend + " to " + a->vip, r); });
     };
   });
 
@@ -391,9 +392,9 @@ void add_ctl(CLI::App& app, std::function<int()>* run) {
           *a,
           {{"cmd", "set-weight"}, {"vip", a->vip}, {"backend", a->backend}, {"weight", a->weight}},
           [a](const json& r) {
-            return moved_text(
-                "weight of " + a->backend + " of " + a->vip + " set to " + std::to_string(a->weight),
-                r);
+            return moved_text("weight of " + a->backend + " of " + a->vip + " set to " +
+                                  std::to_string(a->weight),
+                              r);
           });
     };
   });

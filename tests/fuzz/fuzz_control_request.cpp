@@ -29,9 +29,9 @@ json handler(const json& request) {
 }
 
 void check_response(const json& r) {
-  static const std::set<std::string> kCodes = {"bad_request", "unknown_command", "not_found",
-                                               "exists", "invalid", "too_large", "busy",
-                                               "permission_denied", "failed", "internal"};
+  static const std::set<std::string> kCodes = {
+      "bad_request", "unknown_command",   "not_found", "exists",  "invalid", "too_large",
+      "busy",        "permission_denied", "failed",    "internal"};
   if (!r.is_object() || !r.contains("ok") || !r["ok"].is_boolean()) __builtin_trap();
   if (r["ok"] == false) {
     const json& e = r["error"];

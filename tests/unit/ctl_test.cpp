@@ -70,7 +70,8 @@ class FakeDaemon {
       if (request["vip"] != "web") return not_found(request["vip"]);
       return ok({{"entries_moved", 21845}});
     }
-    if (cmd == "add-vip") return ok({{"vip", request["vip"].value("name", "?")}, {"entries_moved", 0}});
+    if (cmd == "add-vip")
+      return ok({{"vip", request["vip"].value("name", "?")}, {"entries_moved", 0}});
     if (cmd == "remove-vip") return ok(json::object());
     if (cmd == "reload") {
       return make_error_response("invalid",
@@ -88,20 +89,37 @@ class FakeDaemon {
   static json stats(uint64_t n) {
     return {{"time_ns", n * 1000000000ull},
             {"global",
-             {{"rx_packets", 3000 * n}, {"rx_bytes", 300000 * n}, {"tx_packets", 2990 * n},
-              {"pass_packets", 0}, {"flow_hits", 2900 * n}, {"flow_misses", 100 * n},
-              {"flow_insert_failed", 0}, {"icmp_too_big_sent", 0},
+             {{"rx_packets", 3000 * n},
+              {"rx_bytes", 300000 * n},
+              {"tx_packets", 2990 * n},
+              {"pass_packets", 0},
+              {"flow_hits", 2900 * n},
+              {"flow_misses", 100 * n},
+              {"flow_insert_failed", 0},
+              {"icmp_too_big_sent", 0},
               {"drops", {{"truncated", 4 * n}, {"bad_l2", 0}, {"no_backend", 6 * n}}}}},
             {"vips",
-             {{{"name", "web"}, {"packets", 2000 * n}, {"bytes", 200000 * n},
-               {"new_flows", 20 * n}, {"drops", 0}},
-              {{"name", "dns"}, {"packets", 1000 * n}, {"bytes", 100000 * n},
-               {"new_flows", 50 * n}, {"drops", 6 * n}}}},
+             {{{"name", "web"},
+               {"packets", 2000 * n},
+               {"bytes", 200000 * n},
+               {"new_flows", 20 * n},
+               {"drops", 0}},
+              {{"name", "dns"},
+               {"packets", 1000 * n},
+               {"bytes", 100000 * n},
+               {"new_flows", 50 * n},
+               {"drops", 6 * n}}}},
             {"backends",
-             {{{"vip", "web"}, {"backend", "10.0.0.11"}, {"packets", 1500 * n},
-               {"bytes", 150000 * n}, {"new_flows", 20 * n}},
-              {{"vip", "web"}, {"backend", "10.0.0.12"}, {"packets", 500 * n},
-               {"bytes", 50000 * n}, {"new_flows", 0}}}},
+             {{{"vip", "web"},
+               {"backend", "10.0.0.11"},
+               {"packets", 1500 * n},
+               {"bytes", 150000 * n},
+               {"new_flows", 20 * n}},
+              {{"vip", "web"},
+               {"backend", "10.0.0.12"},
+               {"packets", 500 * n},
+               {"bytes", 50000 * n},
+               {"new_flows", 0}}}},
             {"flow_table", {{"capacity", 65536}, {"probation_capacity", 16384}}}};
   }
 
@@ -259,7 +277,8 @@ TEST_F(CtlTest, ChangesSendTheirArguments) {
   EXPECT_EQ(daemon_.last_request()["backend"],
             json({{"address", "10.0.0.13"}, {"weight", 50}, {"health_check", "web"}}));
 
-  r = ctl("add-vip --name api --address 192.0.2.2 --port 443 --backend 10.0.1.1 --backend 10.0.1.2");
+  r = ctl(
+      "add-vip --name api --address 192.0.2.2 --port 443 --backend 10.0.1.1 --backend 10.0.1.2");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "added VIP api\n");
   EXPECT_EQ(daemon_.last_request()["vip"],
@@ -268,9 +287,10 @@ TEST_F(CtlTest, ChangesSendTheirArguments) {
 }
 
 TEST_F(CtlTest, AddVipFromTomlSnippet) {
-  std::ofstream(dir_ + "/vip.toml") << "[[vips]]\nname = \"api\"\naddress = \"192.0.2.2\"\n"
-                                       "port = 443\npolicy = \"least-conn\"\n"
-                                       "[[vips.backends]]\naddress = \"10.0.1.1\"\ncapacity = 500\n";
+  std::ofstream(dir_ + "/vip.toml")
+      << "[[vips]]\nname = \"api\"\naddress = \"192.0.2.2\"\n"
+         "port = 443\npolicy = \"least-conn\"\n"
+         "[[vips.backends]]\naddress = \"10.0.1.1\"\ncapacity = 500\n";
   const Outcome r = ctl("add-vip --from " + dir_ + "/vip.toml --port 8443");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(daemon_.last_request()["vip"],
@@ -297,8 +317,9 @@ TEST_F(CtlTest, DaemonErrorExits1) {
 }
 
 TEST_F(CtlTest, UsageErrorsExit2) {
-  for (const char* args : {"", "bogus", "set-weight web 10.0.0.11", "set-weight web 10.0.0.11 70000",
-                           "drain web", "add-vip --port 80", "add-vip --address 192.0.2.9 --protocol sctp"}) {
+  for (const char* args :
+       {"", "bogus", "set-weight web 10.0.0.11", "set-weight web 10.0.0.11 70000", "drain web",
+        "add-vip --port 80", "add-vip --address 192.0.2.9 --protocol sctp"}) {
     SCOPED_TRACE(args);
     EXPECT_EQ(ctl(args).code, 2);
   }

@@ -253,15 +253,17 @@ TEST_F(MetricsServerTest, ServesMetricsAndNothingElse) {
   start({});
   const std::string body = render_metrics(kStats, kBackends, kVips);
   const std::string ok = http(port_, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-  EXPECT_EQ(ok, "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                "Content-Length: " + std::to_string(body.size()) +
-                    "\r\nConnection: close\r\n\r\n" + body);
+  EXPECT_EQ(ok,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+            "Content-Length: " +
+                std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
   EXPECT_EQ(http(port_, "HEAD /metrics HTTP/1.0\r\n\r\n").find("HTTP/1.1 200 OK\r\n"), 0u);
   EXPECT_EQ(http(port_, "HEAD /metrics HTTP/1.0\r\n\r\n").find("sluice_"), std::string::npos);
   EXPECT_EQ(http(port_, "GET /metrics?x=1 HTTP/1.1\r\n\r\n").find("HTTP/1.1 200 OK\r\n"), 0u);
   EXPECT_EQ(http(port_, "GET / HTTP/1.1\r\n\r\n").find("HTTP/1.1 404 Not Found\r\n"), 0u);
-  EXPECT_EQ(http(port_, "POST /metrics HTTP/1.1\r\n\r\n").find("HTTP/1.1 405 Method Not Allowed\r\n"),
-            0u);
+  EXPECT_EQ(
+      http(port_, "POST /metrics HTTP/1.1\r\n\r\n").find("HTTP/1.1 405 Method Not Allowed\r\n"),
+      0u);
   EXPECT_EQ(http(port_, "hello\r\n\r\n").find("HTTP/1.1 400 Bad Request\r\n"), 0u);
   EXPECT_EQ(http(port_, "GET /metrics HTTP/1.1\r\nX: " + std::string(10000, 'a') + "\r\n\r\n")
                 .find("HTTP/1.1 400 Bad Request\r\n"),

@@ -391,7 +391,7 @@ TEST_F(SocketServerTest, ClientPastTheLimitGetsBusy) {
 TEST_F(SocketServerTest, SocketFileModeAndLifeCycle) {
   options_.mode = 0640;
   start();
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::lstat(options_.path.c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 07777, 0640u);
@@ -421,11 +421,15 @@ TEST_F(SocketServerTest, StaleSocketFileIsReplaced) {
 }
 
 TEST_F(SocketServerTest, RefusesToReplaceAFileThatIsNotASocket) {
-  { FILE* f = std::fopen(options_.path.c_str(), "w"); ASSERT_NE(f, nullptr); std::fclose(f); }
+  {
+    FILE* f = std::fopen(options_.path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fclose(f);
+  }
   auto opened = SocketServer::open(io_, options_, fake_handler);
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.error().code, -EEXIST);
-  struct stat st{};
+  struct stat st {};
   EXPECT_EQ(::lstat(options_.path.c_str(), &st), 0);
   EXPECT_TRUE(S_ISREG(st.st_mode));
 }
@@ -506,7 +510,7 @@ TEST_F(SocketServerCredTest, MemberOfTheConfiguredGroupIsServed) {
   if (gr == nullptr) GTEST_SKIP() << "no group 65534 on this machine";
   options_.group = gr->gr_name;
   start();
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::lstat(options_.path.c_str(), &st), 0);
   EXPECT_EQ(st.st_gid, 65534u);
   const std::string got = exchange_as_nobody(options_.path, "{\"cmd\":\"echo\",\"id\":1}\n");
