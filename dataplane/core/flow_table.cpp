@@ -17,8 +17,6 @@ namespace {
 
 constexpr uint32_t kAllSlots = (1u << FlowTable::kSlotsPerBucket) - 1;
 constexpr size_t kCacheLine = 64;
-// Lines the adjacent-line prefetcher fetches together.
-constexpr size_t kLinePair = 2 * kCacheLine;
 constexpr size_t kHugePage = size_t{2} << 20;
 
 // Generic vectors (GCC and Clang): SSE2 on x86-64, NEON on AArch64, plain
@@ -28,18 +26,17 @@ using U64x2 = uint64_t __attribute__((vector_size(16)));
 using U32x4 = uint32_t __attribute__((vector_size(16)));
 using S32x4 = int32_t __attribute__((vector_size(16)));
 
-using S16x8 = int16_t __attribute__((vector_size(16)));
-using S8x8 = int8_t __attribute__((vector_size(8)));
-
 // Bit i set iff lane i of a is non-zero, for lanes that are 0 or all ones:
-// the lanes narrow to bytes (one pack instruction on SSE2 and NEON), then
-// one multiply gathers each byte's top bit into the top byte (byte i's bit 7
-// moves up by 49 + i - 8i, and no two partial products meet).
+// each lane keeps only its own bit, then the halves are OR-folded.
 inline uint32_t lane_mask(U16x8 a) {
-  const S8x8 bytes = __builtin_convertvector((S16x8)a, S8x8);
-  uint64_t x;
-  std::memcpy(&x, &bytes, sizeof x);
-  return static_cast<uint32_t>(((x & 0x8080808080808080ull) * 0x0002040810204081ull) >> 56);
+  const U16x8 own = {1, 2, 4, 8, 16, 32, 64, 128};
+  const U16x8 bits = a & own;
+  uint64_t w[2];
+  std::memcpy(w, &bits, sizeof w);
+  uint64_t x = w[0] | w[1];
+  x |= x >> 32;
+  x |= x >> 16;
+  return static_cast<uint32_t>(x & 0xFF);
 }
 
 inline U32x4 splat(uint32_t v) { return U32x4{v, v, v, v}; }
@@ -49,11 +46,23 @@ inline U32x4 max_lanes(U32x4 a, U32x4 b) {
   return (a & a_wins) | (b & ~a_wins);
 }
 
-// The low 15 bits of the hash, and the key's family in bit 15: a matching
-// signature then also settles the family, so a key compare need not.
-inline uint16_t signature(uint32_t hash, const sluice_flow_key& key) {
-  const uint32_t v6 = key.family == SLUICE_FAMILY_IPV6 ? 0x8000u : 0u;
-  return static_cast<uint16_t>((hash & 0x7FFFu) | v6);
+inline uint16_t signature(uint32_t hash) { return static_cast<uint16_t>(hash); }
+
+// Keys are 40 bytes, 4-byte aligned: compared as 16 + 16 + 8 bytes.
+inline bool key_equal(const sluice_flow_key& a, const sluice_flow_key& b) {
+  static_assert(sizeof a == 2 * sizeof(U64x2) + sizeof(uint64_t));
+  const auto* pa = reinterpret_cast<const char*>(&a);
+  const auto* pb = reinterpret_cast<const char*>(&b);
+  U64x2 a0, a1, b0, b1;
+  uint64_t a2, b2;
+  std::memcpy(&a0, pa, sizeof a0);
+  std::memcpy(&b0, pb, sizeof b0);
+  std::memcpy(&a1, pa + 16, sizeof a1);
+  std::memcpy(&b1, pb + 16, sizeof b1);
+  std::memcpy(&a2, pa + 32, sizeof a2);
+  std::memcpy(&b2, pb + 32, sizeof b2);
+  const U64x2 diff = (a0 ^ b0) | (a1 ^ b1);
+  return (diff[0] | diff[1] | (a2 ^ b2)) == 0;
 }
 
 // Whether a deadline has passed: the signed distance, valid while |now -
@@ -64,7 +73,7 @@ inline uint32_t lowest(uint32_t mask) { return static_cast<uint32_t>(__builtin_c
 
 inline uint8_t bit(uint32_t slot) { return static_cast<uint8_t>(1u << slot); }
 
-// An object that may straddle two lines: fetch both ends.
+// A slot is 48 bytes, so half of them straddle two lines: fetch both ends.
 template <class T>
 inline void prefetch_object(const T& object) {
   __builtin_prefetch(&object, 0, 3);
@@ -81,27 +90,13 @@ Error invalid(std::string message) { return Error{-EINVAL, std::move(message)}; 
 
 }  // namespace
 
-/// A bucket: one header line, then the slots' key heads (2 lines) and
-/// IPv6 tails (3 lines); 384 bytes, 48 per entry.
-///
-/// The key is split so that an IPv4 hit reads two lines, the header and
-/// one 16-byte head that never straddles a line: heads 0-3 share the line
-/// after the header (in a 128-byte aligned table, the header's pair line,
-/// which the CPU's adjacent-line prefetcher tends to fetch with it), and
-/// slots fill lowest first, so most entries live there. Only an IPv6 entry
-/// needs its tail.
+/// A bucket: one header line, then its 8 slots; 448 bytes.
 struct alignas(kCacheLine) FlowTable::Bucket {
-  /// A slot's key bytes an IPv4 flow has, and the value; 16 bytes.
-  struct Head {
-    uint32_t src;         ///< the first 4 address bytes (all of IPv4), network order
-    uint32_t dst;         ///< the same of the destination
-    uint32_t ports;       ///< sport and dport as in the key (network order)
-    uint32_t backend_id;  ///< sluice_backend.id
-  };
-  /// The other 12 bytes of each address of an IPv6 key, network order.
-  struct Tail {
-    uint32_t src[3];
-    uint32_t dst[3];
+  /// One slot's key and value; 48 bytes, so 8 of them fill 6 cache lines.
+  struct Slot {
+    sluice_flow_key key;
+    uint32_t backend_id;
+    uint32_t pad;
   };
 
   uint16_t sigs[kSlotsPerBucket];  ///< low 16 bits of each entry's flow hash
@@ -112,11 +107,8 @@ struct alignas(kCacheLine) FlowTable::Bucket {
   uint8_t used;       ///< bit i: slot i holds an entry
   uint8_t probation;  ///< bit i: that entry is on probation
   uint8_t tcp;        ///< bit i: its flow is TCP (tcp_idle_ms applies)
-  uint8_t pad0;
-  uint8_t proto[kSlotsPerBucket];  ///< each key's protocol number
-  uint8_t pad[4];
-  Head heads[kSlotsPerBucket];
-  Tail tails[kSlotsPerBucket];
+  uint8_t pad[13];
+  Slot slots[kSlotsPerBucket];
 
   /// Slots in use whose signature is `sig`: all 8 compared at once.
   [[nodiscard]] uint32_t match(uint16_t sig) const {
@@ -125,38 +117,14 @@ struct alignas(kCacheLine) FlowTable::Bucket {
     const U16x8 want = {sig, sig, sig, sig, sig, sig, sig, sig};
     return lane_mask((U16x8)(all == want)) & used;
   }
-
-  /// Whether slot i, whose signature matched (so whose family is the
-  /// key's), holds `key`: protocol, ports and the family's address bytes
-  /// (the ABI keeps the rest zero, so they are not compared).
-  [[nodiscard]] bool holds(uint32_t i, const sluice_flow_key& key) const {
-    uint32_t src, dst, ports;
-    std::memcpy(&src, key.src.bytes, sizeof src);
-    std::memcpy(&dst, key.dst.bytes, sizeof dst);
-    std::memcpy(&ports, &key.sport, sizeof ports);
-    const Head& h = heads[i];
-    if (((h.src ^ src) | (h.dst ^ dst) | (h.ports ^ ports)) != 0 || proto[i] != key.proto) {
-      return false;
-    }
-    return key.family != SLUICE_FAMILY_IPV6 ||
-           (std::memcmp(tails[i].src, &key.src.bytes[4], sizeof tails[i].src) == 0 &&
-            std::memcmp(tails[i].dst, &key.dst.bytes[4], sizeof tails[i].dst) == 0);
-  }
-
-  /// Starts the lines slot i's entry for `key` occupies on their way.
-  void prefetch_key(uint32_t i, const sluice_flow_key& key) const {
-    __builtin_prefetch(&heads[i], 0, 3);
-    if (key.family == SLUICE_FAMILY_IPV6) prefetch_object(tails[i]);
-  }
 };
 
 // --- construction -----------------------------------------------------------
 
 size_t FlowTable::bytes_needed(uint32_t capacity) {
-  static_assert(sizeof(Bucket::Head) == 16 && sizeof(Bucket::Tail) == 24);
-  static_assert(sizeof(Bucket) == kBytesPerBucket, "8 slots of 48 bytes, header included");
-  static_assert(offsetof(Bucket, heads) == kCacheLine, "heads start on the second line");
-  static_assert(offsetof(Bucket, tails) == 3 * kCacheLine, "tails start on the fourth line");
+  static_assert(sizeof(Bucket::Slot) == 48);
+  static_assert(sizeof(Bucket) == 448, "8 slots of 56 bytes, header included");
+  static_assert(offsetof(Bucket, slots) == kCacheLine, "slots start on the second line");
   if (capacity == 0 || capacity > kMaxCapacity) return 0;
   const size_t buckets = (size_t{capacity} + kSlotsPerBucket - 1) / kSlotsPerBucket;
   return buckets * sizeof(Bucket);
@@ -192,7 +160,7 @@ Result<FlowTable> FlowTable::create(const FlowTableConfig& config) {
   auto valid = validate(config);
   if (!valid) return valid.error();
   const size_t bytes = bytes_needed(config.capacity);
-  const size_t align = bytes >= kHugePage ? kHugePage : kLinePair;
+  const size_t align = bytes >= kHugePage ? kHugePage : kCacheLine;
   const size_t rounded = (bytes + align - 1) / align * align;
   void* memory = std::aligned_alloc(align, rounded);
   if (memory == nullptr) {
@@ -328,14 +296,13 @@ inline bool FlowTable::hit(Bucket& b, uint32_t slot, uint32_t now_ms, bool promo
 
 // --- packet path ------------------------------------------------------------
 
-
 uint32_t FlowTable::lookup(const sluice_flow_key& key, uint32_t hash, uint32_t now_ms,
                            bool promote) {
   Bucket& b = buckets_[bucket_index(hash)];
-  for (uint32_t m = b.match(signature(hash, key)); m != 0; m &= m - 1) {
+  for (uint32_t m = b.match(signature(hash)); m != 0; m &= m - 1) {
     const uint32_t i = lowest(m);
-    if (b.holds(i, key)) {
-      return hit(b, i, now_ms, promote) ? b.heads[i].backend_id : SLUICE_BACKEND_NONE;
+    if (key_equal(b.slots[i].key, key)) {
+      return hit(b, i, now_ms, promote) ? b.slots[i].backend_id : SLUICE_BACKEND_NONE;
     }
   }
   return SLUICE_BACKEND_NONE;
@@ -357,16 +324,13 @@ uint64_t FlowTable::lookup_burst(const sluice_flow_key* const keys[], const uint
   // match is a miss: prefetch the slot the caller's insert() will write.
   for (uint32_t i = 0; i < n; ++i) {
     const Bucket& b = *bucket[i];
-    const uint32_t m = b.match(signature(hashes[i], *keys[i]));
+    const uint32_t m = b.match(signature(hashes[i]));
     match[i] = m;
     if (m == 0) {
       const Target t = choose_slot(b, now_ms);
-      if (t.take != Take::kNone) {
-        __builtin_prefetch(&b.heads[t.slot], 1, 3);
-        if (keys[i]->family == SLUICE_FAMILY_IPV6) prefetch_object_for_write(b.tails[t.slot]);
-      }
+      if (t.take != Take::kNone) prefetch_object_for_write(b.slots[t.slot]);
     }
-    for (uint32_t k = m; k != 0; k &= k - 1) b.prefetch_key(lowest(k), *keys[i]);
+    for (uint32_t k = m; k != 0; k &= k - 1) prefetch_object(b.slots[lowest(k)]);
   }
   // Stage 3: compare keys, in packet order. Re-mask with `used`: an earlier
   // packet of the burst may have freed an expired slot of the same bucket.
@@ -376,9 +340,9 @@ uint64_t FlowTable::lookup_burst(const sluice_flow_key* const keys[], const uint
     backend_out[i] = SLUICE_BACKEND_NONE;
     for (uint32_t m = match[i] & b.used; m != 0; m &= m - 1) {
       const uint32_t s = lowest(m);
-      if (b.holds(s, *keys[i])) {
+      if (key_equal(b.slots[s].key, *keys[i])) {
         if (hit(b, s, now_ms, (promote_mask >> i) & 1)) {
-          backend_out[i] = b.heads[s].backend_id;
+          backend_out[i] = b.slots[s].backend_id;
           hits |= uint64_t{1} << i;
         }
         break;
@@ -391,7 +355,7 @@ uint64_t FlowTable::lookup_burst(const sluice_flow_key* const keys[], const uint
 FlowInsert FlowTable::insert(const sluice_flow_key& key, uint32_t hash, uint32_t backend_id,
                              uint32_t now_ms) {
   Bucket& b = buckets_[bucket_index(hash)];
-  const uint16_t sig = signature(hash, key);
+  const uint16_t sig = signature(hash);
   const uint32_t matches = b.match(sig);
   const uint32_t free = ~uint32_t{b.used} & kAllSlots;
   // The common case inline and lean: nothing under this signature (so not
@@ -408,9 +372,9 @@ FlowInsert FlowTable::insert(const sluice_flow_key& key, uint32_t hash, uint32_t
                                                     uint32_t backend_id, uint32_t now_ms) {
   for (uint32_t m = matches; m != 0; m &= m - 1) {
     const uint32_t i = lowest(m);
-    if (!b.holds(i, key)) continue;
+    if (!key_equal(b.slots[i].key, key)) continue;
     if (!expired(b, i, now_ms)) {
-      b.heads[i].backend_id = backend_id;
+      b.slots[i].backend_id = backend_id;
       b.deadline[i] = now_ms + timeout(b, i);
       ++stats_.replaced;
       return FlowInsert::kReplaced;
@@ -444,16 +408,8 @@ FlowInsert FlowTable::insert(const sluice_flow_key& key, uint32_t hash, uint32_t
 inline void FlowTable::place(Bucket& b, uint32_t slot, const sluice_flow_key& key, uint16_t sig,
                              uint32_t backend_id, uint32_t now_ms) {
   const uint8_t own = bit(slot);
-  Bucket::Head& head = b.heads[slot];
-  std::memcpy(&head.src, key.src.bytes, sizeof head.src);
-  std::memcpy(&head.dst, key.dst.bytes, sizeof head.dst);
-  std::memcpy(&head.ports, &key.sport, sizeof head.ports);
-  head.backend_id = backend_id;
-  if (key.family == SLUICE_FAMILY_IPV6) {
-    std::memcpy(b.tails[slot].src, &key.src.bytes[4], sizeof b.tails[slot].src);
-    std::memcpy(b.tails[slot].dst, &key.dst.bytes[4], sizeof b.tails[slot].dst);
-  }
-  b.proto[slot] = key.proto;
+  b.slots[slot].key = key;
+  b.slots[slot].backend_id = backend_id;
   b.sigs[slot] = sig;
   b.deadline[slot] = now_ms + config_.probation_ms;
   b.used = static_cast<uint8_t>(b.used | own);
@@ -466,9 +422,9 @@ inline void FlowTable::place(Bucket& b, uint32_t slot, const sluice_flow_key& ke
 
 bool FlowTable::erase(const sluice_flow_key& key, uint32_t hash) {
   Bucket& b = buckets_[bucket_index(hash)];
-  for (uint32_t m = b.match(signature(hash, key)); m != 0; m &= m - 1) {
+  for (uint32_t m = b.match(signature(hash)); m != 0; m &= m - 1) {
     const uint32_t i = lowest(m);
-    if (b.holds(i, key)) {
+    if (key_equal(b.slots[i].key, key)) {
       free_slot(b, i);
       return true;
     }
@@ -498,12 +454,12 @@ uint32_t FlowTable::sweep(uint32_t now_ms, uint32_t max_buckets) {
 
 std::optional<FlowEntry> FlowTable::find(const sluice_flow_key& key, uint32_t hash) const {
   const Bucket& b = buckets_[bucket_index(hash)];
-  for (uint32_t m = b.match(signature(hash, key)); m != 0; m &= m - 1) {
+  for (uint32_t m = b.match(signature(hash)); m != 0; m &= m - 1) {
     const uint32_t i = lowest(m);
-    if (b.holds(i, key)) {
+    if (key_equal(b.slots[i].key, key)) {
       const uint8_t state =
           (b.probation & bit(i)) ? SLUICE_FLOW_PROBATION : SLUICE_FLOW_ESTABLISHED;
-      return FlowEntry{b.heads[i].backend_id, b.deadline[i] - timeout(b, i), state};
+      return FlowEntry{b.slots[i].backend_id, b.deadline[i] - timeout(b, i), state};
     }
   }
   return std::nullopt;

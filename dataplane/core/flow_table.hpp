@@ -61,29 +61,21 @@ struct FlowEntry {
 /// that core; no locks, no atomics. Every byte is allocated (and touched)
 /// by create(); no member function allocates, throws or blocks afterwards.
 ///
-/// Layout: buckets of 8 slots, 384 bytes each (48 bytes per entry all-in),
-/// contiguous: one 64-byte header line (8 16-bit signatures, 8 expiry
-/// deadlines, 8 protocol numbers, used/probation/TCP bit masks), then
-/// 8 16-byte heads (the first 4 bytes of each address, the ports, the
-/// backend id: all an IPv4 key needs) on 2 lines, then 8 24-byte tails (the
-/// rest of an IPv6 key's addresses) on 3. A lookup reads the header line,
-/// compares signatures, then reads only the head (and, for IPv6, the tail)
-/// of a matching slot: an IPv4 hit touches 2 lines, the header and one
-/// head line, and for slots 0-3 (filled first) that is the header's
-/// 128-byte pair line, which the CPU tends to fetch alongside.
+/// Layout: buckets of 8 slots, 448 bytes each (56 bytes per entry all-in),
+/// cache-line aligned and contiguous: one 64-byte header (8 16-bit
+/// signatures, 8 expiry deadlines, used/probation/TCP bit masks) followed by
+/// the 8 entries (40-byte key + 4-byte backend id + 4 spare). A lookup
+/// reads the header line, compares signatures, then reads only the key of
+/// a matching slot, which lies in the same 448-byte block (same DRAM page).
 ///
 /// Hash: the caller passes the flow hash (sluice_flow_hash, computed once per
 /// packet and also used for Maglev's hash % M); the table never hashes. The
 /// bucket is the hash's high bits by multiply-shift, floor(hash * buckets /
 /// 2^32) (Lemire, "A fast alternative to the modulo reduction", 2016), so the
-/// bucket count need not be a power of two; the 16-bit signature is the low
-/// 15 bits and the key's family (so a signature match settles the family).
-/// Above 2^17 buckets (1M entries) the two share bits and the signature
-/// has fewer independent bits (14 at 2M entries): a false match costs one
+/// bucket count need not be a power of two; the signature is the low 16 bits.
+/// Above 2^16 buckets (512K entries) the two share bits and the signature
+/// has fewer independent bits (15 at 1M entries): a false match costs one
 /// extra key compare, never a wrong answer.
-///
-/// Keys match on family, protocol, ports and the family's address bytes
-/// (4 or 16 each): the ABI keeps every other byte of a key zero.
 ///
 /// Admission (flood-proof): a new flow's entry is on probation until a
 /// lookup hits it (its second packet). A new entry may displace only an
@@ -110,9 +102,7 @@ class FlowTable {
  public:
   /// Slots per bucket (the entries one header line covers).
   static constexpr uint32_t kSlotsPerBucket = 8;
-  /// Bytes per bucket, header included.
-  static constexpr size_t kBytesPerBucket = 384;
-  /// Largest capacity, entries (12 GiB of table).
+  /// Largest capacity, entries (15 GiB of table).
   static constexpr uint32_t kMaxCapacity = 1u << 28;
   /// Largest burst of lookup_burst(): the width of its hit mask.
   static constexpr uint32_t kMaxBurst = 64;
@@ -120,17 +110,16 @@ class FlowTable {
   /// 32-bit differences, with room to spare for the eviction rank.
   static constexpr uint32_t kMaxTimeoutMs = 1u << 30;
 
-  /// Builds a table, allocating and zeroing its memory (one allocation,
-  /// 128-byte aligned; 2 MiB aligned and advised for transparent huge pages
-  /// when it is that large). Errors: -EINVAL for a capacity or timeout out of
+  /// Builds a table, allocating and zeroing its memory (one aligned
+  /// allocation; 2 MiB aligned and advised for transparent huge pages when
+  /// it is that large). Errors: -EINVAL for a capacity or timeout out of
   /// range (message names it), -ENOMEM if the allocation fails.
   static Result<FlowTable> create(const FlowTableConfig& config);
 
   /// Builds a table in memory the caller owns (e.g. DPDK hugepage memory on
   /// the core's NUMA node), which must outlive the table and is zeroed
   /// here. Errors: -EINVAL as create(), or if `memory` is not 64-byte
-  /// aligned or smaller than bytes_needed(config.capacity). 128-byte
-  /// aligned memory is faster (see Layout).
+  /// aligned or smaller than bytes_needed(config.capacity).
   static Result<FlowTable> create_in(const FlowTableConfig& config, std::span<std::byte> memory);
 
   /// Bytes of memory a table of `capacity` entries uses; 0 if the capacity

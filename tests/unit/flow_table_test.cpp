@@ -173,8 +173,7 @@ TEST(FlowTable, CapacityRoundsUpToWholeBuckets) {
     EXPECT_EQ(t.capacity(), c.expected) << c.asked;
     EXPECT_EQ(t.config().capacity, c.expected) << c.asked;
     EXPECT_EQ(t.size(), 0u);
-    EXPECT_EQ(FlowTable::bytes_needed(c.asked), size_t{c.expected} / 8 * FlowTable::kBytesPerBucket)
-        << c.asked;
+    EXPECT_EQ(FlowTable::bytes_needed(c.asked), size_t{c.expected} / 8 * 448) << c.asked;
   }
   EXPECT_EQ(FlowTable::bytes_needed(0), 0u);
   EXPECT_EQ(FlowTable::bytes_needed(FlowTable::kMaxCapacity + 1), 0u);
