@@ -22,7 +22,7 @@ static __always_inline int lb_push_outer(struct xdp_md *ctx, const struct lb_pac
 	struct l2_saved saved;
 	struct ethhdr *eth;
 
-	if (l2_save(data, data_end, p->ntags, &saved))
+	if (l2_save(data, data_end, &saved))
 		return -SLUICE_DROP_TRUNCATED;
 	if (bpf_xdp_adjust_head(ctx, -(int)outer_len))
 		return -SLUICE_DROP_ENCAP_NO_ROOM;
