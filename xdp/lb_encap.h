@@ -48,7 +48,8 @@ static __always_inline int lb_push_outer(struct xdp_md *ctx, const struct lb_pac
  * IPv6 with the flow hash as its flow label (RFC 6438). An IPv6 client
  * packet toward an IPv4 backend (which encap_frame refuses) goes with DF
  * and id 0. The caller has checked the MTU. Returns 0 or a negative
- * SLUICE_DROP_* reason. */
+ * SLUICE_DROP_* reason. Only the low SLUICE_FLOW_VALUE_HASH_BITS bits of
+ * `hash` are read (a flow-table hit knows no more of it). */
 static __always_inline int lb_encap(struct xdp_md *ctx, const struct lb_packet *p,
 				    const struct sluice_backend *b,
 				    const struct sluice_encap_config *cfg,

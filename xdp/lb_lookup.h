@@ -70,11 +70,24 @@ static __always_inline int lb_flow_expired(const struct sluice_flow_value *v, __
 	return (__s32)(now_ms - v->last_seen) > (__s32)idle;
 }
 
+/* The one flow hash of a packet to `vip`: Maglev slot, probation entry and
+ * outer-header entropy. */
+static __always_inline __u32 lb_flow_hash(const struct sluice_flow_key *key,
+					  const struct sluice_vip_meta *vip)
+{
+	if (vip->flags & SLUICE_VIP_HASH_SRC_ONLY)
+		return sluice_flow_hash_src(key, sluice_hash_seed);
+	return sluice_flow_hash(key, sluice_hash_seed);
+}
+
 /* Chooses the backend of a VIP packet (the flow table, then Maglev with the
  * packet's one flow hash) and records the flow as the admission rule above
- * says. Returns 0 with *out filled, or -SLUICE_DROP_NO_BACKEND. */
+ * says. The hash is computed only when the established table misses: a
+ * hit takes the bits the outer header needs from the entry. Returns 0 with
+ * *out and *hash (at least its low SLUICE_FLOW_VALUE_HASH_BITS bits)
+ * filled, or -SLUICE_DROP_NO_BACKEND. */
 static __always_inline int lb_select_backend(struct lb_state *st, const struct sluice_vip_meta *vip,
-					     __u32 hash, struct sluice_backend *out)
+					     struct sluice_backend *out, __u32 *hash)
 {
 	const struct sluice_flow_key *key = &st->pkt.key;
 	int update = !(st->pkt.flags & LB_PKT_ICMP_ERR);
@@ -84,11 +97,13 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 	__u32 now = (__u32)(bpf_ktime_get_coarse_ns() / 1000000);
 	struct sluice_flow_value nv = {};
 	struct sluice_flow_value *v;
+	__u32 h;
 
 	v = bpf_map_lookup_elem(&sluice_flows, key);
 	if (v && v->state == SLUICE_FLOW_ESTABLISHED && !lb_flow_expired(v, key->proto, now)) {
 		if (lb_get_backend(v->backend_id, out) == 0) {
 			st->flow = LB_FLOW_HIT;
+			*hash = sluice_flow_value_hash(v);
 			if (update)
 				v->last_seen = now;
 			return 0;
@@ -96,17 +111,22 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 		/* Its backend is gone: the flow moves to the VIP's current
 		 * choice and, having shown two packets already, stays
 		 * established. */
-		if (lb_maglev_pick(vip, hash, out))
+		h = lb_flow_hash(key, vip);
+		*hash = h;
+		if (lb_maglev_pick(vip, h, out))
 			return -SLUICE_DROP_NO_BACKEND;
 		st->flow = LB_FLOW_MISS;
 		st->new_flow = (__u8)update;
 		if (update) {
 			v->backend_id = out->id;
 			v->last_seen = now;
+			sluice_flow_value_set_hash(v, h);
 		}
 		return 0;
 	}
 
+	h = lb_flow_hash(key, vip);
+	*hash = h;
 	v = bpf_map_lookup_elem(&sluice_newflows, key);
 	if (v && !lb_flow_expired(v, key->proto, now) && lb_get_backend(v->backend_id, out) == 0) {
 		st->flow = LB_FLOW_HIT;
@@ -115,6 +135,7 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 		nv.backend_id = out->id;
 		nv.last_seen = now;
 		nv.state = SLUICE_FLOW_ESTABLISHED;
+		sluice_flow_value_set_hash(&nv, h);
 		/* On failure the flow stays on probation and tries again. */
 		if (bpf_map_update_elem(&sluice_flows, key, &nv, BPF_ANY))
 			st->insert_failed = 1;
@@ -123,7 +144,7 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 		return 0;
 	}
 
-	if (lb_maglev_pick(vip, hash, out))
+	if (lb_maglev_pick(vip, h, out))
 		return -SLUICE_DROP_NO_BACKEND;
 	st->flow = LB_FLOW_MISS;
 	st->new_flow = (__u8)update;
@@ -132,6 +153,7 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 	nv.backend_id = out->id;
 	nv.last_seen = now;
 	nv.state = SLUICE_FLOW_PROBATION;
+	sluice_flow_value_set_hash(&nv, h);
 	if (bpf_map_update_elem(&sluice_newflows, key, &nv, BPF_ANY))
 		st->insert_failed = 1;
 	return 0;

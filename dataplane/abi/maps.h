@@ -54,14 +54,33 @@ SLUICE_STATIC_ASSERT(sizeof(struct sluice_backend) == 24, "backend is 24 bytes")
 #define SLUICE_FLOW_PROBATION 0   /* one packet seen; may be evicted by a new flow */
 #define SLUICE_FLOW_ESTABLISHED 1 /* two or more packets seen; evicted only when idle-expired */
 
-/* A flow-table entry's value: the backend a flow is pinned to. 12 bytes. */
+/* A flow-table entry's value: the backend a flow is pinned to, and the low
+ * SLUICE_FLOW_VALUE_HASH_BITS bits of the flow's hash, which are all the
+ * outer header takes from it (up to 16 bits of source entropy, the 20-bit
+ * IPv6 flow label): a flow-table hit computes no hash. 12 bytes. */
 struct sluice_flow_value {
 	sl_u32 backend_id; /* sluice_backend.id */
 	sl_u32 last_seen;  /* time of the last packet, ms (wraps; compare by difference) */
 	sl_u8 state;       /* SLUICE_FLOW_* */
-	sl_u8 pad[3];      /* zero */
+	sl_u8 hash_hi;     /* flow hash bits 16-23 */
+	sl_u16 hash_lo;    /* flow hash bits 0-15, host order */
 };
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_flow_value) == 12, "flow value is 12 bytes");
+
+/* Bits of the flow hash a flow entry keeps. */
+#define SLUICE_FLOW_VALUE_HASH_BITS 24
+
+/* The kept bits of the flow hash (the hash & 0xFFFFFF). */
+SLUICE_INLINE sl_u32 sluice_flow_value_hash(const struct sluice_flow_value *v)
+{
+	return (sl_u32)v->hash_hi << 16 | v->hash_lo;
+}
+
+SLUICE_INLINE void sluice_flow_value_set_hash(struct sluice_flow_value *v, sl_u32 flow_hash)
+{
+	v->hash_hi = (sl_u8)(flow_hash >> 16);
+	v->hash_lo = (sl_u16)flow_hash;
+}
 
 /* Outer headers of the encapsulation, per fast path instance. 40 bytes. */
 struct sluice_encap_config {

@@ -67,7 +67,8 @@ const std::map<std::string, Layout>& cpp_layouts() {
       layout<sluice_flow_value>("sluice_flow_value", {SLUICE_MEMBER(sluice_flow_value, backend_id),
                                                       SLUICE_MEMBER(sluice_flow_value, last_seen),
                                                       SLUICE_MEMBER(sluice_flow_value, state),
-                                                      SLUICE_MEMBER(sluice_flow_value, pad)}),
+                                                      SLUICE_MEMBER(sluice_flow_value, hash_hi),
+                                                      SLUICE_MEMBER(sluice_flow_value, hash_lo)}),
       layout<sluice_vip_key>(
           "sluice_vip_key",
           {SLUICE_MEMBER(sluice_vip_key, addr), SLUICE_MEMBER(sluice_vip_key, port),

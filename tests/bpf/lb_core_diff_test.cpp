@@ -181,7 +181,8 @@ class LbCoreDiffTest : public LbFixture {
     if (!want.trouble.empty()) return "the core could not decide: " + want.trouble;
     if (want.fate == Expected::kFlowHit) {
       const bool v6 = want.key.family == SLUICE_FAMILY_IPV6;
-      inject_established(want.key, v6 ? kPinned6 : kPinned4, now_ms());
+      inject_established(want.key, v6 ? kPinned6 : kPinned4, now_ms(),
+                         hash_of(vip_of(want.key), want.key));
     }
     const auto g0 = global_stats();
     const XdpRun r = run(frame);

@@ -81,6 +81,45 @@ TEST_F(LbFlowTest, NewFlowIsOnProbationUntilItsSecondPacket) {
   EXPECT_EQ(backend_stats(want).packets, 3u);
 }
 
+// A hit takes the outer header's entropy (source bits, IPv6 flow label)
+// from the flow entry instead of hashing: every packet of a flow, first
+// (Maglev), second (probation) and later (established), leaves the same.
+TEST_F(LbFlowTest, HitsEncapsulateLikeTheFirstPacket) {
+  struct Case {
+    const char* name;
+    Bytes frame;
+    uint32_t vip_id;
+    sluice_flow_key key;
+  };
+  const Case cases[] = {
+      {"IPv4 in IPv4", tcp_packet("192.0.2.50", 40000), kVipId,
+       flow_key("192.0.2.50", 40000, kVip, 80, kTcp)},
+      {"IPv6 in IPv6",
+       frame()
+           .ipv6({.src = "2001:db8:c::50", .dst = "2001:db8::1"})
+           .tcp({.sport = 40001, .dport = 443, .flags = 0x10})
+           .build(),
+       5, flow_key("2001:db8:c::50", 40001, "2001:db8::1", 443, kTcp)},
+      {"IPv4 in IPv6",
+       frame()
+           .ipv4({.src = "192.0.2.51", .dst = "10.0.0.3"})
+           .tcp({.sport = 40002, .dport = 80, .flags = 0x10})
+           .build(),
+       7, flow_key("192.0.2.51", 40002, "10.0.0.3", 80, kTcp)},
+  };
+  for (const Case& c : cases) {
+    const Bytes want = forwarded_frame(c.frame, 0, c.vip_id, c.key);
+    for (int i = 0; i < 3; ++i) {
+      const XdpRun r = run(c.frame);
+      EXPECT_EQ(r.verdict, XDP_TX) << c.name << " packet " << i;
+      EXPECT_EQ(r.out, want) << c.name << " packet " << i;
+    }
+    sluice_flow_value v{};
+    ASSERT_TRUE(established(c.key, &v)) << c.name;
+    EXPECT_EQ(sluice_flow_value_hash(&v), hash_of(c.vip_id, c.key) & 0xFFFFFFu) << c.name;
+  }
+}
+
 TEST_F(LbFlowTest, EstablishedFlowSticksAcrossATableSwap) {
   const auto key = flow_key("192.0.2.31", 40000, kVip, 80, kTcp);
   const auto probation_key = flow_key("192.0.2.32", 40000, kVip, 80, kTcp);
@@ -187,8 +226,9 @@ TEST_F(LbFlowTest, IdleEntriesExpire) {
   const auto fresh = flow_key("192.0.2.38", 40000, kVip, 80, kTcp);
   const auto stale = flow_key("192.0.2.39", 40000, kVip, 80, kTcp);
   const uint32_t pinned = other_than(choice(kVipId, fresh));
-  inject_established(fresh, pinned, now_ms());
-  inject_established(stale, other_than(choice(kVipId, stale)), now_ms() - idle - 1000);
+  inject_established(fresh, pinned, now_ms(), hash_of(kVipId, fresh));
+  inject_established(stale, other_than(choice(kVipId, stale)), now_ms() - idle - 1000,
+                     hash_of(kVipId, stale));
 
   EXPECT_EQ(send("192.0.2.38", 40000), pinned) << "a live entry decides over Maglev";
   EXPECT_EQ(send("192.0.2.39", 40000), choice(kVipId, stale)) << "an expired entry is a miss";

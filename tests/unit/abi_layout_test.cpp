@@ -53,7 +53,8 @@ TEST(AbiLayout, Backend) {
 TEST(AbiLayout, FlowValue) {
   using T = sluice_flow_value;
   expect_fields("sluice_flow_value", sizeof(T), 12,
-                {F(T, backend_id, 0), F(T, last_seen, 4), F(T, state, 8), F(T, pad, 9)});
+                {F(T, backend_id, 0), F(T, last_seen, 4), F(T, state, 8), F(T, hash_hi, 9),
+                 F(T, hash_lo, 10)});
 }
 
 TEST(AbiLayout, EncapConfig) {
