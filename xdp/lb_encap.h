@@ -22,6 +22,21 @@ static __always_inline int lb_push_outer(struct xdp_md *ctx, const struct lb_pac
 	struct l2_saved saved;
 	struct ethhdr *eth;
 
+	/* Untagged (most frames): the new Ethernet header is all next hop and
+	 * EtherType, written in place with nothing to keep from the old one. */
+	if (p->ntags == 0) {
+		if (bpf_xdp_adjust_head(ctx, -(int)outer_len))
+			return -SLUICE_DROP_ENCAP_NO_ROOM;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		eth = data;
+		if ((void *)(eth + 1) > data_end)
+			return -SLUICE_DROP_TRUNCATED;
+		__builtin_memcpy(eth->h_dest, nh->dst_mac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, nh->src_mac, ETH_ALEN);
+		eth->h_proto = bpf_htons(outer_proto);
+		return 0;
+	}
 	if (l2_save(data, data_end, &saved))
 		return -SLUICE_DROP_TRUNCATED;
 	if (bpf_xdp_adjust_head(ctx, -(int)outer_len))
