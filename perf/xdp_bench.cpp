@@ -571,6 +571,20 @@ class SluiceTarget final : public Target {
     m.vip_id = v.id;
     m.table_size = kTableSize;
     must(bpf_map_update_elem(fd("sluice_vips"), &k, &m, BPF_ANY), "sluice: VIP");
+    // The direct-mapped VIP slot, in builds that have them; the VIPs here
+    // have a slot each (a shared one would defer to sluice_vips).
+    if (bpf_map* slots = bpf_object__find_map_by_name(obj_, "sluice_vip_slots")) {
+      const uint32_t index = sluice_vip_slot_index(&k.addr, k.port, k.proto);
+      sluice_vip_slot slot{};
+      must(bpf_map_lookup_elem(bpf_map__fd(slots), &index, &slot), "sluice: VIP slot");
+      if (slot.family != 0) die("sluice: two VIPs share VIP slot %u", index);
+      slot.addr = k.addr;
+      slot.port = k.port;
+      slot.proto = k.proto;
+      slot.family = k.family;
+      slot.meta = m;
+      must(bpf_map_update_elem(bpf_map__fd(slots), &index, &slot, BPF_ANY), "sluice: VIP slot");
+    }
   }
 
   static sluice_flow_key client_key(uint32_t client) {

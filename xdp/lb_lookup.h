@@ -38,10 +38,11 @@ struct lb_state {
 	__u8 icmp_sent;     /* the packet became a too-big reply to send back */
 };
 
-/* Finds the VIP of a flow: exact (address, port, protocol), then the same
- * with port 0. Copies its meta to *out; returns 0, or -1 if not a VIP. */
-static __always_inline int lb_lookup_vip(const struct sluice_flow_key *key,
-					 struct sluice_vip_meta *out)
+/* Finds the VIP of a flow in the hash map: exact (address, port,
+ * protocol), then the same with port 0. Copies its meta to *out; returns
+ * 0, or -1 if not a VIP. */
+static __always_inline int lb_lookup_vip_hashed(const struct sluice_flow_key *key,
+						struct sluice_vip_meta *out)
 {
 	struct sluice_vip_key vk = {};
 	struct sluice_vip_meta *m;
@@ -59,6 +60,53 @@ static __always_inline int lb_lookup_vip(const struct sluice_flow_key *key,
 		return -1;
 	*out = *m;
 	return 0;
+}
+
+/* lb_probe_vip results. */
+#define LB_VIP_FOUND 0
+#define LB_VIP_NONE 1   /* (address, port, protocol) is no VIP */
+#define LB_VIP_LOOKUP 2 /* the slot defers to the hash map */
+
+/* Reads the direct-mapped slot of the flow's destination with `port`. */
+static __always_inline int lb_probe_vip(const struct sluice_flow_key *key, __be16 port,
+					struct sluice_vip_meta *out)
+{
+	__u32 idx = sluice_vip_slot_index(&key->dst, port, key->proto);
+	struct sluice_vip_slot *s = bpf_map_lookup_elem(&sluice_vip_slots, &idx);
+
+	if (!s)
+		return LB_VIP_NONE;
+	if (s->flags & SLUICE_VIP_SLOT_LOOKUP)
+		return LB_VIP_LOOKUP;
+	if (s->family != key->family || s->proto != key->proto || s->port != port ||
+	    s->addr.v6[0] != key->dst.v6[0] || s->addr.v6[1] != key->dst.v6[1] ||
+	    s->addr.v6[2] != key->dst.v6[2] || s->addr.v6[3] != key->dst.v6[3])
+		return LB_VIP_NONE;
+	*out = s->meta;
+	return LB_VIP_FOUND;
+}
+
+/* Finds the VIP of a flow: exact (address, port, protocol), then the same
+ * with port 0, through the direct-mapped slots, the hash map only where a
+ * slot defers to it. Copies its meta to *out; returns 0, or -1 if not a
+ * VIP. */
+static __always_inline int lb_lookup_vip(const struct sluice_flow_key *key,
+					 struct sluice_vip_meta *out)
+{
+	int r = lb_probe_vip(key, key->dport, out);
+
+	if (r == LB_VIP_FOUND)
+		return 0;
+	/* An exact VIP may hide behind a deferring slot: the hash map decides
+	 * both steps then. */
+	if (r == LB_VIP_NONE && key->dport) {
+		r = lb_probe_vip(key, 0, out);
+		if (r == LB_VIP_FOUND)
+			return 0;
+	}
+	if (r == LB_VIP_NONE)
+		return -1;
+	return lb_lookup_vip_hashed(key, out);
 }
 
 static __always_inline int lb_flow_expired(const struct sluice_flow_value *v, __u8 proto, __u32 now_ms)

@@ -31,6 +31,15 @@ struct {
 	__type(value, struct sluice_vip_meta);
 } sluice_vips SEC(".maps");
 
+/* The direct-mapped VIP table (dataplane/abi/maps.h): what a packet reads
+ * first; sluice_vips only behind a slot marked SLUICE_VIP_SLOT_LOOKUP. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLUICE_VIP_SLOTS);
+	__type(key, __u32);
+	__type(value, struct sluice_vip_slot);
+} sluice_vip_slots SEC(".maps");
+
 /* Backends at slot id & (SLUICE_MAX_BACKENDS - 1). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -221,6 +221,9 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
 
   if (auto b = l.init_barrier(); !b.ok()) return b.error();
   if (auto r = l.read_state(); !r.ok()) return r.error();
+  // Pinned VIPs from a version without VIP slots, or slots a failed
+  // publish left deferring: the slots follow sluice_vips.
+  if (auto v = l.sync_vip_slots(); !v.ok()) return v.error();
   return l;
 }
 

@@ -230,6 +230,10 @@ class Loader {
   [[nodiscard]] Status write_meta(const sluice_vip_key& key, const sluice_vip_meta& meta,
                                   bool* barrier_due);
   [[nodiscard]] Status write_slot(uint32_t slot, const sluice_backend& b);
+  [[nodiscard]] Status write_vip_slot(uint32_t index, const sluice_vip_slot& slot);
+  [[nodiscard]] Status mark_vip_slots(const std::vector<sluice_vip_slot>& want);
+  [[nodiscard]] Status write_vip_slots(const std::vector<sluice_vip_slot>& want);
+  [[nodiscard]] Status sync_vip_slots();
   [[nodiscard]] Status zero_percpu(bpf_map* map, uint32_t key, size_t value_size);
   template <class T>
   [[nodiscard]] Result<std::vector<T>> read_percpu(bpf_map* map, uint32_t key) const;
@@ -252,6 +256,7 @@ class Loader {
   std::map<VipKeyBytes, VipState> vips_;
   std::vector<sluice_backend> slots_;  // SLUICE_MAX_BACKENDS
   std::vector<bool> table_present_;    // SLUICE_MAX_VIPS: outer slot holds a table
+  std::vector<sluice_vip_slot> vip_slots_;  // SLUICE_VIP_SLOTS
   std::optional<sluice_encap_config> encap_;
   std::optional<sluice_next_hop> next_hop_;
 };

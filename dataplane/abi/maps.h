@@ -33,6 +33,45 @@ struct sluice_vip_meta {
 };
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_vip_meta) == 16, "vip meta is 16 bytes");
 
+/* The direct-mapped VIP table (sluice_vip_slots): a fast path finds a
+ * packet's VIP with at most two array reads (exact port, then port 0) and
+ * a compare instead of hash lookups, and traffic to no VIP passes after
+ * them. A VIP sits in slot sluice_vip_slot_index(address, port, protocol)
+ * of its key; when several VIPs share a slot, or while the control plane
+ * rewrites it, the slot has SLUICE_VIP_SLOT_LOOKUP and packets that land
+ * there look the VIP up in the VIP hash map, which always holds every VIP.
+ * So a slot without that flag that holds another key (or none) proves that
+ * the packet's (address, port, protocol) is no VIP. */
+#define SLUICE_VIP_SLOTS 4096 /* slots, a power of two (8 per VIP at most) */
+
+/* sluice_vip_slot.flags */
+#define SLUICE_VIP_SLOT_LOOKUP (1u << 0) /* look the VIP up in the hash map */
+
+/* One slot of the direct-mapped VIP table. 40 bytes. */
+struct sluice_vip_slot {
+	union sluice_ip addr;        /* VIP address, network order, unused bytes zero */
+	sl_be16 port;                /* VIP port, network order; 0 = every port */
+	sl_u8 proto;                 /* SLUICE_IPPROTO_TCP or _UDP */
+	sl_u8 family;                /* SLUICE_FAMILY_IPV4 or _IPV6; 0: the slot holds no VIP */
+	sl_u32 flags;                /* SLUICE_VIP_SLOT_* */
+	struct sluice_vip_meta meta; /* the VIP's meta, as in the hash map */
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_vip_slot) == 40, "vip slot is 40 bytes");
+
+/* The slot of (address, port, protocol): the address words folded, mixed
+ * with port and protocol, Fibonacci hashing (Knuth, TAOCP vol. 3, 6.4) to
+ * the top bits. Address and port network order; the same on every
+ * architecture. */
+SLUICE_INLINE sl_u32 sluice_vip_slot_index(const union sluice_ip *addr, sl_be16 port, sl_u8 proto)
+{
+	sl_u32 h = sl_load_le32(&addr->bytes[0]) ^ sl_load_le32(&addr->bytes[4]) ^
+		   sl_load_le32(&addr->bytes[8]) ^ sl_load_le32(&addr->bytes[12]);
+
+	h ^= (sl_u32)sl_ntohs(port) << 8 ^ proto;
+	return (h * 0x9E3779B1u) >> 20; /* 12 bits: SLUICE_VIP_SLOTS */
+}
+SLUICE_STATIC_ASSERT(SLUICE_VIP_SLOTS == 1u << 12, "sluice_vip_slot_index gives 12 bits");
+
 /* sluice_backend.flags */
 #define SLUICE_BACKEND_VALID (1u << 0)    /* slot holds a configured backend */
 #define SLUICE_BACKEND_DRAINING (1u << 1) /* weight 0: keeps its flows, gets no new ones */

@@ -199,6 +199,39 @@ void LbFixture::add_vip(const VipSpec& v) {
   vips_[v.vip_id] = v;
   publish_table(v.vip_id, v.backends);
   ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_vips), &k, &m, BPF_ANY), 0);
+  sluice_vip_slot slot{};
+  slot.addr = k.addr;
+  slot.port = k.port;
+  slot.proto = k.proto;
+  slot.family = k.family;
+  slot.meta = m;
+  const uint32_t index = sluice_vip_slot_index(&k.addr, k.port, k.proto);
+  vip_slots_[index].push_back(slot);
+  write_vip_slot(index);
+}
+
+void LbFixture::remove_vip(uint32_t vip_id) {
+  const VipSpec v = vips_.at(vip_id);
+  const IpAddress a = address(v.addr);
+  sluice_vip_key k{};
+  k.addr = a.ip;
+  k.port = sl_htons(v.port);
+  k.proto = v.proto;
+  k.family = a.family;
+  ASSERT_EQ(bpf_map_delete_elem(fd(skel()->maps.sluice_vips), &k), 0);
+  const uint32_t index = sluice_vip_slot_index(&k.addr, k.port, k.proto);
+  auto& in_slot = vip_slots_[index];
+  std::erase_if(in_slot, [&](const sluice_vip_slot& s) { return s.meta.vip_id == vip_id; });
+  write_vip_slot(index);
+  vips_.erase(vip_id);
+}
+
+void LbFixture::write_vip_slot(uint32_t index) {
+  const auto& in_slot = vip_slots_[index];
+  sluice_vip_slot slot{};
+  if (!in_slot.empty()) slot = in_slot.front();
+  if (in_slot.size() > 1) slot.flags = SLUICE_VIP_SLOT_LOOKUP;
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_vip_slots), &index, &slot, BPF_ANY), 0);
 }
 
 void LbFixture::publish_table(uint32_t vip_id, const std::vector<uint32_t>& backends) {

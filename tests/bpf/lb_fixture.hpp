@@ -75,7 +75,13 @@ class LbFixture : public ::testing::Test {
   void provision_world();
   void add_backend(uint32_t id, std::string_view addr, uint8_t flags = SLUICE_BACKEND_VALID);
   void set_backend(uint32_t slot, const sluice_backend& b);
+  /// Adds the VIP to the hash map and its direct-mapped slot (a slot that
+  /// two VIPs share defers to the hash map, as the loader writes it).
   void add_vip(const VipSpec& v);
+  /// Removes a VIP added by add_vip (its Maglev table stays).
+  void remove_vip(uint32_t vip_id);
+  /// Writes the direct-mapped slot `index` from vip_slots_.
+  void write_vip_slot(uint32_t index);
   /// Fills a fresh table for vip_id from `backends` and swaps it in.
   void publish_table(uint32_t vip_id, const std::vector<uint32_t>& backends);
   void set_next_hop(const Mac& dst, const Mac& src);
@@ -113,6 +119,7 @@ class LbFixture : public ::testing::Test {
   std::optional<LbSkeleton> skel_;
   std::map<uint32_t, sluice_backend> backends_;       // by id
   std::map<uint32_t, VipSpec> vips_;                  // by vip_id
+  std::map<uint32_t, std::vector<sluice_vip_slot>> vip_slots_;  // VIPs by direct-mapped slot
   std::map<uint32_t, std::vector<uint32_t>> tables_;  // by vip_id, M slots each
   sluice_encap_config encap_config_{};                // as written to sluice_encap
 };

@@ -245,6 +245,71 @@ TEST_F(LbFlowTest, IdleEntriesExpire) {
   EXPECT_EQ(backend_of(r), choice(2, udp));
 }
 
+// A removed VIP's established flows are not forwarded any more, although
+// their entries stay in the flow table: their packets pass to the kernel.
+// Also when the VIP's slot is shared with another VIP (the hash map path).
+TEST_F(LbFlowTest, RemovedVipsFlowsPass) {
+  for (const bool shared : {false, true}) {
+    SCOPED_TRACE(shared ? "slot shared with another VIP" : "own slot");
+    const auto key = flow_key("192.0.2.60", 40000, kVip, 80, kTcp);
+    if (shared) add_vip({kVip, 80, kTcp, kVipId, 0, {1, 2, 3}});
+    send("192.0.2.60", 40000, 0x02);
+    send("192.0.2.60", 40000);
+    sluice_flow_value v{};
+    ASSERT_TRUE(established(key, &v));
+    if (shared) {
+      // Another VIP in the same slot: a port of the same address and
+      // protocol whose slot is VIP 1's.
+      const uint32_t index = sluice_vip_slot_index(&key.dst, key.dport, key.proto);
+      uint16_t port = 81;
+      while (sluice_vip_slot_index(&key.dst, sl_htons(port), key.proto) != index) ++port;
+      add_vip({kVip, port, kTcp, 30, 0, {1, 2, 3}});
+    }
+    remove_vip(kVipId);
+    const auto g0 = global_stats();
+    EXPECT_EQ(run(tcp_packet("192.0.2.60", 40000)).verdict, XDP_PASS);
+    EXPECT_EQ(global_stats().pass_packets - g0.pass_packets, 1u);
+    EXPECT_TRUE(established(key, &v)) << "the entry stays; only its VIP is gone";
+    if (shared) remove_vip(30);
+  }
+}
+
+// The direct-mapped VIP slots: a packet whose slot holds another VIP passes;
+// VIPs that share a slot are both found (through the hash map), and a
+// non-VIP packet whose slot is that shared one passes too.
+TEST_F(LbFlowTest, VipSlotsHoldingOtherVipsPassTheirNonVipPackets) {
+  const auto vip1 = flow_key("192.0.2.61", 40000, kVip, 80, kTcp);
+  const uint32_t index = sluice_vip_slot_index(&vip1.dst, vip1.dport, vip1.proto);
+  std::vector<uint16_t> same_slot;  // other TCP ports of kVip in VIP 1's slot
+  for (uint32_t port = 1; port <= 0xffff && same_slot.size() < 2; ++port)
+    if (port != 80 && sluice_vip_slot_index(&vip1.dst, sl_htons(static_cast<uint16_t>(port)),
+                                            kTcp) == index)
+      same_slot.push_back(static_cast<uint16_t>(port));
+  ASSERT_EQ(same_slot.size(), 2u);
+  const auto to_port = [](uint16_t port) {
+    return frame()
+        .ipv4({.src = "192.0.2.61", .dst = kVip})
+        .tcp({.sport = 40000, .dport = port, .flags = 0x02})
+        .build();
+  };
+
+  auto g0 = global_stats();
+  EXPECT_EQ(run(to_port(same_slot[0])).verdict, XDP_PASS)
+      << "port " << same_slot[0] << " is no VIP although its slot holds one";
+  EXPECT_EQ(global_stats().pass_packets - g0.pass_packets, 1u);
+
+  add_vip({kVip, same_slot[0], kTcp, 31, 0, {3, 2, 1}});
+  const auto vip31 = flow_key("192.0.2.61", 40000, kVip, same_slot[0], kTcp);
+  EXPECT_EQ(send("192.0.2.61", 40000, 0x02), choice(kVipId, vip1));
+  const XdpRun r = run(to_port(same_slot[0]));
+  EXPECT_EQ(r.verdict, XDP_TX);
+  EXPECT_EQ(backend_of(r), choice(31, vip31));
+  EXPECT_EQ(vip_stats(31).packets, 1u);
+  g0 = global_stats();
+  EXPECT_EQ(run(to_port(same_slot[1])).verdict, XDP_PASS);
+  EXPECT_EQ(global_stats().pass_packets - g0.pass_packets, 1u);
+}
+
 // Spoofed one-packet flows (a SYN flood) of 10 x the flow table's capacity,
 // with a Maglev table change in the middle: every established flow keeps
 // its backend, because new flows only ever enter the probation map.

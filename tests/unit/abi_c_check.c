@@ -19,6 +19,7 @@ const struct abi_c_layout abi_c_layouts[] = {
 	ABI_C_LAYOUT(sluice_flow_key),
 	ABI_C_LAYOUT(sluice_vip_key),
 	ABI_C_LAYOUT(sluice_vip_meta),
+	ABI_C_LAYOUT(sluice_vip_slot),
 	ABI_C_LAYOUT(sluice_backend),
 	ABI_C_LAYOUT(sluice_flow_value),
 	ABI_C_LAYOUT(sluice_encap_config),

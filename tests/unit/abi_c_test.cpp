@@ -29,6 +29,7 @@ TEST(AbiC, LayoutsMatchCxx) {
       {"sluice_flow_key", layout_of<sluice_flow_key>()},
       {"sluice_vip_key", layout_of<sluice_vip_key>()},
       {"sluice_vip_meta", layout_of<sluice_vip_meta>()},
+      {"sluice_vip_slot", layout_of<sluice_vip_slot>()},
       {"sluice_backend", layout_of<sluice_backend>()},
       {"sluice_flow_value", layout_of<sluice_flow_value>()},
       {"sluice_encap_config", layout_of<sluice_encap_config>()},
