@@ -2,11 +2,14 @@
 /* VIP lookup and the flow table: which backend a VIP packet goes to.
  *
  * Flow admission (flood-proof, DESIGN.md "Packet path" 3): a new flow's
- * first packet is entered only into sluice_newflows (probation); its second
- * packet promotes it into sluice_flows (established). Established entries
- * are never displaced by new flows, so spoofed one-packet flows (a SYN
- * flood) churn only the probation LRU, and an established flow keeps its
- * backend even when the Maglev table changed meanwhile.
+ * first packet is entered only into its sluice_newflows slot (probation);
+ * its second packet, if the slot still holds it, promotes it into
+ * sluice_flows (established) and empties the slot. Established entries are
+ * never displaced by new flows, so spoofed one-packet flows (a SYN flood)
+ * only overwrite probation slots, and an established flow keeps its
+ * backend even when the Maglev table changed meanwhile. A new flow whose
+ * slot another one took before its second packet is placed by Maglev
+ * again (the same backend unless the table changed in between).
  *
  * Semantics shared with the core's flow table: an entry whose backend was
  * removed (slot not VALID or holding another id) is a miss; a draining
@@ -118,6 +121,20 @@ static __always_inline int lb_flow_expired(const struct sluice_flow_value *v, __
 	return (__s32)(now_ms - v->last_seen) > (__s32)idle;
 }
 
+/* Whether two flow keys are equal (all 40 bytes; unused ones are zero). */
+static __always_inline int lb_same_key(const struct sluice_flow_key *a,
+				       const struct sluice_flow_key *b)
+{
+	const __u32 *x = (const __u32 *)a;
+	const __u32 *y = (const __u32 *)b;
+	__u32 diff = 0;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*a) / 4); i++)
+		diff |= x[i] ^ y[i];
+	return diff == 0;
+}
+
 /* The one flow hash of a packet to `vip`: Maglev slot, probation entry and
  * outer-header entropy. */
 static __always_inline __u32 lb_flow_hash(const struct sluice_flow_key *key,
@@ -143,9 +160,10 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 	 * timeouts of seconds and costs a fraction of bpf_ktime_get_ns, which
 	 * measured 25-50 ns per VIP packet here (perf/XDP_RESULTS.md). */
 	__u32 now = (__u32)(bpf_ktime_get_coarse_ns() / 1000000);
+	struct sluice_probation_slot *ps;
 	struct sluice_flow_value nv = {};
 	struct sluice_flow_value *v;
-	__u32 h;
+	__u32 h, slot;
 
 	v = bpf_map_lookup_elem(&sluice_flows, key);
 	if (v && v->state == SLUICE_FLOW_ESTABLISHED && !lb_flow_expired(v, key->proto, now)) {
@@ -175,8 +193,12 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 
 	h = lb_flow_hash(key, vip);
 	*hash = h;
-	v = bpf_map_lookup_elem(&sluice_newflows, key);
-	if (v && !lb_flow_expired(v, key->proto, now) && lb_get_backend(v->backend_id, out) == 0) {
+	slot = h % sluice_probation_slots;
+	ps = bpf_map_lookup_elem(&sluice_newflows, &slot);
+	if (!ps)
+		return -SLUICE_DROP_NO_BACKEND; /* cannot happen: slot < max_entries */
+	if (lb_same_key(&ps->key, key) && !lb_flow_expired(&ps->value, key->proto, now) &&
+	    lb_get_backend(ps->value.backend_id, out) == 0) {
 		st->flow = LB_FLOW_HIT;
 		if (!update)
 			return 0;
@@ -188,7 +210,7 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 		if (bpf_map_update_elem(&sluice_flows, key, &nv, BPF_ANY))
 			st->insert_failed = 1;
 		else
-			bpf_map_delete_elem(&sluice_newflows, key);
+			ps->key.family = 0;
 		return 0;
 	}
 
@@ -198,11 +220,10 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 	st->new_flow = (__u8)update;
 	if (!update)
 		return 0;
-	nv.backend_id = out->id;
-	nv.last_seen = now;
-	nv.state = SLUICE_FLOW_PROBATION;
-	sluice_flow_value_set_hash(&nv, h);
-	if (bpf_map_update_elem(&sluice_newflows, key, &nv, BPF_ANY))
-		st->insert_failed = 1;
+	ps->key = *key;
+	ps->value.backend_id = out->id;
+	ps->value.last_seen = now;
+	ps->value.state = SLUICE_FLOW_PROBATION;
+	sluice_flow_value_set_hash(&ps->value, h);
 	return 0;
 }

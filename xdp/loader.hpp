@@ -49,7 +49,9 @@ struct LoaderOptions {
   /// Each entry carries one value per CPU (LRU_PERCPU_HASH), so memory grows
   /// with the square of the CPU count.
   uint32_t flows_per_cpu = 65536;
-  /// Probation (one-packet) flow entries per CPU, sized the same way.
+  /// Probation (one-packet) flow slots per CPU: a direct-mapped per-CPU
+  /// array (a new flow takes slot hash % this, overwriting the flow there),
+  /// so memory grows linearly with the CPU count.
   uint32_t probation_per_cpu = 16384;
   /// Seed of the flow hash (dataplane/abi/flow.h); instances behind the same
   /// ECMP group need the same seed.

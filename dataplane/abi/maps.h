@@ -121,6 +121,16 @@ SLUICE_INLINE void sluice_flow_value_set_hash(struct sluice_flow_value *v, sl_u3
 	v->hash_lo = (sl_u16)flow_hash;
 }
 
+/* A slot of the probation table (new flows, one packet seen): a
+ * direct-mapped per-CPU array indexed by flow hash % slots, where a new
+ * flow overwrites whatever flow held its slot and promotion empties it.
+ * key.family 0: the slot is empty. 52 bytes. */
+struct sluice_probation_slot {
+	struct sluice_flow_key key;     /* the flow */
+	struct sluice_flow_value value; /* its backend and first packet's time; state PROBATION */
+};
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_probation_slot) == 52, "probation slot is 52 bytes");
+
 /* Outer headers of the encapsulation, per fast path instance. 40 bytes. */
 struct sluice_encap_config {
 	union sluice_ip src_v4;  /* outer IPv4 source, network order (v4 only) */

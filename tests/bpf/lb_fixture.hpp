@@ -90,6 +90,16 @@ class LbFixture : public ::testing::Test {
   void inject_established(const sluice_flow_key& key, uint32_t backend, uint32_t last_seen,
                           uint32_t hash);
 
+  /// The probation slot (this CPU's) a flow to vip_id takes.
+  [[nodiscard]] uint32_t probation_index(uint32_t vip_id, const sluice_flow_key& key) const;
+  /// Whether this CPU's probation slot for `key` (to vip_id) holds it; its
+  /// value in *v.
+  bool on_probation(uint32_t vip_id, const sluice_flow_key& key, sluice_flow_value* v);
+  /// Writes `v` for `key` into its probation slot on this CPU.
+  void put_probation(uint32_t vip_id, const sluice_flow_key& key, const sluice_flow_value& v);
+  /// The keys on probation on this CPU, their slots emptied.
+  std::vector<sluice_flow_key> take_probation();
+
   /// The flow hash the program must compute for a packet of `key` to vip_id.
   [[nodiscard]] uint32_t hash_of(uint32_t vip_id, const sluice_flow_key& key) const;
   /// The backend id the VIP's current table gives `key`.

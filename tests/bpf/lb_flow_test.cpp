@@ -48,7 +48,7 @@ class LbFlowTest : public LbFixture {
   }
 
   bool on_probation(const sluice_flow_key& key, sluice_flow_value* v) {
-    return bpf_map_lookup_elem(fd(skel()->maps.sluice_newflows), &key, v) == 0;
+    return LbFixture::on_probation(kVipId, key, v);
   }
 
   // Any backend of VIP 1 other than `id`.
@@ -239,7 +239,7 @@ TEST_F(LbFlowTest, IdleEntriesExpire) {
   v.backend_id = other_than(choice(2, udp));
   v.last_seen = now_ms() - skel()->rodata->sluice_udp_idle_ms - 1000;
   v.state = SLUICE_FLOW_PROBATION;
-  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_newflows), &udp, &v, BPF_ANY), 0);
+  put_probation(2, udp, v);
   const XdpRun r = run(
       frame().ipv4({.src = "192.0.2.40", .dst = kVip}).udp({.sport = 5353, .dport = 53}).build());
   EXPECT_EQ(backend_of(r), choice(2, udp));
@@ -322,7 +322,8 @@ class LbFloodTest : public LbFlowTest {
     const auto ncpus = static_cast<uint32_t>(libbpf_num_possible_cpus());
     capacity_ = kFlowsPerCpu * ncpus;
     ASSERT_EQ(bpf_map__set_max_entries(s->maps.sluice_flows, capacity_), 0);
-    ASSERT_EQ(bpf_map__set_max_entries(s->maps.sluice_newflows, kNewFlowsPerCpu * ncpus), 0);
+    s->rodata->sluice_probation_slots = kNewFlowsPerCpu;
+    ASSERT_EQ(bpf_map__set_max_entries(s->maps.sluice_newflows, kNewFlowsPerCpu), 0);
   }
 
   uint32_t capacity_ = 0;
@@ -354,6 +355,18 @@ TEST_F(LbFloodTest, EstablishedFlowsSurviveASynFloodAndATableChange) {
     EXPECT_TRUE(established(key, &v)) << client << " evicted";
   }
   EXPECT_EQ(global_stats().flow_insert_failed, 0u);
+  // The flood only ever overwrote probation slots: the established table
+  // holds the established flows and nothing else.
+  size_t entries = 0;
+  sluice_flow_key k{};
+  sluice_flow_key next{};
+  for (const void* p = nullptr; bpf_map_get_next_key(fd(skel()->maps.sluice_flows), p, &next) == 0;
+       p = &k) {
+    k = next;
+    ++entries;
+  }
+  EXPECT_EQ(entries, static_cast<size_t>(kEstablished));
+  EXPECT_EQ(take_probation().size(), kNewFlowsPerCpu) << "every probation slot taken by the flood";
 }
 
 }  // namespace

@@ -22,6 +22,7 @@ const struct abi_c_layout abi_c_layouts[] = {
 	ABI_C_LAYOUT(sluice_vip_slot),
 	ABI_C_LAYOUT(sluice_backend),
 	ABI_C_LAYOUT(sluice_flow_value),
+	ABI_C_LAYOUT(sluice_probation_slot),
 	ABI_C_LAYOUT(sluice_encap_config),
 	ABI_C_LAYOUT(sluice_global_stats),
 	ABI_C_LAYOUT(sluice_vip_stats),

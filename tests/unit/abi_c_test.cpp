@@ -32,6 +32,7 @@ TEST(AbiC, LayoutsMatchCxx) {
       {"sluice_vip_slot", layout_of<sluice_vip_slot>()},
       {"sluice_backend", layout_of<sluice_backend>()},
       {"sluice_flow_value", layout_of<sluice_flow_value>()},
+      {"sluice_probation_slot", layout_of<sluice_probation_slot>()},
       {"sluice_encap_config", layout_of<sluice_encap_config>()},
       {"sluice_global_stats", layout_of<sluice_global_stats>()},
       {"sluice_vip_stats", layout_of<sluice_vip_stats>()},

@@ -57,6 +57,11 @@ TEST(AbiLayout, VipSlot) {
                  F(T, meta, 24)});
 }
 
+TEST(AbiLayout, ProbationSlot) {
+  using T = sluice_probation_slot;
+  expect_fields("sluice_probation_slot", sizeof(T), 52, {F(T, key, 0), F(T, value, 40)});
+}
+
 TEST(AbiLayout, FlowValue) {
   using T = sluice_flow_value;
   expect_fields("sluice_flow_value", sizeof(T), 12,
