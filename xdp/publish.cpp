@@ -3,7 +3,8 @@
 // misrouting a packet, and the state the loader keeps of what the maps hold.
 //
 // What a packet reads, in program order (xdp/lb_lookup.h, lb_maglev.h):
-// the VIP's meta (copied: vip_id, flags, M) from sluice_vips, then the
+// the VIP's meta (copied: vip_id, flags, M) from its direct-mapped slot in
+// sluice_vip_slots, or from sluice_vips where the slot defers, then the
 // VIP's table from sluice_maglev[vip_id] and slot hash % M in it, then the
 // backend slot (VALID and the same id, else a miss), or the flow table's
 // backend id and then its slot.
