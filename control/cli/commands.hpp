@@ -16,5 +16,7 @@ inline constexpr int kExitUsage = 2;    // bad arguments, or a file that cannot 
 void add_check_config(CLI::App& app, std::function<int()>* run);
 /// Adds `maglev --backends ...`; `*run` is set to its handler.
 void add_maglev(CLI::App& app, std::function<int()>* run);
+/// Adds `decap attach|detach|status IFACE`; `*run` is set to its handler.
+void add_decap(CLI::App& app, std::function<int()>* run);
 
 }  // namespace sluice::cli

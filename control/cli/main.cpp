@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   std::function<int()> run;
   sluice::cli::add_check_config(app, &run);
   sluice::cli::add_maglev(app, &run);
+  sluice::cli::add_decap(app, &run);
 
   try {
     app.parse(argc, argv);
