@@ -705,8 +705,13 @@ def find_sluice() -> str:
 
 
 def sluice_has(sluice: str, *subcommand: str) -> bool:
-    """Whether this sluice binary has the subcommand (its --help exits 0)."""
-    return subprocess.run([sluice, *subcommand, "--help"], capture_output=True).returncode == 0
+    """Whether this sluice binary has the (nested) subcommand: its parent's
+    --help lists it under "Subcommands:"."""
+    *parents, name = subcommand
+    r = subprocess.run([sluice, *parents, "--help"], capture_output=True, text=True)
+    listing = r.stdout.split("Subcommands:", 1)
+    return r.returncode == 0 and len(listing) == 2 and \
+        re.search(rf"^\s+{re.escape(name)}\s", listing[1], re.M) is not None
 
 
 def missing_requirements(tools: list[str]) -> list[str]:
