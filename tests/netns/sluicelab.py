@@ -54,6 +54,10 @@ VIP4 = "10.99.0.1"
 VIP6 = "fd00:99::1"
 
 HTTP_PORT = 80
+# A VIP no packet in a lab carries: sluice_decap serving only it passes
+# everything, which makes it the XDP program a veth needs to take XDP_TX
+# frames (see Lab.up).
+PASS_ONLY_VIP = "192.0.2.255"
 MEMCACHED_PORT = 11211
 REDIS_PORT = 6379
 
@@ -372,10 +376,13 @@ class Lab:
         finally:
             router.close()
 
-        # The LB sends what it encapsulates back out with XDP_TX: the
-        # router's end of that veth only takes XDP frames with NAPI on, which
-        # GRO turns on (../shared/MACHINE.md).
-        run(["ethtool", "-K", "lb", "gro", "on"], ns=t.router_ns)
+        # The LB sends what it encapsulates back out with XDP_TX. A veth
+        # takes XDP frames from its peer only while an XDP program is
+        # attached to it (on this kernel, 6.18, turning GRO on is not
+        # enough): the router's end gets sluice's decapsulator serving a
+        # VIP no packet carries (TEST-NET-1), which passes every packet on.
+        run([self.sluice, "decap", "attach", t.lb.router_if, "--vip", PASS_ONLY_VIP],
+            ns=t.router_ns)
         for c in t.clients:
             # Packets leaving with a partial checksum (TX offload) reach the
             # backend unfinished through XDP forwarding and are dropped there.
@@ -458,7 +465,12 @@ class Lab:
         <lab>/<what>.log; recorded for down()."""
         log = self.dir / f"{what}.log"
         with open(log, "ab") as out:
-            p = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL,
+            # nsenter, not `ip netns exec`: that one also mounts a sysfs of
+            # its own, which hides the machine's bpffs at /sys/fs/bpf, so a
+            # daemon would pin its maps in a private mount that vanishes
+            # when it exits (and a restart could never re-use them).
+            p = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", "--", *argv],
+                                 stdin=subprocess.DEVNULL,
                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         start = wait_for(f"{what} to start", lambda: _start_time(p.pid), timeout=5)
         proc = Proc(what=what, pid=p.pid, start=int(start), log=str(log))
@@ -559,8 +571,16 @@ http {{
         return self.dir / "sluice.sock"
 
     def pin_folder(self) -> str:
-        """Where sluice pins its maps for the LB interface (its default)."""
+        """Where sluice pins its maps: a folder of the lab's own when `sluice
+        attach` takes --pin-root, else its default for the LB interface
+        (unique too: the interface carries the lab's name)."""
+        if self._takes_pin_root():
+            return str(BPFFS_ROOT / f"sluice-lab-{self.name}")
         return str(BPFFS_ROOT / "sluice" / self.topo.lb.ifname)
+
+    def _takes_pin_root(self) -> bool:
+        r = subprocess.run([self.sluice, "attach", "--help"], capture_output=True, text=True)
+        return "--pin-root" in r.stdout
 
     def write_config(self, vips: list[dict], health: dict | None = None,
                      mode: str = "native") -> Path:
@@ -601,9 +621,11 @@ http {{
             raise LabError("no sluice config: write_config() first")
         if self.pin_folder() not in self.pins:
             self.pins.append(self.pin_folder())
-        proc = self.spawn("sluice", self.topo.lb.ns,
-                          [self.sluice, "attach", self.topo.lb.ifname, "--config", str(config),
-                           "--xdp-mode", mode])
+        argv = [self.sluice, "attach", self.topo.lb.ifname, "--config", str(config),
+                "--xdp-mode", mode]
+        if self._takes_pin_root():
+            argv += ["--pin-root", self.pin_folder()]
+        proc = self.spawn("sluice", self.topo.lb.ns, argv)
         self.daemon = proc
         self.save()
 

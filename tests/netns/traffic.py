@@ -39,14 +39,14 @@ def curl_fresh(ns: str, target: str, count: int, timeout: float = 120) -> CurlRu
     connection (Connection: close, URL globbing), each answered by a
     backend naming itself. A request that fails shows as a failure with
     curl's HTTP code (000: no answer)."""
-    r = run(["curl", "-sS", "-g", "--max-time", "5", "-H", "Connection: close",
-             "-w", "\\n@@ %{http_code} %{num_connects}\\n", f"{target}?[1-{count}]"],
+    r = run(["curl", "-sS", "--max-time", "5", "-H", "Connection: close",
+             "-w", "\\n== %{http_code} %{num_connects}\\n", f"{target}?[1-{count}]"],
             ns=ns, check=False, timeout=timeout)
     served: collections.Counter = collections.Counter()
     failures = []
     body: list[str] = []
     for line in r.stdout.splitlines():
-        m = re.match(r"^@@ (\d{3}) (\d+)$", line)
+        m = re.match(r"^== (\d{3}) (\d+)$", line)
         if not m:
             if line:
                 body.append(line)
