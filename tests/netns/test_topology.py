@@ -127,3 +127,30 @@ def test_teardown_leaves_nothing():
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or \
             Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+
+
+def test_decap_cli_attaches_replaces_and_detaches_only_its_own(lab):
+    """`sluice decap` on a veth of a namespace of its own: attach, attach
+    again with another VIP set (replaced, not stacked), refuse the other
+    mode, status, detach, and errors with exit status 1."""
+    ns = f"{lab.name}-decap"
+    lab.namespaces.append(ns)
+    lab.save()
+    run(["ip", "netns", "add", ns])
+    run(["ip", "link", "add", "va", "type", "veth", "peer", "name", "vb"], ns=ns)
+    run(["ip", "link", "set", "va", "up"], ns=ns)
+    s = lab.sluice
+    first = run([s, "decap", "attach", "va", "--vip", VIP4], ns=ns).stdout
+    assert "native mode" in first and VIP4 in first
+    run([s, "decap", "attach", "va", "--vip", VIP6, "--vip", VIP4], ns=ns)
+    st = json.loads(run([s, "decap", "status", "va", "--json"], ns=ns).stdout)
+    assert st["vips"] == [VIP4, VIP6] and st["mode"] == "native"
+    other = run([s, "decap", "attach", "va", "--vip", VIP4, "--xdp-mode", "generic"], ns=ns,
+                check=False)
+    assert other.returncode == 1 and "detach it before" in other.stderr
+    run([s, "decap", "detach", "va"], ns=ns)
+    gone = run([s, "decap", "status", "va"], ns=ns, check=False)
+    assert gone.returncode == 1 and "no XDP program" in gone.stderr
+    assert run([s, "decap", "attach", "va"], ns=ns, check=False).returncode == 2
+    assert run([s, "decap", "attach", "nosuch0", "--vip", VIP4], ns=ns,
+               check=False).returncode == 1
