@@ -9,6 +9,7 @@
 # JSON lines for perf/RESULTS.md.
 import json
 import os
+import re
 import socket
 import struct
 import time
@@ -47,6 +48,8 @@ def config_vips(lab, weights: dict[str, int]) -> list[dict]:
          "backends": backends("v6", "web", weights)},
         {"name": "cache-v4", "address": VIP4, "port": 11211, "protocol": "udp",
          "backends": backends("v4", "cache", equal)},
+        {"name": "redis-v4", "address": VIP4, "port": 6379, "protocol": "tcp",
+         "backends": backends("v4", "redis", equal)},
     ]
 
 
@@ -54,6 +57,8 @@ HEALTH = {
     "web": {"type": "http", "interval_ms": INTERVAL_MS, "timeout_ms": 150, "rise": RISE,
             "fall": FALL},
     "cache": {"type": "memcached", "interval_ms": INTERVAL_MS, "timeout_ms": 150, "rise": RISE,
+              "fall": FALL},
+    "redis": {"type": "redis", "interval_ms": INTERVAL_MS, "timeout_ms": 150, "rise": RISE,
               "fall": FALL},
 }
 
@@ -69,11 +74,11 @@ def write_config(lab, weights: dict[str, int]):
 
 @pytest.fixture(scope="module")
 def lab(lab_factory):
-    sluice = require_lab(["wrk"])
+    sluice = require_lab(["wrk", "redis-server", "redis-benchmark", "redis-cli"])
     for sub in ("attach", "ctl"):
         if not sluicelab.sluice_has(sluice, sub):
             skip_or_fail(f"{sluice} has no `{sub}` (the daemon is not in this build yet)")
-    lab = lab_factory(backends=3, servers=["nginx", "memcached"], tools=["wrk"])
+    lab = lab_factory(backends=3, servers=["nginx", "memcached", "redis"])
     write_config(lab, WEIGHTS)
     try:
         lab.attach()
@@ -98,7 +103,7 @@ def backends(lab, vip: str) -> dict[str, dict]:
 
 def wait_all_up(lab, timeout: float = 10) -> None:
     def up() -> bool:
-        return all(r["state"] == "up" for vip in ("web-v4", "web-v6", "cache-v4")
+        return all(r["state"] == "up" for vip in ("web-v4", "web-v6", "cache-v4", "redis-v4")
                    for r in backends(lab, vip).values())
     sluicelab.wait_for("every backend to be up", up, timeout=timeout, interval=0.1)
 
@@ -110,6 +115,8 @@ def restore(lab) -> None:
     for b in lab.topo.backends:
         if lab.find(f"nginx-{b.role}") is None:
             lab.start_nginx(b)
+        if lab.find(f"redis-{b.role}") is None:
+            lab.start_redis(b)
     wait_all_up(lab)
 
 
@@ -314,3 +321,44 @@ def test_flood_of_new_flows_leaves_established_connections_working(lab):
     assert all(k.errors == [] for k in conns), [k.errors for k in conns if k.errors]
     fresh = traffic.curl_fresh(c.ns, traffic.url(VIP4), 100)
     assert fresh.failures == []
+
+
+def redis_served_by(lab, count: int) -> dict[str, int]:
+    """`count` redis-cli runs, each a new connection to the Redis VIP; which
+    backend answered each (each Redis runs in a folder named after it)."""
+    served: dict[str, int] = {}
+    for _ in range(count):
+        out = run(["redis-cli", "-h", VIP4, "config", "get", "dir"], ns=client(lab).ns,
+                  timeout=10).stdout.split()
+        role = out[-1].rsplit("redis-", 1)[-1] if out else "no answer"
+        served[role] = served.get(role, 0) + 1
+    return served
+
+
+def redis_benchmark(lab) -> tuple[str, str]:
+    r = run(["redis-benchmark", "-h", VIP4, "-q", "-n", "20000", "-c", "20", "-t", "ping,set,get"],
+            ns=client(lab).ns, check=False, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout, r.stderr
+
+
+# (8b): three Redis backends behind a TCP VIP, health-checked with PING.
+def test_redis_benchmark_through_the_vip_and_a_redis_failing(lab):
+    out, err = redis_benchmark(lab)
+    assert "error" not in (out + err).lower(), out + err
+    before = redis_served_by(lab, 60)
+    assert set(before) == {"backend1", "backend2", "backend3"}, before
+    victim = lab.topo.backends[0]
+    try:
+        lab.stop(lab.find(f"redis-{victim.role}"))
+        sluicelab.wait_for(f"redis on {victim.role} to be marked down",
+                           lambda: backends(lab, "redis-v4")[victim.role]["state"] == "down",
+                           timeout=10)
+        after = redis_served_by(lab, 60)
+        out2, err2 = redis_benchmark(lab)
+    finally:
+        restore(lab)
+    rps = dict(re.findall(r"([A-Z_]+): ([\d.]+) requests per second", out))
+    record("redis", requests_per_s=rps, served_before=before, served_after_failure=after)
+    assert set(after) == {"backend2", "backend3"}, after
+    assert "error" not in (out2 + err2).lower(), out2 + err2
