@@ -7,7 +7,6 @@ others, and a summary; everything is torn down at the end, on ^C and on
 failure. Without the daemon in the build it shows what it can (the lab and
 the backends' decapsulators) and says what is missing."""
 
-import collections
 import signal
 import sys
 import time

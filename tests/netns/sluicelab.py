@@ -41,7 +41,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -694,7 +694,7 @@ http {{
             rows.append(f"  {h.role:<14} {h.ns:<22} {h.ifname:<15} {h.addr4:<12} {h.addr6}")
         servers = ", ".join(p.what for p in self.procs if p is not self.daemon) or "none"
         rows.append(f"  servers        {servers}")
-        rows.append(f"  sluice         " + (f"running (pid {self.daemon.pid}), ctl socket "
+        rows.append("  sluice         " + (f"running (pid {self.daemon.pid}), ctl socket "
                                             f"{self.socket_path}" if self.daemon else
                                             "not attached"))
         return "\n".join(rows)
