@@ -621,20 +621,28 @@ http {{
             raise LabError("no sluice config: write_config() first")
         if self.pin_folder() not in self.pins:
             self.pins.append(self.pin_folder())
+        pidfile = self.dir / "sluice.pid"
+        pidfile.unlink(missing_ok=True)
         argv = [self.sluice, "attach", self.topo.lb.ifname, "--config", str(config),
-                "--xdp-mode", mode]
+                "--xdp-mode", mode, "--pidfile", str(pidfile)]
         if self._takes_pin_root():
             argv += ["--pin-root", self.pin_folder()]
         proc = self.spawn("sluice", self.topo.lb.ns, argv)
         self.daemon = proc
         self.save()
+        has_ctl = sluice_has(self.sluice, "ctl")
 
-        def answering() -> bool:
+        # Ready: the pid file is written once the program is attached and
+        # the config published; with `sluice ctl` in the build, the control
+        # socket answers too.
+        def ready() -> bool:
             if not proc.alive():
                 raise LabError("sluice attach exited while starting; its log:\n"
                                + Path(proc.log).read_text(errors="replace")[-4000:])
-            return self.ctl("status", check=False).returncode == 0
-        wait_for("sluice's control socket to answer", answering, timeout=timeout, interval=0.1)
+            if not pidfile.exists():
+                return False
+            return not has_ctl or self.ctl("status", check=False).returncode == 0
+        wait_for("sluice attach to be ready", ready, timeout=timeout, interval=0.05)
         return proc
 
     def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
