@@ -645,6 +645,29 @@ http {{
         wait_for("sluice attach to be ready", ready, timeout=timeout, interval=0.05)
         return proc
 
+    def reload(self, timeout: float = 10) -> None:
+        """Makes the daemon re-read its config: `sluice ctl reload` when the
+        build has ctl (it answers once applied), else SIGHUP and waiting for
+        the daemon's log to report the reload. Raises LabError when the
+        reload was refused."""
+        if self.daemon is None:
+            raise LabError("sluice is not attached")
+        if sluice_has(self.sluice, "ctl"):
+            self.ctl("reload")
+            return
+        log = Path(self.daemon.log)
+        start = log.stat().st_size
+        os.kill(self.daemon.pid, signal.SIGHUP)
+
+        def reported() -> str:
+            with open(log, errors="replace") as f:
+                f.seek(start)
+                text = f.read()
+            return text if re.search(r"\breload(: | of )", text) else ""
+        text = wait_for("the daemon to report the reload", reported, timeout=timeout)
+        if "failed" in text:
+            raise LabError(f"reload refused:\n{text}")
+
     def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """`sluice ctl --socket <lab socket> ARGS` (from the root namespace: a
         Unix socket is reached by path, whatever the namespace)."""
