@@ -56,6 +56,7 @@ Daemon::Daemon(DaemonOptions options, Balancer balancer)
     : options_(std::move(options)),
       signals_(io_, SIGTERM, SIGINT, SIGHUP),
       next_hop_timer_(io_),
+      policy_timer_(io_),
       balancer_(std::move(balancer)) {
   ctx_.version = SLUICE_VERSION;
   ctx_.pid = static_cast<long>(getpid());
@@ -63,6 +64,8 @@ Daemon::Daemon(DaemonOptions options, Balancer balancer)
   ctx_.config_path = options_.config_path;
   ctx_.on_change = [this](std::string_view what, const PublishReport& r) {
     log_publish(what, r, balancer_->generation());
+    // A runtime change may have added or removed backends to probe.
+    sync_health_targets();
   };
 }
 
@@ -156,9 +159,13 @@ Daemon::~Daemon() {
 int Daemon::run() {
   wait_signals();
   schedule_next_hop_refresh();
-  // Integration spots (helpers "ctl" and "probes"): the control socket
-  // server and the health checker are created here, on io_, over
-  // balancer() and handler_context(); see the report for the exact lines.
+  // The backends of the config we start with are probed from an assumed
+  // "up" (the fast path may be forwarding to them already, after a
+  // restart); an unhealthy one goes down after `fall` probes.
+  checker_ = std::make_unique<HealthChecker>(io_, [this](const HealthEvent& e) { on_probe(e); });
+  std::vector<HealthTarget> targets = health_targets(balancer_->config(), HealthState::kUp);
+  checker_->set_targets(targets);
+  schedule_policy_update();
   spdlog::info("running (pid {}); SIGHUP reloads {}, SIGTERM stops", getpid(),
                options_.config_path);
   io_.run();
@@ -179,6 +186,8 @@ void Daemon::wait_signals() {
     }
     spdlog::info("signal {}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     next_hop_timer_.cancel();
+    policy_timer_.cancel();
+    checker_.reset();
     io_.stop();
   });
 }
@@ -197,7 +206,95 @@ void Daemon::reload() {
     return;
   }
   log_publish("reload", r.value(), balancer_->generation());
+  sync_health_targets();
   refresh_next_hops();
+}
+
+void Daemon::sync_health_targets() {
+  if (!checker_) return;
+  const Config& cfg = balancer_->config();
+  std::map<std::string, uint16_t, std::less<>> vip_ports;
+  for (const VipView& v : balancer_->vips()) vip_ports[v.name] = v.port;
+  auto views = balancer_->backends();
+  if (!views.ok()) return;
+  std::vector<HealthTarget> targets;
+  bool marked_down = false;
+  for (const BackendView& b : views.value()) {
+    if (b.health_check.empty()) continue;
+    const HealthCheck* check = cfg.find_health_check(b.health_check);
+    if (check == nullptr) continue;
+    HealthTarget t;
+    t.key = {b.vip, b.addr};
+    t.check = *check;
+    t.port = check->port != 0 ? check->port : vip_ports[b.vip];
+    t.initial = HealthState::kDown;
+    if (!checker_->status(t.key)) {
+      // New to the checker: no new flows before it proved healthy.
+      if (b.health != Health::kDown &&
+          balancer_->set_backend_health(b.vip, b.addr, Health::kDown, std::nullopt,
+                                        "not probed yet").ok())
+        marked_down = true;
+    }
+    targets.push_back(std::move(t));
+  }
+  checker_->set_targets(targets);
+  if (marked_down) publish("new backends wait for their probes");
+}
+
+void Daemon::on_probe(const HealthEvent& e) {
+  const Health h = e.status.state == HealthState::kUp ? Health::kUp : Health::kDown;
+  const Status s = balancer_->set_backend_health(e.key.vip, e.key.addr, h, e.status.rtt_ewma_us,
+                                                 e.probe_ok ? "ok" : e.status.last_failure);
+  if (!s.ok()) return;  // removed since the probe started
+  if (!e.state_changed) return;
+  if (h == Health::kDown)
+    spdlog::warn("VIP {}: backend {} is down: {}", e.key.vip, e.key.addr.to_string(),
+                 e.status.last_failure);
+  else
+    spdlog::info("VIP {}: backend {} is up", e.key.vip, e.key.addr.to_string());
+  for (const VipView& v : balancer_->vips())
+    if (v.name == e.key.vip) update_policy_weights(v);
+  publish("health");
+  for (const VipView& v : balancer_->vips())
+    if (v.name == e.key.vip && v.panic)
+      spdlog::warn("VIP {}: every backend is down: panic mode (table over all of them)", v.name);
+}
+
+bool Daemon::update_policy_weights(const VipView& vip) {
+  if (vip.policy == Policy::kStatic) return false;
+  auto views = balancer_->backends(vip.name);
+  if (!views.ok()) return false;
+  std::vector<PolicyInput> inputs;
+  std::vector<IpAddress> addrs;
+  for (const BackendView& b : views.value()) {
+    PolicyInput in;
+    in.weight = b.weight;
+    in.drained = b.draining();
+    in.healthy = b.health != Health::kDown;
+    in.capacity = b.capacity.value_or(0);
+    in.rtt_us = b.rtt_us;
+    inputs.push_back(in);
+    addrs.push_back(b.addr);
+  }
+  VipDamping& d = damping_[vip.name];
+  if (d.addrs != addrs) d = VipDamping{addrs, {}};
+  const WeightUpdate u = damp_weights(policy_targets(vip.policy, inputs), d.state);
+  d.state = u.state;
+  if (!u.changed) return false;
+  std::vector<BackendWeight> weights;
+  for (size_t i = 0; i < addrs.size(); ++i) weights.push_back({addrs[i], u.weights[i]});
+  return balancer_->set_effective_weights(vip.name, weights).ok();
+}
+
+void Daemon::schedule_policy_update() {
+  policy_timer_.expires_after(options_.policy_period);
+  policy_timer_.async_wait([this](const std::error_code& ec) {
+    if (ec) return;
+    bool changed = false;
+    for (const VipView& v : balancer_->vips()) changed = update_policy_weights(v) || changed;
+    if (changed) publish("policy");
+    schedule_policy_update();
+  });
 }
 
 void Daemon::publish(std::string_view why) {

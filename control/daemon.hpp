@@ -9,6 +9,7 @@
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +18,8 @@
 #include "control/balancer.hpp"
 #include "control/config.hpp"
 #include "control/handler.hpp"
+#include "control/health.hpp"
+#include "control/policy.hpp"
 
 namespace sluice::control {
 
@@ -34,6 +37,9 @@ struct DaemonOptions {
   std::string pidfile;
   /// How often next hops are re-resolved (without a gateway_mac), ms.
   std::chrono::milliseconds next_hop_period{5000};
+  /// How often `least-conn` and `fastest` weights are recomputed (and
+  /// damped), ms; a backend going up or down triggers it at once.
+  std::chrono::milliseconds policy_period{1000};
 };
 
 /// The daemon. Everything runs on one thread, io()'s: the Balancer, the
@@ -70,18 +76,37 @@ class Daemon {
   /// nothing.
   void reload();
 
+  /// Makes the health checker probe exactly the backends the Balancer has
+  /// now (after a reload or a runtime change). Backends new to the checker
+  /// start down: they take no new flows before `rise` good probes.
+  void sync_health_targets();
+
  private:
   Daemon(DaemonOptions options, Balancer balancer);
   void wait_signals();
   void refresh_next_hops();
   void schedule_next_hop_refresh();
+  void on_probe(const HealthEvent& e);
+  /// Recomputes a `least-conn` / `fastest` VIP's weights through its
+  /// damping state; true when new weights were handed to the Balancer.
+  bool update_policy_weights(const VipView& vip);
+  void schedule_policy_update();
+
+  // Damping state of one VIP, valid for the backend list it was built for.
+  struct VipDamping {
+    std::vector<IpAddress> addrs;
+    DampState state;
+  };
 
   DaemonOptions options_;
   asio::io_context io_;
   asio::signal_set signals_;
   asio::steady_timer next_hop_timer_;
+  asio::steady_timer policy_timer_;
   std::optional<Balancer> balancer_;
   HandlerContext ctx_;
+  std::unique_ptr<HealthChecker> checker_;
+  std::map<std::string, VipDamping, std::less<>> damping_;
   std::string last_next_hop_error_;
   bool pidfile_written_ = false;
 };
