@@ -843,7 +843,7 @@ def cmd_up(args) -> int:
     print(f"\ntry:   ip netns exec {c.ns} curl http://{VIP4}/   (straight to a backend: "
           f"http://{lab.topo.backends[0].addr4}/)")
     print(f"       scripts/lab exec {lab.name} {c.role} -- curl -g 'http://[{VIP6}]/'")
-    if lab.daemon:
+    if lab.daemon and sluice_has(lab.sluice, "ctl"):
         print(f"       {lab.sluice} ctl --socket {lab.socket_path} stats")
     print(f"down:  scripts/lab down {lab.name}")
     return 0

@@ -87,8 +87,11 @@ def parse_wrk(out: str) -> WrkRun:
                   non_2xx=int(non2xx.group(1)) if non2xx else 0, output=out)
 
 
-def wrk_args(target: str, seconds: int, connections: int, threads: int = 2) -> list[str]:
-    return ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+def wrk_args(target: str, seconds: int, connections: int, threads: int = 2,
+             cpu: int | None = None) -> list[str]:
+    """wrk's command line; `cpu` pins it to one CPU (see WrkInBackground)."""
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    return [*pin, "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
             "--timeout", "5s", target]
 
 
@@ -98,13 +101,39 @@ def wrk(ns: str, target: str, seconds: int = 10, connections: int = 50) -> WrkRu
 
 
 class WrkInBackground:
-    """wrk running while the test does something else; result() waits."""
+    """wrk running while the test does something else; result() waits.
 
-    def __init__(self, ns: str, target: str, seconds: int, connections: int = 50):
+    `cpu` pins wrk to one CPU. On a veth the XDP program runs on the CPU
+    that sent the frame, so a connection's packets follow its wrk thread
+    from CPU to CPU, where a NIC's RSS would keep each flow on one queue
+    and CPU; sluice's flow table is per CPU and relies on that. Tests that
+    change the tables under load pin the client to stand in for RSS."""
+
+    def __init__(self, ns: str, target: str, seconds: int, connections: int = 50,
+                 cpu: int | None = None):
         self.seconds = seconds
+        self.target = target
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, *wrk_args(target, seconds, connections)],
+            ["ip", "netns", "exec", ns, *wrk_args(target, seconds, connections, cpu=cpu)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def wait_connected(self, count: int, port: int = sluicelab.HTTP_PORT,
+                       timeout: float = 10) -> None:
+        """Waits until wrk has `count` established connections to `port`
+        (wrk gives up at once if an initial connect fails, so a test breaks
+        things only after this)."""
+        def established() -> bool:
+            n = 0
+            for table in ("tcp", "tcp6"):
+                try:
+                    lines = open(f"/proc/{self.proc.pid}/net/{table}").read().splitlines()[1:]
+                except OSError:
+                    return False
+                n += sum(1 for line in lines
+                         if line.split()[3] == "01" and
+                         int(line.split()[2].rsplit(":", 1)[1], 16) == port)
+            return n >= count
+        sluicelab.wait_for(f"wrk to open {count} connections", established, timeout=timeout)
 
     def result(self) -> WrkRun:
         out, _ = self.proc.communicate(timeout=self.seconds + 30)
