@@ -383,10 +383,21 @@ class Lab:
         # VIP no packet carries (TEST-NET-1), which passes every packet on.
         run([self.sluice, "decap", "attach", t.lb.router_if, "--vip", PASS_ONLY_VIP],
             ns=t.router_ns)
+        # A NIC's RSS keeps each flow on one CPU, and sluice's flow table is
+        # per CPU. Veths have no RSS: a frame is processed on the CPU that
+        # sent it, and a client's packets of one connection come from any
+        # CPU (its data from the process, its ACKs from the softirq of the
+        # server's packets). Receive packet steering on the router's
+        # client-facing ends spreads flows over all CPUs by their hash, one
+        # CPU per flow, which is where the router forwards them to the LB.
+        every_cpu = format((1 << os.cpu_count()) - 1, "x")
         for c in t.clients:
             # Packets leaving with a partial checksum (TX offload) reach the
             # backend unfinished through XDP forwarding and are dropped there.
             run(["ethtool", "-K", c.ifname, "tx", "off"], ns=c.ns)
+            rps = f"/sys/class/net/{c.router_if}/queues/rx-0/rps_cpus"
+            run(["sh", "-c", f"echo {every_cpu} > {rps}"],
+                ns=t.router_ns)
         for b in t.backends:
             self._backend_vips(b)
             run([self.sluice, "decap", "attach", b.ifname, "--vip", VIP4, "--vip", VIP6],
