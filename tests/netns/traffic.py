@@ -102,12 +102,7 @@ def wrk(ns: str, target: str, seconds: int = 10, connections: int = 50) -> WrkRu
 
 class WrkInBackground:
     """wrk running while the test does something else; result() waits.
-
-    `cpu` pins wrk to one CPU. On a veth the XDP program runs on the CPU
-    that sent the frame, so a connection's packets follow its wrk thread
-    from CPU to CPU, where a NIC's RSS would keep each flow on one queue
-    and CPU; sluice's flow table is per CPU and relies on that. Tests that
-    change the tables under load pin the client to stand in for RSS."""
+    `cpu` pins wrk to one CPU."""
 
     def __init__(self, ns: str, target: str, seconds: int, connections: int = 50,
                  cpu: int | None = None):
