@@ -25,5 +25,7 @@ void add_detach(CLI::App& app, std::function<int()>* run);
 /// Adds `ctl [--socket PATH] [--json] SUBCOMMAND` (control/PROTOCOL.md);
 /// exits 3 when the daemon cannot be reached.
 void add_ctl(CLI::App& app, std::function<int()>* run);
+/// Adds `decap attach|detach|status IFACE`; `*run` is set to its handler.
+void add_decap(CLI::App& app, std::function<int()>* run);
 
 }  // namespace sluice::cli
