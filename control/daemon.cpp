@@ -91,6 +91,21 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
   }
   const XdpAttachMode mode = options.mode.value_or(cfg.xdp->mode);
 
+  // Before anything touches an interface: a second daemon must not replace
+  // a running one's program and maps.
+  std::vector<InstanceLock> locks;
+  for (const std::string& ifname : ifaces) {
+    const std::string root = !options.pin_root.empty()
+                                 ? options.pin_root
+                                 : xdp::default_pin_root(xdp::kBpffsRoot, ifname);
+    auto lock = InstanceLock::acquire(root);
+    if (!lock.ok()) {
+      spdlog::error("{}: {}", ifname, lock.error().message);
+      return lock.error();
+    }
+    locks.push_back(std::move(lock.value()));
+  }
+
   std::vector<std::unique_ptr<Fastpath>> fastpaths;
   for (const std::string& ifname : ifaces) {
     xdp::LoaderOptions lo;
@@ -121,6 +136,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
     return balancer.error();
   }
   std::unique_ptr<Daemon> d(new Daemon(options, std::move(balancer.value())));
+  d->locks_ = std::move(locks);
   if (Status s = d->open_servers(); !s.ok()) return s.error();
   // Next hops first, so the first published table does not forward to a
   // zero MAC.

@@ -19,6 +19,7 @@
 #include "control/config.hpp"
 #include "control/handler.hpp"
 #include "control/health.hpp"
+#include "control/instance_lock.hpp"
 #include "control/metrics_server.hpp"
 #include "control/policy.hpp"
 #include "control/socket_server.hpp"
@@ -109,6 +110,7 @@ class Daemon {
   asio::steady_timer policy_timer_;
   std::optional<Balancer> balancer_;
   HandlerContext ctx_;
+  std::vector<InstanceLock> locks_;  // one per fast path, held for life
   std::unique_ptr<HealthChecker> checker_;
   std::unique_ptr<SocketServer> socket_;
   std::unique_ptr<MetricsServer> metrics_;

@@ -3,11 +3,13 @@
 // `sluice detach` (remove the program and its pinned maps, no daemon).
 #include <net/if.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 
 #include "control/cli/commands.hpp"
 #include "control/daemon.hpp"
+#include "control/instance_lock.hpp"
 #include "xdp/bpffs.hpp"
 #include "xdp/loader.hpp"
 
@@ -43,13 +45,15 @@ void add_attach(CLI::App& app, std::function<int()>* run) {
   cmd->footer(kDaemonFooter);
   auto opts = std::make_shared<control::DaemonOptions>();
   auto iface = std::make_shared<std::string>();
-  cmd->add_option("IFACE", *iface, "Interface where VIP traffic arrives (the config's [xdp] "
-                                   "interfaces are ignored)")
+  cmd->add_option("IFACE", *iface,
+                  "Interface where VIP traffic arrives (the config's [xdp] "
+                  "interfaces are ignored)")
       ->required();
   cmd->add_option("--config,-c", opts->config_path, "Config file (TOML)")->required();
   auto mode = std::make_shared<std::string>();
-  cmd->add_option("--xdp-mode", *mode, "native (in the driver) or generic; default: the "
-                                       "config's [xdp] mode")
+  cmd->add_option("--xdp-mode", *mode,
+                  "native (in the driver) or generic; default: the "
+                  "config's [xdp] mode")
       ->check(CLI::IsMember({"native", "generic"}));
   cmd->add_option("--pidfile", opts->pidfile, "Write the pid here once attached");
   cmd->add_option("--pin-root", opts->pin_root,
@@ -77,8 +81,8 @@ void add_detach(CLI::App& app, std::function<int()>* run) {
   auto* cmd = app.add_subcommand(
       "detach", "Remove sluice's XDP program from IFACE and its pinned maps (no daemon needed)");
   cmd->footer(R"(
-Stop the daemon first: a running daemon does not notice and keeps no program.
-Established flows are forgotten with the maps. Exit codes: 0 nothing of
+A running daemon holds the interface: detach refuses (exit 1) until it is
+stopped. Established flows are forgotten with the maps. Exit codes: 0 nothing of
 sluice's is left on IFACE, 1 something could not be removed (e.g. another
 program is attached), 2 usage or no such interface.)");
   auto iface = std::make_shared<std::string>();
@@ -93,6 +97,15 @@ program is attached), 2 usage or no such interface.)");
         spdlog::error("{}: no such interface", *iface);
         return kExitUsage;
       }
+      const std::string root =
+          pin_root->empty() ? xdp::default_pin_root(xdp::kBpffsRoot, *iface) : *pin_root;
+      // A running daemon holds the interface: pulling its program would
+      // take traffic down while it reports a live fast path.
+      auto lock = control::InstanceLock::acquire(root);
+      if (!lock.ok()) {
+        spdlog::error("{}: {}", *iface, lock.error().message);
+        return kExitInvalid;
+      }
       int rc = kExitOk;
       auto d = xdp::detach_interface(static_cast<int>(ifindex));
       if (d.ok()) {
@@ -103,8 +116,11 @@ program is attached), 2 usage or no such interface.)");
         spdlog::error("{}: {}", *iface, d.error().message);
         rc = kExitInvalid;
       }
-      const std::string root =
-          pin_root->empty() ? xdp::default_pin_root(xdp::kBpffsRoot, *iface) : *pin_root;
+      struct stat st {};
+      if (stat(root.c_str(), &st) != 0) {
+        spdlog::info("{}: no pinned maps there", root);
+        return rc;
+      }
       auto u = xdp::unpin_maps(root);
       if (u.ok()) {
         spdlog::info("{}: pinned maps removed", root);

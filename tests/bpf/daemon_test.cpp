@@ -307,6 +307,21 @@ TEST_F(DaemonTest, AttachReloadStopRestartDetach) {
     EXPECT_EQ(p.vips, 1);
     EXPECT_EQ(p.valid_backends, 2);
 
+    // A second daemon on the same interface is refused before it touches
+    // it, and detach refuses while the daemon runs: neither may pull the
+    // program from under a daemon that reports it live.
+    {
+      Sluice second(ns_->lb(), {"attach", "lb0", "--config", config_, "--pin-root", pin_root_},
+                    log_);
+      EXPECT_EQ(second.exit_code(), 1);
+      Sluice detach(ns_->lb(), {"detach", "lb0", "--pin-root", pin_root_}, log_);
+      EXPECT_EQ(detach.exit_code(), 1);
+    }
+    EXPECT_TRUE(log_has("stop it first"));
+    EXPECT_EQ(prog_id(), id);
+    EXPECT_EQ(pinned().valid_backends, 2);
+    EXPECT_TRUE(d.running());
+
     // A broken file: the reload is refused, the daemon and its state stay.
     std::ofstream(config_) << config_text(
         socket_, "[[vips.backends]]\naddress = \"10.250.0.3\"\nweight = -1\n");
