@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Benchmarks of a weight change through the control library: set_weight +
 // Balancer::publish (Maglev rebuild, snapshot, fast-path write), over the
-// test fake and, as root, over the real XDP loader in a namespace of its own.
+// test fake and, as root, over the real XDP loader in a namespace of its own;
+// and the cost of counting active flows (Loader::active_flows).
 #include <benchmark/benchmark.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -109,6 +114,64 @@ void BM_Balancer_WeightChangeXdp(benchmark::State& state) {
   }
   run(state, std::move(fp.value()));
 }
+
+// Loader::active_flows over a flow map holding range(0) established flows
+// (live on every CPU, over 100 backends): items are flow keys read.
+void BM_Loader_ActiveFlows(benchmark::State& state) {
+  if (!g_own_netns) {
+    state.SkipWithError("needs root (a network namespace of its own)");
+    return;
+  }
+  const auto flows = static_cast<uint32_t>(state.range(0));
+  xdp::LoaderOptions o;
+  o.ifname = "lo";
+  o.mode = xdp::XdpMode::kGeneric;
+  o.flows_per_cpu = flows;
+  o.probation_per_cpu = 256;
+  o.bpffs_root = g_bpffs;
+  auto l = xdp::Loader::load(o);
+  if (!l.ok()) {
+    state.SkipWithError(l.error().message.c_str());
+    return;
+  }
+  const int fd = bpf_map__fd(l.value().skeleton()->maps.sluice_flows);
+  const auto ncpus = static_cast<size_t>(libbpf_num_possible_cpus());
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  const auto now = static_cast<uint32_t>(static_cast<uint64_t>(ts.tv_sec) * 1000 +
+                                         static_cast<uint64_t>(ts.tv_nsec) / 1000000);
+  std::vector<uint8_t> values(ncpus * 16);
+  for (uint32_t i = 0; i < flows; ++i) {
+    sluice_flow_key k{};
+    k.family = SLUICE_FAMILY_IPV4;
+    k.proto = SLUICE_IPPROTO_TCP;
+    std::memcpy(k.src.bytes, &i, sizeof i);
+    for (size_t c = 0; c < ncpus; ++c) {
+      sluice_flow_value v{};
+      v.backend_id = SLUICE_MAX_BACKENDS + i % 100;
+      v.last_seen = now;
+      v.state = SLUICE_FLOW_ESTABLISHED;
+      std::memcpy(values.data() + c * 16, &v, sizeof v);
+    }
+    if (bpf_map_update_elem(fd, &k, values.data(), BPF_ANY) != 0) {
+      state.SkipWithError("filling sluice_flows failed");
+      return;
+    }
+  }
+  uint64_t keys = 0;
+  for (auto _ : state) {
+    auto a = l.value().active_flows();
+    if (!a.ok()) {
+      state.SkipWithError(a.error().message.c_str());
+      break;
+    }
+    keys += a.value().keys_read;
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(keys));
+  state.counters["cpus"] = static_cast<double>(ncpus);
+  (void)l.value().unpin();
+}
+BENCHMARK(BM_Loader_ActiveFlows)->Arg(1024)->Arg(65536)->Unit(benchmark::kMillisecond);
 
 // N backends x M (0: auto size).
 void sizes(benchmark::internal::Benchmark* b) {
