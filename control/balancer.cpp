@@ -189,6 +189,9 @@ struct Balancer::State {
   std::vector<bool> vip_held = std::vector<bool>(SLUICE_MAX_VIPS, false);
   uint32_t slot_cursor = 0;
   MaglevBuilder builder;
+  // By backend id (ids are never reused), summed over the fast paths, as
+  // of the last refresh_active_flows(); nullopt: unknown.
+  std::optional<ActiveFlowCounts> active_flows;
 
   Vip* find_vip(std::string_view name) {
     for (Vip& v : pending.vips)
@@ -757,10 +760,28 @@ Result<std::vector<BackendView>> Balancer::backends(std::string_view vip) const 
       for (const auto& [id, w] : v.built.inputs)
         if (id == b.id) view.effective_weight = w;
       if (auto it = entries.find(b.id); it != entries.end()) view.table_entries = it->second;
+      if (s_->active_flows) {
+        auto it = s_->active_flows->find(b.id);
+        view.active_flows = it == s_->active_flows->end() ? 0 : it->second;
+      }
       out.push_back(std::move(view));
     }
   }
   return out;
+}
+
+Status Balancer::refresh_active_flows() {
+  ActiveFlowCounts sum;
+  for (const auto& fp : s_->fastpaths) {
+    auto a = fp->active_flows();
+    if (!a.ok()) {
+      s_->active_flows.reset();
+      return a.error();
+    }
+    for (const auto& [id, n] : a.value()) sum[id] += n;
+  }
+  s_->active_flows = std::move(sum);
+  return Ok{};
 }
 
 Result<BalancerStats> Balancer::stats() const {

@@ -50,6 +50,10 @@ struct BackendView {
   uint32_t policy_weight = 0;    ///< the policy's weight (defaults to `weight`)
   uint32_t effective_weight = 0;  ///< what the published table was built with
   uint32_t table_entries = 0;     ///< entries of the published table naming it
+  /// Established flows the fast paths held on it at the last
+  /// Balancer::refresh_active_flows(); unset: never counted, or a fast
+  /// path cannot count them.
+  std::optional<uint64_t> active_flows;
   [[nodiscard]] bool draining() const { return weight == 0; }
 };
 
@@ -191,6 +195,14 @@ class Balancer {
   /// backends (by address) it still has, and publishes it. Unpublished
   /// changes are dropped first. On any error nothing changes.
   [[nodiscard]] Result<PublishReport> reload(Config config);
+
+  /// Counts the established flows of every backend over all fast paths
+  /// (Fastpath::active_flows) and keeps them for backends() until the next
+  /// call. Costly (a walk of each flow table): the daemon calls it every
+  /// few seconds. Errors: the first fast path's error (-EOPNOTSUPP: it
+  /// cannot count); the counts are then unknown (unset) until a call
+  /// succeeds.
+  [[nodiscard]] Status refresh_active_flows();
 
   [[nodiscard]] std::vector<VipView> vips() const;
   /// Backends of one VIP, or of all (empty `vip`). Errors: -ENOENT.

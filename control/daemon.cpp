@@ -58,6 +58,7 @@ Daemon::Daemon(DaemonOptions options, Balancer balancer)
       signals_(io_, SIGTERM, SIGINT, SIGHUP),
       next_hop_timer_(io_),
       policy_timer_(io_),
+      active_flows_timer_(io_),
       balancer_(std::move(balancer)) {
   ctx_.version = SLUICE_VERSION;
   ctx_.pid = static_cast<long>(getpid());
@@ -183,6 +184,8 @@ int Daemon::run() {
   checker_ = std::make_unique<HealthChecker>(io_, [this](const HealthEvent& e) { on_probe(e); });
   std::vector<HealthTarget> targets = health_targets(balancer_->config(), HealthState::kUp);
   checker_->set_targets(targets);
+  refresh_active_flows();
+  schedule_active_flows_refresh();
   schedule_policy_update();
   spdlog::info("running (pid {}); SIGHUP reloads {}, SIGTERM stops", getpid(),
                options_.config_path);
@@ -206,6 +209,7 @@ void Daemon::wait_signals() {
     spdlog::info("signal {}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     next_hop_timer_.cancel();
     policy_timer_.cancel();
+    active_flows_timer_.cancel();
     checker_.reset();
     socket_.reset();
     metrics_.reset();
@@ -326,6 +330,7 @@ bool Daemon::update_policy_weights(const VipView& vip) {
     in.healthy = b.health != Health::kDown;
     in.capacity = b.capacity.value_or(0);
     in.rtt_us = b.rtt_us;
+    in.active_flows = b.active_flows;
     inputs.push_back(in);
     addrs.push_back(b.addr);
   }
@@ -347,6 +352,28 @@ void Daemon::schedule_policy_update() {
     for (const VipView& v : balancer_->vips()) changed = update_policy_weights(v) || changed;
     if (changed) publish("policy");
     schedule_policy_update();
+  });
+}
+
+void Daemon::refresh_active_flows() {
+  const Status s = balancer_->refresh_active_flows();
+  // Logged when it changes, not every period.
+  const std::string err = s.ok() ? "" : s.error().message;
+  if (err != last_active_flows_error_) {
+    if (s.ok())
+      spdlog::info("counting active flows again");
+    else
+      spdlog::warn("active flows unknown: {}", err);
+    last_active_flows_error_ = err;
+  }
+}
+
+void Daemon::schedule_active_flows_refresh() {
+  active_flows_timer_.expires_after(options_.active_flows_period);
+  active_flows_timer_.async_wait([this](const std::error_code& ec) {
+    if (ec) return;
+    refresh_active_flows();
+    schedule_active_flows_refresh();
   });
 }
 

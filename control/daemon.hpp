@@ -43,6 +43,10 @@ struct DaemonOptions {
   /// How often `least-conn` and `fastest` weights are recomputed (and
   /// damped), ms; a backend going up or down triggers it at once.
   std::chrono::milliseconds policy_period{1000};
+  /// How often the fast paths' established flows are counted (a walk of
+  /// each flow table): `least-conn` weights and `sluice ctl backends` use
+  /// the last count, ms.
+  std::chrono::milliseconds active_flows_period{5000};
 };
 
 /// The daemon. Everything runs on one thread, io()'s: the Balancer, the
@@ -96,6 +100,9 @@ class Daemon {
   /// damping state; true when new weights were handed to the Balancer.
   bool update_policy_weights(const VipView& vip);
   void schedule_policy_update();
+  /// Balancer::refresh_active_flows now and every active_flows_period.
+  void refresh_active_flows();
+  void schedule_active_flows_refresh();
 
   // Damping state of one VIP, valid for the backend list it was built for.
   struct VipDamping {
@@ -108,6 +115,7 @@ class Daemon {
   asio::signal_set signals_;
   asio::steady_timer next_hop_timer_;
   asio::steady_timer policy_timer_;
+  asio::steady_timer active_flows_timer_;
   std::optional<Balancer> balancer_;
   HandlerContext ctx_;
   std::vector<InstanceLock> locks_;  // one per fast path, held for life
@@ -116,6 +124,7 @@ class Daemon {
   std::unique_ptr<MetricsServer> metrics_;
   std::map<std::string, VipDamping, std::less<>> damping_;
   std::string last_next_hop_error_;
+  std::string last_active_flows_error_;
   bool pidfile_written_ = false;
 };
 

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <array>
+#include <cerrno>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -72,6 +74,10 @@ struct FastpathInfo {
   bool reused_pinned_maps = false;
 };
 
+/// Established flows by backend id (flows a fast path holds on it now).
+/// A backend without flows is absent.
+using ActiveFlowCounts = std::map<uint32_t, uint64_t>;
+
 /// A fast path. Not thread-safe: the control thread calls it.
 class Fastpath {
  public:
@@ -97,6 +103,14 @@ class Fastpath {
   [[nodiscard]] virtual Result<sluice_global_stats> global_stats() const = 0;
   [[nodiscard]] virtual Result<sluice_vip_stats> vip_stats(uint32_t vip_id) const = 0;
   [[nodiscard]] virtual Result<sluice_backend_stats> backend_stats(uint32_t backend_id) const = 0;
+
+  /// The established, not idle-expired flows on each backend. May walk a
+  /// whole flow table (XDP: Loader::active_flows): call it every few
+  /// seconds, not per request. Errors: -EOPNOTSUPP when the fast path
+  /// cannot count them (the default), or the read's errno.
+  [[nodiscard]] virtual Result<ActiveFlowCounts> active_flows() const {
+    return Error{-EOPNOTSUPP, info().kind + " fast path does not count active flows"};
+  }
 };
 
 }  // namespace sluice::control

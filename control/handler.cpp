@@ -274,7 +274,7 @@ Arg<json> cmd_backends(Balancer& b, const json& req) {
                    {"effective_weight", v.effective_weight},
                    {"table_entries", v.table_entries},
                    {"rtt_us", v.rtt_us ? json(*v.rtt_us) : json(nullptr)},
-                   {"active_flows", nullptr},
+                   {"active_flows", v.active_flows ? json(*v.active_flows) : json(nullptr)},
                    {"last_check", v.last_check.empty() ? json(nullptr) : json(v.last_check)}});
   }
   return json{{"backends", out}};

@@ -133,4 +133,10 @@ Result<sluice_backend_stats> XdpFastpath::backend_stats(uint32_t backend_id) con
   return loader_.backend_stats(backend_id);
 }
 
+Result<ActiveFlowCounts> XdpFastpath::active_flows() const {
+  auto a = loader_.active_flows();
+  if (!a.ok()) return a.error();
+  return std::move(a.value().by_backend);
+}
+
 }  // namespace sluice::control

@@ -31,6 +31,8 @@ class XdpFastpath final : public Fastpath {
   [[nodiscard]] Result<sluice_global_stats> global_stats() const override;
   [[nodiscard]] Result<sluice_vip_stats> vip_stats(uint32_t vip_id) const override;
   [[nodiscard]] Result<sluice_backend_stats> backend_stats(uint32_t backend_id) const override;
+  /// Loader::active_flows over the whole flow map.
+  [[nodiscard]] Result<ActiveFlowCounts> active_flows() const override;
 
   [[nodiscard]] xdp::Loader& loader() { return loader_; }
 

@@ -109,6 +109,17 @@ struct Snapshot {
   std::optional<sluice_next_hop> next_hop;
 };
 
+/// Established flows the fast path holds, by backend (Loader::active_flows).
+struct ActiveFlows {
+  /// Backend id -> live (flow, CPU) entries naming it. A backend without
+  /// live flows is absent.
+  std::map<uint32_t, uint64_t> by_backend;
+  /// Flow-map keys read (live or not).
+  uint64_t keys_read = 0;
+  /// false: the walk stopped at its key limit before the map's end.
+  bool complete = true;
+};
+
 /// The sluice_lb program and its maps on one interface. Move-only.
 ///
 /// Destroying a Loader neither detaches the program nor unpins the maps:
@@ -194,6 +205,24 @@ class Loader {
   [[nodiscard]] Result<sluice_backend_stats> backend_stats(uint32_t backend_id) const;
   [[nodiscard]] Result<std::vector<sluice_backend_stats>> backend_stats_per_cpu(
       uint32_t backend_id) const;
+
+  /// Counts the established flows of each backend: walks the flow map
+  /// (sluice_flows) and counts, for every key and every CPU, a value in
+  /// state ESTABLISHED whose last_seen is within the protocol's idle
+  /// timeout (the packet path's own test, lb_flow_expired: last_seen is ms
+  /// of CLOCK_MONOTONIC_COARSE truncated to 32 bits, compared by signed
+  /// difference). A flow the NIC spread over two CPUs counts twice, as it
+  /// holds two entries. Reads at most `max_keys` keys (0: the map's
+  /// max_entries), in batches of 256 (BPF_MAP_LOOKUP_BATCH, kernel >= 5.6;
+  /// key by key where the kernel lacks it).
+  ///
+  /// Cost: O(keys x CPUs), one syscall per 256 keys, copying
+  /// 40 + 16 x CPUs bytes per key; perf/RESULTS.md "Control plane" has
+  /// figures. Call it every few seconds, not per packet or per probe.
+  /// The map changes under the walk: a count is a sample, and a key
+  /// deleted under a key-by-key walk restarts it (still bounded by
+  /// max_keys). Errors: the map-read errno.
+  [[nodiscard]] Result<ActiveFlows> active_flows(uint32_t max_keys = 0) const;
 
   [[nodiscard]] int ifindex() const { return ifindex_; }
   [[nodiscard]] const std::string& ifname() const { return ifname_; }

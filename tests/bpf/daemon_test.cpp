@@ -459,6 +459,36 @@ TEST_F(DaemonTest, CtlSeesCountersMoveAndAFailedProbeTakesABackendsShare) {
   EXPECT_TRUE(wait_for([&] { return vip_packets() >= before + 5; }))
       << "VIP packets " << before << " -> " << vip_packets();
 
+  // Active flows come from the fast path's flow table: a number for every
+  // backend from the start; a connection attempt left open retransmits its
+  // SYN (~1 s), its second packet, which establishes the flow, and the
+  // daemon's next count (every 5 s) puts it on a backend.
+  const auto active_flows = [&] {
+    const nlohmann::json j = ctl({"backends"});
+    uint64_t sum = 0;
+    if (!j.is_object() || !j.contains("backends")) return std::optional<uint64_t>();
+    for (const auto& b : j["backends"]) {
+      if (!b["active_flows"].is_number_unsigned()) return std::optional<uint64_t>();
+      sum += b["active_flows"].get<uint64_t>();
+    }
+    return std::optional<uint64_t>(sum);
+  };
+  ASSERT_TRUE(active_flows().has_value()) << ctl({"backends"}).dump();
+  int held = -1;
+  {
+    NetnsEnter in(ns_->peer());
+    held = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    ASSERT_GE(held, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(80);
+    inet_pton(AF_INET, "10.0.0.1", &sa.sin_addr);
+    (void)connect(held, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  }
+  EXPECT_TRUE(wait_for([&] { return active_flows().value_or(0) >= 1; }))
+      << ctl({"backends"}).dump();
+  close(held);
+
   // Backend 2's probe target stops: down within fall x interval (+ the
   // probe timeout and the time to publish), its entries go to backend 1.
   b2.reset();

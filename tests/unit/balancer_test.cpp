@@ -492,5 +492,50 @@ address = "10.0.0.16"
   EXPECT_EQ(f.held->backend(k + 7), nullptr);
 }
 
+TEST(Balancer, ActiveFlowsAreUnknownUntilCounted) {
+  Fixture f(web_config(2));
+  publish(*f);
+  for (const auto& v : list(*f)) EXPECT_FALSE(v.active_flows.has_value());
+  // The fake cannot count until told what to report.
+  const auto s = f->refresh_active_flows();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, -EOPNOTSUPP);
+  for (const auto& v : list(*f)) EXPECT_FALSE(v.active_flows.has_value());
+}
+
+TEST(Balancer, ActiveFlowsAreSummedOverFastpathsAndKeptUntilTheNextCount) {
+  auto h1 = std::make_shared<FakeHeld>();
+  auto h2 = std::make_shared<FakeHeld>();
+  std::vector<std::unique_ptr<control::Fastpath>> fps;
+  fps.push_back(std::make_unique<FakeFastpath>(h1));
+  fps.push_back(std::make_unique<FakeFastpath>(h2));
+  auto created = Balancer::create(config_of(web_config(3)), std::move(fps));
+  ASSERT_TRUE(created.ok());
+  Balancer& b = created.value();
+  publish(b);
+  const auto views = list(b, "web");
+  ASSERT_EQ(views.size(), 3u);
+  const uint32_t a = views[0].id;
+  const uint32_t c = views[2].id;
+  h1->active_flows = control::ActiveFlowCounts{{a, 10}, {c, 1}};
+  h2->active_flows = control::ActiveFlowCounts{{a, 5}};
+  ASSERT_TRUE(b.refresh_active_flows().ok());
+  auto counted = list(b, "web");
+  EXPECT_EQ(counted[0].active_flows, std::optional<uint64_t>(15));
+  EXPECT_EQ(counted[1].active_flows, std::optional<uint64_t>(0));
+  EXPECT_EQ(counted[2].active_flows, std::optional<uint64_t>(1));
+  // Views read the last count; only refresh_active_flows() asks again.
+  const int calls = h1->active_flows_calls;
+  h1->active_flows = control::ActiveFlowCounts{};
+  (void)list(b, "web");
+  (void)b.vips();
+  EXPECT_EQ(h1->active_flows_calls, calls);
+  EXPECT_EQ(list(b, "web")[0].active_flows, std::optional<uint64_t>(15));
+  // One fast path that cannot count makes every count unknown.
+  h2->active_flows.reset();
+  EXPECT_FALSE(b.refresh_active_flows().ok());
+  for (const auto& v : list(b, "web")) EXPECT_FALSE(v.active_flows.has_value());
+}
+
 }  // namespace
 }  // namespace sluice::test

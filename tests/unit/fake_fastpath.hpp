@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "control/fastpath.hpp"
@@ -27,6 +28,9 @@ struct FakeHeld {
   std::map<uint32_t, sluice_vip_stats> vip_stats;          // by vip_id
   std::map<uint32_t, sluice_backend_stats> backend_stats;  // by backend id
   sluice_global_stats global{};
+  /// What active_flows() returns; nullopt: "not supported" (the default).
+  std::optional<control::ActiveFlowCounts> active_flows;
+  int active_flows_calls = 0;
 
   [[nodiscard]] const Vip* vip(uint32_t vip_id) const {
     for (const Vip& v : vips)
@@ -75,6 +79,12 @@ class FakeFastpath final : public control::Fastpath {
   [[nodiscard]] Result<sluice_backend_stats> backend_stats(uint32_t id) const override {
     auto it = held_->backend_stats.find(id);
     return it == held_->backend_stats.end() ? sluice_backend_stats{} : it->second;
+  }
+
+  [[nodiscard]] Result<control::ActiveFlowCounts> active_flows() const override {
+    ++held_->active_flows_calls;
+    if (!held_->active_flows) return Fastpath::active_flows();
+    return *held_->active_flows;
   }
 
  private:

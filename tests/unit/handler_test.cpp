@@ -170,6 +170,27 @@ TEST_F(Handler, Backends) {
   EXPECT_EQ(code({{"cmd", "backends"}, {"vip", 3}}), "bad_request");
 }
 
+// Counts the fast path reported at the last refresh; a backend it did
+// not name holds none; unknown again once the fast path cannot count.
+TEST_F(Handler, BackendsActiveFlows) {
+  const auto list = b_->backends("web");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list.value().size(), 2u);
+  held_->active_flows = control::ActiveFlowCounts{{list.value()[0].id, 12}, {999999, 5}};
+  ASSERT_TRUE(b_->refresh_active_flows().ok());
+  json r = ok({{"cmd", "backends"}, {"vip", "web"}});
+  EXPECT_EQ(r["backends"][0]["active_flows"], 12);
+  EXPECT_EQ(r["backends"][1]["active_flows"], 0);
+
+  held_->active_flows.reset();
+  const auto s = b_->refresh_active_flows();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, -EOPNOTSUPP);
+  r = ok({{"cmd", "backends"}, {"vip", "web"}});
+  EXPECT_TRUE(r["backends"][0]["active_flows"].is_null());
+  EXPECT_TRUE(r["backends"][1]["active_flows"].is_null());
+}
+
 TEST_F(Handler, Stats) {
   const uint32_t vip_id = b_->vips()[0].vip_id;
   held_->global.rx_packets = 10;
