@@ -3,6 +3,8 @@
 // key against the model and collecting every error with its position.
 #include "control/config.hpp"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -10,7 +12,6 @@
 #include <fstream>
 #include <map>
 #include <sstream>
-#include <toml++/toml.h>
 #include <utility>
 
 #include "dataplane/abi/consts.h"
@@ -22,9 +23,12 @@ const char* to_string(Protocol p) { return p == Protocol::kTcp ? "tcp" : "udp"; 
 
 const char* to_string(Policy p) {
   switch (p) {
-    case Policy::kStatic: return "static";
-    case Policy::kLeastConn: return "least-conn";
-    case Policy::kFastest: return "fastest";
+    case Policy::kStatic:
+      return "static";
+    case Policy::kLeastConn:
+      return "least-conn";
+    case Policy::kFastest:
+      return "fastest";
   }
   return "?";
 }
@@ -33,15 +37,21 @@ const char* to_string(HashFields h) { return h == HashFields::kFiveTuple ? "5-tu
 
 const char* to_string(CheckType t) {
   switch (t) {
-    case CheckType::kTcp: return "tcp";
-    case CheckType::kHttp: return "http";
-    case CheckType::kMemcached: return "memcached";
-    case CheckType::kRedis: return "redis";
+    case CheckType::kTcp:
+      return "tcp";
+    case CheckType::kHttp:
+      return "http";
+    case CheckType::kMemcached:
+      return "memcached";
+    case CheckType::kRedis:
+      return "redis";
   }
   return "?";
 }
 
-const char* to_string(XdpAttachMode m) { return m == XdpAttachMode::kNative ? "native" : "generic"; }
+const char* to_string(XdpAttachMode m) {
+  return m == XdpAttachMode::kNative ? "native" : "generic";
+}
 
 size_t Config::backend_count() const {
   size_t n = 0;
@@ -124,10 +134,14 @@ bool parse_mac(std::string_view text, std::array<uint8_t, 6>& out) {
     for (size_t k = 0; k < 2; ++k) {
       const char c = text[i * 3 + k];
       v <<= 4;
-      if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
-      else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') v |= static_cast<unsigned>(c - 'A' + 10);
-      else return false;
+      if (c >= '0' && c <= '9')
+        v |= static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f')
+        v |= static_cast<unsigned>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F')
+        v |= static_cast<unsigned>(c - 'A' + 10);
+      else
+        return false;
     }
     out[i] = static_cast<uint8_t>(v);
   }
@@ -160,8 +174,10 @@ class Checker {
         const size_t d = edit_distance(k.str(), a);
         if (d < best_d) best_d = d, best = a;
       }
-      if (!best.empty()) msg += " (did you mean \"" + std::string(best) + "\"?)";
-      else msg += "; expected one of: " + join(allowed);
+      if (!best.empty())
+        msg += " (did you mean \"" + std::string(best) + "\"?)";
+      else
+        msg += "; expected one of: " + join(allowed);
       error(k.source().begin, child(path, k.str()), std::move(msg));
       (void)v;
     }
@@ -264,7 +280,8 @@ class Checker {
   void load_metrics(const toml::table& t, MetricsConfig& out);
   void load_xdp(const toml::table& t, XdpConfig& out);
   void load_health_checks(const toml::table& t, std::vector<HealthCheck>& out);
-  void load_vip(const toml::table& t, const std::string& path, const Config& config, VipConfig& out);
+  void load_vip(const toml::table& t, const std::string& path, const Config& config,
+                VipConfig& out);
   void load_backend(const toml::table& t, const std::string& path, const Config& config,
                     const VipConfig& vip, BackendConfig& out);
   void check_across(const toml::table& root, const Config& config);
@@ -346,8 +363,8 @@ void Checker::load_metrics(const toml::table& t, MetricsConfig& out) {
 
 void Checker::load_xdp(const toml::table& t, XdpConfig& out) {
   const std::string p = "xdp";
-  check_keys(t, p, {"interfaces", "mode", "encap_source_v4", "encap_source_v6", "mtu",
-                    "gateway_mac"});
+  check_keys(t, p,
+             {"interfaces", "mode", "encap_source_v4", "encap_source_v6", "mtu", "gateway_mac"});
   if (require(t, "interfaces", p, "an array of interface names")) {
     const toml::node* n = t.get("interfaces");
     const auto* arr = n->as_array();
@@ -405,14 +422,15 @@ void Checker::load_health_checks(const toml::table& t, std::vector<HealthCheck>&
     const std::string p = child("health_checks", k.str());
     const auto* ht = v.as_table();
     if (ht == nullptr) {
-      error(v.source().begin, p, "expected a table ([health_checks." + std::string(k.str()) +
-                                     "]), got " + describe(v));
+      error(v.source().begin, p,
+            "expected a table ([health_checks." + std::string(k.str()) + "]), got " + describe(v));
       continue;
     }
     HealthCheck h;
     h.name = std::string(k.str());
-    check_keys(*ht, p, {"type", "interval_ms", "timeout_ms", "rise", "fall", "port", "path",
-                        "expect_status"});
+    check_keys(
+        *ht, p,
+        {"type", "interval_ms", "timeout_ms", "rise", "fall", "port", "path", "expect_status"});
     bool type_known = false;
     if (require(*ht, "type", p, "\"tcp\", \"http\", \"memcached\" or \"redis\"")) {
       if (auto c = choice(*ht, "type", p, {"tcp", "http", "memcached", "redis"})) {
@@ -474,8 +492,7 @@ void Checker::load_backend(const toml::table& t, const std::string& p, const Con
       for (const auto& hc : config.health_checks) names.push_back(hc.name);
       error(t.get("health_check")->source().begin, child(p, "health_check"),
             "no [health_checks." + *h + "]" +
-                (names.empty() ? std::string(" (none is defined)")
-                               : "; defined: " + join(names)));
+                (names.empty() ? std::string(" (none is defined)") : "; defined: " + join(names)));
     } else {
       out.health_check = *h;
       const HealthCheck* hc = config.find_health_check(*h);
@@ -491,8 +508,9 @@ void Checker::load_backend(const toml::table& t, const std::string& p, const Con
 
 void Checker::load_vip(const toml::table& t, const std::string& p, const Config& config,
                        VipConfig& out) {
-  check_keys(t, p, {"name", "address", "port", "protocol", "policy", "hash", "cache", "table_size",
-                    "backends"});
+  check_keys(
+      t, p,
+      {"name", "address", "port", "protocol", "policy", "hash", "cache", "table_size", "backends"});
   if (auto n = string(t, "name", p)) out.name = *n;
   if (require(t, "address", p, "an IPv4 or IPv6 address"))
     if (auto a = address(t, "address", p)) out.addr = *a;
@@ -507,6 +525,9 @@ void Checker::load_vip(const toml::table& t, const std::string& p, const Config&
     if (*b && out.protocol != Protocol::kUdp)
       error(t.get("cache")->source().begin, child(p, "cache"),
             "the hot-object cache answers memcached over UDP: needs protocol \"udp\"");
+    else if (*b)
+      warn(t.get("cache")->source().begin, child(p, "cache"),
+           "the hot-object cache is not built yet: this VIP is load-balanced without it");
   }
   if (out.name.empty())
     out.name = (out.addr.is_v6() ? '[' + out.addr.to_string() + ']' : out.addr.to_string()) + ':' +
@@ -590,6 +611,10 @@ void Checker::check_across(const toml::table& root, const Config& config) {
               "duplicate name \"" + a.name + "\" (also vips[" + std::to_string(j) + "])");
     }
   }
+  if (!config.xdp)
+    warn(Pos{}, "xdp",
+         "no [xdp] section: fine for check-config and maglev, but `sluice run` and `sluice "
+         "attach` need one (its encap sources)");
   if (config.xdp) {
     bool v4 = false, v6 = false;
     for (const auto& v : config.vips)
@@ -608,15 +633,15 @@ void Checker::check_across(const toml::table& root, const Config& config) {
     for (const auto& v : config.vips)
       for (const auto& b : v.backends) used = used || b.health_check == h.name;
     if (!used && hcs != nullptr)
-      warn(hcs->get(h.name)->source().begin, "health_checks." + h.name,
-           "not used by any backend");
+      warn(hcs->get(h.name)->source().begin, "health_checks." + h.name, "not used by any backend");
   }
 }
 
 void Checker::load(const toml::table& root) {
   Config config;
-  check_keys(root, "", {"hash_seed", "flow_table", "control", "metrics", "xdp", "dpdk",
-                        "health_checks", "vips"});
+  check_keys(
+      root, "",
+      {"hash_seed", "flow_table", "control", "metrics", "xdp", "dpdk", "health_checks", "vips"});
   set_u(root, "hash_seed", "", 0, 0xFFFFFFFFll, config.hash_seed);
   if (const auto* t = table(root, "flow_table", "")) load_flow_table(*t, config.flow_table);
   if (const auto* t = table(root, "control", "")) load_control(*t, config.control);
@@ -626,13 +651,15 @@ void Checker::load(const toml::table& root) {
     load_xdp(*t, *config.xdp);
   }
   if (const toml::node* n = root.get("dpdk"))
-    error(n->source().begin, "dpdk", "not supported yet (the DPDK fast path is not built); use [xdp]");
+    error(n->source().begin, "dpdk",
+          "not supported yet (the DPDK fast path is not built); use [xdp]");
   if (const auto* t = table(root, "health_checks", ""))
     load_health_checks(*t, config.health_checks);
   if (const toml::node* n = root.get("vips")) {
     const auto* arr = n->as_array();
     if (arr == nullptr || !arr->is_array_of_tables()) {
-      error(n->source().begin, "vips", "expected an array of tables ([[vips]]), got " + describe(*n));
+      error(n->source().begin, "vips",
+            "expected an array of tables ([[vips]]), got " + describe(*n));
     } else {
       for (size_t i = 0; i < arr->size(); ++i) {
         VipConfig v;

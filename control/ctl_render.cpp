@@ -205,7 +205,7 @@ std::string render_stats(const json& r) {
   out += render_table({"VIP", "BACKEND", "PACKETS", "BYTES", "NEW FLOWS"}, backends);
 
   const json& ft = field(r, "flow_table");
-  out += "\nflow table: " + cell(ft, "capacity") + " entries per core, " +
+  out += "\nflow table: " + cell(ft, "capacity") + " entries over all CPUs, " +
          cell(ft, "probation_capacity") + " on probation\n";
   return out;
 }

@@ -39,7 +39,7 @@ struct CtlArgs {
   std::string from;
   std::string name;
   std::string address;
-  uint32_t port = 0;
+  std::optional<uint32_t> port;  // add-vip --port, when given
   std::string protocol;
   std::string policy;
   std::string hash;
@@ -176,7 +176,9 @@ Result<json> add_vip_request(const CtlArgs& a) {
   // Flags given beside a snippet override it.
   if (!a.name.empty()) vip["name"] = a.name;
   if (!a.address.empty()) vip["address"] = a.address;
-  if (a.port != 0 || !vip.contains("port")) vip["port"] = a.port;
+  if (a.port) vip["port"] = *a.port;
+  // An every-port VIP by accident would take all of the address's traffic.
+  if (!vip.contains("port")) return Error{-EINVAL, "--port is required (0 = every port)"};
   if (!a.protocol.empty()) vip["protocol"] = a.protocol;
   if (!a.policy.empty()) vip["policy"] = a.policy;
   if (!a.hash.empty()) vip["hash"] = a.hash;
@@ -308,13 +310,17 @@ void add_ctl(CLI::App& app, std::function<int()>* run) {
       ->check(CLI::ExistingFile);
   add_vip->add_option("--name", a->name, "Name (default ADDRESS:PORT/PROTO)");
   add_vip->add_option("--address", a->address, "IPv4 or IPv6 address");
-  add_vip->add_option("--port", a->port, "Port, 0 = every port")->check(CLI::Range(0, 65535));
+  add_vip->add_option("--port", a->port, "Port (required unless --from gives it); 0 = every port")
+      ->check(CLI::Range(0, 65535));
   add_vip->add_option("--protocol", a->protocol, "tcp or udp (default tcp)")
       ->check(CLI::IsMember({"tcp", "udp"}));
   add_vip->add_option("--policy", a->policy, "static, least-conn or fastest (default static)")
       ->check(CLI::IsMember({"static", "least-conn", "fastest"}));
-  add_vip->add_option("--hash", a->hash, "5-tuple or source (default 5-tuple)")
-      ->check(CLI::IsMember({"5-tuple", "source"}));
+  add_vip
+      ->add_option("--hash", a->hash,
+                   "5-tuple, or src (every connection of a client to one backend); default "
+                   "5-tuple")
+      ->check(CLI::IsMember({"5-tuple", "src"}));
   add_vip->add_option("--table-size", a->table_size, "Maglev table size, a prime");
   add_vip->add_option("--backend", a->backends, "A backend address (repeat for more; weight 100)");
   add_vip->callback([run, a] {
