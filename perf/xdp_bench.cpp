@@ -606,12 +606,14 @@ class SluiceTarget final : public Target {
     return k;
   }
 
-  // kCycleFlows established flows for this CPU (the others' values zero:
-  // not their flow). Runs on the pinned CPU, so the entries sit in its LRU.
+  // kCycleFlows established flows for this CPU (in a per-CPU table of an
+  // older build the others' values are zero: not their flow). Runs on the
+  // pinned CPU, so the entries sit in its LRU.
   void fill_established() {
-    const auto ncpus = static_cast<size_t>(possible_cpus());
-    const size_t stride = 16 * ncpus;  // 12-byte value rounded to 8, per CPU
-    const auto cpu = static_cast<size_t>(sched_getcpu());
+    const bool percpu = bpf_map__type(map("sluice_flows")) == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+    const auto ncpus = percpu ? static_cast<size_t>(possible_cpus()) : size_t{1};
+    const size_t stride = percpu ? 16 * ncpus : sizeof(sluice_flow_value);  // per CPU: 8-aligned
+    const auto cpu = percpu ? static_cast<size_t>(sched_getcpu()) : size_t{0};
     std::vector<uint8_t> keys(sizeof(sluice_flow_key) * kCycleFlows);
     std::vector<uint8_t> values(stride * kCycleFlows, 0);
     const uint32_t now = now_ms();
