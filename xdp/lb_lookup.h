@@ -15,7 +15,16 @@
  * removed (slot not VALID or holding another id) is a miss; a draining
  * backend keeps its flows; an entry idle longer than the protocol's timeout
  * is a miss. ICMP errors only read the table: they never create, promote or
- * refresh an entry. */
+ * refresh an entry. A TCP SYN (without ACK) never follows an established
+ * entry: clients reuse ports (Linux cycles its ephemeral range within a few
+ * thousand connections to one VIP, well inside the idle timeout), and a new
+ * connection is placed by the VIP's current table, which also keeps it off
+ * a draining backend.
+ *
+ * sluice_flows is one table shared by all CPUs: a flow's packets are not
+ * bound to one CPU (veth runs XDP on the sending CPU; a NIC's RSS can be
+ * reprogrammed), and a flow must find its entry on whichever CPU it comes
+ * to, or a table change meanwhile re-places it and resets it. */
 #pragma once
 
 #include "lb_maglev.h"
@@ -167,16 +176,19 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 
 	v = bpf_map_lookup_elem(&sluice_flows, key);
 	if (v && v->state == SLUICE_FLOW_ESTABLISHED && !lb_flow_expired(v, key->proto, now)) {
-		if (lb_get_backend(v->backend_id, out) == 0) {
+		/* A SYN starts a new connection: an entry under its 4-tuple is
+		 * an old one's whose client port was reused, and must not send
+		 * it to that connection's backend (perhaps draining). */
+		if (!(st->pkt.flags & LB_PKT_SYN) && lb_get_backend(v->backend_id, out) == 0) {
 			st->flow = LB_FLOW_HIT;
 			*hash = sluice_flow_value_hash(v);
 			if (update)
 				v->last_seen = now;
 			return 0;
 		}
-		/* Its backend is gone: the flow moves to the VIP's current
-		 * choice and, having shown two packets already, stays
-		 * established. */
+		/* Its backend is gone, or a new connection reuses the tuple:
+		 * the flow moves to the VIP's current choice and stays
+		 * established (overwritten in place: a SYN never inserts). */
 		h = lb_flow_hash(key, vip);
 		*hash = h;
 		if (lb_maglev_pick(vip, h, out))

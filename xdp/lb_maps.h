@@ -71,11 +71,13 @@ struct {
 	__array(values, struct sluice_maglev_table);
 } sluice_maglev SEC(".maps");
 
-/* Established flows (two or more packets), per CPU: each CPU has its own
- * value for a key (a zeroed value, state PROBATION, means "not this CPU's
- * flow") and its own LRU list, so a CPU evicts only its own entries. */
+/* Established flows (two or more packets): one hash table shared by all
+ * CPUs, so a flow whose packets come to several CPUs finds its entry on
+ * each; one value per key. BPF_F_NO_COMMON_LRU gives each CPU its own LRU
+ * list holding max_entries / CPUs of the entries, those it inserted, so a
+ * CPU evicts only its own entries. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, LB_DEFAULT_FLOWS);
 	__type(key, struct sluice_flow_key);

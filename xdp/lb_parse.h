@@ -41,6 +41,7 @@
 #define LB_PKT_FRAGMENT (1u << 0)   /* an IP fragment: key ports are 0 */
 #define LB_PKT_ICMP_ERR (1u << 1)   /* an ICMP error; key is the flow it is about */
 #define LB_PKT_LATER_FRAG (1u << 2) /* a fragment past the first (offset != 0) */
+#define LB_PKT_SYN (1u << 3)        /* a TCP SYN without ACK: a connection's first segment */
 
 /* ICMP error types that quote a flow's packet (RFC 792, RFC 4443), beside
  * SLUICE_ICMP_DEST_UNREACH and SLUICE_ICMPV6_PACKET_TOO_BIG of encap.h;
@@ -238,6 +239,8 @@ static __always_inline int lb_parse_l4(void *data, void *data_end, __u32 off, __
 			return -SLUICE_DROP_BAD_L4;
 		p->key.sport = th->source;
 		p->key.dport = th->dest;
+		if (th->syn && !th->ack)
+			p->flags |= LB_PKT_SYN;
 		return LB_PARSE_FLOW;
 	}
 	case SLUICE_IPPROTO_UDP: {

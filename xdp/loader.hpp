@@ -44,10 +44,10 @@ struct LoaderOptions {
   int ifindex = 0;
   XdpMode mode = XdpMode::kNative;
 
-  /// Established-flow entries per CPU; the flow map holds this many times
-  /// libbpf_num_possible_cpus() entries, each CPU evicting only its share.
-  /// Each entry carries one value per CPU (LRU_PERCPU_HASH), so memory grows
-  /// with the square of the CPU count.
+  /// Established-flow entries per CPU; the flow map (one LRU_HASH shared
+  /// by all CPUs, one value per entry) holds this many times
+  /// libbpf_num_possible_cpus() entries, each CPU evicting only its share,
+  /// so memory grows linearly with the CPU count.
   uint32_t flows_per_cpu = 65536;
   /// Probation (one-packet) flow slots per CPU: a direct-mapped per-CPU
   /// array (a new flow takes slot hash % this, overwriting the flow there),

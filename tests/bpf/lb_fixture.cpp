@@ -137,18 +137,12 @@ void LbFixture::set_next_hop(const Mac& dst, const Mac& src) {
 
 void LbFixture::inject_established(const sluice_flow_key& key, uint32_t backend,
                                    uint32_t last_seen, uint32_t hash) {
-  const int ncpus = libbpf_num_possible_cpus();
-  ASSERT_GT(ncpus, 0);
-  std::vector<uint8_t> values(16 * static_cast<size_t>(ncpus), 0);  // 12-byte value, 8-aligned
-  for (int c = 0; c < ncpus; ++c) {
-    sluice_flow_value v{};
-    v.backend_id = backend;
-    v.last_seen = last_seen;
-    v.state = SLUICE_FLOW_ESTABLISHED;
-    sluice_flow_value_set_hash(&v, hash);
-    std::memcpy(&values[16 * static_cast<size_t>(c)], &v, sizeof v);
-  }
-  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_flows), &key, values.data(), BPF_ANY), 0);
+  sluice_flow_value v{};
+  v.backend_id = backend;
+  v.last_seen = last_seen;
+  v.state = SLUICE_FLOW_ESTABLISHED;
+  sluice_flow_value_set_hash(&v, hash);
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_flows), &key, &v, BPF_ANY), 0);
 }
 
 uint32_t LbFixture::probation_index(uint32_t vip_id, const sluice_flow_key& key) const {

@@ -85,8 +85,9 @@ class LbFixture : public ::testing::Test {
   /// Fills a fresh table for vip_id from `backends` and swaps it in.
   void publish_table(uint32_t vip_id, const std::vector<uint32_t>& backends);
   void set_next_hop(const Mac& dst, const Mac& src);
-  /// Writes an established flow entry pinning `key` to `backend` on every
-  /// CPU, keeping `hash` (the flow hash, hash_of) as the program does.
+  /// Writes an established flow entry (sluice_flows is shared by all CPUs)
+  /// pinning `key` to `backend`, keeping `hash` (the flow hash, hash_of) as
+  /// the program does.
   void inject_established(const sluice_flow_key& key, uint32_t backend, uint32_t last_seen,
                           uint32_t hash);
 

@@ -41,9 +41,9 @@ class LbFlowTest : public LbFixture {
     return backend_of(r);
   }
 
-  // This CPU's established entry of a flow, if any.
+  // The established entry of a flow (shared by all CPUs), if any.
   bool established(const sluice_flow_key& key, sluice_flow_value* v) {
-    return percpu_value(fd(skel()->maps.sluice_flows), &key, v, sizeof *v, cpu()) &&
+    return bpf_map_lookup_elem(fd(skel()->maps.sluice_flows), &key, v) == 0 &&
            v->state == SLUICE_FLOW_ESTABLISHED;
   }
 
@@ -139,6 +139,32 @@ TEST_F(LbFlowTest, EstablishedFlowSticksAcrossATableSwap) {
   const auto fresh = flow_key("192.0.2.33", 40000, kVip, 80, kTcp);
   EXPECT_EQ(send("192.0.2.33", 40000, 0x02), choice(kVipId, fresh))
       << "new flows use the new table";
+}
+
+// A SYN starts a new connection even where an established entry holds its
+// 4-tuple (a client reusing the port of an old connection): the VIP's
+// current table places it, not the old entry, which would keep sending new
+// connections to a draining backend. The entry is overwritten in place, so
+// the connection's next packets follow the new choice.
+TEST_F(LbFlowTest, SynOnAnOldEntryIsPlacedByTheCurrentTable) {
+  const auto key = flow_key("192.0.2.34", 40000, kVip, 80, kTcp);
+  const uint32_t now = choice(kVipId, key);
+  const uint32_t old = other_than(now);
+  inject_established(key, old, now_ms(), hash_of(kVipId, key));
+  EXPECT_EQ(send("192.0.2.34", 40000), old) << "a segment of the old connection follows its entry";
+
+  const auto g0 = global_stats();
+  EXPECT_EQ(send("192.0.2.34", 40000, 0x02), now);
+  sluice_flow_value v{};
+  ASSERT_TRUE(established(key, &v));
+  EXPECT_EQ(v.backend_id, now);
+  EXPECT_EQ(sluice_flow_value_hash(&v), hash_of(kVipId, key) & 0xFFFFFFu);
+  EXPECT_EQ(send("192.0.2.34", 40000), now) << "the new connection's ACK follows its SYN";
+  EXPECT_EQ(send("192.0.2.34", 40000, 0x12), now) << "a SYN-ACK is not a new connection";
+  const auto g1 = global_stats();
+  EXPECT_EQ(g1.flow_misses - g0.flow_misses, 1u);
+  EXPECT_EQ(g1.flow_hits - g0.flow_hits, 2u);
+  EXPECT_EQ(backend_stats(now).new_flows, 1u);
 }
 
 TEST_F(LbFlowTest, IcmpErrorFollowsTheFlowNotTheCurrentTable) {

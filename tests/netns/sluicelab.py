@@ -383,13 +383,12 @@ class Lab:
         # VIP no packet carries (TEST-NET-1), which passes every packet on.
         run([self.sluice, "decap", "attach", t.lb.router_if, "--vip", PASS_ONLY_VIP],
             ns=t.router_ns)
-        # A NIC's RSS keeps each flow on one CPU, and sluice's flow table is
-        # per CPU. Veths have no RSS: a frame is processed on the CPU that
-        # sent it, and a client's packets of one connection come from any
-        # CPU (its data from the process, its ACKs from the softirq of the
-        # server's packets). Receive packet steering on the router's
-        # client-facing ends spreads flows over all CPUs by their hash, one
-        # CPU per flow, which is where the router forwards them to the LB.
+        # Veths have no RSS. Receive packet steering on the router's
+        # client-facing ends spreads the router's work over all CPUs by flow
+        # hash, but it does not keep a flow on one CPU at the LB: the LB
+        # veth's one NAPI instance takes frames queued from any CPU on
+        # whichever CPU runs it, so a flow's packets meet XDP on several
+        # CPUs (why sluice's established-flow table is shared by all CPUs).
         every_cpu = format((1 << os.cpu_count()) - 1, "x")
         for c in t.clients:
             # Packets leaving with a partial checksum (TX offload) reach the
