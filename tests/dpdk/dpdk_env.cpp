@@ -26,12 +26,13 @@ bool require_eal() {
 
 }  // namespace
 
-int dpdk_test_main(int argc, char** argv, const std::vector<std::string>& extra_eal_args) {
+int dpdk_test_main(int argc, char** argv, const std::vector<std::string>& extra_eal_args,
+                   const std::string& lcores) {
   ::testing::InitGoogleTest(&argc, argv);
   const std::string prefix = "sluice-test-" + std::to_string(getpid());
   std::vector<std::string> args = {"sluice-test", "--no-pci",      "--no-huge", "-m",
                                    "256",         "--file-prefix", prefix,      "-l",
-                                   "0",           "--log-level",   "lib.eal:error"};
+                                   lcores,           "--log-level",   "lib.eal:error"};
   args.insert(args.end(), extra_eal_args.begin(), extra_eal_args.end());
   std::vector<char*> argv_eal;
   for (std::string& a : args) argv_eal.push_back(a.data());
