@@ -16,9 +16,8 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
-#include <unistd.h>
-
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -124,7 +123,8 @@ std::vector<uint32_t> flow_sequence(uint32_t flows, bool zipf) {
   std::shuffle(perm.begin(), perm.end(), rng);
   std::uniform_real_distribution<double> u(0, sum);
   for (uint32_t& x : seq) {
-    const auto r = static_cast<uint32_t>(std::lower_bound(cdf.begin(), cdf.end(), u(rng)) - cdf.begin());
+    const auto r =
+        static_cast<uint32_t>(std::lower_bound(cdf.begin(), cdf.end(), u(rng)) - cdf.begin());
     x = perm[std::min(r, flows - 1)];
   }
   return seq;
@@ -154,8 +154,8 @@ void run(benchmark::State& state, Mode mode, bool zipf) {
   auto rcu = SnapshotRcu::create(1, make_snapshot());
   // Four slots per established flow (flow_table.hpp's sizing advice).
   const uint32_t capacity = std::max<uint32_t>(4096, flows * 4);
-  auto worker = Worker::create({.reader_id = 0, .hash_seed = kSeed, .flows = {.capacity = capacity}},
-                               *rcu.value());
+  auto worker = Worker::create(
+      {.reader_id = 0, .hash_seed = kSeed, .flows = {.capacity = capacity}}, *rcu.value());
   if (!worker.ok()) {
     state.SkipWithError(worker.error().message.c_str());
     return;
@@ -213,8 +213,8 @@ void run(benchmark::State& state, Mode mode, bool zipf) {
   state.counters["cycles_per_pkt"] = cpu * static_cast<double>(rte_get_tsc_hz()) / n;
   state.counters["Mpps_wall"] = n / wall / 1e6;
   if (mode != Mode::kGenerator) {
-    state.counters["hit_ratio"] = static_cast<double>(after.flow_hits - before.flow_hits) /
-                                  static_cast<double>(packets);
+    state.counters["hit_ratio"] =
+        static_cast<double>(after.flow_hits - before.flow_hits) / static_cast<double>(packets);
   }
 }
 
@@ -239,14 +239,17 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   const char* lcore = std::getenv("SLUICE_BENCH_LCORE");
   const std::string prefix = "sluice-bench-" + std::to_string(getpid());
-  std::vector<std::string> args = {"bench_dpdk", "--no-pci", "--no-huge", "-m", "512",
-                                   "--file-prefix", prefix, "-l", lcore != nullptr ? lcore : "1",
-                                   "--vdev", "net_null0", "--log-level", "lib.eal:error"};
+  std::vector<std::string> args = {"bench_dpdk",   "--no-pci",  "--no-huge",
+                                   "-m",           "512",       "--file-prefix",
+                                   prefix,         "-l",        lcore != nullptr ? lcore : "1",
+                                   "--vdev",       "net_null0", "--log-level",
+                                   "lib.eal:error"};
   std::vector<char*> eal;
   for (std::string& a : args) eal.push_back(a.data());
   const std::filesystem::path run_dir = std::filesystem::path("/var/run/dpdk") / prefix;
   if (rte_eal_init(static_cast<int>(eal.size()), eal.data()) < 0) {
-    std::fprintf(stderr, "bench_dpdk: rte_eal_init failed: %s (root needed)\n", rte_strerror(rte_errno));
+    std::fprintf(stderr, "bench_dpdk: rte_eal_init failed: %s (root needed)\n",
+                 rte_strerror(rte_errno));
     std::filesystem::remove_all(run_dir);
     return 1;
   }
@@ -257,7 +260,8 @@ int main(int argc, char** argv) {
   if (g_pool == nullptr || rte_eth_dev_get_port_by_name("net_null0", &g_null_port) != 0 ||
       rte_eth_dev_configure(g_null_port, 1, 1, &conf) != 0 ||
       rte_eth_rx_queue_setup(g_null_port, 0, 512, 0, nullptr, g_pool) != 0 ||
-      rte_eth_tx_queue_setup(g_null_port, 0, 512, 0, nullptr) != 0 || rte_eth_dev_start(g_null_port) != 0) {
+      rte_eth_tx_queue_setup(g_null_port, 0, 512, 0, nullptr) != 0 ||
+      rte_eth_dev_start(g_null_port) != 0) {
     std::fprintf(stderr, "bench_dpdk: cannot set up the pool or net_null0\n");
     return 1;
   }

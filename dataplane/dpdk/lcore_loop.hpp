@@ -20,11 +20,11 @@ namespace sluice::dpdk {
 /// The loop's own counters (the Worker counts each packet's verdict; these
 /// count what happened after it). Packets.
 struct LoopStats {
-  uint64_t tx_unsent = 0;       ///< to a data port, freed because its TX queue was full
-  uint64_t kernel_sent = 0;     ///< handed to the kernel port
-  uint64_t kernel_unsent = 0;   ///< for the kernel, freed: its TX queue full, or no kernel port
-  uint64_t from_kernel = 0;     ///< received from the kernel, sent out of data port 0
-  uint64_t iterations = 0;      ///< loop iterations
+  uint64_t tx_unsent = 0;      ///< to a data port, freed because its TX queue was full
+  uint64_t kernel_sent = 0;    ///< handed to the kernel port
+  uint64_t kernel_unsent = 0;  ///< for the kernel, freed: its TX queue full, or no kernel port
+  uint64_t from_kernel = 0;    ///< received from the kernel, sent out of data port 0
+  uint64_t iterations = 0;     ///< loop iterations
 };
 
 /// One worker lcore's loop over its queue of every port (l3fwd's shape:
@@ -41,8 +41,8 @@ class LcoreLoop {
   /// `assignment.queue` of every port in `ports`. `worker` and `ports`
   /// must outlive the loop. Errors: -ENOMEM.
   [[nodiscard]] static Result<std::unique_ptr<LcoreLoop>> create(const Ports& ports,
-                                                                const QueueAssignment& assignment,
-                                                                Worker& worker);
+                                                                 const QueueAssignment& assignment,
+                                                                 Worker& worker);
   LcoreLoop(const LcoreLoop&) = delete;
   LcoreLoop& operator=(const LcoreLoop&) = delete;
   ~LcoreLoop();

@@ -16,9 +16,8 @@ namespace {
 Error invalid(const std::string& what) { return Error{-EINVAL, "dpdk ports: " + what}; }
 
 Error failed(int rc, uint16_t port, const char* call) {
-  return Error{rc < 0 ? rc : -EIO,
-               "dpdk ports: port " + std::to_string(port) + ": " + call + " failed (" +
-                   std::to_string(rc) + ")"};
+  return Error{rc < 0 ? rc : -EIO, "dpdk ports: port " + std::to_string(port) + ": " + call +
+                                       " failed (" + std::to_string(rc) + ")"};
 }
 
 }  // namespace
@@ -32,10 +31,12 @@ Result<std::vector<QueueAssignment>> plan_queues(const PortsConfig& config) {
   std::set<uint16_t> seen_ports;
   const auto n = static_cast<uint16_t>(config.worker_lcores.size());
   for (uint16_t p : all) {
-    if (!rte_eth_dev_is_valid_port(p)) return invalid("port " + std::to_string(p) + " does not exist");
+    if (!rte_eth_dev_is_valid_port(p))
+      return invalid("port " + std::to_string(p) + " does not exist");
     if (!seen_ports.insert(p).second) return invalid("port " + std::to_string(p) + " listed twice");
     rte_eth_dev_info info{};
-    if (const int rc = rte_eth_dev_info_get(p, &info); rc != 0) return failed(rc, p, "dev_info_get");
+    if (const int rc = rte_eth_dev_info_get(p, &info); rc != 0)
+      return failed(rc, p, "dev_info_get");
     if (n > info.max_rx_queues || n > info.max_tx_queues)
       return invalid("port " + std::to_string(p) + " has " + std::to_string(info.max_rx_queues) +
                      " RX / " + std::to_string(info.max_tx_queues) + " TX queues, not " +
@@ -51,8 +52,10 @@ Result<std::vector<QueueAssignment>> plan_queues(const PortsConfig& config) {
     const unsigned l = config.worker_lcores[q];
     if (l >= RTE_MAX_LCORE || !rte_lcore_is_enabled(l))
       return invalid("lcore " + std::to_string(l) + " is not enabled (EAL -l)");
-    if (l == rte_get_main_lcore()) return invalid("lcore " + std::to_string(l) + " is the main lcore");
-    if (!seen_lcores.insert(l).second) return invalid("lcore " + std::to_string(l) + " listed twice");
+    if (l == rte_get_main_lcore())
+      return invalid("lcore " + std::to_string(l) + " is the main lcore");
+    if (!seen_lcores.insert(l).second)
+      return invalid("lcore " + std::to_string(l) + " listed twice");
     out.push_back({l, q});
   }
   return out;
@@ -70,10 +73,11 @@ Result<Ports> Ports::start(const PortsConfig& config) {
   if (config.kernel_port) all.push_back(*config.kernel_port);
   for (uint16_t p : all) {
     rte_eth_dev_info info{};
-    if (const int rc = rte_eth_dev_info_get(p, &info); rc != 0) return failed(rc, p, "dev_info_get");
+    if (const int rc = rte_eth_dev_info_get(p, &info); rc != 0)
+      return failed(rc, p, "dev_info_get");
     rte_eth_conf conf{};
-    const uint64_t rss = info.flow_type_rss_offloads &
-                         (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
+    const uint64_t rss =
+        info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
     if (n > 1 && rss != 0) {
       conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
       conf.rx_adv_conf.rss_conf.rss_hf = rss;
@@ -110,7 +114,9 @@ Result<Ports> Ports::start(const PortsConfig& config) {
 }
 
 Ports::Ports(Ports&& other) noexcept
-    : config_(other.config_), queues_(std::move(other.queues_)), started_(std::move(other.started_)) {
+    : config_(other.config_),
+      queues_(std::move(other.queues_)),
+      started_(std::move(other.started_)) {
   other.started_.clear();
 }
 

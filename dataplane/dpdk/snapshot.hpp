@@ -63,9 +63,9 @@ class Snapshot {
  public:
   /// A VIP as the workers find it.
   struct Vip {
-    sluice_vip_key key;      ///< zeroed pad and unused address bytes
-    sluice_vip_meta meta;    ///< table_size = entries of `table`
-    const uint32_t* table;   ///< M backend ids (or SLUICE_BACKEND_NONE)
+    sluice_vip_key key;     ///< zeroed pad and unused address bytes
+    sluice_vip_meta meta;   ///< table_size = entries of `table`
+    const uint32_t* table;  ///< M backend ids (or SLUICE_BACKEND_NONE)
   };
 
   /// Validates `spec` whole and builds the snapshot (allocates). Errors

@@ -13,7 +13,7 @@
 namespace sluice::dpdk {
 
 Result<std::unique_ptr<SnapshotRcu>> SnapshotRcu::create(uint32_t max_readers,
-                                                          std::unique_ptr<const Snapshot> initial) {
+                                                         std::unique_ptr<const Snapshot> initial) {
   if (max_readers == 0 || max_readers > kMaxReaders)
     return Error{-EINVAL, "snapshot rcu: max_readers " + std::to_string(max_readers) +
                               " is not in 1.." + std::to_string(kMaxReaders)};
@@ -37,7 +37,8 @@ Result<std::unique_ptr<SnapshotRcu>> SnapshotRcu::create(uint32_t max_readers,
 
 SnapshotRcu::~SnapshotRcu() {
   // Every reader has stopped: nothing can hold a retired snapshot.
-  for (size_t i = 0; i < retired_n_; ++i) delete retired_[(retired_head_ + i) % kMaxRetired].snapshot;
+  for (size_t i = 0; i < retired_n_; ++i)
+    delete retired_[(retired_head_ + i) % kMaxRetired].snapshot;
   delete current_.load(std::memory_order_acquire);
   std::free(qs_);
 }

@@ -177,8 +177,7 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
     }
     ++g.flow_misses;
     p.new_flow = true;
-    if (flows_.insert(p.pr.key, p.hash, b->id, now_ms) == FlowInsert::kFull)
-      ++g.flow_insert_failed;
+    if (flows_.insert(p.pr.key, p.hash, b->id, now_ms) == FlowInsert::kFull) ++g.flow_insert_failed;
     forward(s, m, p, *b, out);
   }
 
@@ -189,8 +188,8 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
 bool Worker::icmp_entry_live(const FlowEntry& e, uint8_t proto, uint32_t now_ms) const noexcept {
   const FlowTableConfig& c = flows_.config();
   const uint32_t timeout = e.state == SLUICE_FLOW_PROBATION ? c.probation_ms
-                           : proto == SLUICE_IPPROTO_TCP     ? c.tcp_idle_ms
-                                                             : c.udp_idle_ms;
+                           : proto == SLUICE_IPPROTO_TCP    ? c.tcp_idle_ms
+                                                            : c.udp_idle_ms;
   return static_cast<int32_t>(now_ms - e.last_seen) <= static_cast<int32_t>(timeout);
 }
 

@@ -115,7 +115,7 @@ class Worker {
   // Per-lcore counters, one allocation in cache lines of its own.
   struct alignas(64) Counters {
     sluice_global_stats global;
-    alignas(64) sluice_vip_stats vips[SLUICE_MAX_VIPS];          // by vip_id
+    alignas(64) sluice_vip_stats vips[SLUICE_MAX_VIPS];              // by vip_id
     alignas(64) sluice_backend_stats backends[SLUICE_MAX_BACKENDS];  // by backend slot
   };
 

@@ -30,9 +30,9 @@ int dpdk_test_main(int argc, char** argv, const std::vector<std::string>& extra_
                    const std::string& lcores) {
   ::testing::InitGoogleTest(&argc, argv);
   const std::string prefix = "sluice-test-" + std::to_string(getpid());
-  std::vector<std::string> args = {"sluice-test", "--no-pci",      "--no-huge", "-m",
-                                   "256",         "--file-prefix", prefix,      "-l",
-                                   lcores,           "--log-level",   "lib.eal:error"};
+  std::vector<std::string> args = {"sluice-test", "--no-pci",      "--no-huge",    "-m",
+                                   "256",         "--file-prefix", prefix,         "-l",
+                                   lcores,        "--log-level",   "lib.eal:error"};
   args.insert(args.end(), extra_eal_args.begin(), extra_eal_args.end());
   std::vector<char*> argv_eal;
   for (std::string& a : args) argv_eal.push_back(a.data());
@@ -42,9 +42,9 @@ int dpdk_test_main(int argc, char** argv, const std::vector<std::string>& extra_
   const bool have_affinity = sched_getaffinity(0, sizeof affinity, &affinity) == 0;
   const std::filesystem::path run_dir = std::filesystem::path("/var/run/dpdk") / prefix;
   if (geteuid() != 0 || rte_eal_init(static_cast<int>(argv_eal.size()), argv_eal.data()) < 0) {
-    const std::string why = geteuid() != 0 ? std::string("EAL needs root here (--no-huge)")
-                                           : std::string("rte_eal_init failed: ") +
-                                                 rte_strerror(rte_errno);
+    const std::string why = geteuid() != 0
+                                ? std::string("EAL needs root here (--no-huge)")
+                                : std::string("rte_eal_init failed: ") + rte_strerror(rte_errno);
     std::error_code ignored;
     std::filesystem::remove_all(run_dir, ignored);
     if (require_eal()) {

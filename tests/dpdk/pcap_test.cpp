@@ -88,28 +88,48 @@ Case make_case() {
     c.in.push_back(in);
     c.to_backend.push_back(w.forwarded(in, ntags, vip, k));
   };
-  fwd(frame().ipv4({.src = kClient, .dst = "10.0.0.1"}).tcp({.sport = 40000, .dport = 80}).build(), 1,
-      flow_key(kClient, 40000, "10.0.0.1", 80, kTcp));
-  fwd(frame().ipv6({.src = kClient6, .dst = "2001:db8::1"}).tcp({.sport = 40000, .dport = 443}).build(),
+  fwd(frame().ipv4({.src = kClient, .dst = "10.0.0.1"}).tcp({.sport = 40000, .dport = 80}).build(),
+      1, flow_key(kClient, 40000, "10.0.0.1", 80, kTcp));
+  fwd(frame()
+          .ipv6({.src = kClient6, .dst = "2001:db8::1"})
+          .tcp({.sport = 40000, .dport = 443})
+          .build(),
       4, flow_key(kClient6, 40000, "2001:db8::1", 443, kTcp));
-  fwd(frame().ipv6({.src = kClient6, .dst = "2001:db8::3"}).tcp({.sport = 40001, .dport = 80}).build(),
+  fwd(frame()
+          .ipv6({.src = kClient6, .dst = "2001:db8::3"})
+          .tcp({.sport = 40001, .dport = 80})
+          .build(),
       7, flow_key(kClient6, 40001, "2001:db8::3", 80, kTcp));
-  fwd(frame().vlan({.vid = 7}).ipv4({.src = kClient, .dst = "10.0.0.1"}).udp({.sport = 9, .dport = 53})
-          .payload(pattern(20)).build(),
+  fwd(frame()
+          .vlan({.vid = 7})
+          .ipv4({.src = kClient, .dst = "10.0.0.1"})
+          .udp({.sport = 9, .dport = 53})
+          .payload(pattern(20))
+          .build(),
       2, flow_key(kClient, 9, "10.0.0.1", 53, kUdp), 1);
   const Bytes arp = frame().raw({.bytes = pattern(28), .ethertype = 0x0806}).build();
   const Bytes other = frame().ipv4({.src = kClient, .dst = "10.9.9.9"}).tcp({.dport = 22}).build();
   c.in.push_back(arp);
   c.in.push_back(other);
   c.to_kernel = {arp, other};
-  c.in.push_back(frame().vlan({.vid = 1, .tpid = SLUICE_ETH_P_8021AD}).vlan({.vid = 2}).vlan({.vid = 3})
-                     .ipv4({.src = kClient, .dst = "10.0.0.1"}).tcp({}).build());
+  c.in.push_back(frame()
+                     .vlan({.vid = 1, .tpid = SLUICE_ETH_P_8021AD})
+                     .vlan({.vid = 2})
+                     .vlan({.vid = 3})
+                     .ipv4({.src = kClient, .dst = "10.0.0.1"})
+                     .tcp({})
+                     .build());
   c.in.push_back(frame().ipv4({.src = kClient, .dst = "10.0.0.9"}).tcp({}).build());
-  c.too_big = frame().ipv4({.src = kClient, .dst = "10.0.0.1", .dont_fragment = true})
-                  .tcp({.sport = 40002, .dport = 80, .flags = 0x10}).payload(pattern(1460)).build();
+  c.too_big = frame()
+                  .ipv4({.src = kClient, .dst = "10.0.0.1", .dont_fragment = true})
+                  .tcp({.sport = 40002, .dport = 80, .flags = 0x10})
+                  .payload(pattern(1460))
+                  .build();
   c.in.push_back(c.too_big);
-  c.from_kernel = PacketBuilder().eth({.dst = kRouterMac, .src = kLbMac})
-                      .raw({.bytes = pattern(28, 7), .ethertype = 0x0806}).build();
+  c.from_kernel = PacketBuilder()
+                      .eth({.dst = kRouterMac, .src = kLbMac})
+                      .raw({.bytes = pattern(28, 7), .ethertype = 0x0806})
+                      .build();
   return c;
 }
 
@@ -129,8 +149,8 @@ TEST(PcapTest, FramesThroughTheLcoreLoop) {
   const World w;
   auto rcu = dpdk::SnapshotRcu::create(1, w.snapshot());
   ASSERT_TRUE(rcu.ok());
-  auto worker = dpdk::Worker::create({.reader_id = 0, .hash_seed = kSeed, .flows = {.capacity = 1024}},
-                                     *rcu.value());
+  auto worker = dpdk::Worker::create(
+      {.reader_id = 0, .hash_seed = kSeed, .flows = {.capacity = 1024}}, *rcu.value());
   ASSERT_TRUE(worker.ok());
   const unsigned lcore = rte_get_next_lcore(-1, 1, 0);
   ASSERT_LT(lcore, RTE_MAX_LCORE) << "no worker lcore";
@@ -177,7 +197,8 @@ TEST(PcapTest, FramesThroughTheLcoreLoop) {
   EXPECT_NE(kernel_reply, out.end()) << "the kernel's frame did not go out of the data port";
   if (kernel_reply != out.end()) out.erase(kernel_reply);
   ASSERT_EQ(out.size(), c.to_backend.size() + 1);
-  for (size_t i = 0; i < c.to_backend.size(); ++i) EXPECT_EQ(out[i], c.to_backend[i]) << "frame " << i;
+  for (size_t i = 0; i < c.to_backend.size(); ++i)
+    EXPECT_EQ(out[i], c.to_backend[i]) << "frame " << i;
   const Bytes& reply = out.back();
   ASSERT_EQ(reply.size(), 14u + 576u);
   EXPECT_TRUE(std::equal(kRouterMac.begin(), kRouterMac.end(), reply.begin()));

@@ -66,7 +66,8 @@ TEST(SnapshotRcuTest, SwapsUnderTrafficNeverMisrouteOrFreeEarly) {
   auto rcu_made = dpdk::SnapshotRcu::create(1, generation(0));
   ASSERT_TRUE(rcu_made.ok());
   dpdk::SnapshotRcu& rcu = *rcu_made.value();
-  auto made = dpdk::Worker::create({.reader_id = 0, .hash_seed = 7, .flows = {.capacity = 4096}}, rcu);
+  auto made =
+      dpdk::Worker::create({.reader_id = 0, .hash_seed = 7, .flows = {.capacity = 4096}}, rcu);
   ASSERT_TRUE(made.ok());
   std::unique_ptr<dpdk::Worker> worker = std::move(made.value());
 

@@ -4,6 +4,8 @@
 // expected counter deltas} against the standard world (tests/dpdk/world.hpp),
 // the same cases as the XDP program's table (tests/bpf/lb_packet_test.cpp),
 // then the flow-table semantics the two paths share.
+#include "dataplane/dpdk/worker.hpp"
+
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -11,7 +13,6 @@
 #include <vector>
 
 #include "dataplane/dpdk/snapshot_rcu.hpp"
-#include "dataplane/dpdk/worker.hpp"
 #include "tests/dpdk/dpdk_env.hpp"
 #include "tests/dpdk/world.hpp"
 
@@ -111,7 +112,9 @@ class WorkerTest : public ::testing::Test {
     Verdicts v;
     EXPECT_EQ(worker_->process_burst_at(&m, 1, v, now), 1);
     EXPECT_EQ(v.n_tx + v.n_kernel + v.n_dropped, 1);
-    Out o{v.n_tx == 1 ? Verdict::kTx : v.n_kernel == 1 ? Verdict::kKernel : Verdict::kDrop,
+    Out o{v.n_tx == 1       ? Verdict::kTx
+          : v.n_kernel == 1 ? Verdict::kKernel
+                            : Verdict::kDrop,
           from_mbuf(m)};
     rte_pktmbuf_free(m);
     return o;
@@ -133,7 +136,8 @@ class WorkerTest : public ::testing::Test {
   }
 
   Row fwd(std::string n, Bytes in, uint32_t vip, const sluice_flow_key& k, size_t ntags = 0) {
-    Row r{std::move(n), in, Verdict::kTx, world_.forwarded(in, ntags, vip, k), forwarded(in.size())};
+    Row r{std::move(n), in, Verdict::kTx, world_.forwarded(in, ntags, vip, k),
+          forwarded(in.size())};
     r.vip = vip;
     r.backend = world_.choice(vip, k);
     r.new_flow = true;
@@ -143,7 +147,8 @@ class WorkerTest : public ::testing::Test {
     const size_t len = in.size();
     return Row{std::move(n), std::move(in), Verdict::kKernel, {}, passed(len)};
   }
-  static Row drop(std::string n, Bytes in, sluice_drop_reason why, uint32_t vip = SLUICE_BACKEND_NONE) {
+  static Row drop(std::string n, Bytes in, sluice_drop_reason why,
+                  uint32_t vip = SLUICE_BACKEND_NONE) {
     const size_t len = in.size();
     Row r{std::move(n), std::move(in), Verdict::kDrop, {}, dropped(len, why)};
     r.vip = vip;
@@ -160,15 +165,18 @@ std::vector<Row> WorkerTest::rows() {
   std::vector<Row> t;
   t.push_back(fwd("IPv4 TCP to an IPv4 VIP -> IPv4 backend (IPIP)", tcp4("10.0.0.1", 80), 1,
                   flow_key(kClient, 40000, "10.0.0.1", 80, kTcp)));
-  t.push_back(fwd("IPv4 UDP -> IPv4 backend",
-                  frame().ipv4(v4(kClient, "10.0.0.1")).udp(udp(5353, 53)).payload(pattern(40)).build(),
-                  2, flow_key(kClient, 5353, "10.0.0.1", 53, kUdp)));
-  t.push_back(fwd("IPv6 TCP -> IPv6 backend (IPv6-in-IPv6)",
-                  frame().ipv6(v6(kClient6, "2001:db8::1")).tcp(tcp(40000, 443)).payload(pattern(20)).build(),
-                  4, flow_key(kClient6, 40000, "2001:db8::1", 443, kTcp)));
-  t.push_back(fwd("IPv6 UDP to a wildcard IPv6 VIP",
-                  frame().ipv6(v6(kClient6, "2001:db8::1")).udp(udp(7000, 9999)).payload(pattern(20)).build(),
-                  5, flow_key(kClient6, 7000, "2001:db8::1", 9999, kUdp)));
+  t.push_back(
+      fwd("IPv4 UDP -> IPv4 backend",
+          frame().ipv4(v4(kClient, "10.0.0.1")).udp(udp(5353, 53)).payload(pattern(40)).build(), 2,
+          flow_key(kClient, 5353, "10.0.0.1", 53, kUdp)));
+  t.push_back(fwd(
+      "IPv6 TCP -> IPv6 backend (IPv6-in-IPv6)",
+      frame().ipv6(v6(kClient6, "2001:db8::1")).tcp(tcp(40000, 443)).payload(pattern(20)).build(),
+      4, flow_key(kClient6, 40000, "2001:db8::1", 443, kTcp)));
+  t.push_back(fwd(
+      "IPv6 UDP to a wildcard IPv6 VIP",
+      frame().ipv6(v6(kClient6, "2001:db8::1")).udp(udp(7000, 9999)).payload(pattern(20)).build(),
+      5, flow_key(kClient6, 7000, "2001:db8::1", 9999, kUdp)));
   t.push_back(fwd("IPv4 VIP -> IPv6 backend (IPv4-in-IPv6)", tcp4("10.0.0.3", 80), 6,
                   flow_key(kClient, 40000, "10.0.0.3", 80, kTcp)));
   t.push_back(fwd("IPv6 VIP -> IPv4 backend (IPv6-in-IPv4)",
@@ -177,12 +185,15 @@ std::vector<Row> WorkerTest::rows() {
   t.push_back(fwd("port-0 wildcard VIP matches any port", tcp4("10.0.0.2", 12345), 3,
                   flow_key(kClient, 40000, "10.0.0.2", 12345, kTcp)));
   t.push_back(fwd("DF copied to the outer header, which then has id 0",
-                  frame().ipv4({.src = kClient, .dst = "10.0.0.1", .id = 77, .dont_fragment = true})
-                      .tcp(tcp(40012, 80)).build(),
+                  frame()
+                      .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 77, .dont_fragment = true})
+                      .tcp(tcp(40012, 80))
+                      .build(),
                   1, flow_key(kClient, 40012, "10.0.0.1", 80, kTcp)));
-  t.push_back(fwd("DSCP and ECN copied",
-                  frame().ipv4({.src = kClient, .dst = "10.0.0.1", .tos = 0xb9}).tcp(tcp(40002, 80)).build(),
-                  1, flow_key(kClient, 40002, "10.0.0.1", 80, kTcp)));
+  t.push_back(fwd(
+      "DSCP and ECN copied",
+      frame().ipv4({.src = kClient, .dst = "10.0.0.1", .tos = 0xb9}).tcp(tcp(40002, 80)).build(), 1,
+      flow_key(kClient, 40002, "10.0.0.1", 80, kTcp)));
   t.push_back(fwd("source-only hash VIP",
                   frame().ipv4(v4("192.0.2.20", "10.0.0.4")).tcp(tcp(1000, 80)).build(), 8,
                   flow_key("192.0.2.20", 1000, "10.0.0.4", 80, kTcp)));
@@ -192,12 +203,17 @@ std::vector<Row> WorkerTest::rows() {
     t.push_back(fwd("Ethernet padding is not carried", in, 1,
                     flow_key(kClient, 40003, "10.0.0.1", 80, kTcp)));
   }
-  t.push_back(fwd("one 802.1Q tag, kept",
-                  frame().vlan({.vid = 100}).ipv4(v4(kClient, "10.0.0.1")).tcp(tcp(40004, 80)).build(),
-                  1, flow_key(kClient, 40004, "10.0.0.1", 80, kTcp), 1));
+  t.push_back(
+      fwd("one 802.1Q tag, kept",
+          frame().vlan({.vid = 100}).ipv4(v4(kClient, "10.0.0.1")).tcp(tcp(40004, 80)).build(), 1,
+          flow_key(kClient, 40004, "10.0.0.1", 80, kTcp), 1));
   t.push_back(fwd("QinQ, both tags kept",
-                  frame().vlan({.vid = 10, .tpid = SLUICE_ETH_P_8021AD}).vlan({.vid = 100})
-                      .ipv6(v6(kClient6, "2001:db8::1")).tcp(tcp(40004, 443)).build(),
+                  frame()
+                      .vlan({.vid = 10, .tpid = SLUICE_ETH_P_8021AD})
+                      .vlan({.vid = 100})
+                      .ipv6(v6(kClient6, "2001:db8::1"))
+                      .tcp(tcp(40004, 443))
+                      .build(),
                   4, flow_key(kClient6, 40004, "2001:db8::1", 443, kTcp), 2));
   {
     // A first fragment hashes on addresses (ports 0), like every later one.
@@ -212,14 +228,21 @@ std::vector<Row> WorkerTest::rows() {
                    frame().raw({.bytes = pattern(28), .ethertype = 0x0806}).build()));
   t.push_back(pass("not a VIP address", tcp4("10.9.9.9", 80)));
   t.push_back(pass("a VIP address, another port", tcp4("10.0.0.1", 8080)));
-  t.push_back(pass("ICMP echo to a VIP",
-                   frame().ipv4(v4(kClient, "10.0.0.1")).icmp({.type = 8}).payload(pattern(16)).build()));
-  t.push_back(pass("GRE to a VIP (neither TCP nor UDP)",
-                   frame().ipv4(v4(kClient, "10.0.0.1")).raw({.bytes = pattern(24), .proto = 47}).build()));
+  t.push_back(
+      pass("ICMP echo to a VIP",
+           frame().ipv4(v4(kClient, "10.0.0.1")).icmp({.type = 8}).payload(pattern(16)).build()));
+  t.push_back(
+      pass("GRE to a VIP (neither TCP nor UDP)",
+           frame().ipv4(v4(kClient, "10.0.0.1")).raw({.bytes = pattern(24), .proto = 47}).build()));
 
   t.push_back(drop("three VLAN tags",
-                   frame().vlan({.vid = 1, .tpid = SLUICE_ETH_P_8021AD}).vlan({.vid = 2}).vlan({.vid = 3})
-                       .ipv4(v4(kClient, "10.0.0.1")).tcp(tcp(40000, 80)).build(),
+                   frame()
+                       .vlan({.vid = 1, .tpid = SLUICE_ETH_P_8021AD})
+                       .vlan({.vid = 2})
+                       .vlan({.vid = 3})
+                       .ipv4(v4(kClient, "10.0.0.1"))
+                       .tcp(tcp(40000, 80))
+                       .build(),
                    SLUICE_DROP_BAD_L2));
   t.push_back(drop("truncated TCP header", slice(tcp4("10.0.0.1", 80, 40000, 0), 0, 14 + 20 + 10),
                    SLUICE_DROP_BAD_IPV4));
@@ -234,8 +257,12 @@ std::vector<Row> WorkerTest::rows() {
     df.dont_fragment = true;
     const Bytes in = frame().ipv4(df).tcp(tcp(40001, 80, 0x10)).payload(pattern(1460)).build();
     const Bytes reply = PacketBuilder()
-                            .ipv4({.src = "10.0.0.1", .dst = kClient, .tos = 0xC0, .ttl = 64,
-                                   .id = 0, .dont_fragment = true})
+                            .ipv4({.src = "10.0.0.1",
+                                   .dst = kClient,
+                                   .tos = 0xC0,
+                                   .ttl = 64,
+                                   .id = 0,
+                                   .dont_fragment = true})
                             .icmp_error(3, 4, slice(in, 14, 548), 1480)
                             .build_ip();
     Bytes l2 = slice(in, 0, 14);
@@ -244,7 +271,8 @@ std::vector<Row> WorkerTest::rows() {
     sluice_global_stats d = dropped(in.size(), SLUICE_DROP_TOO_BIG);
     d.flow_misses = 1;
     d.icmp_too_big_sent = 1;
-    Row r{"too big after encapsulation: ICMP frag-needed back", in, Verdict::kTx, cat({l2, reply}), d};
+    Row r{"too big after encapsulation: ICMP frag-needed back", in, Verdict::kTx, cat({l2, reply}),
+          d};
     r.vip = 1;
     r.new_flow = true;
     t.push_back(r);
@@ -344,7 +372,7 @@ TEST_F(WorkerTest, IdleEntriesExpire) {
   EXPECT_EQ(backend_of(run(in, 1001)), 1u);
   world_.set_table(1, std::vector<uint32_t>(kTableSize, 3));
   publish();
-  EXPECT_EQ(backend_of(run(in, 1001 + 9'000)), 1u);  // within the TCP idle time
+  EXPECT_EQ(backend_of(run(in, 1001 + 9'000)), 1u);           // within the TCP idle time
   EXPECT_EQ(backend_of(run(in, 1001 + 9'000 + 10'001)), 3u);  // expired: Maglev again
 }
 
@@ -360,20 +388,24 @@ TEST_F(WorkerTest, IcmpErrorFollowsTheFlowsEntry) {
   world_.set_table(1, std::vector<uint32_t>(kTableSize, 2));
   publish();
   // The router's error quotes the server's reply (VIP -> client).
-  const Bytes quoted = PacketBuilder().ipv4({.src = "10.0.0.1", .dst = kClient})
-                           .tcp({.sport = 80, .dport = port, .flags = 0x12}).build_ip();
-  const Bytes err = frame().ipv4(v4("203.0.113.1", "10.0.0.1"))
-                        .icmp_error(3, 4, head(quoted, 28), 1400).build();
+  const Bytes quoted = PacketBuilder()
+                           .ipv4({.src = "10.0.0.1", .dst = kClient})
+                           .tcp({.sport = 80, .dport = port, .flags = 0x12})
+                           .build_ip();
+  const Bytes err =
+      frame().ipv4(v4("203.0.113.1", "10.0.0.1")).icmp_error(3, 4, head(quoted, 28), 1400).build();
   const sluice_global_stats g0 = worker_->global_stats();
   const Out o = run(err, 1002);
   EXPECT_EQ(backend_of(o), 1u);
   EXPECT_EQ(worker_->global_stats().flow_hits - g0.flow_hits, 1u);
   EXPECT_EQ(worker_->vip_stats(1).new_flows, 1u);  // only the flow's first packet
   // An error about an unknown flow goes where Maglev says, and stores nothing.
-  const Bytes quoted2 = PacketBuilder().ipv4({.src = "10.0.0.1", .dst = kClient})
-                            .tcp({.sport = 80, .dport = 1, .flags = 0x12}).build_ip();
-  const Bytes err2 = frame().ipv4(v4("203.0.113.1", "10.0.0.1"))
-                         .icmp_error(3, 4, head(quoted2, 28), 1400).build();
+  const Bytes quoted2 = PacketBuilder()
+                            .ipv4({.src = "10.0.0.1", .dst = kClient})
+                            .tcp({.sport = 80, .dport = 1, .flags = 0x12})
+                            .build_ip();
+  const Bytes err2 =
+      frame().ipv4(v4("203.0.113.1", "10.0.0.1")).icmp_error(3, 4, head(quoted2, 28), 1400).build();
   const uint32_t entries = worker_->flows().size();
   EXPECT_EQ(backend_of(run(err2, 1003)), 2u);
   EXPECT_EQ(worker_->flows().size(), entries);
@@ -403,7 +435,8 @@ TEST_F(WorkerTest, FloodOfNewFlowsKeepsEstablishedOnes) {
 // order, and packets of one flow in one burst meet one backend.
 TEST_F(WorkerTest, MixedBurst) {
   std::vector<Bytes> in;
-  for (uint16_t i = 0; i < 48; ++i) in.push_back(tcp4("10.0.0.1", 80, static_cast<uint16_t>(3000 + i % 16)));
+  for (uint16_t i = 0; i < 48; ++i)
+    in.push_back(tcp4("10.0.0.1", 80, static_cast<uint16_t>(3000 + i % 16)));
   for (uint16_t i = 0; i < 8; ++i) in.push_back(tcp4("10.9.9.9", 80));
   for (uint16_t i = 0; i < 8; ++i) in.push_back(tcp4("10.0.0.9", 80));
   rte_mbuf* m[64];
@@ -416,7 +449,9 @@ TEST_F(WorkerTest, MixedBurst) {
   for (uint16_t i = 0; i < v.n_tx; ++i) {
     EXPECT_EQ(v.tx[i], m[i]);
     const Out o{Verdict::kTx, from_mbuf(v.tx[i])};
-    EXPECT_EQ(backend_of(o), world_.choice(1, flow_key(kClient, static_cast<uint16_t>(3000 + i % 16), "10.0.0.1", 80, kTcp)));
+    EXPECT_EQ(backend_of(o),
+              world_.choice(1, flow_key(kClient, static_cast<uint16_t>(3000 + i % 16), "10.0.0.1",
+                                        80, kTcp)));
   }
   for (auto* x : m) rte_pktmbuf_free(x);
 }

@@ -60,7 +60,8 @@ class World {
     const char* addr;
   };
   static constexpr Known kKnown[] = {
-      {1, "10.1.0.1"}, {2, "10.1.0.2"}, {3, "10.1.0.3"}, {11, "2001:db8:1::1"}, {12, "2001:db8:1::2"},
+      {1, "10.1.0.1"},       {2, "10.1.0.2"},       {3, "10.1.0.3"},
+      {11, "2001:db8:1::1"}, {12, "2001:db8:1::2"},
   };
 
   World() {
@@ -101,7 +102,9 @@ class World {
     backends_[id] = b;
   }
   void remove_backend(uint32_t id) { backends_.erase(id); }
-  void set_table(uint32_t vip_id, std::vector<uint32_t> table) { tables_[vip_id] = std::move(table); }
+  void set_table(uint32_t vip_id, std::vector<uint32_t> table) {
+    tables_[vip_id] = std::move(table);
+  }
 
   [[nodiscard]] dpdk::SnapshotSpec spec() const {
     dpdk::SnapshotSpec s;
@@ -140,7 +143,7 @@ class World {
   }
   [[nodiscard]] uint32_t hash_of(uint32_t vip_id, const sluice_flow_key& k) const {
     return (vip(vip_id).flags & SLUICE_VIP_HASH_SRC_ONLY) != 0 ? sluice_flow_hash_src(&k, kSeed)
-                                                                : sluice_flow_hash(&k, kSeed);
+                                                               : sluice_flow_hash(&k, kSeed);
   }
   [[nodiscard]] uint32_t choice(uint32_t vip_id, const sluice_flow_key& k) const {
     const std::vector<uint32_t>& t = tables_.at(vip_id);
@@ -161,7 +164,8 @@ class World {
     const size_t l3_off = SLUICE_ETH_HLEN + SLUICE_VLAN_HLEN * ntags;
     const Bytes l3 = slice(in, l3_off);
     const bool inner6 = (l3.at(0) >> 4) == 6;
-    const size_t inner_len = inner6 ? SLUICE_IPV6_HLEN + size_t{get_be16(&l3[4])} : get_be16(&l3[2]);
+    const size_t inner_len =
+        inner6 ? SLUICE_IPV6_HLEN + size_t{get_be16(&l3[4])} : get_be16(&l3[2]);
     const uint8_t tos = inner6 ? static_cast<uint8_t>((l3[0] & 0xf) << 4 | l3[1] >> 4) : l3[1];
     const RawSpec inner{
         .bytes = slice(l3, 0, inner_len),
