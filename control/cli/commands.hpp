@@ -16,5 +16,11 @@ inline constexpr int kExitUsage = 2;    // bad arguments, or a file that cannot 
 void add_check_config(CLI::App& app, std::function<int()>* run);
 /// Adds `maglev --backends ...`; `*run` is set to its handler.
 void add_maglev(CLI::App& app, std::function<int()>* run);
+/// Adds `attach IFACE --config FILE` (the daemon on one interface).
+void add_attach(CLI::App& app, std::function<int()>* run);
+/// Adds `run --config FILE` (the daemon on the config's interfaces).
+void add_run(CLI::App& app, std::function<int()>* run);
+/// Adds `detach IFACE` (remove the program and its pinned maps).
+void add_detach(CLI::App& app, std::function<int()>* run);
 
 }  // namespace sluice::cli

@@ -28,6 +28,9 @@ int main(int argc, char** argv) {
   std::function<int()> run;
   sluice::cli::add_check_config(app, &run);
   sluice::cli::add_maglev(app, &run);
+  sluice::cli::add_attach(app, &run);
+  sluice::cli::add_run(app, &run);
+  sluice::cli::add_detach(app, &run);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,335 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Daemon: start-up (config, fast paths, first publication, pid file), the
+// signal handling and the periodic next-hop refresh on the Asio loop.
+#include "control/daemon.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "control/xdp_fastpath.hpp"
+
+#ifndef SLUICE_VERSION
+#error "SLUICE_VERSION must be defined by the build"
+#endif
+
+namespace sluice::control {
+namespace {
+
+xdp::XdpMode xdp_mode(XdpAttachMode m) {
+  return m == XdpAttachMode::kNative ? xdp::XdpMode::kNative : xdp::XdpMode::kGeneric;
+}
+
+Result<Config> load(const std::string& path) {
+  auto loaded = load_config_file(path);
+  if (!loaded.ok()) {
+    spdlog::error("{}", loaded.error().message);
+    return loaded.error();
+  }
+  ConfigReport& r = loaded.value();
+  for (const ConfigIssue& w : r.warnings) spdlog::warn("{}", w.to_string());
+  for (const ConfigIssue& e : r.errors) spdlog::error("{}", e.to_string());
+  if (!r.ok()) return Error{-EINVAL, path + ": invalid config"};
+  return std::move(*r.config);
+}
+
+}  // namespace
+
+void log_publish(std::string_view why, const PublishReport& report, uint64_t generation) {
+  if (!report.changed) {
+    spdlog::info("{}: nothing to publish (generation {})", why, generation);
+    return;
+  }
+  std::string moved;
+  for (const PublishReport::Vip& v : report.vips)
+    moved += " " + v.name + "=" + std::to_string(v.entries_moved);
+  spdlog::info("{}: published generation {}; entries moved:{}", why, generation,
+               moved.empty() ? " none" : moved);
+}
+
+Daemon::Daemon(DaemonOptions options, Balancer balancer)
+    : options_(std::move(options)),
+      signals_(io_, SIGTERM, SIGINT, SIGHUP),
+      next_hop_timer_(io_),
+      policy_timer_(io_),
+      balancer_(std::move(balancer)) {
+  ctx_.version = SLUICE_VERSION;
+  ctx_.pid = static_cast<long>(getpid());
+  ctx_.started = std::chrono::steady_clock::now();
+  ctx_.config_path = options_.config_path;
+  ctx_.on_change = [this](std::string_view what, const PublishReport& r) {
+    log_publish(what, r, balancer_->generation());
+    // A runtime change may have added or removed backends to probe.
+    sync_health_targets();
+  };
+}
+
+Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
+  auto config = load(options.config_path);
+  if (!config.ok()) return config.error();
+  Config& cfg = config.value();
+  if (!cfg.xdp) {
+    spdlog::error("{}: no [xdp] section: the XDP fast path needs its encap sources",
+                  options.config_path);
+    return Error{-EINVAL, "no [xdp] section"};
+  }
+  const std::vector<std::string> ifaces =
+      options.interfaces.empty() ? cfg.xdp->interfaces : options.interfaces;
+  if (ifaces.empty()) {
+    spdlog::error("no interface to attach to");
+    return Error{-EINVAL, "no interface"};
+  }
+  if (!options.pin_root.empty() && ifaces.size() != 1) {
+    spdlog::error("--pin-root needs exactly one interface");
+    return Error{-EINVAL, "--pin-root with several interfaces"};
+  }
+  const XdpAttachMode mode = options.mode.value_or(cfg.xdp->mode);
+
+  std::vector<std::unique_ptr<Fastpath>> fastpaths;
+  for (const std::string& ifname : ifaces) {
+    xdp::LoaderOptions lo;
+    lo.ifname = ifname;
+    lo.mode = xdp_mode(mode);
+    lo.flows_per_cpu = cfg.flow_table.flows_per_core;
+    lo.probation_per_cpu = cfg.flow_table.probation_per_core;
+    lo.hash_seed = cfg.hash_seed;
+    lo.tcp_idle_ms = cfg.flow_table.tcp_idle_ms;
+    lo.udp_idle_ms = cfg.flow_table.udp_idle_ms;
+    lo.pin_root = options.pin_root;
+    auto fp = XdpFastpath::open(lo);
+    if (!fp.ok()) {
+      spdlog::error("{}: {}", ifname, fp.error().message);
+      return fp.error();
+    }
+    const FastpathInfo info = fp.value()->info();
+    spdlog::info("{}: XDP program {} attached ({} mode, ifindex {}); maps {} under {}",
+                 info.interface, info.prog_id, info.mode, info.ifindex,
+                 info.reused_pinned_maps ? "re-used (flows kept)" : "new",
+                 fp.value()->loader().pin_root());
+    fastpaths.push_back(std::move(fp.value()));
+  }
+
+  auto balancer = Balancer::create(std::move(cfg), std::move(fastpaths));
+  if (!balancer.ok()) {
+    spdlog::error("{}", balancer.error().message);
+    return balancer.error();
+  }
+  std::unique_ptr<Daemon> d(new Daemon(options, std::move(balancer.value())));
+  // Next hops first, so the first published table does not forward to a
+  // zero MAC.
+  d->refresh_next_hops();
+  auto first = d->balancer_->publish();
+  if (!first.ok()) {
+    spdlog::error("publishing the config: {}", first.error().message);
+    return first.error();
+  }
+  log_publish("start", first.value(), d->balancer_->generation());
+  for (const VipView& v : d->balancer_->vips())
+    if (v.panic) spdlog::warn("VIP {}: every backend is down: panic mode", v.name);
+
+  if (!options.pidfile.empty()) {
+    const std::string tmp = options.pidfile + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << getpid() << "\n";
+      if (!out) {
+        spdlog::error("{}: cannot write the pid file", tmp);
+        return Error{-EIO, "pid file"};
+      }
+    }
+    // Renamed into place, so a reader never sees a half-written pid.
+    if (std::rename(tmp.c_str(), options.pidfile.c_str()) != 0) {
+      spdlog::error("{}: cannot write the pid file: {}", options.pidfile, std::strerror(errno));
+      return Error{-errno, "pid file"};
+    }
+    d->pidfile_written_ = true;
+  }
+  return d;
+}
+
+Daemon::~Daemon() {
+  if (pidfile_written_) std::remove(options_.pidfile.c_str());
+}
+
+int Daemon::run() {
+  wait_signals();
+  schedule_next_hop_refresh();
+  // The backends of the config we start with are probed from an assumed
+  // "up" (the fast path may be forwarding to them already, after a
+  // restart); an unhealthy one goes down after `fall` probes.
+  checker_ = std::make_unique<HealthChecker>(io_, [this](const HealthEvent& e) { on_probe(e); });
+  std::vector<HealthTarget> targets = health_targets(balancer_->config(), HealthState::kUp);
+  checker_->set_targets(targets);
+  schedule_policy_update();
+  spdlog::info("running (pid {}); SIGHUP reloads {}, SIGTERM stops", getpid(),
+               options_.config_path);
+  io_.run();
+  for (const auto& fp : balancer_->fastpaths())
+    spdlog::info("{}: stopped; the XDP program stays attached and its maps pinned "
+                 "(`sluice detach {}` removes them)",
+                 fp->info().interface, fp->info().interface);
+  return 0;
+}
+
+void Daemon::wait_signals() {
+  signals_.async_wait([this](const std::error_code& ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      reload();
+      wait_signals();
+      return;
+    }
+    spdlog::info("signal {}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    next_hop_timer_.cancel();
+    policy_timer_.cancel();
+    checker_.reset();
+    io_.stop();
+  });
+}
+
+void Daemon::reload() {
+  auto r = reload_config_file(*balancer_, options_.config_path);
+  if (!r.ok()) {
+    spdlog::error("reload of {} failed; nothing changed:", options_.config_path);
+    std::string_view msg = r.error().message;
+    while (!msg.empty()) {
+      const size_t nl = msg.find('\n');
+      spdlog::error("  {}", msg.substr(0, nl));
+      if (nl == std::string_view::npos) break;
+      msg.remove_prefix(nl + 1);
+    }
+    return;
+  }
+  log_publish("reload", r.value(), balancer_->generation());
+  sync_health_targets();
+  refresh_next_hops();
+}
+
+void Daemon::sync_health_targets() {
+  if (!checker_) return;
+  const Config& cfg = balancer_->config();
+  std::map<std::string, uint16_t, std::less<>> vip_ports;
+  for (const VipView& v : balancer_->vips()) vip_ports[v.name] = v.port;
+  auto views = balancer_->backends();
+  if (!views.ok()) return;
+  std::vector<HealthTarget> targets;
+  bool marked_down = false;
+  for (const BackendView& b : views.value()) {
+    if (b.health_check.empty()) continue;
+    const HealthCheck* check = cfg.find_health_check(b.health_check);
+    if (check == nullptr) continue;
+    HealthTarget t;
+    t.key = {b.vip, b.addr};
+    t.check = *check;
+    t.port = check->port != 0 ? check->port : vip_ports[b.vip];
+    t.initial = HealthState::kDown;
+    if (!checker_->status(t.key)) {
+      // New to the checker: no new flows before it proved healthy.
+      if (b.health != Health::kDown &&
+          balancer_->set_backend_health(b.vip, b.addr, Health::kDown, std::nullopt,
+                                        "not probed yet").ok())
+        marked_down = true;
+    }
+    targets.push_back(std::move(t));
+  }
+  checker_->set_targets(targets);
+  if (marked_down) publish("new backends wait for their probes");
+}
+
+void Daemon::on_probe(const HealthEvent& e) {
+  const Health h = e.status.state == HealthState::kUp ? Health::kUp : Health::kDown;
+  const Status s = balancer_->set_backend_health(e.key.vip, e.key.addr, h, e.status.rtt_ewma_us,
+                                                 e.probe_ok ? "ok" : e.status.last_failure);
+  if (!s.ok()) return;  // removed since the probe started
+  if (!e.state_changed) return;
+  if (h == Health::kDown)
+    spdlog::warn("VIP {}: backend {} is down: {}", e.key.vip, e.key.addr.to_string(),
+                 e.status.last_failure);
+  else
+    spdlog::info("VIP {}: backend {} is up", e.key.vip, e.key.addr.to_string());
+  for (const VipView& v : balancer_->vips())
+    if (v.name == e.key.vip) update_policy_weights(v);
+  publish("health");
+  for (const VipView& v : balancer_->vips())
+    if (v.name == e.key.vip && v.panic)
+      spdlog::warn("VIP {}: every backend is down: panic mode (table over all of them)", v.name);
+}
+
+bool Daemon::update_policy_weights(const VipView& vip) {
+  if (vip.policy == Policy::kStatic) return false;
+  auto views = balancer_->backends(vip.name);
+  if (!views.ok()) return false;
+  std::vector<PolicyInput> inputs;
+  std::vector<IpAddress> addrs;
+  for (const BackendView& b : views.value()) {
+    PolicyInput in;
+    in.weight = b.weight;
+    in.drained = b.draining();
+    in.healthy = b.health != Health::kDown;
+    in.capacity = b.capacity.value_or(0);
+    in.rtt_us = b.rtt_us;
+    inputs.push_back(in);
+    addrs.push_back(b.addr);
+  }
+  VipDamping& d = damping_[vip.name];
+  if (d.addrs != addrs) d = VipDamping{addrs, {}};
+  const WeightUpdate u = damp_weights(policy_targets(vip.policy, inputs), d.state);
+  d.state = u.state;
+  if (!u.changed) return false;
+  std::vector<BackendWeight> weights;
+  for (size_t i = 0; i < addrs.size(); ++i) weights.push_back({addrs[i], u.weights[i]});
+  return balancer_->set_effective_weights(vip.name, weights).ok();
+}
+
+void Daemon::schedule_policy_update() {
+  policy_timer_.expires_after(options_.policy_period);
+  policy_timer_.async_wait([this](const std::error_code& ec) {
+    if (ec) return;
+    bool changed = false;
+    for (const VipView& v : balancer_->vips()) changed = update_policy_weights(v) || changed;
+    if (changed) publish("policy");
+    schedule_policy_update();
+  });
+}
+
+void Daemon::publish(std::string_view why) {
+  auto r = balancer_->publish();
+  if (!r.ok()) {
+    spdlog::error("{}: publishing failed, changes dropped: {}", why, r.error().message);
+    return;
+  }
+  if (r.value().changed) log_publish(why, r.value(), balancer_->generation());
+}
+
+void Daemon::refresh_next_hops() {
+  if (balancer_->config().xdp && balancer_->config().xdp->gateway_mac) return;
+  const std::vector<IpAddress> targets = balancer_->backend_addresses();
+  for (const auto& fp : balancer_->fastpaths()) {
+    Status s = fp->refresh_next_hop(targets);
+    // Logged when it changes, not every period.
+    const std::string err = s.ok() ? "" : s.error().message;
+    if (err != last_next_hop_error_) {
+      if (s.ok())
+        spdlog::info("{}: next hop resolved", fp->info().interface);
+      else
+        spdlog::warn("{}: next hop: {}", fp->info().interface, err);
+      last_next_hop_error_ = err;
+    }
+  }
+}
+
+void Daemon::schedule_next_hop_refresh() {
+  next_hop_timer_.expires_after(options_.next_hop_period);
+  next_hop_timer_.async_wait([this](const std::error_code& ec) {
+    if (ec) return;
+    refresh_next_hops();
+    schedule_next_hop_refresh();
+  });
+}
+
+}  // namespace sluice::control

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Fastpath: what the control library needs from a fast path (XDP now, DPDK
+// later): take a whole snapshot, say what it already held at start, and
+// report its counters. The Balancer talks to fast paths only through this.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dataplane/abi/maps.h"
+#include "dataplane/abi/stats.h"
+#include "dataplane/core/ip_address.hpp"
+#include "dataplane/core/result.hpp"
+
+namespace sluice::control {
+
+/// The value of a successful call that has nothing else to return.
+struct Ok {};
+/// Success, or an Error (code -errno, message a sentence).
+using Status = Result<Ok>;
+
+/// One VIP as the fast path sees it.
+struct FastpathVip {
+  sluice_vip_key key{};    ///< address, port (network order), protocol, family
+  sluice_vip_meta meta{};  ///< vip_id, flags (SLUICE_VIP_*), table_size = table.size()
+  /// The Maglev table: M backend ids (or SLUICE_BACKEND_NONE: a counted
+  /// no_backend drop). Points into the Balancer's storage; valid during
+  /// Fastpath::publish only.
+  std::span<const uint32_t> table;
+};
+
+/// Everything every fast path gets, whole, on each publication.
+struct FastpathSnapshot {
+  std::vector<FastpathVip> vips;
+  /// Every backend of every VIP (one id per VIP and address), flags 0 or
+  /// SLUICE_BACKEND_DRAINING.
+  std::vector<sluice_backend> backends;
+  /// Outer sources and MTU of the encapsulation.
+  sluice_encap_config encap{};
+  /// A static gateway MAC from the config; nullopt: the fast path resolves
+  /// its next hop itself (Fastpath::refresh_next_hop).
+  std::optional<std::array<uint8_t, 6>> gateway_mac;
+};
+
+/// What a fast path already held when it started (pinned maps of a
+/// previous daemon), so a restarted daemon keeps its ids and flows.
+struct FastpathState {
+  struct Vip {
+    sluice_vip_key key{};
+    uint32_t vip_id = 0;
+    /// Distinct backend ids its table names.
+    std::vector<uint32_t> backend_ids;
+  };
+  std::vector<Vip> vips;
+  /// Every backend slot as held (SLUICE_MAX_BACKENDS entries, or empty for
+  /// a fresh fast path): VALID ones are live; others keep the last id the
+  /// slot held, which a new id for that slot must differ from.
+  std::vector<sluice_backend> slots;
+};
+
+/// How a fast path describes itself (the `status` command).
+struct FastpathInfo {
+  std::string kind;       ///< "xdp", "fake"
+  std::string interface;  ///< the interface or port name
+  int ifindex = 0;
+  std::string mode;       ///< "native", "generic", ...
+  uint32_t prog_id = 0;   ///< the kernel's program id (XDP), else 0
+  bool reused_pinned_maps = false;
+};
+
+/// A fast path. Not thread-safe: the control thread calls it.
+class Fastpath {
+ public:
+  virtual ~Fastpath() = default;
+
+  [[nodiscard]] virtual FastpathInfo info() const = 0;
+
+  /// What the fast path held when it was opened (see FastpathState).
+  [[nodiscard]] virtual const FastpathState& initial_state() const = 0;
+
+  /// Applies a snapshot hitlessly. Errors: -EINVAL (invalid snapshot,
+  /// nothing written), or what writing failed on (the fast path then holds
+  /// a consistent mix; publishing again completes the change).
+  [[nodiscard]] virtual Status publish(const FastpathSnapshot& snapshot) = 0;
+
+  /// Follows the routes and neighbours toward `targets` (backends) and
+  /// updates the next hop; a no-op for a fast path with a static one.
+  /// Errors: the resolver's (-EHOSTUNREACH, -ETIMEDOUT, -EXDEV, ...).
+  [[nodiscard]] virtual Status refresh_next_hop(std::span<const IpAddress> targets) = 0;
+
+  /// Counters, packets and bytes since the maps were made.
+  /// Errors: the map-read errno; -EINVAL for an id out of range.
+  [[nodiscard]] virtual Result<sluice_global_stats> global_stats() const = 0;
+  [[nodiscard]] virtual Result<sluice_vip_stats> vip_stats(uint32_t vip_id) const = 0;
+  [[nodiscard]] virtual Result<sluice_backend_stats> backend_stats(uint32_t backend_id) const = 0;
+};
+
+}  // namespace sluice::control
