@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "control/metrics.hpp"
 #include "control/xdp_fastpath.hpp"
 
 #ifndef SLUICE_VERSION
@@ -120,6 +121,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
     return balancer.error();
   }
   std::unique_ptr<Daemon> d(new Daemon(options, std::move(balancer.value())));
+  if (Status s = d->open_servers(); !s.ok()) return s.error();
   // Next hops first, so the first published table does not forward to a
   // zero MAC.
   d->refresh_next_hops();
@@ -170,9 +172,10 @@ int Daemon::run() {
                options_.config_path);
   io_.run();
   for (const auto& fp : balancer_->fastpaths())
-    spdlog::info("{}: stopped; the XDP program stays attached and its maps pinned "
-                 "(`sluice detach {}` removes them)",
-                 fp->info().interface, fp->info().interface);
+    spdlog::info(
+        "{}: stopped; the XDP program stays attached and its maps pinned "
+        "(`sluice detach {}` removes them)",
+        fp->info().interface, fp->info().interface);
   return 0;
 }
 
@@ -188,6 +191,8 @@ void Daemon::wait_signals() {
     next_hop_timer_.cancel();
     policy_timer_.cancel();
     checker_.reset();
+    socket_.reset();
+    metrics_.reset();
     io_.stop();
   });
 }
@@ -208,6 +213,37 @@ void Daemon::reload() {
   log_publish("reload", r.value(), balancer_->generation());
   sync_health_targets();
   refresh_next_hops();
+}
+
+Status Daemon::open_servers() {
+  const ControlSocketConfig& c = balancer_->config().control;
+  const ControlHandler handler = [this](const nlohmann::json& request) {
+    return handle_request(*balancer_, ctx_, request);
+  };
+  SocketServerOptions so;
+  so.path = c.path;
+  so.mode = c.mode;
+  so.group = c.group;
+  auto sock = SocketServer::open(io_, so, handler);
+  if (!sock.ok()) {
+    spdlog::error("control socket {}: {}", c.path, sock.error().message);
+    return sock.error();
+  }
+  socket_ = std::move(sock.value());
+  spdlog::info("control socket {}", c.path);
+
+  const std::string& listen = balancer_->config().metrics.listen;
+  if (listen.empty()) return Ok{};
+  MetricsServerOptions mo;
+  mo.listen = listen;
+  auto m = MetricsServer::open(io_, mo, [handler] { return render_metrics_from(handler); });
+  if (!m.ok()) {
+    spdlog::error("metrics on {}: {}", listen, m.error().message);
+    return m.error();
+  }
+  metrics_ = std::move(m.value());
+  spdlog::info("metrics on http://{}/metrics", listen);
+  return Ok{};
 }
 
 void Daemon::sync_health_targets() {
@@ -231,8 +267,9 @@ void Daemon::sync_health_targets() {
     if (!checker_->status(t.key)) {
       // New to the checker: no new flows before it proved healthy.
       if (b.health != Health::kDown &&
-          balancer_->set_backend_health(b.vip, b.addr, Health::kDown, std::nullopt,
-                                        "not probed yet").ok())
+          balancer_
+              ->set_backend_health(b.vip, b.addr, Health::kDown, std::nullopt, "not probed yet")
+              .ok())
         marked_down = true;
     }
     targets.push_back(std::move(t));

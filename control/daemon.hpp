@@ -19,7 +19,9 @@
 #include "control/config.hpp"
 #include "control/handler.hpp"
 #include "control/health.hpp"
+#include "control/metrics_server.hpp"
 #include "control/policy.hpp"
+#include "control/socket_server.hpp"
 
 namespace sluice::control {
 
@@ -86,6 +88,8 @@ class Daemon {
   void wait_signals();
   void refresh_next_hops();
   void schedule_next_hop_refresh();
+  /// Opens the control socket and the metrics endpoint (when configured).
+  [[nodiscard]] Status open_servers();
   void on_probe(const HealthEvent& e);
   /// Recomputes a `least-conn` / `fastest` VIP's weights through its
   /// damping state; true when new weights were handed to the Balancer.
@@ -106,6 +110,8 @@ class Daemon {
   std::optional<Balancer> balancer_;
   HandlerContext ctx_;
   std::unique_ptr<HealthChecker> checker_;
+  std::unique_ptr<SocketServer> socket_;
+  std::unique_ptr<MetricsServer> metrics_;
   std::map<std::string, VipDamping, std::less<>> damping_;
   std::string last_next_hop_error_;
   bool pidfile_written_ = false;

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
-// Benchmarks of the Maglev table build (control plane) at the default size.
+// Benchmarks of the Maglev table build (control plane) at the default size,
+// and at the automatic size for the pool (maglev_auto_table_size).
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -23,11 +24,11 @@ std::vector<MaglevBackend> make_backends(int64_t n, bool weighted) {
   return v;
 }
 
-void run(benchmark::State& state, bool weighted) {
+void run(benchmark::State& state, bool weighted, uint32_t table_size) {
   const auto backends = make_backends(state.range(0), weighted);
   MaglevBuilder builder;
   for (auto _ : state) {
-    auto table = builder.build(backends, kMaglevDefaultSize);
+    auto table = builder.build(backends, table_size);
     if (!table.ok()) {
       state.SkipWithError(table.error().message.c_str());
       break;
@@ -35,13 +36,23 @@ void run(benchmark::State& state, bool weighted) {
     benchmark::DoNotOptimize(table.value().data());
   }
   // Items are table entries filled.
-  state.SetItemsProcessed(state.iterations() * int64_t{kMaglevDefaultSize});
+  state.SetItemsProcessed(state.iterations() * int64_t{table_size});
+  state.counters["table_size"] = table_size;
 }
 
-void BM_Maglev_Build(benchmark::State& state) { run(state, false); }
-void BM_Maglev_BuildWeighted(benchmark::State& state) { run(state, true); }
+void BM_Maglev_Build(benchmark::State& state) { run(state, false, kMaglevDefaultSize); }
+void BM_Maglev_BuildWeighted(benchmark::State& state) { run(state, true, kMaglevDefaultSize); }
+void BM_Maglev_BuildAuto(benchmark::State& state) {
+  run(state, false, maglev_auto_table_size(static_cast<uint64_t>(state.range(0))));
+}
 
 BENCHMARK(BM_Maglev_Build)
+    ->ArgName("backends")
+    ->Arg(10)
+    ->Arg(100)
+    ->Arg(1000)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Maglev_BuildAuto)
     ->ArgName("backends")
     ->Arg(10)
     ->Arg(100)

@@ -442,8 +442,16 @@ class SluiceTarget final : public Target {
     set_rodata_u32(obj_, "sluice_hash_seed", kSeed);
     must(bpf_map__set_max_entries(map("sluice_flows"), kFlowsPerCpu * ncpus),
          "sizing sluice_flows");
-    must(bpf_map__set_max_entries(map("sluice_newflows"), kNewFlowsPerCpu * ncpus),
-         "sizing sluice_newflows");
+    // Probation: a per-CPU array of slots in current builds, a per-CPU
+    // LRU sized over all CPUs in older ones.
+    if (bpf_map__type(map("sluice_newflows")) == BPF_MAP_TYPE_PERCPU_ARRAY) {
+      set_rodata_u32(obj_, "sluice_probation_slots", kNewFlowsPerCpu);
+      must(bpf_map__set_max_entries(map("sluice_newflows"), kNewFlowsPerCpu),
+           "sizing sluice_newflows");
+    } else {
+      must(bpf_map__set_max_entries(map("sluice_newflows"), kNewFlowsPerCpu * ncpus),
+           "sizing sluice_newflows");
+    }
     must(bpf_object__load(obj_), "loading sluice_lb (verifier log above)");
     prog_ = bpf_object__find_program_by_name(obj_, "sluice_lb");
     if (prog_ == nullptr) die("%s: no program sluice_lb", name_.c_str());
@@ -480,11 +488,11 @@ class SluiceTarget final : public Target {
 
   void fill(Fill fill) override {
     if (fill != Fill::kNone) fill_established();
-    // A candidate build whose probation table is no hash map (a
-    // direct-mapped array, say) is never full: nothing to fill.
+    if (fill != Fill::kFull) return;
     const bpf_map_type probation = bpf_map__type(map("sluice_newflows"));
-    if (fill == Fill::kFull &&
-        (probation == BPF_MAP_TYPE_LRU_HASH || probation == BPF_MAP_TYPE_HASH))
+    if (probation == BPF_MAP_TYPE_PERCPU_ARRAY)
+      fill_probation_slots();
+    else if (probation == BPF_MAP_TYPE_LRU_HASH || probation == BPF_MAP_TYPE_HASH)
       fill_probation();
   }
 
@@ -571,6 +579,20 @@ class SluiceTarget final : public Target {
     m.vip_id = v.id;
     m.table_size = kTableSize;
     must(bpf_map_update_elem(fd("sluice_vips"), &k, &m, BPF_ANY), "sluice: VIP");
+    // The direct-mapped VIP slot, in builds that have them; the VIPs here
+    // have a slot each (a shared one would defer to sluice_vips).
+    if (bpf_map* slots = bpf_object__find_map_by_name(obj_, "sluice_vip_slots")) {
+      const uint32_t index = sluice_vip_slot_index(&k.addr, k.port, k.proto);
+      sluice_vip_slot slot{};
+      must(bpf_map_lookup_elem(bpf_map__fd(slots), &index, &slot), "sluice: VIP slot");
+      if (slot.family != 0) die("sluice: two VIPs share VIP slot %u", index);
+      slot.addr = k.addr;
+      slot.port = k.port;
+      slot.proto = k.proto;
+      slot.family = k.family;
+      slot.meta = m;
+      must(bpf_map_update_elem(bpf_map__fd(slots), &index, &slot, BPF_ANY), "sluice: VIP slot");
+    }
   }
 
   static sluice_flow_key client_key(uint32_t client) {
@@ -622,6 +644,28 @@ class SluiceTarget final : public Target {
     }
     update_batch(fd("sluice_newflows"), keys, sizeof(sluice_flow_key), values,
                  sizeof(sluice_flow_value), kNewFlowsPerCpu, "sluice: probation fill");
+  }
+
+  // Every probation slot of this CPU holding another flow, so that each
+  // new flow overwrites one (the direct-mapped table's "full").
+  void fill_probation_slots() {
+    const auto ncpus = static_cast<size_t>(possible_cpus());
+    const size_t stride = (sizeof(sluice_probation_slot) + 7) / 8 * 8 * ncpus;
+    const auto cpu = static_cast<size_t>(sched_getcpu());
+    std::vector<uint8_t> keys(sizeof(uint32_t) * kNewFlowsPerCpu);
+    std::vector<uint8_t> values(stride * kNewFlowsPerCpu, 0);
+    const uint32_t now = now_ms();
+    for (uint32_t i = 0; i < kNewFlowsPerCpu; ++i) {
+      std::memcpy(&keys[i * sizeof i], &i, sizeof i);
+      sluice_probation_slot slot{};
+      slot.key = client_key(kFillBase + i);
+      slot.value.backend_id = 1 + i % 4;
+      slot.value.last_seen = now;
+      slot.value.state = SLUICE_FLOW_PROBATION;
+      std::memcpy(&values[i * stride + stride / ncpus * cpu], &slot, sizeof slot);
+    }
+    update_batch(fd("sluice_newflows"), keys, sizeof(uint32_t), values, stride, kNewFlowsPerCpu,
+                 "sluice: probation slots fill");
   }
 
   std::string name_;

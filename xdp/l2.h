@@ -67,28 +67,20 @@ struct l2_saved {
 	__u8 bytes[SLUICE_ETH_HLEN + SLUICE_MAX_VLAN_TAGS * SLUICE_VLAN_HLEN];
 };
 
-/* Copies the L2 header (ntags tags) at data into *s. Returns 0, or -1 if
- * the frame is too short. The tag bytes not copied are zeroed: the
- * compiler may keep *s in registers and stack slots, and l2_store's
- * "i < ntags" is a branch the verifier cannot tie to this one, so on the
- * path it believes skips a copy here and takes it there, the slot must
- * still hold a scalar, not whatever the compiler kept in it before. */
-static __always_inline int l2_save(void *data, void *data_end, __u8 ntags, struct l2_saved *s)
+/* Copies the largest L2 header, SLUICE_ETH_HLEN + SLUICE_MAX_VLAN_TAGS *
+ * SLUICE_VLAN_HLEN bytes, at data into *s, whatever the frame's own tag
+ * count: every frame that reaches it holds at least an IP header after its
+ * L2 header, so it has those bytes. Copying all of them means l2_store
+ * never reads a byte of *s that was not written here; a copy of only
+ * "i < ntags" tags made the verifier (which cannot tie that branch to
+ * l2_store's) explore a restore of unwritten stack, and reject programs
+ * where the compiler had spilled a pointer to that slot. Returns 0, or -1
+ * if the frame is shorter than that. */
+static __always_inline int l2_save(void *data, void *data_end, struct l2_saved *s)
 {
-	__builtin_memset(s, 0, sizeof(*s));
-	if (data + SLUICE_ETH_HLEN > data_end)
+	if (data + sizeof(s->bytes) > data_end)
 		return -1;
-	__builtin_memcpy(s->bytes, data, SLUICE_ETH_HLEN);
-#pragma unroll
-	for (int i = 0; i < SLUICE_MAX_VLAN_TAGS; i++) {
-		__u32 off = SLUICE_ETH_HLEN + i * SLUICE_VLAN_HLEN;
-
-		if (i < ntags) {
-			if (data + off + SLUICE_VLAN_HLEN > data_end)
-				return -1;
-			__builtin_memcpy(s->bytes + off, data + off, SLUICE_VLAN_HLEN);
-		}
-	}
+	__builtin_memcpy(s->bytes, data, sizeof(s->bytes));
 	return 0;
 }
 

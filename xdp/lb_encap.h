@@ -22,7 +22,22 @@ static __always_inline int lb_push_outer(struct xdp_md *ctx, const struct lb_pac
 	struct l2_saved saved;
 	struct ethhdr *eth;
 
-	if (l2_save(data, data_end, p->ntags, &saved))
+	/* Untagged (most frames): the new Ethernet header is all next hop and
+	 * EtherType, written in place with nothing to keep from the old one. */
+	if (p->ntags == 0) {
+		if (bpf_xdp_adjust_head(ctx, -(int)outer_len))
+			return -SLUICE_DROP_ENCAP_NO_ROOM;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		eth = data;
+		if ((void *)(eth + 1) > data_end)
+			return -SLUICE_DROP_TRUNCATED;
+		__builtin_memcpy(eth->h_dest, nh->dst_mac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, nh->src_mac, ETH_ALEN);
+		eth->h_proto = bpf_htons(outer_proto);
+		return 0;
+	}
+	if (l2_save(data, data_end, &saved))
 		return -SLUICE_DROP_TRUNCATED;
 	if (bpf_xdp_adjust_head(ctx, -(int)outer_len))
 		return -SLUICE_DROP_ENCAP_NO_ROOM;
@@ -48,7 +63,8 @@ static __always_inline int lb_push_outer(struct xdp_md *ctx, const struct lb_pac
  * IPv6 with the flow hash as its flow label (RFC 6438). An IPv6 client
  * packet toward an IPv4 backend (which encap_frame refuses) goes with DF
  * and id 0. The caller has checked the MTU. Returns 0 or a negative
- * SLUICE_DROP_* reason. */
+ * SLUICE_DROP_* reason. Only the low SLUICE_FLOW_VALUE_HASH_BITS bits of
+ * `hash` are read (a flow-table hit knows no more of it). */
 static __always_inline int lb_encap(struct xdp_md *ctx, const struct lb_packet *p,
 				    const struct sluice_backend *b,
 				    const struct sluice_encap_config *cfg,

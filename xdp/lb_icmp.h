@@ -31,7 +31,7 @@ static __always_inline int lb_icmp_reshape(struct xdp_md *ctx, const struct lb_p
 	struct l2_saved saved;
 	struct ethhdr *eth;
 
-	if (p->ip_len < quote || l2_save(data, data_end, p->ntags, &saved))
+	if (p->ip_len < quote || l2_save(data, data_end, &saved))
 		return -1;
 	if (bpf_xdp_adjust_tail(ctx, (int)(p->l3_off + quote) - (int)p->frame_len))
 		return -1;

@@ -2,11 +2,14 @@
 /* VIP lookup and the flow table: which backend a VIP packet goes to.
  *
  * Flow admission (flood-proof, DESIGN.md "Packet path" 3): a new flow's
- * first packet is entered only into sluice_newflows (probation); its second
- * packet promotes it into sluice_flows (established). Established entries
- * are never displaced by new flows, so spoofed one-packet flows (a SYN
- * flood) churn only the probation LRU, and an established flow keeps its
- * backend even when the Maglev table changed meanwhile.
+ * first packet is entered only into its sluice_newflows slot (probation);
+ * its second packet, if the slot still holds it, promotes it into
+ * sluice_flows (established) and empties the slot. Established entries are
+ * never displaced by new flows, so spoofed one-packet flows (a SYN flood)
+ * only overwrite probation slots, and an established flow keeps its
+ * backend even when the Maglev table changed meanwhile. A new flow whose
+ * slot another one took before its second packet is placed by Maglev
+ * again (the same backend unless the table changed in between).
  *
  * Semantics shared with the core's flow table: an entry whose backend was
  * removed (slot not VALID or holding another id) is a miss; a draining
@@ -38,10 +41,11 @@ struct lb_state {
 	__u8 icmp_sent;     /* the packet became a too-big reply to send back */
 };
 
-/* Finds the VIP of a flow: exact (address, port, protocol), then the same
- * with port 0. Copies its meta to *out; returns 0, or -1 if not a VIP. */
-static __always_inline int lb_lookup_vip(const struct sluice_flow_key *key,
-					 struct sluice_vip_meta *out)
+/* Finds the VIP of a flow in the hash map: exact (address, port,
+ * protocol), then the same with port 0. Copies its meta to *out; returns
+ * 0, or -1 if not a VIP. */
+static __always_inline int lb_lookup_vip_hashed(const struct sluice_flow_key *key,
+						struct sluice_vip_meta *out)
 {
 	struct sluice_vip_key vk = {};
 	struct sluice_vip_meta *m;
@@ -61,6 +65,53 @@ static __always_inline int lb_lookup_vip(const struct sluice_flow_key *key,
 	return 0;
 }
 
+/* lb_probe_vip results. */
+#define LB_VIP_FOUND 0
+#define LB_VIP_NONE 1   /* (address, port, protocol) is no VIP */
+#define LB_VIP_LOOKUP 2 /* the slot defers to the hash map */
+
+/* Reads the direct-mapped slot of the flow's destination with `port`. */
+static __always_inline int lb_probe_vip(const struct sluice_flow_key *key, __be16 port,
+					struct sluice_vip_meta *out)
+{
+	__u32 idx = sluice_vip_slot_index(&key->dst, port, key->proto);
+	struct sluice_vip_slot *s = bpf_map_lookup_elem(&sluice_vip_slots, &idx);
+
+	if (!s)
+		return LB_VIP_NONE;
+	if (s->flags & SLUICE_VIP_SLOT_LOOKUP)
+		return LB_VIP_LOOKUP;
+	if (s->family != key->family || s->proto != key->proto || s->port != port ||
+	    s->addr.v6[0] != key->dst.v6[0] || s->addr.v6[1] != key->dst.v6[1] ||
+	    s->addr.v6[2] != key->dst.v6[2] || s->addr.v6[3] != key->dst.v6[3])
+		return LB_VIP_NONE;
+	*out = s->meta;
+	return LB_VIP_FOUND;
+}
+
+/* Finds the VIP of a flow: exact (address, port, protocol), then the same
+ * with port 0, through the direct-mapped slots, the hash map only where a
+ * slot defers to it. Copies its meta to *out; returns 0, or -1 if not a
+ * VIP. */
+static __always_inline int lb_lookup_vip(const struct sluice_flow_key *key,
+					 struct sluice_vip_meta *out)
+{
+	int r = lb_probe_vip(key, key->dport, out);
+
+	if (r == LB_VIP_FOUND)
+		return 0;
+	/* An exact VIP may hide behind a deferring slot: the hash map decides
+	 * both steps then. */
+	if (r == LB_VIP_NONE && key->dport) {
+		r = lb_probe_vip(key, 0, out);
+		if (r == LB_VIP_FOUND)
+			return 0;
+	}
+	if (r == LB_VIP_NONE)
+		return -1;
+	return lb_lookup_vip_hashed(key, out);
+}
+
 static __always_inline int lb_flow_expired(const struct sluice_flow_value *v, __u8 proto, __u32 now_ms)
 {
 	__u32 idle = proto == SLUICE_IPPROTO_TCP ? sluice_tcp_idle_ms : sluice_udp_idle_ms;
@@ -70,11 +121,38 @@ static __always_inline int lb_flow_expired(const struct sluice_flow_value *v, __
 	return (__s32)(now_ms - v->last_seen) > (__s32)idle;
 }
 
+/* Whether two flow keys are equal (all 40 bytes; unused ones are zero). */
+static __always_inline int lb_same_key(const struct sluice_flow_key *a,
+				       const struct sluice_flow_key *b)
+{
+	const __u32 *x = (const __u32 *)a;
+	const __u32 *y = (const __u32 *)b;
+	__u32 diff = 0;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*a) / 4); i++)
+		diff |= x[i] ^ y[i];
+	return diff == 0;
+}
+
+/* The one flow hash of a packet to `vip`: Maglev slot, probation entry and
+ * outer-header entropy. */
+static __always_inline __u32 lb_flow_hash(const struct sluice_flow_key *key,
+					  const struct sluice_vip_meta *vip)
+{
+	if (vip->flags & SLUICE_VIP_HASH_SRC_ONLY)
+		return sluice_flow_hash_src(key, sluice_hash_seed);
+	return sluice_flow_hash(key, sluice_hash_seed);
+}
+
 /* Chooses the backend of a VIP packet (the flow table, then Maglev with the
  * packet's one flow hash) and records the flow as the admission rule above
- * says. Returns 0 with *out filled, or -SLUICE_DROP_NO_BACKEND. */
+ * says. The hash is computed only when the established table misses: a
+ * hit takes the bits the outer header needs from the entry. Returns 0 with
+ * *out and *hash (at least its low SLUICE_FLOW_VALUE_HASH_BITS bits)
+ * filled, or -SLUICE_DROP_NO_BACKEND. */
 static __always_inline int lb_select_backend(struct lb_state *st, const struct sluice_vip_meta *vip,
-					     __u32 hash, struct sluice_backend *out)
+					     struct sluice_backend *out, __u32 *hash)
 {
 	const struct sluice_flow_key *key = &st->pkt.key;
 	int update = !(st->pkt.flags & LB_PKT_ICMP_ERR);
@@ -82,13 +160,16 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 	 * timeouts of seconds and costs a fraction of bpf_ktime_get_ns, which
 	 * measured 25-50 ns per VIP packet here (perf/XDP_RESULTS.md). */
 	__u32 now = (__u32)(bpf_ktime_get_coarse_ns() / 1000000);
+	struct sluice_probation_slot *ps;
 	struct sluice_flow_value nv = {};
 	struct sluice_flow_value *v;
+	__u32 h, slot;
 
 	v = bpf_map_lookup_elem(&sluice_flows, key);
 	if (v && v->state == SLUICE_FLOW_ESTABLISHED && !lb_flow_expired(v, key->proto, now)) {
 		if (lb_get_backend(v->backend_id, out) == 0) {
 			st->flow = LB_FLOW_HIT;
+			*hash = sluice_flow_value_hash(v);
 			if (update)
 				v->last_seen = now;
 			return 0;
@@ -96,43 +177,53 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 		/* Its backend is gone: the flow moves to the VIP's current
 		 * choice and, having shown two packets already, stays
 		 * established. */
-		if (lb_maglev_pick(vip, hash, out))
+		h = lb_flow_hash(key, vip);
+		*hash = h;
+		if (lb_maglev_pick(vip, h, out))
 			return -SLUICE_DROP_NO_BACKEND;
 		st->flow = LB_FLOW_MISS;
 		st->new_flow = (__u8)update;
 		if (update) {
 			v->backend_id = out->id;
 			v->last_seen = now;
+			sluice_flow_value_set_hash(v, h);
 		}
 		return 0;
 	}
 
-	v = bpf_map_lookup_elem(&sluice_newflows, key);
-	if (v && !lb_flow_expired(v, key->proto, now) && lb_get_backend(v->backend_id, out) == 0) {
+	h = lb_flow_hash(key, vip);
+	*hash = h;
+	slot = h % sluice_probation_slots;
+	ps = bpf_map_lookup_elem(&sluice_newflows, &slot);
+	if (!ps)
+		return -SLUICE_DROP_NO_BACKEND; /* cannot happen: slot < max_entries */
+	if (lb_same_key(&ps->key, key) && !lb_flow_expired(&ps->value, key->proto, now) &&
+	    lb_get_backend(ps->value.backend_id, out) == 0) {
 		st->flow = LB_FLOW_HIT;
 		if (!update)
 			return 0;
 		nv.backend_id = out->id;
 		nv.last_seen = now;
 		nv.state = SLUICE_FLOW_ESTABLISHED;
+		sluice_flow_value_set_hash(&nv, h);
 		/* On failure the flow stays on probation and tries again. */
 		if (bpf_map_update_elem(&sluice_flows, key, &nv, BPF_ANY))
 			st->insert_failed = 1;
 		else
-			bpf_map_delete_elem(&sluice_newflows, key);
+			ps->key.family = 0;
 		return 0;
 	}
 
-	if (lb_maglev_pick(vip, hash, out))
+	if (lb_maglev_pick(vip, h, out))
 		return -SLUICE_DROP_NO_BACKEND;
 	st->flow = LB_FLOW_MISS;
 	st->new_flow = (__u8)update;
 	if (!update)
 		return 0;
-	nv.backend_id = out->id;
-	nv.last_seen = now;
-	nv.state = SLUICE_FLOW_PROBATION;
-	if (bpf_map_update_elem(&sluice_newflows, key, &nv, BPF_ANY))
-		st->insert_failed = 1;
+	ps->key = *key;
+	ps->value.backend_id = out->id;
+	ps->value.last_seen = now;
+	ps->value.state = SLUICE_FLOW_PROBATION;
+	sluice_flow_value_set_hash(&ps->value, h);
 	return 0;
 }

@@ -10,9 +10,9 @@
 #include "sluice_lb.h"
 #include "stats.h"
 
-/* Default capacities of the flow maps, entries over all CPUs; the loader
- * sets flows-per-core x possible CPUs (each CPU gets an equal share and
- * evicts only from it). */
+/* Default capacities of the flow maps: sluice_flows in entries over all
+ * CPUs (the loader sets flows-per-core x possible CPUs; each CPU gets an
+ * equal share and evicts only from it), sluice_newflows in slots per CPU. */
 #define LB_DEFAULT_FLOWS 65536
 #define LB_DEFAULT_NEW_FLOWS 16384
 
@@ -21,6 +21,7 @@
 const volatile __u32 sluice_hash_seed = 0;                /* seed of the flow hash (config) */
 const volatile __u32 sluice_tcp_idle_ms = 300 * 1000;     /* TCP flow entries expire after this, ms */
 const volatile __u32 sluice_udp_idle_ms = 30 * 1000;      /* UDP flow entries expire after this, ms */
+const volatile __u32 sluice_probation_slots = LB_DEFAULT_NEW_FLOWS; /* sluice_newflows max_entries */
 
 /* VIPs: exact (addr, port, proto) and port-0 wildcards. A hash map, so an
  * update replaces a whole element: no packet sees half a VIP. */
@@ -30,6 +31,15 @@ struct {
 	__type(key, struct sluice_vip_key);
 	__type(value, struct sluice_vip_meta);
 } sluice_vips SEC(".maps");
+
+/* The direct-mapped VIP table (dataplane/abi/maps.h): what a packet reads
+ * first; sluice_vips only behind a slot marked SLUICE_VIP_SLOT_LOOKUP. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLUICE_VIP_SLOTS);
+	__type(key, __u32);
+	__type(value, struct sluice_vip_slot);
+} sluice_vip_slots SEC(".maps");
 
 /* Backends at slot id & (SLUICE_MAX_BACKENDS - 1). */
 struct {
@@ -72,16 +82,17 @@ struct {
 	__type(value, struct sluice_flow_value);
 } sluice_flows SEC(".maps");
 
-/* New flows on probation (one packet seen). Their own small LRU: a flood
- * of one-packet flows (spoofed SYNs) churns only this map and can never
- * evict an established flow from sluice_flows. Per-CPU LRU lists, shared
- * values (a zero value would be ambiguous here). */
+/* New flows on probation (one packet seen): per CPU, slot flow hash %
+ * sluice_probation_slots (struct sluice_probation_slot). A flood of
+ * one-packet flows (spoofed SYNs) only overwrites these slots and can never
+ * evict an established flow from sluice_flows. A slot write costs one
+ * cache line; an LRU insert (lock, free list, hash insert, eviction) cost
+ * hundreds of ns (perf/XDP_RESULTS.md). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LB_DEFAULT_NEW_FLOWS);
-	__type(key, struct sluice_flow_key);
-	__type(value, struct sluice_flow_value);
+	__type(key, __u32);
+	__type(value, struct sluice_probation_slot);
 } sluice_newflows SEC(".maps");
 
 /* The outer-header config, one entry. */

@@ -153,10 +153,10 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
   const int ncpus = libbpf_num_possible_cpus();
   if (ncpus <= 0) return sys_error(ncpus, "counting possible CPUs");
   const uint64_t flows = uint64_t{o.flows_per_cpu} * static_cast<uint64_t>(ncpus);
-  const uint64_t probation = uint64_t{o.probation_per_cpu} * static_cast<uint64_t>(ncpus);
-  if (flows > UINT32_MAX || probation > UINT32_MAX)
+  const uint32_t probation = o.probation_per_cpu;  // a per-CPU array: slots per CPU
+  if (flows > UINT32_MAX)
     return Error{-EINVAL,
-                 "flow table sizes times " + std::to_string(ncpus) + " CPUs exceed 2^32 entries"};
+                 "flows_per_cpu times " + std::to_string(ncpus) + " CPUs exceeds 2^32 entries"};
 
   // bpffs and the pin folder.
   const std::string pin_root =
@@ -180,8 +180,8 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
   if (int err = bpf_map__set_max_entries(s->maps.sluice_flows, static_cast<uint32_t>(flows));
       err != 0)
     return sys_error(err, "sizing sluice_flows");
-  if (int err = bpf_map__set_max_entries(s->maps.sluice_newflows, static_cast<uint32_t>(probation));
-      err != 0)
+  s->rodata->sluice_probation_slots = probation;
+  if (int err = bpf_map__set_max_entries(s->maps.sluice_newflows, probation); err != 0)
     return sys_error(err, "sizing sluice_newflows");
 
   bpf_map* map = nullptr;
@@ -205,7 +205,7 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
   if (const int err = l.skel_.load(); err != 0) {
     Error e =
         sys_error(err, "loading sluice_lb (sluice_flows " + std::to_string(flows) +
-                           " entries, sluice_newflows " + std::to_string(probation) + " entries, " +
+                           " entries, sluice_newflows " + std::to_string(probation) + " slots per CPU, " +
                            std::to_string(ncpus) + " CPUs; maps pinned in " + pin_root + ")");
     const std::string tail = log_tail(log, kLogTailBytes);
     if (!tail.empty()) e.message += "\nverifier log:\n" + tail;
@@ -221,6 +221,9 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
 
   if (auto b = l.init_barrier(); !b.ok()) return b.error();
   if (auto r = l.read_state(); !r.ok()) return r.error();
+  // Pinned VIPs from a version without VIP slots, or slots a failed
+  // publish left deferring: the slots follow sluice_vips.
+  if (auto v = l.sync_vip_slots(); !v.ok()) return v.error();
   return l;
 }
 

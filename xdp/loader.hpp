@@ -49,7 +49,9 @@ struct LoaderOptions {
   /// Each entry carries one value per CPU (LRU_PERCPU_HASH), so memory grows
   /// with the square of the CPU count.
   uint32_t flows_per_cpu = 65536;
-  /// Probation (one-packet) flow entries per CPU, sized the same way.
+  /// Probation (one-packet) flow slots per CPU: a direct-mapped per-CPU
+  /// array (a new flow takes slot hash % this, overwriting the flow there),
+  /// so memory grows linearly with the CPU count.
   uint32_t probation_per_cpu = 16384;
   /// Seed of the flow hash (dataplane/abi/flow.h); instances behind the same
   /// ECMP group need the same seed.
@@ -230,6 +232,10 @@ class Loader {
   [[nodiscard]] Status write_meta(const sluice_vip_key& key, const sluice_vip_meta& meta,
                                   bool* barrier_due);
   [[nodiscard]] Status write_slot(uint32_t slot, const sluice_backend& b);
+  [[nodiscard]] Status write_vip_slot(uint32_t index, const sluice_vip_slot& slot);
+  [[nodiscard]] Status mark_vip_slots(const std::vector<sluice_vip_slot>& want);
+  [[nodiscard]] Status write_vip_slots(const std::vector<sluice_vip_slot>& want);
+  [[nodiscard]] Status sync_vip_slots();
   [[nodiscard]] Status zero_percpu(bpf_map* map, uint32_t key, size_t value_size);
   template <class T>
   [[nodiscard]] Result<std::vector<T>> read_percpu(bpf_map* map, uint32_t key) const;
@@ -252,6 +258,7 @@ class Loader {
   std::map<VipKeyBytes, VipState> vips_;
   std::vector<sluice_backend> slots_;  // SLUICE_MAX_BACKENDS
   std::vector<bool> table_present_;    // SLUICE_MAX_VIPS: outer slot holds a table
+  std::vector<sluice_vip_slot> vip_slots_;  // SLUICE_VIP_SLOTS
   std::optional<sluice_encap_config> encap_;
   std::optional<sluice_next_hop> next_hop_;
 };

@@ -3,7 +3,8 @@
 // misrouting a packet, and the state the loader keeps of what the maps hold.
 //
 // What a packet reads, in program order (xdp/lb_lookup.h, lb_maglev.h):
-// the VIP's meta (copied: vip_id, flags, M) from sluice_vips, then the
+// the VIP's meta (copied: vip_id, flags, M) from its direct-mapped slot in
+// sluice_vip_slots, or from sluice_vips where the slot defers, then the
 // VIP's table from sluice_maglev[vip_id] and slot hash % M in it, then the
 // backend slot (VALID and the same id, else a miss), or the flow table's
 // backend id and then its slot.
@@ -48,6 +49,17 @@
 //     3-4, and each swap waited for the packets reading the old table, so
 //     only flow entries still name them, and those become misses that
 //     Maglev re-places.
+//
+// The direct-mapped VIP slots (sluice_vip_slots, dataplane/abi/maps.h) are
+// read before sluice_vips and rewritten in place, so they change only
+// while packets ignore them: before step 3 every slot that will change
+// gets SLUICE_VIP_SLOT_LOOKUP (only the flags change), and after a wait
+// for packets in flight, every packet landing there uses sluice_vips,
+// which steps 3-4 keep right. After step 5 each such slot gets its new
+// contents, still with the flag (set in old and new bytes alike, so a
+// packet reading during the write defers); after another wait, the flag
+// is cleared where the slot holds one VIP (only the flags change).
+// load() brings the slots in line with sluice_vips the same way.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -142,7 +154,81 @@ Result<std::vector<uint32_t>> read_u32_array(int fd, uint32_t n) {
   return values;
 }
 
+// The direct-mapped VIP slots for a set of VIPs: each alone in its slot,
+// or a slot shared by several that defers to the hash map (and holds
+// nothing else, so the result does not depend on the VIPs' order).
+template <class Vips, class KeyOf, class MetaOf>
+std::vector<sluice_vip_slot> vip_slots_for(const Vips& vips, KeyOf key_of, MetaOf meta_of) {
+  std::vector<sluice_vip_slot> slots(SLUICE_VIP_SLOTS);
+  for (const auto& v : vips) {
+    const sluice_vip_key& k = key_of(v);
+    sluice_vip_slot& s = slots[sluice_vip_slot_index(&k.addr, k.port, k.proto)];
+    if (s.family != 0 || s.flags != 0) {
+      s = sluice_vip_slot{};
+      s.flags = SLUICE_VIP_SLOT_LOOKUP;
+      continue;
+    }
+    s.addr = k.addr;
+    s.port = k.port;
+    s.proto = k.proto;
+    s.family = k.family;
+    s.meta = meta_of(v);
+  }
+  return slots;
+}
+
+bool same_slot(const sluice_vip_slot& a, const sluice_vip_slot& b) {
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
 }  // namespace
+
+Status Loader::write_vip_slot(uint32_t index, const sluice_vip_slot& slot) {
+  if (bpf_map_update_elem(map_fd(skel_->maps.sluice_vip_slots), &index, &slot, BPF_ANY) != 0)
+    return sys_error(errno, "writing VIP slot " + std::to_string(index));
+  vip_slots_[index] = slot;
+  return Ok{};
+}
+
+Status Loader::mark_vip_slots(const std::vector<sluice_vip_slot>& want) {
+  bool marked = false;
+  for (uint32_t i = 0; i < SLUICE_VIP_SLOTS; ++i) {
+    const sluice_vip_slot& cur = vip_slots_[i];
+    if (same_slot(cur, want[i]) || (cur.flags & SLUICE_VIP_SLOT_LOOKUP) != 0) continue;
+    sluice_vip_slot deferring = cur;
+    deferring.flags |= SLUICE_VIP_SLOT_LOOKUP;
+    if (auto s = write_vip_slot(i, deferring); !s.ok()) return s;
+    marked = true;
+  }
+  if (marked) return wait_for_packets();
+  return Ok{};
+}
+
+Status Loader::write_vip_slots(const std::vector<sluice_vip_slot>& want) {
+  std::vector<uint32_t> to_clear;
+  for (uint32_t i = 0; i < SLUICE_VIP_SLOTS; ++i) {
+    if (same_slot(vip_slots_[i], want[i])) continue;
+    sluice_vip_slot deferring = want[i];
+    deferring.flags |= SLUICE_VIP_SLOT_LOOKUP;
+    if (!same_slot(vip_slots_[i], deferring)) {
+      if (auto s = write_vip_slot(i, deferring); !s.ok()) return s;
+    }
+    if (!same_slot(deferring, want[i])) to_clear.push_back(i);
+  }
+  if (to_clear.empty()) return Ok{};
+  if (auto w = wait_for_packets(); !w.ok()) return w;
+  for (const uint32_t i : to_clear)
+    if (auto s = write_vip_slot(i, want[i]); !s.ok()) return s;
+  return Ok{};
+}
+
+Status Loader::sync_vip_slots() {
+  const auto want = vip_slots_for(
+      vips_, [](const auto& kv) -> const sluice_vip_key& { return kv.second.key; },
+      [](const auto& kv) { return kv.second.meta; });
+  if (auto s = mark_vip_slots(want); !s.ok()) return s;
+  return write_vip_slots(want);
+}
 
 Loader::VipKeyBytes Loader::key_bytes(const sluice_vip_key& k) {
   VipKeyBytes b;
@@ -211,6 +297,11 @@ Status Loader::read_state() {
     // next publish writes it afresh.
     vips_.emplace(key_bytes(key), std::move(v));
   }
+
+  vip_slots_.assign(SLUICE_VIP_SLOTS, sluice_vip_slot{});
+  for (uint32_t i = 0; i < SLUICE_VIP_SLOTS; ++i)
+    if (bpf_map_lookup_elem(map_fd(s->maps.sluice_vip_slots), &i, &vip_slots_[i]) != 0)
+      return sys_error(errno, "reading VIP slot " + std::to_string(i));
 
   const uint32_t zero = 0;
   sluice_encap_config cfg{};
@@ -372,6 +463,10 @@ Status Loader::publish(const Snapshot& snap) {
     want_vips.push_back(w);
   }
 
+  const auto want_slots = vip_slots_for(
+      want_vips, [](const WantVip& w) -> const sluice_vip_key& { return w.key; },
+      [](const WantVip& w) { return w.meta; });
+
   // ---- 1. Encap config, static next hop -------------------------------
   const uint32_t zero = 0;
   if (!encap_ || std::memcmp(&*encap_, &want_encap, sizeof want_encap) != 0) {
@@ -408,6 +503,8 @@ Status Loader::publish(const Snapshot& snap) {
   }
 
   // ---- 3. VIPs gone: keys, then (after packets in flight) tables -------
+  // Packets landing on a slot that changes use sluice_vips from here on.
+  if (auto s = mark_vip_slots(want_slots); !s.ok()) return s;
   bool barrier_due = false;
   std::vector<VipKeyBytes> gone;
   for (const auto& [kb, v] : vips_)
@@ -485,7 +582,9 @@ Status Loader::publish(const Snapshot& snap) {
     cleared.flags = 0;
     if (auto s = write_slot(slot, cleared); !s.ok()) return s;
   }
-  return Ok{};
+
+  // ---- 6. The VIP slots, now that sluice_vips is final -----------------
+  return write_vip_slots(want_slots);
 }
 
 }  // namespace sluice::xdp

@@ -67,7 +67,7 @@ static __always_inline int decap_pull(struct xdp_md *ctx, const struct l2_info *
 	void *data_end = (void *)(long)ctx->data_end;
 	struct l2_saved saved;
 
-	if (l2_save(data, data_end, l2->ntags, &saved))
+	if (l2_save(data, data_end, &saved))
 		return -1;
 	if (bpf_xdp_adjust_head(ctx, (int)outer_len))
 		return -1;

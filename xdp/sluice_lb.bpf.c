@@ -77,12 +77,7 @@ static __always_inline int lb_process(struct xdp_md *ctx, struct lb_state *st)
 	if (lb_lookup_vip(&st->pkt.key, &vip))
 		return XDP_PASS;
 	st->vip_id = vip.vip_id;
-	/* The one flow hash of this packet: Maglev slot and outer entropy. */
-	if (vip.flags & SLUICE_VIP_HASH_SRC_ONLY)
-		hash = sluice_flow_hash_src(&st->pkt.key, sluice_hash_seed);
-	else
-		hash = sluice_flow_hash(&st->pkt.key, sluice_hash_seed);
-	ret = lb_select_backend(st, &vip, hash, &b);
+	ret = lb_select_backend(st, &vip, &b, &hash);
 	if (ret < 0)
 		return ret;
 	st->backend_slot = b.id & (SLUICE_MAX_BACKENDS - 1);

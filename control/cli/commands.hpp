@@ -22,5 +22,10 @@ void add_attach(CLI::App& app, std::function<int()>* run);
 void add_run(CLI::App& app, std::function<int()>* run);
 /// Adds `detach IFACE` (remove the program and its pinned maps).
 void add_detach(CLI::App& app, std::function<int()>* run);
+/// Adds `ctl [--socket PATH] [--json] SUBCOMMAND` (control/PROTOCOL.md);
+/// exits 3 when the daemon cannot be reached.
+void add_ctl(CLI::App& app, std::function<int()>* run);
+/// Adds `decap attach|detach|status IFACE`; `*run` is set to its handler.
+void add_decap(CLI::App& app, std::function<int()>* run);
 
 }  // namespace sluice::cli

@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
   sluice::cli::add_attach(app, &run);
   sluice::cli::add_run(app, &run);
   sluice::cli::add_detach(app, &run);
+  sluice::cli::add_ctl(app, &run);
+  sluice::cli::add_decap(app, &run);
 
   try {
     app.parse(argc, argv);

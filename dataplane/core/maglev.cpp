@@ -69,7 +69,11 @@ uint32_t next_prime(uint32_t n) {
 }
 
 uint32_t maglev_auto_table_size(uint64_t n_backends) {
-  const uint64_t want = std::max<uint64_t>(kMaglevDefaultSize, n_backends * 100);
+  // Saturates instead of overflowing for absurd counts: the cap applies.
+  const uint64_t per = kMaglevAutoEntriesPerBackend;
+  const uint64_t want = n_backends > kMaglevMaxSize
+                            ? uint64_t{kMaglevMaxSize}
+                            : std::max<uint64_t>(kMaglevDefaultSize, n_backends * per);
   // The cap is prime, so next_prime below it never passes it.
   if (want >= kMaglevMaxSize || n_backends > kMaglevMaxSize) return kMaglevMaxSize;
   return next_prime(static_cast<uint32_t>(want));

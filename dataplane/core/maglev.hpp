@@ -26,12 +26,21 @@ inline constexpr uint32_t kMaglevDefaultSize = SLUICE_MAGLEV_DEFAULT_SIZE;
 [[nodiscard]] uint32_t next_prime(uint32_t n);
 
 /// The table size, entries, for a pool of n_backends: the smallest prime
-/// >= max(65,537, 100 * n_backends), capped at kMaglevMaxSize. At 100
-/// entries per backend an equal share is met to within one entry (1%).
-/// Disruption needs more: removing one of 1,000 backends moves about
-/// 3.8x M/N entries at M = 100,003 and 1.9x at 1,048,573 (1.3x for 100
-/// backends at 65,537).
+/// >= max(65,537, kMaglevAutoEntriesPerBackend * n_backends), capped at
+/// kMaglevMaxSize (so from 1,049 backends on it is the cap).
 [[nodiscard]] uint32_t maglev_auto_table_size(uint64_t n_backends);
+
+/// Entries per backend of the automatic table size: the fewest that keep
+/// the entries moved by removing one backend near 2x the ideal M/N as
+/// pools grow (beyond 1,048 backends the cap allows fewer, and it rises
+/// again). Disruption falls as entries per backend grow: removing one of
+/// 1,000 equal backends moves (median of 9) 4.1x M/N at
+/// 100 per backend, 3.0x at 300, 2.6x at 500, 2.1x at 800, 2.0x at 900
+/// and 1.9x at 1,000; 100 backends stay at 1.2-1.3x and 10 at 1.0x
+/// (their tables are the 65,537 floor or more). Balance needs far fewer
+/// (100 per backend meets an equal share to within 1%). Measured with
+/// tests/unit/maglev_test.cpp's method; figures in perf/RESULTS.md.
+inline constexpr uint32_t kMaglevAutoEntriesPerBackend = 1000;
 
 /// A backend as the table builder sees it: its address (its identity: the
 /// permutation comes from it) and its weight (0 = no new flows).

@@ -67,7 +67,8 @@ const std::map<std::string, Layout>& cpp_layouts() {
       layout<sluice_flow_value>("sluice_flow_value", {SLUICE_MEMBER(sluice_flow_value, backend_id),
                                                       SLUICE_MEMBER(sluice_flow_value, last_seen),
                                                       SLUICE_MEMBER(sluice_flow_value, state),
-                                                      SLUICE_MEMBER(sluice_flow_value, pad)}),
+                                                      SLUICE_MEMBER(sluice_flow_value, hash_hi),
+                                                      SLUICE_MEMBER(sluice_flow_value, hash_lo)}),
       layout<sluice_vip_key>(
           "sluice_vip_key",
           {SLUICE_MEMBER(sluice_vip_key, addr), SLUICE_MEMBER(sluice_vip_key, port),
@@ -77,6 +78,14 @@ const std::map<std::string, Layout>& cpp_layouts() {
           "sluice_vip_meta",
           {SLUICE_MEMBER(sluice_vip_meta, vip_id), SLUICE_MEMBER(sluice_vip_meta, flags),
            SLUICE_MEMBER(sluice_vip_meta, table_size), SLUICE_MEMBER(sluice_vip_meta, pad)}),
+      layout<sluice_probation_slot>("sluice_probation_slot",
+                                    {SLUICE_MEMBER(sluice_probation_slot, key),
+                                     SLUICE_MEMBER(sluice_probation_slot, value)}),
+      layout<sluice_vip_slot>(
+          "sluice_vip_slot",
+          {SLUICE_MEMBER(sluice_vip_slot, addr), SLUICE_MEMBER(sluice_vip_slot, port),
+           SLUICE_MEMBER(sluice_vip_slot, proto), SLUICE_MEMBER(sluice_vip_slot, family),
+           SLUICE_MEMBER(sluice_vip_slot, flags), SLUICE_MEMBER(sluice_vip_slot, meta)}),
       layout<sluice_backend>(
           "sluice_backend",
           {SLUICE_MEMBER(sluice_backend, addr), SLUICE_MEMBER(sluice_backend, id),
@@ -270,7 +279,7 @@ TEST(BtfLayout, LoadBalancerMapsMatchTheCppLayout) {
   // The walk must have found the ABI's map structs, not an empty section.
   for (const char* name :
        {"sluice_flow_key", "sluice_flow_value", "sluice_vip_key", "sluice_vip_meta",
-        "sluice_backend", "sluice_encap_config", "sluice_global_stats", "sluice_vip_stats",
+        "sluice_vip_slot", "sluice_probation_slot", "sluice_backend", "sluice_encap_config", "sluice_global_stats", "sluice_vip_stats",
         "sluice_backend_stats", "sluice_next_hop", "sluice_ip"}) {
     EXPECT_EQ(checked.count(name), 1u) << name << " is held by no map of sluice_lb";
   }

@@ -3,22 +3,33 @@
 // own: attached and pinned once started, SIGHUP with a broken config keeps
 // it running with the old state, SIGTERM exits 0 leaving the program
 // attached and the maps pinned, a restart re-uses them, `sluice detach`
-// removes both. Waits are conditions with deadlines; children are killed
+// removes both; `sluice ctl` over the daemon's socket sees the VIP, its
+// backends and counters that move with real packets, and a backend whose
+// probe target stops is marked down within fall x interval and loses its
+// table share. Waits are conditions with deadlines; children are killed
 // by pid on failure.
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -39,8 +50,9 @@ namespace {
 
 constexpr auto kDeadline = std::chrono::seconds(20);
 
-std::string config_text(const std::string& extra_backend_line = "") {
-  return R"(
+// `socket`: the control socket's path (always one of the test's own).
+std::string config_text(const std::string& socket, const std::string& extra_backend_line = "") {
+  return "[control]\nsocket = \"" + socket + "\"\n[metrics]\nlisten = \"\"\n" + R"(
 [xdp]
 interfaces = ["lb0"]
 encap_source_v4 = "10.200.0.1"
@@ -65,7 +77,7 @@ std::string slurp(const std::string& path) {
 }
 
 bool exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return stat(path.c_str(), &st) == 0;
 }
 
@@ -131,6 +143,67 @@ class Sluice {
   std::optional<int> status_;
 };
 
+// A TCP listener on addr:port inside network namespace `ns` that accepts
+// and closes every connection (what a tcp health check needs), until
+// stop() or destruction.
+class Listener {
+ public:
+  Listener(const std::string& ns, const std::string& addr, uint16_t port) {
+    NetnsEnter in(ns);
+    if (!in.error().empty()) return;
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    const int one = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || listen(fd_, 64) != 0) {
+      close(fd_);
+      fd_ = -1;
+      return;
+    }
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c >= 0)
+          close(c);
+        else
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    });
+  }
+  ~Listener() { stop(); }
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+  [[nodiscard]] bool ok() const { return fd_ >= 0; }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// Sends one TCP SYN from namespace `ns` to addr:port (a non-blocking
+// connect, closed right after: the kernel sends the SYN).
+void send_syn(const std::string& ns, const std::string& addr, uint16_t port) {
+  NetnsEnter in(ns);
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+  (void)connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  close(fd);
+}
+
 class DaemonTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -154,11 +227,14 @@ class DaemonTest : public ::testing::Test {
     pidfile_ = dir_ + "/sluice.pid";
     log_ = dir_ + "/sluice.log";
     pin_root_ = pins_->path() + "/lb0";
-    std::ofstream(config_) << config_text();
+    socket_ = dir_ + "/sluice.sock";
+    std::ofstream(config_) << config_text(socket_);
   }
   void TearDown() override {
-    if (HasFailure()) std::cerr << "---- sluice log ----\n" << slurp(log_) << "--------------------\n";
-    for (const char* f : {"/sluice.toml", "/sluice.pid", "/sluice.pid.tmp", "/sluice.log"})
+    if (HasFailure())
+      std::cerr << "---- sluice log ----\n" << slurp(log_) << "--------------------\n";
+    for (const char* f : {"/sluice.toml", "/sluice.pid", "/sluice.pid.tmp", "/sluice.log",
+                          "/sluice.sock", "/ctl.out"})
       unlink((dir_ + f).c_str());
     if (!dir_.empty()) rmdir(dir_.c_str());
   }
@@ -216,7 +292,7 @@ class DaemonTest : public ::testing::Test {
 
   std::optional<TestNetns> ns_;
   std::optional<TestPinDir> pins_;
-  std::string dir_, config_, pidfile_, log_, pin_root_;
+  std::string dir_, config_, pidfile_, log_, pin_root_, socket_;
 };
 
 TEST_F(DaemonTest, AttachReloadStopRestartDetach) {
@@ -232,7 +308,8 @@ TEST_F(DaemonTest, AttachReloadStopRestartDetach) {
     EXPECT_EQ(p.valid_backends, 2);
 
     // A broken file: the reload is refused, the daemon and its state stay.
-    std::ofstream(config_) << config_text("[[vips.backends]]\naddress = \"10.250.0.3\"\nweight = -1\n");
+    std::ofstream(config_) << config_text(
+        socket_, "[[vips.backends]]\naddress = \"10.250.0.3\"\nweight = -1\n");
     ASSERT_EQ(kill(d.pid(), SIGHUP), 0);
     ASSERT_TRUE(log_has("nothing changed")) << "no reload error logged";
     EXPECT_TRUE(log_has("vips[0].backends[2].weight"));
@@ -242,7 +319,7 @@ TEST_F(DaemonTest, AttachReloadStopRestartDetach) {
     EXPECT_EQ(p.valid_backends, 2);
 
     // A good file with a third backend: applied.
-    std::ofstream(config_) << config_text("[[vips.backends]]\naddress = \"10.250.0.3\"\n");
+    std::ofstream(config_) << config_text(socket_, "[[vips.backends]]\naddress = \"10.250.0.3\"\n");
     ASSERT_EQ(kill(d.pid(), SIGHUP), 0);
     ASSERT_TRUE(wait_for([&] { return pinned().valid_backends == 3; }));
     EXPECT_TRUE(d.running());
@@ -272,6 +349,134 @@ TEST_F(DaemonTest, AttachReloadStopRestartDetach) {
   }
   EXPECT_EQ(prog_id(), 0u);
   EXPECT_FALSE(exists(pin_root_));
+}
+
+// Probes every 100 ms, down after 2 failures, up after 1 success.
+std::string probed_config(const std::string& socket) {
+  return "[control]\nsocket = \"" + socket + "\"\n[metrics]\nlisten = \"\"\n" + R"(
+[xdp]
+interfaces = ["lb0"]
+encap_source_v4 = "10.200.0.1"
+gateway_mac = "02:00:00:00:00:fe"
+[health_checks.tcp]
+type = "tcp"
+interval_ms = 100
+timeout_ms = 100
+rise = 1
+fall = 2
+port = 8080
+[[vips]]
+name = "web"
+address = "10.0.0.1"
+port = 80
+table_size = 251
+[[vips.backends]]
+address = "10.250.0.1"
+health_check = "tcp"
+[[vips.backends]]
+address = "10.250.0.2"
+health_check = "tcp"
+)";
+}
+
+TEST_F(DaemonTest, CtlSeesCountersMoveAndAFailedProbeTakesABackendsShare) {
+  // The backends' addresses live on the peer's lo, where the probes
+  // (routed lb0 -> peer0) reach them; the peer routes the VIP to lb0.
+  std::string out;
+  for (const char* a : {"10.250.0.1/32", "10.250.0.2/32"})
+    ASSERT_EQ(run_command({"ip", "-n", ns_->peer(), "addr", "add", a, "dev", "lo"}, &out), 0)
+        << out;
+  ASSERT_EQ(
+      run_command({"ip", "-n", ns_->peer(), "route", "add", "10.0.0.1/32", "via", "10.200.0.1"},
+                  &out),
+      0)
+      << out;
+  Listener b1(ns_->peer(), "10.250.0.1", 8080);
+  auto b2 = std::make_unique<Listener>(ns_->peer(), "10.250.0.2", 8080);
+  ASSERT_TRUE(b1.ok() && b2->ok());
+
+  std::ofstream(config_) << probed_config(socket_);
+  Sluice d(ns_->lb(), attach_args(), log_);
+  ASSERT_TRUE(wait_for([&] { return exists(pidfile_) || !d.running(); }));
+  ASSERT_TRUE(d.running()) << "sluice attach exited during start-up";
+
+  // `sluice ctl --json CMD...`: the parsed result, and the exit code.
+  const auto ctl = [&](std::vector<std::string> args, int* code = nullptr) {
+    std::vector<std::string> argv{SLUICE_BIN, "ctl", "--socket", socket_, "--json"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string text;
+    const int rc = run_command(argv, &text);
+    if (code != nullptr) *code = rc;
+    return nlohmann::json::parse(text, nullptr, false);
+  };
+  // backend address -> {state, table_entries}
+  const auto backends = [&] {
+    std::map<std::string, std::pair<std::string, uint64_t>> m;
+    const nlohmann::json j = ctl({"backends"});
+    if (!j.is_object() || !j.contains("backends")) return m;
+    for (const auto& b : j["backends"])
+      m[b.value("backend", "")] = {b.value("state", ""), b.value("table_entries", uint64_t{0})};
+    return m;
+  };
+
+  const nlohmann::json vips = ctl({"vips"});
+  ASSERT_TRUE(vips.is_object()) << vips.dump();
+  ASSERT_EQ(vips["vips"].size(), 1u) << vips.dump();
+  EXPECT_EQ(vips["vips"][0]["name"], "web");
+  ASSERT_TRUE(wait_for([&] {
+    auto m = backends();
+    return m["10.250.0.1"].first == "up" && m["10.250.0.2"].first == "up";
+  })) << ctl({"backends"}).dump();
+  {
+    auto m = backends();
+    EXPECT_EQ(m["10.250.0.1"].second + m["10.250.0.2"].second, 251u);
+    EXPECT_GT(m["10.250.0.2"].second, 100u);
+  }
+
+  // Real packets to the VIP move the counters the socket reports.
+  const auto vip_packets = [&] {
+    const nlohmann::json st = ctl({"stats"});
+    if (!st.is_object() || !st.contains("vips") || st["vips"].empty()) return uint64_t{0};
+    return st["vips"][0].value("packets", uint64_t{0});
+  };
+  const uint64_t before = vip_packets();
+  for (int i = 0; i < 5; ++i) send_syn(ns_->peer(), "10.0.0.1", 80);
+  EXPECT_TRUE(wait_for([&] { return vip_packets() >= before + 5; }))
+      << "VIP packets " << before << " -> " << vip_packets();
+
+  // Backend 2's probe target stops: down within fall x interval (+ the
+  // probe timeout and the time to publish), its entries go to backend 1.
+  b2.reset();
+  const auto stopped = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_for([&] { return backends()["10.250.0.2"].first == "down"; }))
+      << ctl({"backends"}).dump();
+  const auto detected = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - stopped);
+  EXPECT_LE(detected.count(), 2 * 100 + 100 + 700) << "fall x interval + timeout, with slack";
+  std::cout << "probe failure detected after " << detected.count()
+            << " ms (fall 2 x interval 100 ms)\n";
+  {
+    auto m = backends();
+    EXPECT_EQ(m["10.250.0.1"].second, 251u);
+    EXPECT_EQ(m["10.250.0.2"].second, 0u);
+  }
+
+  // It comes back after `rise` good probes.
+  b2 = std::make_unique<Listener>(ns_->peer(), "10.250.0.2", 8080);
+  ASSERT_TRUE(b2->ok());
+  ASSERT_TRUE(wait_for([&] { return backends()["10.250.0.2"].second > 100; }))
+      << ctl({"backends"}).dump();
+
+  // Errors come back as exit code 1 and change nothing.
+  int code = 0;
+  (void)ctl({"drain", "nope", "10.250.0.1"}, &code);
+  EXPECT_EQ(code, 1);
+
+  ASSERT_EQ(kill(d.pid(), SIGTERM), 0);
+  EXPECT_EQ(d.exit_code(), 0);
+  EXPECT_FALSE(exists(socket_)) << "the control socket is removed on a clean exit";
+  Sluice detach(ns_->lb(), {"detach", "lb0", "--pin-root", pin_root_}, log_);
+  EXPECT_EQ(detach.exit_code(), 0);
 }
 
 TEST_F(DaemonTest, ABrokenConfigNeverAttaches) {

@@ -160,19 +160,13 @@ class LbCoreDiffTest : public LbFixture {
     return e;
   }
 
-  // The keys in sluice_newflows, removed from it.
-  std::vector<sluice_flow_key> take_probation() {
-    const int map = fd(skel()->maps.sluice_newflows);
-    std::vector<sluice_flow_key> keys;
-    sluice_flow_key prev{};
-    sluice_flow_key next{};
-    for (const void* p = nullptr; bpf_map_get_next_key(map, p, &next) == 0; p = &prev) {
-      keys.push_back(next);
-      prev = next;
-    }
-    for (const auto& key : keys) bpf_map_delete_elem(map, &key);
-    return keys;
+  // A small probation table, so that take_probation scans it quickly
+  // after every frame.
+  void before_load(sluice_lb_bpf* s) override {
+    s->rodata->sluice_probation_slots = kProbationSlots;
+    ASSERT_EQ(bpf_map__set_max_entries(s->maps.sluice_newflows, kProbationSlots), 0);
   }
+  static constexpr uint32_t kProbationSlots = 64;
 
   // Runs `frame` through sluice_lb; returns "" when it did what the core's
   // path does, else what differed.
@@ -181,7 +175,8 @@ class LbCoreDiffTest : public LbFixture {
     if (!want.trouble.empty()) return "the core could not decide: " + want.trouble;
     if (want.fate == Expected::kFlowHit) {
       const bool v6 = want.key.family == SLUICE_FAMILY_IPV6;
-      inject_established(want.key, v6 ? kPinned6 : kPinned4, now_ms());
+      inject_established(want.key, v6 ? kPinned6 : kPinned4, now_ms(),
+                         hash_of(vip_of(want.key), want.key));
     }
     const auto g0 = global_stats();
     const XdpRun r = run(frame);

@@ -6,6 +6,7 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -135,7 +136,7 @@ void LbFixture::set_next_hop(const Mac& dst, const Mac& src) {
 }
 
 void LbFixture::inject_established(const sluice_flow_key& key, uint32_t backend,
-                                   uint32_t last_seen) {
+                                   uint32_t last_seen, uint32_t hash) {
   const int ncpus = libbpf_num_possible_cpus();
   ASSERT_GT(ncpus, 0);
   std::vector<uint8_t> values(16 * static_cast<size_t>(ncpus), 0);  // 12-byte value, 8-aligned
@@ -144,9 +145,58 @@ void LbFixture::inject_established(const sluice_flow_key& key, uint32_t backend,
     v.backend_id = backend;
     v.last_seen = last_seen;
     v.state = SLUICE_FLOW_ESTABLISHED;
+    sluice_flow_value_set_hash(&v, hash);
     std::memcpy(&values[16 * static_cast<size_t>(c)], &v, sizeof v);
   }
   ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_flows), &key, values.data(), BPF_ANY), 0);
+}
+
+uint32_t LbFixture::probation_index(uint32_t vip_id, const sluice_flow_key& key) const {
+  return hash_of(vip_id, key) % skel()->rodata->sluice_probation_slots;
+}
+
+bool LbFixture::on_probation(uint32_t vip_id, const sluice_flow_key& key, sluice_flow_value* v) {
+  const uint32_t index = probation_index(vip_id, key);
+  sluice_probation_slot slot{};
+  if (!percpu_value(fd(skel()->maps.sluice_newflows), &index, &slot, sizeof slot, cpu()))
+    return false;
+  if (slot.key.family == 0 || std::memcmp(&slot.key, &key, sizeof key) != 0) return false;
+  *v = slot.value;
+  return true;
+}
+
+void LbFixture::put_probation(uint32_t vip_id, const sluice_flow_key& key,
+                              const sluice_flow_value& v) {
+  const int ncpus = libbpf_num_possible_cpus();
+  ASSERT_GT(ncpus, 0);
+  const size_t stride = (sizeof(sluice_probation_slot) + 7) / 8 * 8;
+  std::vector<uint8_t> values(stride * static_cast<size_t>(ncpus), 0);
+  sluice_probation_slot slot{};
+  slot.key = key;
+  slot.value = v;
+  std::memcpy(&values[stride * static_cast<size_t>(cpu())], &slot, sizeof slot);
+  const uint32_t index = probation_index(vip_id, key);
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_newflows), &index, values.data(), BPF_ANY),
+            0);
+}
+
+std::vector<sluice_flow_key> LbFixture::take_probation() {
+  const int map = fd(skel()->maps.sluice_newflows);
+  const int ncpus = libbpf_num_possible_cpus();
+  const size_t stride = (sizeof(sluice_probation_slot) + 7) / 8 * 8;
+  std::vector<uint8_t> values(stride * static_cast<size_t>(ncpus > 0 ? ncpus : 1));
+  std::vector<sluice_flow_key> keys;
+  const uint32_t slots = skel()->rodata->sluice_probation_slots;
+  for (uint32_t i = 0; i < slots; ++i) {
+    if (bpf_map_lookup_elem(map, &i, values.data()) != 0) continue;
+    sluice_probation_slot slot{};
+    std::memcpy(&slot, &values[stride * static_cast<size_t>(cpu())], sizeof slot);
+    if (slot.key.family == 0) continue;
+    keys.push_back(slot.key);
+    std::fill(values.begin(), values.end(), 0);
+    bpf_map_update_elem(map, &i, values.data(), BPF_ANY);
+  }
+  return keys;
 }
 
 int LbFixture::fd(bpf_map* map) const { return bpf_map__fd(map); }
@@ -198,6 +248,39 @@ void LbFixture::add_vip(const VipSpec& v) {
   vips_[v.vip_id] = v;
   publish_table(v.vip_id, v.backends);
   ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_vips), &k, &m, BPF_ANY), 0);
+  sluice_vip_slot slot{};
+  slot.addr = k.addr;
+  slot.port = k.port;
+  slot.proto = k.proto;
+  slot.family = k.family;
+  slot.meta = m;
+  const uint32_t index = sluice_vip_slot_index(&k.addr, k.port, k.proto);
+  vip_slots_[index].push_back(slot);
+  write_vip_slot(index);
+}
+
+void LbFixture::remove_vip(uint32_t vip_id) {
+  const VipSpec v = vips_.at(vip_id);
+  const IpAddress a = address(v.addr);
+  sluice_vip_key k{};
+  k.addr = a.ip;
+  k.port = sl_htons(v.port);
+  k.proto = v.proto;
+  k.family = a.family;
+  ASSERT_EQ(bpf_map_delete_elem(fd(skel()->maps.sluice_vips), &k), 0);
+  const uint32_t index = sluice_vip_slot_index(&k.addr, k.port, k.proto);
+  auto& in_slot = vip_slots_[index];
+  std::erase_if(in_slot, [&](const sluice_vip_slot& s) { return s.meta.vip_id == vip_id; });
+  write_vip_slot(index);
+  vips_.erase(vip_id);
+}
+
+void LbFixture::write_vip_slot(uint32_t index) {
+  const auto& in_slot = vip_slots_[index];
+  sluice_vip_slot slot{};
+  if (!in_slot.empty()) slot = in_slot.front();
+  if (in_slot.size() > 1) slot.flags = SLUICE_VIP_SLOT_LOOKUP;
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_vip_slots), &index, &slot, BPF_ANY), 0);
 }
 
 void LbFixture::publish_table(uint32_t vip_id, const std::vector<uint32_t>& backends) {

@@ -75,12 +75,30 @@ class LbFixture : public ::testing::Test {
   void provision_world();
   void add_backend(uint32_t id, std::string_view addr, uint8_t flags = SLUICE_BACKEND_VALID);
   void set_backend(uint32_t slot, const sluice_backend& b);
+  /// Adds the VIP to the hash map and its direct-mapped slot (a slot that
+  /// two VIPs share defers to the hash map, as the loader writes it).
   void add_vip(const VipSpec& v);
+  /// Removes a VIP added by add_vip (its Maglev table stays).
+  void remove_vip(uint32_t vip_id);
+  /// Writes the direct-mapped slot `index` from vip_slots_.
+  void write_vip_slot(uint32_t index);
   /// Fills a fresh table for vip_id from `backends` and swaps it in.
   void publish_table(uint32_t vip_id, const std::vector<uint32_t>& backends);
   void set_next_hop(const Mac& dst, const Mac& src);
-  /// Writes an established flow entry pinning `key` to `backend` on every CPU.
-  void inject_established(const sluice_flow_key& key, uint32_t backend, uint32_t last_seen);
+  /// Writes an established flow entry pinning `key` to `backend` on every
+  /// CPU, keeping `hash` (the flow hash, hash_of) as the program does.
+  void inject_established(const sluice_flow_key& key, uint32_t backend, uint32_t last_seen,
+                          uint32_t hash);
+
+  /// The probation slot (this CPU's) a flow to vip_id takes.
+  [[nodiscard]] uint32_t probation_index(uint32_t vip_id, const sluice_flow_key& key) const;
+  /// Whether this CPU's probation slot for `key` (to vip_id) holds it; its
+  /// value in *v.
+  bool on_probation(uint32_t vip_id, const sluice_flow_key& key, sluice_flow_value* v);
+  /// Writes `v` for `key` into its probation slot on this CPU.
+  void put_probation(uint32_t vip_id, const sluice_flow_key& key, const sluice_flow_value& v);
+  /// The keys on probation on this CPU, their slots emptied.
+  std::vector<sluice_flow_key> take_probation();
 
   /// The flow hash the program must compute for a packet of `key` to vip_id.
   [[nodiscard]] uint32_t hash_of(uint32_t vip_id, const sluice_flow_key& key) const;
@@ -111,6 +129,7 @@ class LbFixture : public ::testing::Test {
   std::optional<LbSkeleton> skel_;
   std::map<uint32_t, sluice_backend> backends_;       // by id
   std::map<uint32_t, VipSpec> vips_;                  // by vip_id
+  std::map<uint32_t, std::vector<sluice_vip_slot>> vip_slots_;  // VIPs by direct-mapped slot
   std::map<uint32_t, std::vector<uint32_t>> tables_;  // by vip_id, M slots each
   sluice_encap_config encap_config_{};                // as written to sluice_encap
 };

@@ -48,7 +48,7 @@ class LbFlowTest : public LbFixture {
   }
 
   bool on_probation(const sluice_flow_key& key, sluice_flow_value* v) {
-    return bpf_map_lookup_elem(fd(skel()->maps.sluice_newflows), &key, v) == 0;
+    return LbFixture::on_probation(kVipId, key, v);
   }
 
   // Any backend of VIP 1 other than `id`.
@@ -79,6 +79,45 @@ TEST_F(LbFlowTest, NewFlowIsOnProbationUntilItsSecondPacket) {
   EXPECT_EQ(vip_stats(kVipId).new_flows, 1u);
   EXPECT_EQ(backend_stats(want).new_flows, 1u);
   EXPECT_EQ(backend_stats(want).packets, 3u);
+}
+
+// A hit takes the outer header's entropy (source bits, IPv6 flow label)
+// from the flow entry instead of hashing: every packet of a flow, first
+// (Maglev), second (probation) and later (established), leaves the same.
+TEST_F(LbFlowTest, HitsEncapsulateLikeTheFirstPacket) {
+  struct Case {
+    const char* name;
+    Bytes frame;
+    uint32_t vip_id;
+    sluice_flow_key key;
+  };
+  const Case cases[] = {
+      {"IPv4 in IPv4", tcp_packet("192.0.2.50", 40000), kVipId,
+       flow_key("192.0.2.50", 40000, kVip, 80, kTcp)},
+      {"IPv6 in IPv6",
+       frame()
+           .ipv6({.src = "2001:db8:c::50", .dst = "2001:db8::1"})
+           .tcp({.sport = 40001, .dport = 443, .flags = 0x10})
+           .build(),
+       5, flow_key("2001:db8:c::50", 40001, "2001:db8::1", 443, kTcp)},
+      {"IPv4 in IPv6",
+       frame()
+           .ipv4({.src = "192.0.2.51", .dst = "10.0.0.3"})
+           .tcp({.sport = 40002, .dport = 80, .flags = 0x10})
+           .build(),
+       7, flow_key("192.0.2.51", 40002, "10.0.0.3", 80, kTcp)},
+  };
+  for (const Case& c : cases) {
+    const Bytes want = forwarded_frame(c.frame, 0, c.vip_id, c.key);
+    for (int i = 0; i < 3; ++i) {
+      const XdpRun r = run(c.frame);
+      EXPECT_EQ(r.verdict, XDP_TX) << c.name << " packet " << i;
+      EXPECT_EQ(r.out, want) << c.name << " packet " << i;
+    }
+    sluice_flow_value v{};
+    ASSERT_TRUE(established(c.key, &v)) << c.name;
+    EXPECT_EQ(sluice_flow_value_hash(&v), hash_of(c.vip_id, c.key) & 0xFFFFFFu) << c.name;
+  }
 }
 
 TEST_F(LbFlowTest, EstablishedFlowSticksAcrossATableSwap) {
@@ -187,8 +226,9 @@ TEST_F(LbFlowTest, IdleEntriesExpire) {
   const auto fresh = flow_key("192.0.2.38", 40000, kVip, 80, kTcp);
   const auto stale = flow_key("192.0.2.39", 40000, kVip, 80, kTcp);
   const uint32_t pinned = other_than(choice(kVipId, fresh));
-  inject_established(fresh, pinned, now_ms());
-  inject_established(stale, other_than(choice(kVipId, stale)), now_ms() - idle - 1000);
+  inject_established(fresh, pinned, now_ms(), hash_of(kVipId, fresh));
+  inject_established(stale, other_than(choice(kVipId, stale)), now_ms() - idle - 1000,
+                     hash_of(kVipId, stale));
 
   EXPECT_EQ(send("192.0.2.38", 40000), pinned) << "a live entry decides over Maglev";
   EXPECT_EQ(send("192.0.2.39", 40000), choice(kVipId, stale)) << "an expired entry is a miss";
@@ -199,10 +239,75 @@ TEST_F(LbFlowTest, IdleEntriesExpire) {
   v.backend_id = other_than(choice(2, udp));
   v.last_seen = now_ms() - skel()->rodata->sluice_udp_idle_ms - 1000;
   v.state = SLUICE_FLOW_PROBATION;
-  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_newflows), &udp, &v, BPF_ANY), 0);
+  put_probation(2, udp, v);
   const XdpRun r = run(
       frame().ipv4({.src = "192.0.2.40", .dst = kVip}).udp({.sport = 5353, .dport = 53}).build());
   EXPECT_EQ(backend_of(r), choice(2, udp));
+}
+
+// A removed VIP's established flows are not forwarded any more, although
+// their entries stay in the flow table: their packets pass to the kernel.
+// Also when the VIP's slot is shared with another VIP (the hash map path).
+TEST_F(LbFlowTest, RemovedVipsFlowsPass) {
+  for (const bool shared : {false, true}) {
+    SCOPED_TRACE(shared ? "slot shared with another VIP" : "own slot");
+    const auto key = flow_key("192.0.2.60", 40000, kVip, 80, kTcp);
+    if (shared) add_vip({kVip, 80, kTcp, kVipId, 0, {1, 2, 3}});
+    send("192.0.2.60", 40000, 0x02);
+    send("192.0.2.60", 40000);
+    sluice_flow_value v{};
+    ASSERT_TRUE(established(key, &v));
+    if (shared) {
+      // Another VIP in the same slot: a port of the same address and
+      // protocol whose slot is VIP 1's.
+      const uint32_t index = sluice_vip_slot_index(&key.dst, key.dport, key.proto);
+      uint16_t port = 81;
+      while (sluice_vip_slot_index(&key.dst, sl_htons(port), key.proto) != index) ++port;
+      add_vip({kVip, port, kTcp, 30, 0, {1, 2, 3}});
+    }
+    remove_vip(kVipId);
+    const auto g0 = global_stats();
+    EXPECT_EQ(run(tcp_packet("192.0.2.60", 40000)).verdict, XDP_PASS);
+    EXPECT_EQ(global_stats().pass_packets - g0.pass_packets, 1u);
+    EXPECT_TRUE(established(key, &v)) << "the entry stays; only its VIP is gone";
+    if (shared) remove_vip(30);
+  }
+}
+
+// The direct-mapped VIP slots: a packet whose slot holds another VIP passes;
+// VIPs that share a slot are both found (through the hash map), and a
+// non-VIP packet whose slot is that shared one passes too.
+TEST_F(LbFlowTest, VipSlotsHoldingOtherVipsPassTheirNonVipPackets) {
+  const auto vip1 = flow_key("192.0.2.61", 40000, kVip, 80, kTcp);
+  const uint32_t index = sluice_vip_slot_index(&vip1.dst, vip1.dport, vip1.proto);
+  std::vector<uint16_t> same_slot;  // other TCP ports of kVip in VIP 1's slot
+  for (uint32_t port = 1; port <= 0xffff && same_slot.size() < 2; ++port)
+    if (port != 80 && sluice_vip_slot_index(&vip1.dst, sl_htons(static_cast<uint16_t>(port)),
+                                            kTcp) == index)
+      same_slot.push_back(static_cast<uint16_t>(port));
+  ASSERT_EQ(same_slot.size(), 2u);
+  const auto to_port = [](uint16_t port) {
+    return frame()
+        .ipv4({.src = "192.0.2.61", .dst = kVip})
+        .tcp({.sport = 40000, .dport = port, .flags = 0x02})
+        .build();
+  };
+
+  auto g0 = global_stats();
+  EXPECT_EQ(run(to_port(same_slot[0])).verdict, XDP_PASS)
+      << "port " << same_slot[0] << " is no VIP although its slot holds one";
+  EXPECT_EQ(global_stats().pass_packets - g0.pass_packets, 1u);
+
+  add_vip({kVip, same_slot[0], kTcp, 31, 0, {3, 2, 1}});
+  const auto vip31 = flow_key("192.0.2.61", 40000, kVip, same_slot[0], kTcp);
+  EXPECT_EQ(send("192.0.2.61", 40000, 0x02), choice(kVipId, vip1));
+  const XdpRun r = run(to_port(same_slot[0]));
+  EXPECT_EQ(r.verdict, XDP_TX);
+  EXPECT_EQ(backend_of(r), choice(31, vip31));
+  EXPECT_EQ(vip_stats(31).packets, 1u);
+  g0 = global_stats();
+  EXPECT_EQ(run(to_port(same_slot[1])).verdict, XDP_PASS);
+  EXPECT_EQ(global_stats().pass_packets - g0.pass_packets, 1u);
 }
 
 // Spoofed one-packet flows (a SYN flood) of 10 x the flow table's capacity,
@@ -217,7 +322,8 @@ class LbFloodTest : public LbFlowTest {
     const auto ncpus = static_cast<uint32_t>(libbpf_num_possible_cpus());
     capacity_ = kFlowsPerCpu * ncpus;
     ASSERT_EQ(bpf_map__set_max_entries(s->maps.sluice_flows, capacity_), 0);
-    ASSERT_EQ(bpf_map__set_max_entries(s->maps.sluice_newflows, kNewFlowsPerCpu * ncpus), 0);
+    s->rodata->sluice_probation_slots = kNewFlowsPerCpu;
+    ASSERT_EQ(bpf_map__set_max_entries(s->maps.sluice_newflows, kNewFlowsPerCpu), 0);
   }
 
   uint32_t capacity_ = 0;
@@ -249,6 +355,18 @@ TEST_F(LbFloodTest, EstablishedFlowsSurviveASynFloodAndATableChange) {
     EXPECT_TRUE(established(key, &v)) << client << " evicted";
   }
   EXPECT_EQ(global_stats().flow_insert_failed, 0u);
+  // The flood only ever overwrote probation slots: the established table
+  // holds the established flows and nothing else.
+  size_t entries = 0;
+  sluice_flow_key k{};
+  sluice_flow_key next{};
+  for (const void* p = nullptr; bpf_map_get_next_key(fd(skel()->maps.sluice_flows), p, &next) == 0;
+       p = &k) {
+    k = next;
+    ++entries;
+  }
+  EXPECT_EQ(entries, static_cast<size_t>(kEstablished));
+  EXPECT_EQ(take_probation().size(), kNewFlowsPerCpu) << "every probation slot taken by the flood";
 }
 
 }  // namespace

@@ -724,6 +724,49 @@ TEST_F(LoaderTest, ARestartedLoaderKnowsWhatIsPublished) {
   EXPECT_NE(inner, inner_before);
 }
 
+// The direct-mapped VIP slots hold each published VIP (and nothing once it
+// is removed); a loader that finds them out of line with sluice_vips (pins
+// of a version without them, or a publish that failed half-way) rewrites
+// them before it returns.
+TEST_F(LoaderTest, VipSlotsFollowThePublishedVips) {
+  CpuPin pin;
+  const World w = basic_world();
+  const sluice_flow_key k = tcp_key(client(0), cport(0));
+  const uint32_t index = sluice_vip_slot_index(&k.dst, k.dport, k.proto);
+  sluice_vip_slot slot{};
+  {
+    auto a = load(options());
+    ASSERT_TRUE(a);
+    ASSERT_OK(a->publish(w.snapshot()));
+    const int slots = bpf_map__fd(a->skeleton()->maps.sluice_vip_slots);
+    ASSERT_EQ(bpf_map_lookup_elem(slots, &index, &slot), 0);
+    EXPECT_EQ(slot.flags, 0u);
+    EXPECT_EQ(slot.family, SLUICE_FAMILY_IPV4);
+    EXPECT_EQ(slot.port, k.dport);
+    EXPECT_EQ(slot.addr.v4, k.dst.v4);
+    EXPECT_EQ(slot.meta.vip_id, kVipId);
+    EXPECT_EQ(slot.meta.table_size, 251u);
+    const sluice_vip_slot empty{};
+    ASSERT_EQ(bpf_map_update_elem(slots, &index, &empty, BPF_ANY), 0);
+    EXPECT_EQ(run(*a, tcp_frame(client(0), cport(0))).verdict, XDP_PASS)
+        << "an empty slot must mean: no VIP";
+  }
+  auto b = load(options());
+  ASSERT_TRUE(b);
+  const int slots = bpf_map__fd(b->skeleton()->maps.sluice_vip_slots);
+  ASSERT_EQ(bpf_map_lookup_elem(slots, &index, &slot), 0);
+  EXPECT_EQ(slot.meta.vip_id, kVipId) << "load() must restore the slot from sluice_vips";
+  EXPECT_EQ(slot.flags, 0u);
+  EXPECT_EQ(run(*b, tcp_frame(client(0), cport(0))).verdict, XDP_TX);
+
+  World none = w;
+  none.vips.clear();
+  ASSERT_OK(b->publish(none.snapshot()));
+  ASSERT_EQ(bpf_map_lookup_elem(slots, &index, &slot), 0);
+  EXPECT_EQ(slot.family, 0u);
+  EXPECT_EQ(slot.flags, 0u);
+}
+
 TEST_F(LoaderTest, CountersAreSummedOverCpus) {
   cpu_set_t allowed;
   CPU_ZERO(&allowed);

@@ -50,10 +50,23 @@ TEST(AbiLayout, Backend) {
                 {F(T, addr, 0), F(T, id, 16), F(T, family, 20), F(T, flags, 21), F(T, pad, 22)});
 }
 
+TEST(AbiLayout, VipSlot) {
+  using T = sluice_vip_slot;
+  expect_fields("sluice_vip_slot", sizeof(T), 40,
+                {F(T, addr, 0), F(T, port, 16), F(T, proto, 18), F(T, family, 19), F(T, flags, 20),
+                 F(T, meta, 24)});
+}
+
+TEST(AbiLayout, ProbationSlot) {
+  using T = sluice_probation_slot;
+  expect_fields("sluice_probation_slot", sizeof(T), 52, {F(T, key, 0), F(T, value, 40)});
+}
+
 TEST(AbiLayout, FlowValue) {
   using T = sluice_flow_value;
   expect_fields("sluice_flow_value", sizeof(T), 12,
-                {F(T, backend_id, 0), F(T, last_seen, 4), F(T, state, 8), F(T, pad, 9)});
+                {F(T, backend_id, 0), F(T, last_seen, 4), F(T, state, 8), F(T, hash_hi, 9),
+                 F(T, hash_lo, 10)});
 }
 
 TEST(AbiLayout, EncapConfig) {

@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Rendering the Prometheus text exposition format from control-socket JSON.
+#include "control/metrics.hpp"
+
+#include <cstdint>
+#include <cstdio>
+#include <utility>
+#include <vector>
+
+namespace sluice {
+
+namespace {
+
+using nlohmann::json;
+using Labels = std::vector<std::pair<const char*, std::string>>;
+
+const json& field(const json& j, const char* key) {
+  static const json kNull;
+  if (!j.is_object()) return kNull;
+  const auto it = j.find(key);
+  return it == j.end() ? kNull : *it;
+}
+
+const json& list(const json& j, const char* key) {
+  static const json kEmpty = json::array();
+  const json& v = field(j, key);
+  return v.is_array() ? v : kEmpty;
+}
+
+std::string text(const json& v) { return v.is_string() ? v.get<std::string>() : std::string(); }
+
+// Label values escape backslash, double quote and newline; HELP text
+// escapes backslash and newline (exposition format 0.0.4).
+std::string escape(const std::string& s, bool quote) {
+  std::string out;
+  out.reserve(s.size());
+  for (const char c : s) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '"' && quote) {
+      out += "\\\"";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// A sample value; false for anything that is not a number.
+bool number_text(const json& v, double scale, std::string* out) {
+  char buf[40];
+  if (v.is_number_unsigned() && scale == 1.0) {
+    std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(v.get<uint64_t>()));
+  } else if (v.is_number_integer() && scale == 1.0) {
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v.get<int64_t>()));
+  } else if (v.is_number()) {
+    std::snprintf(buf, sizeof buf, "%.9g", v.get<double>() * scale);
+  } else {
+    return false;
+  }
+  *out = buf;
+  return true;
+}
+
+// One metric family: its HELP/TYPE header and samples, kept together as
+// the format requires.
+class Family {
+ public:
+  Family(std::string name, const char* type, const char* help) : name_(std::move(name)) {
+    out_ = "# HELP " + name_ + " " + escape(help, false) + "\n# TYPE " + name_ + " " + type + "\n";
+  }
+
+  void sample(const Labels& labels, const json& value, double scale = 1.0) {
+    std::string v;
+    if (!number_text(value, scale, &v)) return;
+    out_ += name_;
+    if (!labels.empty()) {
+      out_ += "{";
+      for (size_t i = 0; i < labels.size(); ++i) {
+        if (i > 0) out_ += ",";
+        out_ += std::string(labels[i].first) + "=\"" + escape(labels[i].second, true) + "\"";
+      }
+      out_ += "}";
+    }
+    out_ += " " + v + "\n";
+  }
+
+  const std::string& text() const { return out_; }
+
+ private:
+  std::string name_;
+  std::string out_;
+};
+
+void render_stats(const json& stats, std::string* out) {
+  const json& g = field(stats, "global");
+  static constexpr std::pair<const char*, const char*> kGlobal[] = {
+      {"rx_packets", "Packets the fast path received."},
+      {"rx_bytes", "Bytes the fast path received."},
+      {"tx_packets", "Packets the fast path sent toward a backend (or back to a client)."},
+      {"pass_packets", "Packets passed to the kernel: not for a VIP."},
+      {"flow_hits", "VIP packets whose flow was in the flow table."},
+      {"flow_misses", "VIP packets whose flow was not in the flow table (Maglev lookup)."},
+      {"flow_insert_failed", "New flows that found no room in the flow table."},
+      {"icmp_too_big_sent", "ICMP fragmentation-needed / packet-too-big messages sent."},
+  };
+  for (const auto& [key, help] : kGlobal) {
+    Family f(std::string("sluice_") + key + "_total", "counter", help);
+    f.sample({}, field(g, key));
+    *out += f.text();
+  }
+
+  Family drops("sluice_drops_total", "counter", "Packets dropped, by reason.");
+  const json& d = field(g, "drops");
+  if (d.is_object()) {
+    for (const auto& [reason, n] : d.items()) drops.sample({{"reason", reason}}, n);
+  }
+  *out += drops.text();
+
+  static constexpr std::pair<const char*, const char*> kVip[] = {
+      {"packets", "Packets to the VIP."},
+      {"bytes", "Bytes to the VIP."},
+      {"new_flows", "New flows to the VIP."},
+      {"drops", "Packets to the VIP that were dropped."},
+  };
+  for (const auto& [key, help] : kVip) {
+    Family f(std::string("sluice_vip_") + key + "_total", "counter", help);
+    for (const json& v : list(stats, "vips"))
+      f.sample({{"vip", text(field(v, "name"))}}, field(v, key));
+    *out += f.text();
+  }
+
+  static constexpr std::pair<const char*, const char*> kBackend[] = {
+      {"packets", "Packets sent to the backend."},
+      {"bytes", "Bytes sent to the backend."},
+      {"new_flows", "New flows given to the backend."},
+  };
+  for (const auto& [key, help] : kBackend) {
+    Family f(std::string("sluice_backend_") + key + "_total", "counter", help);
+    for (const json& b : list(stats, "backends")) {
+      f.sample({{"vip", text(field(b, "vip"))}, {"backend", text(field(b, "backend"))}},
+               field(b, key));
+    }
+    *out += f.text();
+  }
+
+  const json& ft = field(stats, "flow_table");
+  Family cap("sluice_flow_table_capacity", "gauge", "Flow-table entries per core.");
+  cap.sample({}, field(ft, "capacity"));
+  *out += cap.text();
+  Family prob("sluice_flow_table_probation_capacity", "gauge",
+              "Flow-table entries per core for flows on probation (one packet seen).");
+  prob.sample({}, field(ft, "probation_capacity"));
+  *out += prob.text();
+}
+
+void render_backends(const json& backends, std::string* out) {
+  Family state("sluice_backend_state", "gauge",
+               "1 for the backend's current health state, 0 for the others.");
+  Family weight("sluice_backend_weight", "gauge", "Configured weight (0..65535).");
+  Family effective("sluice_backend_effective_weight", "gauge",
+                   "Weight the published table was built with, after health and policy.");
+  Family entries("sluice_backend_table_entries", "gauge",
+                 "Entries of the published Maglev table that point at the backend.");
+  Family rtt("sluice_backend_probe_rtt_seconds", "gauge",
+             "Health-probe round-trip time, exponentially weighted moving average.");
+  Family flows("sluice_backend_active_flows", "gauge",
+               "Flows the fast path holds for the backend.");
+  static const json kOne = 1;
+  static const json kZero = 0;
+  for (const json& b : list(backends, "backends")) {
+    const Labels labels{{"vip", text(field(b, "vip"))}, {"backend", text(field(b, "backend"))}};
+    const std::string current = text(field(b, "state"));
+    for (const char* s : {"up", "down", "draining", "unchecked"}) {
+      Labels l = labels;
+      l.emplace_back("state", s);
+      state.sample(l, current == s ? kOne : kZero);
+    }
+    weight.sample(labels, field(b, "weight"));
+    effective.sample(labels, field(b, "effective_weight"));
+    entries.sample(labels, field(b, "table_entries"));
+    rtt.sample(labels, field(b, "rtt_us"), 1e-6);
+    flows.sample(labels, field(b, "active_flows"));
+  }
+  for (const Family* f : {&state, &weight, &effective, &entries, &rtt, &flows}) *out += f->text();
+}
+
+void render_vips(const json& vips, std::string* out) {
+  Family panic("sluice_vip_panic", "gauge",
+               "1 while every backend of the VIP fails its probes and its table spreads over all "
+               "non-drained backends.");
+  Family total("sluice_vip_backends", "gauge", "Backends configured for the VIP.");
+  Family up("sluice_vip_backends_up", "gauge", "Backends of the VIP that pass their probes.");
+  for (const json& v : list(vips, "vips")) {
+    const Labels labels{{"vip", text(field(v, "name"))}};
+    const json& p = field(v, "panic");
+    if (p.is_boolean()) panic.sample(labels, json(p.get<bool>() ? 1 : 0));
+    total.sample(labels, field(v, "backends"));
+    up.sample(labels, field(v, "backends_up"));
+  }
+  for (const Family* f : {&panic, &total, &up}) *out += f->text();
+}
+
+}  // namespace
+
+std::string render_metrics(const json& stats, const json& backends, const json& vips) {
+  std::string out;
+  render_stats(stats, &out);
+  render_backends(backends, &out);
+  render_vips(vips, &out);
+  return out;
+}
+
+std::string render_metrics_from(const ControlHandler& handler) {
+  auto result = [&handler](const char* cmd) {
+    const json r = answer_request_line(json{{"cmd", cmd}}.dump(), handler);
+    return r.value("ok", false) ? r.value("result", json::object()) : json::object();
+  };
+  return render_metrics(result("stats"), result("backends"), result("vips"));
+}
+
+}  // namespace sluice

@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Prometheus metrics in the text exposition format, rendered from the same
+// JSON results the control socket's `stats`, `backends` and `vips`
+// commands return, so the socket and the metrics never disagree.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "control/control_request.hpp"
+
+namespace sluice {
+
+/// The text exposition format 0.0.4
+/// (https://prometheus.io/docs/instrumenting/exposition_formats/): HELP and
+/// TYPE lines per family, then its samples.
+///
+/// - counters from `stats`: sluice_rx_packets_total, sluice_rx_bytes_total,
+///   ..., sluice_drops_total{reason}, sluice_vip_{packets,bytes,new_flows,
+///   drops}_total{vip}, sluice_backend_{packets,bytes,new_flows}_total{vip,backend};
+///   gauges sluice_flow_table_capacity and sluice_flow_table_probation_capacity
+///   (entries per core);
+/// - gauges from `backends`: sluice_backend_state{vip,backend,state} (1 for
+///   the current state, 0 for the others), sluice_backend_weight,
+///   sluice_backend_effective_weight, sluice_backend_table_entries,
+///   sluice_backend_probe_rtt_seconds and sluice_backend_active_flows (only
+///   for backends that have them);
+/// - gauges from `vips`: sluice_vip_panic, sluice_vip_backends,
+///   sluice_vip_backends_up.
+///
+/// Each argument is a command's `result` object; missing or mistyped
+/// fields leave their samples out. Never throws for any JSON input.
+[[nodiscard]] std::string render_metrics(const nlohmann::json& stats,
+                                         const nlohmann::json& backends,
+                                         const nlohmann::json& vips);
+
+/// Asks `handler` for `stats`, `backends` and `vips` (as a socket client
+/// would) and renders them; a command that fails leaves its families empty.
+[[nodiscard]] std::string render_metrics_from(const ControlHandler& handler);
+
+}  // namespace sluice
