@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// DpdkFastpath: FastpathSnapshot -> dpdk::Snapshot, and counters summed
+// over the workers (see dpdk_fastpath.hpp).
+#include "control/dpdk_fastpath.hpp"
+
+#include <algorithm>
+#include <cerrno>
+
+namespace sluice::control {
+namespace {
+
+template <class T>
+void add_counters(T& sum, const T& part) {
+  auto* s = reinterpret_cast<uint64_t*>(&sum);
+  const auto* p = reinterpret_cast<const uint64_t*>(&part);
+  for (size_t i = 0; i < sizeof(T) / sizeof(uint64_t); ++i) s[i] += p[i];
+}
+
+}  // namespace
+
+Result<std::unique_ptr<DpdkFastpath>> DpdkFastpath::create(const Options& options) {
+  auto empty = dpdk::Snapshot::create({});
+  if (!empty.ok()) return empty.error();
+  auto rcu = dpdk::SnapshotRcu::create(options.max_workers, std::move(empty.value()));
+  if (!rcu.ok()) return rcu.error();
+  return std::unique_ptr<DpdkFastpath>(new DpdkFastpath(options, std::move(rcu.value())));
+}
+
+FastpathInfo DpdkFastpath::info() const {
+  FastpathInfo i;
+  i.kind = "dpdk";
+  i.interface = options_.interface;
+  i.mode = "poll";
+  return i;
+}
+
+Status DpdkFastpath::publish(const FastpathSnapshot& snapshot) {
+  dpdk::SnapshotSpec spec;
+  spec.vips.reserve(snapshot.vips.size());
+  for (const FastpathVip& v : snapshot.vips) {
+    dpdk::SnapshotVipSpec sv;
+    sv.key = v.key;
+    sv.meta = v.meta;
+    sv.table.assign(v.table.begin(), v.table.end());
+    spec.vips.push_back(std::move(sv));
+  }
+  spec.backends = snapshot.backends;
+  spec.encap = snapshot.encap;
+  if (snapshot.gateway_mac) gateway_mac_ = *snapshot.gateway_mac;
+  spec.next_hop.dst_mac = gateway_mac_;
+  spec.next_hop.src_mac = options_.port_mac;
+  auto built = dpdk::Snapshot::create(spec);
+  if (!built.ok()) return built.error();
+  rcu_->publish(std::move(built.value()));
+  return Ok{};
+}
+
+Status DpdkFastpath::refresh_next_hop(std::span<const IpAddress> targets) {
+  if (targets.empty()) return Ok{};
+  return Error{-EOPNOTSUPP,
+               "dpdk fast path: next hops are not resolved from the kernel; set the gateway MAC"};
+}
+
+Result<sluice_global_stats> DpdkFastpath::global_stats() const {
+  sluice_global_stats sum{};
+  std::lock_guard lock(workers_mu_);
+  for (const dpdk::Worker* w : workers_) add_counters(sum, w->global_stats());
+  return sum;
+}
+
+Result<sluice_vip_stats> DpdkFastpath::vip_stats(uint32_t vip_id) const {
+  if (vip_id >= SLUICE_MAX_VIPS) return Error{-EINVAL, "vip id out of range"};
+  sluice_vip_stats sum{};
+  std::lock_guard lock(workers_mu_);
+  for (const dpdk::Worker* w : workers_) add_counters(sum, w->vip_stats(vip_id));
+  return sum;
+}
+
+Result<sluice_backend_stats> DpdkFastpath::backend_stats(uint32_t backend_id) const {
+  sluice_backend_stats sum{};
+  std::lock_guard lock(workers_mu_);
+  for (const dpdk::Worker* w : workers_) add_counters(sum, w->backend_stats(backend_id));
+  return sum;
+}
+
+void DpdkFastpath::attach_worker(const dpdk::Worker* worker) {
+  std::lock_guard lock(workers_mu_);
+  workers_.push_back(worker);
+}
+
+void DpdkFastpath::detach_worker(const dpdk::Worker* worker) {
+  std::lock_guard lock(workers_mu_);
+  workers_.erase(std::remove(workers_.begin(), workers_.end(), worker), workers_.end());
+}
+
+}  // namespace sluice::control

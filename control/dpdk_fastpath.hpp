@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// DpdkFastpath: the control library's Fastpath over the DPDK path -- a
+// published FastpathSnapshot becomes an immutable dpdk::Snapshot behind the
+// workers' RCU, and the workers' per-lcore counters are summed on demand.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "control/fastpath.hpp"
+#include "dataplane/dpdk/snapshot_rcu.hpp"
+#include "dataplane/dpdk/worker.hpp"
+
+namespace sluice::control {
+
+/// The Fastpath of a DPDK deployment. It owns the SnapshotRcu the workers
+/// read; the workers (created by whoever runs the lcores, with reader ids
+/// below max_readers) are registered with attach_worker() for counters.
+/// A fresh start: no pinned state survives a restart (initial_state() is
+/// empty), as DPDK owns the port only while the process lives.
+class DpdkFastpath final : public Fastpath {
+ public:
+  struct Options {
+    /// Port or device name for `status` (e.g. "net_tap0", "0000:3b:00.0").
+    std::string interface;
+    /// Workers that will read snapshots (SnapshotRcu readers), >= 1.
+    uint32_t max_workers = 1;
+    /// The data port's own MAC: source of every forwarded frame.
+    std::array<uint8_t, 6> port_mac{};
+  };
+
+  /// Sets up the RCU with an empty snapshot (no VIP: everything goes to
+  /// the kernel). Errors: SnapshotRcu::create's.
+  [[nodiscard]] static Result<std::unique_ptr<DpdkFastpath>> create(const Options& options);
+
+  [[nodiscard]] FastpathInfo info() const override;
+  [[nodiscard]] const FastpathState& initial_state() const override { return initial_; }
+  /// Builds a dpdk::Snapshot (validated whole: -EINVAL, nothing changes)
+  /// and publishes it; the previous one is freed once every worker passed
+  /// it. The next hop is the snapshot's gateway MAC from the port's MAC;
+  /// without a gateway MAC the previous one stays (none at first: VIP
+  /// packets are then counted tx_failed drops).
+  [[nodiscard]] Status publish(const FastpathSnapshot& snapshot) override;
+  /// -EOPNOTSUPP for a non-empty target list: the DPDK path has no kernel
+  /// neighbour table to follow; configure the gateway MAC.
+  [[nodiscard]] Status refresh_next_hop(std::span<const IpAddress> targets) override;
+  [[nodiscard]] Result<sluice_global_stats> global_stats() const override;
+  [[nodiscard]] Result<sluice_vip_stats> vip_stats(uint32_t vip_id) const override;
+  [[nodiscard]] Result<sluice_backend_stats> backend_stats(uint32_t backend_id) const override;
+
+  /// The RCU the workers are created on.
+  [[nodiscard]] dpdk::SnapshotRcu& rcu() { return *rcu_; }
+  /// Adds a worker whose counters the stats sum; it must outlive this
+  /// object or be detached first. Thread-safe with the stats readers.
+  void attach_worker(const dpdk::Worker* worker);
+  void detach_worker(const dpdk::Worker* worker);
+
+ private:
+  DpdkFastpath(Options options, std::unique_ptr<dpdk::SnapshotRcu> rcu)
+      : options_(std::move(options)), rcu_(std::move(rcu)) {}
+
+  Options options_;
+  std::unique_ptr<dpdk::SnapshotRcu> rcu_;
+  FastpathState initial_;
+  std::array<uint8_t, 6> gateway_mac_{};
+  mutable std::mutex workers_mu_;
+  std::vector<const dpdk::Worker*> workers_;
+};
+
+}  // namespace sluice::control

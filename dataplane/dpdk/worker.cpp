@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Worker::process_burst: the per-burst packet path of the DPDK fast path,
+// and the accounting of each packet at one exit per verdict.
+#include "dataplane/dpdk/worker.hpp"
+
+#include <rte_cycles.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "dataplane/abi/encap.h"
+#include "dataplane/core/encap.hpp"
+#include "dataplane/core/icmp_too_big.hpp"
+#include "dataplane/core/packet_parser.hpp"
+
+namespace sluice::dpdk {
+namespace {
+
+// Packets whose data is prefetched ahead of the one being parsed.
+constexpr uint16_t kPrefetchAhead = 4;
+// Buckets idle() sweeps per call.
+constexpr uint32_t kSweepBuckets = 64;
+
+}  // namespace
+
+// One packet's facts along the path; what its counters need at the exit.
+struct Worker::Packet {
+  ParseResult pr;
+  const Snapshot::Vip* vip;  // nullptr until found
+  uint32_t hash;
+  uint32_t frame_len;     // bytes, as received
+  uint32_t backend_slot;  // the chosen backend's slot once forwarded, else NONE
+  bool new_flow;          // Maglev placed a flow (not an ICMP error)
+};
+
+Result<std::unique_ptr<Worker>> Worker::create(const WorkerConfig& config, SnapshotRcu& rcu) {
+  if (config.reader_id >= rcu.max_readers())
+    return Error{-EINVAL, "worker: reader id " + std::to_string(config.reader_id) +
+                              " is not below the snapshot rcu's " +
+                              std::to_string(rcu.max_readers())};
+  auto table = FlowTable::create(config.flows);
+  if (!table.ok()) return table.error();
+  std::unique_ptr<Worker> w(new Worker(std::move(table.value()), rcu, config));
+  if (rcu.online(config.reader_id) != 0)
+    return Error{-EINVAL, "worker: cannot register reader id " + std::to_string(config.reader_id)};
+  return w;
+}
+
+Worker::Worker(FlowTable flows, SnapshotRcu& rcu, const WorkerConfig& config)
+    : flows_(std::move(flows)),
+      rcu_(rcu),
+      reader_id_(config.reader_id),
+      hash_seed_(config.hash_seed),
+      tsc_per_ms_(rte_get_tsc_hz() / 1000 == 0 ? 1 : rte_get_tsc_hz() / 1000),
+      counters_(std::make_unique<Counters>()) {}
+
+Worker::~Worker() { rcu_.offline(reader_id_); }
+
+uint32_t Worker::now_ms() const noexcept {
+  return static_cast<uint32_t>(rte_get_tsc_cycles() / tsc_per_ms_);
+}
+
+uint16_t Worker::process_burst(rte_mbuf* const* pkts, uint16_t n, Verdicts& out) noexcept {
+  return process_burst_at(pkts, n, out, now_ms());
+}
+
+void Worker::idle() noexcept {
+  (void)flows_.sweep(now_ms(), kSweepBuckets);
+  rcu_.quiescent(reader_id_);
+}
+
+uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& out,
+                                  uint32_t now_ms) noexcept {
+  out.n_tx = out.n_kernel = out.n_dropped = 0;
+  if (n > kMaxBurst) n = kMaxBurst;
+  const Snapshot& s = *rcu_.current();
+  sluice_global_stats& g = counters_->global;
+
+  Packet pk[kMaxBurst];
+  // The flow-table burst: packets that are new or established VIP traffic
+  // (ICMP errors look their flow up alone, without touching it).
+  const sluice_flow_key* keys[kMaxBurst];
+  uint32_t hashes[kMaxBurst];
+  uint32_t backends[kMaxBurst];
+  uint16_t flow_pkt[kMaxBurst];
+  uint16_t vip_pkts[kMaxBurst];
+  uint32_t n_flows = 0;
+  uint16_t n_vip = 0;
+
+  for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i)
+    rte_prefetch0(rte_pktmbuf_mtod(pkts[i], const void*));
+  for (uint16_t i = 0; i < n; ++i) {
+    if (i + kPrefetchAhead < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + kPrefetchAhead], void*));
+    rte_mbuf* m = pkts[i];
+    Packet& p = pk[i];
+    p.vip = nullptr;
+    p.backend_slot = SLUICE_BACKEND_NONE;
+    p.new_flow = false;
+    p.frame_len = rte_pktmbuf_pkt_len(m);
+    ++g.rx_packets;
+    g.rx_bytes += p.frame_len;
+    // Headers never span segments in the frames sluice balances (the
+    // mempool's data room holds the port MTU); a chained frame is the
+    // kernel's (jumbo frames on the exception path).
+    if (m->nb_segs != 1) {
+      ++g.pass_packets;
+      out.kernel[out.n_kernel++] = m;
+      continue;
+    }
+    p.pr = parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m));
+    if (is_reject(p.pr.status)) {
+      drop(m, p, parse_drop_reason(p.pr.status), out);
+      continue;
+    }
+    // Not a flow sluice balances (ARP, ND, echo, GRE, ...), or not to a
+    // VIP: the kernel's, as XDP_PASS.
+    if (p.pr.status != ParseStatus::kOk || (p.vip = s.find_vip(p.pr.key)) == nullptr) {
+      ++g.pass_packets;
+      out.kernel[out.n_kernel++] = m;
+      continue;
+    }
+    p.hash = (p.vip->meta.flags & SLUICE_VIP_HASH_SRC_ONLY) != 0
+                 ? sluice_flow_hash_src(&p.pr.key, hash_seed_)
+                 : sluice_flow_hash(&p.pr.key, hash_seed_);
+    vip_pkts[n_vip++] = i;
+    if (!p.pr.is_icmp_error) {
+      keys[n_flows] = &p.pr.key;
+      hashes[n_flows] = p.hash;
+      flow_pkt[n_flows] = i;
+      ++n_flows;
+    }
+  }
+
+  const uint64_t hits =
+      n_flows == 0 ? 0 : flows_.lookup_burst(keys, hashes, n_flows, now_ms, backends);
+  // The lookup results by packet index, for the in-order pass below.
+  uint32_t found[kMaxBurst];
+  for (uint32_t j = 0; j < n_flows; ++j)
+    found[flow_pkt[j]] = (hits >> j) & 1 ? backends[j] : SLUICE_BACKEND_NONE;
+
+  for (uint16_t v = 0; v < n_vip; ++v) {
+    const uint16_t i = vip_pkts[v];
+    rte_mbuf* m = pkts[i];
+    Packet& p = pk[i];
+    const sluice_backend* b = nullptr;
+    if (p.pr.is_icmp_error) {
+      // An error about a flow reaches that flow's backend; it never
+      // creates, promotes or refreshes an entry.
+      const auto e = flows_.find(p.pr.key, p.hash);
+      if (e && icmp_entry_live(*e, p.pr.key.proto, now_ms)) b = s.backend(e->backend_id);
+      if (b != nullptr) {
+        ++g.flow_hits;
+      } else {
+        b = s.maglev_pick(*p.vip, p.hash);
+        if (b == nullptr) {
+          drop(m, p, SLUICE_DROP_NO_BACKEND, out);
+          continue;
+        }
+        ++g.flow_misses;
+      }
+      forward(s, m, p, *b, out);
+      continue;
+    }
+    if (found[i] != SLUICE_BACKEND_NONE && (b = s.backend(found[i])) != nullptr) {
+      ++g.flow_hits;
+      forward(s, m, p, *b, out);
+      continue;
+    }
+    // A miss, or a hit on a backend this snapshot no longer has: Maglev,
+    // and the entry (re)pinned there (a live entry keeps its state).
+    b = s.maglev_pick(*p.vip, p.hash);
+    if (b == nullptr) {
+      drop(m, p, SLUICE_DROP_NO_BACKEND, out);
+      continue;
+    }
+    ++g.flow_misses;
+    p.new_flow = true;
+    if (flows_.insert(p.pr.key, p.hash, b->id, now_ms) == FlowInsert::kFull) ++g.flow_insert_failed;
+    forward(s, m, p, *b, out);
+  }
+
+  rcu_.quiescent(reader_id_);
+  return n;
+}
+
+bool Worker::icmp_entry_live(const FlowEntry& e, uint8_t proto, uint32_t now_ms) const noexcept {
+  const FlowTableConfig& c = flows_.config();
+  const uint32_t timeout = e.state == SLUICE_FLOW_PROBATION ? c.probation_ms
+                           : proto == SLUICE_IPPROTO_TCP    ? c.tcp_idle_ms
+                                                            : c.udp_idle_ms;
+  return static_cast<int32_t>(now_ms - e.last_seen) <= static_cast<int32_t>(timeout);
+}
+
+namespace {
+
+// IPv6 client packet toward an IPv4 backend (encap_frame refuses it; the
+// XDP path sends it, RFC 4213 section 3.5 style): the IPv6 packet behind an
+// IPv4 header, protocol 41, DF set and id 0 (atomic, RFC 6864), DSCP/ECN
+// copied, the L2 header moved forward with EtherType IPv4. The caller has
+// checked the MTU. Returns false when the headroom is short.
+bool encap_6in4(uint8_t* buf, FrameSpan& frame, size_t l3_off, uint16_t ip_len, uint8_t tos,
+                const EncapSettings& settings, const sluice_backend& b, uint32_t hash) {
+  if (frame.off < SLUICE_IPV4_HLEN) return false;
+  const size_t new_off = frame.off - SLUICE_IPV4_HLEN;
+  std::memmove(buf + new_off, buf + frame.off, l3_off);
+  uint8_t* outer = buf + new_off + l3_off;
+  const sluice_encap_config& cfg = settings.config;
+  sluice_ipv4_write_hdr(outer, sluice_encap4_src(cfg.src_v4.v4, cfg.entropy_bits, hash), b.addr.v4,
+                        ip_len, tos, 0, 1, settings.hop_limit, SLUICE_IPPROTO_IPV6);
+  sluice_put_be16(outer - 2, SLUICE_ETH_P_IP);
+  frame.off = new_off;
+  frame.len = l3_off + SLUICE_IPV4_HLEN + ip_len;
+  return true;
+}
+
+// Points an mbuf at a frame span of its buffer.
+void set_span(rte_mbuf* m, const FrameSpan& f) {
+  m->data_off = static_cast<uint16_t>(f.off);
+  m->data_len = static_cast<uint16_t>(f.len);
+  m->pkt_len = static_cast<uint32_t>(f.len);
+}
+
+}  // namespace
+
+void Worker::forward(const Snapshot& s, rte_mbuf* m, Packet& p, const sluice_backend& b,
+                     Verdicts& out) noexcept {
+  const EncapSettings& settings = s.encap();
+  const size_t outer = encap_overhead(b.family);
+  const uint32_t mtu = settings.config.mtu;
+  if (p.pr.ip_len + outer > mtu) {
+    too_big(s, m, p, mtu > outer ? static_cast<uint32_t>(mtu - outer) : 0, out);
+    return;
+  }
+  if (!s.has_next_hop()) {
+    drop(m, p, SLUICE_DROP_TX_FAILED, out);
+    return;
+  }
+  auto* buf = static_cast<uint8_t*>(m->buf_addr);
+  FrameSpan f{m->data_off, m->data_len};
+  const EncapTarget target{.addr = b.addr, .family = b.family, .flow_hash = p.hash};
+  switch (encap_frame(buf, m->buf_len, f, p.pr.l3_offset, settings, target)) {
+    case EncapStatus::kOk:
+      break;
+    case EncapStatus::kUnsupportedFamily:
+      if (!encap_6in4(buf, f, p.pr.l3_offset, p.pr.ip_len, p.pr.tos, settings, b, p.hash)) {
+        drop(m, p, SLUICE_DROP_ENCAP_NO_ROOM, out);
+        return;
+      }
+      break;
+    case EncapStatus::kNoHeadroom:
+      drop(m, p, SLUICE_DROP_ENCAP_NO_ROOM, out);
+      return;
+    case EncapStatus::kTooBig:
+      drop(m, p, SLUICE_DROP_TOO_BIG, out);
+      return;
+    case EncapStatus::kBadInput:
+      drop(m, p, SLUICE_DROP_TRUNCATED, out);
+      return;
+  }
+  uint8_t* eth = buf + f.off;
+  std::memcpy(eth, s.next_hop().dst_mac.data(), 6);
+  std::memcpy(eth + 6, s.next_hop().src_mac.data(), 6);
+  set_span(m, f);
+  p.backend_slot = b.id & (SLUICE_MAX_BACKENDS - 1);
+  transmit(m, p, out);
+}
+
+void Worker::too_big(const Snapshot& s, rte_mbuf* m, Packet& p, uint32_t next_mtu,
+                     Verdicts& out) noexcept {
+  (void)s;
+  // No ICMP error answers an ICMP error (RFC 1122 3.2.2); the other rules
+  // are build_icmp_too_big's.
+  if (!p.pr.is_icmp_error) {
+    auto* buf = static_cast<uint8_t*>(m->buf_addr);
+    FrameSpan f{m->data_off, m->data_len};
+    if (build_icmp_too_big(buf, m->buf_len, f, p.pr.l3_offset, next_mtu) == IcmpStatus::kBuilt) {
+      set_span(m, f);
+      ++counters_->global.icmp_too_big_sent;
+      // Counted as a TOO_BIG drop of the client's packet (as XDP does);
+      // the reply goes back out.
+      drop(m, p, SLUICE_DROP_TOO_BIG, out);
+      --out.n_dropped;
+      out.tx[out.n_tx++] = m;
+      return;
+    }
+  }
+  drop(m, p, SLUICE_DROP_TOO_BIG, out);
+}
+
+void Worker::drop(rte_mbuf* m, const Packet& p, sluice_drop_reason why, Verdicts& out) noexcept {
+  ++counters_->global.drops[why < SLUICE_DROP_MAX ? why : SLUICE_DROP_TRUNCATED];
+  if (p.vip != nullptr) {
+    sluice_vip_stats& v = counters_->vips[p.vip->meta.vip_id];
+    ++v.drops;
+    v.new_flows += p.new_flow;
+  }
+  out.dropped[out.n_dropped++] = m;
+}
+
+void Worker::transmit(rte_mbuf* m, const Packet& p, Verdicts& out) noexcept {
+  ++counters_->global.tx_packets;
+  sluice_vip_stats& v = counters_->vips[p.vip->meta.vip_id];
+  ++v.packets;
+  v.bytes += p.frame_len;
+  v.new_flows += p.new_flow;
+  sluice_backend_stats& b = counters_->backends[p.backend_slot];
+  ++b.packets;
+  b.bytes += p.frame_len;
+  b.new_flows += p.new_flow;
+  out.tx[out.n_tx++] = m;
+}
+
+namespace {
+template <class T>
+T copy_counters(const T& src) {
+  T out;
+  const auto* from = reinterpret_cast<const uint64_t*>(&src);
+  auto* to = reinterpret_cast<uint64_t*>(&out);
+  static_assert(sizeof(T) % sizeof(uint64_t) == 0);
+  for (size_t i = 0; i < sizeof(T) / sizeof(uint64_t); ++i)
+    to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
+  return out;
+}
+}  // namespace
+
+sluice_global_stats Worker::global_stats() const noexcept {
+  return copy_counters(counters_->global);
+}
+
+sluice_vip_stats Worker::vip_stats(uint32_t vip_id) const noexcept {
+  return vip_id < SLUICE_MAX_VIPS ? copy_counters(counters_->vips[vip_id]) : sluice_vip_stats{};
+}
+
+sluice_backend_stats Worker::backend_stats(uint32_t backend_id) const noexcept {
+  return copy_counters(counters_->backends[backend_id & (SLUICE_MAX_BACKENDS - 1)]);
+}
+
+}  // namespace sluice::dpdk

@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Worker: one lcore's load balancing of a burst of mbufs (parse, VIP,
+// flow table, Maglev, encapsulation), the embeddable call of the DPDK path.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "dataplane/abi/consts.h"
+#include "dataplane/abi/stats.h"
+#include "dataplane/core/flow_table.hpp"
+#include "dataplane/core/result.hpp"
+#include "dataplane/dpdk/snapshot_rcu.hpp"
+
+struct rte_mbuf;
+
+namespace sluice::dpdk {
+
+/// Largest burst process_burst() takes, packets (the flow table's burst).
+inline constexpr uint16_t kMaxBurst = FlowTable::kMaxBurst;
+
+/// Where each packet of a burst goes, filled by Worker::process_burst. The
+/// mbufs are the caller's again: it transmits `tx` (encapsulated packets
+/// toward the next hop, and ICMP too-big replies toward the client, both
+/// out of the port they came in on), hands `kernel` to the exception path
+/// (not for a VIP: ARP, ND, the host's own traffic) and frees `dropped`
+/// (counted under a reason already).
+struct Verdicts {
+  rte_mbuf* tx[kMaxBurst];
+  rte_mbuf* kernel[kMaxBurst];
+  rte_mbuf* dropped[kMaxBurst];
+  uint16_t n_tx = 0;
+  uint16_t n_kernel = 0;
+  uint16_t n_dropped = 0;
+};
+
+/// Set-up of one worker.
+struct WorkerConfig {
+  /// This worker's reader id in the SnapshotRcu, < its max_readers; one
+  /// worker per id.
+  uint32_t reader_id = 0;
+  /// Seed of the flow hash (dataplane/abi/flow.h): the same as the XDP
+  /// path's and every other instance's behind one ECMP group.
+  uint32_t hash_seed = 0;
+  /// This worker's own flow table: size and idle timeouts.
+  FlowTableConfig flows{.capacity = 65536};
+};
+
+/// One lcore's fast path (DESIGN.md "Packet path"), the same decisions as
+/// xdp/sluice_lb.bpf.c on the same packets:
+///  - rejects of the parser are dropped under their reason; not IP, ICMP
+///    that is not an error about a flow, other protocols, and anything not
+///    for a VIP (exact address/port/protocol, then port 0) go to the kernel;
+///  - the flow hash (5-tuple, or source address for SLUICE_VIP_HASH_SRC_ONLY)
+///    is computed once and serves the flow table and Maglev;
+///  - the per-lcore FlowTable (probation until the second packet, evicting
+///    only probation or expired entries) pins flows; a hit on a backend the
+///    snapshot no longer has is a miss (Maglev, and the entry is moved);
+///    a draining backend keeps its flows;
+///  - ICMP errors about a flow follow the flow's entry but never create,
+///    promote or refresh one; fragments hash on addresses (the parser
+///    zeroes their ports);
+///  - a packet that would exceed the MTU once encapsulated becomes an ICMP
+///    fragmentation-needed / packet-too-big reply where the rules allow
+///    (dataplane/core/icmp_too_big.hpp), counted as a TOO_BIG drop plus
+///    icmp_too_big_sent, and is transmitted back;
+///  - the rest is encapsulated in the mbuf headroom (dataplane/core/encap.hpp;
+///    IPv6-in-IPv4 as XDP writes it) with the next hop's MACs.
+///
+/// No locks, syscalls, allocation or logging in process_burst(). Owned and
+/// called by one lcore; the counters are that lcore's, in cache lines of
+/// their own, read by others through the copies below (torn reads are
+/// impossible for aligned 64-bit words on the supported CPUs, and a
+/// counter read mid-burst is only a moment old).
+class Worker {
+ public:
+  /// Builds the worker and its flow table (allocates) and registers its
+  /// reader id with `rcu` (online). Errors: the flow table's (-EINVAL,
+  /// -ENOMEM), -EINVAL for a reader id out of range.
+  [[nodiscard]] static Result<std::unique_ptr<Worker>> create(const WorkerConfig& config,
+                                                              SnapshotRcu& rcu);
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+  /// Goes offline in the SnapshotRcu.
+  ~Worker();
+
+  /// Balances pkts[0..n) (n <= kMaxBurst; any beyond are not looked at)
+  /// against the current snapshot, with the TSC as clock, and fills `out`
+  /// (overwritten). Every mbuf lands in exactly one list. Ends with a
+  /// quiescent state: the caller must call it (or idle()) regularly, or
+  /// snapshot publication waits. Returns the number of mbufs handled.
+  uint16_t process_burst(rte_mbuf* const* pkts, uint16_t n, Verdicts& out) noexcept;
+  /// The same with the flow table's clock given, ms (tests).
+  uint16_t process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& out,
+                            uint32_t now_ms) noexcept;
+  /// For an idle loop iteration: reports a quiescent state and frees a few
+  /// idle-expired flow entries.
+  void idle() noexcept;
+
+  /// This lcore's clock for the flow table, ms (TSC based, wraps).
+  [[nodiscard]] uint32_t now_ms() const noexcept;
+
+  /// Copies of the counters (see the class comment).
+  [[nodiscard]] sluice_global_stats global_stats() const noexcept;
+  /// By vip_id (< SLUICE_MAX_VIPS) and by backend id (its slot's counters).
+  [[nodiscard]] sluice_vip_stats vip_stats(uint32_t vip_id) const noexcept;
+  [[nodiscard]] sluice_backend_stats backend_stats(uint32_t backend_id) const noexcept;
+  /// The flow table (diagnostics and tests; not thread-safe: only while
+  /// the worker's lcore is not in process_burst).
+  [[nodiscard]] const FlowTable& flows() const noexcept { return flows_; }
+  [[nodiscard]] uint32_t reader_id() const noexcept { return reader_id_; }
+
+ private:
+  struct Packet;
+  // Per-lcore counters, one allocation in cache lines of its own.
+  struct alignas(64) Counters {
+    sluice_global_stats global;
+    alignas(64) sluice_vip_stats vips[SLUICE_MAX_VIPS];              // by vip_id
+    alignas(64) sluice_backend_stats backends[SLUICE_MAX_BACKENDS];  // by backend slot
+  };
+
+  Worker(FlowTable flows, SnapshotRcu& rcu, const WorkerConfig& config);
+  void select_and_forward(const Snapshot& s, rte_mbuf* m, Packet& p, Verdicts& out) noexcept;
+  void forward(const Snapshot& s, rte_mbuf* m, Packet& p, const sluice_backend& b,
+               Verdicts& out) noexcept;
+  void too_big(const Snapshot& s, rte_mbuf* m, Packet& p, uint32_t next_mtu,
+               Verdicts& out) noexcept;
+  void drop(rte_mbuf* m, const Packet& p, sluice_drop_reason why, Verdicts& out) noexcept;
+  void transmit(rte_mbuf* m, const Packet& p, Verdicts& out) noexcept;
+  [[nodiscard]] bool icmp_entry_live(const FlowEntry& e, uint8_t proto,
+                                     uint32_t now_ms) const noexcept;
+
+  FlowTable flows_;
+  SnapshotRcu& rcu_;
+  uint32_t reader_id_;
+  uint32_t hash_seed_;
+  uint64_t tsc_per_ms_;
+  std::unique_ptr<Counters> counters_;
+};
+
+}  // namespace sluice::dpdk

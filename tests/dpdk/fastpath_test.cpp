@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// DpdkFastpath: the control library's Fastpath over the DPDK path -- a
+// FastpathSnapshot published through it steers the workers, an invalid one
+// changes nothing, and the counters are the workers' summed.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <vector>
+
+#include "control/dpdk_fastpath.hpp"
+#include "tests/dpdk/dpdk_env.hpp"
+#include "tests/dpdk/world.hpp"
+
+namespace sluice::test {
+namespace {
+
+using control::DpdkFastpath;
+using control::FastpathSnapshot;
+using control::FastpathVip;
+
+// The standard world as the Balancer hands it over.
+struct Converted {
+  FastpathSnapshot snap;
+  std::vector<std::vector<uint32_t>> tables;  // what the spans point into
+};
+
+Converted from_world(const World& w, bool with_gateway = true) {
+  const dpdk::SnapshotSpec spec = w.spec();
+  Converted c;
+  c.tables.reserve(spec.vips.size());
+  for (const dpdk::SnapshotVipSpec& v : spec.vips) {
+    c.tables.push_back(v.table);
+    FastpathVip fv;
+    fv.key = v.key;
+    fv.meta = v.meta;
+    fv.meta.table_size = static_cast<uint32_t>(v.table.size());
+    fv.table = c.tables.back();
+    c.snap.vips.push_back(fv);
+  }
+  c.snap.backends = spec.backends;
+  c.snap.encap = spec.encap;
+  if (with_gateway) c.snap.gateway_mac = spec.next_hop.dst_mac;
+  return c;
+}
+
+TEST(DpdkFastpathTest, PublishedSnapshotsSteerTheWorkersAndCountersAreSummed) {
+  DpdkFastpath::Options o;
+  o.interface = "net_null0";
+  o.max_workers = 2;
+  o.port_mac = {kLbMac[0], kLbMac[1], kLbMac[2], kLbMac[3], kLbMac[4], kLbMac[5]};
+  auto made = DpdkFastpath::create(o);
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  DpdkFastpath& fp = *made.value();
+  EXPECT_EQ(fp.info().kind, "dpdk");
+  EXPECT_TRUE(fp.initial_state().vips.empty());
+
+  std::vector<std::unique_ptr<dpdk::Worker>> workers;
+  for (uint32_t id = 0; id < 2; ++id) {
+    auto w = dpdk::Worker::create(
+        {.reader_id = id, .hash_seed = kSeed, .flows = {.capacity = 1024}}, fp.rcu());
+    ASSERT_TRUE(w.ok());
+    workers.push_back(std::move(w.value()));
+    fp.attach_worker(workers.back().get());
+  }
+
+  const Bytes in = PacketBuilder()
+                       .eth({.dst = kLbMac, .src = kRouterMac})
+                       .ipv4({.src = "192.0.2.10", .dst = "10.0.0.1"})
+                       .tcp({.sport = 40000, .dport = 80})
+                       .build();
+  const auto send = [&](dpdk::Worker& w) {
+    rte_mbuf* m = to_mbuf(in);
+    dpdk::Verdicts v;
+    w.process_burst(&m, 1, v);
+    const Bytes out = from_mbuf(m);
+    rte_pktmbuf_free(m);
+    return std::make_pair(v.n_tx == 1 ? 't' : v.n_kernel == 1 ? 'k' : 'd', out);
+  };
+
+  // Before any publication nothing is a VIP: to the kernel.
+  EXPECT_EQ(send(*workers[0]).first, 'k');
+
+  const World world;
+  const Converted c = from_world(world);
+  ASSERT_TRUE(fp.publish(c.snap).ok());
+  const auto key = flow_key("192.0.2.10", 40000, "10.0.0.1", 80, kTcp);
+  const auto [verdict, out] = send(*workers[0]);
+  EXPECT_EQ(verdict, 't');
+  EXPECT_EQ(out, world.forwarded(in, 0, 1, key));
+  EXPECT_EQ(send(*workers[1]).first, 't');
+
+  // An invalid snapshot changes nothing.
+  Converted bad = from_world(world);
+  bad.snap.vips[1].meta.vip_id = bad.snap.vips[0].meta.vip_id;
+  const auto rejected = fp.publish(bad.snap);
+  ASSERT_FALSE(rejected.ok());
+  EXPECT_EQ(rejected.error().code, -EINVAL);
+  EXPECT_EQ(send(*workers[1]).first, 't');
+
+  // Counters: both workers, summed.
+  const auto g = fp.global_stats();
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g.value().rx_packets, 4u);
+  EXPECT_EQ(g.value().tx_packets, 3u);
+  EXPECT_EQ(g.value().pass_packets, 1u);
+  EXPECT_EQ(fp.vip_stats(1).value().packets, 3u);
+  EXPECT_EQ(fp.backend_stats(world.choice(1, key)).value().packets, 3u);
+  EXPECT_FALSE(fp.vip_stats(SLUICE_MAX_VIPS).ok());
+
+  // Without a gateway MAC the one published before stays.
+  const Converted no_gw = from_world(world, false);
+  ASSERT_TRUE(fp.publish(no_gw.snap).ok());
+  EXPECT_EQ(send(*workers[0]).first, 't');
+  EXPECT_TRUE(fp.refresh_next_hop({}).ok());
+  const IpAddress target = address("10.1.0.1");
+  EXPECT_EQ(fp.refresh_next_hop({&target, 1}).error().code, -EOPNOTSUPP);
+
+  for (auto& w : workers) fp.detach_worker(w.get());
+  workers.clear();
+}
+
+}  // namespace
+}  // namespace sluice::test
+
+int main(int argc, char** argv) { return sluice::test::dpdk_test_main(argc, argv); }

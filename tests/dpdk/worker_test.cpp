@@ -1,0 +1,493 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// Worker::process_burst packet by packet and flow by flow: a fixture table
+// of {description, input frame, expected verdict, expected output frame,
+// expected counter deltas} against the standard world (tests/dpdk/world.hpp),
+// the same cases as the XDP program's table (tests/bpf/lb_packet_test.cpp),
+// then the flow-table semantics the two paths share.
+#include "dataplane/dpdk/worker.hpp"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/dpdk/snapshot_rcu.hpp"
+#include "tests/dpdk/dpdk_env.hpp"
+#include "tests/dpdk/world.hpp"
+
+namespace sluice::test {
+namespace {
+
+using dpdk::SnapshotRcu;
+using dpdk::Verdicts;
+using dpdk::Worker;
+
+constexpr const char* kClient = "192.0.2.10";
+constexpr const char* kClient6 = "2001:db8:c::10";
+
+enum class Verdict { kTx, kKernel, kDrop };
+
+const char* name(Verdict v) {
+  return v == Verdict::kTx ? "tx" : v == Verdict::kKernel ? "kernel" : "drop";
+}
+
+PacketBuilder frame() { return PacketBuilder().eth({.dst = kLbMac, .src = kRouterMac}); }
+Ipv4Spec v4(const char* src, const char* dst) { return {.src = src, .dst = dst}; }
+Ipv6Spec v6(const char* src, const char* dst) { return {.src = src, .dst = dst}; }
+TcpSpec tcp(uint16_t sport, uint16_t dport, uint8_t flags = 0x02) {
+  return {.sport = sport, .dport = dport, .flags = flags};
+}
+UdpSpec udp(uint16_t sport, uint16_t dport) { return {.sport = sport, .dport = dport}; }
+Bytes tcp4(const char* dst, uint16_t dport, uint16_t sport = 40000, size_t payload = 32) {
+  return frame().ipv4(v4(kClient, dst)).tcp(tcp(sport, dport)).payload(pattern(payload)).build();
+}
+
+sluice_global_stats forwarded(size_t len, bool hit = false) {
+  sluice_global_stats s{};
+  s.rx_packets = 1;
+  s.rx_bytes = len;
+  s.tx_packets = 1;
+  (hit ? s.flow_hits : s.flow_misses) = 1;
+  return s;
+}
+sluice_global_stats passed(size_t len) {
+  sluice_global_stats s{};
+  s.rx_packets = 1;
+  s.rx_bytes = len;
+  s.pass_packets = 1;
+  return s;
+}
+sluice_global_stats dropped(size_t len, sluice_drop_reason why) {
+  sluice_global_stats s{};
+  s.rx_packets = 1;
+  s.rx_bytes = len;
+  s.drops[why] = 1;
+  return s;
+}
+
+void expect_delta(const sluice_global_stats& before, const sluice_global_stats& after,
+                  const sluice_global_stats& want, const std::string& what) {
+  const auto* b = reinterpret_cast<const uint64_t*>(&before);
+  const auto* a = reinterpret_cast<const uint64_t*>(&after);
+  const auto* w = reinterpret_cast<const uint64_t*>(&want);
+  for (size_t i = 0; i < sizeof want / 8; ++i)
+    EXPECT_EQ(a[i] - b[i], w[i]) << what << ": global counter word " << i;
+}
+
+struct Row {
+  std::string name;
+  Bytes in;
+  Verdict verdict;
+  Bytes out;  // expected; empty for kKernel means "the input, untouched"
+  sluice_global_stats delta;
+  uint32_t vip = SLUICE_BACKEND_NONE;
+  uint32_t backend = SLUICE_BACKEND_NONE;
+  bool new_flow = false;
+};
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { restart(); }
+
+  void restart(const FlowTableConfig& flows = {.capacity = 4096}) {
+    worker_.reset();
+    rcu_.reset();
+    auto rcu = SnapshotRcu::create(1, world_.snapshot());
+    ASSERT_TRUE(rcu.ok()) << rcu.error().message;
+    rcu_ = std::move(rcu.value());
+    auto w = Worker::create({.reader_id = 0, .hash_seed = kSeed, .flows = flows}, *rcu_);
+    ASSERT_TRUE(w.ok()) << w.error().message;
+    worker_ = std::move(w.value());
+  }
+  void publish() { rcu_->publish(world_.snapshot()); }
+
+  struct Out {
+    Verdict verdict;
+    Bytes frame;
+  };
+  // One frame through process_burst_at at time now_ms.
+  Out run(const Bytes& in, uint32_t now = 1000) {
+    rte_mbuf* m = to_mbuf(in);
+    Verdicts v;
+    EXPECT_EQ(worker_->process_burst_at(&m, 1, v, now), 1);
+    EXPECT_EQ(v.n_tx + v.n_kernel + v.n_dropped, 1);
+    Out o{v.n_tx == 1       ? Verdict::kTx
+          : v.n_kernel == 1 ? Verdict::kKernel
+                            : Verdict::kDrop,
+          from_mbuf(m)};
+    rte_pktmbuf_free(m);
+    return o;
+  }
+  uint32_t backend_of(const Out& o) {
+    if (o.verdict != Verdict::kTx) return SLUICE_BACKEND_NONE;
+    size_t l3 = 14;
+    while (l3 + 4 <= o.frame.size() && (get_be16(&o.frame[l3 - 2]) == SLUICE_ETH_P_8021Q ||
+                                        get_be16(&o.frame[l3 - 2]) == SLUICE_ETH_P_8021AD))
+      l3 += 4;
+    if (o.frame.size() < l3 + 40) return SLUICE_BACKEND_NONE;
+    for (const World::Known& k : World::kKnown) {
+      const uint32_t id = k.id;
+      const IpAddress a = address(k.addr);
+      if (!a.is_v6() && std::memcmp(&o.frame[l3 + 16], a.ip.bytes, 4) == 0) return id;
+      if (a.is_v6() && std::memcmp(&o.frame[l3 + 24], a.ip.bytes, 16) == 0) return id;
+    }
+    return SLUICE_BACKEND_NONE;
+  }
+
+  Row fwd(std::string n, Bytes in, uint32_t vip, const sluice_flow_key& k, size_t ntags = 0) {
+    Row r{std::move(n), in, Verdict::kTx, world_.forwarded(in, ntags, vip, k),
+          forwarded(in.size())};
+    r.vip = vip;
+    r.backend = world_.choice(vip, k);
+    r.new_flow = true;
+    return r;
+  }
+  static Row pass(std::string n, Bytes in) {
+    const size_t len = in.size();
+    return Row{std::move(n), std::move(in), Verdict::kKernel, {}, passed(len)};
+  }
+  static Row drop(std::string n, Bytes in, sluice_drop_reason why,
+                  uint32_t vip = SLUICE_BACKEND_NONE) {
+    const size_t len = in.size();
+    Row r{std::move(n), std::move(in), Verdict::kDrop, {}, dropped(len, why)};
+    r.vip = vip;
+    return r;
+  }
+  std::vector<Row> rows();
+
+  World world_;
+  std::unique_ptr<SnapshotRcu> rcu_;
+  std::unique_ptr<Worker> worker_;
+};
+
+std::vector<Row> WorkerTest::rows() {
+  std::vector<Row> t;
+  t.push_back(fwd("IPv4 TCP to an IPv4 VIP -> IPv4 backend (IPIP)", tcp4("10.0.0.1", 80), 1,
+                  flow_key(kClient, 40000, "10.0.0.1", 80, kTcp)));
+  t.push_back(
+      fwd("IPv4 UDP -> IPv4 backend",
+          frame().ipv4(v4(kClient, "10.0.0.1")).udp(udp(5353, 53)).payload(pattern(40)).build(), 2,
+          flow_key(kClient, 5353, "10.0.0.1", 53, kUdp)));
+  t.push_back(fwd(
+      "IPv6 TCP -> IPv6 backend (IPv6-in-IPv6)",
+      frame().ipv6(v6(kClient6, "2001:db8::1")).tcp(tcp(40000, 443)).payload(pattern(20)).build(),
+      4, flow_key(kClient6, 40000, "2001:db8::1", 443, kTcp)));
+  t.push_back(fwd(
+      "IPv6 UDP to a wildcard IPv6 VIP",
+      frame().ipv6(v6(kClient6, "2001:db8::1")).udp(udp(7000, 9999)).payload(pattern(20)).build(),
+      5, flow_key(kClient6, 7000, "2001:db8::1", 9999, kUdp)));
+  t.push_back(fwd("IPv4 VIP -> IPv6 backend (IPv4-in-IPv6)", tcp4("10.0.0.3", 80), 6,
+                  flow_key(kClient, 40000, "10.0.0.3", 80, kTcp)));
+  t.push_back(fwd("IPv6 VIP -> IPv4 backend (IPv6-in-IPv4)",
+                  frame().ipv6(v6(kClient6, "2001:db8::3")).tcp(tcp(40000, 80)).build(), 7,
+                  flow_key(kClient6, 40000, "2001:db8::3", 80, kTcp)));
+  t.push_back(fwd("port-0 wildcard VIP matches any port", tcp4("10.0.0.2", 12345), 3,
+                  flow_key(kClient, 40000, "10.0.0.2", 12345, kTcp)));
+  t.push_back(fwd("DF copied to the outer header, which then has id 0",
+                  frame()
+                      .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 77, .dont_fragment = true})
+                      .tcp(tcp(40012, 80))
+                      .build(),
+                  1, flow_key(kClient, 40012, "10.0.0.1", 80, kTcp)));
+  t.push_back(fwd(
+      "DSCP and ECN copied",
+      frame().ipv4({.src = kClient, .dst = "10.0.0.1", .tos = 0xb9}).tcp(tcp(40002, 80)).build(), 1,
+      flow_key(kClient, 40002, "10.0.0.1", 80, kTcp)));
+  t.push_back(fwd("source-only hash VIP",
+                  frame().ipv4(v4("192.0.2.20", "10.0.0.4")).tcp(tcp(1000, 80)).build(), 8,
+                  flow_key("192.0.2.20", 1000, "10.0.0.4", 80, kTcp)));
+  {
+    Bytes in = frame().ipv4(v4(kClient, "10.0.0.1")).tcp(tcp(40003, 80)).build();
+    in.resize(60, 0);
+    t.push_back(fwd("Ethernet padding is not carried", in, 1,
+                    flow_key(kClient, 40003, "10.0.0.1", 80, kTcp)));
+  }
+  t.push_back(
+      fwd("one 802.1Q tag, kept",
+          frame().vlan({.vid = 100}).ipv4(v4(kClient, "10.0.0.1")).tcp(tcp(40004, 80)).build(), 1,
+          flow_key(kClient, 40004, "10.0.0.1", 80, kTcp), 1));
+  t.push_back(fwd("QinQ, both tags kept",
+                  frame()
+                      .vlan({.vid = 10, .tpid = SLUICE_ETH_P_8021AD})
+                      .vlan({.vid = 100})
+                      .ipv6(v6(kClient6, "2001:db8::1"))
+                      .tcp(tcp(40004, 443))
+                      .build(),
+                  4, flow_key(kClient6, 40004, "2001:db8::1", 443, kTcp), 2));
+  {
+    // A first fragment hashes on addresses (ports 0), like every later one.
+    Ipv4Spec f = v4(kClient, "10.0.0.2");
+    f.more_fragments = true;
+    t.push_back(fwd("IPv4 first fragment to a wildcard VIP: hashed on addresses",
+                    frame().ipv4(f).tcp(tcp(40000, 80)).payload(pattern(64)).build(), 3,
+                    flow_key(kClient, 0, "10.0.0.2", 0, kTcp)));
+  }
+
+  t.push_back(pass("ARP goes to the kernel",
+                   frame().raw({.bytes = pattern(28), .ethertype = 0x0806}).build()));
+  t.push_back(pass("not a VIP address", tcp4("10.9.9.9", 80)));
+  t.push_back(pass("a VIP address, another port", tcp4("10.0.0.1", 8080)));
+  t.push_back(
+      pass("ICMP echo to a VIP",
+           frame().ipv4(v4(kClient, "10.0.0.1")).icmp({.type = 8}).payload(pattern(16)).build()));
+  t.push_back(
+      pass("GRE to a VIP (neither TCP nor UDP)",
+           frame().ipv4(v4(kClient, "10.0.0.1")).raw({.bytes = pattern(24), .proto = 47}).build()));
+
+  t.push_back(drop("three VLAN tags",
+                   frame()
+                       .vlan({.vid = 1, .tpid = SLUICE_ETH_P_8021AD})
+                       .vlan({.vid = 2})
+                       .vlan({.vid = 3})
+                       .ipv4(v4(kClient, "10.0.0.1"))
+                       .tcp(tcp(40000, 80))
+                       .build(),
+                   SLUICE_DROP_BAD_L2));
+  t.push_back(drop("truncated TCP header", slice(tcp4("10.0.0.1", 80, 40000, 0), 0, 14 + 20 + 10),
+                   SLUICE_DROP_BAD_IPV4));
+  {
+    Row r = drop("VIP with an empty table", tcp4("10.0.0.9", 80), SLUICE_DROP_NO_BACKEND, 9);
+    t.push_back(r);
+  }
+  {
+    // 1500-byte DF packet: over the MTU once encapsulated; a frag-needed
+    // reply back to the client (576 bytes, RFC 1812), TOO_BIG counted.
+    Ipv4Spec df = v4(kClient, "10.0.0.1");
+    df.dont_fragment = true;
+    const Bytes in = frame().ipv4(df).tcp(tcp(40001, 80, 0x10)).payload(pattern(1460)).build();
+    const Bytes reply = PacketBuilder()
+                            .ipv4({.src = "10.0.0.1",
+                                   .dst = kClient,
+                                   .tos = 0xC0,
+                                   .ttl = 64,
+                                   .id = 0,
+                                   .dont_fragment = true})
+                            .icmp_error(3, 4, slice(in, 14, 548), 1480)
+                            .build_ip();
+    Bytes l2 = slice(in, 0, 14);
+    std::copy(kRouterMac.begin(), kRouterMac.end(), l2.begin());
+    std::copy(kLbMac.begin(), kLbMac.end(), l2.begin() + 6);
+    sluice_global_stats d = dropped(in.size(), SLUICE_DROP_TOO_BIG);
+    d.flow_misses = 1;
+    d.icmp_too_big_sent = 1;
+    Row r{"too big after encapsulation: ICMP frag-needed back", in, Verdict::kTx, cat({l2, reply}),
+          d};
+    r.vip = 1;
+    r.new_flow = true;
+    t.push_back(r);
+  }
+  return t;
+}
+
+TEST_F(WorkerTest, FixtureTable) {
+  for (const Row& r : rows()) {
+    SCOPED_TRACE(r.name);
+    restart();  // every row starts with an empty flow table
+    const sluice_global_stats g0 = worker_->global_stats();
+    const Out o = run(r.in);
+    EXPECT_EQ(name(o.verdict), name(r.verdict));
+    if (r.verdict == Verdict::kKernel) {
+      EXPECT_EQ(o.frame, r.in);
+    } else if (r.verdict == Verdict::kTx) {
+      EXPECT_EQ(o.frame, r.out);
+    }
+    expect_delta(g0, worker_->global_stats(), r.delta, r.name);
+    if (r.vip != SLUICE_BACKEND_NONE) {
+      const sluice_vip_stats vs = worker_->vip_stats(r.vip);
+      const bool sent = r.backend != SLUICE_BACKEND_NONE;
+      EXPECT_EQ(vs.packets, sent ? 1u : 0u);
+      EXPECT_EQ(vs.drops, sent ? 0u : 1u);
+      EXPECT_EQ(vs.new_flows, r.new_flow ? 1u : 0u);
+    }
+    if (r.backend != SLUICE_BACKEND_NONE) {
+      EXPECT_EQ(backend_of(o), r.backend);
+      const sluice_backend_stats bs = worker_->backend_stats(r.backend);
+      EXPECT_EQ(bs.packets, 1u);
+      EXPECT_EQ(bs.bytes, r.in.size());
+      EXPECT_EQ(bs.new_flows, 1u);
+    }
+  }
+}
+
+TEST_F(WorkerTest, NoNextHopIsACountedDrop) {
+  World w;
+  dpdk::SnapshotSpec s = w.spec();
+  s.next_hop = {};
+  auto snap = dpdk::Snapshot::create(s);
+  ASSERT_TRUE(snap.ok());
+  rcu_->publish(std::move(snap.value()));
+  const Bytes in = tcp4("10.0.0.1", 80);
+  const sluice_global_stats g0 = worker_->global_stats();
+  EXPECT_EQ(run(in).verdict, Verdict::kDrop);
+  sluice_global_stats d = dropped(in.size(), SLUICE_DROP_TX_FAILED);
+  d.flow_misses = 1;
+  expect_delta(g0, worker_->global_stats(), d, "no next hop");
+}
+
+// A flow stays on its backend while the table changes under it; a drained
+// backend keeps it; a removed backend is a miss and the flow moves.
+TEST_F(WorkerTest, EstablishedFlowsSurviveTableChangesAndDrainButNotRemoval) {
+  const auto key = [](uint16_t p) { return flow_key(kClient, p, "10.0.0.1", 80, kTcp); };
+  // A flow whose Maglev choice is backend 1.
+  uint16_t port = 40000;
+  while (world_.choice(1, key(port)) != 1) ++port;
+  const Bytes in = tcp4("10.0.0.1", 80, port);
+  EXPECT_EQ(backend_of(run(in, 1000)), 1u);
+  EXPECT_EQ(backend_of(run(in, 1001)), 1u);  // promoted to established
+
+  // The table now sends everything to 2: the flow stays on 1.
+  world_.set_table(1, std::vector<uint32_t>(kTableSize, 2));
+  publish();
+  sluice_global_stats g0 = worker_->global_stats();
+  EXPECT_EQ(backend_of(run(in, 1002)), 1u);
+  EXPECT_EQ(worker_->global_stats().flow_hits - g0.flow_hits, 1u);
+
+  // Backend 1 draining (weight 0: no longer in the table): still 1.
+  world_.add_backend(1, "10.1.0.1", SLUICE_BACKEND_DRAINING);
+  publish();
+  EXPECT_EQ(backend_of(run(in, 1003)), 1u);
+
+  // Backend 1 removed: a miss, Maglev gives 2, and the entry follows.
+  world_.remove_backend(1);
+  world_.set_table(8, world_.build_table({2, 3}));
+  world_.set_table(7, std::vector<uint32_t>(kTableSize, SLUICE_BACKEND_NONE));
+  world_.set_table(3, world_.build_table({2, 3}));
+  world_.set_table(2, world_.build_table({2}));
+  publish();
+  g0 = worker_->global_stats();
+  EXPECT_EQ(backend_of(run(in, 1004)), 2u);
+  EXPECT_EQ(worker_->global_stats().flow_misses - g0.flow_misses, 1u);
+  EXPECT_EQ(backend_of(run(in, 1005)), 2u);
+  EXPECT_EQ(worker_->global_stats().flow_hits - g0.flow_hits, 1u);
+}
+
+TEST_F(WorkerTest, IdleEntriesExpire) {
+  restart({.capacity = 4096, .tcp_idle_ms = 10'000, .udp_idle_ms = 5'000, .probation_ms = 2'000});
+  uint16_t port = 40000;
+  const auto key = [](uint16_t p) { return flow_key(kClient, p, "10.0.0.1", 80, kTcp); };
+  while (world_.choice(1, key(port)) != 1) ++port;
+  const Bytes in = tcp4("10.0.0.1", 80, port);
+  EXPECT_EQ(backend_of(run(in, 1000)), 1u);
+  EXPECT_EQ(backend_of(run(in, 1001)), 1u);
+  world_.set_table(1, std::vector<uint32_t>(kTableSize, 3));
+  publish();
+  EXPECT_EQ(backend_of(run(in, 1001 + 9'000)), 1u);           // within the TCP idle time
+  EXPECT_EQ(backend_of(run(in, 1001 + 9'000 + 10'001)), 3u);  // expired: Maglev again
+}
+
+// An ICMP error about a flow reaches the flow's backend, not Maglev's
+// current choice, and does not refresh or create the entry.
+TEST_F(WorkerTest, IcmpErrorFollowsTheFlowsEntry) {
+  uint16_t port = 40000;
+  const auto key = [](uint16_t p) { return flow_key(kClient, p, "10.0.0.1", 80, kTcp); };
+  while (world_.choice(1, key(port)) != 1) ++port;
+  const Bytes in = tcp4("10.0.0.1", 80, port);
+  EXPECT_EQ(backend_of(run(in, 1000)), 1u);
+  EXPECT_EQ(backend_of(run(in, 1001)), 1u);
+  world_.set_table(1, std::vector<uint32_t>(kTableSize, 2));
+  publish();
+  // The router's error quotes the server's reply (VIP -> client).
+  const Bytes quoted = PacketBuilder()
+                           .ipv4({.src = "10.0.0.1", .dst = kClient})
+                           .tcp({.sport = 80, .dport = port, .flags = 0x12})
+                           .build_ip();
+  const Bytes err =
+      frame().ipv4(v4("203.0.113.1", "10.0.0.1")).icmp_error(3, 4, head(quoted, 28), 1400).build();
+  const sluice_global_stats g0 = worker_->global_stats();
+  const Out o = run(err, 1002);
+  EXPECT_EQ(backend_of(o), 1u);
+  EXPECT_EQ(worker_->global_stats().flow_hits - g0.flow_hits, 1u);
+  EXPECT_EQ(worker_->vip_stats(1).new_flows, 1u);  // only the flow's first packet
+  // An error about an unknown flow goes where Maglev says, and stores nothing.
+  const Bytes quoted2 = PacketBuilder()
+                            .ipv4({.src = "10.0.0.1", .dst = kClient})
+                            .tcp({.sport = 80, .dport = 1, .flags = 0x12})
+                            .build_ip();
+  const Bytes err2 =
+      frame().ipv4(v4("203.0.113.1", "10.0.0.1")).icmp_error(3, 4, head(quoted2, 28), 1400).build();
+  const uint32_t entries = worker_->flows().size();
+  EXPECT_EQ(backend_of(run(err2, 1003)), 2u);
+  EXPECT_EQ(worker_->flows().size(), entries);
+}
+
+// A flood of one-packet flows never evicts an established flow.
+TEST_F(WorkerTest, FloodOfNewFlowsKeepsEstablishedOnes) {
+  restart({.capacity = 64});
+  std::vector<Bytes> established;
+  for (uint16_t p = 1000; p < 1016; ++p) {
+    established.push_back(tcp4("10.0.0.1", 80, p));
+    (void)run(established.back(), 1000);
+    (void)run(established.back(), 1001);
+  }
+  for (uint32_t i = 0; i < 5000; ++i) {
+    const std::string src = "100.64." + std::to_string(i / 250) + "." + std::to_string(1 + i % 250);
+    (void)run(frame().ipv4(v4(src.c_str(), "10.0.0.1")).tcp(tcp(2000, 80)).build(), 1002);
+  }
+  world_.set_table(1, std::vector<uint32_t>(kTableSize, 3));
+  publish();
+  const sluice_global_stats g0 = worker_->global_stats();
+  for (const Bytes& in : established) (void)run(in, 1003);
+  EXPECT_EQ(worker_->global_stats().flow_hits - g0.flow_hits, established.size());
+}
+
+// A whole burst in one call: each mbuf lands in exactly one list, in
+// order, and packets of one flow in one burst meet one backend.
+TEST_F(WorkerTest, MixedBurst) {
+  std::vector<Bytes> in;
+  for (uint16_t i = 0; i < 48; ++i)
+    in.push_back(tcp4("10.0.0.1", 80, static_cast<uint16_t>(3000 + i % 16)));
+  for (uint16_t i = 0; i < 8; ++i) in.push_back(tcp4("10.9.9.9", 80));
+  for (uint16_t i = 0; i < 8; ++i) in.push_back(tcp4("10.0.0.9", 80));
+  rte_mbuf* m[64];
+  for (size_t i = 0; i < in.size(); ++i) m[i] = to_mbuf(in[i]);
+  Verdicts v;
+  ASSERT_EQ(worker_->process_burst_at(m, 64, v, 5000), 64);
+  EXPECT_EQ(v.n_tx, 48);
+  EXPECT_EQ(v.n_kernel, 8);
+  EXPECT_EQ(v.n_dropped, 8);
+  for (uint16_t i = 0; i < v.n_tx; ++i) {
+    EXPECT_EQ(v.tx[i], m[i]);
+    const Out o{Verdict::kTx, from_mbuf(v.tx[i])};
+    EXPECT_EQ(backend_of(o),
+              world_.choice(1, flow_key(kClient, static_cast<uint16_t>(3000 + i % 16), "10.0.0.1",
+                                        80, kTcp)));
+  }
+  for (auto* x : m) rte_pktmbuf_free(x);
+}
+
+TEST(SnapshotTest, RejectsInvalidSpecs) {
+  World w;
+  const auto fails = [](dpdk::SnapshotSpec s, const char* what) {
+    auto r = dpdk::Snapshot::create(s);
+    EXPECT_FALSE(r.ok()) << what;
+    if (!r.ok()) {
+      EXPECT_EQ(r.error().code, -EINVAL) << what;
+    }
+  };
+  dpdk::SnapshotSpec s = w.spec();
+  s.vips[1].meta.vip_id = s.vips[0].meta.vip_id;
+  fails(s, "vip_id twice");
+  s = w.spec();
+  s.vips[0].table.resize(1000);
+  fails(s, "table size not prime");
+  s = w.spec();
+  s.vips[0].table[7] = 99;
+  fails(s, "table names an unknown backend");
+  s = w.spec();
+  s.backends.push_back(s.backends[0]);
+  fails(s, "one slot twice");
+  s = w.spec();
+  s.encap.src_v6 = {};
+  fails(s, "no IPv6 source for IPv6 backends");
+  s = w.spec();
+  s.vips.push_back(s.vips[0]);
+  s.vips.back().meta.vip_id = 100;
+  fails(s, "one key twice");
+  EXPECT_TRUE(dpdk::Snapshot::create(w.spec()).ok());
+}
+
+}  // namespace
+}  // namespace sluice::test
+
+int main(int argc, char** argv) { return sluice::test::dpdk_test_main(argc, argv); }
