@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Loader::active_flows: established flows per backend, counted from the
-// per-CPU flow map.
+// established-flow map (one value per key, shared by every CPU).
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <time.h>
@@ -20,43 +20,39 @@ constexpr uint32_t kBatchKeys = 256;
 // The kernel's ENOTSUPP (no batch operations for this map type), which is
 // not in userspace errno.h.
 constexpr int kEnotsupp = 524;
-// A per-CPU value in a user-space buffer takes a multiple of 8 bytes.
-constexpr size_t kValueStride = (sizeof(sluice_flow_value) + 7) / 8 * 8;
+// Values of a (non-per-CPU) hash map are packed at their own size.
+constexpr size_t kValueStride = sizeof(sluice_flow_value);
 
 // The packet path's clock (bpf_ktime_get_coarse_ns / 1e6, truncated).
 uint32_t coarse_now_ms() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  const uint64_t ms = static_cast<uint64_t>(ts.tv_sec) * 1000 +
-                      static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+  const uint64_t ms =
+      static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
   return static_cast<uint32_t>(ms);
 }
 
-// Counts the live per-CPU values of one key.
+// Counts one key's value when it is a live established flow.
 class Counter {
  public:
-  Counter(uint32_t now_ms, uint32_t tcp_idle_ms, uint32_t udp_idle_ms, size_t ncpus,
-          ActiveFlows* out)
-      : now_(now_ms), tcp_idle_(tcp_idle_ms), udp_idle_(udp_idle_ms), ncpus_(ncpus), out_(out) {}
+  Counter(uint32_t now_ms, uint32_t tcp_idle_ms, uint32_t udp_idle_ms, ActiveFlows* out)
+      : now_(now_ms), tcp_idle_(tcp_idle_ms), udp_idle_(udp_idle_ms), out_(out) {}
 
-  void add(const sluice_flow_key& key, const uint8_t* values) {
+  void add(const sluice_flow_key& key, const uint8_t* value) {
     const uint32_t idle = key.proto == SLUICE_IPPROTO_TCP ? tcp_idle_ : udp_idle_;
     ++out_->keys_read;
-    for (size_t cpu = 0; cpu < ncpus_; ++cpu) {
-      sluice_flow_value v{};
-      std::memcpy(&v, values + cpu * kValueStride, sizeof v);
-      if (v.state != SLUICE_FLOW_ESTABLISHED) continue;
-      // As lb_flow_expired: signed, so a stamp a tick ahead reads as fresh.
-      if (static_cast<int32_t>(now_ - v.last_seen) > static_cast<int32_t>(idle)) continue;
-      ++out_->by_backend[v.backend_id];
-    }
+    sluice_flow_value v{};
+    std::memcpy(&v, value, sizeof v);
+    if (v.state != SLUICE_FLOW_ESTABLISHED) return;
+    // As lb_flow_expired: signed, so a stamp a tick ahead reads as fresh.
+    if (static_cast<int32_t>(now_ - v.last_seen) > static_cast<int32_t>(idle)) return;
+    ++out_->by_backend[v.backend_id];
   }
 
  private:
   uint32_t now_;
   uint32_t tcp_idle_;
   uint32_t udp_idle_;
-  size_t ncpus_;
   ActiveFlows* out_;
 };
 
@@ -65,16 +61,13 @@ class Counter {
 Result<ActiveFlows> Loader::active_flows(uint32_t max_keys) const {
   bpf_map* map = skel_->maps.sluice_flows;
   const int fd = map_fd(map);
-  const int ncpus = libbpf_num_possible_cpus();
-  if (ncpus <= 0) return sys_error(ncpus, "counting possible CPUs");
-  const size_t n_cpus = static_cast<size_t>(ncpus);
   const uint64_t limit = max_keys != 0 ? max_keys : bpf_map__max_entries(map);
 
   ActiveFlows out;
   Counter counter(coarse_now_ms(), skel_->rodata->sluice_tcp_idle_ms,
-                  skel_->rodata->sluice_udp_idle_ms, n_cpus, &out);
+                  skel_->rodata->sluice_udp_idle_ms, &out);
   std::vector<sluice_flow_key> keys(kBatchKeys);
-  std::vector<uint8_t> values(kBatchKeys * n_cpus * kValueStride);
+  std::vector<uint8_t> values(kBatchKeys * kValueStride);
 
   // Batched: the hash map's batch token is a bucket index (u32).
   uint32_t token = 0;
@@ -94,7 +87,7 @@ Result<ActiveFlows> Loader::active_flows(uint32_t max_keys) const {
       return sys_error(e, "reading sluice_flows (batch)");
     }
     for (uint32_t i = 0; i < count; ++i)
-      counter.add(keys[i], values.data() + size_t{i} * n_cpus * kValueStride);
+      counter.add(keys[i], values.data() + size_t{i} * kValueStride);
     first = false;
     if (e == ENOENT) return out;
   }

@@ -207,17 +207,15 @@ class Loader {
       uint32_t backend_id) const;
 
   /// Counts the established flows of each backend: walks the flow map
-  /// (sluice_flows) and counts, for every key and every CPU, a value in
-  /// state ESTABLISHED whose last_seen is within the protocol's idle
-  /// timeout (the packet path's own test, lb_flow_expired: last_seen is ms
-  /// of CLOCK_MONOTONIC_COARSE truncated to 32 bits, compared by signed
-  /// difference). A flow the NIC spread over two CPUs counts twice, as it
-  /// holds two entries. Reads at most `max_keys` keys (0: the map's
+  /// (sluice_flows, one value per key shared by every CPU) and counts the
+  /// values in state ESTABLISHED whose last_seen is within the protocol's
+  /// idle timeout (the packet path's own test, lb_flow_expired: last_seen
+  /// is ms of CLOCK_MONOTONIC_COARSE truncated to 32 bits, compared by
+  /// signed difference). Reads at most `max_keys` keys (0: the map's
   /// max_entries), in batches of 256 (BPF_MAP_LOOKUP_BATCH, kernel >= 5.6;
   /// key by key where the kernel lacks it).
   ///
-  /// Cost: O(keys x CPUs), one syscall per 256 keys, copying
-  /// 40 + 16 x CPUs bytes per key; perf/RESULTS.md "Control plane" has
+  /// Cost: O(keys), one syscall per 256 keys, copying 52 bytes per key; perf/RESULTS.md "Control plane" has
   /// figures. Call it every few seconds, not per packet or per probe.
   /// The map changes under the walk: a count is a sample, and a key
   /// deleted under a key-by-key walk restarts it (still bounded by
