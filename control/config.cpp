@@ -611,10 +611,6 @@ void Checker::check_across(const toml::table& root, const Config& config) {
               "duplicate name \"" + a.name + "\" (also vips[" + std::to_string(j) + "])");
     }
   }
-  if (!config.xdp)
-    warn(Pos{}, "xdp",
-         "no [xdp] section: fine for check-config and maglev, but `sluice run` and `sluice "
-         "attach` need one (its encap sources)");
   if (config.xdp) {
     bool v4 = false, v6 = false;
     for (const auto& v : config.vips)

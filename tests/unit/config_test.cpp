@@ -310,7 +310,9 @@ address = "2001:db8:1::2"
   EXPECT_EQ(c.backend_count(), 2u);
   EXPECT_EQ(warnings_of(r),
             (std::vector<std::string>{"t.toml:24:1: vips[0]: every backend has weight 0: the VIP "
-                                      "is drained (no new flows)"}));
+                                      "is drained (no new flows)",
+                                      "t.toml:31:9: vips[0].cache: the hot-object cache is not "
+                                      "built yet: this VIP is load-balanced without it"}));
 }
 
 TEST(Config, WarningsDoNotFail) {

@@ -253,7 +253,7 @@ TEST_F(CtlTest, StatsTable) {
                        "web     2000  200000         20      0\n"),
             std::string::npos)
       << r.out;
-  EXPECT_NE(r.out.find("flow table: 65536 entries per core, 16384 on probation\n"),
+  EXPECT_NE(r.out.find("flow table: 65536 entries over all CPUs, 16384 on probation\n"),
             std::string::npos)
       << r.out;
 }
