@@ -153,9 +153,12 @@ Status check_backend(const BackendConfig& b, const VipConfig& vip, const Config&
 
 const char* to_string(Health h) {
   switch (h) {
-    case Health::kUp: return "up";
-    case Health::kDown: return "down";
-    case Health::kUnchecked: break;
+    case Health::kUp:
+      return "up";
+    case Health::kDown:
+      return "down";
+    case Health::kUnchecked:
+      break;
   }
   return "unchecked";
 }
@@ -262,8 +265,8 @@ struct Balancer::State {
     }
     if (v.cache && v.protocol != Protocol::kUdp)
       return invalid("the hot-object cache needs protocol \"udp\"");
-    if (!v.table_size_auto && (v.table_size < kMaglevMinSize || v.table_size > kMaglevMaxSize ||
-                               !is_prime(v.table_size)))
+    if (!v.table_size_auto &&
+        (v.table_size < kMaglevMinSize || v.table_size > kMaglevMaxSize || !is_prime(v.table_size)))
       return invalid("table_size must be a prime " + std::to_string(kMaglevMinSize) + ".." +
                      std::to_string(kMaglevMaxSize) + " or auto");
     for (size_t i = 0; i < v.backends.size(); ++i) {
@@ -287,8 +290,8 @@ struct Balancer::State {
           v.built.inputs == want.inputs)
         continue;
       if (want.inputs.empty()) {
-        want.table = std::make_shared<const std::vector<uint32_t>>(want.table_size,
-                                                                   SLUICE_BACKEND_NONE);
+        want.table =
+            std::make_shared<const std::vector<uint32_t>>(want.table_size, SLUICE_BACKEND_NONE);
       } else {
         std::vector<MaglevBackend> in;
         in.reserve(want.inputs.size());
@@ -374,8 +377,8 @@ struct Balancer::State {
         // Whatever the failed publication wrote may still be in the maps.
         for (const sluice_backend& b : snap.backends) slot_held[b.id & kSlotMask] = true;
         for (const FastpathVip& v : snap.vips) vip_held[v.meta.vip_id] = true;
-        std::string msg = fastpaths[i]->info().kind + " " + fastpaths[i]->info().interface +
-                          ": " + st.error().message;
+        std::string msg = fastpaths[i]->info().kind + " " + fastpaths[i]->info().interface + ": " +
+                          st.error().message;
         if (published) {
           const FastpathSnapshot old = snapshot_of(committed);
           for (size_t j = 0; j <= i; ++j) {
@@ -531,8 +534,7 @@ Balancer::Balancer(Balancer&&) noexcept = default;
 Balancer& Balancer::operator=(Balancer&&) noexcept = default;
 Balancer::~Balancer() = default;
 
-Result<Balancer> Balancer::create(Config config,
-                                  std::vector<std::unique_ptr<Fastpath>> fastpaths) {
+Result<Balancer> Balancer::create(Config config, std::vector<std::unique_ptr<Fastpath>> fastpaths) {
   auto s = std::make_unique<State>();
   s->fastpaths = std::move(fastpaths);
   const FastpathState* recovered = nullptr;
@@ -600,8 +602,8 @@ Status Balancer::add_backend(std::string_view vip, BackendConfig backend) {
   Vip* v = s_->find_vip(vip);
   if (v == nullptr) return not_found_vip(vip);
   if (State::find_backend(*v, backend.addr) != nullptr)
-    return Error{-EEXIST, "VIP \"" + std::string(vip) + "\" has backend " +
-                              backend.addr.to_string()};
+    return Error{-EEXIST,
+                 "VIP \"" + std::string(vip) + "\" has backend " + backend.addr.to_string()};
   if (auto st = check_backend(backend, v->cfg, s_->config); !st.ok()) return st;
   const uint32_t m =
       v->cfg.table_size_auto ? maglev_auto_table_size(v->backends.size() + 1) : v->cfg.table_size;
@@ -688,7 +690,39 @@ void Balancer::discard() {
   s_->dirty = false;
 }
 
+namespace {
+
+// What a reload cannot change in a running process: the fast paths' load-
+// time sizes and constants, and the sockets the daemon opened. Returns one
+// line per difference; empty when the reload may proceed.
+std::string restart_only_changes(const Config& old_c, const Config& new_c) {
+  std::string out;
+  const auto differs = [&](bool changed, const char* what) {
+    if (changed) out += std::string(out.empty() ? "" : "; ") + what;
+  };
+  differs(old_c.hash_seed != new_c.hash_seed, "hash_seed");
+  const FlowTableConfig& a = old_c.flow_table;
+  const FlowTableConfig& b = new_c.flow_table;
+  differs(a.flows_per_core != b.flows_per_core || a.probation_per_core != b.probation_per_core ||
+              a.tcp_idle_ms != b.tcp_idle_ms || a.udp_idle_ms != b.udp_idle_ms,
+          "[flow_table]");
+  differs(old_c.control.path != new_c.control.path || old_c.control.mode != new_c.control.mode ||
+              old_c.control.group != new_c.control.group,
+          "[control]");
+  differs(old_c.metrics.listen != new_c.metrics.listen, "[metrics] listen");
+  differs(old_c.xdp.has_value() != new_c.xdp.has_value() ||
+              (old_c.xdp && (old_c.xdp->interfaces != new_c.xdp->interfaces ||
+                             old_c.xdp->mode != new_c.xdp->mode)),
+          "[xdp] interfaces or mode");
+  return out;
+}
+
+}  // namespace
+
 Result<PublishReport> Balancer::reload(Config config) {
+  if (const std::string r = restart_only_changes(s_->config, config); !r.empty())
+    return invalid("the file changes settings that need a restart (" + r +
+                   "); nothing changed: restart the daemon to apply them");
   discard();
   const Config old_config = s_->config;
   s_->config = config;

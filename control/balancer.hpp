@@ -193,7 +193,11 @@ class Balancer {
   /// Replaces the whole model with a validated config, keeping the ids,
   /// health and policy weights of VIPs (by address, port, protocol) and
   /// backends (by address) it still has, and publishes it. Unpublished
-  /// changes are dropped first. On any error nothing changes.
+  /// changes are dropped first. On any error nothing changes. Errors:
+  /// -EINVAL when the new config changes what only a restart applies
+  /// (hash_seed, [flow_table], [control], [metrics] listen, [xdp]
+  /// interfaces or mode; the message lists them), or is invalid; the
+  /// publication's errors.
   [[nodiscard]] Result<PublishReport> reload(Config config);
 
   /// Counts the established flows of every backend over all fast paths

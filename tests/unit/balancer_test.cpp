@@ -14,8 +14,8 @@
 namespace sluice::test {
 namespace {
 
-using control::Balancer;
 using control::BackendWeight;
+using control::Balancer;
 using control::Health;
 
 constexpr uint32_t kM = 251;
@@ -223,7 +223,8 @@ TEST(Balancer, EveryBackendDownIsPanicOverTheNonDrainedOnes) {
   EXPECT_GT(f.entries(f.id("10.0.0.1")), 0u);
   EXPECT_GT(f.entries(f.id("10.0.0.2")), 0u);
   EXPECT_EQ(f.entries(f.id("10.0.0.1")) + f.entries(f.id("10.0.0.2")), kM);
-  EXPECT_EQ(f.entries(f.id("10.0.0.3")), 0u) << "a drained backend takes no new flows, panic or not";
+  EXPECT_EQ(f.entries(f.id("10.0.0.3")), 0u)
+      << "a drained backend takes no new flows, panic or not";
   // One comes back: panic ends, the table is that one's.
   ASSERT_TRUE(f->set_backend_health("web", ip("10.0.0.2"), Health::kUp, 100.0, "ok").ok());
   publish(*f);
@@ -241,7 +242,8 @@ TEST(Balancer, NoBackendOrAllDrainedGivesAnEmptyTable) {
     publish(*f);
     const auto& t = f.held->vips.at(0).table;
     ASSERT_EQ(t.size(), kM);
-    EXPECT_TRUE(std::all_of(t.begin(), t.end(), [](uint32_t e) { return e == SLUICE_BACKEND_NONE; }));
+    EXPECT_TRUE(
+        std::all_of(t.begin(), t.end(), [](uint32_t e) { return e == SLUICE_BACKEND_NONE; }));
     EXPECT_FALSE(f->vips()[0].panic);
     EXPECT_EQ(f.held->backends.size(), drained ? 2u : 0u);
   }
@@ -340,6 +342,33 @@ TEST(Balancer, ReloadIsAllOrNothing) {
   ASSERT_TRUE(same.ok());
   EXPECT_FALSE(same.value().changed);
   EXPECT_EQ(f->generation(), gen + 3);
+}
+
+TEST(Balancer, ReloadRefusesSettingsThatNeedARestart) {
+  Fixture f(web_config(2));
+  publish(*f);
+  const uint64_t gen = f->generation();
+  struct Case {
+    const char* what;
+    void (*change)(Config&);
+  };
+  const Case cases[] = {
+      {"[flow_table]", [](Config& c) { c.flow_table.flows_per_core = 1024; }},
+      {"[control]", [](Config& c) { c.control.path = "/tmp/other.sock"; }},
+      {"[metrics] listen", [](Config& c) { c.metrics.listen = "127.0.0.1:9651"; }},
+      {"hash_seed", [](Config& c) { c.hash_seed = 7; }},
+  };
+  for (const Case& k : cases) {
+    Config c = config_of(web_config(3));
+    k.change(c);
+    const auto r = f->reload(c);
+    ASSERT_FALSE(r.ok()) << k.what;
+    EXPECT_NE(r.error().message.find(k.what), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("restart"), std::string::npos) << r.error().message;
+    // Nothing changed: not the backends, not the generation.
+    EXPECT_EQ(list(*f, "web").size(), 2u) << k.what;
+    EXPECT_EQ(f->generation(), gen) << k.what;
+  }
 }
 
 TEST(Balancer, ReloadKeepsHealthOfKeptBackends) {
@@ -476,7 +505,8 @@ address = "10.0.0.14"
 address = "10.0.0.15"
 [[vips.backends]]
 address = "10.0.0.16"
-)"), held);
+)"),
+            held);
   EXPECT_EQ(f->vips()[0].vip_id, 9u);
   EXPECT_NE(f->vips()[1].vip_id, 9u);
   EXPECT_EQ(f.id("10.0.0.1"), k + 5);
