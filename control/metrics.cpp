@@ -147,11 +147,11 @@ void render_stats(const json& stats, std::string* out) {
   }
 
   const json& ft = field(stats, "flow_table");
-  Family cap("sluice_flow_table_capacity", "gauge", "Flow-table entries per core.");
+  Family cap("sluice_flow_table_capacity", "gauge", "Established-flow entries over all CPUs.");
   cap.sample({}, field(ft, "capacity"));
   *out += cap.text();
   Family prob("sluice_flow_table_probation_capacity", "gauge",
-              "Flow-table entries per core for flows on probation (one packet seen).");
+              "Probation (one packet seen) flow entries over all CPUs.");
   prob.sample({}, field(ft, "probation_capacity"));
   *out += prob.text();
 }
