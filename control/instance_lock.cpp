@@ -32,7 +32,10 @@ int make_dirs(const std::string& dir) {
 
 InstanceLock& InstanceLock::operator=(InstanceLock&& o) noexcept {
   if (this != &o) {
-    if (fd_ >= 0) close(fd_);
+    if (fd_ >= 0) {
+      unlink(path_.c_str());
+      close(fd_);
+    }
     fd_ = o.fd_;
     path_ = std::move(o.path_);
     o.fd_ = -1;
@@ -41,7 +44,11 @@ InstanceLock& InstanceLock::operator=(InstanceLock&& o) noexcept {
 }
 
 InstanceLock::~InstanceLock() {
-  if (fd_ >= 0) close(fd_);
+  // Unlinked while still locked, so no file is left behind per pin folder.
+  if (fd_ >= 0) {
+    unlink(path_.c_str());
+    close(fd_);
+  }
 }
 
 Result<InstanceLock> InstanceLock::acquire(const std::string& pin_root) {
@@ -50,27 +57,40 @@ Result<InstanceLock> InstanceLock::acquire(const std::string& pin_root) {
   for (char& c : name)
     if (c == '/') c = '_';
   const std::string path = std::string(kLockDir) + "/" + name + ".lock";
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return errno_error(errno, path);
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    char buf[32] = {};
-    const ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-    close(fd);
-    if (err != EWOULDBLOCK) return errno_error(err, path);
-    std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
-    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
-    return Error{-EBUSY, "a sluice daemon (pid " + pid + ") drives the fast path pinned at " +
-                             pin_root + " (lock " + path +
-                             "); stop it first (SIGTERM), or use another --pin-root"};
+  // The holder unlinks the file when it ends cleanly; a process that opened
+  // it just before then holds a lock on a file nobody else can find, so
+  // after locking, check the path still names the locked file, else retry.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return errno_error(errno, path);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      char buf[32] = {};
+      const ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+      close(fd);
+      if (err != EWOULDBLOCK) return errno_error(err, path);
+      std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
+      while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+      return Error{-EBUSY, "a sluice daemon (pid " + pid + ") drives the fast path pinned at " +
+                               pin_root + " (lock " + path +
+                               "); stop it first (SIGTERM), or use another --pin-root"};
+    }
+    struct stat by_fd {
+    }, by_path{};
+    if (fstat(fd, &by_fd) != 0 || stat(path.c_str(), &by_path) != 0 ||
+        by_fd.st_ino != by_path.st_ino || by_fd.st_dev != by_path.st_dev) {
+      close(fd);
+      continue;
+    }
+    const std::string pid = std::to_string(getpid()) + "\n";
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+      const int err = errno;
+      close(fd);
+      return errno_error(err, path);
+    }
+    return InstanceLock(fd, path);
   }
-  const std::string pid = std::to_string(getpid()) + "\n";
-  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
-    const int err = errno;
-    close(fd);
-    return errno_error(err, path);
-  }
-  return InstanceLock(fd, path);
+  return Error{-EAGAIN, path + ": the lock file keeps being replaced; try again"};
 }
 
 }  // namespace sluice::control

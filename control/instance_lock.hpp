@@ -16,7 +16,8 @@ inline constexpr const char* kLockDir = "/run/sluice/locks";
 
 /// An flock(2) held on "<kLockDir>/<pin_root with '/' as '_'>.lock", which
 /// records the holder's pid. The kernel drops the lock when the process
-/// ends, however it ends, so a lock is never stale. Move-only.
+/// ends, however it ends, so a lock is never stale; a clean end also
+/// removes the file. Move-only.
 class InstanceLock {
  public:
   /// Takes the lock for the fast path whose maps are pinned at `pin_root`.
