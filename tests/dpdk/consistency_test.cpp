@@ -19,124 +19,14 @@
 #include "dataplane/core/packet_parser.hpp"
 #include "dataplane/dpdk/snapshot_rcu.hpp"
 #include "dataplane/dpdk/worker.hpp"
+#include "tests/common/consistency_world.hpp"
 #include "tests/common/packet_builder.hpp"
 #include "tests/dpdk/dpdk_env.hpp"
 
 namespace sluice::test {
 namespace {
 
-// Everything below up to random_client() is the bpf test's world, value for
-// value.
-constexpr uint32_t kSeed = 0x0c0ffee5;
-constexpr int kFlowsPerCase = 10000;
-constexpr Mac kLbMac{0x02, 0x00, 0x00, 0x00, 0x00, 0x01};
-constexpr Mac kRouterMac{0x02, 0x00, 0x00, 0x00, 0x00, 0xfe};
-
-struct BackendDef {
-  uint32_t id;
-  const char* addr;
-  uint32_t weight;
-};
-
-constexpr BackendDef kBackends4[] = {
-    {1, "10.1.0.1", 100}, {2, "10.1.0.2", 100}, {3, "10.1.0.3", 50},
-    {4, "10.1.0.4", 200}, {5, "10.1.0.5", 1},   {6, "10.1.0.6", 0},
-};
-constexpr BackendDef kBackends6[] = {
-    {11, "2001:db8:1::1", 1},
-    {12, "2001:db8:1::2", 2},
-    {13, "2001:db8:1::3", 3},
-    {14, "2001:db8:1::4", 4},
-};
-
-struct VipDef {
-  const char* name;
-  const char* addr;
-  uint16_t port;
-  uint8_t proto;
-  uint32_t vip_id;
-  uint32_t flags;
-  uint32_t table_size;
-  bool v6;
-};
-
-constexpr VipDef kVips[] = {
-    {"v4 tcp 5-tuple", "192.0.2.10", 80, SLUICE_IPPROTO_TCP, 1, 0, 65537, false},
-    {"v4 udp 5-tuple", "192.0.2.10", 53, SLUICE_IPPROTO_UDP, 2, 0, 4099, false},
-    {"v4 tcp source", "192.0.2.11", 443, SLUICE_IPPROTO_TCP, 3, SLUICE_VIP_HASH_SRC_ONLY, 65537,
-     false},
-    {"v6 tcp 5-tuple", "2001:db8:f::10", 80, SLUICE_IPPROTO_TCP, 4, 0, 65537, true},
-    {"v6 udp 5-tuple", "2001:db8:f::10", 53, SLUICE_IPPROTO_UDP, 5, 0, 4099, true},
-    {"v6 tcp source", "2001:db8:f::11", 443, SLUICE_IPPROTO_TCP, 6, SLUICE_VIP_HASH_SRC_ONLY, 65537,
-     true},
-};
-
-std::vector<uint32_t> core_table(const VipDef& v) {
-  std::vector<MaglevBackend> in;
-  std::vector<uint32_t> ids;
-  const auto add = [&](const auto& list) {
-    for (const BackendDef& b : list) {
-      in.push_back({address(b.addr), b.weight});
-      ids.push_back(b.id);
-    }
-  };
-  if (v.v6)
-    add(kBackends6);
-  else
-    add(kBackends4);
-  auto built = maglev_build(in, v.table_size);
-  EXPECT_TRUE(built.ok()) << built.error().message;
-  std::vector<uint32_t> table;
-  if (!built.ok()) return table;
-  for (uint32_t index : built.value()) table.push_back(ids[index]);
-  return table;
-}
-
-std::string random_client(std::mt19937_64& rng, bool v6) {
-  char text[64];
-  if (v6) {
-    std::snprintf(text, sizeof text, "2001:db8:c:%x:%x:%x:%x:%x",
-                  static_cast<unsigned>(rng() & 0xffff), static_cast<unsigned>(rng() & 0xffff),
-                  static_cast<unsigned>(rng() & 0xffff), static_cast<unsigned>(rng() & 0xffff),
-                  static_cast<unsigned>(rng() & 0xffff));
-  } else {
-    const uint64_t r = rng();
-    std::snprintf(text, sizeof text, "100.%u.%u.%u", static_cast<unsigned>(64 + (r & 63)),
-                  static_cast<unsigned>((r >> 8) & 0xff),
-                  static_cast<unsigned>(1 + (r >> 16) % 254));
-  }
-  return text;
-}
-
-Bytes first_packet(const VipDef& v, const std::string& client, uint16_t sport) {
-  PacketBuilder p;
-  p.eth({.dst = kLbMac, .src = kRouterMac});
-  if (v.v6)
-    p.ipv6({.src = client, .dst = v.addr});
-  else
-    p.ipv4({.src = client, .dst = v.addr});
-  if (v.proto == SLUICE_IPPROTO_TCP)
-    return p.tcp({.sport = sport, .dport = v.port, .flags = 0x02}).build();
-  return p.udp({.sport = sport, .dport = v.port}).payload(Bytes(32, 0x5a)).build();
-}
-
-// The backend an encapsulated frame is addressed to.
-uint32_t backend_of(const Bytes& out) {
-  const auto match = [&](const auto& list) -> uint32_t {
-    for (const BackendDef& d : list) {
-      const IpAddress a = address(d.addr);
-      if (!a.is_v6() && out.size() >= 34 && out[12] == 0x08 && out[13] == 0x00 &&
-          std::memcmp(&out[14 + 16], a.ip.bytes, 4) == 0)
-        return d.id;
-      if (a.is_v6() && out.size() >= 54 && out[12] == 0x86 && out[13] == 0xdd &&
-          std::memcmp(&out[14 + 24], a.ip.bytes, 16) == 0)
-        return d.id;
-    }
-    return SLUICE_BACKEND_NONE;
-  };
-  const uint32_t id = match(kBackends4);
-  return id != SLUICE_BACKEND_NONE ? id : match(kBackends6);
-}
+using namespace consistency;  // NOLINT: the shared world, tests/common/consistency_world.hpp
 
 TEST(DpdkConsistencyTest, WorkerAndCoreChooseTheSameBackendForEveryNewFlow) {
   dpdk::SnapshotSpec spec;
