@@ -14,6 +14,7 @@
 #include <cstring>
 #include <optional>
 
+#include "xdp/attached_prog.hpp"
 #include "xdp/decap_skeleton.hpp"
 #include "xdp/unique_fd.hpp"
 
@@ -36,26 +37,6 @@ Result<int> ifindex_of(const std::string& ifname) {
   return static_cast<int>(idx);
 }
 
-// One attached program: its id, name and a descriptor holding it.
-struct Prog {
-  uint32_t id = 0;
-  std::string name;
-  UniqueFd fd;
-};
-
-Result<Prog> open_prog(uint32_t id) {
-  Prog p;
-  p.id = id;
-  p.fd = UniqueFd(bpf_prog_get_fd_by_id(id));
-  if (!p.fd.valid()) return sys_error(errno, "opening XDP program id " + std::to_string(id));
-  bpf_prog_info info{};
-  uint32_t len = sizeof info;
-  if (bpf_obj_get_info_by_fd(p.fd.get(), &info, &len) != 0)
-    return sys_error(errno, "reading XDP program id " + std::to_string(id));
-  p.name = info.name;
-  return p;
-}
-
 // The programs attached to `ifindex`, by mode: [native, generic].
 Result<std::array<uint32_t, 2>> attached_ids(int ifindex, const std::string& ifname) {
   bpf_xdp_query_opts q{};
@@ -67,14 +48,14 @@ Result<std::array<uint32_t, 2>> attached_ids(int ifindex, const std::string& ifn
 }
 
 // The attached sluice_decap and its mode, or -ENOENT / -EBUSY.
-Result<std::pair<Prog, XdpMode>> find_decap(int ifindex, const std::string& ifname) {
+Result<std::pair<AttachedProg, XdpMode>> find_decap(int ifindex, const std::string& ifname) {
   auto ids = attached_ids(ifindex, ifname);
   if (!ids.ok()) return ids.error();
   const XdpMode modes[2] = {XdpMode::kNative, XdpMode::kGeneric};
   std::string other;
   for (size_t i = 0; i < 2; ++i) {
     if (ids.value()[i] == 0) continue;
-    auto p = open_prog(ids.value()[i]);
+    auto p = open_attached_prog(ids.value()[i]);
     if (!p.ok()) return p.error();
     if (p.value().name == kProgName) return std::pair{std::move(p.value()), modes[i]};
     other = p.value().name;
@@ -85,7 +66,7 @@ Result<std::pair<Prog, XdpMode>> find_decap(int ifindex, const std::string& ifna
 }
 
 // A map of `prog` by name, opened by id.
-Result<UniqueFd> prog_map(const Prog& prog, const char* name) {
+Result<UniqueFd> prog_map(const AttachedProg& prog, const char* name) {
   std::array<uint32_t, 16> map_ids{};
   bpf_prog_info info{};
   info.nr_map_ids = static_cast<uint32_t>(map_ids.size());
@@ -124,18 +105,18 @@ Result<uint32_t> attach_decap(const std::string& ifname, XdpMode mode,
   auto ids = attached_ids(ifindex.value(), ifname);
   if (!ids.ok()) return ids.error();
   const size_t same = mode == XdpMode::kNative ? 0 : 1;
-  std::optional<Prog> replaced;
+  std::optional<AttachedProg> replaced;
   for (size_t i = 0; i < 2; ++i) {
     if (ids.value()[i] == 0) continue;
-    auto p = open_prog(ids.value()[i]);
+    auto p = open_attached_prog(ids.value()[i]);
     if (!p.ok()) return p.error();
     const std::string in = ifname + " (" + (i == 0 ? "native" : "generic") + " mode)";
     if (p.value().name != kProgName)
       return Error{-EBUSY, "another XDP program ('" + p.value().name + "', id " +
                                std::to_string(p.value().id) + ") is attached to " + in};
     if (i != same)
-      return Error{-EEXIST, "sluice_decap is attached to " + in + ": detach it before attaching in " +
-                                to_string(mode) + " mode"};
+      return Error{-EEXIST, "sluice_decap is attached to " + in +
+                                ": detach it before attaching in " + to_string(mode) + " mode"};
     replaced.emplace(std::move(p.value()));
   }
 
@@ -158,11 +139,11 @@ Result<uint32_t> attach_decap(const std::string& ifname, XdpMode mode,
     bpf_xdp_attach_opts opts{};
     opts.sz = sizeof opts;
     opts.old_prog_fd = replaced->fd.get();
-    if (const int err = bpf_xdp_attach(ifindex.value(), prog_fd,
-                                       mode_flag(mode) | XDP_FLAGS_REPLACE, &opts);
+    if (const int err =
+            bpf_xdp_attach(ifindex.value(), prog_fd, mode_flag(mode) | XDP_FLAGS_REPLACE, &opts);
         err != 0)
-      return sys_error(err, "replacing sluice_decap id " + std::to_string(replaced->id) + " on " +
-                                where);
+      return sys_error(
+          err, "replacing sluice_decap id " + std::to_string(replaced->id) + " on " + where);
   } else if (const int err = bpf_xdp_attach(ifindex.value(), prog_fd,
                                             mode_flag(mode) | XDP_FLAGS_UPDATE_IF_NOEXIST, nullptr);
              err != 0) {
@@ -186,11 +167,11 @@ Status detach_decap(const std::string& ifname) {
   opts.sz = sizeof opts;
   opts.old_prog_fd = prog.fd.get();
   // Removes the program only if it is still the one found.
-  if (const int err = bpf_xdp_attach(ifindex.value(), -1, mode_flag(mode) | XDP_FLAGS_REPLACE,
-                                     &opts);
+  if (const int err =
+          bpf_xdp_attach(ifindex.value(), -1, mode_flag(mode) | XDP_FLAGS_REPLACE, &opts);
       err != 0)
-    return sys_error(err, "detaching sluice_decap from " + ifname + " (" + to_string(mode) +
-                              " mode)");
+    return sys_error(err,
+                     "detaching sluice_decap from " + ifname + " (" + to_string(mode) + " mode)");
   return Ok{};
 }
 

@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "xdp/attached_prog.hpp"
+
 namespace sluice::xdp {
 namespace {
 
@@ -43,26 +45,6 @@ std::string log_tail(const std::vector<char>& buf, size_t max) {
   const size_t nl = log.find('\n', from);
   if (nl != std::string::npos) from = nl + 1;
   return "[...]\n" + log.substr(from);
-}
-
-// A program attached to an interface, as bpf_xdp_query names it.
-struct Attached {
-  uint32_t id = 0;
-  std::string name;
-  UniqueFd fd;
-};
-
-Result<Attached> describe_prog(uint32_t id) {
-  Attached a;
-  a.id = id;
-  a.fd = UniqueFd(bpf_prog_get_fd_by_id(id));
-  if (!a.fd.valid()) return sys_error(errno, "opening XDP program id " + std::to_string(id));
-  bpf_prog_info info{};
-  uint32_t len = sizeof info;
-  if (bpf_obj_get_info_by_fd(a.fd.get(), &info, &len) != 0)
-    return sys_error(errno, "reading XDP program id " + std::to_string(id));
-  a.name = info.name;
-  return a;
 }
 
 // The program ids attached to ifindex by mode.
@@ -203,10 +185,10 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
       return sys_error(err, "setting the verifier log level");
   }
   if (const int err = l.skel_.load(); err != 0) {
-    Error e =
-        sys_error(err, "loading sluice_lb (sluice_flows " + std::to_string(flows) +
-                           " entries, sluice_newflows " + std::to_string(probation) + " slots per CPU, " +
-                           std::to_string(ncpus) + " CPUs; maps pinned in " + pin_root + ")");
+    Error e = sys_error(err, "loading sluice_lb (sluice_flows " + std::to_string(flows) +
+                                 " entries, sluice_newflows " + std::to_string(probation) +
+                                 " slots per CPU, " + std::to_string(ncpus) +
+                                 " CPUs; maps pinned in " + pin_root + ")");
     const std::string tail = log_tail(log, kLogTailBytes);
     if (!tail.empty()) e.message += "\nverifier log:\n" + tail;
     return e;
@@ -242,7 +224,7 @@ Status Loader::attach() {
   if (q.value().hw_prog_id != 0)
     return Error{-EBUSY, "an offloaded XDP program is attached to " + ifname_};
   if (other != 0) {
-    auto a = describe_prog(other);
+    auto a = open_attached_prog(other);
     if (!a.ok()) return a.error();
     if (a.value().name == kProgName)
       return Error{-EEXIST, "sluice is attached to " + ifname_ + " in " + to_string(other_mode) +
@@ -254,7 +236,7 @@ Status Loader::attach() {
   }
   if (same == prog_id_) return Ok{};
   if (same != 0) {
-    auto a = describe_prog(same);
+    auto a = open_attached_prog(same);
     if (!a.ok()) return a.error();
     if (a.value().name != kProgName)
       return Error{-EBUSY, "another XDP program ('" + a.value().name + "', id " +
@@ -294,7 +276,7 @@ Status detach_interface(int ifindex) {
   for (const ByMode& m : found) {
     if (m.id == 0) continue;
     any = true;
-    auto a = describe_prog(m.id);
+    auto a = open_attached_prog(m.id);
     if (!a.ok()) return a.error();
     if (a.value().name != kProgName) continue;
     bpf_xdp_attach_opts opts{};
@@ -411,6 +393,19 @@ Result<sluice_backend_stats> Loader::backend_stats(uint32_t backend_id) const {
   auto v = backend_stats_per_cpu(backend_id);
   if (!v.ok()) return v.error();
   return sum_of(v.value());
+}
+
+Result<AttachedProg> open_attached_prog(uint32_t id) {
+  AttachedProg a;
+  a.id = id;
+  a.fd = UniqueFd(bpf_prog_get_fd_by_id(id));
+  if (!a.fd.valid()) return sys_error(errno, "opening XDP program id " + std::to_string(id));
+  bpf_prog_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(a.fd.get(), &info, &len) != 0)
+    return sys_error(errno, "reading XDP program id " + std::to_string(id));
+  a.name = info.name;
+  return a;
 }
 
 }  // namespace sluice::xdp
