@@ -23,6 +23,7 @@ struct Backend {
   Health health = Health::kUnchecked;
   std::optional<double> rtt_us;
   std::string last_check;
+  std::optional<ProbeCounters> probes;
   std::optional<uint32_t> policy_weight;  // nullopt: the configured weight
 
   [[nodiscard]] uint32_t policy() const { return policy_weight.value_or(cfg.weight); }
@@ -429,6 +430,7 @@ struct Balancer::State {
         b.health = old->health;
         b.rtt_us = old->rtt_us;
         b.last_check = old->last_check;
+        b.probes = old->probes;
       }
       if (policy != Policy::kStatic) b.policy_weight = old->policy_weight;
     }
@@ -648,7 +650,8 @@ Status Balancer::drain(std::string_view vip, const IpAddress& addr) {
 }
 
 Status Balancer::set_backend_health(std::string_view vip, const IpAddress& addr, Health health,
-                                    std::optional<double> rtt_us, std::string last_check) {
+                                    std::optional<double> rtt_us, std::string last_check,
+                                    std::optional<ProbeCounters> probes) {
   Vip* v = s_->find_vip(vip);
   if (v == nullptr) return not_found_vip(vip);
   Backend* b = State::find_backend(*v, addr);
@@ -660,6 +663,7 @@ Status Balancer::set_backend_health(std::string_view vip, const IpAddress& addr,
   b->health = health;
   b->rtt_us = rtt_us;
   b->last_check = std::move(last_check);
+  if (probes) b->probes = probes;
   return Ok{};
 }
 
@@ -790,6 +794,7 @@ Result<std::vector<BackendView>> Balancer::backends(std::string_view vip) const 
       view.health = b.health;
       view.rtt_us = b.rtt_us;
       view.last_check = b.last_check;
+      view.probes = b.probes;
       view.policy_weight = b.policy();
       for (const auto& [id, w] : v.built.inputs)
         if (id == b.id) view.effective_weight = w;

@@ -30,6 +30,15 @@ const char* to_string(Health h);
 /// an IPv6 address in brackets.
 std::string default_vip_name(const VipConfig& vip);
 
+/// A backend's probe history as the health checker counts it (from when
+/// it first probed the backend; a backend removed and added again starts
+/// from 0).
+struct ProbeCounters {
+  uint64_t ok = 0;      ///< probes that succeeded
+  uint64_t failed = 0;  ///< probes that failed
+  std::optional<double> last_rtt_us;  ///< the latest successful probe's RTT, µs
+};
+
 /// A policy's weight for one backend (set_effective_weights).
 struct BackendWeight {
   IpAddress addr;
@@ -47,6 +56,7 @@ struct BackendView {
   Health health = Health::kUnchecked;
   std::optional<double> rtt_us;  ///< probe round-trip time (EWMA), microseconds
   std::string last_check;        ///< "ok" or why the last probe failed; empty = none yet
+  std::optional<ProbeCounters> probes;  ///< unset: never probed
   uint32_t policy_weight = 0;    ///< the policy's weight (defaults to `weight`)
   uint32_t effective_weight = 0;  ///< what the published table was built with
   uint32_t table_entries = 0;     ///< entries of the published table naming it
@@ -172,11 +182,14 @@ class Balancer {
   [[nodiscard]] Status drain(std::string_view vip, const IpAddress& addr);
 
   /// The health checker's hook: what a backend's probes say. `rtt_us` is
-  /// the probe RTT (EWMA), microseconds; `last_check` "ok" or the failure.
-  /// kUnchecked is refused (-EINVAL) for a backend with a health check.
+  /// the probe RTT (EWMA), microseconds; `last_check` "ok" or the failure;
+  /// `probes` the checker's counters (unset: those held stay). kUnchecked
+  /// is refused (-EINVAL) for a backend with a health check. Only a health
+  /// change makes the model dirty (something to publish).
   [[nodiscard]] Status set_backend_health(std::string_view vip, const IpAddress& addr,
                                           Health health, std::optional<double> rtt_us,
-                                          std::string last_check);
+                                          std::string last_check,
+                                          std::optional<ProbeCounters> probes = std::nullopt);
   /// The weight policy's hook: each named backend's policy weight
   /// (0..65535); backends not named keep theirs. Nothing is applied if any
   /// entry is wrong.

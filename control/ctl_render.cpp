@@ -206,7 +206,10 @@ std::string render_stats(const json& r) {
 
   const json& ft = field(r, "flow_table");
   out += "\nflow table: " + cell(ft, "capacity") + " entries over all CPUs, " +
-         cell(ft, "probation_capacity") + " on probation\n";
+         cell(ft, "probation_capacity") + " on probation";
+  if (field(ft, "active_flows").is_number())
+    out += "; " + cell(ft, "active_flows") + " established flows in use (last count)";
+  out += "\n";
   return out;
 }
 

@@ -300,8 +300,10 @@ void Daemon::sync_health_targets() {
 
 void Daemon::on_probe(const HealthEvent& e) {
   const Health h = e.status.state == HealthState::kUp ? Health::kUp : Health::kDown;
+  const ProbeCounters probes{e.status.probes - e.status.probes_failed, e.status.probes_failed,
+                             e.status.last_rtt_us};
   const Status s = balancer_->set_backend_health(e.key.vip, e.key.addr, h, e.status.rtt_ewma_us,
-                                                 e.probe_ok ? "ok" : e.status.last_failure);
+                                                 e.probe_ok ? "ok" : e.status.last_failure, probes);
   if (!s.ok()) return;  // removed since the probe started
   if (!e.state_changed) return;
   if (h == Health::kDown)

@@ -267,9 +267,18 @@ Arg<json> cmd_backends(Balancer& b, const json& req) {
   json out = json::array();
   for (const BackendView& v : list.value()) {
     const char* state = v.draining() ? "draining" : to_string(v.health);
+    const auto probe_count = [&v](uint64_t ProbeCounters::*n) {
+      return v.probes ? json((*v.probes).*n) : json(nullptr);
+    };
+    const json last_rtt = v.probes && v.probes->last_rtt_us ? json(*v.probes->last_rtt_us)
+                                                            : json(nullptr);
     out.push_back({{"vip", v.vip},
                    {"backend", v.addr.to_string()},
                    {"state", state},
+                   {"health", to_string(v.health)},
+                   {"probes_ok", probe_count(&ProbeCounters::ok)},
+                   {"probes_failed", probe_count(&ProbeCounters::failed)},
+                   {"last_rtt_us", last_rtt},
                    {"weight", v.weight},
                    {"effective_weight", v.effective_weight},
                    {"table_entries", v.table_entries},
@@ -301,6 +310,18 @@ Arg<json> cmd_stats(Balancer& b) {
                         {"packets", v.counters.packets},
                         {"bytes", v.counters.bytes},
                         {"new_flows", v.counters.new_flows}});
+  // Occupancy: the established flows of the last count (every 5 s in the
+  // daemon), over every backend; unknown until a count succeeded.
+  json in_use = nullptr;
+  if (auto views = b.backends(); views.ok()) {
+    uint64_t sum = 0;
+    bool known = !views.value().empty();
+    for (const BackendView& v : views.value()) {
+      known = known && v.active_flows.has_value();
+      sum += v.active_flows.value_or(0);
+    }
+    if (known) in_use = sum;
+  }
   const long cpus = sysconf(_SC_NPROCESSORS_CONF);
   const uint64_t n = cpus > 0 ? static_cast<uint64_t>(cpus) : 1;
   const FlowTableConfig& ft = b.config().flow_table;
@@ -319,7 +340,8 @@ Arg<json> cmd_stats(Balancer& b) {
               {"backends", backends},
               {"flow_table",
                {{"capacity", uint64_t{ft.flows_per_core} * n},
-                {"probation_capacity", uint64_t{ft.probation_per_core} * n}}}};
+                {"probation_capacity", uint64_t{ft.probation_per_core} * n},
+                {"active_flows", in_use}}}};
 }
 
 Arg<json> cmd_add_vip(Balancer& b, const HandlerContext& ctx, const json& req) {

@@ -154,6 +154,11 @@ void render_stats(const json& stats, std::string* out) {
               "Probation (one packet seen) flow entries over all CPUs.");
   prob.sample({}, field(ft, "probation_capacity"));
   *out += prob.text();
+  Family used("sluice_flow_table_active_flows", "gauge",
+              "Established flows the flow table holds (counted every few seconds), over all "
+              "backends.");
+  used.sample({}, field(ft, "active_flows"));
+  *out += used.text();
 }
 
 void render_backends(const json& backends, std::string* out) {
@@ -164,8 +169,17 @@ void render_backends(const json& backends, std::string* out) {
                    "Weight the published table was built with, after health and policy.");
   Family entries("sluice_backend_table_entries", "gauge",
                  "Entries of the published Maglev table that point at the backend.");
+  Family health("sluice_backend_health", "gauge",
+                "1 for what the backend's probes say now (unchecked: no health check), 0 for the "
+                "others; independent of draining.");
+  Family probes_ok("sluice_backend_probe_successes_total", "counter",
+                   "Health probes of the backend that succeeded.");
+  Family probes_failed("sluice_backend_probe_failures_total", "counter",
+                       "Health probes of the backend that failed.");
   Family rtt("sluice_backend_probe_rtt_seconds", "gauge",
-             "Health-probe round-trip time, exponentially weighted moving average.");
+             "Health-probe round-trip time, exponentially weighted moving average (alpha 0.2).");
+  Family last_rtt("sluice_backend_probe_last_rtt_seconds", "gauge",
+                  "Round-trip time of the backend's latest successful health probe.");
   Family flows("sluice_backend_active_flows", "gauge",
                "Flows the fast path holds for the backend.");
   static const json kOne = 1;
@@ -178,13 +192,26 @@ void render_backends(const json& backends, std::string* out) {
       l.emplace_back("state", s);
       state.sample(l, current == s ? kOne : kZero);
     }
+    const std::string h = text(field(b, "health"));
+    if (!h.empty()) {
+      for (const char* s : {"up", "down", "unchecked"}) {
+        Labels l = labels;
+        l.emplace_back("state", s);
+        health.sample(l, h == s ? kOne : kZero);
+      }
+    }
+    probes_ok.sample(labels, field(b, "probes_ok"));
+    probes_failed.sample(labels, field(b, "probes_failed"));
+    last_rtt.sample(labels, field(b, "last_rtt_us"), 1e-6);
     weight.sample(labels, field(b, "weight"));
     effective.sample(labels, field(b, "effective_weight"));
     entries.sample(labels, field(b, "table_entries"));
     rtt.sample(labels, field(b, "rtt_us"), 1e-6);
     flows.sample(labels, field(b, "active_flows"));
   }
-  for (const Family* f : {&state, &weight, &effective, &entries, &rtt, &flows}) *out += f->text();
+  for (const Family* f : {&state, &health, &weight, &effective, &entries, &probes_ok,
+                          &probes_failed, &rtt, &last_rtt, &flows})
+    *out += f->text();
 }
 
 void render_vips(const json& vips, std::string* out) {

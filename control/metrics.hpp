@@ -19,12 +19,17 @@ namespace sluice {
 ///   ..., sluice_drops_total{reason}, sluice_vip_{packets,bytes,new_flows,
 ///   drops}_total{vip}, sluice_backend_{packets,bytes,new_flows}_total{vip,backend};
 ///   gauges sluice_flow_table_capacity and sluice_flow_table_probation_capacity
-///   (entries per core);
+///   (entries over all CPUs) and sluice_flow_table_active_flows (occupancy:
+///   the last count of established flows, when known);
 /// - gauges from `backends`: sluice_backend_state{vip,backend,state} (1 for
 ///   the current state, 0 for the others), sluice_backend_weight,
+///   sluice_backend_health{vip,backend,state} (up/down/unchecked, what the
+///   probes say whether or not it drains), sluice_backend_weight,
 ///   sluice_backend_effective_weight, sluice_backend_table_entries,
-///   sluice_backend_probe_rtt_seconds and sluice_backend_active_flows (only
-///   for backends that have them);
+///   sluice_backend_probe_rtt_seconds (EWMA), and for backends that have
+///   them sluice_backend_probe_last_rtt_seconds, the counters
+///   sluice_backend_probe_{successes,failures}_total and
+///   sluice_backend_active_flows;
 /// - gauges from `vips`: sluice_vip_panic, sluice_vip_backends,
 ///   sluice_vip_backends_up.
 ///

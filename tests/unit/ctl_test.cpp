@@ -363,6 +363,16 @@ TEST(CtlRender, TableAlignsNumbersRight) {
   EXPECT_EQ(render_table({"A", "B"}, {}), "A  B\n");
 }
 
+TEST(CtlRender, StatsShowFlowTableOccupancyWhenCounted) {
+  json r{{"flow_table", {{"capacity", 10}, {"probation_capacity", 2}, {"active_flows", 7}}}};
+  EXPECT_NE(render_stats(r).find("flow table: 10 entries over all CPUs, 2 on probation; 7 "
+                                 "established flows in use (last count)\n"),
+            std::string::npos)
+      << render_stats(r);
+  r["flow_table"]["active_flows"] = nullptr;
+  EXPECT_NE(render_stats(r).find("2 on probation\n"), std::string::npos) << render_stats(r);
+}
+
 TEST(CtlRender, SurvivesUnexpectedShapes) {
   for (const json& j : {json(), json(42), json::array(), json::parse(R"({"vips": 7})"),
                         json::parse(R"({"backends": [1, "x", null]})")}) {

@@ -170,6 +170,30 @@ TEST_F(Handler, Backends) {
   EXPECT_EQ(code({{"cmd", "backends"}, {"vip", 3}}), "bad_request");
 }
 
+// The checker's counters reach `backends`; a call without counters keeps
+// them; a draining backend still says what its probes say.
+TEST_F(Handler, BackendsProbeCounters) {
+  const IpAddress a1 = IpAddress::parse("10.0.0.1").value();
+  json r = ok({{"cmd", "backends"}, {"vip", "web"}});
+  EXPECT_TRUE(r["backends"][0]["probes_ok"].is_null()) << "not probed yet";
+  EXPECT_TRUE(r["backends"][0]["last_rtt_us"].is_null());
+  EXPECT_EQ(r["backends"][0]["health"], "up");
+  EXPECT_EQ(r["backends"][1]["health"], "unchecked");
+  ASSERT_TRUE(b_->set_backend_health("web", a1, control::Health::kUp, 300.0, "ok",
+                                     control::ProbeCounters{41, 2, 280.0})
+                  .ok());
+  ASSERT_TRUE(b_->set_backend_health("web", a1, control::Health::kDown, 300.0, "timeout").ok());
+  ok({{"cmd", "drain"}, {"vip", "web"}, {"backend", "10.0.0.1"}});
+  r = ok({{"cmd", "backends"}, {"vip", "web"}});
+  const json& b = r["backends"][0];
+  EXPECT_EQ(b["state"], "draining");
+  EXPECT_EQ(b["health"], "down");
+  EXPECT_EQ(b["probes_ok"], 41);
+  EXPECT_EQ(b["probes_failed"], 2);
+  EXPECT_EQ(b["last_rtt_us"], 280.0);
+  EXPECT_EQ(b["rtt_us"], 300.0);
+}
+
 // Counts the fast path reported at the last refresh; a backend it did
 // not name holds none; unknown again once the fast path cannot count.
 TEST_F(Handler, BackendsActiveFlows) {
@@ -181,6 +205,8 @@ TEST_F(Handler, BackendsActiveFlows) {
   json r = ok({{"cmd", "backends"}, {"vip", "web"}});
   EXPECT_EQ(r["backends"][0]["active_flows"], 12);
   EXPECT_EQ(r["backends"][1]["active_flows"], 0);
+  // Occupancy in `stats`: the backends' flows (999999 is no backend).
+  EXPECT_EQ(ok({{"cmd", "stats"}})["flow_table"]["active_flows"], 12);
 
   held_->active_flows.reset();
   const auto s = b_->refresh_active_flows();
@@ -189,6 +215,7 @@ TEST_F(Handler, BackendsActiveFlows) {
   r = ok({{"cmd", "backends"}, {"vip", "web"}});
   EXPECT_TRUE(r["backends"][0]["active_flows"].is_null());
   EXPECT_TRUE(r["backends"][1]["active_flows"].is_null());
+  EXPECT_TRUE(ok({{"cmd", "stats"}})["flow_table"]["active_flows"].is_null());
 }
 
 TEST_F(Handler, Stats) {

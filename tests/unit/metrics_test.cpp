@@ -48,14 +48,19 @@ const json kStats = json::parse(R"({"time_ns": 5000000000,
                 "new_flows": 20},
                {"vip": "web", "backend": "2001:db8::12", "packets": 500, "bytes": 50000,
                 "new_flows": 0}],
-  "flow_table": {"capacity": 65536, "probation_capacity": 16384}})");
+  "flow_table": {"capacity": 65536, "probation_capacity": 16384, "active_flows": 14}})");
 
 const json kBackends = json::parse(R"({"backends": [
-  {"vip": "web", "backend": "10.0.0.11", "state": "up", "weight": 100, "effective_weight": 100,
-   "table_entries": 32769, "rtt_us": 350, "active_flows": 12, "last_check": "ok"},
-  {"vip": "web", "backend": "2001:db8::12", "state": "down", "weight": 100,
+  {"vip": "web", "backend": "10.0.0.11", "state": "up", "health": "up", "weight": 100,
+   "effective_weight": 100, "table_entries": 32769, "rtt_us": 350, "active_flows": 12,
+   "last_check": "ok", "probes_ok": 1520, "probes_failed": 3, "last_rtt_us": 410},
+  {"vip": "web", "backend": "2001:db8::12", "state": "down", "health": "down", "weight": 100,
    "effective_weight": 0, "table_entries": 0, "rtt_us": null, "active_flows": null,
-   "last_check": "timeout"}]})");
+   "last_check": "timeout", "probes_ok": 0, "probes_failed": 7, "last_rtt_us": null},
+  {"vip": "web", "backend": "10.0.0.13", "state": "draining", "health": "unchecked",
+   "weight": 0, "effective_weight": 0, "table_entries": 0, "rtt_us": null,
+   "active_flows": 2, "last_check": null, "probes_ok": null, "probes_failed": null,
+   "last_rtt_us": null}]})");
 
 const json kVips = json::parse(R"({"vips": [
   {"name": "web", "address": "192.0.2.1", "port": 80, "protocol": "tcp", "policy": "static",
@@ -79,6 +84,7 @@ TEST(Metrics, RendersFamiliesWithLabels) {
            "sluice_vip_packets_total{vip=\"dns \\\"main\\\"\\\\1\"} 1000\n",
            "sluice_backend_new_flows_total{vip=\"web\",backend=\"2001:db8::12\"} 0\n",
            "# TYPE sluice_flow_table_capacity gauge\nsluice_flow_table_capacity 65536\n",
+           "# TYPE sluice_flow_table_active_flows gauge\nsluice_flow_table_active_flows 14\n",
            "sluice_backend_state{vip=\"web\",backend=\"10.0.0.11\",state=\"up\"} 1\n"
            "sluice_backend_state{vip=\"web\",backend=\"10.0.0.11\",state=\"down\"} 0\n",
            "sluice_backend_state{vip=\"web\",backend=\"2001:db8::12\",state=\"down\"} 1\n",
@@ -87,6 +93,26 @@ TEST(Metrics, RendersFamiliesWithLabels) {
            "sluice_backend_probe_rtt_seconds{vip=\"web\",backend=\"10.0.0.11\"} 0.00035\n"
            "# HELP",  // no sample for the backend without an RTT
            "sluice_vip_panic{vip=\"web\"} 0\n",
+           // Probe metrics: counters and the latest RTT of probed backends
+           // only; the health state whatever the drain state.
+           "# HELP sluice_backend_probe_successes_total Health probes of the backend that "
+           "succeeded.\n"
+           "# TYPE sluice_backend_probe_successes_total counter\n"
+           "sluice_backend_probe_successes_total{vip=\"web\",backend=\"10.0.0.11\"} 1520\n"
+           "sluice_backend_probe_successes_total{vip=\"web\",backend=\"2001:db8::12\"} 0\n"
+           "# HELP",
+           "# TYPE sluice_backend_probe_failures_total counter\n"
+           "sluice_backend_probe_failures_total{vip=\"web\",backend=\"10.0.0.11\"} 3\n"
+           "sluice_backend_probe_failures_total{vip=\"web\",backend=\"2001:db8::12\"} 7\n"
+           "# HELP",
+           "# TYPE sluice_backend_probe_last_rtt_seconds gauge\n"
+           "sluice_backend_probe_last_rtt_seconds{vip=\"web\",backend=\"10.0.0.11\"} 0.00041\n"
+           "# HELP",
+           "sluice_backend_health{vip=\"web\",backend=\"2001:db8::12\",state=\"down\"} 1\n",
+           "sluice_backend_health{vip=\"web\",backend=\"10.0.0.13\",state=\"up\"} 0\n"
+           "sluice_backend_health{vip=\"web\",backend=\"10.0.0.13\",state=\"down\"} 0\n"
+           "sluice_backend_health{vip=\"web\",backend=\"10.0.0.13\",state=\"unchecked\"} 1\n",
+           "sluice_backend_state{vip=\"web\",backend=\"10.0.0.13\",state=\"draining\"} 1\n",
            "sluice_vip_backends_up{vip=\"web\"} 1\n",
        }) {
     EXPECT_TRUE(contains(m, part)) << "missing:\n" << part << "\nin:\n" << m;
