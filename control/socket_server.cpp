@@ -116,23 +116,31 @@ struct SocketServer::State {
   asio::steady_timer retry;  // paces accept() after an error such as EMFILE
   std::unordered_set<Connection*> connections;
   bool closed = false;
+  uint64_t idle_closed = 0;
+  uint64_t evicted = 0;
   dev_t file_dev = 0;  // identity of the socket file we made, so only it is removed
   ino_t file_ino = 0;
 
   void accept(const std::shared_ptr<State>& self);
+  // Closes the client idle the longest other than `except`; false when
+  // every other client is in the middle of a request.
+  bool evict_longest_idle(const Connection* except);
   void shutdown();
 };
 
 // One client. Owned by the shared_ptrs its pending operations hold; reads
 // are paused while a response is being written, so a client that stops
-// reading only ever holds one response in memory.
+// reading only ever holds one response in memory. One deadline at a time
+// bounds what it is doing: completing a line, taking a response, or
+// sending its next request at all.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<SocketServer::State> state, Socket socket)
       : state_(std::move(state)),
         socket_(std::move(socket)),
         deadline_(socket_.get_executor()),
-        framer_(state_->options.max_line_bytes) {
+        framer_(state_->options.max_line_bytes),
+        last_active_(std::chrono::steady_clock::now()) {
     state_->connections.insert(this);
   }
   ~Connection() { state_->connections.erase(this); }
@@ -140,7 +148,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Connection& operator=(const Connection&) = delete;
 
   // Serves requests until the client leaves or breaks a limit.
-  void start() { serve(); }
+  void start() {
+    served_ = true;
+    serve();
+  }
+
+  // Waiting for a request with nothing half done: the only state in which
+  // a client may be closed to make room.
+  [[nodiscard]] bool idle() const {
+    return served_ && socket_.is_open() && !writing_ && !framer_.partial();
+  }
+  // When it last connected or was answered.
+  [[nodiscard]] std::chrono::steady_clock::time_point last_active() const { return last_active_; }
 
   // Sends one error and closes (busy, permission_denied).
   void reject(std::string_view code, std::string_view message) {
@@ -173,11 +192,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
       case LineFramer::Next::kNeedMore:
         break;
     }
-    if (framer_.partial()) {
-      if (!armed_) arm();
-    } else {
-      disarm();
-    }
+    // The line deadline runs from a request's first byte, the idle one
+    // from the last answer: neither is pushed back by further bytes.
+    const Deadline want = framer_.partial() ? Deadline::kLine : Deadline::kIdle;
+    if (armed_ != want) arm(want);
     socket_.async_read_some(asio::buffer(rbuf_),
                             [self = shared_from_this()](const asio::error_code& ec, size_t n) {
                               if (ec) {
@@ -192,10 +210,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void send(const nlohmann::json& response, bool then_close) {
     out_ = response_line(response);
     writing_ = true;
-    arm();
+    arm(Deadline::kWrite);
     asio::async_write(socket_, asio::buffer(out_),
                       [self = shared_from_this(), then_close](const asio::error_code& ec, size_t) {
                         self->writing_ = false;
+                        self->last_active_ = std::chrono::steady_clock::now();
                         self->disarm();
                         if (ec || then_close) {
                           self->close();
@@ -205,18 +224,32 @@ class Connection : public std::enable_shared_from_this<Connection> {
                       });
   }
 
-  // One deadline serves both limits: a partial line must complete, and a
-  // response must be taken, within line_timeout.
-  void arm() {
-    armed_ = true;
+  // What the armed deadline limits: a partial line must complete and a
+  // response must be taken within line_timeout; a client must send its
+  // next request within idle_timeout.
+  enum class Deadline : uint8_t { kNone, kLine, kWrite, kIdle };
+
+  void arm(Deadline what) {
+    armed_ = what;
     const uint64_t generation = ++generation_;
-    deadline_.expires_after(state_->options.line_timeout);
-    deadline_.async_wait([self = shared_from_this(), generation](const asio::error_code& ec) {
+    deadline_.expires_after(what == Deadline::kIdle ? state_->options.idle_timeout
+                                                    : state_->options.line_timeout);
+    deadline_.async_wait([self = shared_from_this(), generation, what](const asio::error_code& ec) {
       if (ec || generation != self->generation_ || !self->socket_.is_open()) return;
-      self->armed_ = false;
-      if (self->writing_) {
-        self->close();  // the client does not read its answers
-        return;
+      self->armed_ = Deadline::kNone;
+      switch (what) {
+        case Deadline::kIdle:
+          // Nothing is owed to a client between requests: it is closed
+          // without a message.
+          ++self->state_->idle_closed;
+          self->close();
+          return;
+        case Deadline::kWrite:
+          self->close();  // the client does not read its answers
+          return;
+        case Deadline::kLine:
+        case Deadline::kNone:
+          break;
       }
       self->send(make_error_response(
                      "bad_request", "incomplete request line: no newline within " +
@@ -227,8 +260,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void disarm() {
-    if (!armed_) return;
-    armed_ = false;
+    if (armed_ == Deadline::kNone) return;
+    armed_ = Deadline::kNone;
     ++generation_;
     deadline_.cancel();
   }
@@ -239,8 +272,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   LineFramer framer_;
   std::array<char, 4096> rbuf_{};
   std::string out_;
+  std::chrono::steady_clock::time_point last_active_;
+  bool served_ = false;  // start()ed: not a client being turned away
   bool writing_ = false;
-  bool armed_ = false;
+  Deadline armed_ = Deadline::kNone;
   uint64_t generation_ = 0;  // bumped on every arm/disarm; a stale expiry is ignored
 };
 
@@ -260,20 +295,36 @@ void SocketServer::State::accept(const std::shared_ptr<State>& self) {
     const bool have_cred =
         ::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
     auto connection = std::make_shared<Connection>(self, std::move(socket));
-    if (self->connections.size() > self->options.max_clients) {
-      connection->reject(
-          "busy", "too many clients (at most " + std::to_string(self->options.max_clients) + ")");
-    } else if (!have_cred || !control_peer_allowed(cred.uid, cred.gid, self->allowed_gid)) {
+    // Credentials first: a peer that may not use the socket must not be
+    // able to push an operator's client out.
+    if (!have_cred || !control_peer_allowed(cred.uid, cred.gid, self->allowed_gid)) {
       connection->reject("permission_denied",
                          have_cred ? "uid " + std::to_string(cred.uid) +
                                          " may not use this socket (root, the daemon's user "
                                          "or the configured group only)"
                                    : "cannot read the peer's credentials");
+    } else if (self->connections.size() > self->options.max_clients &&
+               !self->evict_longest_idle(connection.get())) {
+      connection->reject("busy", "too many clients (at most " +
+                                     std::to_string(self->options.max_clients) +
+                                     "), all in the middle of a request");
     } else {
       connection->start();
     }
     self->accept(self);
   });
+}
+
+bool SocketServer::State::evict_longest_idle(const Connection* except) {
+  Connection* oldest = nullptr;
+  for (Connection* c : connections) {
+    if (c == except || !c->idle()) continue;
+    if (oldest == nullptr || c->last_active() < oldest->last_active()) oldest = c;
+  }
+  if (oldest == nullptr) return false;
+  ++evicted;
+  oldest->close();
+  return true;
 }
 
 void SocketServer::State::shutdown() {
@@ -362,6 +413,10 @@ Result<std::unique_ptr<SocketServer>> SocketServer::open(asio::io_context& io,
 SocketServer::~SocketServer() { state_->shutdown(); }
 
 size_t SocketServer::client_count() const { return state_->connections.size(); }
+
+uint64_t SocketServer::idle_closed() const { return state_->idle_closed; }
+
+uint64_t SocketServer::evicted() const { return state_->evicted; }
 
 const std::string& SocketServer::path() const { return state_->options.path; }
 

@@ -31,7 +31,14 @@ struct SocketServerOptions {
   /// A request line must be complete this long after its first byte, and a
   /// response must be taken by the client this long after it is sent.
   std::chrono::milliseconds line_timeout{5000};
-  size_t max_clients = 32;  // connections served at once; one more gets `busy`
+  /// A client that sends no request for this long after its last answer
+  /// (or after connecting) is closed, so forgotten clients do not hold
+  /// places an operator needs.
+  std::chrono::milliseconds idle_timeout{60000};
+  /// Connections served at once. One more takes the place of the client
+  /// idle the longest; only when every client is in the middle of a
+  /// request (at most line_timeout each) is it turned away with `busy`.
+  size_t max_clients = 32;
 };
 
 /// Whether a peer with these credentials may use the socket: uid 0, the
@@ -61,8 +68,12 @@ class SocketServer {
   SocketServer(const SocketServer&) = delete;
   SocketServer& operator=(const SocketServer&) = delete;
 
-  /// Connections open now (including one being turned away).
+  /// Connections open now (including one being turned away or evicted).
   [[nodiscard]] size_t client_count() const;
+  /// Clients closed so far because they were idle past idle_timeout, and
+  /// because a new client took their place.
+  [[nodiscard]] uint64_t idle_closed() const;
+  [[nodiscard]] uint64_t evicted() const;
   [[nodiscard]] const std::string& path() const;
 
   struct State;  // shared with the connections, which may outlive the server object

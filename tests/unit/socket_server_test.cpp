@@ -355,15 +355,59 @@ TEST_F(SocketServerTest, HalfOpenClientClosedAfterTheTimeout) {
   EXPECT_TRUE(c.closed_by_server());
 }
 
-TEST_F(SocketServerTest, ClientPastTheLimitGetsBusy) {
+// A client answered once: its round trip proves the server has accepted
+// (and counts) it, and orders the clients by their last activity.
+std::unique_ptr<Client> answered_client(const std::string& path, int id) {
+  auto c = std::make_unique<Client>(path);
+  if (!c->connected()) return nullptr;
+  c->send("{\"cmd\":\"echo\",\"id\":" + std::to_string(id) + "}\n");
+  if (c->response()["id"] != id) return nullptr;
+  return c;
+}
+
+TEST_F(SocketServerTest, ClientPastTheLimitTakesThePlaceOfTheLongestIdle) {
   options_.max_clients = 32;
   start();
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < 32; ++i) {
+    clients.push_back(answered_client(options_.path, i));
+    ASSERT_NE(clients.back(), nullptr) << "client " << i;
+  }
+  // An operator during an incident: served, although 32 clients sit idle.
+  Client op(options_.path);
+  ASSERT_TRUE(op.connected());
+  op.send("{\"cmd\":\"echo\",\"id\":\"operator\"}\n");
+  const json r = op.response();
+  EXPECT_EQ(r["ok"], true);
+  EXPECT_EQ(r["id"], "operator");
+  // The client idle the longest made room, and only it.
+  EXPECT_TRUE(clients[0]->closed_by_server());
+  for (int i = 1; i < 32; ++i) {
+    clients[static_cast<size_t>(i)]->send("{\"cmd\":\"echo\",\"id\":" +
+                                          std::to_string(100 + i) + "}\n");
+    EXPECT_EQ(clients[static_cast<size_t>(i)]->response()["id"], 100 + i) << "client " << i;
+  }
+  // Next in line is the one idle longest now: the operator's first client
+  // (answered before 1..31 were answered again).
+  Client op2(options_.path);
+  op2.send("{\"cmd\":\"echo\",\"id\":2}\n");
+  EXPECT_EQ(op2.response()["id"], 2);
+  EXPECT_TRUE(op.closed_by_server());
+  clients[1]->send("{\"cmd\":\"echo\",\"id\":3}\n");
+  EXPECT_EQ(clients[1]->response()["id"], 3);
+}
+
+TEST_F(SocketServerTest, BusyOnlyWhenEveryClientIsInTheMiddleOfARequest) {
+  options_.max_clients = 2;
+  start();
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 2; ++i) {
     clients.push_back(std::make_unique<Client>(options_.path));
     ASSERT_TRUE(clients.back()->connected());
-    // A round trip proves the server has accepted (and counts) it.
-    clients.back()->send("{\"cmd\":\"echo\",\"id\":" + std::to_string(i) + "}\n");
+    // One read brings the server a whole request and the start of the
+    // next: once the answer is here, the server holds a partial line.
+    clients.back()->send("{\"cmd\":\"echo\",\"id\":" + std::to_string(i) +
+                         "}\n{\"cmd\":\"ec");
     ASSERT_EQ(clients.back()->response()["id"], i);
   }
   Client extra(options_.path);
@@ -371,21 +415,25 @@ TEST_F(SocketServerTest, ClientPastTheLimitGetsBusy) {
   const json r = extra.response();
   EXPECT_EQ(r["error"]["code"], "busy");
   EXPECT_TRUE(extra.closed_by_server());
-
-  // A place frees up when one leaves.
-  clients.pop_back();
-  for (int attempt = 0; attempt < 1000; ++attempt) {
-    Client again(options_.path);
-    again.send("{\"cmd\":\"echo\",\"id\":\"again\"}\n");
-    const json a = again.response();
-    if (a["ok"] == true) {
-      EXPECT_EQ(a["id"], "again");
-      return;
-    }
-    ASSERT_EQ(a["error"]["code"], "busy");
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // Neither half-sent request was cut short.
+  for (int i = 0; i < 2; ++i) {
+    clients[static_cast<size_t>(i)]->send("ho\",\"id\":" + std::to_string(10 + i) + "}\n");
+    EXPECT_EQ(clients[static_cast<size_t>(i)]->response()["id"], 10 + i);
   }
-  FAIL() << "no place freed after a client left";
+}
+
+TEST_F(SocketServerTest, IdleClientIsClosedAfterTheIdleTimeout) {
+  options_.idle_timeout = std::chrono::milliseconds(100);
+  start();
+  auto c = answered_client(options_.path, 1);
+  ASSERT_NE(c, nullptr);
+  // Closed without a message (nothing is owed between requests).
+  EXPECT_EQ(c->line(), "");
+  EXPECT_TRUE(c->closed_by_server());
+  // A client that never sent anything is idle too.
+  Client silent(options_.path);
+  ASSERT_TRUE(silent.connected());
+  EXPECT_TRUE(silent.closed_by_server());
 }
 
 TEST_F(SocketServerTest, SocketFileModeAndLifeCycle) {
@@ -503,6 +551,19 @@ TEST_F(SocketServerCredTest, OtherUserIsRefused) {
   EXPECT_EQ(r["error"]["message"],
             "uid 65534 may not use this socket (root, the daemon's user or the configured group "
             "only)");
+}
+
+TEST_F(SocketServerCredTest, RefusedPeerNeverTakesAClientsPlace) {
+  options_.max_clients = 1;
+  start();
+  auto c = answered_client(options_.path, 1);
+  ASSERT_NE(c, nullptr);
+  const std::string got = exchange_as_nobody(options_.path, "{\"cmd\":\"echo\",\"id\":2}\n");
+  const json r = json::parse(got, nullptr, false);
+  ASSERT_TRUE(r.is_object()) << got;
+  EXPECT_EQ(r["error"]["code"], "permission_denied");
+  c->send("{\"cmd\":\"echo\",\"id\":3}\n");
+  EXPECT_EQ(c->response()["id"], 3);
 }
 
 TEST_F(SocketServerCredTest, MemberOfTheConfiguredGroupIsServed) {
