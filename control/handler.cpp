@@ -372,6 +372,50 @@ Arg<Target> target(const json& req) {
   return t;
 }
 
+// The optional "force" flag (true or false).
+std::optional<Fail> force_field(const json& req, bool& out) {
+  const json* f = field(req, "force");
+  if (f == nullptr) return std::nullopt;
+  if (!f->is_boolean()) return bad_request("field \"force\" must be true or false");
+  out = f->get<bool>();
+  return std::nullopt;
+}
+
+// Refuses a change that would leave a VIP with no backend for new flows:
+// removing (`removing`) or draining the last backend that is not draining,
+// or removing its very last backend. Such a VIP drops every new
+// connection (no_backend), which an operator means to do only on purpose.
+// A backend that is down still counts: it may be the probes that fail, and
+// panic mode spreads the table over such backends.
+std::optional<Fail> refuse_blackhole(const Balancer& b, const Target& tg, bool removing,
+                                     std::string_view cmd) {
+  auto list = b.backends(tg.vip);
+  if (!list.ok()) return std::nullopt;  // the change itself reports not_found
+  const BackendView* target = nullptr;
+  size_t others_taking = 0;
+  for (const BackendView& v : list.value()) {
+    if (v.addr == tg.addr) {
+      target = &v;
+    } else if (!v.draining()) {
+      ++others_taking;
+    }
+  }
+  if (target == nullptr || others_taking > 0) return std::nullopt;
+  std::string why;
+  if (!target->draining()) {
+    why = " is the last backend of VIP \"" + tg.vip + "\" that takes new connections";
+  } else if (removing && list.value().size() == 1) {
+    why = " is the last backend of VIP \"" + tg.vip + "\" (it still holds its flows)";
+  } else {
+    return std::nullopt;
+  }
+  return Fail{"last_backend",
+              tg.addr.to_string() + why + ": after " + std::string(cmd) +
+                  " the VIP would drop every new connection (no_backend). Add a backend first, "
+                  "or repeat with \"force\": true (sluice ctl " + std::string(cmd) +
+                  " --force) to do it anyway"};
+}
+
 Arg<json> cmd_reload(Balancer& b, const HandlerContext& ctx) {
   if (ctx.config_path.empty()) return invalid("this daemon has no config file to reload");
   auto r = reload_config_file(b, ctx.config_path);
@@ -411,12 +455,21 @@ Arg<json> dispatch(Balancer& b, const HandlerContext& ctx, const std::string& cm
     auto t = target(req);
     if (auto* f = std::get_if<Fail>(&t)) return *f;
     const Target& tg = std::get<Target>(t);
+    bool force = false;
+    if (auto f = force_field(req, force)) return *f;
     const std::string what = cmd + " " + tg.vip + " " + tg.addr.to_string();
-    if (cmd == "remove-backend") return change(b, ctx, what, b.remove_backend(tg.vip, tg.addr), tg.vip);
-    if (cmd == "drain") return change(b, ctx, what, b.drain(tg.vip, tg.addr), tg.vip);
+    const bool removing = cmd == "remove-backend";
     std::optional<uint64_t> w;
-    if (field(req, "weight") == nullptr) return bad_request("missing field \"weight\" (0..65535)");
-    if (auto f = need_uint(req, "weight", 65535, w)) return *f;
+    if (cmd == "set-weight") {
+      if (field(req, "weight") == nullptr)
+        return bad_request("missing field \"weight\" (0..65535)");
+      if (auto f = need_uint(req, "weight", 65535, w)) return *f;
+    }
+    if (!force && (cmd != "set-weight" || *w == 0)) {
+      if (auto f = refuse_blackhole(b, tg, removing, cmd)) return *f;
+    }
+    if (removing) return change(b, ctx, what, b.remove_backend(tg.vip, tg.addr), tg.vip);
+    if (cmd == "drain") return change(b, ctx, what, b.drain(tg.vip, tg.addr), tg.vip);
     return change(b, ctx, what + " " + std::to_string(*w),
                   b.set_weight(tg.vip, tg.addr, static_cast<uint32_t>(*w)), tg.vip);
   }

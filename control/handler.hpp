@@ -29,8 +29,10 @@ struct HandlerContext {
 /// Answers one request (a parsed JSON value) per PROTOCOL.md. Never
 /// throws; every failure is a {"ok": false, "error": {code, message}}
 /// response (codes bad_request, unknown_command, not_found, exists,
-/// invalid, failed, internal). Changing commands publish at once; a failed
-/// publication changes nothing.
+/// invalid, last_backend, failed, internal). Changing commands publish at
+/// once; a failed publication changes nothing. remove-backend, drain and
+/// set-weight 0 of a VIP's last backend taking new flows (or removing its
+/// last backend) are refused with last_backend unless "force" is true.
 [[nodiscard]] nlohmann::json handle_request(Balancer& balancer, const HandlerContext& ctx,
                                             const nlohmann::json& request);
 

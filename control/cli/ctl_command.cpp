@@ -33,6 +33,7 @@ struct CtlArgs {
   std::string backend;
   uint32_t weight = 0;
   std::optional<uint32_t> opt_weight;
+  bool force = false;  // remove-backend, drain, set-weight: even the last backend
   std::optional<uint32_t> capacity;
   std::string health_check;
   // add-vip
@@ -239,6 +240,19 @@ int top(const CtlArgs& a) {
   return kExitOk;
 }
 
+// --force: do it even when it leaves the VIP no backend for new
+// connections (the daemon refuses with last_backend otherwise).
+void add_force(CLI::App* sub, CtlArgs* a) {
+  sub->add_flag("--force", a->force,
+                "Even if it leaves the VIP with no backend taking new connections (refused "
+                "otherwise: the VIP would drop them)");
+}
+
+json with_force(const CtlArgs& a, json request) {
+  if (a.force) request["force"] = true;
+  return request;
+}
+
 CLI::App* add(CLI::App* ctl, const char* name, const char* help) {
   CLI::App* sub = ctl->add_subcommand(name, help);
   sub->fallthrough();  // --socket/--json may follow the subcommand too
@@ -365,16 +379,18 @@ void add_ctl(CLI::App& app, std::function<int()>* run) {
     };
   });
 
-  // remove-backend and drain: VIP and BACKEND, nothing else.
+  // remove-backend and drain: VIP and BACKEND, and --force.
   auto vip_backend = [&](const char* name, const char* help, const char* done) {
     CLI::App* sub = add(ctl, name, help);
     sub->add_option("VIP", a->vip, "The VIP's name")->required();
     sub->add_option("BACKEND", a->backend, "The backend's address")->required();
+    add_force(sub, a.get());
     const std::string cmd = name;
     const std::string verb = done;
     sub->callback([run, a, cmd, verb] {
       *run = [a, cmd, verb] {
-        return exchange(*a, {{"cmd", cmd}, {"vip", a->vip}, {"backend", a->backend}},
+        return exchange(*a,
+                        with_force(*a, {{"cmd", cmd}, {"vip", a->vip}, {"backend", a->backend}}),
                         [a, verb](const json& r) {
                           return moved_text(verb + " " + a->backend + " of " + a->vip, r);
                         });
@@ -392,11 +408,15 @@ void add_ctl(CLI::App& app, std::function<int()>* run) {
   set_weight->add_option("WEIGHT", a->weight, "0..65535 (0 = drain)")
       ->required()
       ->check(CLI::Range(0, 65535));
+  add_force(set_weight, a.get());
   set_weight->callback([run, a] {
     *run = [a] {
       return exchange(
           *a,
-          {{"cmd", "set-weight"}, {"vip", a->vip}, {"backend", a->backend}, {"weight", a->weight}},
+          with_force(*a, {{"cmd", "set-weight"},
+                          {"vip", a->vip},
+                          {"backend", a->backend},
+                          {"weight", a->weight}}),
           [a](const json& r) {
             return moved_text("weight of " + a->backend + " of " + a->vip + " set to " +
                                   std::to_string(a->weight),

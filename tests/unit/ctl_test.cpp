@@ -265,6 +265,14 @@ TEST_F(CtlTest, ChangesSendTheirArguments) {
   json req = daemon_.last_request();
   EXPECT_EQ(req["cmd"], "drain");
   EXPECT_EQ(req["backend"], "10.0.0.11");
+  EXPECT_FALSE(req.contains("force")) << "only --force sends it";
+
+  for (const char* forced : {"drain web 10.0.0.11 --force", "remove-backend --force web 10.0.0.11",
+                             "set-weight web 10.0.0.11 0 --force"}) {
+    r = ctl(forced);
+    EXPECT_EQ(r.code, 0) << forced << ": " << r.err;
+    EXPECT_EQ(daemon_.last_request()["force"], true) << forced;
+  }
 
   r = ctl("set-weight web 10.0.0.11 250");
   EXPECT_EQ(r.code, 0) << r.err;

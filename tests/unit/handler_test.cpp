@@ -320,6 +320,80 @@ TEST_F(Handler, ErrorCodes) {
   EXPECT_EQ(held_->publishes, 1) << "no failed request touched the fast path";
 }
 
+// Changes that would leave "web" (10.0.0.1 and 10.0.0.2) with no backend
+// for new connections are refused unless forced; each case starts from a
+// fresh fixture after `setup` (which must succeed).
+struct BlackholeCase {
+  const char* name;
+  std::vector<json> setup;
+  json request;
+  bool refused;
+};
+
+TEST_F(Handler, LastBackendIsRefusedUnlessForced) {
+  const json drain1{{"cmd", "drain"}, {"vip", "web"}, {"backend", "10.0.0.1"}};
+  const json remove1{{"cmd", "remove-backend"}, {"vip", "web"}, {"backend", "10.0.0.1"}};
+  const json remove2{{"cmd", "remove-backend"}, {"vip", "web"}, {"backend", "10.0.0.2"}};
+  const json drain2{{"cmd", "drain"}, {"vip", "web"}, {"backend", "10.0.0.2"}};
+  const json drain2_forced{{"cmd", "drain"}, {"vip", "web"}, {"backend", "10.0.0.2"}, {"force", true}};
+  const json weight0_2{{"cmd", "set-weight"}, {"vip", "web"}, {"backend", "10.0.0.2"}, {"weight", 0}};
+  const json weight5_2{{"cmd", "set-weight"}, {"vip", "web"}, {"backend", "10.0.0.2"}, {"weight", 5}};
+  const BlackholeCase cases[] = {
+      {"remove one of two", {}, remove1, false},
+      {"drain one of two", {}, drain1, false},
+      {"remove the last", {remove1}, remove2, true},
+      {"remove the last taking new flows (the other drains)", {drain1}, remove2, true},
+      {"drain the last taking new flows", {drain1}, drain2, true},
+      {"set-weight 0 on the last taking new flows", {drain1}, weight0_2, true},
+      {"set-weight >0 on the last is fine", {drain1}, weight5_2, false},
+      {"remove a draining one while another takes flows", {drain1}, remove1, false},
+      {"drain an already draining last", {remove1, drain2_forced}, drain2, false},
+      {"remove the last, draining, one", {remove1, drain2_forced}, remove2, true},
+  };
+  for (const BlackholeCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    held_ = std::make_shared<FakeHeld>();
+    SetUp();
+    for (const json& step : c.setup) ok(step);
+    const size_t backends_before = list_web().size();
+    const int publishes_before = held_->publishes;
+    const json r = call(c.request);
+    if (!c.refused) {
+      EXPECT_EQ(r["ok"], true) << r.dump();
+      continue;
+    }
+    ASSERT_EQ(r["ok"], false) << r.dump();
+    EXPECT_EQ(r["error"]["code"], "last_backend");
+    const std::string msg = r["error"]["message"];
+    EXPECT_NE(msg.find("10.0.0.2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("--force"), std::string::npos) << msg;
+    EXPECT_EQ(list_web().size(), backends_before);
+    EXPECT_EQ(held_->publishes, publishes_before) << "a refused change does not publish";
+    // The same request, forced, goes through.
+    json forced = c.request;
+    forced["force"] = true;
+    EXPECT_EQ(call(forced)["ok"], true);
+  }
+}
+
+TEST_F(Handler, ADownBackendStillTakesNewFlowsInPanic) {
+  // 10.0.0.1 fails its probes: removing 10.0.0.2 leaves the VIP in panic
+  // over 10.0.0.1 (the probes may be what is broken), not without a table.
+  ASSERT_TRUE(b_->set_backend_health("web", IpAddress::parse("10.0.0.1").value(), control::Health::kDown,
+                                     std::nullopt, "connect: Connection refused")
+                  .ok());
+  ASSERT_TRUE(b_->publish().ok());
+  ok({{"cmd", "remove-backend"}, {"vip", "web"}, {"backend", "10.0.0.2"}});
+  EXPECT_EQ(ok({{"cmd", "vips"}})["vips"][0]["panic"], true);
+  EXPECT_EQ(code({{"cmd", "remove-backend"}, {"vip", "web"}, {"backend", "10.0.0.1"}}),
+            "last_backend");
+}
+
+TEST_F(Handler, ForceMustBeABoolean) {
+  EXPECT_EQ(code({{"cmd", "drain"}, {"vip", "web"}, {"backend", "10.0.0.1"}, {"force", 1}}),
+            "bad_request");
+}
+
 TEST_F(Handler, AFailedPublicationIsFailedAndChangesNothing) {
   held_->fail_next = 1;
   const json r = call({{"cmd", "drain"}, {"vip", "web"}, {"backend", "10.0.0.1"}});
