@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Daemon: start-up (config, fast paths, first publication, pid file), the
-// signal handling and the periodic next-hop refresh on the Asio loop.
+// signal handling and the periodic next-hop refresh (resolved on a worker
+// thread, applied on the Asio loop).
 #include "control/daemon.hpp"
 
 #include <spdlog/spdlog.h>
@@ -66,8 +67,10 @@ Daemon::Daemon(DaemonOptions options, Balancer balancer)
   ctx_.config_path = options_.config_path;
   ctx_.on_change = [this](std::string_view what, const PublishReport& r) {
     log_publish(what, r, balancer_->generation());
-    // A runtime change may have added or removed backends to probe.
+    // A runtime change may have added or removed backends to probe, and
+    // backends whose next hop is to be checked (as SIGHUP does).
     sync_health_targets();
+    request_next_hop_refresh();
   };
 }
 
@@ -177,6 +180,9 @@ Daemon::~Daemon() {
 
 int Daemon::run() {
   wait_signals();
+  next_hops_ = std::make_unique<NextHopRefresher>(
+      io_, balancer_->fastpaths(),
+      [this](const Fastpath& fp, const Status& s) { log_next_hop(fp, s); });
   schedule_next_hop_refresh();
   // The backends of the config we start with are probed from an assumed
   // "up" (the fast path may be forwarding to them already, after a
@@ -213,6 +219,7 @@ void Daemon::wait_signals() {
     checker_.reset();
     socket_.reset();
     metrics_.reset();
+    next_hops_.reset();
     io_.stop();
   });
 }
@@ -232,7 +239,7 @@ void Daemon::reload() {
   }
   log_publish("reload", r.value(), balancer_->generation());
   sync_health_targets();
-  refresh_next_hops();
+  request_next_hop_refresh();
 }
 
 Status Daemon::open_servers() {
@@ -391,25 +398,31 @@ void Daemon::publish(std::string_view why) {
 void Daemon::refresh_next_hops() {
   if (balancer_->config().xdp && balancer_->config().xdp->gateway_mac) return;
   const std::vector<IpAddress> targets = balancer_->backend_addresses();
-  for (const auto& fp : balancer_->fastpaths()) {
-    Status s = fp->refresh_next_hop(targets);
-    // Logged when it changes, not every period.
-    const std::string err = s.ok() ? "" : s.error().message;
-    if (err != last_next_hop_error_) {
-      if (s.ok())
-        spdlog::info("{}: next hop resolved", fp->info().interface);
-      else
-        spdlog::warn("{}: next hop: {}", fp->info().interface, err);
-      last_next_hop_error_ = err;
-    }
-  }
+  for (const auto& fp : balancer_->fastpaths()) log_next_hop(*fp, fp->refresh_next_hop(targets));
+}
+
+void Daemon::request_next_hop_refresh() {
+  if (!next_hops_) return;
+  if (balancer_->config().xdp && balancer_->config().xdp->gateway_mac) return;
+  next_hops_->refresh(balancer_->backend_addresses());
+}
+
+void Daemon::log_next_hop(const Fastpath& fp, const Status& s) {
+  // Logged when it changes, not every period.
+  const std::string err = s.ok() ? "" : s.error().message;
+  if (err == last_next_hop_error_) return;
+  if (s.ok())
+    spdlog::info("{}: next hop resolved", fp.info().interface);
+  else
+    spdlog::warn("{}: next hop: {}", fp.info().interface, err);
+  last_next_hop_error_ = err;
 }
 
 void Daemon::schedule_next_hop_refresh() {
   next_hop_timer_.expires_after(options_.next_hop_period);
   next_hop_timer_.async_wait([this](const std::error_code& ec) {
     if (ec) return;
-    refresh_next_hops();
+    request_next_hop_refresh();
     schedule_next_hop_refresh();
   });
 }

@@ -21,6 +21,7 @@
 #include "control/health.hpp"
 #include "control/instance_lock.hpp"
 #include "control/metrics_server.hpp"
+#include "control/next_hop_refresher.hpp"
 #include "control/policy.hpp"
 #include "control/socket_server.hpp"
 
@@ -91,8 +92,13 @@ class Daemon {
  private:
   Daemon(DaemonOptions options, Balancer balancer);
   void wait_signals();
+  /// Resolves and writes the next hops now, waiting (before the loop runs).
   void refresh_next_hops();
+  /// The same on the worker thread of next_hops_ (the loop never waits
+  /// for a neighbour), now and every next_hop_period.
+  void request_next_hop_refresh();
   void schedule_next_hop_refresh();
+  void log_next_hop(const Fastpath& fp, const Status& s);
   /// Opens the control socket and the metrics endpoint (when configured).
   [[nodiscard]] Status open_servers();
   void on_probe(const HealthEvent& e);
@@ -122,6 +128,9 @@ class Daemon {
   std::unique_ptr<HealthChecker> checker_;
   std::unique_ptr<SocketServer> socket_;
   std::unique_ptr<MetricsServer> metrics_;
+  // Declared after balancer_, so destroyed (its worker joined) before the
+  // fast paths it resolves for.
+  std::unique_ptr<NextHopRefresher> next_hops_;
   std::map<std::string, VipDamping, std::less<>> damping_;
   std::string last_next_hop_error_;
   std::string last_active_flows_error_;

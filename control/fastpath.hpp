@@ -7,6 +7,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -97,6 +98,21 @@ class Fastpath {
   /// updates the next hop; a no-op for a fast path with a static one.
   /// Errors: the resolver's (-EHOSTUNREACH, -ETIMEDOUT, -EXDEV, ...).
   [[nodiscard]] virtual Status refresh_next_hop(std::span<const IpAddress> targets) = 0;
+
+  /// refresh_next_hop in two halves, for a caller whose thread must not
+  /// wait (the daemon's event loop): this half does the waiting (routes,
+  /// neighbour resolution) and may run on another thread while the control
+  /// thread calls every other method, though never beside itself or
+  /// refresh_next_hop; the function it returns applies the result and must
+  /// be called on the control thread, while the fast path lives. The
+  /// default waits for nothing: its function calls refresh_next_hop (right
+  /// for a fast path whose refresh does not block).
+  [[nodiscard]] virtual std::function<Status()> resolve_next_hop(
+      std::span<const IpAddress> targets) {
+    return [this, copy = std::vector<IpAddress>(targets.begin(), targets.end())] {
+      return refresh_next_hop(copy);
+    };
+  }
 
   /// Counters, packets and bytes since the maps were made.
   /// Errors: the map-read errno; -EINVAL for an id out of range.

@@ -28,6 +28,10 @@ class XdpFastpath final : public Fastpath {
   /// Loader::refresh_next_hop through a resolver opened on first use in
   /// the calling thread's namespace; waits up to 1 s for a neighbour.
   [[nodiscard]] Status refresh_next_hop(std::span<const IpAddress> targets) override;
+  /// Loader::resolve_next_hop (the waiting, through the same resolver);
+  /// the function writes the result with Loader::apply_next_hop.
+  [[nodiscard]] std::function<Status()> resolve_next_hop(
+      std::span<const IpAddress> targets) override;
   [[nodiscard]] Result<sluice_global_stats> global_stats() const override;
   [[nodiscard]] Result<sluice_vip_stats> vip_stats(uint32_t vip_id) const override;
   [[nodiscard]] Result<sluice_backend_stats> backend_stats(uint32_t backend_id) const override;
@@ -39,6 +43,7 @@ class XdpFastpath final : public Fastpath {
  private:
   explicit XdpFastpath(xdp::Loader loader) : loader_(std::move(loader)) {}
   [[nodiscard]] Status read_initial_state();
+  [[nodiscard]] Result<xdp::NextHop> resolve(std::span<const IpAddress> targets);
 
   xdp::Loader loader_;
   FastpathState initial_;

@@ -322,6 +322,15 @@ Status Loader::set_next_hop(const sluice_next_hop& nh) {
 Result<NextHop> Loader::refresh_next_hop(NextHopResolver& resolver,
                                          std::span<const IpAddress> targets,
                                          std::chrono::milliseconds wait) {
+  auto hop = resolve_next_hop(resolver, targets, wait);
+  if (!hop.ok()) return hop.error();
+  if (auto s = apply_next_hop(hop.value()); !s.ok()) return s.error();
+  return hop.value();
+}
+
+Result<NextHop> Loader::resolve_next_hop(NextHopResolver& resolver,
+                                         std::span<const IpAddress> targets,
+                                         std::chrono::milliseconds wait) const {
   if (targets.empty()) return Error{-EINVAL, "refresh_next_hop: no target addresses"};
   std::optional<NextHop> first;
   for (const IpAddress& t : targets) {
@@ -343,11 +352,13 @@ Result<NextHop> Loader::refresh_next_hop(NextHopResolver& resolver,
                                "): sluice_lb has a single next hop"};
     }
   }
-  const sluice_next_hop nh = first->to_map();
-  if (!next_hop_ || std::memcmp(&*next_hop_, &nh, sizeof nh) != 0) {
-    if (auto s = set_next_hop(nh); !s.ok()) return s.error();
-  }
   return *first;
+}
+
+Status Loader::apply_next_hop(const NextHop& hop) {
+  const sluice_next_hop nh = hop.to_map();
+  if (next_hop_ && std::memcmp(&*next_hop_, &nh, sizeof nh) == 0) return Ok{};
+  return set_next_hop(nh);
 }
 
 template <class T>

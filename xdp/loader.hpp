@@ -194,6 +194,16 @@ class Loader {
   [[nodiscard]] Result<NextHop> refresh_next_hop(NextHopResolver& resolver,
                                                  std::span<const IpAddress> targets,
                                                  std::chrono::milliseconds wait);
+  /// refresh_next_hop's resolution and checks, without the write. It reads
+  /// only what is fixed at load (the interface), so it may run on another
+  /// thread than the one publishing, with a resolver of its own, e.g. to
+  /// keep that thread from waiting for neighbours. Same errors.
+  [[nodiscard]] Result<NextHop> resolve_next_hop(NextHopResolver& resolver,
+                                                 std::span<const IpAddress> targets,
+                                                 std::chrono::milliseconds wait) const;
+  /// refresh_next_hop's write: `hop` into the next-hop map, when it differs
+  /// from the one written last. Errors: the map update's.
+  [[nodiscard]] Status apply_next_hop(const NextHop& hop);
 
   /// Counters summed over all possible CPUs, and per CPU (index = CPU).
   /// Errors: the map-lookup errno; -EINVAL for an id out of range.
