@@ -726,18 +726,37 @@ http {{
 
     # -- describing it --------------------------------------------------------
 
+    def gone(self) -> list[str]:
+        """What the lab recorded that is no longer there: processes (by PID
+        and start time, so a PID the kernel gave to another process since
+        does not pass for ours) and namespaces. Empty for a whole lab."""
+        missing = [f"{p.what} (pid {p.pid}) is not running" for p in self.procs if not p.alive()]
+        missing += [f"namespace {ns} is gone" for ns in self.namespaces
+                    if not Path(f"/run/netns/{ns}").exists()]
+        return missing
+
     def describe(self) -> str:
         t = self.topo
-        rows = [f"lab {self.name}  (state in {self.dir})",
-                f"  VIPs           {VIP4}  {VIP6}  (routed by the router to the LB)",
-                f"  router         {t.router_ns}"]
+        missing = self.gone()
+        rows = [f"lab {self.name}  {'stale' if missing else 'running'}  (state in {self.dir})"]
+        for m in missing:
+            rows.append(f"  stale          {m}")
+        if missing:
+            rows.append(f"  stale          `scripts/lab down {self.name}` removes what is left")
+        rows += [f"  VIPs           {VIP4}  {VIP6}  (routed by the router to the LB)",
+                 f"  router         {t.router_ns}"]
         for h in t.hosts():
             rows.append(f"  {h.role:<14} {h.ns:<22} {h.ifname:<15} {h.addr4:<12} {h.addr6}")
-        servers = ", ".join(p.what for p in self.procs if p is not self.daemon) or "none"
+        servers = ", ".join(p.what + ("" if p.alive() else " (not running)")
+                            for p in self.procs if p is not self.daemon) or "none"
         rows.append(f"  servers        {servers}")
-        rows.append("  sluice         " + (f"running (pid {self.daemon.pid}), ctl socket "
-                                            f"{self.socket_path}" if self.daemon else
-                                            "not attached"))
+        if self.daemon is None:
+            sluice = "not attached"
+        elif self.daemon.alive():
+            sluice = f"running (pid {self.daemon.pid}), ctl socket {self.socket_path}"
+        else:
+            sluice = f"not running (pid {self.daemon.pid} exited)"
+        rows.append("  sluice         " + sluice)
         return "\n".join(rows)
 
 
