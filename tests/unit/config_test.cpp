@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include <string>
 #include <vector>
 
@@ -350,6 +353,26 @@ TEST(Config, ExampleFileIsValid) {
   EXPECT_TRUE(r.warnings.empty()) << testing::PrintToString(warnings_of(r));
   EXPECT_EQ(r.config->vips.size(), 2u);
   EXPECT_EQ(r.config->backend_count(), 5u);
+}
+
+// The complete example in README.md ("The config file") is a valid config.
+TEST(Config, ReadmeExampleIsValid) {
+  std::ifstream in(SLUICE_README);
+  ASSERT_TRUE(in) << SLUICE_README;
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  const std::string text = buf.str();
+  const size_t section = text.find("### The config file");
+  ASSERT_NE(section, std::string::npos);
+  const size_t begin = text.find("```toml\n", section);
+  ASSERT_NE(begin, std::string::npos);
+  const size_t end = text.find("```\n", begin + 8);
+  ASSERT_NE(end, std::string::npos);
+  const ConfigReport r = parse_config(text.substr(begin + 8, end - begin - 8), "README.md");
+  ASSERT_TRUE(r.ok()) << testing::PrintToString(errors_of(r));
+  EXPECT_TRUE(r.warnings.empty()) << testing::PrintToString(warnings_of(r));
+  EXPECT_EQ(r.config->vips.size(), 2u);
+  EXPECT_EQ(r.config->backend_count(), 3u);
 }
 
 TEST(Config, UnreadableFileIsAnError) {
