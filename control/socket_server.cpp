@@ -116,8 +116,6 @@ struct SocketServer::State {
   asio::steady_timer retry;  // paces accept() after an error such as EMFILE
   std::unordered_set<Connection*> connections;
   bool closed = false;
-  uint64_t idle_closed = 0;
-  uint64_t evicted = 0;
   dev_t file_dev = 0;  // identity of the socket file we made, so only it is removed
   ino_t file_ino = 0;
 
@@ -241,7 +239,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
         case Deadline::kIdle:
           // Nothing is owed to a client between requests: it is closed
           // without a message.
-          ++self->state_->idle_closed;
           self->close();
           return;
         case Deadline::kWrite:
@@ -322,7 +319,6 @@ bool SocketServer::State::evict_longest_idle(const Connection* except) {
     if (oldest == nullptr || c->last_active() < oldest->last_active()) oldest = c;
   }
   if (oldest == nullptr) return false;
-  ++evicted;
   oldest->close();
   return true;
 }
@@ -413,10 +409,6 @@ Result<std::unique_ptr<SocketServer>> SocketServer::open(asio::io_context& io,
 SocketServer::~SocketServer() { state_->shutdown(); }
 
 size_t SocketServer::client_count() const { return state_->connections.size(); }
-
-uint64_t SocketServer::idle_closed() const { return state_->idle_closed; }
-
-uint64_t SocketServer::evicted() const { return state_->evicted; }
 
 const std::string& SocketServer::path() const { return state_->options.path; }
 

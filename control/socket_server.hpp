@@ -70,10 +70,6 @@ class SocketServer {
 
   /// Connections open now (including one being turned away or evicted).
   [[nodiscard]] size_t client_count() const;
-  /// Clients closed so far because they were idle past idle_timeout, and
-  /// because a new client took their place.
-  [[nodiscard]] uint64_t idle_closed() const;
-  [[nodiscard]] uint64_t evicted() const;
   [[nodiscard]] const std::string& path() const;
 
   struct State;  // shared with the connections, which may outlive the server object
