@@ -239,10 +239,13 @@ def test_set_weight_under_load(lab):
 def test_drain_keeps_open_connections_and_takes_no_new_ones(lab):
     need_ctl(lab)
     conns = traffic.open_keepalives(client(lab).ns, VIP4, 30)
-    drained = lab.topo.backends[0]
+    # Drain the backend holding the most of them: a fixed one (backend1, a
+    # sixth of the table) gets none of 30 connections once in 240 runs.
+    drained = max(lab.topo.backends,
+                  key=lambda b: sum(c.backend == b.role for c in conns))
     try:
         on_drained = [c for c in conns if c.backend == drained.role]
-        assert on_drained, "no keep-alive connection landed on backend1"
+        assert on_drained, "no keep-alive connection landed on any backend"
         lab.ctl("drain", "web-v4", drained.addr4)
         fresh = traffic.curl_fresh(client(lab).ns, traffic.url(VIP4), 300)
         assert fresh.failures == []
