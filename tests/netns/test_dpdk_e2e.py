@@ -7,6 +7,7 @@
 # `sluice ctl`, and a clean stop on SIGTERM. The lab (namespaces, servers,
 # the daemon) is torn down whatever happens, and so is EAL's runtime folder.
 import os
+import re
 import shutil
 import signal
 import time
@@ -20,6 +21,8 @@ from conftest import require_lab, skip_or_fail
 from sluicelab import VIP4, VIP6
 
 REQUESTS = 60
+# The metrics endpoint, on the LB namespace's own loopback.
+METRICS = "127.0.0.1:9650"
 
 
 def dpdk_config(lab, prefix: str) -> Path:
@@ -29,7 +32,7 @@ def dpdk_config(lab, prefix: str) -> Path:
     lines = [
         "# sluice lab config with the DPDK fast path (tests/netns/test_dpdk_e2e.py)",
         "[control]", f'socket = "{lab.socket_path}"',
-        "[metrics]", 'listen = ""',
+        "[metrics]", f'listen = "{METRICS}"',
         "[dpdk]",
         f'ports = ["net_af_packet0,iface={lb.ifname}"]',
         "main_lcore = 0", "lcores = [1]",
@@ -128,6 +131,25 @@ def test_curl_through_the_dpdk_path_reaches_every_backend(lab, vip):
     backends = [b for b in after["backends"] if b["vip"] == name]
     assert sum(b["packets"] for b in backends) == vip_after["packets"], after
     assert all(b["packets"] > 0 for b in backends), backends
+
+
+def test_prometheus_shows_the_workers_counters_as_ctl_does(lab):
+    traffic.curl_fresh(lab.topo.clients[0].ns, traffic.url(VIP4), 10)
+    st = stats(lab)
+    text = sluicelab.run(["curl", "-sS", "--max-time", "5", f"http://{METRICS}/metrics"],
+                         ns=lab.topo.lb.ns).stdout
+    def sample(name: str, labels: str) -> int:
+        m = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\d+)$", text, re.M)
+        assert m, f"no {name}{{{labels}}} in:\n{text[:3000]}"
+        return int(m.group(1))
+    vip = next(v for v in st["vips"] if v["name"] == "web-v4")
+    assert vip["packets"] > 0
+    # VIP counters do not move without VIP traffic (probes are not).
+    assert sample("sluice_vip_packets_total", 'vip="web-v4"') == vip["packets"]
+    assert sample("sluice_vip_new_flows_total", 'vip="web-v4"') == vip["new_flows"]
+    for b in (b for b in st["backends"] if b["vip"] == "web-v4"):
+        assert sample("sluice_backend_packets_total",
+                      f'vip="web-v4",backend="{b["backend"]}"') == b["packets"]
 
 
 def test_sigterm_stops_workers_and_closes_ports(lab):
