@@ -47,6 +47,8 @@ struct DpdkRuntime::Impl {
       stop.store(true, std::memory_order_relaxed);
       rte_eal_mp_wait_lcore();
     }
+    for (const auto& l : loops)
+      if (fastpath) fastpath->detach_loop(l.get());
     loops.clear();
     for (const auto& w : workers)
       if (fastpath) fastpath->detach_worker(w.get());
@@ -180,6 +182,7 @@ Result<std::unique_ptr<DpdkRuntime>> DpdkRuntime::start(const DpdkRuntimeOptions
     auto loop = dpdk::LcoreLoop::create(*r.ports, q, *r.workers.back());
     if (!loop.ok()) return loop.error();
     r.loops.push_back(std::move(loop.value()));
+    r.fastpath->attach_loop(r.loops.back().get());
   }
   for (const auto& loop : r.loops) r.launches.push_back({loop.get(), &r.stop});
   return std::unique_ptr<DpdkRuntime>(new DpdkRuntime(std::move(impl)));
