@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <tuple>
 
 #include "dataplane/abi/consts.h"
 
@@ -141,11 +142,11 @@ Status check_backend(const BackendConfig& b, const VipConfig& vip, const Config&
   } else if (vip.policy == Policy::kFastest) {
     return invalid(who + ": policy \"fastest\" needs a health_check");
   }
-  if (config.xdp) {
-    if (b.addr.is_v6() && !config.xdp->encap_source_v6)
-      return invalid(who + ": IPv6 backends need xdp.encap_source_v6 in the config");
-    if (!b.addr.is_v6() && !config.xdp->encap_source_v4)
-      return invalid(who + ": IPv4 backends need xdp.encap_source_v4 in the config");
+  if (const auto e = config.encap()) {
+    if (b.addr.is_v6() && !e->source_v6)
+      return invalid(who + ": IPv6 backends need " + e->section + ".encap_source_v6 in the config");
+    if (!b.addr.is_v6() && !e->source_v4)
+      return invalid(who + ": IPv4 backends need " + e->section + ".encap_source_v4 in the config");
   }
   return Ok{};
 }
@@ -336,11 +337,11 @@ struct Balancer::State {
     }
     std::sort(snap.backends.begin(), snap.backends.end(),
               [](const sluice_backend& a, const sluice_backend& b) { return a.id < b.id; });
-    if (config.xdp) {
-      if (config.xdp->encap_source_v4) snap.encap.src_v4 = config.xdp->encap_source_v4->ip;
-      if (config.xdp->encap_source_v6) snap.encap.src_v6 = config.xdp->encap_source_v6->ip;
-      snap.encap.mtu = static_cast<uint16_t>(config.xdp->mtu);
-      snap.gateway_mac = config.xdp->gateway_mac;
+    if (const auto e = config.encap()) {
+      if (e->source_v4) snap.encap.src_v4 = e->source_v4->ip;
+      if (e->source_v6) snap.encap.src_v6 = e->source_v6->ip;
+      snap.encap.mtu = static_cast<uint16_t>(e->mtu);
+      snap.gateway_mac = e->gateway_mac;
     }
     return snap;
   }
@@ -718,6 +719,14 @@ std::string restart_only_changes(const Config& old_c, const Config& new_c) {
               (old_c.xdp && (old_c.xdp->interfaces != new_c.xdp->interfaces ||
                              old_c.xdp->mode != new_c.xdp->mode)),
           "[xdp] interfaces or mode");
+  const auto dpdk_fixed = [](const DpdkConfig& d) {
+    return std::tie(d.ports, d.kernel_port, d.main_lcore, d.lcores, d.distribution, d.rx_desc,
+                    d.tx_desc, d.mbufs, d.mbuf_cache, d.hugepages, d.memory_mb, d.file_prefix,
+                    d.eal_args, d.link_wait_ms);
+  };
+  differs(old_c.dpdk.has_value() != new_c.dpdk.has_value() ||
+              (old_c.dpdk && dpdk_fixed(*old_c.dpdk) != dpdk_fixed(*new_c.dpdk)),
+          "[dpdk] EAL, ports, lcores or memory");
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -51,6 +52,28 @@ const char* to_string(CheckType t) {
 
 const char* to_string(XdpAttachMode m) {
   return m == XdpAttachMode::kNative ? "native" : "generic";
+}
+
+const char* to_string(DpdkDistribution d) {
+  return d == DpdkDistribution::kAuto ? "auto" : "software";
+}
+
+std::optional<EncapConfig> Config::encap() const {
+  EncapConfig e;
+  if (dpdk) {
+    e.source_v4 = dpdk->encap_source_v4;
+    e.source_v6 = dpdk->encap_source_v6;
+    e.mtu = dpdk->mtu;
+    e.gateway_mac = dpdk->gateway_mac;
+    e.section = "dpdk";
+    return e;
+  }
+  if (!xdp) return std::nullopt;
+  e.source_v4 = xdp->encap_source_v4;
+  e.source_v6 = xdp->encap_source_v6;
+  e.mtu = xdp->mtu;
+  e.gateway_mac = xdp->gateway_mac;
+  return e;
 }
 
 size_t Config::backend_count() const {
@@ -279,6 +302,12 @@ class Checker {
   void load_control(const toml::table& t, ControlSocketConfig& out);
   void load_metrics(const toml::table& t, MetricsConfig& out);
   void load_xdp(const toml::table& t, XdpConfig& out);
+  void load_encap(const toml::table& t, const std::string& p, std::optional<IpAddress>& v4,
+                  std::optional<IpAddress>& v6, uint32_t& mtu,
+                  std::optional<std::array<uint8_t, 6>>& gateway_mac);
+  void load_dpdk(const toml::table& t, DpdkConfig& out);
+  std::optional<std::vector<std::string>> strings(const toml::table& t, std::string_view key,
+                                                  std::string_view path);
   void load_health_checks(const toml::table& t, std::vector<HealthCheck>& out);
   void load_vip(const toml::table& t, const std::string& path, const Config& config,
                 VipConfig& out);
@@ -391,30 +420,242 @@ void Checker::load_xdp(const toml::table& t, XdpConfig& out) {
   }
   if (auto m = choice(t, "mode", p, {"native", "generic"}))
     out.mode = static_cast<XdpAttachMode>(*m);
+  load_encap(t, p, out.encap_source_v4, out.encap_source_v6, out.mtu, out.gateway_mac);
+}
+
+void Checker::load_encap(const toml::table& t, const std::string& p, std::optional<IpAddress>& v4,
+                         std::optional<IpAddress>& v6, uint32_t& mtu,
+                         std::optional<std::array<uint8_t, 6>>& gateway_mac) {
   if (auto a = address(t, "encap_source_v4", p)) {
     if (a->is_v6())
       error(t.get("encap_source_v4")->source().begin, child(p, "encap_source_v4"),
             "expected an IPv4 address, got " + describe(*t.get("encap_source_v4")));
     else
-      out.encap_source_v4 = *a;
+      v4 = *a;
   }
   if (auto a = address(t, "encap_source_v6", p)) {
     if (!a->is_v6())
       error(t.get("encap_source_v6")->source().begin, child(p, "encap_source_v6"),
             "expected an IPv6 address, got " + describe(*t.get("encap_source_v6")));
     else
-      out.encap_source_v6 = *a;
+      v6 = *a;
   }
-  set_u(t, "mtu", p, 576, 9216, out.mtu);
+  set_u(t, "mtu", p, 576, 9216, mtu);
   if (auto s = string(t, "gateway_mac", p)) {
     std::array<uint8_t, 6> mac{};
     if (parse_mac(*s, mac))
-      out.gateway_mac = mac;
+      gateway_mac = mac;
     else
       error(t.get("gateway_mac")->source().begin, child(p, "gateway_mac"),
             "expected a MAC address like \"02:00:5e:00:53:01\", got " +
                 describe(*t.get("gateway_mac")));
   }
+}
+
+// An array of strings; nullopt when missing, not an array, or when any
+// element is not a string (each reported).
+std::optional<std::vector<std::string>> Checker::strings(const toml::table& t, std::string_view key,
+                                                         std::string_view path) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return std::nullopt;
+  const auto* arr = n->as_array();
+  if (arr == nullptr) {
+    error(n->source().begin, child(path, key), "expected an array of strings, got " + describe(*n));
+    return std::nullopt;
+  }
+  std::vector<std::string> out;
+  bool ok = true;
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const toml::node& e = (*arr)[i];
+    if (const auto* s = e.as_string()) {
+      out.push_back(s->get());
+    } else {
+      error(e.source().begin, index_path(child(path, key), i),
+            "expected a string, got " + describe(e));
+      ok = false;
+    }
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+namespace {
+
+// The vdev drivers a [dpdk] port may name (MACHINE.md: those that load on
+// these hosts); a kernel_port only the ones the kernel sees as an interface.
+const std::vector<std::string_view> kDataDrivers = {"net_af_packet", "net_af_xdp",     "net_pcap",
+                                                    "net_ring",      "net_tap",        "net_null",
+                                                    "net_memif",     "net_virtio_user"};
+const std::vector<std::string_view> kKernelDrivers = {"net_tap", "net_virtio_user"};
+
+bool is_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// "DDDD:BB:DD.F" or "BB:DD.F".
+bool is_pci_address(std::string_view s) {
+  if (s.size() == 12) {
+    if (s[4] != ':') return false;
+    for (size_t i = 0; i < 4; ++i)
+      if (!is_hex(s[i])) return false;
+    s.remove_prefix(5);
+  }
+  return s.size() == 7 && is_hex(s[0]) && is_hex(s[1]) && s[2] == ':' && is_hex(s[3]) &&
+         is_hex(s[4]) && s[5] == '.' && s[6] >= '0' && s[6] <= '7';
+}
+
+// "" when `s` is a vdev of one of `drivers` (driver name, then an instance
+// suffix of letters, digits or '_', then ",key=value" arguments), else why
+// not.
+std::string vdev_problem(std::string_view s, const std::vector<std::string_view>& drivers) {
+  const std::string_view name = s.substr(0, s.find(','));
+  for (std::string_view d : drivers) {
+    if (name.substr(0, d.size()) != d) continue;
+    const std::string_view suffix = name.substr(d.size());
+    const bool ok = !suffix.empty() && std::all_of(suffix.begin(), suffix.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+    });
+    if (ok && s.find_first_of(" \t\n") == std::string_view::npos) return "";
+    return "expected \"" + std::string(d) +
+           "<N>[,key=value...]\" (an instance number after the driver name, no spaces)";
+  }
+  return "expected a vdev of " + join(drivers);
+}
+
+// EAL arguments sluice sets from other keys, and the key that sets each.
+const std::vector<std::pair<std::string_view, std::string_view>> kOwnEalArgs = {
+    {"-l", "lcores"},
+    {"--lcores", "lcores"},
+    {"-c", "lcores"},
+    {"--main-lcore", "main_lcore"},
+    {"-a", "ports"},
+    {"--allow", "ports"},
+    {"-b", "ports"},
+    {"--block", "ports"},
+    {"--vdev", "ports"},
+    {"--no-pci", "ports"},
+    {"--no-huge", "hugepages"},
+    {"-m", "memory_mb"},
+    {"--file-prefix", "file_prefix"},
+    {"--in-memory", "file_prefix"},
+};
+
+}  // namespace
+
+void Checker::load_dpdk(const toml::table& t, DpdkConfig& out) {
+  const std::string p = "dpdk";
+  check_keys(t, p,
+             {"ports", "kernel_port", "main_lcore", "lcores", "distribution", "rx_desc", "tx_desc",
+              "mbufs", "mbuf_cache", "hugepages", "memory_mb", "file_prefix", "eal_args",
+              "link_wait_ms", "encap_source_v4", "encap_source_v6", "mtu", "gateway_mac"});
+  if (require(t, "ports", p, "an array of vdev strings or PCI addresses")) {
+    if (auto ports = strings(t, "ports", p)) {
+      const toml::array& arr = *t.get("ports")->as_array();
+      if (ports->empty())
+        error(arr.source().begin, child(p, "ports"),
+              "expected at least one port (a vdev such as \"net_af_packet0,iface=eth1\", or a "
+              "PCI address)");
+      for (size_t i = 0; i < ports->size(); ++i) {
+        const std::string& s = (*ports)[i];
+        const std::string problem = is_pci_address(s) ? "" : vdev_problem(s, kDataDrivers);
+        const std::string name = s.substr(0, s.find(','));
+        const bool dup = std::any_of(out.ports.begin(), out.ports.end(), [&](const std::string& o) {
+          return o.substr(0, o.find(',')) == name;
+        });
+        if (!problem.empty())
+          error(arr[i].source().begin, index_path(child(p, "ports"), i),
+                problem + " or a PCI address (\"0000:3b:00.0\"), got " + describe(arr[i]));
+        else if (dup)
+          error(arr[i].source().begin, index_path(child(p, "ports"), i),
+                "duplicate port \"" + name + "\"");
+        else
+          out.ports.push_back(s);
+      }
+    }
+  }
+  if (auto k = string(t, "kernel_port", p)) {
+    const std::string problem = vdev_problem(*k, kKernelDrivers);
+    const std::string name = k->substr(0, k->find(','));
+    if (!problem.empty())
+      error(t.get("kernel_port")->source().begin, child(p, "kernel_port"),
+            problem + ", got " + describe(*t.get("kernel_port")));
+    else if (std::any_of(out.ports.begin(), out.ports.end(),
+                         [&](const std::string& o) { return o.substr(0, o.find(',')) == name; }))
+      error(t.get("kernel_port")->source().begin, child(p, "kernel_port"),
+            "\"" + name + "\" is also a data port");
+    else
+      out.kernel_port = *k;
+  }
+  set_u(t, "main_lcore", p, 0, 1023, out.main_lcore);
+  if (const toml::node* n = t.get("lcores")) {
+    const auto* arr = n->as_array();
+    if (arr == nullptr || arr->empty()) {
+      error(n->source().begin, child(p, "lcores"),
+            "expected a non-empty array of worker lcore ids, got " + describe(*n));
+    } else {
+      out.lcores.clear();
+      for (size_t i = 0; i < arr->size(); ++i) {
+        const toml::node& e = (*arr)[i];
+        const auto* v = e.as_integer();
+        const std::string ep = index_path(child(p, "lcores"), i);
+        if (v == nullptr || v->get() < 0 || v->get() > 1023) {
+          error(e.source().begin, ep, "expected an lcore id 0..1023, got " + describe(e));
+          continue;
+        }
+        const auto id = static_cast<uint32_t>(v->get());
+        if (std::find(out.lcores.begin(), out.lcores.end(), id) != out.lcores.end())
+          error(e.source().begin, ep, "duplicate lcore " + std::to_string(id));
+        else if (id == out.main_lcore)
+          error(e.source().begin, ep,
+                "lcore " + std::to_string(id) +
+                    " is the main lcore (the control thread's); workers need their own");
+        else
+          out.lcores.push_back(id);
+      }
+    }
+  } else if (std::find(out.lcores.begin(), out.lcores.end(), out.main_lcore) != out.lcores.end()) {
+    error(t.source().begin, child(p, "lcores"),
+          "missing; the default [1] is the main lcore: name the worker lcores");
+  }
+  if (auto c = choice(t, "distribution", p, {"auto", "software"}))
+    out.distribution = static_cast<DpdkDistribution>(*c);
+  set_u(t, "rx_desc", p, 64, 32768, out.rx_desc);
+  set_u(t, "tx_desc", p, 64, 32768, out.tx_desc);
+  set_u(t, "mbufs", p, 1024, 16777215, out.mbufs);
+  set_u(t, "mbuf_cache", p, 0, 512, out.mbuf_cache);
+  if (auto b = boolean(t, "hugepages", p)) out.hugepages = *b;
+  set_u(t, "memory_mb", p, 64, 1048576, out.memory_mb);
+  if (auto f = string(t, "file_prefix", p)) {
+    const bool ok = !f->empty() && f->size() <= 64 && std::all_of(f->begin(), f->end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.';
+    }) && f->front() != '.';
+    if (ok)
+      out.file_prefix = *f;
+    else
+      error(t.get("file_prefix")->source().begin, child(p, "file_prefix"),
+            "expected 1-64 of letters, digits, '-', '_', '.' (not first), got " +
+                describe(*t.get("file_prefix")));
+  }
+  if (auto args = strings(t, "eal_args", p)) {
+    const toml::array& arr = *t.get("eal_args")->as_array();
+    for (size_t i = 0; i < args->size(); ++i) {
+      const std::string& a = (*args)[i];
+      const std::string flag = a.substr(0, a.find('='));
+      const auto own = std::find_if(kOwnEalArgs.begin(), kOwnEalArgs.end(),
+                                    [&](const auto& o) { return o.first == flag; });
+      if (own != kOwnEalArgs.end())
+        error(arr[i].source().begin, index_path(child(p, "eal_args"), i),
+              "sluice sets " + flag + " itself: use dpdk." + std::string(own->second));
+      else
+        out.eal_args.push_back(a);
+    }
+  }
+  set_u(t, "link_wait_ms", p, 0, 600000, out.link_wait_ms);
+  load_encap(t, p, out.encap_source_v4, out.encap_source_v6, out.mtu, out.gateway_mac);
+  if (!out.gateway_mac && !t.contains("gateway_mac"))
+    error(t.source().begin, child(p, "gateway_mac"),
+          "missing; expected the next hop's MAC (\"02:00:5e:00:53:01\"): the DPDK path does "
+          "not resolve neighbours");
 }
 
 void Checker::load_health_checks(const toml::table& t, std::vector<HealthCheck>& out) {
@@ -611,16 +852,17 @@ void Checker::check_across(const toml::table& root, const Config& config) {
               "duplicate name \"" + a.name + "\" (also vips[" + std::to_string(j) + "])");
     }
   }
-  if (config.xdp) {
+  if (const auto e = config.encap()) {
     bool v4 = false, v6 = false;
     for (const auto& v : config.vips)
       for (const auto& b : v.backends) (b.addr.is_v6() ? v6 : v4) = true;
-    const toml::table& xt = *root.get_as<toml::table>("xdp");
-    if (v4 && !config.xdp->encap_source_v4 && !xt.contains("encap_source_v4"))
-      error(xt.source().begin, "xdp.encap_source_v4",
+    const std::string sec = e->section;
+    const toml::table& xt = *root.get_as<toml::table>(sec);
+    if (v4 && !e->source_v4 && !xt.contains("encap_source_v4"))
+      error(xt.source().begin, sec + ".encap_source_v4",
             "missing; expected the IPv4 source of the outer header (there are IPv4 backends)");
-    if (v6 && !config.xdp->encap_source_v6 && !xt.contains("encap_source_v6"))
-      error(xt.source().begin, "xdp.encap_source_v6",
+    if (v6 && !e->source_v6 && !xt.contains("encap_source_v6"))
+      error(xt.source().begin, sec + ".encap_source_v6",
             "missing; expected the IPv6 source of the outer header (there are IPv6 backends)");
   }
   const toml::table* hcs = root.get_as<toml::table>("health_checks");
@@ -646,9 +888,13 @@ void Checker::load(const toml::table& root) {
     config.xdp.emplace();
     load_xdp(*t, *config.xdp);
   }
-  if (const toml::node* n = root.get("dpdk"))
-    error(n->source().begin, "dpdk",
-          "not supported yet (the DPDK fast path is not built); use [xdp]");
+  if (const auto* t = table(root, "dpdk", "")) {
+    config.dpdk.emplace();
+    load_dpdk(*t, *config.dpdk);
+    if (config.xdp)
+      error(t->source().begin, "dpdk",
+            "[xdp] and [dpdk] in one file: one daemon runs one fast path; keep one of them");
+  }
   if (const auto* t = table(root, "health_checks", ""))
     load_health_checks(*t, config.health_checks);
   if (const toml::node* n = root.get("vips")) {

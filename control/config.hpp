@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // The configuration model (VIPs, backends, health checks, flow table,
-// control socket, metrics, XDP settings) and its TOML loader, which
+// control socket, metrics, XDP and DPDK settings) and its TOML loader, which
 // validates a whole file and reports every problem with file, line,
 // column and key path.
 #pragma once
@@ -100,6 +100,70 @@ struct XdpConfig {
   std::optional<std::array<uint8_t, 6>> gateway_mac;
 };
 
+/// How packets reach the workers of a DPDK port (docs: README "DPDK").
+enum class DpdkDistribution : uint8_t {
+  /// Hardware RSS where the port has it and there is more than one worker,
+  /// software distribution by the flow hash where it has not.
+  kAuto,
+  /// Always software distribution (one RX queue per port, read by the
+  /// first worker, which hands each flow to its worker over an rte_ring).
+  kSoftware,
+};
+const char* to_string(DpdkDistribution d);
+
+/// The DPDK fast path ([dpdk]): EAL, ports, worker lcores, memory, and the
+/// encapsulation (the same keys as [xdp]). The EAL always gets --no-pci
+/// unless PCI devices are named in `ports` (which become its -a allowlist).
+struct DpdkConfig {
+  /// Data ports, balanced: vdev strings ("net_af_packet0,iface=eth1";
+  /// drivers net_af_packet, net_af_xdp, net_pcap, net_ring, net_tap,
+  /// net_null, net_memif, net_virtio_user) or PCI addresses
+  /// ("0000:3b:00.0"). Forwarded packets leave the port they came in on.
+  std::vector<std::string> ports;
+  /// The exception port toward the kernel (a net_tap or net_virtio_user
+  /// vdev): non-VIP packets go there, and what the kernel sends on it goes
+  /// out of ports[0]. Unset: those packets are dropped (counted).
+  std::optional<std::string> kernel_port;
+  /// The EAL main lcore: the control thread runs there. Default 0.
+  uint32_t main_lcore = 0;
+  /// Worker lcores (one RX and one TX queue each on every port); distinct,
+  /// none the main lcore. Default [1].
+  std::vector<uint32_t> lcores{1};
+  DpdkDistribution distribution = DpdkDistribution::kAuto;
+  /// Descriptors per RX / TX queue.
+  uint32_t rx_desc = 1024;
+  uint32_t tx_desc = 1024;
+  /// Mbufs in the pool (all ports and the rings), and the per-lcore cache.
+  uint32_t mbufs = 8191;
+  uint32_t mbuf_cache = 256;
+  /// Hugepages (false: EAL --no-huge, plain memory), and the memory EAL
+  /// reserves, MiB (-m).
+  bool hugepages = false;
+  uint32_t memory_mb = 512;
+  /// EAL --file-prefix: distinct for every DPDK process on the host.
+  std::string file_prefix = "sluice";
+  /// More EAL arguments, as given (not those sluice sets itself).
+  std::vector<std::string> eal_args;
+  /// How long start-up waits for each data port's link, ms.
+  uint32_t link_wait_ms = 3000;
+  /// As in XdpConfig; gateway_mac is required (the DPDK path has no
+  /// neighbour table to resolve it from).
+  std::optional<IpAddress> encap_source_v4;
+  std::optional<IpAddress> encap_source_v6;
+  uint32_t mtu = 1500;
+  std::optional<std::array<uint8_t, 6>> gateway_mac;
+};
+
+/// The encapsulation settings of the fast path a file configures.
+struct EncapConfig {
+  std::optional<IpAddress> source_v4;
+  std::optional<IpAddress> source_v6;
+  uint32_t mtu = 1500;  // bytes, of the outer packet
+  std::optional<std::array<uint8_t, 6>> gateway_mac;
+  /// "xdp" or "dpdk": where the keys are, for messages.
+  const char* section = "xdp";
+};
+
 /// A whole, validated configuration.
 struct Config {
   uint32_t hash_seed = 0;  // flow-hash seed: equal across instances behind one ECMP group
@@ -107,11 +171,15 @@ struct Config {
   ControlSocketConfig control;
   MetricsConfig metrics;
   std::optional<XdpConfig> xdp;
+  /// At most one of xdp and dpdk is set (one fast path per daemon).
+  std::optional<DpdkConfig> dpdk;
   std::vector<HealthCheck> health_checks;
   std::vector<VipConfig> vips;
 
   /// Backends over all VIPs.
   [[nodiscard]] size_t backend_count() const;
+  /// The encapsulation of [dpdk] or [xdp]; nullopt when there is neither.
+  [[nodiscard]] std::optional<EncapConfig> encap() const;
   /// The health check of that name, or nullptr.
   [[nodiscard]] const HealthCheck* find_health_check(std::string_view name) const;
 };

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "control/dpdk_options.hpp"
 #include "control/metrics.hpp"
 #include "control/xdp_fastpath.hpp"
 
@@ -38,6 +39,91 @@ Result<Config> load(const std::string& path) {
   for (const ConfigIssue& e : r.errors) spdlog::error("{}", e.to_string());
   if (!r.ok()) return Error{-EINVAL, path + ": invalid config"};
   return std::move(*r.config);
+}
+
+// The XDP fast paths of `sluice attach` / `sluice run` with [xdp], each
+// interface locked first. Errors are logged.
+Result<std::vector<std::unique_ptr<Fastpath>>> open_xdp(const DaemonOptions& options,
+                                                        const Config& cfg,
+                                                        std::vector<InstanceLock>& locks) {
+  if (!cfg.xdp) {
+    spdlog::error("{}: no [xdp] or [dpdk] section: a fast path needs its encap sources",
+                  options.config_path);
+    return Error{-EINVAL, "no [xdp] or [dpdk] section"};
+  }
+  const std::vector<std::string> ifaces =
+      options.interfaces.empty() ? cfg.xdp->interfaces : options.interfaces;
+  if (ifaces.empty()) {
+    spdlog::error("no interface to attach to");
+    return Error{-EINVAL, "no interface"};
+  }
+  if (!options.pin_root.empty() && ifaces.size() != 1) {
+    spdlog::error("--pin-root needs exactly one interface");
+    return Error{-EINVAL, "--pin-root with several interfaces"};
+  }
+  const XdpAttachMode mode = options.mode.value_or(cfg.xdp->mode);
+
+  // Before anything touches an interface: a second daemon must not replace
+  // a running one's program and maps.
+  for (const std::string& ifname : ifaces) {
+    const std::string root = !options.pin_root.empty()
+                                 ? options.pin_root
+                                 : xdp::default_pin_root(xdp::kBpffsRoot, ifname);
+    auto lock = InstanceLock::acquire(root);
+    if (!lock.ok()) {
+      spdlog::error("{}: {}", ifname, lock.error().message);
+      return lock.error();
+    }
+    locks.push_back(std::move(lock.value()));
+  }
+
+  std::vector<std::unique_ptr<Fastpath>> fastpaths;
+  for (const std::string& ifname : ifaces) {
+    xdp::LoaderOptions lo;
+    lo.ifname = ifname;
+    lo.mode = xdp_mode(mode);
+    lo.flows_per_cpu = cfg.flow_table.flows_per_core;
+    lo.probation_per_cpu = cfg.flow_table.probation_per_core;
+    lo.hash_seed = cfg.hash_seed;
+    lo.tcp_idle_ms = cfg.flow_table.tcp_idle_ms;
+    lo.udp_idle_ms = cfg.flow_table.udp_idle_ms;
+    lo.pin_root = options.pin_root;
+    auto fp = XdpFastpath::open(lo);
+    if (!fp.ok()) {
+      spdlog::error("{}: {}", ifname, fp.error().message);
+      return fp.error();
+    }
+    const FastpathInfo info = fp.value()->info();
+    spdlog::info("{}: XDP program {} attached ({} mode, ifindex {}); maps {} under {}",
+                 info.interface, info.prog_id, info.mode, info.ifindex,
+                 info.reused_pinned_maps ? "re-used (flows kept)" : "new",
+                 fp.value()->loader().pin_root());
+    fastpaths.push_back(std::move(fp.value()));
+  }
+  return fastpaths;
+}
+
+// The DPDK runtime of `sluice run` with [dpdk]: EAL, ports, workers (not
+// running yet). Errors are logged.
+Result<std::unique_ptr<DpdkRuntime>> start_dpdk(const DaemonOptions& options, const Config& cfg) {
+  if (!options.interfaces.empty() || options.mode || !options.pin_root.empty()) {
+    spdlog::error(
+        "{}: has [dpdk]: `sluice attach` and its XDP options are for [xdp]; use "
+        "`sluice run`",
+        options.config_path);
+    return Error{-EINVAL, "attach with [dpdk]"};
+  }
+  const DpdkRuntimeOptions o = dpdk_runtime_options(cfg);
+  std::string eal;
+  for (const std::string& a : o.eal_args) eal += (eal.empty() ? "" : " ") + a;
+  spdlog::info("dpdk: starting EAL: {}", eal);
+  auto rt = DpdkRuntime::start(o);
+  if (!rt.ok()) {
+    spdlog::error("dpdk: {}", rt.error().message);
+    return rt.error();
+  }
+  for (const std::string& line : rt.value()->describe()) spdlog::info("dpdk: {}", line);
+  return rt;
 }
 
 }  // namespace
@@ -78,60 +164,18 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
   auto config = load(options.config_path);
   if (!config.ok()) return config.error();
   Config& cfg = config.value();
-  if (!cfg.xdp) {
-    spdlog::error("{}: no [xdp] section: the XDP fast path needs its encap sources",
-                  options.config_path);
-    return Error{-EINVAL, "no [xdp] section"};
-  }
-  const std::vector<std::string> ifaces =
-      options.interfaces.empty() ? cfg.xdp->interfaces : options.interfaces;
-  if (ifaces.empty()) {
-    spdlog::error("no interface to attach to");
-    return Error{-EINVAL, "no interface"};
-  }
-  if (!options.pin_root.empty() && ifaces.size() != 1) {
-    spdlog::error("--pin-root needs exactly one interface");
-    return Error{-EINVAL, "--pin-root with several interfaces"};
-  }
-  const XdpAttachMode mode = options.mode.value_or(cfg.xdp->mode);
-
-  // Before anything touches an interface: a second daemon must not replace
-  // a running one's program and maps.
   std::vector<InstanceLock> locks;
-  for (const std::string& ifname : ifaces) {
-    const std::string root = !options.pin_root.empty()
-                                 ? options.pin_root
-                                 : xdp::default_pin_root(xdp::kBpffsRoot, ifname);
-    auto lock = InstanceLock::acquire(root);
-    if (!lock.ok()) {
-      spdlog::error("{}: {}", ifname, lock.error().message);
-      return lock.error();
-    }
-    locks.push_back(std::move(lock.value()));
-  }
-
   std::vector<std::unique_ptr<Fastpath>> fastpaths;
-  for (const std::string& ifname : ifaces) {
-    xdp::LoaderOptions lo;
-    lo.ifname = ifname;
-    lo.mode = xdp_mode(mode);
-    lo.flows_per_cpu = cfg.flow_table.flows_per_core;
-    lo.probation_per_cpu = cfg.flow_table.probation_per_core;
-    lo.hash_seed = cfg.hash_seed;
-    lo.tcp_idle_ms = cfg.flow_table.tcp_idle_ms;
-    lo.udp_idle_ms = cfg.flow_table.udp_idle_ms;
-    lo.pin_root = options.pin_root;
-    auto fp = XdpFastpath::open(lo);
-    if (!fp.ok()) {
-      spdlog::error("{}: {}", ifname, fp.error().message);
-      return fp.error();
-    }
-    const FastpathInfo info = fp.value()->info();
-    spdlog::info("{}: XDP program {} attached ({} mode, ifindex {}); maps {} under {}",
-                 info.interface, info.prog_id, info.mode, info.ifindex,
-                 info.reused_pinned_maps ? "re-used (flows kept)" : "new",
-                 fp.value()->loader().pin_root());
-    fastpaths.push_back(std::move(fp.value()));
+  std::unique_ptr<DpdkRuntime> dpdk;
+  if (cfg.dpdk) {
+    auto started = start_dpdk(options, cfg);
+    if (!started.ok()) return started.error();
+    dpdk = std::move(started.value());
+    fastpaths.push_back(dpdk->fastpath());
+  } else {
+    auto xdp = open_xdp(options, cfg, locks);
+    if (!xdp.ok()) return xdp.error();
+    fastpaths = std::move(xdp.value());
   }
 
   auto balancer = Balancer::create(std::move(cfg), std::move(fastpaths));
@@ -141,6 +185,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
   }
   std::unique_ptr<Daemon> d(new Daemon(options, std::move(balancer.value())));
   d->locks_ = std::move(locks);
+  d->dpdk_ = std::move(dpdk);
   if (Status s = d->open_servers(); !s.ok()) return s.error();
   // Next hops first, so the first published table does not forward to a
   // zero MAC.
@@ -151,6 +196,14 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
     return first.error();
   }
   log_publish("start", first.value(), d->balancer_->generation());
+  if (d->dpdk_) {
+    // After the first publication, so no packet meets the empty snapshot.
+    if (Status s = d->dpdk_->launch(); !s.ok()) {
+      spdlog::error("{}", s.error().message);
+      return s.error();
+    }
+    spdlog::info("dpdk: workers running");
+  }
   for (const VipView& v : d->balancer_->vips())
     if (v.panic) spdlog::warn("VIP {}: every backend is down: panic mode", v.name);
 
@@ -196,6 +249,11 @@ int Daemon::run() {
   spdlog::info("running (pid {}); SIGHUP reloads {}, SIGTERM stops", getpid(),
                options_.config_path);
   io_.run();
+  if (dpdk_) {
+    spdlog::info("dpdk: stopping the workers, closing the ports");
+    dpdk_.reset();
+    return 0;
+  }
   for (const auto& fp : balancer_->fastpaths())
     spdlog::info(
         "{}: stopped; the XDP program stays attached and its maps pinned "
@@ -396,7 +454,8 @@ void Daemon::publish(std::string_view why) {
 }
 
 void Daemon::refresh_next_hops() {
-  if (balancer_->config().xdp && balancer_->config().xdp->gateway_mac) return;
+  const auto encap = balancer_->config().encap();
+  if (encap && encap->gateway_mac) return;
   const std::vector<IpAddress> targets = balancer_->backend_addresses();
   for (const auto& fp : balancer_->fastpaths()) log_next_hop(*fp, fp->refresh_next_hop(targets));
 }

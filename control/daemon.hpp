@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Daemon: the `sluice attach` / `sluice run` process around the control
-// library: config, XDP fast paths, the Balancer, the Asio event loop with
-// signals (SIGHUP reload; SIGTERM/SIGINT stop, leaving the program attached
-// and its maps pinned), periodic next-hop refresh, and the pid file.
+// library: config, the XDP fast paths or the DPDK runtime, the Balancer,
+// the Asio event loop with signals (SIGHUP reload; SIGTERM/SIGINT stop,
+// leaving an XDP program attached and its maps pinned, or stopping the
+// DPDK workers and closing their ports), periodic next-hop refresh, and the
+// pid file.
 #pragma once
 
 #include <asio/io_context.hpp>
@@ -17,6 +19,7 @@
 
 #include "control/balancer.hpp"
 #include "control/config.hpp"
+#include "control/dpdk_runtime.hpp"
 #include "control/handler.hpp"
 #include "control/health.hpp"
 #include "control/instance_lock.hpp"
@@ -55,10 +58,12 @@ struct DaemonOptions {
 /// server, health probes) must run there too.
 class Daemon {
  public:
-  /// Loads and validates the config, loads and attaches every fast path,
-  /// publishes the first snapshot, writes the pid file. Errors (logged
-  /// already, with every config error): -EINVAL for a bad config or
-  /// options, the loader's and the publication's errors.
+  /// Loads and validates the config, loads and attaches every XDP fast
+  /// path (or, with [dpdk], starts EAL, the ports and the workers),
+  /// publishes the first snapshot, sets the DPDK workers running, writes
+  /// the pid file. Errors (logged already, with every config error):
+  /// -EINVAL for a bad config or options, the loader's, the DPDK runtime's
+  /// and the publication's errors.
   [[nodiscard]] static Result<std::unique_ptr<Daemon>> start(const DaemonOptions& options);
 
   Daemon(const Daemon&) = delete;
@@ -123,6 +128,9 @@ class Daemon {
   asio::steady_timer policy_timer_;
   asio::steady_timer active_flows_timer_;
   std::optional<Balancer> balancer_;
+  // The DPDK workers and ports ([dpdk]); declared after balancer_ so they
+  // stop before the Balancer and its fast path go.
+  std::unique_ptr<DpdkRuntime> dpdk_;
   HandlerContext ctx_;
   std::vector<InstanceLock> locks_;  // one per fast path, held for life
   std::unique_ptr<HealthChecker> checker_;

@@ -65,6 +65,10 @@ Result<sluice_global_stats> DpdkFastpath::global_stats() const {
   sluice_global_stats sum{};
   std::lock_guard lock(workers_mu_);
   for (const dpdk::Worker* w : workers_) add_counters(sum, w->global_stats());
+  for (const dpdk::LcoreLoop* l : loops_) {
+    const dpdk::LoopStats s = l->stats();
+    sum.drops[SLUICE_DROP_TX_FAILED] += s.tx_unsent + s.distribute_unsent;
+  }
   return sum;
 }
 
@@ -91,6 +95,16 @@ void DpdkFastpath::attach_worker(const dpdk::Worker* worker) {
 void DpdkFastpath::detach_worker(const dpdk::Worker* worker) {
   std::lock_guard lock(workers_mu_);
   workers_.erase(std::remove(workers_.begin(), workers_.end(), worker), workers_.end());
+}
+
+void DpdkFastpath::attach_loop(const dpdk::LcoreLoop* loop) {
+  std::lock_guard lock(workers_mu_);
+  loops_.push_back(loop);
+}
+
+void DpdkFastpath::detach_loop(const dpdk::LcoreLoop* loop) {
+  std::lock_guard lock(workers_mu_);
+  loops_.erase(std::remove(loops_.begin(), loops_.end(), loop), loops_.end());
 }
 
 }  // namespace sluice::control

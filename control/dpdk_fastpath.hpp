@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "control/fastpath.hpp"
+#include "dataplane/dpdk/lcore_loop.hpp"
 #include "dataplane/dpdk/snapshot_rcu.hpp"
 #include "dataplane/dpdk/worker.hpp"
 
@@ -58,6 +59,11 @@ class DpdkFastpath final : public Fastpath {
   /// object or be detached first. Thread-safe with the stats readers.
   void attach_worker(const dpdk::Worker* worker);
   void detach_worker(const dpdk::Worker* worker);
+  /// The same for a worker's loop: what its TX queues or a software
+  /// distribution ring refused (packets freed after the worker's verdict)
+  /// counts as drops[SLUICE_DROP_TX_FAILED], as a failed XDP_TX does.
+  void attach_loop(const dpdk::LcoreLoop* loop);
+  void detach_loop(const dpdk::LcoreLoop* loop);
 
  private:
   DpdkFastpath(Options options, std::unique_ptr<dpdk::SnapshotRcu> rcu)
@@ -69,6 +75,7 @@ class DpdkFastpath final : public Fastpath {
   std::array<uint8_t, 6> gateway_mac_{};
   mutable std::mutex workers_mu_;
   std::vector<const dpdk::Worker*> workers_;
+  std::vector<const dpdk::LcoreLoop*> loops_;
 };
 
 }  // namespace sluice::control

@@ -25,7 +25,9 @@ reload, which re-applies the file.
 SIGTERM or SIGINT stops the daemon cleanly but LEAVES the XDP program
 attached and its maps pinned: traffic keeps flowing with the last published
 tables, and a restarted daemon re-uses the maps, so established flows
-survive. `sluice detach IFACE` is the explicit end.
+survive. `sluice detach IFACE` is the explicit end. With a [dpdk] section
+(`sluice run` only) the ports are DPDK's while the daemon runs: SIGTERM
+stops the workers and closes the ports, and flows are not kept.
 Exit codes: 0 clean stop, 1 start-up failed (config, attach, publish),
 2 usage.)";
 
@@ -69,7 +71,9 @@ void add_attach(CLI::App& app, std::function<int()>* run) {
 }
 
 void add_run(CLI::App& app, std::function<int()>* run) {
-  auto* cmd = app.add_subcommand("run", "Run the daemon with the fast paths the config names");
+  auto* cmd = app.add_subcommand(
+      "run",
+      "Run the daemon with the fast path the config names ([xdp] interfaces or [dpdk] ports)");
   cmd->footer(kDaemonFooter);
   auto opts = std::make_shared<control::DaemonOptions>();
   cmd->add_option("--config,-c", opts->config_path, "Config file (TOML)")->required();

@@ -4,7 +4,10 @@
 
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <set>
 #include <string>
@@ -22,6 +25,15 @@ Error failed(int rc, uint16_t port, const char* call) {
 
 }  // namespace
 
+Result<bool> uses_software_distribution(uint16_t port, size_t workers, bool force) {
+  if (workers < 2) return false;
+  if (force) return true;
+  rte_eth_dev_info info{};
+  if (const int rc = rte_eth_dev_info_get(port, &info); rc != 0)
+    return failed(rc, port, "dev_info_get");
+  return (info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP)) == 0;
+}
+
 Result<std::vector<QueueAssignment>> plan_queues(const PortsConfig& config) {
   if (config.data_ports.empty()) return invalid("no data port");
   if (config.worker_lcores.empty()) return invalid("no worker lcore");
@@ -37,14 +49,14 @@ Result<std::vector<QueueAssignment>> plan_queues(const PortsConfig& config) {
     rte_eth_dev_info info{};
     if (const int rc = rte_eth_dev_info_get(p, &info); rc != 0)
       return failed(rc, p, "dev_info_get");
-    if (n > info.max_rx_queues || n > info.max_tx_queues)
+    const bool kernel = config.kernel_port && p == *config.kernel_port;
+    auto software = uses_software_distribution(p, n, config.force_software);
+    if (!software.ok()) return software.error();
+    const uint16_t queues = !kernel && software.value() ? 1 : n;
+    if (queues > info.max_rx_queues || queues > info.max_tx_queues)
       return invalid("port " + std::to_string(p) + " has " + std::to_string(info.max_rx_queues) +
                      " RX / " + std::to_string(info.max_tx_queues) + " TX queues, not " +
-                     std::to_string(n));
-    if (n > 1 && (info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP)) == 0 &&
-        (!config.kernel_port || p != *config.kernel_port))
-      return invalid("port " + std::to_string(p) +
-                     " has no RSS; with several workers each would see any flow");
+                     std::to_string(queues));
   }
   std::set<unsigned> seen_lcores;
   std::vector<QueueAssignment> out;
@@ -71,18 +83,40 @@ Result<Ports> Ports::start(const PortsConfig& config) {
 
   std::vector<uint16_t> all = config.data_ports;
   if (config.kernel_port) all.push_back(*config.kernel_port);
-  for (uint16_t p : all) {
+  for (uint16_t p : config.data_ports) {
+    auto software = uses_software_distribution(p, n, config.force_software);
+    if (!software.ok()) return software.error();
+    ports.software_.push_back(software.value());
+  }
+  if (std::find(ports.software_.begin(), ports.software_.end(), true) != ports.software_.end()) {
+    for (uint16_t q = 0; q < n; ++q) {
+      const int socket = static_cast<int>(rte_lcore_to_socket_id(ports.queues_[q].lcore));
+      for (auto* boxes : {&ports.inbox_, &ports.outbox_}) {
+        // Names are global to the process (and its file prefix).
+        const std::string name = std::string(boxes == &ports.inbox_ ? "sl_in_" : "sl_out_") +
+                                 std::to_string(config.data_ports[0]) + "_" + std::to_string(q);
+        rte_ring* r =
+            rte_ring_create(name.c_str(), kRingSize, socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+        if (r == nullptr) return Error{-ENOMEM, "dpdk ports: cannot create ring " + name};
+        boxes->push_back(r);
+      }
+    }
+  }
+  for (size_t i = 0; i < all.size(); ++i) {
+    const uint16_t p = all[i];
     rte_eth_dev_info info{};
     if (const int rc = rte_eth_dev_info_get(p, &info); rc != 0)
       return failed(rc, p, "dev_info_get");
     rte_eth_conf conf{};
     const uint64_t rss =
         info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
-    if (n > 1 && rss != 0) {
+    const bool software = i < ports.software_.size() && ports.software_[i];
+    if (n > 1 && rss != 0 && !software) {
       conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
       conf.rx_adv_conf.rss_conf.rss_hf = rss;
     }
-    if (const int rc = rte_eth_dev_configure(p, n, n, &conf); rc != 0)
+    const uint16_t queues = software ? 1 : n;
+    if (const int rc = rte_eth_dev_configure(p, queues, queues, &conf); rc != 0)
       return failed(rc, p, "dev_configure");
     uint16_t rx_desc = config.rx_desc;
     uint16_t tx_desc = config.tx_desc;
@@ -90,7 +124,7 @@ Result<Ports> Ports::start(const PortsConfig& config) {
       return failed(rc, p, "adjust_nb_rx_tx_desc");
     const int socket = rte_eth_dev_socket_id(p);
     const auto node = static_cast<unsigned>(socket < 0 ? 0 : socket);
-    for (uint16_t q = 0; q < n; ++q) {
+    for (uint16_t q = 0; q < queues; ++q) {
       if (const int rc = rte_eth_rx_queue_setup(p, q, rx_desc, node, nullptr, config.pool); rc != 0)
         return failed(rc, p, "rx_queue_setup");
       if (const int rc = rte_eth_tx_queue_setup(p, q, tx_desc, node, nullptr); rc != 0)
@@ -100,6 +134,20 @@ Result<Ports> Ports::start(const PortsConfig& config) {
     ports.started_.push_back(p);
     // Not every vdev has promiscuous mode (net_pcap, net_ring): not fatal.
     (void)rte_eth_promiscuous_enable(p);
+  }
+  if (config.kernel_port) {
+    // The kernel takes only frames to its interface's own MAC: the tap
+    // gets the MAC of the data port whose traffic it sees. A PMD that
+    // cannot change its MAC (net_pcap) keeps its own, and so does the tap
+    // when the data port has none (a net_ring over rings of one's own).
+    rte_ether_addr mac{};
+    if (const int rc = rte_eth_macaddr_get(config.data_ports[0], &mac); rc != 0)
+      return failed(rc, config.data_ports[0], "macaddr_get");
+    if (rte_is_valid_assigned_ether_addr(&mac)) {
+      const int rc = rte_eth_dev_default_mac_addr_set(*config.kernel_port, &mac);
+      if (rc != 0 && rc != -ENOTSUP)
+        return failed(rc, *config.kernel_port, "default_mac_addr_set");
+    }
   }
   for (uint16_t p : config.data_ports) {
     const auto deadline = std::chrono::steady_clock::now() + config.link_wait;
@@ -116,8 +164,13 @@ Result<Ports> Ports::start(const PortsConfig& config) {
 Ports::Ports(Ports&& other) noexcept
     : config_(other.config_),
       queues_(std::move(other.queues_)),
-      started_(std::move(other.started_)) {
+      started_(std::move(other.started_)),
+      software_(std::move(other.software_)),
+      inbox_(std::move(other.inbox_)),
+      outbox_(std::move(other.outbox_)) {
   other.started_.clear();
+  other.inbox_.clear();
+  other.outbox_.clear();
 }
 
 Ports& Ports::operator=(Ports&& other) noexcept {
@@ -126,7 +179,12 @@ Ports& Ports::operator=(Ports&& other) noexcept {
     config_ = other.config_;
     queues_ = std::move(other.queues_);
     started_ = std::move(other.started_);
+    software_ = std::move(other.software_);
+    inbox_ = std::move(other.inbox_);
+    outbox_ = std::move(other.outbox_);
     other.started_.clear();
+    other.inbox_.clear();
+    other.outbox_.clear();
   }
   return *this;
 }
@@ -139,6 +197,15 @@ void Ports::stop() noexcept {
     (void)rte_eth_dev_close(p);
   }
   started_.clear();
+  // The loops are stopped: what is still in a ring goes back to the pool.
+  for (auto* boxes : {&inbox_, &outbox_}) {
+    for (rte_ring* r : *boxes) {
+      void* m = nullptr;
+      while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+      rte_ring_free(r);
+    }
+    boxes->clear();
+  }
 }
 
 }  // namespace sluice::dpdk

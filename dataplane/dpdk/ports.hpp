@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // Ports: the validated {port, queue, lcore} table of the DPDK path and the
 // set-up of its ethdev ports (RSS on the 5-tuple, one RX and one TX queue
-// per worker per port, link check), with an RAII owner that stops them.
+// per worker per port, or software distribution over rings where a port
+// has no RSS; link check), with an RAII owner that stops them.
 #pragma once
 
 #include <chrono>
@@ -12,6 +13,7 @@
 #include "dataplane/core/result.hpp"
 
 struct rte_mempool;
+struct rte_ring;
 
 namespace sluice::dpdk {
 
@@ -34,6 +36,9 @@ struct PortsConfig {
   rte_mempool* pool = nullptr;
   /// How long start() waits for each data port's link to come up.
   std::chrono::milliseconds link_wait{3000};
+  /// Software distribution on every data port, even one with RSS (tests,
+  /// and NICs whose RSS hash is not trusted).
+  bool force_software = false;
 };
 
 /// One worker's queues: queue `queue` of every data port and of the kernel
@@ -44,23 +49,45 @@ struct QueueAssignment {
 };
 
 /// The validated queue table of a PortsConfig: worker i gets queue i of
-/// every port. Errors (-EINVAL, naming it): no data port or worker, a port
+/// every port (of a software-distributed port, see Ports, only worker 0
+/// has one). Errors (-EINVAL, naming it): no data port or worker, a port
 /// id that is not a probed port, a port listed twice or also the kernel
 /// port, an lcore that is not enabled, is the main lcore or is listed
-/// twice, more workers than a port has RX or TX queues, more than one worker
-/// on a port without RSS (software distribution is not built), no pool.
+/// twice, more workers than a port with RSS or the kernel port has RX or
+/// TX queues, no pool.
 [[nodiscard]] Result<std::vector<QueueAssignment>> plan_queues(const PortsConfig& config);
 
+/// Whether data port `port` is distributed in software with `workers`
+/// workers: more than one worker, and the port has no RSS over IP and TCP
+/// or `force` is set. Errors: dev_info_get's.
+[[nodiscard]] Result<bool> uses_software_distribution(uint16_t port, size_t workers, bool force);
+
 /// The started ports; stops and closes them when destroyed.
+///
+/// Distribution: a data port with RSS (and more than one worker) gets one
+/// RX and one TX queue per worker, RSS over IP, TCP and UDP. A port without
+/// RSS (net_af_packet, net_tap, net_ring, ...; or any with force_software)
+/// gets one RX and one TX queue, both worker 0's: worker 0 reads the port,
+/// sends each packet to the worker its flow hash names over that worker's
+/// inbox ring, and transmits what the other workers put in their outbox
+/// rings. So every packet of a flow meets the same worker (and flow table)
+/// either way. The kernel port always has one queue per worker.
 class Ports {
  public:
+  /// Ring slots of each inbox and outbox (a power of two).
+  static constexpr unsigned kRingSize = 4096;
+
   /// Plans the queues (plan_queues), configures every port (RSS over IP,
-  /// TCP and UDP with the hash functions the PMD offers, when there is more
-  /// than one worker), sets up the queues on the port's NUMA node, starts
-  /// the ports, enables promiscuous mode on data ports where the PMD has
-  /// it, and waits up to link_wait for each data port's link.
+  /// TCP and UDP with the hash functions the PMD offers, or software
+  /// distribution, as above), sets up the queues on the port's NUMA node,
+  /// creates the rings when a port is distributed in software, starts the
+  /// ports, enables promiscuous mode where the PMD has it, gives the kernel
+  /// port the first data port's MAC (where the PMD can change it and the
+  /// data port has one), and
+  /// waits up to link_wait for each data port's link.
   /// Errors: plan_queues()'s; the failing ethdev call's -errno, naming
-  /// port and call; -ENETDOWN when a data port's link stays down.
+  /// port and call; -ENOMEM for a ring; -ENETDOWN when a data port's link
+  /// stays down.
   [[nodiscard]] static Result<Ports> start(const PortsConfig& config);
 
   Ports(Ports&& other) noexcept;
@@ -71,6 +98,14 @@ class Ports {
 
   [[nodiscard]] const std::vector<QueueAssignment>& queues() const { return queues_; }
   [[nodiscard]] const PortsConfig& config() const { return config_; }
+  /// Whether data port config().data_ports[i] is distributed in software.
+  [[nodiscard]] bool software(size_t i) const { return software_[i]; }
+  [[nodiscard]] bool any_software() const { return !inbox_.empty(); }
+  /// Worker `queue`'s inbox (packets of its flows, from worker 0) and
+  /// outbox (its packets for a software port, to worker 0): single
+  /// producer, single consumer. Only when any_software().
+  [[nodiscard]] rte_ring* inbox(uint16_t queue) const { return inbox_[queue]; }
+  [[nodiscard]] rte_ring* outbox(uint16_t queue) const { return outbox_[queue]; }
 
  private:
   Ports() = default;
@@ -79,6 +114,9 @@ class Ports {
   PortsConfig config_{};
   std::vector<QueueAssignment> queues_;
   std::vector<uint16_t> started_;
+  std::vector<bool> software_;
+  std::vector<rte_ring*> inbox_;
+  std::vector<rte_ring*> outbox_;
 };
 
 }  // namespace sluice::dpdk

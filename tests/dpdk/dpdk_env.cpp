@@ -30,8 +30,10 @@ int dpdk_test_main(int argc, char** argv, const std::vector<std::string>& extra_
                    const std::string& lcores) {
   ::testing::InitGoogleTest(&argc, argv);
   const std::string prefix = "sluice-test-" + std::to_string(getpid());
+  // --lcores rather than -l: it also takes lcore@cpu maps ("(0-2)@0"), so
+  // a test can have more lcores than the machine has CPUs.
   std::vector<std::string> args = {"sluice-test", "--no-pci",      "--no-huge",    "-m",
-                                   "256",         "--file-prefix", prefix,         "-l",
+                                   "256",         "--file-prefix", prefix,         "--lcores",
                                    lcores,        "--log-level",   "lib.eal:error"};
   args.insert(args.end(), extra_eal_args.begin(), extra_eal_args.end());
   std::vector<char*> argv_eal;

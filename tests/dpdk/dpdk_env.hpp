@@ -14,7 +14,7 @@
 namespace sluice::test {
 
 /// Runs a GoogleTest program inside EAL: `--no-pci --no-huge -m 256
-/// --file-prefix sluice-test-<pid> -l <lcores>` plus `extra_eal_args`
+/// --file-prefix sluice-test-<pid> --lcores <lcores>` plus `extra_eal_args`
 /// (vdevs).
 /// Exits 77 with the reason when EAL cannot start (not root, say), or 1
 /// when SLUICE_REQUIRE_BPF=1. Cleans up EAL and /var/run/dpdk/<prefix>.

@@ -139,10 +139,43 @@ INSTANTIATE_TEST_SUITE_P(
                    "t.toml:4:8: health_checks.a.rise: expected an integer 1..1000, got 0",
                    "t.toml:7:17: health_checks.b.expect_status: only for type \"http\" (this "
                    "check is \"redis\")"}},
-        ErrorCase{"dpdk_not_supported",
-                  "[dpdk]\nports = [\"0000:01:00.0\"]\n",
-                  {"t.toml:1:1: dpdk: not supported yet (the DPDK fast path is not built); use "
-                   "[xdp]"}},
+        ErrorCase{"dpdk_fields",
+                  "[dpdk]\nports = [\"net_af_packet0,iface=veth0\", \"eth0\", \"0000:3b:00.0\", "
+                  "\"net_af_packet0\"]\nkernel_port = \"net_ring0\"\nlcores = [0, 2, 2]\n"
+                  "eal_args = [\"--no-pci\", \"--log-level=lib.eal:error\", \"-m\"]\n"
+                  "distribution = \"hardware\"\nfile_prefix = \"a/b\"\n",
+                  {"t.toml:1:1: dpdk.gateway_mac: missing; expected the next hop's MAC "
+                   "(\"02:00:5e:00:53:01\"): the DPDK path does not resolve neighbours",
+                   "t.toml:2:40: dpdk.ports[1]: expected a vdev of net_af_packet, net_af_xdp, "
+                   "net_pcap, net_ring, net_tap, net_null, net_memif or net_virtio_user or a PCI "
+                   "address (\"0000:3b:00.0\"), got \"eth0\"",
+                   "t.toml:2:64: dpdk.ports[3]: duplicate port \"net_af_packet0\"",
+                   "t.toml:3:15: dpdk.kernel_port: expected a vdev of net_tap or net_virtio_user, "
+                   "got \"net_ring0\"",
+                   "t.toml:4:11: dpdk.lcores[0]: lcore 0 is the main lcore (the control "
+                   "thread's); workers need their own",
+                   "t.toml:4:17: dpdk.lcores[2]: duplicate lcore 2",
+                   "t.toml:5:13: dpdk.eal_args[0]: sluice sets --no-pci itself: use dpdk.ports",
+                   "t.toml:5:54: dpdk.eal_args[2]: sluice sets -m itself: use dpdk.memory_mb",
+                   "t.toml:6:16: dpdk.distribution: expected \"auto\" or \"software\", got "
+                   "\"hardware\"",
+                   "t.toml:7:15: dpdk.file_prefix: expected 1-64 of letters, digits, '-', '_', "
+                   "'.' (not first), got \"a/b\""}},
+        ErrorCase{"dpdk_needs_ports_and_not_xdp",
+                  "[xdp]\ninterfaces = [\"eth0\"]\n[dpdk]\ngateway_mac = \"02:00:5e:00:53:01\"\n"
+                  "ports = []\n",
+                  {"t.toml:3:1: dpdk: [xdp] and [dpdk] in one file: one daemon runs one fast "
+                   "path; keep one of them",
+                   "t.toml:5:9: dpdk.ports: expected at least one port (a vdev such as "
+                   "\"net_af_packet0,iface=eth1\", or a PCI address)"}},
+        ErrorCase{"dpdk_vdev_without_instance_and_encap_source",
+                  "[dpdk]\ngateway_mac = \"02:00:5e:00:53:01\"\nports = [\"net_tap\"]\n" +
+                      std::string(kVip),
+                  {"t.toml:1:1: dpdk.encap_source_v4: missing; expected the IPv4 source of the "
+                   "outer header (there are IPv4 backends)",
+                   "t.toml:3:10: dpdk.ports[0]: expected \"net_tap<N>[,key=value...]\" (an "
+                   "instance number after the driver name, no spaces) or a PCI address "
+                   "(\"0000:3b:00.0\"), got \"net_tap\""}},
         ErrorCase{"xdp_fields",
                   "[xdp]\ninterfaces = [\"eth0\", \"eth0\", \"a/b\"]\nmode = \"driver\"\n"
                   "encap_source_v4 = \"2001:db8::1\"\nmtu = 100\ngateway_mac = \"02:00\"\n" +
@@ -337,6 +370,72 @@ TEST(Config, BackendsOfAFamilyNeedAnEncapSource) {
   EXPECT_EQ(errors_of(r), (std::vector<std::string>{
                               "t.toml:1:1: xdp.encap_source_v6: missing; expected the IPv6 source "
                               "of the outer header (there are IPv6 backends)"}));
+}
+
+TEST(Config, DpdkModel) {
+  const ConfigReport r = parse_config(R"([dpdk]
+ports = ["net_af_packet0,iface=veth0,qpairs=1", "0000:3b:00.0"]
+kernel_port = "net_tap0,iface=sl0"
+main_lcore = 2
+lcores = [0, 1]
+distribution = "software"
+rx_desc = 512
+tx_desc = 256
+mbufs = 4095
+mbuf_cache = 128
+hugepages = true
+memory_mb = 1024
+file_prefix = "sluice-lb1"
+eal_args = ["--log-level=lib.eal:error"]
+link_wait_ms = 100
+encap_source_v4 = "192.0.2.10"
+mtu = 9000
+gateway_mac = "02:00:5e:00:53:01"
+[[vips]]
+address = "192.0.2.1"
+port = 80
+[[vips.backends]]
+address = "10.0.0.1"
+)",
+                                      "t.toml");
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(errors_of(r));
+  const DpdkConfig& d = *r.config->dpdk;
+  EXPECT_EQ(d.ports,
+            (std::vector<std::string>{"net_af_packet0,iface=veth0,qpairs=1", "0000:3b:00.0"}));
+  EXPECT_EQ(d.kernel_port, "net_tap0,iface=sl0");
+  EXPECT_EQ(d.main_lcore, 2u);
+  EXPECT_EQ(d.lcores, (std::vector<uint32_t>{0, 1}));
+  EXPECT_EQ(d.distribution, DpdkDistribution::kSoftware);
+  EXPECT_EQ(d.rx_desc, 512u);
+  EXPECT_EQ(d.tx_desc, 256u);
+  EXPECT_EQ(d.mbufs, 4095u);
+  EXPECT_EQ(d.mbuf_cache, 128u);
+  EXPECT_TRUE(d.hugepages);
+  EXPECT_EQ(d.memory_mb, 1024u);
+  EXPECT_EQ(d.file_prefix, "sluice-lb1");
+  EXPECT_EQ(d.eal_args, (std::vector<std::string>{"--log-level=lib.eal:error"}));
+  EXPECT_EQ(d.link_wait_ms, 100u);
+  const auto e = r.config->encap();
+  ASSERT_TRUE(e.has_value());
+  EXPECT_STREQ(e->section, "dpdk");
+  EXPECT_EQ(e->source_v4->to_string(), "192.0.2.10");
+  EXPECT_EQ(e->mtu, 9000u);
+  EXPECT_EQ(*e->gateway_mac, (std::array<uint8_t, 6>{0x02, 0x00, 0x5e, 0x00, 0x53, 0x01}));
+  EXPECT_FALSE(r.config->xdp.has_value());
+}
+
+TEST(Config, DpdkDefaults) {
+  const ConfigReport r =
+      parse_config("[dpdk]\nports = [\"net_ring0\"]\ngateway_mac = \"02:00:5e:00:53:01\"\n", "t");
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(errors_of(r));
+  const DpdkConfig& d = *r.config->dpdk;
+  EXPECT_EQ(d.main_lcore, 0u);
+  EXPECT_EQ(d.lcores, (std::vector<uint32_t>{1}));
+  EXPECT_EQ(d.distribution, DpdkDistribution::kAuto);
+  EXPECT_FALSE(d.hugepages);
+  EXPECT_EQ(d.file_prefix, "sluice");
+  EXPECT_FALSE(d.kernel_port.has_value());
+  EXPECT_EQ(r.config->encap()->mtu, 1500u);
 }
 
 TEST(Config, EmptyFileIsValid) {
