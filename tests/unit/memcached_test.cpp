@@ -126,7 +126,9 @@ TEST(McParse, EveryPrefixIsSafe) {
       const std::string cut = c.input.substr(0, n);
       const sluice::mc::Request r = sluice::mc::parse_request(bytes(cut));
       if (r.kind == Kind::kUnsure) {
-        if (!r.key.empty()) EXPECT_EQ(std::string(r.key), c.key);
+        if (!r.key.empty()) {
+          EXPECT_EQ(std::string(r.key), c.key);
+        }
         continue;
       }
       // A bare-LF-terminated prefix of a CRLF line parses as the same request.
@@ -196,7 +198,8 @@ TEST(McUdp, HeaderAndCacheableGet) {
   EXPECT_EQ(h->total, 1);
   EXPECT_FALSE(sluice::mc::parse_udp_header(bytes(std::string(7, '\0'))));
 
-  const auto g = sluice::mc::cacheable_udp_get(bytes(frame(7, 0, 1, "gets k\r\n")));
+  const std::string gets = frame(7, 0, 1, "gets k\r\n");  // the key views into it
+  const auto g = sluice::mc::cacheable_udp_get(bytes(gets));
   ASSERT_TRUE(g);
   EXPECT_EQ(g->key, "k");
   EXPECT_TRUE(g->gets);
