@@ -5,6 +5,10 @@
  * its key before it is forwarded; a miss is counted in the per-CPU sketch
  * and a key whose count reaches the threshold goes to the control thread.
  *
+ * The cache of a UDP VIP is keyed by its vip_id; a TCP VIP on the same
+ * address and port carries SLUICE_VIP_CACHE too (the control plane sets
+ * it) so that memcached writes over TCP invalidate the UDP VIP's keys.
+ *
  * The request parser here is a conservative subset of the core's
  * (dataplane/core/memcached.hpp): it follows ONE request per datagram or
  * segment. Wherever the core would find a written key, this code
@@ -588,6 +592,17 @@ static __always_inline int lb_cache(struct xdp_md *ctx, struct lb_state *st)
 
 	if (p->flags & LB_PKT_ICMP_ERR)
 		return 0;
+	/* A TCP VIP with the flag is the twin of a cached UDP VIP on the same
+	 * address and port: its writes invalidate that VIP's keys. */
+	if (p->key.proto == SLUICE_IPPROTO_TCP) {
+		struct sluice_flow_key twin = p->key;
+		struct sluice_vip_meta m;
+
+		twin.proto = SLUICE_IPPROTO_UDP;
+		if (lb_lookup_vip(&twin, &m) || !(m.flags & SLUICE_VIP_CACHE))
+			return 0;
+		vip_id = m.vip_id;
+	}
 	if (p->flags & LB_PKT_FRAGMENT)
 		goto unsure;
 	/* The parser's bound, said again for the verifier. */
