@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "control/balancer.hpp"
+#include "control/cache_filler.hpp"
 #include "control/config.hpp"
 #include "control/handler.hpp"
 #include "control/health.hpp"
@@ -103,6 +104,8 @@ class Daemon {
   /// Balancer::refresh_active_flows now and every active_flows_period.
   void refresh_active_flows();
   void schedule_active_flows_refresh();
+  /// Opens the hot-object cache of the XDP fast paths and starts its loop.
+  void start_cache();
 
   // Damping state of one VIP, valid for the backend list it was built for.
   struct VipDamping {
@@ -122,6 +125,7 @@ class Daemon {
   std::unique_ptr<HealthChecker> checker_;
   std::unique_ptr<SocketServer> socket_;
   std::unique_ptr<MetricsServer> metrics_;
+  std::unique_ptr<CacheFiller> cache_;  // after io_: destroyed before it
   std::map<std::string, VipDamping, std::less<>> damping_;
   std::string last_next_hop_error_;
   std::string last_active_flows_error_;

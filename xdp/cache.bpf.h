@@ -31,9 +31,7 @@
 
 /* Default sizes; the loader sets the configured ones. */
 #define LB_CACHE_DEFAULT_ENTRIES 1024
-/* Bytes of a request line this code reads: a write command, a 250-byte
- * key and the numbers after it fit. */
-#define LB_CACHE_SCRATCH 512
+#define LB_CACHE_SCRATCH SLUICE_CACHE_SCRATCH
 #define LB_CACHE_RINGBUF_BYTES (256 * 1024)
 /* Largest L3 offset: Ethernet and two VLAN tags. */
 #define LB_CACHE_MAX_L3_OFF (SLUICE_ETH_HLEN + 2 * SLUICE_VLAN_HLEN)
@@ -108,17 +106,12 @@ struct {
 	__type(value, struct sluice_cache_stats);
 } sluice_cache_stats SEC(".maps");
 
-/* A request line as read: the scratch buffer and how much of it is real. */
-struct lb_cache_scratch {
-	__u8 buf[LB_CACHE_SCRATCH];
-};
-
 /* Per-CPU room for the request's first bytes (too big for the stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct lb_cache_scratch);
+	__type(value, struct sluice_cache_scratch);
 } sluice_cache_scratch SEC(".maps");
 
 /* What one request is, as far as this code follows it. */
@@ -138,7 +131,7 @@ struct lb_mc_req {
 #define LB_MASK(x, mask) asm volatile("%[v] &= %[m]" : [v] "+r"(x) : [m] "i"(mask))
 
 /* The byte at pos, or 0 past the n bytes read (0 ends every token). */
-static __always_inline __u8 lb_mc_at(const struct lb_cache_scratch *s, __u32 n, __u32 pos)
+static __always_inline __u8 lb_mc_at(const struct sluice_cache_scratch *s, __u32 n, __u32 pos)
 {
 	__u64 at = pos;
 
@@ -149,7 +142,7 @@ static __always_inline __u8 lb_mc_at(const struct lb_cache_scratch *s, __u32 n, 
 }
 
 /* Whether the buffer starts with the len bytes of str (a literal). */
-static __always_inline int lb_mc_starts(const struct lb_cache_scratch *s, __u32 n, const char *str,
+static __always_inline int lb_mc_starts(const struct sluice_cache_scratch *s, __u32 n, const char *str,
 					__u32 len)
 {
 	if (len > n)
@@ -165,7 +158,7 @@ static __always_inline int lb_mc_starts(const struct lb_cache_scratch *s, __u32 
  * checks a callback once instead of every length a key can have, which
  * (nested with the other loops) exceeds its budget. */
 struct lb_mc_walk {
-	const struct lb_cache_scratch *s;
+	const struct sluice_cache_scratch *s;
 	const __u8 *cmp; /* lb_mc_same_step: the entry's key */
 	__u32 n;         /* bytes read into s */
 	__u32 pos;       /* where the walk starts in s */
@@ -187,7 +180,7 @@ static long lb_mc_key_step(__u32 i, void *ctx)
 
 /* The key token at pos: 1..SLUICE_CACHE_KEY_MAX bytes above 0x20 but DEL,
  * ended by a space, "\r" or "\n". Returns its length, or 0. */
-static __always_inline __u32 lb_mc_key(const struct lb_cache_scratch *s, __u32 n, __u32 pos)
+static __always_inline __u32 lb_mc_key(const struct sluice_cache_scratch *s, __u32 n, __u32 pos)
 {
 	struct lb_mc_walk w = { .s = s, .n = n, .pos = pos };
 
@@ -209,7 +202,7 @@ static long lb_mc_line_step(__u32 i, void *ctx)
 
 /* Offset just past the first "\n" at or after pos, or 0 when there is none
  * in the bytes read. */
-static __always_inline __u32 lb_mc_line_end(const struct lb_cache_scratch *s, __u32 n, __u32 pos)
+static __always_inline __u32 lb_mc_line_end(const struct sluice_cache_scratch *s, __u32 n, __u32 pos)
 {
 	struct lb_mc_walk w = { .s = s, .n = n, .pos = pos };
 
@@ -243,7 +236,7 @@ static long lb_mc_same_step(__u32 i, void *ctx)
 }
 
 struct lb_mc_number {
-	const struct lb_cache_scratch *s;
+	const struct sluice_cache_scratch *s;
 	__u32 n;      /* bytes read into s */
 	__u32 pos;    /* the space after the key */
 	__u32 field;  /* spaces seen: the field being read */
@@ -292,7 +285,7 @@ done:
  * (flags, exptime, bytes), one space before each; pos is the space after
  * the key. Returns it, or -1 for any other shape (the caller then
  * invalidates the VIP). */
-static __always_inline __s64 lb_mc_data_len(const struct lb_cache_scratch *s, __u32 n, __u32 pos)
+static __always_inline __s64 lb_mc_data_len(const struct sluice_cache_scratch *s, __u32 n, __u32 pos)
 {
 	struct lb_mc_number w = { .s = s, .n = n, .pos = pos };
 
@@ -303,7 +296,7 @@ static __always_inline __s64 lb_mc_data_len(const struct lb_cache_scratch *s, __
 
 /* Classifies the request at the start of the scratch buffer (n bytes read
  * of a payload of plen bytes). */
-static __always_inline int lb_mc_classify(const struct lb_cache_scratch *s, __u32 n, __u32 plen,
+static __always_inline int lb_mc_classify(const struct sluice_cache_scratch *s, __u32 n, __u32 plen,
 					  struct lb_mc_req *r)
 {
 	__u32 end, at;
@@ -406,7 +399,7 @@ static __always_inline void lb_cache_invalidate(__u32 vip_id, __u32 h)
 
 /* The key hash of the request's key in the scratch buffer
  * (sluice_cache_key_hash, seed 0). */
-static __always_inline __u32 lb_mc_hash(const struct lb_cache_scratch *s, const struct lb_mc_req *r)
+static __always_inline __u32 lb_mc_hash(const struct sluice_cache_scratch *s, const struct lb_mc_req *r)
 {
 	struct lb_mc_walk w = { .s = s, .pos = r->key_off, .len = r->key_len,
 				.out = SLUICE_FNV32_BASIS };
@@ -416,7 +409,7 @@ static __always_inline __u32 lb_mc_hash(const struct lb_cache_scratch *s, const 
 }
 
 /* A miss: count it in this CPU's sketch; at the threshold, report the key. */
-static __always_inline void lb_cache_miss(__u32 vip_id, __u32 h, const struct lb_cache_scratch *s,
+static __always_inline void lb_cache_miss(__u32 vip_id, __u32 h, const struct sluice_cache_scratch *s,
 					  const struct lb_mc_req *r, struct sluice_cache_stats *cs)
 {
 	__u32 zero = 0;
@@ -456,7 +449,7 @@ static __always_inline void lb_cache_miss(__u32 vip_id, __u32 h, const struct lb
 
 /* The entry answering the request, or NULL. */
 static __always_inline struct sluice_cache_entry *lb_cache_find(__u32 vip_id, __u32 h,
-								 const struct lb_cache_scratch *s,
+								 const struct sluice_cache_scratch *s,
 								 const struct lb_mc_req *r, __u32 *slot_out)
 {
 	struct sluice_cache_key k = { .vip_id = vip_id, .key_hash = h };
@@ -583,7 +576,7 @@ static __always_inline int lb_cache(struct xdp_md *ctx, struct lb_state *st)
 	__u32 vip_id = st->vip_id;
 	struct sluice_cache_stats *cs;
 	struct sluice_cache_entry *e;
-	struct lb_cache_scratch *s;
+	struct sluice_cache_scratch *s;
 	__u32 l3_off, l4_off, off, plen, n, h, slot = 0, zero = 0;
 	__u8 frame[SLUICE_MC_UDP_HDR_LEN];
 	struct lb_mc_req r = {};

@@ -159,6 +159,16 @@ struct sluice_cache_hot {
 };
 SLUICE_STATIC_ASSERT(sizeof(struct sluice_cache_hot) == 272, "cache hot event is 272 bytes");
 
+/* Bytes of a request the XDP program copies out of the packet to parse:
+ * a write command, a 250-byte key and the numbers after it fit. */
+#define SLUICE_CACHE_SCRATCH 512
+
+/* The XDP program's per-CPU copy of a request's first bytes (too big for
+ * the BPF stack); no other reader. */
+struct sluice_cache_scratch {
+	sl_u8 buf[SLUICE_CACHE_SCRATCH]; /* the first min(payload, 512) bytes of the request */
+};
+
 /* Per-core cache counters of one VIP, in requests. */
 struct sluice_cache_stats {
 	sl_u64 hits;              /* gets answered from the cache */

@@ -388,4 +388,43 @@ size_t entry_response(std::span<uint8_t> out, const sluice_cache_entry& e,
   return w.length();
 }
 
+ParsedValue parse_value_response(std::span<const uint8_t> bytes, std::string_view key) noexcept {
+  ParsedValue r;
+  const std::string_view text = as_chars(bytes);
+  const size_t nl = text.find("\r\n");
+  if (nl == std::string_view::npos) {
+    // A line not yet ended may still become a valid one.
+    const std::string_view want = text.size() < 6 ? std::string_view("VALUE ").substr(0, text.size())
+                                                  : std::string_view("VALUE ");
+    if (text.substr(0, want.size()) == want || std::string_view("END").substr(0, text.size()) == text)
+      r.status = ParsedValue::Status::kIncomplete;
+    return r;
+  }
+  const std::string_view line = text.substr(0, nl);
+  if (line == "END") {
+    r.status = ParsedValue::Status::kMiss;
+    r.length = nl + 2;
+    return r;
+  }
+  Tokens t(line);
+  uint64_t flags = 0, nbytes = 0, cas = 0;
+  if (t.next() != "VALUE" || t.next() != key) return r;
+  if (!parse_unsigned(t.next(), 0xffffffffu, &flags)) return r;
+  if (!parse_unsigned(t.next(), 0x7ffffffdu, &nbytes)) return r;
+  const std::string_view cas_token = t.next();
+  if (!cas_token.empty() && !parse_unsigned(cas_token, ~uint64_t{0}, &cas)) return r;
+  if (!t.next().empty()) return r;
+  const uint64_t data_at = nl + 2;
+  const uint64_t total = data_at + nbytes + 2 + 5;  // data, CRLF, "END\r\n"
+  if (total > bytes.size()) {
+    r.status = ParsedValue::Status::kIncomplete;
+    return r;
+  }
+  if (text.substr(data_at + nbytes, 7) != "\r\nEND\r\n") return r;
+  r.status = ParsedValue::Status::kHit;
+  r.value = Value{static_cast<uint32_t>(flags), cas, bytes.subspan(data_at, nbytes)};
+  r.length = total;
+  return r;
+}
+
 }  // namespace sluice::mc

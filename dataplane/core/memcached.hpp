@@ -131,6 +131,24 @@ struct Value {
 [[nodiscard]] size_t entry_response(std::span<uint8_t> out, const sluice_cache_entry& e,
                                     bool with_cas) noexcept;
 
+/// What a one-key get/gets response says (parse_value_response).
+struct ParsedValue {
+  enum class Status : uint8_t {
+    kHit,         ///< one VALUE for the key, then END
+    kMiss,        ///< END alone
+    kIncomplete,  ///< a prefix of a valid response: read more
+    kBad,         ///< anything else (an error line, another key, bad framing)
+  };
+  Status status = Status::kBad;
+  Value value;          ///< kHit: flags, cas (0 without one), data (a view into the bytes)
+  size_t length = 0;    ///< kHit, kMiss: bytes of the response
+};
+
+/// Reads memcached's answer to "get <key>" or "gets <key>" at the start of
+/// `bytes` (doc/protocol.txt, "Retrieval command"). Never allocates.
+[[nodiscard]] ParsedValue parse_value_response(std::span<const uint8_t> bytes,
+                                               std::string_view key) noexcept;
+
 /// Whether `key` is a key memcached accepts in the ASCII protocol.
 [[nodiscard]] bool valid_key(std::string_view key) noexcept;
 

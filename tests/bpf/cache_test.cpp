@@ -13,6 +13,7 @@
 #include "dataplane/abi/cache.h"
 #include "dataplane/core/memcached.hpp"
 #include "tests/bpf/lb_fixture.hpp"
+#include "xdp/cache.hpp"
 
 namespace sluice::test {
 namespace {
@@ -296,6 +297,106 @@ TEST_F(CacheTest, HotMissesReachTheRingBufferOnce) {
   ASSERT_EQ(got[0].key_len, 5u);
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(got[0].key), 5), "hot:1");
   EXPECT_EQ(cache_stats(kUdpVip).hot_reports, 1u);
+}
+
+// The control side (xdp/cache.hpp) over the same program.
+class XdpCacheTest : public CacheTest {
+ protected:
+  xdp::XdpCache open_cache(uint64_t max_bytes = 1u << 20) {
+    auto c = xdp::XdpCache::open(skel(), {max_bytes, 60'000, 100});
+    EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
+    return std::move(c).value();
+  }
+
+  FillResult fill(xdp::XdpCache& c, const std::string& key, const std::string& value) {
+    auto lease = c.begin_fill(kUdpVip, key, xdp::XdpCache::now_ms());
+    EXPECT_TRUE(lease.ok()) << key;
+    if (!lease.ok()) return FillResult::kInvalid;
+    const Bytes data = text(value);
+    auto r = c.install(lease.value(), key, {3, 9, data}, xdp::XdpCache::now_ms());
+    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+    return r.ok() ? r.value() : FillResult::kInvalid;
+  }
+};
+
+TEST_F(XdpCacheTest, FilledKeyIsServed) {
+  xdp::XdpCache c = open_cache();
+  EXPECT_EQ(c.capacity(), 1024u);
+  ASSERT_EQ(fill(c, "k", "value"), FillResult::kInstalled);
+  const XdpRun r = run_big(udp_request("gets k\r\n"));
+  ASSERT_EQ(r.verdict, XDP_TX);
+  EXPECT_EQ(r.out, udp_response("VALUE k 3 5 9\r\nvalue\r\nEND\r\n"));
+  // A refill replaces it.
+  ASSERT_EQ(fill(c, "k", "other"), FillResult::kInstalled);
+  EXPECT_EQ(run_big(udp_request("get k\r\n")).out, udp_response("VALUE k 3 5\r\nother\r\nEND\r\n"));
+  auto n = c.counters(kUdpVip);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n.value().fills, 2u);
+  EXPECT_EQ(n.value().entries, 1u);
+  EXPECT_EQ(n.value().bytes, 6u);
+  EXPECT_EQ(n.value().fast_path.hits, 2u);
+  ASSERT_TRUE(c.maintain(xdp::XdpCache::now_ms()).ok());
+  const auto hot = c.hottest(5);
+  ASSERT_EQ(hot.size(), 1u);
+  EXPECT_EQ(hot[0].key, "k");
+  EXPECT_EQ(hot[0].hits, 1u);
+}
+
+TEST_F(XdpCacheTest, WriteDuringTheFetchMakesTheFillStale) {
+  xdp::XdpCache c = open_cache();
+  auto lease = c.begin_fill(kUdpVip, "k", xdp::XdpCache::now_ms());
+  ASSERT_TRUE(lease.ok());
+  expect_forwarded(udp_request("set k 0 0 3\r\nnew\r\n"));
+  const Bytes old = text("old");
+  auto r = c.install(lease.value(), "k", {0, 0, old}, xdp::XdpCache::now_ms());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value(), FillResult::kStale);
+  expect_forwarded(udp_request("get k\r\n"));
+  // And no new lease until the write has had time to reach the backend.
+  EXPECT_EQ(c.begin_fill(kUdpVip, "k", xdp::XdpCache::now_ms()).error().code, -EAGAIN);
+  EXPECT_EQ(c.counters(kUdpVip).value().stale_fills, 1u);
+}
+
+TEST_F(XdpCacheTest, InvalidatedSlotsAreReclaimed) {
+  xdp::XdpCache c = open_cache();
+  ASSERT_EQ(fill(c, "a", "1"), FillResult::kInstalled);
+  ASSERT_EQ(fill(c, "b", "2"), FillResult::kInstalled);
+  expect_forwarded(udp_request("delete a\r\n"));
+  auto n = c.maintain(xdp::XdpCache::now_ms());
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n.value(), 1u);
+  EXPECT_EQ(c.counters(kUdpVip).value().entries, 1u);
+  EXPECT_EQ(run_big(udp_request("get b\r\n")).verdict, XDP_TX);
+}
+
+TEST_F(XdpCacheTest, ByteBoundEvictsTheColdest) {
+  xdp::XdpCache c = open_cache(2 * 11);  // two 10-byte values with 1-byte keys
+  ASSERT_EQ(fill(c, "a", std::string(10, 'a')), FillResult::kInstalled);
+  ASSERT_EQ(fill(c, "b", std::string(10, 'b')), FillResult::kInstalled);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(run_big(udp_request("get a\r\n")).verdict, XDP_TX);
+  ASSERT_EQ(fill(c, "c", std::string(10, 'c')), FillResult::kInstalled);
+  EXPECT_EQ(run_big(udp_request("get a\r\n")).verdict, XDP_TX);
+  expect_forwarded(udp_request("get b\r\n"));
+  EXPECT_EQ(run_big(udp_request("get c\r\n")).verdict, XDP_TX);
+  const auto n = c.counters(kUdpVip).value();
+  EXPECT_EQ(n.evictions, 1u);
+  EXPECT_LE(n.bytes, 22u);
+}
+
+TEST_F(XdpCacheTest, HotKeysArriveOnceAndFillTheCache) {
+  xdp::XdpCache c = open_cache();
+  for (uint32_t i = 0; i < kHotThreshold + 3; ++i) expect_forwarded(udp_request("get hot\r\n"));
+  auto hot = c.poll_hot(16);
+  ASSERT_TRUE(hot.ok());
+  ASSERT_EQ(hot.value().size(), 1u);
+  EXPECT_EQ(hot.value()[0].vip_id, kUdpVip);
+  EXPECT_EQ(hot.value()[0].key, "hot");
+  ASSERT_EQ(fill(c, "hot", "v"), FillResult::kInstalled);
+  EXPECT_EQ(run_big(udp_request("get hot\r\n")).verdict, XDP_TX);
+  // A new period: the sketch starts from zero.
+  ASSERT_TRUE(c.maintain(xdp::XdpCache::now_ms()).ok());
+  for (uint32_t i = 0; i + 1 < kHotThreshold; ++i) expect_forwarded(udp_request("get cold\r\n"));
+  EXPECT_TRUE(c.poll_hot(16).value().empty());
 }
 
 }  // namespace

@@ -295,4 +295,39 @@ TEST(McKeyHash, FnvReferenceValues) {
   EXPECT_EQ(sluice::mc::key_hash("foobar"), 0xbf9cf968u);
 }
 
+TEST(McValueResponse, Table) {
+  using S = sluice::mc::ParsedValue::Status;
+  struct Case {
+    const char* name;
+    std::string in;
+    S status;
+    std::string data;
+    uint32_t flags;
+    uint64_t cas;
+  };
+  const std::vector<Case> cases = {
+      {"hit", "VALUE k 5 3\r\nabc\r\nEND\r\n", S::kHit, "abc", 5, 0},
+      {"hit with cas", "VALUE k 0 2 99\r\nxy\r\nEND\r\n", S::kHit, "xy", 0, 99},
+      {"data holding END", "VALUE k 0 7\r\n\r\nEND\r\n\r\nEND\r\n", S::kHit, "\r\nEND\r\n", 0, 0},
+      {"miss", "END\r\n", S::kMiss, "", 0, 0},
+      {"cut in data", "VALUE k 0 10\r\nabc", S::kIncomplete, "", 0, 0},
+      {"cut in line", "VALU", S::kIncomplete, "", 0, 0},
+      {"cut in END", "EN", S::kIncomplete, "", 0, 0},
+      {"other key", "VALUE j 0 1\r\nx\r\nEND\r\n", S::kBad, "", 0, 0},
+      {"error", "SERVER_ERROR out of memory\r\n", S::kBad, "", 0, 0},
+      {"bad trailer", "VALUE k 0 1\r\nxy\r\nEND\r\n", S::kBad, "", 0, 0},
+      {"two values", "VALUE k 0 1\r\nx\r\nVALUE k 0 1\r\nx\r\nEND\r\n", S::kBad, "", 0, 0},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const auto r = sluice::mc::parse_value_response(bytes(c.in), "k");
+    EXPECT_EQ(r.status, c.status);
+    if (c.status != S::kHit) continue;
+    EXPECT_EQ(as_string(r.value.data), c.data);
+    EXPECT_EQ(r.value.flags, c.flags);
+    EXPECT_EQ(r.value.cas, c.cas);
+    EXPECT_EQ(r.length, c.in.size());
+  }
+}
+
 }  // namespace
