@@ -123,6 +123,7 @@ struct {
 struct lb_mc_req {
 	__u32 key_off; /* offset of the key in the scratch buffer */
 	__u32 key_len; /* bytes */
+	__u32 hash;    /* sluice_cache_key_hash of the key */
 	__u8 gets;     /* a gets: the response carries the cas */
 };
 
@@ -163,7 +164,7 @@ struct lb_mc_walk {
 	__u32 n;         /* bytes read into s */
 	__u32 pos;       /* where the walk starts in s */
 	__u32 len;       /* key length (lb_mc_key_step's result, the others' bound) */
-	__u32 out;       /* line end, hash, or 1 for "differs" */
+	__u32 out;       /* line end, key hash, or 1 for "differs" */
 };
 
 static long lb_mc_key_step(__u32 i, void *ctx)
@@ -175,17 +176,21 @@ static long lb_mc_key_step(__u32 i, void *ctx)
 		w->len = i;
 		return 1;
 	}
+	w->out = (w->out ^ c) * SLUICE_FNV32_PRIME;
 	return c <= 0x20 || c == 0x7f;
 }
 
-/* The key token at pos: 1..SLUICE_CACHE_KEY_MAX bytes above 0x20 but DEL,
- * ended by a space, "\r" or "\n". Returns its length, or 0. */
-static __always_inline __u32 lb_mc_key(const struct sluice_cache_scratch *s, __u32 n, __u32 pos)
+/* The key token at r->key_off: 1..SLUICE_CACHE_KEY_MAX bytes above 0x20
+ * but DEL, ended by a space, "\r" or "\n". Sets r->key_len (0: no valid
+ * key) and r->hash (sluice_cache_key_hash, seed 0), in one pass. */
+static __always_inline void lb_mc_key(const struct sluice_cache_scratch *s, __u32 n,
+				      struct lb_mc_req *r)
 {
-	struct lb_mc_walk w = { .s = s, .n = n, .pos = pos };
+	struct lb_mc_walk w = { .s = s, .n = n, .pos = r->key_off, .out = SLUICE_FNV32_BASIS };
 
 	bpf_loop(SLUICE_CACHE_KEY_MAX + 1, lb_mc_key_step, &w, 0);
-	return w.len;
+	r->key_len = w.len;
+	r->hash = w.out;
 }
 
 static long lb_mc_line_step(__u32 i, void *ctx)
@@ -210,27 +215,33 @@ static __always_inline __u32 lb_mc_line_end(const struct sluice_cache_scratch *s
 	return w.out;
 }
 
-static long lb_mc_hash_step(__u32 i, void *ctx)
-{
-	struct lb_mc_walk *w = ctx;
-
-	if (i >= w->len)
-		return 1;
-	w->out = (w->out ^ lb_mc_at(w->s, LB_CACHE_SCRATCH, w->pos + i)) * SLUICE_FNV32_PRIME;
-	return 0;
-}
-
+/* Compares 8 key bytes at a time: the entry's key is zero past its
+ * length, the request's bytes past it are masked off. */
 static long lb_mc_same_step(__u32 i, void *ctx)
 {
 	struct lb_mc_walk *w = ctx;
+	__u64 at = (__u64)i * 8, p, a, b, mask = ~0ull;
+	__u32 left;
 
-	__u64 at = i;
-
-	if (i >= w->len || i >= SLUICE_CACHE_KEY_ROOM)
+	if (at >= w->len || at >= SLUICE_CACHE_KEY_ROOM)
 		return 1;
-	LB_MASK(at, SLUICE_CACHE_KEY_ROOM - 1);
-	if (w->cmp[at] == lb_mc_at(w->s, LB_CACHE_SCRATCH, w->pos + i))
+	left = w->len - (__u32)at;
+	p = w->pos + at;
+	LB_MASK(at, SLUICE_CACHE_KEY_ROOM - 8);
+	LB_MASK(p, LB_CACHE_SCRATCH - 1);
+	if (p > LB_CACHE_SCRATCH - 8)
+		goto differs;
+	__builtin_memcpy(&a, &w->s->buf[p], 8);
+	__builtin_memcpy(&b, &w->cmp[at], 8);
+	if (left < 8)
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+		mask = ~0ull << ((8 - left) * 8);
+#else
+		mask = (1ull << (left * 8)) - 1;
+#endif
+	if ((a & mask) == b)
 		return 0;
+differs:
 	w->out = 1;
 	return 1;
 }
@@ -305,14 +316,16 @@ static __always_inline int lb_mc_classify(const struct sluice_cache_scratch *s, 
 	if (lb_mc_starts(s, n, "get ", 4) || lb_mc_starts(s, n, "gets ", 5)) {
 		r->gets = s->buf[3] == 's';
 		r->key_off = r->gets ? 5 : 4;
-		r->key_len = lb_mc_key(s, n, r->key_off);
-		end = lb_mc_line_end(s, n, r->key_off);
-		if (!end || end != plen)
-			return LB_MC_UNSURE;
+		lb_mc_key(s, n, r);
 		at = r->key_off + r->key_len;
-		if (r->key_len && (end == at + 1 || (end == at + 2 && lb_mc_at(s, n, at) == '\r')))
+		/* The common case without a scan: the key, the line end, the
+		 * payload's end. */
+		if (r->key_len && ((at + 2 == plen && lb_mc_at(s, n, at) == '\r' &&
+				    lb_mc_at(s, n, at + 1) == '\n') ||
+				   (at + 1 == plen && lb_mc_at(s, n, at) == '\n')))
 			return LB_MC_GET;
-		return LB_MC_READ;
+		end = lb_mc_line_end(s, n, r->key_off);
+		return end && end == plen ? LB_MC_READ : LB_MC_UNSURE;
 	}
 	if (lb_mc_starts(s, n, "delete ", 7))
 		r->key_off = 7;
@@ -323,7 +336,7 @@ static __always_inline int lb_mc_classify(const struct sluice_cache_scratch *s, 
 	else
 		r->key_off = 0;
 	if (r->key_off) {
-		r->key_len = lb_mc_key(s, n, r->key_off);
+		lb_mc_key(s, n, r);
 		if (!r->key_len)
 			return LB_MC_UNSURE;
 		end = lb_mc_line_end(s, n, r->key_off);
@@ -341,7 +354,7 @@ static __always_inline int lb_mc_classify(const struct sluice_cache_scratch *s, 
 	else if (lb_mc_starts(s, n, "replace ", 8) || lb_mc_starts(s, n, "prepend ", 8))
 		r->key_off = 8;
 	if (r->key_off) {
-		r->key_len = lb_mc_key(s, n, r->key_off);
+		lb_mc_key(s, n, r);
 		if (!r->key_len)
 			return LB_MC_UNSURE;
 		end = lb_mc_line_end(s, n, r->key_off);
@@ -395,17 +408,6 @@ static __always_inline void lb_cache_invalidate(__u32 vip_id, __u32 h)
 	bpf_map_delete_elem(&sluice_cache_index, &k);
 	if (cs)
 		cs->invalidations++;
-}
-
-/* The key hash of the request's key in the scratch buffer
- * (sluice_cache_key_hash, seed 0). */
-static __always_inline __u32 lb_mc_hash(const struct sluice_cache_scratch *s, const struct lb_mc_req *r)
-{
-	struct lb_mc_walk w = { .s = s, .pos = r->key_off, .len = r->key_len,
-				.out = SLUICE_FNV32_BASIS };
-
-	bpf_loop(SLUICE_CACHE_KEY_MAX, lb_mc_hash_step, &w, 0);
-	return w.out;
 }
 
 /* A miss: count it in this CPU's sketch; at the threshold, report the key. */
@@ -467,7 +469,7 @@ static __always_inline struct sluice_cache_entry *lb_cache_find(__u32 vip_id, __
 	if (!e || e->vip_id != vip_id || e->key_hash != h || e->key_len != r->key_len)
 		return NULL;
 	w.cmp = e->key;
-	bpf_loop(SLUICE_CACHE_KEY_MAX, lb_mc_same_step, &w, 0);
+	bpf_loop(SLUICE_CACHE_KEY_ROOM / 8, lb_mc_same_step, &w, 0);
 	if (w.out)
 		return NULL;
 	now = bpf_ktime_get_coarse_ns() / 1000000;
@@ -649,7 +651,7 @@ static __always_inline int lb_cache(struct xdp_md *ctx, struct lb_state *st)
 		return 0;
 	if (kind == LB_MC_UNSURE)
 		goto unsure;
-	h = lb_mc_hash(s, &r);
+	h = r.hash;
 	if (kind == LB_MC_WRITE) {
 		lb_cache_invalidate(vip_id, h);
 		return 0;
