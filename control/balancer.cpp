@@ -313,6 +313,17 @@ struct Balancer::State {
     return Ok{};
   }
 
+  // A TCP VIP on the address and port of a cached UDP VIP: the fast path
+  // must see its memcached writes to invalidate the UDP VIP's keys.
+  static bool caches_twin(const Model& model, const VipConfig& tcp) {
+    if (tcp.protocol != Protocol::kTcp) return false;
+    for (const Vip& u : model.vips)
+      if (u.cfg.cache && u.cfg.protocol == Protocol::kUdp && u.cfg.port == tcp.port &&
+          u.cfg.addr == tcp.addr)
+        return true;
+    return false;
+  }
+
   FastpathSnapshot snapshot_of(const Model& model) const {
     FastpathSnapshot snap;
     for (const Vip& v : model.vips) {
@@ -320,7 +331,7 @@ struct Balancer::State {
       fv.key = vip_key(v.cfg);
       fv.meta.vip_id = v.vip_id;
       if (v.cfg.hash == HashFields::kSource) fv.meta.flags |= SLUICE_VIP_HASH_SRC_ONLY;
-      if (v.cfg.cache) fv.meta.flags |= SLUICE_VIP_CACHE;
+      if (v.cfg.cache || caches_twin(model, v.cfg)) fv.meta.flags |= SLUICE_VIP_CACHE;
       if (v.built.panic) fv.meta.flags |= SLUICE_VIP_PANIC;
       fv.meta.table_size = v.built.table_size;
       fv.table = *v.built.table;

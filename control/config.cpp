@@ -15,6 +15,7 @@
 #include <sstream>
 #include <utility>
 
+#include "dataplane/abi/cache.h"
 #include "dataplane/abi/consts.h"
 #include "dataplane/core/maglev.hpp"
 
@@ -299,6 +300,7 @@ class Checker {
 
  private:
   void load_flow_table(const toml::table& t, FlowTableConfig& out);
+  void load_cache(const toml::table& t, CacheConfig& out);
   void load_control(const toml::table& t, ControlSocketConfig& out);
   void load_metrics(const toml::table& t, MetricsConfig& out);
   void load_xdp(const toml::table& t, XdpConfig& out);
@@ -318,6 +320,20 @@ class Checker {
   std::string file_;
   ConfigReport report_;
 };
+
+void Checker::load_cache(const toml::table& t, CacheConfig& out) {
+  const std::string p = "cache";
+  check_keys(t, p,
+             {"entries", "bytes", "ttl_ms", "hot_threshold", "period_ms", "write_settle_ms",
+              "fetch_timeout_ms"});
+  set_u(t, "entries", p, 1, 1 << 20, out.entries);
+  set_u(t, "bytes", p, SLUICE_CACHE_KEY_MAX + SLUICE_CACHE_VALUE_MAX, int64_t{1} << 40, out.bytes);
+  set_u(t, "ttl_ms", p, 1, 86400000, out.ttl_ms);
+  set_u(t, "hot_threshold", p, 1, 1 << 30, out.hot_threshold);
+  set_u(t, "period_ms", p, 10, 3600000, out.period_ms);
+  set_u(t, "write_settle_ms", p, 0, 60000, out.write_settle_ms);
+  set_u(t, "fetch_timeout_ms", p, 1, 60000, out.fetch_timeout_ms);
+}
 
 void Checker::load_flow_table(const toml::table& t, FlowTableConfig& out) {
   const std::string p = "flow_table";
@@ -766,9 +782,6 @@ void Checker::load_vip(const toml::table& t, const std::string& p, const Config&
     if (*b && out.protocol != Protocol::kUdp)
       error(t.get("cache")->source().begin, child(p, "cache"),
             "the hot-object cache answers memcached over UDP: needs protocol \"udp\"");
-    else if (*b)
-      warn(t.get("cache")->source().begin, child(p, "cache"),
-           "the hot-object cache is not built yet: this VIP is load-balanced without it");
   }
   if (out.name.empty())
     out.name = (out.addr.is_v6() ? '[' + out.addr.to_string() + ']' : out.addr.to_string()) + ':' +
@@ -879,9 +892,11 @@ void Checker::load(const toml::table& root) {
   Config config;
   check_keys(
       root, "",
-      {"hash_seed", "flow_table", "control", "metrics", "xdp", "dpdk", "health_checks", "vips"});
+      {"hash_seed", "flow_table", "cache", "control", "metrics", "xdp", "dpdk", "health_checks",
+       "vips"});
   set_u(root, "hash_seed", "", 0, 0xFFFFFFFFll, config.hash_seed);
   if (const auto* t = table(root, "flow_table", "")) load_flow_table(*t, config.flow_table);
+  if (const auto* t = table(root, "cache", "")) load_cache(*t, config.cache);
   if (const auto* t = table(root, "control", "")) load_control(*t, config.control);
   if (const auto* t = table(root, "metrics", "")) load_metrics(*t, config.metrics);
   if (const auto* t = table(root, "xdp", "")) {

@@ -78,6 +78,17 @@ struct FlowTableConfig {
   uint32_t udp_idle_ms = 30000;
 };
 
+/// The hot-object cache's bounds ([cache]; DESIGN.md "Hot-object cache").
+struct CacheConfig {
+  uint32_t entries = 10000;          // cached keys at most (restart to change)
+  uint64_t bytes = 16u << 20;        // key and value bytes at most
+  uint32_t ttl_ms = 10000;           // an entry lives this long from its fill, ms
+  uint32_t hot_threshold = 32;       // misses of a key per core and period that make it hot
+  uint32_t period_ms = 1000;         // the sketch period, ms
+  uint32_t write_settle_ms = 100;    // no fill within this long of a write to the key, ms
+  uint32_t fetch_timeout_ms = 200;   // one fill's memcached gets, ms
+};
+
 struct ControlSocketConfig {
   std::string path = "/run/sluice/sluice.sock";
   uint32_t mode = 0660;  // file mode bits of the socket
@@ -168,6 +179,7 @@ struct EncapConfig {
 struct Config {
   uint32_t hash_seed = 0;  // flow-hash seed: equal across instances behind one ECMP group
   FlowTableConfig flow_table;
+  CacheConfig cache;
   ControlSocketConfig control;
   MetricsConfig metrics;
   std::optional<XdpConfig> xdp;

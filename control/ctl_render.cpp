@@ -171,6 +171,27 @@ std::string render_backends(const json& r) {
       rows);
 }
 
+std::string render_cache(const json& r) {
+  std::vector<std::vector<std::string>> vips;
+  for (const json& v : list(r, "vips")) {
+    const json& ratio = field(v, "hit_ratio");
+    char pct[16] = "-";
+    if (ratio.is_number()) std::snprintf(pct, sizeof pct, "%.1f%%", ratio.get<double>() * 100);
+    vips.push_back({cell(v, "name"), cell(v, "hits"), cell(v, "misses"), pct, cell(v, "fills"),
+                    cell(v, "invalidations"), cell(v, "vip_invalidations"), cell(v, "evictions"),
+                    cell(v, "entries"), cell(v, "bytes")});
+  }
+  std::vector<std::vector<std::string>> keys;
+  for (const json& k : list(r, "hottest"))
+    keys.push_back({cell(k, "vip_id"), cell(k, "key"), cell(k, "hits"), cell(k, "value_bytes"),
+                    cell(k, "ttl_ms")});
+  return render_table({"VIP", "HITS", "MISSES", "HIT RATIO", "FILLS", "INVALIDATED",
+                       "VIP INVALIDATED", "EVICTED", "ENTRIES", "BYTES"},
+                      vips) +
+         "\nhottest keys:\n" +
+         render_table({"VIP ID", "KEY", "HITS", "VALUE BYTES", "TTL MS"}, keys);
+}
+
 std::string render_stats(const json& r) {
   const json& g = field(r, "global");
   std::vector<std::vector<std::string>> global;

@@ -21,6 +21,10 @@ namespace sluice {
 [[nodiscard]] std::string render_backends(const nlohmann::json& result);
 [[nodiscard]] std::string render_stats(const nlohmann::json& result);
 
+/// `sluice ctl cache`: per VIP hits, misses, hit ratio, fills,
+/// invalidations, evictions, entries and bytes; then the hottest keys.
+[[nodiscard]] std::string render_cache(const nlohmann::json& result);
+
 /// One frame of `sluice ctl top`: rates between two `stats` results (per
 /// second of their time_ns difference) per VIP and backend, drops per
 /// second by reason, and each backend's state and weights from a

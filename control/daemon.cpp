@@ -87,6 +87,8 @@ Result<std::vector<std::unique_ptr<Fastpath>>> open_xdp(const DaemonOptions& opt
     lo.hash_seed = cfg.hash_seed;
     lo.tcp_idle_ms = cfg.flow_table.tcp_idle_ms;
     lo.udp_idle_ms = cfg.flow_table.udp_idle_ms;
+    lo.cache_entries = cfg.cache.entries;
+    lo.cache_hot_threshold = cfg.cache.hot_threshold;
     lo.pin_root = options.pin_root;
     auto fp = XdpFastpath::open(lo);
     if (!fp.ok()) {
@@ -246,6 +248,7 @@ int Daemon::run() {
   refresh_active_flows();
   schedule_active_flows_refresh();
   schedule_policy_update();
+  start_cache();
   spdlog::info("running (pid {}); SIGHUP reloads {}, SIGTERM stops", getpid(),
                options_.config_path);
   io_.run();
@@ -420,6 +423,18 @@ void Daemon::schedule_policy_update() {
     if (changed) publish("policy");
     schedule_policy_update();
   });
+}
+
+void Daemon::start_cache() {
+  auto f = CacheFiller::create(io_, *balancer_, balancer_->config().cache);
+  if (!f.ok()) {
+    spdlog::error("hot-object cache: {} (VIPs with cache = true run without it)",
+                  f.error().message);
+    return;
+  }
+  cache_ = std::move(f.value());
+  cache_->start();
+  ctx_.cache = [this] { return cache_report(*cache_); };
 }
 
 void Daemon::refresh_active_flows() {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "control/balancer.hpp"
+#include "control/cache_filler.hpp"
 #include "control/config.hpp"
 #include "control/dpdk_runtime.hpp"
 #include "control/handler.hpp"
@@ -114,6 +115,8 @@ class Daemon {
   /// Balancer::refresh_active_flows now and every active_flows_period.
   void refresh_active_flows();
   void schedule_active_flows_refresh();
+  /// Opens the hot-object cache of the XDP fast paths and starts its loop.
+  void start_cache();
 
   // Damping state of one VIP, valid for the backend list it was built for.
   struct VipDamping {
@@ -139,6 +142,7 @@ class Daemon {
   // Declared after balancer_, so destroyed (its worker joined) before the
   // fast paths it resolves for.
   std::unique_ptr<NextHopRefresher> next_hops_;
+  std::unique_ptr<CacheFiller> cache_;  // after io_: destroyed before it
   std::map<std::string, VipDamping, std::less<>> damping_;
   std::string last_next_hop_error_;
   std::string last_active_flows_error_;

@@ -432,6 +432,10 @@ Arg<json> dispatch(Balancer& b, const HandlerContext& ctx, const std::string& cm
   if (cmd == "vips") return cmd_vips(b);
   if (cmd == "backends") return cmd_backends(b, req);
   if (cmd == "stats") return cmd_stats(b);
+  if (cmd == "cache") {
+    if (!ctx.cache) return Fail{"failed", "no hot-object cache in this daemon (no XDP fast path)"};
+    return ctx.cache();
+  }
   if (cmd == "add-vip") return cmd_add_vip(b, ctx, req);
   if (cmd == "remove-vip") {
     std::string vip;

@@ -24,6 +24,9 @@ struct HandlerContext {
   /// Called after every request that changed the model (runtime changes
   /// and reloads), e.g. to log and to re-sync health probes; may be empty.
   std::function<void(std::string_view what, const PublishReport&)> on_change;
+  /// The `cache` command's result (hot-object cache counters and hottest
+  /// keys); empty: the command answers that there is no cache.
+  std::function<nlohmann::json()> cache;
 };
 
 /// Answers one request (a parsed JSON value) per PROTOCOL.md. Never

@@ -232,6 +232,37 @@ void render_vips(const json& vips, std::string* out) {
 
 }  // namespace
 
+std::string render_cache_metrics(const json& cache) {
+  static constexpr struct {
+    const char* field;
+    const char* name;
+    const char* type;
+    const char* help;
+  } kFamilies[] = {
+      {"hits", "sluice_cache_hits_total", "counter", "Gets answered from the hot-object cache."},
+      {"misses", "sluice_cache_misses_total", "counter", "Cacheable gets not answered (forwarded)."},
+      {"fills", "sluice_cache_fills_total", "counter", "Values installed into the cache."},
+      {"stale_fills", "sluice_cache_stale_fills_total", "counter",
+       "Fills refused because a write came after their lease."},
+      {"invalidations", "sluice_cache_invalidations_total", "counter",
+       "Writes that invalidated their key before being forwarded."},
+      {"vip_invalidations", "sluice_cache_vip_invalidations_total", "counter",
+       "Requests the fast path could not follow: the VIP's whole cache invalidated."},
+      {"evictions", "sluice_cache_evictions_total", "counter",
+       "Entries evicted for room, on expiry, or after an invalidation."},
+      {"entries", "sluice_cache_entries", "gauge", "Keys cached now."},
+      {"bytes", "sluice_cache_bytes", "gauge", "Key and value bytes cached now."},
+  };
+  std::string out;
+  for (const auto& f : kFamilies) {
+    Family family(f.name, f.type, f.help);
+    for (const json& v : list(cache, "vips"))
+      family.sample({{"vip", text(field(v, "name"))}}, field(v, f.field));
+    out += family.text();
+  }
+  return out;
+}
+
 std::string render_metrics(const json& stats, const json& backends, const json& vips) {
   std::string out;
   render_stats(stats, &out);
@@ -245,7 +276,8 @@ std::string render_metrics_from(const ControlHandler& handler) {
     const json r = answer_request_line(json{{"cmd", cmd}}.dump(), handler);
     return r.value("ok", false) ? r.value("result", json::object()) : json::object();
   };
-  return render_metrics(result("stats"), result("backends"), result("vips"));
+  return render_metrics(result("stats"), result("backends"), result("vips")) +
+         render_cache_metrics(result("cache"));
 }
 
 }  // namespace sluice

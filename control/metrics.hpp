@@ -39,8 +39,15 @@ namespace sluice {
                                          const nlohmann::json& backends,
                                          const nlohmann::json& vips);
 
-/// Asks `handler` for `stats`, `backends` and `vips` (as a socket client
-/// would) and renders them; a command that fails leaves its families empty.
+/// The hot-object cache from a `cache` result: counters
+/// sluice_cache_{hits,misses,fills,stale_fills,invalidations,
+/// vip_invalidations,evictions}_total{vip}, gauges sluice_cache_entries and
+/// sluice_cache_bytes{vip}.
+[[nodiscard]] std::string render_cache_metrics(const nlohmann::json& cache);
+
+/// Asks `handler` for `stats`, `backends`, `vips` and `cache` (as a socket
+/// client would) and renders them; a command that fails leaves its families
+/// empty.
 [[nodiscard]] std::string render_metrics_from(const ControlHandler& handler);
 
 }  // namespace sluice

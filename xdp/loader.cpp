@@ -165,6 +165,13 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
   s->rodata->sluice_probation_slots = probation;
   if (int err = bpf_map__set_max_entries(s->maps.sluice_newflows, probation); err != 0)
     return sys_error(err, "sizing sluice_newflows");
+  if (o.cache_entries == 0 || o.cache_hot_threshold == 0)
+    return Error{-EINVAL, "cache_entries and cache_hot_threshold must be > 0"};
+  s->rodata->sluice_cache_hot_threshold = o.cache_hot_threshold;
+  for (bpf_map* m : {s->maps.sluice_cache_index, s->maps.sluice_cache_entries,
+                     s->maps.sluice_cache_hits})
+    if (int err = bpf_map__set_max_entries(m, o.cache_entries); err != 0)
+      return sys_error(err, "sizing " + std::string(bpf_map__name(m)));
 
   bpf_map* map = nullptr;
   bpf_object__for_each_map(map, s->obj) {

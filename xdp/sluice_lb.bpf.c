@@ -5,6 +5,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "cache.bpf.h"
 #include "lb_encap.h"
 #include "lb_icmp.h"
 #include "lb_lookup.h"
@@ -77,6 +78,11 @@ static __always_inline int lb_process(struct xdp_md *ctx, struct lb_state *st)
 	if (lb_lookup_vip(&st->pkt.key, &vip))
 		return XDP_PASS;
 	st->vip_id = vip.vip_id;
+	if (vip.flags & SLUICE_VIP_CACHE) {
+		ret = lb_cache(ctx, st);
+		if (ret)
+			return ret;
+	}
 	ret = lb_select_backend(st, &vip, &b, &hash);
 	if (ret < 0)
 		return ret;

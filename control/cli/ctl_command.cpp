@@ -294,6 +294,10 @@ void add_ctl(CLI::App& app, std::function<int()>* run) {
          {{"cmd", "stats"}}, render_stats);
   simple("vips", "The VIPs: address, port, protocol, policy, table size, backends up, panic",
          {{"cmd", "vips"}}, render_vips);
+  simple("cache",
+         "The hot-object cache: hits, misses, hit ratio, fills, invalidations, evictions, "
+         "entries and bytes per VIP, and the hottest cached keys",
+         {{"cmd", "cache"}}, render_cache);
   simple("reload",
          "Re-read the config file and apply it atomically; when it is invalid nothing changes "
          "and the errors are printed (exit 1). Drops runtime changes made with ctl.",

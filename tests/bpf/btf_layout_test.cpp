@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "dataplane/abi/cache.h"
 #include "dataplane/abi/flow.h"
 #include "dataplane/abi/maps.h"
 #include "dataplane/abi/stats.h"
@@ -116,6 +117,32 @@ const std::map<std::string, Layout>& cpp_layouts() {
           {SLUICE_MEMBER(sluice_backend_stats, packets), SLUICE_MEMBER(sluice_backend_stats, bytes),
            SLUICE_MEMBER(sluice_backend_stats, new_flows),
            SLUICE_MEMBER(sluice_backend_stats, pad)}),
+      layout<sluice_cache_key>("sluice_cache_key", {SLUICE_MEMBER(sluice_cache_key, vip_id),
+                                                    SLUICE_MEMBER(sluice_cache_key, key_hash)}),
+      layout<sluice_cache_entry>(
+          "sluice_cache_entry",
+          {SLUICE_MEMBER(sluice_cache_entry, vip_id), SLUICE_MEMBER(sluice_cache_entry, key_hash),
+           SLUICE_MEMBER(sluice_cache_entry, version), SLUICE_MEMBER(sluice_cache_entry, epoch),
+           SLUICE_MEMBER(sluice_cache_entry, expires_ms),
+           SLUICE_MEMBER(sluice_cache_entry, key_len), SLUICE_MEMBER(sluice_cache_entry, head_len),
+           SLUICE_MEMBER(sluice_cache_entry, cas_len), SLUICE_MEMBER(sluice_cache_entry, body_len),
+           SLUICE_MEMBER(sluice_cache_entry, sum_get), SLUICE_MEMBER(sluice_cache_entry, sum_gets),
+           SLUICE_MEMBER(sluice_cache_entry, pad), SLUICE_MEMBER(sluice_cache_entry, key),
+           SLUICE_MEMBER(sluice_cache_entry, head), SLUICE_MEMBER(sluice_cache_entry, body)}),
+      layout<sluice_cache_version>("sluice_cache_version",
+                                   {SLUICE_MEMBER(sluice_cache_version, version),
+                                    SLUICE_MEMBER(sluice_cache_version, last_write_ms)}),
+      layout<sluice_cache_sketch>("sluice_cache_sketch",
+                                  {SLUICE_MEMBER(sluice_cache_sketch, counts)}),
+      layout<sluice_cache_scratch>("sluice_cache_scratch",
+                                   {SLUICE_MEMBER(sluice_cache_scratch, buf)}),
+      layout<sluice_cache_stats>(
+          "sluice_cache_stats",
+          {SLUICE_MEMBER(sluice_cache_stats, hits), SLUICE_MEMBER(sluice_cache_stats, misses),
+           SLUICE_MEMBER(sluice_cache_stats, invalidations),
+           SLUICE_MEMBER(sluice_cache_stats, vip_invalidations),
+           SLUICE_MEMBER(sluice_cache_stats, hot_reports),
+           SLUICE_MEMBER(sluice_cache_stats, bypassed)}),
       layout<sluice_next_hop>("sluice_next_hop", {SLUICE_MEMBER(sluice_next_hop, dst_mac),
                                                   SLUICE_MEMBER(sluice_next_hop, src_mac)}),
       layout<sluice_decap_vip>("sluice_decap_vip", {SLUICE_MEMBER(sluice_decap_vip, addr),

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 
+#include "dataplane/abi/cache.h"
 #include "dataplane/abi/flow.h"
 #include "dataplane/abi/maps.h"
 #include "dataplane/abi/stats.h"
@@ -89,6 +90,26 @@ TEST(AbiLayout, Stats) {
   using B = sluice_backend_stats;
   expect_fields("sluice_backend_stats", sizeof(B), 32,
                 {F(B, packets, 0), F(B, bytes, 8), F(B, new_flows, 16), F(B, pad, 24)});
+}
+
+TEST(AbiLayout, Cache) {
+  using E = sluice_cache_entry;
+  expect_fields("sluice_cache_entry", sizeof(E), 1656,
+                {F(E, vip_id, 0), F(E, key_hash, 4), F(E, version, 8), F(E, epoch, 12),
+                 F(E, expires_ms, 16), F(E, key_len, 24), F(E, head_len, 26), F(E, cas_len, 28),
+                 F(E, body_len, 30), F(E, sum_get, 32), F(E, sum_gets, 34), F(E, pad, 36),
+                 F(E, key, 40), F(E, head, 296), F(E, body, 616)});
+  using H = sluice_cache_hot;
+  expect_fields("sluice_cache_hot", sizeof(H), 272,
+                {F(H, vip_id, 0), F(H, key_hash, 4), F(H, key_len, 8), F(H, pad, 10), F(H, key, 16)});
+  using K = sluice_cache_key;
+  expect_fields("sluice_cache_key", sizeof(K), 8, {F(K, vip_id, 0), F(K, key_hash, 4)});
+  using V = sluice_cache_version;
+  expect_fields("sluice_cache_version", sizeof(V), 8, {F(V, version, 0), F(V, last_write_ms, 4)});
+  using S = sluice_cache_stats;
+  expect_fields("sluice_cache_stats", sizeof(S), 48,
+                {F(S, hits, 0), F(S, misses, 8), F(S, invalidations, 16), F(S, vip_invalidations, 24),
+                 F(S, hot_reports, 32), F(S, bypassed, 40)});
 }
 
 }  // namespace

@@ -346,9 +346,7 @@ address = "2001:db8:1::2"
   EXPECT_EQ(c.backend_count(), 2u);
   EXPECT_EQ(warnings_of(r),
             (std::vector<std::string>{"t.toml:24:1: vips[0]: every backend has weight 0: the VIP "
-                                      "is drained (no new flows)",
-                                      "t.toml:31:9: vips[0].cache: the hot-object cache is not "
-                                      "built yet: this VIP is load-balanced without it"}));
+                                      "is drained (no new flows)"}));
 }
 
 TEST(Config, WarningsDoNotFail) {
@@ -442,6 +440,27 @@ TEST(Config, EmptyFileIsValid) {
   const ConfigReport r = parse_config("", "t.toml");
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r.config->vips.empty());
+}
+
+TEST(Config, CacheBounds) {
+  const ConfigReport r = parse_config(
+      "[cache]\nentries = 500\nbytes = 1048576\nttl_ms = 2000\nhot_threshold = 8\n"
+      "period_ms = 500\nwrite_settle_ms = 50\nfetch_timeout_ms = 100\n",
+      "t.toml");
+  ASSERT_TRUE(r.ok()) << testing::PrintToString(errors_of(r));
+  EXPECT_EQ(r.config->cache.entries, 500u);
+  EXPECT_EQ(r.config->cache.bytes, 1048576u);
+  EXPECT_EQ(r.config->cache.ttl_ms, 2000u);
+  EXPECT_EQ(r.config->cache.hot_threshold, 8u);
+  EXPECT_EQ(r.config->cache.period_ms, 500u);
+  EXPECT_EQ(r.config->cache.write_settle_ms, 50u);
+  EXPECT_EQ(r.config->cache.fetch_timeout_ms, 100u);
+  const ConfigReport defaults = parse_config("", "t.toml");
+  EXPECT_EQ(defaults.config->cache.entries, 10000u);
+
+  const ConfigReport bad = parse_config("[cache]\nentries = 0\nbytes = 10\nttls = 1\n", "t.toml");
+  EXPECT_FALSE(bad.ok());
+  EXPECT_EQ(bad.errors.size(), 3u) << testing::PrintToString(errors_of(bad));
 }
 
 TEST(Config, ExampleFileIsValid) {

@@ -151,7 +151,20 @@ TEST(Metrics, FromHandlerAsksTheSameCommands) {
     if (cmd == "vips") return make_error_response("internal", "not now");
     return make_error_response("unknown_command", cmd);
   });
-  EXPECT_EQ(m, render_metrics(kStats, kBackends, json::object()));
+  EXPECT_EQ(m, render_metrics(kStats, kBackends, json::object()) +
+                   render_cache_metrics(json::object()));
+}
+
+const json kCache = json::parse(R"({"vips": [{"name": "mc", "vip_id": 3, "hits": 90, "misses": 10,
+  "hit_ratio": 0.9, "fills": 4, "stale_fills": 1, "invalidations": 2, "vip_invalidations": 0,
+  "evictions": 1, "entries": 3, "bytes": 300, "hot_reports": 5, "bypassed": 0}], "hottest": []})");
+
+TEST(Metrics, CacheFamilies) {
+  const std::string m = render_cache_metrics(kCache);
+  EXPECT_TRUE(contains(m, "# TYPE sluice_cache_hits_total counter\n"));
+  EXPECT_TRUE(contains(m, "sluice_cache_hits_total{vip=\"mc\"} 90\n"));
+  EXPECT_TRUE(contains(m, "sluice_cache_bytes{vip=\"mc\"} 300\n"));
+  EXPECT_NO_THROW((void)render_cache_metrics(json::parse(R"({"vips": [1, null]})")));
 }
 
 // promtool (Debian's `prometheus` package) parses and lints the text.
@@ -161,7 +174,8 @@ TEST(Metrics, PromtoolAccepts) {
     GTEST_SKIP() << "promtool is not installed (package prometheus)";
   }
   for (const auto& [name, text] :
-       {std::pair<const char*, std::string>{"full", render_metrics(kStats, kBackends, kVips)},
+       {std::pair<const char*, std::string>{
+            "full", render_metrics(kStats, kBackends, kVips) + render_cache_metrics(kCache)},
         {"empty", render_metrics(json(), json(), json())}}) {
     SCOPED_TRACE(name);
     const std::string path = testing::TempDir() + "sluice_metrics_" + name + ".txt";

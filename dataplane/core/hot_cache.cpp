@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// HotCache: entries in a fixed array, found through an open-addressing
+// index (linear probing, backward-shift deletion), versions and epochs in
+// fixed arrays.
+#include "dataplane/core/hot_cache.hpp"
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <vector>
+
+namespace sluice {
+namespace {
+
+constexpr uint32_t kEmpty = 0;
+// Used entries an eviction looks at before it picks the coldest.
+constexpr uint32_t kEvictScan = 8;
+
+uint32_t round_up_pow2(uint32_t v) {
+  uint32_t p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+}  // namespace
+
+struct HotCache::Impl {
+  struct Meta {
+    uint32_t hits = 0;   // lookups answered since the clock hand last passed
+    uint32_t bytes = 0;  // key + value bytes
+    bool used = false;
+  };
+
+  HotCacheConfig config;
+  std::unique_ptr<sluice_cache_entry[]> entries;
+  std::vector<Meta> meta;
+  std::vector<uint32_t> free_slots;
+  std::vector<uint32_t> index;  // entry slot + 1, or kEmpty
+  uint32_t index_mask = 0;
+  std::vector<sluice_cache_version> versions;
+  std::array<uint32_t, SLUICE_MAX_VIPS> epochs{};
+  uint32_t hand = 0;
+  HotCacheStats stats;
+
+  uint32_t home(uint32_t vip_id, uint32_t key_hash) const {
+    return sluice_cache_mix(key_hash ^ vip_id * 0x9E3779B1u) & index_mask;
+  }
+
+  // Index position of (vip_id, key_hash), or index.size().
+  size_t find(uint32_t vip_id, uint32_t key_hash) const {
+    for (uint32_t pos = home(vip_id, key_hash);; pos = (pos + 1) & index_mask) {
+      const uint32_t v = index[pos];
+      if (v == kEmpty) return index.size();
+      const sluice_cache_entry& e = entries[v - 1];
+      if (e.vip_id == vip_id && e.key_hash == key_hash) return pos;
+    }
+  }
+
+  size_t find_slot(uint32_t slot) const {
+    const sluice_cache_entry& e = entries[slot];
+    for (uint32_t pos = home(e.vip_id, e.key_hash);; pos = (pos + 1) & index_mask)
+      if (index[pos] == slot + 1) return pos;
+  }
+
+  // Backward-shift deletion (Knuth, TAOCP vol. 3, 6.4, algorithm R): later
+  // members of the probe run move up so no lookup stops early.
+  void erase_at(size_t pos) {
+    size_t hole = pos;
+    for (size_t i = (hole + 1) & index_mask;; i = (i + 1) & index_mask) {
+      const uint32_t v = index[i];
+      if (v == kEmpty) break;
+      const sluice_cache_entry& e = entries[v - 1];
+      const size_t h = home(e.vip_id, e.key_hash);
+      // Move v into the hole unless its home lies cyclically in (hole, i].
+      const bool stays = hole <= i ? (hole < h && h <= i) : (hole < h || h <= i);
+      if (!stays) {
+        index[hole] = v;
+        hole = i;
+      }
+    }
+    index[hole] = kEmpty;
+  }
+
+  void insert_index(uint32_t slot) {
+    const sluice_cache_entry& e = entries[slot];
+    uint32_t pos = home(e.vip_id, e.key_hash);
+    while (index[pos] != kEmpty) pos = (pos + 1) & index_mask;
+    index[pos] = slot + 1;
+  }
+
+  void remove(size_t pos) {
+    const uint32_t slot = index[pos] - 1;
+    erase_at(pos);
+    stats.bytes -= meta[slot].bytes;
+    --stats.entries;
+    meta[slot] = Meta{};
+    free_slots.push_back(slot);
+  }
+
+  bool expired(uint32_t slot, uint64_t now_ms) const { return now_ms >= entries[slot].expires_ms; }
+
+  // Evicts one entry: the first expired or the coldest of kEvictScan used
+  // entries from the clock hand on. The cache is not empty.
+  void evict_one(uint64_t now_ms) {
+    const auto cap = static_cast<uint32_t>(meta.size());
+    uint32_t victim = cap;
+    uint32_t seen = 0;
+    for (uint32_t n = 0; n < cap && seen < kEvictScan; ++n) {
+      const uint32_t s = hand;
+      hand = (hand + 1) % cap;
+      if (!meta[s].used) continue;
+      ++seen;
+      if (expired(s, now_ms)) {
+        victim = s;
+        break;
+      }
+      if (victim == cap || meta[s].hits < meta[victim].hits) victim = s;
+      meta[s].hits /= 2;
+    }
+    remove(find_slot(victim));
+    ++stats.evictions;
+  }
+
+  sluice_cache_version& version_of(uint32_t vip_id, uint32_t key_hash) {
+    return versions[sluice_cache_version_slot(vip_id, key_hash)];
+  }
+};
+
+Result<HotCache> HotCache::create(const HotCacheConfig& config) {
+  if (config.max_entries == 0 || config.max_entries > kMaxEntries)
+    return Error{-EINVAL, "cache entries must be 1.." + std::to_string(kMaxEntries)};
+  if (config.max_bytes < SLUICE_CACHE_KEY_MAX + SLUICE_CACHE_VALUE_MAX)
+    return Error{-EINVAL, "cache bytes must be at least " +
+                              std::to_string(SLUICE_CACHE_KEY_MAX + SLUICE_CACHE_VALUE_MAX)};
+  if (config.ttl_ms == 0) return Error{-EINVAL, "cache ttl must be > 0 ms"};
+  std::unique_ptr<Impl> impl(new (std::nothrow) Impl);
+  if (!impl) return Error{-ENOMEM, "allocating the cache"};
+  try {
+    impl->config = config;
+    impl->entries.reset(new sluice_cache_entry[config.max_entries]());
+    impl->meta.resize(config.max_entries);
+    impl->free_slots.reserve(config.max_entries);
+    for (uint32_t s = config.max_entries; s-- > 0;) impl->free_slots.push_back(s);
+    const uint32_t index_size = round_up_pow2(config.max_entries * 2);
+    impl->index.assign(index_size, kEmpty);
+    impl->index_mask = index_size - 1;
+    impl->versions.assign(SLUICE_CACHE_VERSION_SLOTS, sluice_cache_version{});
+  } catch (const std::bad_alloc&) {
+    return Error{-ENOMEM, "allocating the cache"};
+  }
+  return HotCache(std::move(impl));
+}
+
+HotCache::HotCache(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HotCache::HotCache(HotCache&&) noexcept = default;
+HotCache& HotCache::operator=(HotCache&&) noexcept = default;
+HotCache::~HotCache() = default;
+
+const sluice_cache_entry* HotCache::lookup(uint32_t vip_id, std::string_view key,
+                                           uint64_t now_ms) noexcept {
+  Impl& c = *impl_;
+  const uint32_t h = mc::key_hash(key);
+  const size_t pos = c.find(vip_id, h);
+  if (pos == c.index.size()) {
+    ++c.stats.misses;
+    return nullptr;
+  }
+  const uint32_t slot = c.index[pos] - 1;
+  const sluice_cache_entry& e = c.entries[slot];
+  if (e.key_len != key.size() || std::memcmp(e.key, key.data(), key.size()) != 0) {
+    ++c.stats.misses;
+    return nullptr;
+  }
+  const bool stale = e.version != c.version_of(vip_id, h).version ||
+                     vip_id >= SLUICE_MAX_VIPS || e.epoch != c.epochs[vip_id];
+  if (stale || c.expired(slot, now_ms)) {
+    c.remove(pos);
+    ++c.stats.evictions;
+    ++c.stats.misses;
+    return nullptr;
+  }
+  ++c.meta[slot].hits;
+  ++c.stats.hits;
+  return &e;
+}
+
+void HotCache::invalidate(uint32_t vip_id, std::string_view key, uint64_t now_ms) noexcept {
+  Impl& c = *impl_;
+  const uint32_t h = mc::key_hash(key);
+  sluice_cache_version& v = c.version_of(vip_id, h);
+  ++v.version;
+  v.last_write_ms = static_cast<uint32_t>(now_ms);
+  ++c.stats.invalidations;
+  const size_t pos = c.find(vip_id, h);
+  if (pos != c.index.size()) c.remove(pos);
+}
+
+void HotCache::invalidate_vip(uint32_t vip_id) noexcept {
+  Impl& c = *impl_;
+  if (vip_id >= SLUICE_MAX_VIPS) return;
+  ++c.epochs[vip_id];
+  ++c.stats.vip_invalidations;
+}
+
+Result<FillLease> HotCache::begin_fill(uint32_t vip_id, std::string_view key,
+                                       uint64_t now_ms) const noexcept {
+  const Impl& c = *impl_;
+  if (!mc::valid_key(key)) return Error{-EINVAL, "not a memcached key"};
+  if (vip_id >= SLUICE_MAX_VIPS) return Error{-EINVAL, "vip id out of range"};
+  const uint32_t h = mc::key_hash(key);
+  const sluice_cache_version& v = c.versions[sluice_cache_version_slot(vip_id, h)];
+  if (v.version != 0 &&
+      static_cast<uint32_t>(now_ms) - v.last_write_ms < c.config.write_settle_ms)
+    return Error{-EAGAIN, "the key was written less than write_settle_ms ago"};
+  return FillLease{vip_id, h, v.version, c.epochs[vip_id], now_ms};
+}
+
+FillResult HotCache::install(const FillLease& lease, std::string_view key, const mc::Value& value,
+                             uint64_t now_ms) noexcept {
+  Impl& c = *impl_;
+  if (!mc::valid_key(key) || lease.vip_id >= SLUICE_MAX_VIPS ||
+      mc::key_hash(key) != lease.key_hash)
+    return FillResult::kInvalid;
+  const uint64_t need = key.size() + value.data.size();
+  if (value.data.size() > SLUICE_CACHE_VALUE_MAX || need > c.config.max_bytes)
+    return FillResult::kTooBig;
+  if (c.version_of(lease.vip_id, lease.key_hash).version != lease.version ||
+      c.epochs[lease.vip_id] != lease.epoch) {
+    ++c.stats.stale_fills;
+    return FillResult::kStale;
+  }
+  const size_t old = c.find(lease.vip_id, lease.key_hash);
+  if (old != c.index.size()) c.remove(old);
+  while (c.free_slots.empty() || c.stats.bytes + need > c.config.max_bytes) c.evict_one(now_ms);
+
+  const uint32_t slot = c.free_slots.back();
+  c.free_slots.pop_back();
+  // Checked above: the key is valid and the value fits, so this succeeds.
+  (void)mc::fill_entry(c.entries[slot], lease.vip_id, key, value, lease.version, lease.epoch,
+                       lease.began_ms + c.config.ttl_ms);
+  c.meta[slot] = Impl::Meta{0, static_cast<uint32_t>(need), true};
+  c.insert_index(slot);
+  ++c.stats.entries;
+  c.stats.bytes += need;
+  ++c.stats.fills;
+  return FillResult::kInstalled;
+}
+
+uint32_t HotCache::evict_expired(uint64_t now_ms) noexcept {
+  Impl& c = *impl_;
+  uint32_t n = 0;
+  for (uint32_t s = 0; s < c.meta.size(); ++s) {
+    if (!c.meta[s].used || !c.expired(s, now_ms)) continue;
+    c.remove(c.find_slot(s));
+    ++c.stats.evictions;
+    ++n;
+  }
+  return n;
+}
+
+HotCacheStats HotCache::stats() const noexcept { return impl_->stats; }
+const HotCacheConfig& HotCache::config() const noexcept { return impl_->config; }
+
+}  // namespace sluice

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// HotCache: the hot-object cache store of a fast path -- bounded entries
+// and bytes, TTL, eviction of cold entries, per-key versions and per-VIP
+// epochs that make a fill race safely with writes.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "dataplane/abi/cache.h"
+#include "dataplane/abi/consts.h"
+#include "dataplane/core/memcached.hpp"
+#include "dataplane/core/result.hpp"
+
+namespace sluice {
+
+/// Bounds of a cache, fixed at creation.
+struct HotCacheConfig {
+  /// Entries, 1..HotCache::kMaxEntries.
+  uint32_t max_entries = 10'000;
+  /// Bytes of keys and values together (the data blocks, not the response
+  /// text around them), >= SLUICE_CACHE_KEY_MAX + SLUICE_CACHE_VALUE_MAX.
+  uint64_t max_bytes = 16u << 20;
+  /// An entry is a miss this long after its fill began, ms (> 0): the bound
+  /// on staleness for writes that do not pass through sluice.
+  uint32_t ttl_ms = 10'000;
+  /// A fill may begin only when the key's version slot saw no write for
+  /// this long, ms: a write sluice forwarded may still be on its way to the
+  /// backend, and a fetch must not read the value from before it.
+  uint32_t write_settle_ms = 100;
+};
+
+/// What begin_fill() hands the filler: the versions an install must still
+/// find. Valid only for the cache that issued it.
+struct FillLease {
+  uint32_t vip_id = 0;
+  uint32_t key_hash = 0;
+  uint32_t version = 0;  ///< the key's version slot at begin_fill
+  uint32_t epoch = 0;    ///< the VIP's epoch at begin_fill
+  uint64_t began_ms = 0;
+};
+
+/// What install() did.
+enum class FillResult : uint8_t {
+  kInstalled,  ///< the entry is in (replacing the key's old one, if any)
+  kStale,      ///< a write (or a whole-VIP invalidation) came after the lease: not installed
+  kTooBig,     ///< the value is over SLUICE_CACHE_VALUE_MAX or over max_bytes
+  kInvalid,    ///< the key is not a memcached key, or not the lease's
+};
+
+/// Counters a cache keeps about itself (one owner: plain integers).
+struct HotCacheStats {
+  uint64_t hits = 0;               ///< lookups answered
+  uint64_t misses = 0;             ///< lookups not answered (absent, expired, stale)
+  uint64_t fills = 0;              ///< entries installed
+  uint64_t stale_fills = 0;        ///< installs refused: a write came after the lease
+  uint64_t invalidations = 0;      ///< invalidate() calls
+  uint64_t vip_invalidations = 0;  ///< invalidate_vip() calls
+  uint64_t evictions = 0;          ///< entries removed for room or on expiry
+  uint64_t entries = 0;            ///< entries held now
+  uint64_t bytes = 0;              ///< key and value bytes held now
+};
+
+/// The cache of one fast-path core (the DPDK path; the XDP program keeps
+/// the same entries in BPF maps, dataplane/abi/cache.h).
+///
+/// Coherence (DESIGN.md "Hot-object cache"): every key of a VIP maps to a
+/// version slot (sluice_cache_version_slot); invalidate() bumps it, and
+/// invalidate_vip() bumps the VIP's epoch. A fill takes a lease first
+/// (begin_fill: the slot's version and the VIP's epoch), fetches the value,
+/// and install() stores it only if neither moved. lookup() also serves an
+/// entry only while both still match, so an entry filled from a value
+/// older than a write that passed through the owner is never served.
+///
+/// Eviction: an install into a full cache (entries or bytes) evicts
+/// expired entries first, then the coldest of a few entries around a clock
+/// hand (fewest hits since they were last considered; the hit counts of
+/// those it passes are halved, so old popularity fades).
+///
+/// Not thread-safe: one owner core, which also installs (a control thread
+/// hands it fetched values). Every byte is allocated by create(); no
+/// member function allocates, throws or blocks afterwards.
+class HotCache {
+ public:
+  /// Largest max_entries.
+  static constexpr uint32_t kMaxEntries = 1u << 20;
+
+  /// Errors: -EINVAL for bounds out of range; -ENOMEM.
+  [[nodiscard]] static Result<HotCache> create(const HotCacheConfig& config);
+
+  HotCache(HotCache&&) noexcept;
+  HotCache& operator=(HotCache&&) noexcept;
+  HotCache(const HotCache&) = delete;
+  HotCache& operator=(const HotCache&) = delete;
+  ~HotCache();
+
+  /// The entry answering a get of `key` on VIP `vip_id` at `now_ms`, or
+  /// nullptr (absent, expired, or a write since its fill). Counts a hit
+  /// or a miss. The pointer is valid until the next non-const call.
+  [[nodiscard]] const sluice_cache_entry* lookup(uint32_t vip_id, std::string_view key,
+                                                 uint64_t now_ms) noexcept;
+
+  /// A write of `key` on VIP `vip_id` is on its way to a backend: bump the
+  /// key's version (recording `now_ms`) and drop its entry.
+  void invalidate(uint32_t vip_id, std::string_view key, uint64_t now_ms) noexcept;
+
+  /// Something the fast path could not follow was sent to VIP `vip_id`:
+  /// none of its entries may be served again, nor any fill leased before.
+  void invalidate_vip(uint32_t vip_id) noexcept;
+
+  /// Takes a lease for filling `key` of VIP `vip_id` at `now_ms`. Errors:
+  /// -EINVAL (not a memcached key, vip_id >= SLUICE_MAX_VIPS), -EAGAIN (the
+  /// key's version slot saw a write less than write_settle_ms ago).
+  [[nodiscard]] Result<FillLease> begin_fill(uint32_t vip_id, std::string_view key,
+                                             uint64_t now_ms) const noexcept;
+
+  /// Installs the value fetched under `lease` at `now_ms`, expiring ttl_ms
+  /// after the lease began, if the lease still holds.
+  [[nodiscard]] FillResult install(const FillLease& lease, std::string_view key,
+                                   const mc::Value& value, uint64_t now_ms) noexcept;
+
+  /// Drops every expired entry; returns how many. O(max_entries).
+  uint32_t evict_expired(uint64_t now_ms) noexcept;
+
+  [[nodiscard]] HotCacheStats stats() const noexcept;
+  [[nodiscard]] const HotCacheConfig& config() const noexcept;
+
+ private:
+  struct Impl;
+  explicit HotCache(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice

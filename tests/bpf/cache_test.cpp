@@ -1,0 +1,403 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The hot-object cache in sluice_lb (xdp/cache.bpf.h) through
+// BPF_PROG_TEST_RUN: a cached get comes back as memcached's exact response
+// with valid checksums; misses, writes, pipelines and oversize values are
+// forwarded, and writes invalidate before they are.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+
+#include <string>
+#include <vector>
+
+#include "dataplane/abi/cache.h"
+#include "dataplane/core/memcached.hpp"
+#include "tests/bpf/lb_fixture.hpp"
+#include "xdp/cache.hpp"
+
+namespace sluice::test {
+namespace {
+
+constexpr const char* kClient = "192.0.2.10";
+constexpr const char* kClient6 = "2001:db8:c::10";
+constexpr const char* kVip = "10.0.0.6";
+constexpr const char* kVip6 = "2001:db8::6";
+constexpr uint16_t kPort = 11211;
+constexpr uint16_t kClientPort = 40123;
+constexpr uint32_t kUdpVip = 11;
+constexpr uint32_t kTcpVip = 12;
+constexpr uint32_t kUdpVip6 = 13;
+constexpr uint32_t kHotThreshold = 3;
+
+Bytes text(const std::string& s) { return Bytes(s.begin(), s.end()); }
+
+// memcached's UDP frame header: request id, sequence, total, reserved.
+Bytes mc_frame(uint16_t id, uint16_t seq = 0, uint16_t total = 1) {
+  Bytes f(SLUICE_MC_UDP_HDR_LEN);
+  put_be16(f, 0, id);
+  put_be16(f, 2, seq);
+  put_be16(f, 4, total);
+  return f;
+}
+
+Bytes udp_request(const std::string& req, uint16_t id = 0x4242, bool v6 = false) {
+  PacketBuilder b = PacketBuilder().eth({.dst = kLbMac, .src = kRouterMac});
+  if (v6)
+    b.ipv6({.src = kClient6, .dst = kVip6});
+  else
+    b.ipv4({.src = kClient, .dst = kVip});
+  return b.udp({.sport = kClientPort, .dport = kPort}).payload(cat({mc_frame(id), text(req)})).build();
+}
+
+Bytes tcp_segment(const std::string& payload) {
+  return PacketBuilder()
+      .eth({.dst = kLbMac, .src = kRouterMac})
+      .ipv4({.src = kClient, .dst = kVip})
+      .tcp({.sport = kClientPort, .dport = kPort, .flags = 0x18 /* PSH ACK */})
+      .payload(text(payload))
+      .build();
+}
+
+// What memcached itself would send back for the request, as a frame.
+Bytes udp_response(const std::string& body, uint16_t id = 0x4242, bool v6 = false) {
+  PacketBuilder b = PacketBuilder().eth({.dst = kRouterMac, .src = kLbMac});
+  if (v6)
+    b.ipv6({.src = kVip6, .dst = kClient6});
+  else
+    b.ipv4({.src = kVip, .dst = kClient});
+  return b.udp({.sport = kPort, .dport = kClientPort}).payload(cat({mc_frame(id), text(body)})).build();
+}
+
+class CacheTest : public LbFixture {
+ protected:
+  void before_load(sluice_lb_bpf* skel) override {
+    skel->rodata->sluice_cache_hot_threshold = kHotThreshold;
+  }
+
+  void SetUp() override {
+    LbFixture::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    provision_world();
+    add_vip({kVip, kPort, kUdp, kUdpVip, SLUICE_VIP_CACHE, {1, 2, 3}});
+    add_vip({kVip, kPort, kTcp, kTcpVip, SLUICE_VIP_CACHE, {1, 2, 3}});
+    add_vip({kVip6, kPort, kUdp, kUdpVip6, SLUICE_VIP_CACHE, {11, 12}});
+  }
+
+  uint32_t version(uint32_t vip, const std::string& key) {
+    const uint32_t slot = sluice_cache_version_slot(vip, mc::key_hash(key));
+    sluice_cache_version v{};
+    EXPECT_EQ(bpf_map_lookup_elem(fd(skel()->maps.sluice_cache_versions), &slot, &v), 0);
+    return v.version;
+  }
+
+  uint32_t epoch(uint32_t vip) {
+    uint32_t e = 0;
+    EXPECT_EQ(bpf_map_lookup_elem(fd(skel()->maps.sluice_cache_epochs), &vip, &e), 0);
+    return e;
+  }
+
+  // Installs key -> value in entry slot `slot` as the control plane does,
+  // with the versions the maps hold now.
+  void install(uint32_t vip, const std::string& key, const std::string& value, uint32_t slot = 0,
+               uint32_t flags = 7, uint64_t cas = 4242) {
+    const Bytes data = text(value);
+    sluice_cache_entry e{};
+    ASSERT_EQ(mc::fill_entry(e, vip, key, {flags, cas, data}, version(vip, key), epoch(vip),
+                             now_ms() + 60'000ull),
+              0);
+    ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_cache_entries), &slot, &e, BPF_ANY), 0);
+    const sluice_cache_key k{vip, e.key_hash};
+    ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_cache_index), &k, &slot, BPF_ANY), 0);
+  }
+
+  bool indexed(uint32_t vip, const std::string& key) {
+    const sluice_cache_key k{vip, mc::key_hash(key)};
+    uint32_t slot = 0;
+    return bpf_map_lookup_elem(fd(skel()->maps.sluice_cache_index), &k, &slot) == 0;
+  }
+
+  sluice_cache_stats cache_stats(uint32_t vip) {
+    return sum_percpu<sluice_cache_stats>(fd(skel()->maps.sluice_cache_stats), vip);
+  }
+
+  // Runs with room for a response bigger than the request.
+  XdpRun run_big(const Bytes& in) {
+    XdpRun r;
+    r.out.assign(4096, 0);
+    bpf_test_run_opts opts{};
+    opts.sz = sizeof(opts);
+    opts.data_in = in.data();
+    opts.data_size_in = static_cast<uint32_t>(in.size());
+    opts.data_out = r.out.data();
+    opts.data_size_out = static_cast<uint32_t>(r.out.size());
+    opts.repeat = 1;
+    EXPECT_EQ(bpf_prog_test_run_opts(bpf_program__fd(skel()->progs.sluice_lb), &opts), 0);
+    r.verdict = opts.retval;
+    r.out.resize(opts.data_size_out);
+    return r;
+  }
+
+  // A packet Maglev sent on to a backend of the VIP.
+  void expect_forwarded(const Bytes& in) {
+    const XdpRun r = run_big(in);
+    EXPECT_EQ(r.verdict, XDP_TX);
+    EXPECT_NE(backend_of(r), SLUICE_BACKEND_NONE) << "not encapsulated toward a backend";
+  }
+};
+
+TEST_F(CacheTest, CachedGetIsAnsweredByteExact) {
+  install(kUdpVip, "user:42", "hello");
+  const XdpRun r = run_big(udp_request("get user:42\r\n"));
+  ASSERT_EQ(r.verdict, XDP_TX);
+  EXPECT_EQ(r.out, udp_response("VALUE user:42 7 5\r\nhello\r\nEND\r\n"));
+  EXPECT_EQ(cache_stats(kUdpVip).hits, 1u);
+}
+
+TEST_F(CacheTest, CachedGetsCarriesTheCas) {
+  install(kUdpVip, "k", "v", 0, 0, 18446744073709551615ull);
+  const XdpRun r = run_big(udp_request("gets k\r\n", 7));
+  ASSERT_EQ(r.verdict, XDP_TX);
+  EXPECT_EQ(r.out, udp_response("VALUE k 0 1 18446744073709551615\r\nv\r\nEND\r\n", 7));
+}
+
+TEST_F(CacheTest, CachedGetOverIpv6AndBigValues) {
+  // Odd and even head lengths, and the largest value.
+  for (const auto& [key, len] : std::vector<std::pair<std::string, size_t>>{
+           {"a", 0}, {"ab", 1}, {std::string(250, 'z'), SLUICE_CACHE_VALUE_MAX}}) {
+    SCOPED_TRACE(std::to_string(key.size()) + "-byte key, " + std::to_string(len) + " bytes");
+    std::string value(len, '\0');
+    for (size_t i = 0; i < len; ++i) value[i] = static_cast<char>(i * 7 + 3);
+    install(kUdpVip6, key, value, 1, 1, 2);
+    const XdpRun r = run_big(udp_request("get " + key + "\n", 9, true));
+    ASSERT_EQ(r.verdict, XDP_TX);
+    EXPECT_EQ(r.out, udp_response("VALUE " + key + " 1 " + std::to_string(len) + "\r\n" + value +
+                                      "\r\nEND\r\n",
+                                  9, true));
+  }
+}
+
+TEST_F(CacheTest, MissIsForwardedAndCounted) {
+  install(kUdpVip, "present", "x");
+  expect_forwarded(udp_request("get absent\r\n"));
+  expect_forwarded(udp_request("get Present\r\n"));
+  const sluice_cache_stats s = cache_stats(kUdpVip);
+  EXPECT_EQ(s.misses, 2u);
+  EXPECT_EQ(s.hits, 0u);
+}
+
+TEST_F(CacheTest, NotAnswerableGetsAreForwarded) {
+  install(kUdpVip, "k", "v");
+  expect_forwarded(udp_request("get k j\r\n"));  // two keys
+  const Bytes two_datagrams = PacketBuilder()
+                                  .eth({.dst = kLbMac, .src = kRouterMac})
+                                  .ipv4({.src = kClient, .dst = kVip})
+                                  .udp({.sport = kClientPort, .dport = kPort})
+                                  .payload(cat({mc_frame(1, 0, 2), text("get k\r\n")}))
+                                  .build();
+  expect_forwarded(two_datagrams);
+  EXPECT_EQ(cache_stats(kUdpVip).hits, 0u);
+  // The entry is still there for a proper request.
+  EXPECT_EQ(run_big(udp_request("get k\r\n")).verdict, XDP_TX);
+  EXPECT_EQ(cache_stats(kUdpVip).hits, 1u);
+}
+
+TEST_F(CacheTest, OversizeValueIsNeverCachedSoForwarded) {
+  sluice_cache_entry e{};
+  const Bytes big(SLUICE_CACHE_VALUE_MAX + 1, 'x');
+  EXPECT_EQ(mc::fill_entry(e, kUdpVip, "big", {0, 0, big}, 0, 0, 0), -E2BIG);
+  expect_forwarded(udp_request("get big\r\n"));
+}
+
+TEST_F(CacheTest, WritesInvalidateBeforeForwarding) {
+  const std::vector<std::pair<std::string, std::string>> writes = {
+      {"set", "set k 0 0 1\r\nx\r\n"},         {"add", "add k 0 0 1\r\nx\r\n"},
+      {"replace", "replace k 0 0 1\r\nx\r\n"}, {"append", "append k 0 0 1\r\nx\r\n"},
+      {"prepend", "prepend k 0 0 1\r\nx\r\n"}, {"cas", "cas k 0 0 1 5\r\nx\r\n"},
+      {"incr", "incr k 1\r\n"},                {"decr", "decr k 1\r\n"},
+      {"touch", "touch k 10\r\n"},             {"delete", "delete k\r\n"},
+      {"set cut short", "set k 0 0 100\r\nxy"},
+  };
+  // Over TCP the writes go to the UDP VIP's twin and invalidate the UDP
+  // VIP's keys.
+  for (const bool over_tcp : {false, true}) {
+    for (const auto& [name, req] : writes) {
+      SCOPED_TRACE(std::string(over_tcp ? "tcp " : "udp ") + name);
+      install(kUdpVip, "k", "old");
+      const uint32_t v = version(kUdpVip, "k");
+      expect_forwarded(over_tcp ? tcp_segment(req) : udp_request(req));
+      EXPECT_FALSE(indexed(kUdpVip, "k"));
+      EXPECT_EQ(version(kUdpVip, "k"), v + 1);
+      expect_forwarded(udp_request("get k\r\n"));
+    }
+  }
+  EXPECT_EQ(cache_stats(kUdpVip).invalidations, 2 * writes.size());
+}
+
+TEST_F(CacheTest, UnfollowableRequestsInvalidateTheVip) {
+  const std::vector<std::pair<std::string, Bytes>> cases = {
+      {"tcp pipeline", tcp_segment("get a\r\ndelete k\r\n")},
+      {"tcp continuation of a data block", tcp_segment("tail of a value\r\nset k 0 0 1\r\nx\r\n")},
+      {"tcp binary protocol", tcp_segment(std::string("\x80\x01\x00\x01", 4))},
+      {"udp unknown command", udp_request("ms k 1\r\nx\r\n")},
+      {"udp flush_all", udp_request("flush_all\r\n")},
+      {"udp set then more", udp_request("set k 0 0 1\r\nx\r\nset j 0 0 1\r\ny\r\n")},
+      {"udp double space", udp_request("set k 0  0 1\r\nx\r\n")},
+  };
+  for (const auto& [name, in] : cases) {
+    SCOPED_TRACE(name);
+    install(kUdpVip, "other", "v", 3);
+    const uint32_t e = epoch(kUdpVip);
+    expect_forwarded(in);
+    EXPECT_EQ(epoch(kUdpVip), e + 1);
+    expect_forwarded(udp_request("get other\r\n"));
+  }
+}
+
+TEST_F(CacheTest, ReadsAndBareSegmentsChangeNothing) {
+  install(kUdpVip, "k", "v");
+  for (const Bytes& in : {tcp_segment(""), tcp_segment("get k\r\n"), tcp_segment("gets a b c\r\n"),
+                          tcp_segment("version\r\n"), udp_request("get a b\r\n")}) {
+    expect_forwarded(in);
+  }
+  EXPECT_EQ(epoch(kUdpVip), 0u);
+  EXPECT_TRUE(indexed(kUdpVip, "k"));
+  EXPECT_EQ(run_big(udp_request("get k\r\n")).verdict, XDP_TX);
+}
+
+TEST_F(CacheTest, StaleVersionOrEpochIsNotServed) {
+  install(kUdpVip, "k", "v");
+  const uint32_t slot = sluice_cache_version_slot(kUdpVip, mc::key_hash("k"));
+  sluice_cache_version v{version(kUdpVip, "k") + 1, 0};
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_cache_versions), &slot, &v, BPF_ANY), 0);
+  expect_forwarded(udp_request("get k\r\n"));
+
+  install(kUdpVip, "k", "v");
+  EXPECT_EQ(run_big(udp_request("get k\r\n")).verdict, XDP_TX);
+  const uint32_t e = epoch(kUdpVip) + 1;
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_cache_epochs), &kUdpVip, &e, BPF_ANY), 0);
+  expect_forwarded(udp_request("get k\r\n"));
+}
+
+int count_event(void* ctx, void* data, size_t size) {
+  auto* got = static_cast<std::vector<sluice_cache_hot>*>(ctx);
+  if (size >= sizeof(sluice_cache_hot)) got->push_back(*static_cast<sluice_cache_hot*>(data));
+  return 0;
+}
+
+TEST_F(CacheTest, HotMissesReachTheRingBufferOnce) {
+  std::vector<sluice_cache_hot> got;
+  ring_buffer* rb = ring_buffer__new(fd(skel()->maps.sluice_cache_hot), count_event, &got, nullptr);
+  ASSERT_NE(rb, nullptr);
+  for (uint32_t i = 0; i < kHotThreshold + 2; ++i) expect_forwarded(udp_request("get hot:1\r\n"));
+  EXPECT_GE(ring_buffer__consume(rb), 0);
+  ring_buffer__free(rb);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].vip_id, kUdpVip);
+  EXPECT_EQ(got[0].key_hash, mc::key_hash("hot:1"));
+  ASSERT_EQ(got[0].key_len, 5u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(got[0].key), 5), "hot:1");
+  EXPECT_EQ(cache_stats(kUdpVip).hot_reports, 1u);
+}
+
+// The control side (xdp/cache.hpp) over the same program.
+class XdpCacheTest : public CacheTest {
+ protected:
+  xdp::XdpCache open_cache(uint64_t max_bytes = 1u << 20) {
+    auto c = xdp::XdpCache::open(skel(), {max_bytes, 60'000, 100});
+    EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
+    return std::move(c).value();
+  }
+
+  FillResult fill(xdp::XdpCache& c, const std::string& key, const std::string& value) {
+    auto lease = c.begin_fill(kUdpVip, key, xdp::XdpCache::now_ms());
+    EXPECT_TRUE(lease.ok()) << key;
+    if (!lease.ok()) return FillResult::kInvalid;
+    const Bytes data = text(value);
+    auto r = c.install(lease.value(), key, {3, 9, data}, xdp::XdpCache::now_ms());
+    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+    return r.ok() ? r.value() : FillResult::kInvalid;
+  }
+};
+
+TEST_F(XdpCacheTest, FilledKeyIsServed) {
+  xdp::XdpCache c = open_cache();
+  EXPECT_EQ(c.capacity(), 1024u);
+  ASSERT_EQ(fill(c, "k", "value"), FillResult::kInstalled);
+  const XdpRun r = run_big(udp_request("gets k\r\n"));
+  ASSERT_EQ(r.verdict, XDP_TX);
+  EXPECT_EQ(r.out, udp_response("VALUE k 3 5 9\r\nvalue\r\nEND\r\n"));
+  // A refill replaces it.
+  ASSERT_EQ(fill(c, "k", "other"), FillResult::kInstalled);
+  EXPECT_EQ(run_big(udp_request("get k\r\n")).out, udp_response("VALUE k 3 5\r\nother\r\nEND\r\n"));
+  auto n = c.counters(kUdpVip);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n.value().fills, 2u);
+  EXPECT_EQ(n.value().entries, 1u);
+  EXPECT_EQ(n.value().bytes, 6u);
+  EXPECT_EQ(n.value().fast_path.hits, 2u);
+  ASSERT_TRUE(c.maintain(xdp::XdpCache::now_ms()).ok());
+  const auto hot = c.hottest(5);
+  ASSERT_EQ(hot.size(), 1u);
+  EXPECT_EQ(hot[0].key, "k");
+  EXPECT_EQ(hot[0].hits, 1u);
+}
+
+TEST_F(XdpCacheTest, WriteDuringTheFetchMakesTheFillStale) {
+  xdp::XdpCache c = open_cache();
+  auto lease = c.begin_fill(kUdpVip, "k", xdp::XdpCache::now_ms());
+  ASSERT_TRUE(lease.ok());
+  expect_forwarded(udp_request("set k 0 0 3\r\nnew\r\n"));
+  const Bytes old = text("old");
+  auto r = c.install(lease.value(), "k", {0, 0, old}, xdp::XdpCache::now_ms());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value(), FillResult::kStale);
+  expect_forwarded(udp_request("get k\r\n"));
+  // And no new lease until the write has had time to reach the backend.
+  EXPECT_EQ(c.begin_fill(kUdpVip, "k", xdp::XdpCache::now_ms()).error().code, -EAGAIN);
+  EXPECT_EQ(c.counters(kUdpVip).value().stale_fills, 1u);
+}
+
+TEST_F(XdpCacheTest, InvalidatedSlotsAreReclaimed) {
+  xdp::XdpCache c = open_cache();
+  ASSERT_EQ(fill(c, "a", "1"), FillResult::kInstalled);
+  ASSERT_EQ(fill(c, "b", "2"), FillResult::kInstalled);
+  expect_forwarded(udp_request("delete a\r\n"));
+  auto n = c.maintain(xdp::XdpCache::now_ms());
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n.value(), 1u);
+  EXPECT_EQ(c.counters(kUdpVip).value().entries, 1u);
+  EXPECT_EQ(run_big(udp_request("get b\r\n")).verdict, XDP_TX);
+}
+
+TEST_F(XdpCacheTest, ByteBoundEvictsTheColdest) {
+  xdp::XdpCache c = open_cache(2 * 11);  // two 10-byte values with 1-byte keys
+  ASSERT_EQ(fill(c, "a", std::string(10, 'a')), FillResult::kInstalled);
+  ASSERT_EQ(fill(c, "b", std::string(10, 'b')), FillResult::kInstalled);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(run_big(udp_request("get a\r\n")).verdict, XDP_TX);
+  ASSERT_EQ(fill(c, "c", std::string(10, 'c')), FillResult::kInstalled);
+  EXPECT_EQ(run_big(udp_request("get a\r\n")).verdict, XDP_TX);
+  expect_forwarded(udp_request("get b\r\n"));
+  EXPECT_EQ(run_big(udp_request("get c\r\n")).verdict, XDP_TX);
+  const auto n = c.counters(kUdpVip).value();
+  EXPECT_EQ(n.evictions, 1u);
+  EXPECT_LE(n.bytes, 22u);
+}
+
+TEST_F(XdpCacheTest, HotKeysArriveOnceAndFillTheCache) {
+  xdp::XdpCache c = open_cache();
+  for (uint32_t i = 0; i < kHotThreshold + 3; ++i) expect_forwarded(udp_request("get hot\r\n"));
+  auto hot = c.poll_hot(16);
+  ASSERT_TRUE(hot.ok());
+  ASSERT_EQ(hot.value().size(), 1u);
+  EXPECT_EQ(hot.value()[0].vip_id, kUdpVip);
+  EXPECT_EQ(hot.value()[0].key, "hot");
+  ASSERT_EQ(fill(c, "hot", "v"), FillResult::kInstalled);
+  EXPECT_EQ(run_big(udp_request("get hot\r\n")).verdict, XDP_TX);
+  // A new period: the sketch starts from zero.
+  ASSERT_TRUE(c.maintain(xdp::XdpCache::now_ms()).ok());
+  for (uint32_t i = 0; i + 1 < kHotThreshold; ++i) expect_forwarded(udp_request("get cold\r\n"));
+  EXPECT_TRUE(c.poll_hot(16).value().empty());
+}
+
+}  // namespace
+}  // namespace sluice::test
