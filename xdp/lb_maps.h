@@ -113,6 +113,17 @@ struct {
 	__type(value, struct sluice_next_hop);
 } sluice_next_hop SEC(".maps");
 
+/* Egress interfaces other than the receiving one, for XDP_REDIRECT: key
+ * and value are the ifindex. A hash devmap because ifindexes are sparse
+ * (an array devmap would need max_entries above the largest ifindex). The
+ * loader writes an interface here before any next hop names it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, SLUICE_MAX_TX_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} sluice_tx_ports SEC(".maps");
+
 /* Global counters, per CPU, one entry. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
