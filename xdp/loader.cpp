@@ -166,6 +166,10 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
   s->rodata->sluice_hash_seed = o.hash_seed;
   s->rodata->sluice_tcp_idle_ms = o.tcp_idle_ms;
   s->rodata->sluice_udp_idle_ms = o.udp_idle_ms;
+  s->rodata->sluice_flow_cache_jiffies =
+      std::min(o.tcp_idle_ms, o.udp_idle_ms) < SLUICE_FLOW_CACHE_MIN_IDLE_MS
+          ? 0
+          : SLUICE_FLOW_CACHE_JIFFIES;
   if (int err = bpf_map__set_max_entries(s->maps.sluice_flows, static_cast<uint32_t>(flows));
       err != 0)
     return sys_error(err, "sizing sluice_flows");

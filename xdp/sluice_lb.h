@@ -8,6 +8,15 @@
 /* Entries of sluice_tx_ports: egress interfaces a next hop may name. */
 #define SLUICE_MAX_TX_PORTS 64
 
+/* How long a slot of the per-CPU established-flow cache (sluice_flow_cache,
+ * xdp/lb_lookup.h) answers for its flow before the flow's packet refreshes
+ * the shared entry again: 16 jiffies, at most 160 ms (HZ=100, the slowest
+ * tick Linux offers). The shared entry's last_seen lags its flow by less
+ * than that, so idle timeouts must be well above it: the loader turns the
+ * cache off below SLUICE_FLOW_CACHE_MIN_IDLE_MS. */
+#define SLUICE_FLOW_CACHE_JIFFIES 16
+#define SLUICE_FLOW_CACHE_MIN_IDLE_MS 1000
+
 /* The next hop of every encapsulated packet: a neighbour (usually the
  * gateway) reached through one interface. ifindex 0 means the interface
  * the packet came in on, reached with XDP_TX (one-armed); another ifindex

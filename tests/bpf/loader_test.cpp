@@ -588,6 +588,91 @@ TEST_F(LoaderTest, ActiveFlowsCountsLiveEstablishedEntriesPerBackend) {
   ASSERT_OK(l->unpin());
 }
 
+/// The CPUs whose sluice_flow_cache holds `key` (the first 40 bytes of a
+/// slot are its flow key; any slot, whatever its age).
+std::vector<size_t> cpus_caching(const Loader& l, const sluice_flow_key& key) {
+  bpf_map* m = l.skeleton()->maps.sluice_flow_cache;
+  const size_t value = bpf_map__value_size(m);
+  const auto ncpus = static_cast<size_t>(libbpf_num_possible_cpus());
+  std::vector<uint8_t> all(value * ncpus);
+  std::vector<size_t> out;
+  for (uint32_t i = 0; i < bpf_map__max_entries(m); ++i) {
+    EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(m), &i, all.data()), 0);
+    for (size_t c = 0; c < ncpus; ++c)
+      if (std::memcmp(all.data() + c * value, &key, sizeof key) == 0) out.push_back(c);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The per-CPU established-flow cache in front of the shared table: a flow
+// seen twice within a millisecond gets a slot on that CPU, which keeps
+// its backend through a table change like the shared entry; a SYN that
+// re-places the reused 4-tuple empties the flow's slot on every CPU before
+// it is sent on, so the new connection's next packet, on whichever CPU,
+// follows the SYN's backend.
+TEST_F(LoaderTest, ASynReplacingAFlowEmptiesItsCachedSlotOnEveryCpu) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c)
+    if (CPU_ISSET(static_cast<size_t>(c), &allowed)) cpus.push_back(c);
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to run on";
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  ASSERT_EQ(l->skeleton()->rodata->sluice_flow_cache_jiffies, SLUICE_FLOW_CACHE_JIFFIES);
+  World w = basic_world();
+  w.vips[0].table = spread(251, {1});
+  ASSERT_OK(l->publish(w.snapshot()));
+  const Bytes ack = tcp_frame(client(9), cport(9));
+  const sluice_flow_key key = tcp_key(client(9), cport(9));
+  w.vips[0].table = spread(251, {2});
+  {
+    OnCpu on(cpus[0]);
+    ASSERT_TRUE(on.ok());
+    ASSERT_EQ(w.backend_of(run(*l, ack)), 1u);
+    ASSERT_EQ(w.backend_of(run(*l, ack)), 1u);  // established
+    ASSERT_OK(l->publish(w.snapshot()));        // new flows go to 2 now
+  }
+  // A burst on each CPU: two of its packets meet within a millisecond.
+  for (int cpu : cpus) {
+    OnCpu on(cpu);
+    ASSERT_TRUE(on.ok());
+    for (int i = 0; i < 50; ++i) ASSERT_EQ(w.backend_of(run(*l, ack)), 1u) << "CPU " << cpu;
+  }
+  const std::vector<size_t> both = {static_cast<size_t>(cpus[0]), static_cast<size_t>(cpus[1])};
+  ASSERT_EQ(cpus_caching(*l, key), both);
+
+  {
+    OnCpu on(cpus[0]);
+    ASSERT_TRUE(on.ok());
+    const XdpRun syn = run(*l, tcp_frame(client(9), cport(9), kVip, 0x02));
+    EXPECT_EQ(w.backend_of(syn), 2u) << "a SYN is placed by the current table";
+  }
+  EXPECT_TRUE(cpus_caching(*l, key).empty()) << "the SYN emptied every CPU's slot";
+  OnCpu on(cpus[1]);
+  ASSERT_TRUE(on.ok());
+  EXPECT_EQ(w.backend_of(run(*l, ack)), 2u) << "the new connection, on the other CPU";
+}
+
+// Idle timeouts under a second turn the cache off: a slot answers for up
+// to SLUICE_FLOW_CACHE_JIFFIES (160 ms at HZ=100) without refreshing the
+// shared entry's last_seen.
+TEST_F(LoaderTest, ShortIdleTimeoutsTurnTheFlowCacheOff) {
+  LoaderOptions o = options();
+  o.udp_idle_ms = SLUICE_FLOW_CACHE_MIN_IDLE_MS - 1;
+  auto l = load(o);
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->skeleton()->rodata->sluice_flow_cache_jiffies, 0u);
+  CpuPin pin;
+  World w = basic_world();
+  ASSERT_OK(l->publish(w.snapshot()));
+  const Bytes f = tcp_frame(client(3), cport(3));
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(run(*l, f).verdict, XDP_TX);
+  EXPECT_TRUE(cpus_caching(*l, tcp_key(client(3), cport(3))).empty());
+}
+
 TEST_F(LoaderTest, ASwappedTableIsSeenByTheNextPacketAndARemovedVipPasses) {
   CpuPin pin;
   auto l = load(options());
