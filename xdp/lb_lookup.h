@@ -203,11 +203,16 @@ static __always_inline void lb_flow_cache_drop_all(const struct sluice_flow_key 
 	bpf_loop(LB_MAX_CPUS, lb_flow_cache_drop_cpu, &d, 0);
 }
 
-/* Remembers an established flow in this CPU's slot c at jiffies `j`. */
+/* Remembers an established flow in this CPU's slot c at jiffies `j`,
+ * unless the slot still answers for another flow: two busy flows sharing
+ * a slot then leave one of them in the shared table instead of both
+ * rewriting the slot on every packet. */
 static __always_inline void lb_flow_cache_fill(struct lb_flow_cache_slot *c,
 					       const struct sluice_flow_key *key,
 					       const struct sluice_flow_value *v, __u64 j)
 {
+	if (j - c->synced < sluice_flow_cache_jiffies && !lb_same_key(&c->key, key))
+		return;
 	c->key = *key;
 	c->value = *v;
 	c->synced = j;

@@ -107,7 +107,7 @@ struct {
 #define LB_MAX_CPUS 8192
 
 /* Slots of sluice_flow_cache per CPU: 2^LB_FLOW_CACHE_BITS. */
-#define LB_FLOW_CACHE_BITS 12
+#define LB_FLOW_CACHE_BITS 10
 #define LB_FLOW_CACHE_SLOTS (1u << LB_FLOW_CACHE_BITS)
 
 /* A slot of sluice_flow_cache: an established flow as this CPU last read
