@@ -261,7 +261,7 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 
 	/* The coarse clock (one jiffy, 4 ms at HZ=250) is enough for idle
 	 * timeouts of seconds and costs a fraction of bpf_ktime_get_ns, which
-	 * measured 25-50 ns per VIP packet here (perf/XDP_RESULTS.md). */
+	 * measured 25-50 ns per VIP packet here (perf/RESULTS.md, XDP). */
 	now = (__u32)(bpf_ktime_get_coarse_ns() / 1000000);
 	v = bpf_map_lookup_elem(&sluice_flows, key);
 	if (v && v->state == SLUICE_FLOW_ESTABLISHED && !lb_flow_expired(v, key->proto, now)) {

@@ -94,7 +94,7 @@ struct {
  * one-packet flows (spoofed SYNs) only overwrites these slots and can never
  * evict an established flow from sluice_flows. A slot write costs one
  * cache line; an LRU insert (lock, free list, hash insert, eviction) cost
- * hundreds of ns (perf/XDP_RESULTS.md). */
+ * hundreds of ns (perf/RESULTS.md, "XDP fast path"). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LB_DEFAULT_NEW_FLOWS);
