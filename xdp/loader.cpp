@@ -371,8 +371,8 @@ Result<NextHop> Loader::refresh_next_hop(NextHopResolver& resolver,
                                h.neighbour.to_string() + " (" + mac_to_string(h.dst_mac) + " on " +
                                ifname_of(h.ifindex) + ") but " + targets[0].to_string() +
                                " through " + first->neighbour.to_string() + " (" +
-                               mac_to_string(first->dst_mac) + " on " +
-                               ifname_of(first->ifindex) + "): sluice_lb has a single next hop"};
+                               mac_to_string(first->dst_mac) + " on " + ifname_of(first->ifindex) +
+                               "): sluice_lb has a single next hop"};
     }
   }
   const sluice_next_hop nh = normalised(first->to_map());

@@ -1178,8 +1178,8 @@ TEST_F(LoaderTest, ANextHopBehindAnotherInterfaceIsAnXdpRedirect) {
   EXPECT_TRUE(tx_ports(*l).empty());
   sluice_next_hop stored{};
   const uint32_t zero = 0;
-  ASSERT_EQ(
-      bpf_map_lookup_elem(bpf_map__fd(l->skeleton()->maps.sluice_next_hop), &zero, &stored), 0);
+  ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(l->skeleton()->maps.sluice_next_hop), &zero, &stored),
+            0);
   EXPECT_EQ(stored.ifindex, 0u);
   EXPECT_EQ(run(*l, frame).verdict, XDP_TX);
 
