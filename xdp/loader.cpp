@@ -334,9 +334,11 @@ Status Loader::set_next_hop(const sluice_next_hop& next_hop) {
   const int ports = map_fd(skel_->maps.sluice_tx_ports);
   // The egress interface goes into the devmap before the next hop names
   // it, so a packet never meets an ifindex the devmap lacks.
-  if (nh.ifindex != 0 && bpf_map_update_elem(ports, &nh.ifindex, &nh.ifindex, BPF_ANY) != 0)
-    return sys_error(errno, "adding " + ifname_of(static_cast<int>(nh.ifindex)) +
-                                " to sluice_tx_ports (egress of the next hop)");
+  if (nh.ifindex != 0 && bpf_map_update_elem(ports, &nh.ifindex, &nh.ifindex, BPF_ANY) != 0) {
+    const int err = errno;  // before ifname_of, which may set it
+    return sys_error(err, "adding " + ifname_of(static_cast<int>(nh.ifindex)) +
+                              " to sluice_tx_ports (egress of the next hop)");
+  }
   const uint32_t zero = 0;
   if (bpf_map_update_elem(map_fd(skel_->maps.sluice_next_hop), &zero, &nh, BPF_ANY) != 0)
     return sys_error(errno, "writing the next hop");
@@ -349,9 +351,11 @@ Status Loader::set_next_hop(const sluice_next_hop& next_hop) {
     if (key != nh.ifindex) stale.push_back(key);
     prev = &key;
   }
-  for (uint32_t k : stale)
-    if (bpf_map_delete_elem(ports, &k) != 0 && errno != ENOENT)
-      return sys_error(errno, "removing ifindex " + std::to_string(k) + " from sluice_tx_ports");
+  for (uint32_t k : stale) {
+    if (bpf_map_delete_elem(ports, &k) == 0 || errno == ENOENT) continue;
+    const int err = errno;
+    return sys_error(err, "removing ifindex " + std::to_string(k) + " from sluice_tx_ports");
+  }
   return Ok{};
 }
 

@@ -187,7 +187,7 @@ class Loader {
   /// veth also needs an XDP program on its peer). The 16-byte entry is
   /// rewritten in place: a packet forwarded during the write may leave with
   /// a mix of old and new MACs and interface.
-  /// Errors: the devmap update's errno (-ENXIO: no such interface), or
+  /// Errors: the devmap update's errno (-EINVAL: no such interface), or
   /// the map write's.
   [[nodiscard]] Status set_next_hop(const sluice_next_hop& next_hop);
 

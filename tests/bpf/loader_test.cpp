@@ -1187,7 +1187,7 @@ TEST_F(LoaderTest, ANextHopBehindAnotherInterfaceIsAnXdpRedirect) {
   nh.ifindex = 0x7fff0000;
   auto refused = l->set_next_hop(nh);
   ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.error().code, -ENXIO) << refused.error().message;
+  EXPECT_EQ(refused.error().code, -EINVAL) << refused.error().message;
   EXPECT_EQ(run(*l, frame).verdict, XDP_TX);
 
   // A next hop written behind the loader's back, naming an interface the
