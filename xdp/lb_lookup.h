@@ -24,7 +24,24 @@
  * sluice_flows is one table shared by all CPUs: a flow's packets are not
  * bound to one CPU (veth runs XDP on the sending CPU; a NIC's RSS can be
  * reprogrammed), and a flow must find its entry on whichever CPU it comes
- * to, or a table change meanwhile re-places it and resets it. */
+ * to, or a table change meanwhile re-places it and resets it.
+ *
+ * In front of it each CPU keeps a direct-mapped cache (sluice_flow_cache):
+ * a packet that may follow an established entry (neither a SYN nor an ICMP
+ * error) first reads its slot, an inlined array read with no helper call.
+ * A slot answers only for sluice_flow_cache_jiffies after this CPU found
+ * the flow in sluice_flows and refreshed it there, so the shared entry's
+ * last_seen and LRU recency lag the flow by less than that, and a flow idle
+ * past its timeout (at least a second whenever the cache is on) has no
+ * slot that answers. The slot's backend is the shared entry's, checked like
+ * it (a removed backend is a miss and goes to sluice_flows). The one write
+ * that changes a live entry's backend for a flow whose packets still come,
+ * a SYN re-placing a reused 4-tuple, empties that flow's slot on every CPU
+ * before the SYN is sent on, so no packet of the new connection (which
+ * follows the SYN) reads the old backend. What the cache cannot see: an
+ * established entry the LRU evicted (a table past capacity) may still be
+ * served from a slot for one sync interval, where without the cache that
+ * flow would be placed again at once. */
 #pragma once
 
 #include "lb_maglev.h"
@@ -144,6 +161,63 @@ static __always_inline int lb_same_key(const struct sluice_flow_key *a,
 	return diff == 0;
 }
 
+/* The sluice_flow_cache slot of a flow: its key's words folded and
+ * multiplied (Knuth's multiplicative hash, TAOCP 6.4), cheaper than the
+ * flow hash, which a hit must not pay for. A collision only costs a miss. */
+static __always_inline __u32 lb_flow_cache_index(const struct sluice_flow_key *key)
+{
+	const __u32 *w = (const __u32 *)key;
+	__u32 x = 0;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*key) / 4); i++)
+		x ^= w[i];
+	return (x * 0x9e3779b1u) >> (32 - LB_FLOW_CACHE_BITS);
+}
+
+/* What lb_flow_cache_drop_cpu needs: the flow and its slot. */
+struct lb_flow_cache_drop {
+	struct sluice_flow_key key;
+	__u32 idx;
+};
+
+/* bpf_loop callback: empties CPU `cpu`'s slot if it holds the flow; stops
+ * past the last possible CPU (the lookup fails there). */
+static long lb_flow_cache_drop_cpu(__u32 cpu, void *data)
+{
+	struct lb_flow_cache_drop *d = data;
+	struct lb_flow_cache_slot *s = bpf_map_lookup_percpu_elem(&sluice_flow_cache, &d->idx, cpu);
+
+	if (!s)
+		return 1;
+	if (lb_same_key(&s->key, &d->key))
+		s->key.family = 0;
+	return 0;
+}
+
+/* Empties the flow's cache slot on every CPU. */
+static __always_inline void lb_flow_cache_drop_all(const struct sluice_flow_key *key)
+{
+	struct lb_flow_cache_drop d = {.key = *key, .idx = lb_flow_cache_index(key)};
+
+	bpf_loop(LB_MAX_CPUS, lb_flow_cache_drop_cpu, &d, 0);
+}
+
+/* Remembers an established flow in this CPU's slot c at jiffies `j`,
+ * unless the slot still answers for another flow: two busy flows sharing
+ * a slot then leave one of them in the shared table instead of both
+ * rewriting the slot on every packet. */
+static __always_inline void lb_flow_cache_fill(struct lb_flow_cache_slot *c,
+					       const struct sluice_flow_key *key,
+					       const struct sluice_flow_value *v, __u64 j)
+{
+	if (j - c->synced < sluice_flow_cache_jiffies && !lb_same_key(&c->key, key))
+		return;
+	c->key = *key;
+	c->value = *v;
+	c->synced = j;
+}
+
 /* The one flow hash of a packet to `vip`: Maglev slot, probation entry and
  * outer-header entropy. */
 static __always_inline __u32 lb_flow_hash(const struct sluice_flow_key *key,
@@ -165,15 +239,30 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 {
 	const struct sluice_flow_key *key = &st->pkt.key;
 	int update = !(st->pkt.flags & LB_PKT_ICMP_ERR);
-	/* The coarse clock (one jiffy, 4 ms at HZ=250) is enough for idle
-	 * timeouts of seconds and costs a fraction of bpf_ktime_get_ns, which
-	 * measured 25-50 ns per VIP packet here (perf/XDP_RESULTS.md). */
-	__u32 now = (__u32)(bpf_ktime_get_coarse_ns() / 1000000);
+	struct lb_flow_cache_slot *c = NULL;
 	struct sluice_probation_slot *ps;
 	struct sluice_flow_value nv = {};
 	struct sluice_flow_value *v;
-	__u32 h, slot;
+	__u64 jiffies = 0;
+	__u32 now, h, slot;
 
+	if (sluice_flow_cache_jiffies && !(st->pkt.flags & (LB_PKT_SYN | LB_PKT_ICMP_ERR))) {
+		slot = lb_flow_cache_index(key);
+		c = bpf_map_lookup_elem(&sluice_flow_cache, &slot);
+		/* Inlined by the verifier: a load, not a helper call. */
+		jiffies = bpf_jiffies64();
+		if (c && jiffies - c->synced < sluice_flow_cache_jiffies &&
+		    lb_same_key(&c->key, key) && lb_get_backend(c->value.backend_id, out) == 0) {
+			st->flow = LB_FLOW_HIT;
+			*hash = sluice_flow_value_hash(&c->value);
+			return 0;
+		}
+	}
+
+	/* The coarse clock (one jiffy, 4 ms at HZ=250) is enough for idle
+	 * timeouts of seconds and costs a fraction of bpf_ktime_get_ns, which
+	 * measured 25-50 ns per VIP packet here (perf/RESULTS.md, XDP). */
+	now = (__u32)(bpf_ktime_get_coarse_ns() / 1000000);
 	v = bpf_map_lookup_elem(&sluice_flows, key);
 	if (v && v->state == SLUICE_FLOW_ESTABLISHED && !lb_flow_expired(v, key->proto, now)) {
 		/* A SYN starts a new connection: an entry under its 4-tuple is
@@ -182,13 +271,24 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 		if (!(st->pkt.flags & LB_PKT_SYN) && lb_get_backend(v->backend_id, out) == 0) {
 			st->flow = LB_FLOW_HIT;
 			*hash = sluice_flow_value_hash(v);
-			if (update)
+			if (update) {
+				/* Only a flow seen in this ms already is worth a
+				 * slot: one whose packets are further apart gains
+				 * little, and would evict a busier flow. */
+				if (c && v->last_seen == now)
+					lb_flow_cache_fill(c, key, v, jiffies);
 				v->last_seen = now;
+			}
 			return 0;
 		}
 		/* Its backend is gone, or a new connection reuses the tuple:
 		 * the flow moves to the VIP's current choice and stays
-		 * established (overwritten in place: a SYN never inserts). */
+		 * established (overwritten in place: a SYN never inserts). A
+		 * SYN's new backend must reach every CPU's next packet of the
+		 * flow: their cached slots go first. (A gone backend needs no
+		 * such step: every slot naming it already misses.) */
+		if (sluice_flow_cache_jiffies && update && (st->pkt.flags & LB_PKT_SYN))
+			lb_flow_cache_drop_all(key);
 		h = lb_flow_hash(key, vip);
 		*hash = h;
 		if (lb_maglev_pick(vip, h, out))
@@ -219,10 +319,13 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 		nv.state = SLUICE_FLOW_ESTABLISHED;
 		sluice_flow_value_set_hash(&nv, h);
 		/* On failure the flow stays on probation and tries again. */
-		if (bpf_map_update_elem(&sluice_flows, key, &nv, BPF_ANY))
+		if (bpf_map_update_elem(&sluice_flows, key, &nv, BPF_ANY)) {
 			st->insert_failed = 1;
-		else
+		} else {
 			ps->key.family = 0;
+			if (c && ps->value.last_seen == now)
+				lb_flow_cache_fill(c, key, &nv, jiffies);
+		}
 		return 0;
 	}
 

@@ -22,6 +22,11 @@ const volatile __u32 sluice_hash_seed = 0;                /* seed of the flow ha
 const volatile __u32 sluice_tcp_idle_ms = 300 * 1000;     /* TCP flow entries expire after this, ms */
 const volatile __u32 sluice_udp_idle_ms = 30 * 1000;      /* UDP flow entries expire after this, ms */
 const volatile __u32 sluice_probation_slots = LB_DEFAULT_NEW_FLOWS; /* sluice_newflows max_entries */
+/* How long a sluice_flow_cache slot answers before its flow's packet goes
+ * to sluice_flows again, jiffies; 0 turns the cache off. The loader sets
+ * SLUICE_FLOW_CACHE_JIFFIES, or 0 when an idle timeout is under
+ * SLUICE_FLOW_CACHE_MIN_IDLE_MS (sluice_lb.h). */
+const volatile __u32 sluice_flow_cache_jiffies = SLUICE_FLOW_CACHE_JIFFIES;
 
 /* VIPs: exact (addr, port, proto) and port-0 wildcards. A hash map, so an
  * update replaces a whole element: no packet sees half a VIP. */
@@ -89,13 +94,43 @@ struct {
  * one-packet flows (spoofed SYNs) only overwrites these slots and can never
  * evict an established flow from sluice_flows. A slot write costs one
  * cache line; an LRU insert (lock, free list, hash insert, eviction) cost
- * hundreds of ns (perf/XDP_RESULTS.md). */
+ * hundreds of ns (perf/RESULTS.md, "XDP fast path"). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LB_DEFAULT_NEW_FLOWS);
 	__type(key, __u32);
 	__type(value, struct sluice_probation_slot);
 } sluice_newflows SEC(".maps");
+
+/* Bound of the walk over every CPU's sluice_flow_cache slot (the kernel's
+ * largest NR_CPUS); the walk stops at the last possible CPU. */
+#define LB_MAX_CPUS 8192
+
+/* Slots of sluice_flow_cache per CPU: 2^LB_FLOW_CACHE_BITS. */
+#define LB_FLOW_CACHE_BITS 10
+#define LB_FLOW_CACHE_SLOTS (1u << LB_FLOW_CACHE_BITS)
+
+/* A slot of sluice_flow_cache: an established flow as this CPU last read
+ * it from sluice_flows. BPF-private (user space never reads it). key.family
+ * 0: empty. 64 bytes, one cache line. */
+struct lb_flow_cache_slot {
+	struct sluice_flow_key key;     /* the flow */
+	struct sluice_flow_value value; /* backend and flow-hash bits, as sluice_flows held them */
+	__u32 pad;                      /* zero */
+	__u64 synced;                   /* jiffies when this CPU last refreshed the sluice_flows entry */
+};
+
+/* A per-CPU, direct-mapped cache in front of sluice_flows: an established
+ * flow's packets find their backend here with an inlined array read and
+ * no clock helper, and refresh the shared entry (last_seen, LRU recency)
+ * only once per sluice_flow_cache_jiffies. lb_lookup.h says why that keeps
+ * the shared table's semantics. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_FLOW_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct lb_flow_cache_slot);
+} sluice_flow_cache SEC(".maps");
 
 /* The outer-header config, one entry. */
 struct {
@@ -112,6 +147,17 @@ struct {
 	__type(key, __u32);
 	__type(value, struct sluice_next_hop);
 } sluice_next_hop SEC(".maps");
+
+/* Egress interfaces other than the receiving one, for XDP_REDIRECT: key
+ * and value are the ifindex. A hash devmap because ifindexes are sparse
+ * (an array devmap would need max_entries above the largest ifindex). The
+ * loader writes an interface here before any next hop names it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, SLUICE_MAX_TX_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} sluice_tx_ports SEC(".maps");
 
 /* Global counters, per CPU, one entry. */
 struct {

@@ -57,8 +57,10 @@ Result<bpf_xdp_query_opts> query(int ifindex) {
 }
 
 // Whether the pinned map at `path` can serve as `map` (libbpf re-uses it
-// only if type, sizes and flags match); -EINVAL naming the difference.
-Status check_pinned(const bpf_map* map, const std::string& path) {
+// only if type, sizes and flags match); -EINVAL naming the difference. The
+// kernel adds BPF_F_RDONLY_PROG to every devmap it makes, and refuses it
+// from user space at creation: `map` takes the pinned devmap's flags.
+Status check_pinned(bpf_map* map, const std::string& path) {
   UniqueFd fd(bpf_obj_get(path.c_str()));
   if (!fd.valid()) {
     if (errno == ENOENT) return Ok{};
@@ -78,6 +80,11 @@ Status check_pinned(const bpf_map* map, const std::string& path) {
   cmp("key size", info.key_size, bpf_map__key_size(map));
   cmp("value size", info.value_size, bpf_map__value_size(map));
   cmp("max_entries", info.max_entries, bpf_map__max_entries(map));
+  const bool devmap = info.type == BPF_MAP_TYPE_DEVMAP || info.type == BPF_MAP_TYPE_DEVMAP_HASH;
+  if (devmap && info.map_flags == (bpf_map__map_flags(map) | BPF_F_RDONLY_PROG)) {
+    if (int err = bpf_map__set_map_flags(map, info.map_flags); err != 0)
+      return sys_error(err, "setting the flags of " + std::string(bpf_map__name(map)));
+  }
   cmp("flags", info.map_flags, bpf_map__map_flags(map));
   if (diff.empty()) return Ok{};
   return Error{-EINVAL, "pinned map " + path + " does not fit this configuration (" + diff +
@@ -159,6 +166,10 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
   s->rodata->sluice_hash_seed = o.hash_seed;
   s->rodata->sluice_tcp_idle_ms = o.tcp_idle_ms;
   s->rodata->sluice_udp_idle_ms = o.udp_idle_ms;
+  s->rodata->sluice_flow_cache_jiffies =
+      std::min(o.tcp_idle_ms, o.udp_idle_ms) < SLUICE_FLOW_CACHE_MIN_IDLE_MS
+          ? 0
+          : SLUICE_FLOW_CACHE_JIFFIES;
   if (int err = bpf_map__set_max_entries(s->maps.sluice_flows, static_cast<uint32_t>(flows));
       err != 0)
     return sys_error(err, "sizing sluice_flows");
@@ -318,11 +329,40 @@ Status unpin_maps(const std::string& pin_root) {
   return Ok{};
 }
 
-Status Loader::set_next_hop(const sluice_next_hop& nh) {
+sluice_next_hop Loader::normalised(const sluice_next_hop& nh) const {
+  sluice_next_hop out = nh;
+  // The receiving interface is reached with XDP_TX: no devmap entry.
+  if (static_cast<int>(out.ifindex) == ifindex_) out.ifindex = 0;
+  return out;
+}
+
+Status Loader::set_next_hop(const sluice_next_hop& next_hop) {
+  const sluice_next_hop nh = normalised(next_hop);
+  const int ports = map_fd(skel_->maps.sluice_tx_ports);
+  // The egress interface goes into the devmap before the next hop names
+  // it, so a packet never meets an ifindex the devmap lacks.
+  if (nh.ifindex != 0 && bpf_map_update_elem(ports, &nh.ifindex, &nh.ifindex, BPF_ANY) != 0) {
+    const int err = errno;  // before ifname_of, which may set it
+    return sys_error(err, "adding " + ifname_of(static_cast<int>(nh.ifindex)) +
+                              " to sluice_tx_ports (egress of the next hop)");
+  }
   const uint32_t zero = 0;
   if (bpf_map_update_elem(map_fd(skel_->maps.sluice_next_hop), &zero, &nh, BPF_ANY) != 0)
     return sys_error(errno, "writing the next hop");
   next_hop_ = nh;
+  // Interfaces the next hop no longer names leave the devmap after it.
+  std::vector<uint32_t> stale;
+  uint32_t key = 0;
+  const uint32_t* prev = nullptr;
+  while (bpf_map_get_next_key(ports, prev, &key) == 0 && stale.size() < SLUICE_MAX_TX_PORTS) {
+    if (key != nh.ifindex) stale.push_back(key);
+    prev = &key;
+  }
+  for (uint32_t k : stale) {
+    if (bpf_map_delete_elem(ports, &k) == 0 || errno == ENOENT) continue;
+    const int err = errno;
+    return sys_error(err, "removing ifindex " + std::to_string(k) + " from sluice_tx_ports");
+  }
   return Ok{};
 }
 
@@ -344,18 +384,14 @@ Result<NextHop> Loader::resolve_next_hop(NextHopResolver& resolver,
     auto hop = resolver.resolve(t, wait);
     if (!hop.ok()) return hop.error();
     const NextHop& h = hop.value();
-    if (h.ifindex != ifindex_)
-      return Error{-EXDEV, t.to_string() + " is reached through " + ifname_of(h.ifindex) +
-                               ", not " + ifname_ +
-                               ": sluice_lb sends with XDP_TX back out of the interface the "
-                               "packet came in on"};
     if (!first) {
       first = h;
-    } else if (h.dst_mac != first->dst_mac) {
+    } else if (h.ifindex != first->ifindex || h.dst_mac != first->dst_mac) {
       return Error{-EXDEV, t.to_string() + " is reached through neighbour " +
-                               h.neighbour.to_string() + " (" + mac_to_string(h.dst_mac) +
-                               ") but " + targets[0].to_string() + " through " +
-                               first->neighbour.to_string() + " (" + mac_to_string(first->dst_mac) +
+                               h.neighbour.to_string() + " (" + mac_to_string(h.dst_mac) + " on " +
+                               ifname_of(h.ifindex) + ") but " + targets[0].to_string() +
+                               " through " + first->neighbour.to_string() + " (" +
+                               mac_to_string(first->dst_mac) + " on " + ifname_of(first->ifindex) +
                                "): sluice_lb has a single next hop"};
     }
   }
@@ -363,7 +399,7 @@ Result<NextHop> Loader::resolve_next_hop(NextHopResolver& resolver,
 }
 
 Status Loader::apply_next_hop(const NextHop& hop) {
-  const sluice_next_hop nh = hop.to_map();
+  const sluice_next_hop nh = normalised(hop.to_map());
   if (next_hop_ && std::memcmp(&*next_hop_, &nh, sizeof nh) == 0) return Ok{};
   return set_next_hop(nh);
 }

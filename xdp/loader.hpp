@@ -108,9 +108,10 @@ struct Snapshot {
   /// The outer headers: src_v4 must be set if any backend is IPv4, src_v6
   /// if any is IPv6.
   sluice_encap_config encap{};
-  /// A static next hop (operator-given MACs, for one-armed set-ups);
-  /// nullopt leaves the map as it is, e.g. as Loader::refresh_next_hop
-  /// filled it from the kernel's tables. Whichever writes last wins.
+  /// A static next hop (operator-given MACs; ifindex 0 for one-armed
+  /// set-ups); nullopt leaves the map as it is, e.g. as
+  /// Loader::refresh_next_hop filled it from the kernel's tables. Whichever
+  /// writes last wins.
   std::optional<sluice_next_hop> next_hop;
 };
 
@@ -182,20 +183,29 @@ class Loader {
   /// completes the change.
   [[nodiscard]] Status publish(const Snapshot& snapshot);
 
-  /// Writes a static next hop (gateway MAC, own MAC). The 12-byte entry is
+  /// Writes a next hop (neighbour MAC, egress MAC, egress ifindex). An
+  /// ifindex of 0 or of this Loader's interface is sent with XDP_TX (stored
+  /// as 0); another interface (of the calling thread's network namespace)
+  /// is added to the devmap sluice_tx_ports first and sent to with
+  /// XDP_REDIRECT, and interfaces no longer named leave the devmap after.
+  /// Native-mode redirection needs an egress driver with XDP transmit (a
+  /// veth also needs an XDP program on its peer). The 16-byte entry is
   /// rewritten in place: a packet forwarded during the write may leave with
-  /// a mix of old and new MACs.
+  /// a mix of old and new MACs and interface.
+  /// Errors: the devmap update's errno (-EINVAL: no such interface), or
+  /// the map write's.
   [[nodiscard]] Status set_next_hop(const sluice_next_hop& next_hop);
 
   /// Resolves the next hop of every address in `targets` (backends, or the
   /// gateway) through `resolver` (which must belong to the interface's
-  /// network namespace), checks that all leave through this interface
-  /// (XDP_TX sends back out the receiving interface) to one neighbour, and
-  /// writes it to the next-hop map when it changed. Call it periodically
-  /// to follow route and neighbour changes. Returns the next hop.
-  /// Errors: the resolver's, -EXDEV when a target is reached through
-  /// another interface or a different neighbour (sluice_lb has one next
-  /// hop), -EINVAL for an empty `targets`.
+  /// network namespace), checks that all leave through one interface to
+  /// one neighbour, and writes it (set_next_hop) when it changed: XDP_TX
+  /// when that interface is this one (one-armed), else XDP_REDIRECT to it
+  /// (multi-armed). Call it periodically to follow route and neighbour
+  /// changes. Returns the next hop.
+  /// Errors: the resolver's, set_next_hop's, -EXDEV when targets are
+  /// reached through different interfaces or neighbours (sluice_lb has one
+  /// next hop), -EINVAL for an empty `targets`.
   [[nodiscard]] Result<NextHop> refresh_next_hop(NextHopResolver& resolver,
                                                  std::span<const IpAddress> targets,
                                                  std::chrono::milliseconds wait);
@@ -267,6 +277,8 @@ class Loader {
         mode_(mode),
         pin_root_(std::move(pin_root)) {}
 
+  // nh with this interface's ifindex turned into 0 (XDP_TX).
+  [[nodiscard]] sluice_next_hop normalised(const sluice_next_hop& nh) const;
   [[nodiscard]] Status init_barrier();
   [[nodiscard]] Status read_state();
   [[nodiscard]] Status wait_for_packets();

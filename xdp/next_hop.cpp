@@ -64,6 +64,7 @@ sluice_next_hop NextHop::to_map() const {
   sluice_next_hop nh{};
   std::memcpy(nh.dst_mac, dst_mac.data(), 6);
   std::memcpy(nh.src_mac, src_mac.data(), 6);
+  nh.ifindex = static_cast<uint32_t>(ifindex);
   return nh;
 }
 

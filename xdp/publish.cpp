@@ -474,9 +474,11 @@ Status Loader::publish(const Snapshot& snap) {
       return sys_error(errno, "writing the encap config");
     encap_ = want_encap;
   }
-  if (snap.next_hop &&
-      (!next_hop_ || std::memcmp(&*next_hop_, &*snap.next_hop, sizeof(sluice_next_hop)) != 0)) {
-    if (auto s = set_next_hop(*snap.next_hop); !s.ok()) return s;
+  if (snap.next_hop) {
+    const sluice_next_hop nh = normalised(*snap.next_hop);
+    if (!next_hop_ || std::memcmp(&*next_hop_, &nh, sizeof nh) != 0) {
+      if (auto s = set_next_hop(nh); !s.ok()) return s;
+    }
   }
 
   // ---- 2. Backends: new ids (two writes), drain changes ----------------

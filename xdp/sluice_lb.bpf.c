@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause OR GPL-2.0-only
 /* The XDP load balancer: parse, VIP lookup, flow table, Maglev, encapsulate
- * toward the backend, XDP_TX to the next hop; non-VIP traffic passes to the
- * kernel untouched. Every packet is counted once, at lb_account. */
+ * toward the backend, XDP_TX to the next hop (XDP_REDIRECT when it is behind
+ * another interface); non-VIP traffic passes to the kernel untouched. Every
+ * packet is counted once, at lb_account. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
@@ -59,7 +60,14 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_state *st,
 	      nh->dst_mac[4] | nh->dst_mac[5]))
 		return -SLUICE_DROP_TX_FAILED;
 	ret = lb_encap(ctx, &st->pkt, b, cfg, nh, hash);
-	return ret < 0 ? ret : XDP_TX;
+	if (ret < 0)
+		return ret;
+	if (!nh->ifindex)
+		return XDP_TX;
+	/* flags 0: a missing entry returns XDP_ABORTED, counted here instead. */
+	if (bpf_redirect_map(&sluice_tx_ports, nh->ifindex, 0) != XDP_REDIRECT)
+		return -SLUICE_DROP_TX_FAILED;
+	return XDP_REDIRECT;
 }
 
 /* The packet path. Returns an XDP action or a negative SLUICE_DROP_*. */

@@ -5,18 +5,24 @@
 // next hops from the kernel's route and neighbour tables, bpffs mounting.
 #include "xdp/loader.hpp"
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
+#include <linux/if_ether.h>
 #include <linux/if_link.h>
+#include <linux/if_packet.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -30,7 +36,9 @@
 #include "tests/bpf/bpf_test_util.hpp"
 #include "tests/bpf/test_netns.hpp"
 #include "tests/common/packet_builder.hpp"
+#include "xdp/decap.hpp"
 #include "xdp/decap_skeleton.hpp"
+#include "xdp/unique_fd.hpp"
 
 namespace sluice::test {
 namespace {
@@ -39,6 +47,7 @@ using xdp::Loader;
 using xdp::LoaderOptions;
 using xdp::Snapshot;
 using xdp::SnapshotVip;
+using xdp::UniqueFd;
 using xdp::XdpMode;
 
 constexpr uint32_t kSeed = 0x5eed1234;
@@ -197,6 +206,51 @@ Mac mac_of(const std::string& ns, const std::string& dev) {
                   &v[5]) == 6)
     for (size_t i = 0; i < 6; ++i) m[i] = static_cast<uint8_t>(v[i]);
   return m;
+}
+
+/// The ifindexes sluice_tx_ports holds, sorted.
+std::vector<uint32_t> tx_ports(const xdp::Loader& l) {
+  const int fd = bpf_map__fd(l.skeleton()->maps.sluice_tx_ports);
+  std::vector<uint32_t> out;
+  uint32_t key = 0;
+  const uint32_t* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &key) == 0 && out.size() < SLUICE_MAX_TX_PORTS) {
+    out.push_back(key);
+    prev = &key;
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+/// An AF_PACKET socket bound to `ifname` (of the calling thread's
+/// namespace), all EtherTypes; invalid on failure (errno says why).
+UniqueFd packet_socket(const char* ifname) {
+  UniqueFd fd(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL)));
+  if (!fd.valid()) return fd;
+  sockaddr_ll sll{};
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_ALL);
+  sll.sll_ifindex = static_cast<int>(if_nametoindex(ifname));
+  if (sll.sll_ifindex == 0 ||
+      bind(fd.get(), reinterpret_cast<const sockaddr*>(&sll), sizeof sll) != 0)
+    return UniqueFd();
+  return fd;
+}
+
+/// The first frame on `fd` that `match` accepts within 5 s, else empty.
+template <class Match>
+Bytes receive_matching(int fd, Match match) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  Bytes buf(2048);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = recv(fd, buf.data(), buf.size(), 0);
+    if (n <= 0) continue;
+    Bytes f(buf.begin(), buf.begin() + n);
+    if (match(f)) return f;
+  }
+  return {};
 }
 
 /// Runs the calling thread on one CPU for its lifetime.
@@ -532,6 +586,91 @@ TEST_F(LoaderTest, ActiveFlowsCountsLiveEstablishedEntriesPerBackend) {
     EXPECT_EQ(after.value().keys_read, kKeys + 1);
   }
   ASSERT_OK(l->unpin());
+}
+
+/// The CPUs whose sluice_flow_cache holds `key` (the first 40 bytes of a
+/// slot are its flow key; any slot, whatever its age).
+std::vector<size_t> cpus_caching(const Loader& l, const sluice_flow_key& key) {
+  bpf_map* m = l.skeleton()->maps.sluice_flow_cache;
+  const size_t value = bpf_map__value_size(m);
+  const auto ncpus = static_cast<size_t>(libbpf_num_possible_cpus());
+  std::vector<uint8_t> all(value * ncpus);
+  std::vector<size_t> out;
+  for (uint32_t i = 0; i < bpf_map__max_entries(m); ++i) {
+    EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(m), &i, all.data()), 0);
+    for (size_t c = 0; c < ncpus; ++c)
+      if (std::memcmp(all.data() + c * value, &key, sizeof key) == 0) out.push_back(c);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The per-CPU established-flow cache in front of the shared table: a flow
+// seen twice within a millisecond gets a slot on that CPU, which keeps
+// its backend through a table change like the shared entry; a SYN that
+// re-places the reused 4-tuple empties the flow's slot on every CPU before
+// it is sent on, so the new connection's next packet, on whichever CPU,
+// follows the SYN's backend.
+TEST_F(LoaderTest, ASynReplacingAFlowEmptiesItsCachedSlotOnEveryCpu) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c)
+    if (CPU_ISSET(static_cast<size_t>(c), &allowed)) cpus.push_back(c);
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to run on";
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  ASSERT_EQ(l->skeleton()->rodata->sluice_flow_cache_jiffies, SLUICE_FLOW_CACHE_JIFFIES);
+  World w = basic_world();
+  w.vips[0].table = spread(251, {1});
+  ASSERT_OK(l->publish(w.snapshot()));
+  const Bytes ack = tcp_frame(client(9), cport(9));
+  const sluice_flow_key key = tcp_key(client(9), cport(9));
+  w.vips[0].table = spread(251, {2});
+  {
+    OnCpu on(cpus[0]);
+    ASSERT_TRUE(on.ok());
+    ASSERT_EQ(w.backend_of(run(*l, ack)), 1u);
+    ASSERT_EQ(w.backend_of(run(*l, ack)), 1u);  // established
+    ASSERT_OK(l->publish(w.snapshot()));        // new flows go to 2 now
+  }
+  // A burst on each CPU: two of its packets meet within a millisecond.
+  for (int cpu : cpus) {
+    OnCpu on(cpu);
+    ASSERT_TRUE(on.ok());
+    for (int i = 0; i < 50; ++i) ASSERT_EQ(w.backend_of(run(*l, ack)), 1u) << "CPU " << cpu;
+  }
+  const std::vector<size_t> both = {static_cast<size_t>(cpus[0]), static_cast<size_t>(cpus[1])};
+  ASSERT_EQ(cpus_caching(*l, key), both);
+
+  {
+    OnCpu on(cpus[0]);
+    ASSERT_TRUE(on.ok());
+    const XdpRun syn = run(*l, tcp_frame(client(9), cport(9), kVip, 0x02));
+    EXPECT_EQ(w.backend_of(syn), 2u) << "a SYN is placed by the current table";
+  }
+  EXPECT_TRUE(cpus_caching(*l, key).empty()) << "the SYN emptied every CPU's slot";
+  OnCpu on(cpus[1]);
+  ASSERT_TRUE(on.ok());
+  EXPECT_EQ(w.backend_of(run(*l, ack)), 2u) << "the new connection, on the other CPU";
+}
+
+// Idle timeouts under a second turn the cache off: a slot answers for up
+// to SLUICE_FLOW_CACHE_JIFFIES (160 ms at HZ=100) without refreshing the
+// shared entry's last_seen.
+TEST_F(LoaderTest, ShortIdleTimeoutsTurnTheFlowCacheOff) {
+  LoaderOptions o = options();
+  o.udp_idle_ms = SLUICE_FLOW_CACHE_MIN_IDLE_MS - 1;
+  auto l = load(o);
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->skeleton()->rodata->sluice_flow_cache_jiffies, 0u);
+  CpuPin pin;
+  World w = basic_world();
+  ASSERT_OK(l->publish(w.snapshot()));
+  const Bytes f = tcp_frame(client(3), cport(3));
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(run(*l, f).verdict, XDP_TX);
+  EXPECT_TRUE(cpus_caching(*l, tcp_key(client(3), cport(3))).empty());
 }
 
 TEST_F(LoaderTest, ASwappedTableIsSeenByTheNextPacketAndARemovedVipPasses) {
@@ -985,6 +1124,136 @@ TEST_F(LoaderTest, NextHopsFromTheKernelAddressTheForwardedFrames) {
   const uint32_t zero = 0;
   ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(l->skeleton()->maps.sluice_next_hop), &zero, &nh), 0);
   EXPECT_TRUE(std::equal(peer0.begin(), peer0.end(), nh.dst_mac));
+  EXPECT_EQ(nh.ifindex, 0u) << "the receiving interface is stored as 0 (XDP_TX)";
+
+  // Every target behind the other interface: multi-armed, XDP_REDIRECT.
+  const IpAddress behind_lb1[] = {addr("10.201.0.2")};
+  hop = l->refresh_next_hop(res.value(), behind_lb1, kResolveWait);
+  ASSERT_OK(hop);
+  const int lb1 = static_cast<int>(if_nametoindex("lb1"));
+  const Mac peer1 = mac_of(ns_->peer(), "peer1");
+  const Mac lb1_mac = mac_of(ns_->lb(), "lb1");
+  r = run(*l, tcp_frame(client(3), cport(3)));
+  ASSERT_EQ(r.verdict, XDP_REDIRECT);
+  EXPECT_TRUE(std::equal(peer1.begin(), peer1.end(), r.out.begin())) << "destination MAC";
+  EXPECT_TRUE(std::equal(lb1_mac.begin(), lb1_mac.end(), r.out.begin() + 6)) << "source MAC";
+  EXPECT_EQ(tx_ports(*l), std::vector<uint32_t>{static_cast<uint32_t>(lb1)});
+
+  // Back behind the receiving interface: XDP_TX, and lb1 leaves the devmap.
+  hop = l->refresh_next_hop(res.value(), targets, kResolveWait);
+  ASSERT_OK(hop);
+  EXPECT_EQ(run(*l, tcp_frame(client(4), cport(4))).verdict, XDP_TX);
+  EXPECT_TRUE(tx_ports(*l).empty());
+}
+
+// The program's side of a next hop behind another interface, through the
+// loader's set_next_hop: the devmap holds exactly the interface the next
+// hop names, a frame goes out with XDP_REDIRECT rewritten exactly as with
+// XDP_TX, and a next hop the devmap lacks is a counted drop, never a
+// misforward.
+TEST_F(LoaderTest, ANextHopBehindAnotherInterfaceIsAnXdpRedirect) {
+  CpuPin pin;
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  World w = basic_world();
+  ASSERT_OK(l->publish(w.snapshot()));
+  const Bytes frame = tcp_frame(client(1), cport(1));
+  const XdpRun tx = run(*l, frame);
+  ASSERT_EQ(tx.verdict, XDP_TX);
+  EXPECT_TRUE(tx_ports(*l).empty());
+
+  const auto lb1 = static_cast<uint32_t>(if_nametoindex("lb1"));
+  ASSERT_GT(lb1, 0u);
+  sluice_next_hop nh = World::static_next_hop();
+  nh.ifindex = lb1;
+  ASSERT_OK(l->set_next_hop(nh));
+  EXPECT_EQ(tx_ports(*l), std::vector<uint32_t>{lb1});
+  const XdpRun redirected = run(*l, frame);
+  EXPECT_EQ(redirected.verdict, XDP_REDIRECT);
+  EXPECT_EQ(redirected.out, tx.out) << "the same frame, only the action differs";
+
+  // This Loader's own interface by its ifindex: stored as 0, XDP_TX.
+  nh.ifindex = static_cast<uint32_t>(ifindex_);
+  ASSERT_OK(l->set_next_hop(nh));
+  EXPECT_TRUE(tx_ports(*l).empty());
+  sluice_next_hop stored{};
+  const uint32_t zero = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(l->skeleton()->maps.sluice_next_hop), &zero, &stored),
+            0);
+  EXPECT_EQ(stored.ifindex, 0u);
+  EXPECT_EQ(run(*l, frame).verdict, XDP_TX);
+
+  // An interface that does not exist is refused before anything changes.
+  nh.ifindex = 0x7fff0000;
+  auto refused = l->set_next_hop(nh);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, -EINVAL) << refused.error().message;
+  EXPECT_EQ(run(*l, frame).verdict, XDP_TX);
+
+  // A next hop written behind the loader's back, naming an interface the
+  // devmap lacks: dropped and counted as tx_failed.
+  const auto g0 = l->global_stats();
+  ASSERT_OK(g0);
+  stored.ifindex = lb1;
+  ASSERT_EQ(
+      bpf_map_update_elem(bpf_map__fd(l->skeleton()->maps.sluice_next_hop), &zero, &stored, 0), 0);
+  EXPECT_EQ(run(*l, frame).verdict, XDP_DROP);
+  const auto g1 = l->global_stats();
+  ASSERT_OK(g1);
+  EXPECT_EQ(g1.value().drops[SLUICE_DROP_TX_FAILED] - g0.value().drops[SLUICE_DROP_TX_FAILED], 1u);
+  EXPECT_EQ(g1.value().tx_packets, g0.value().tx_packets);
+}
+
+// Multi-armed end to end: clients' frames come in on lb0, the next hop is
+// behind lb1, and the encapsulated frames come out of peer1 (the router's
+// second arm), in both XDP modes. In native mode a veth only takes
+// redirected frames while its peer has an XDP program: peer1 gets the
+// decapsulator serving a VIP no frame carries, which passes everything.
+TEST_F(LoaderTest, FramesLeaveThroughTheOtherInterfaceWhenTheNextHopIsThere) {
+  const Mac peer1 = mac_of(ns_->peer(), "peer1");
+  const Mac lb1_mac = mac_of(ns_->lb(), "lb1");
+  const auto lb1 = static_cast<uint32_t>(if_nametoindex("lb1"));
+  UniqueFd tx_sock, rx_sock;
+  {
+    NetnsEnter peer(ns_->peer());
+    ASSERT_TRUE(peer.error().empty()) << peer.error();
+    const IpAddress pass_only[] = {addr("192.0.2.1")};
+    auto decap = xdp::attach_decap("peer1", XdpMode::kNative, pass_only);
+    ASSERT_OK(decap);
+    tx_sock = packet_socket("peer0");
+    rx_sock = packet_socket("peer1");
+    ASSERT_TRUE(tx_sock.valid() && rx_sock.valid()) << std::strerror(errno);
+  }
+  World w = basic_world();
+  w.next_hop->ifindex = lb1;
+  std::copy(peer1.begin(), peer1.end(), w.next_hop->dst_mac);
+  std::copy(lb1_mac.begin(), lb1_mac.end(), w.next_hop->src_mac);
+  int sent = 0;
+  for (XdpMode mode : {XdpMode::kGeneric, XdpMode::kNative}) {
+    SCOPED_TRACE(xdp::to_string(mode));
+    auto l = load(options(mode));
+    ASSERT_TRUE(l);
+    ASSERT_OK(l->publish(w.snapshot()));
+    ASSERT_OK(l->attach());
+    const Bytes frame = tcp_frame(client(sent), cport(sent));
+    ++sent;
+    ASSERT_EQ(send(tx_sock.get(), frame.data(), frame.size(), 0),
+              static_cast<ssize_t>(frame.size()))
+        << std::strerror(errno);
+    // The client's packet inside IPv4-in-IPv4 toward one of 10.1.0.1-3,
+    // addressed to peer1 from lb1.
+    const Bytes out = receive_matching(rx_sock.get(), [&](const Bytes& f) {
+      return f.size() == frame.size() + 20 && f[12] == 0x08 && f[13] == 0x00 && f[14 + 9] == 4 &&
+             std::equal(frame.begin() + 14, frame.end(), f.begin() + 34);
+    });
+    ASSERT_FALSE(out.empty()) << "no encapsulated frame on peer1 within the deadline";
+    EXPECT_TRUE(std::equal(peer1.begin(), peer1.end(), out.begin())) << "destination MAC";
+    EXPECT_TRUE(std::equal(lb1_mac.begin(), lb1_mac.end(), out.begin() + 6)) << "source MAC";
+    EXPECT_EQ(out[14 + 16], 10);
+    EXPECT_EQ(out[14 + 17], 1);
+    ASSERT_OK(l->detach());
+    ASSERT_OK(l->unpin());
+  }
 }
 
 // bpffs: detection on a path that is not one, and mounting on a folder of

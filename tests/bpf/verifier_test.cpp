@@ -12,12 +12,14 @@
 namespace sluice::test {
 namespace {
 
-// Loads skeleton T and reports what the verifier went through.
+// Loads skeleton T (after `before_load`, which may set load-time
+// constants) and reports what the verifier went through.
 template <class T>
-void expect_loads(const char* name, bpf_program* (*prog)(T*)) {
+void expect_loads(const char* name, bpf_program* (*prog)(T*), void (*before_load)(T*) = nullptr) {
   auto opened = Skeleton<T>::open(name);
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   Skeleton<T> skel = std::move(opened.value());
+  if (before_load != nullptr) before_load(skel.get());
   ASSERT_EQ(skel.load(), 0) << name << " rejected by the verifier (log above)";
   const int fd = bpf_program__fd(prog(skel.get()));
   ASSERT_GE(fd, 0);
@@ -33,6 +35,15 @@ void expect_loads(const char* name, bpf_program* (*prog)(T*)) {
 TEST(Verifier, AcceptsTheLoadBalancer) {
   SLUICE_SKIP_WITHOUT_BPF();
   expect_loads<sluice_lb_bpf>("sluice_lb", [](sluice_lb_bpf* s) { return s->progs.sluice_lb; });
+}
+
+// The variant the loader builds for idle timeouts under a second: the
+// verifier prunes the flow cache away on the constant.
+TEST(Verifier, AcceptsTheLoadBalancerWithoutItsFlowCache) {
+  SLUICE_SKIP_WITHOUT_BPF();
+  expect_loads<sluice_lb_bpf>(
+      "sluice_lb", [](sluice_lb_bpf* s) { return s->progs.sluice_lb; },
+      [](sluice_lb_bpf* s) { s->rodata->sluice_flow_cache_jiffies = 0; });
 }
 
 TEST(Verifier, AcceptsTheDecapsulator) {
