@@ -714,6 +714,7 @@ std::string restart_only_changes(const Config& old_c, const Config& new_c) {
               (old_c.xdp && (old_c.xdp->interfaces != new_c.xdp->interfaces ||
                              old_c.xdp->mode != new_c.xdp->mode)),
           "[xdp] interfaces or mode");
+  differs(old_c.bgp != new_c.bgp, "[bgp]");
   return out;
 }
 

@@ -100,6 +100,24 @@ struct XdpConfig {
   std::optional<std::array<uint8_t, 6>> gateway_mac;
 };
 
+/// Announcing the VIPs over BGP ([bgp]) for several instances behind ECMP:
+/// sluice keeps one route per servable VIP address in a kernel routing
+/// table of its own, through a TUN device that lives exactly as long as the
+/// daemon; BIRD's `kernel` protocol learns that table and BGP announces it.
+struct BgpConfig {
+  bool announce = false;  ///< false: keep no routes (status still reads BIRD)
+  /// Kernel routing table id the routes go in: 1..4294967295 except 253,
+  /// 254 and 255 (default, main, local), and no other program's.
+  uint32_t table = 0;
+  /// Name of the TUN device the routes point at (1-15 bytes); the kernel
+  /// removes it, and every route through it, when the daemon exits.
+  std::string device = "sluice-vips";
+  /// BIRD's control socket, read for the BGP sessions' state; empty: not read.
+  std::string bird_socket;
+
+  bool operator==(const BgpConfig&) const = default;
+};
+
 /// A whole, validated configuration.
 struct Config {
   uint32_t hash_seed = 0;  // flow-hash seed: equal across instances behind one ECMP group
@@ -107,6 +125,7 @@ struct Config {
   ControlSocketConfig control;
   MetricsConfig metrics;
   std::optional<XdpConfig> xdp;
+  std::optional<BgpConfig> bgp;
   std::vector<HealthCheck> health_checks;
   std::vector<VipConfig> vips;
 

@@ -20,6 +20,9 @@ namespace sluice {
 [[nodiscard]] std::string render_vips(const nlohmann::json& result);
 [[nodiscard]] std::string render_backends(const nlohmann::json& result);
 [[nodiscard]] std::string render_stats(const nlohmann::json& result);
+/// The result of `drain-instance` / `undrain-instance`: the instance's state
+/// and the addresses it still announces.
+[[nodiscard]] std::string render_instance_drain(const nlohmann::json& result);
 
 /// One frame of `sluice ctl top`: rates between two `stats` results (per
 /// second of their time_ns difference) per VIP and backend, drops per

@@ -68,6 +68,7 @@ Daemon::Daemon(DaemonOptions options, Balancer balancer)
     log_publish(what, r, balancer_->generation());
     // A runtime change may have added or removed backends to probe.
     sync_health_targets();
+    update_announcements();
   };
 }
 
@@ -138,6 +139,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
   }
   std::unique_ptr<Daemon> d(new Daemon(options, std::move(balancer.value())));
   d->locks_ = std::move(locks);
+  if (Status s = d->open_announcer(); !s.ok()) return s.error();
   if (Status s = d->open_servers(); !s.ok()) return s.error();
   // Next hops first, so the first published table does not forward to a
   // zero MAC.
@@ -187,6 +189,7 @@ int Daemon::run() {
   refresh_active_flows();
   schedule_active_flows_refresh();
   schedule_policy_update();
+  update_announcements();
   spdlog::info("running (pid {}); SIGHUP reloads {}, SIGTERM stops", getpid(),
                options_.config_path);
   io_.run();
@@ -210,6 +213,12 @@ void Daemon::wait_signals() {
     next_hop_timer_.cancel();
     policy_timer_.cancel();
     active_flows_timer_.cancel();
+    // Withdrawn first, so the router moves flows away while this
+    // instance's fast path still forwards them.
+    if (announcer_) {
+      announcer_.reset();
+      spdlog::info("[bgp] routes withdrawn");
+    }
     checker_.reset();
     socket_.reset();
     metrics_.reset();
@@ -233,11 +242,13 @@ void Daemon::reload() {
   log_publish("reload", r.value(), balancer_->generation());
   sync_health_targets();
   refresh_next_hops();
+  update_announcements();
 }
 
 Status Daemon::open_servers() {
   const ControlSocketConfig& c = balancer_->config().control;
   const ControlHandler handler = [this](const nlohmann::json& request) {
+    if (auto r = bgp_request(request)) return *r;
     return handle_request(*balancer_, ctx_, request);
   };
   SocketServerOptions so;
@@ -384,6 +395,7 @@ void Daemon::publish(std::string_view why) {
     return;
   }
   if (r.value().changed) log_publish(why, r.value(), balancer_->generation());
+  update_announcements();
 }
 
 void Daemon::refresh_next_hops() {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "control/announcer.hpp"
 #include "control/balancer.hpp"
 #include "control/config.hpp"
 #include "control/handler.hpp"
@@ -103,6 +104,14 @@ class Daemon {
   /// Balancer::refresh_active_flows now and every active_flows_period.
   void refresh_active_flows();
   void schedule_active_flows_refresh();
+  // [bgp] (daemon_bgp.cpp): opens the announcement routes when the config
+  // announces; keeps them in line with the Balancer (after every
+  // publication and at start); answers the commands that concern them
+  // (drain-instance, undrain-instance, and status's "bgp" part), or
+  // nullopt for every other request.
+  [[nodiscard]] Status open_announcer();
+  void update_announcements();
+  [[nodiscard]] std::optional<nlohmann::json> bgp_request(const nlohmann::json& request);
 
   // Damping state of one VIP, valid for the backend list it was built for.
   struct VipDamping {
@@ -122,6 +131,8 @@ class Daemon {
   std::unique_ptr<HealthChecker> checker_;
   std::unique_ptr<SocketServer> socket_;
   std::unique_ptr<MetricsServer> metrics_;
+  std::unique_ptr<Announcer> announcer_;  // [bgp] announce = true only
+  std::string last_announce_error_;
   std::map<std::string, VipDamping, std::less<>> damping_;
   std::string last_next_hop_error_;
   std::string last_active_flows_error_;
