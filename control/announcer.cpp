@@ -17,9 +17,14 @@ AnnouncementPlan plan_announcements(const std::vector<VipView>& vips, bool insta
   return plan;
 }
 
-Announcer::Applied Announcer::apply(const std::vector<VipView>& vips) {
+Announcer::Applied Announcer::apply(const std::vector<VipView>& vips, Clock::time_point now) {
   Applied out;
   out.plan = plan_announcements(vips, drained_);
+  // A break in being wanted restarts the hold-down.
+  for (auto it = wanted_since_.begin(); it != wanted_since_.end();)
+    it = std::binary_search(out.plan.routes.begin(), out.plan.routes.end(), it->first)
+             ? std::next(it)
+             : wanted_since_.erase(it);
   const auto fail = [&out](const Error& e) {
     if (out.error.empty()) out.error = e.message;
   };
@@ -37,11 +42,19 @@ Announcer::Applied Announcer::apply(const std::vector<VipView>& vips) {
   }
   for (const IpAddress& a : out.plan.routes) {
     if (announced_.count(a) > 0) continue;
+    const Clock::time_point since = wanted_since_.emplace(a, now).first->second;
+    if (now - since < delay_) {
+      const Clock::duration left = since + delay_ - now;
+      if (!out.again_in || left < *out.again_in) out.again_in = left;
+      continue;
+    }
+    if (before_announce_) before_announce_(a);
     if (Status s = sink_->add(a); !s.ok()) {
       fail(s.error());
       continue;
     }
     announced_.insert(a);
+    wanted_since_.erase(a);
     out.changes.push_back("announce " + a.to_string());
   }
   // The VIPs' state says what the kernel has, not what was wanted.

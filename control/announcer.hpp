@@ -5,7 +5,11 @@
 // serve.
 #pragma once
 
+#include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -39,21 +43,34 @@ struct AnnouncementPlan {
                                                   bool instance_drained);
 
 /// Keeps the routes of a RouteSink equal to plan_announcements() of the
-/// Balancer's VIPs. Not thread-safe: the daemon's loop thread owns it.
+/// Balancer's VIPs: withdrawn at once, announced once wanted for `delay`
+/// without a break (a hold-down). Not thread-safe: the daemon's loop
+/// thread owns it.
 class Announcer {
  public:
-  explicit Announcer(std::unique_ptr<RouteSink> sink) : sink_(std::move(sink)) {}
+  using Clock = std::chrono::steady_clock;
 
-  /// Adds the routes the plan wants and removes the others. A route that
-  /// fails stays wanted and is tried again at the next apply(). Returns the
-  /// plan, and the first error (others are in the same state) with a line
-  /// per change in `changes` ("announce 10.0.0.1", "withdraw ...").
+  /// Called before an address is announced again; a failure is logged by
+  /// the caller's hook and does not stop the announcement.
+  using BeforeAnnounce = std::function<void(const IpAddress&)>;
+
+  Announcer(std::unique_ptr<RouteSink> sink, std::chrono::milliseconds delay,
+            BeforeAnnounce before_announce = {})
+      : sink_(std::move(sink)), delay_(delay), before_announce_(std::move(before_announce)) {}
+
+  /// Removes the routes the plan does not want and adds those it has
+  /// wanted since `now - delay` or earlier. A route that fails stays wanted
+  /// and is tried again at the next apply(). Returns the plan, a line per
+  /// change in `changes` ("announce 10.0.0.1", "withdraw ..."), the first
+  /// error (others are in the same state), and when to apply again for
+  /// routes still held down.
   struct Applied {
     AnnouncementPlan plan;
     std::vector<std::string> changes;
     std::string error;  ///< empty: every route is as planned
+    std::optional<Clock::duration> again_in;
   };
-  Applied apply(const std::vector<VipView>& vips);
+  Applied apply(const std::vector<VipView>& vips, Clock::time_point now = Clock::now());
 
   /// `sluice ctl drain-instance`: withdraw everything (and keep it so)
   /// while the fast path goes on forwarding what still arrives;
@@ -66,7 +83,10 @@ class Announcer {
 
  private:
   std::unique_ptr<RouteSink> sink_;
+  std::chrono::milliseconds delay_;
+  BeforeAnnounce before_announce_;
   std::set<IpAddress> announced_;
+  std::map<IpAddress, Clock::time_point> wanted_since_;  // wanted, not yet announced
   bool drained_ = false;
 };
 

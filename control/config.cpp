@@ -420,7 +420,8 @@ void Checker::load_xdp(const toml::table& t, XdpConfig& out) {
 
 void Checker::load_bgp(const toml::table& t, BgpConfig& out) {
   const std::string p = "bgp";
-  check_keys(t, p, {"announce", "table", "device", "bird_socket"});
+  check_keys(t, p, {"announce", "table", "device", "bird_socket", "announce_delay_ms"});
+  set_u(t, "announce_delay_ms", p, 0, 600000, out.announce_delay_ms);
   if (auto b = boolean(t, "announce", p)) out.announce = *b;
   if (out.announce) require(t, "table", p, "a routing table id of sluice's own (1..4294967295)");
   if (auto id = integer(t, "table", p, 1, 0xFFFFFFFFll)) {

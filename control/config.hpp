@@ -114,6 +114,11 @@ struct BgpConfig {
   std::string device = "sluice-vips";
   /// BIRD's control socket, read for the BGP sessions' state; empty: not read.
   std::string bird_socket;
+  /// How long an address must stay servable before it is announced (again),
+  /// ms: backends coming back in this instance's view one by one must all
+  /// be back first, or flows the router moves here meet a table that
+  /// differs from the other instances' and land on another backend.
+  uint32_t announce_delay_ms = 2000;
 
   bool operator==(const BgpConfig&) const = default;
 };

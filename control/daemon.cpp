@@ -216,6 +216,7 @@ void Daemon::wait_signals() {
     // Withdrawn first, so the router moves flows away while this
     // instance's fast path still forwards them.
     if (announcer_) {
+      announce_timer_.cancel();
       announcer_.reset();
       spdlog::info("[bgp] routes withdrawn");
     }

@@ -132,6 +132,7 @@ class Daemon {
   std::unique_ptr<SocketServer> socket_;
   std::unique_ptr<MetricsServer> metrics_;
   std::unique_ptr<Announcer> announcer_;  // [bgp] announce = true only
+  asio::steady_timer announce_timer_{io_};  // routes held down until due
   std::string last_announce_error_;
   std::map<std::string, VipDamping, std::less<>> damping_;
   std::string last_next_hop_error_;

@@ -60,7 +60,22 @@ Status Daemon::open_announcer() {
   }
   spdlog::info("[bgp] announcing servable VIPs as routes through {} (ifindex {}) in table {}",
                bgp->device, routes.value()->ifindex(), bgp->table);
-  announcer_ = std::make_unique<Announcer>(std::move(routes.value()));
+  // Entries the fast path kept for flows to an address it did not announce
+  // may name another backend than the instances that carried those flows
+  // meanwhile; the flows coming back are placed by the table instead.
+  const auto forget = [this](const IpAddress& vip) {
+    for (const auto& fp : balancer_->fastpaths()) {
+      auto n = fp->forget_flows_to(vip);
+      if (n.ok())
+        spdlog::info("[bgp] {}: {} flow entries to {} dropped before announcing it",
+                     fp->info().interface, n.value(), vip.to_string());
+      else
+        spdlog::warn("[bgp] {}: {}", fp->info().interface, n.error().message);
+    }
+  };
+  announcer_ = std::make_unique<Announcer>(std::move(routes.value()),
+                                           std::chrono::milliseconds(bgp->announce_delay_ms),
+                                           forget);
   return Ok{};
 }
 
@@ -68,6 +83,12 @@ void Daemon::update_announcements() {
   if (!announcer_) return;
   const Announcer::Applied a = announcer_->apply(balancer_->vips());
   for (const std::string& c : a.changes) spdlog::info("[bgp] {}", c);
+  if (a.again_in) {
+    announce_timer_.expires_after(*a.again_in);
+    announce_timer_.async_wait([this](const std::error_code& ec) {
+      if (!ec) update_announcements();
+    });
+  }
   // Logged when it changes: a failing route is retried at every update.
   if (a.error != last_announce_error_) {
     if (a.error.empty())

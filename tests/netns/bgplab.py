@@ -12,9 +12,12 @@ table (`kernel` protocol, `learn`) and announces it with itself as next hop.
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import os
 import re
 import signal
-import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,7 @@ BFD = f"""protocol bfd {{
 def instance_bird_config(lb: Host) -> str:
     """BIRD beside one sluice instance: learn sluice's table, announce it."""
     return f"""# BIRD beside sluice on {lb.role} (tests/netns/bgplab.py)
+log stderr all;
 router id {lb.addr4};
 protocol device {{ scan time 10; }}
 # sluice's routes: one per servable VIP address, in table {BGP_TABLE}.
@@ -70,6 +74,8 @@ def router_bird_config(lab: Lab) -> str:
   ipv4 {{ import all; export none; }};
 }}""" for lb in t.lbs)
     return f"""# BIRD on the lab's router (tests/netns/bgplab.py)
+log stderr all;
+debug protocols {{ states, events }};
 router id {t.lb.gw4};
 protocol device {{ scan time 10; }}
 protocol kernel {{
@@ -160,6 +166,26 @@ class Instance:
         wait_for(f"sluice on {self.lb.role}", ready, timeout=timeout, interval=0.05)
         return proc
 
+    def flows_last_seen(self, vip: str = VIP4) -> dict[int, int]:
+        """Client source port -> last_seen (ms, the fast path's coarse
+        clock, 32 bits) of each flow entry to `vip` in this instance's flow
+        map, read with bpftool; {} when the instance has no maps."""
+        path = Path(self.pin_root) / "sluice_flows"
+        if not path.exists():
+            return {}
+        r = run(["bpftool", "-j", "map", "dump", "pinned", str(path)], timeout=30)
+        want = ipaddress.ip_address(vip).packed
+        out = {}
+        for e in json.loads(r.stdout):
+            key = bytes(int(b, 16) for b in e["key"])
+            value = bytes(int(b, 16) for b in e["value"])
+            # sluice_flow_key: src[16] dst[16] sport dport (network order)
+            # proto family; sluice_flow_value: backend_id last_seen (host order).
+            if key[16:16 + len(want)] != want:
+                continue
+            out[int.from_bytes(key[32:34], "big")] = int.from_bytes(value[4:8], "little")
+        return out
+
     def start(self) -> None:
         self.start_bird()
         self.start_sluice()
@@ -178,14 +204,28 @@ class Instance:
         and its fast path stops forwarding (the XDP program, which outlives
         a daemon on purpose, is detached: packets to the VIP then meet a
         kernel that neither owns nor forwards them, as on a dead host)."""
-        for p in (self.sluice(), self.bird()):
-            if p is not None:
-                os.killpg(p.pid, signal.SIGKILL)
+        procs = [p for p in (self.sluice(), self.bird()) if p is not None]
+        # Silent at once, as a host that loses power: what its kernel would
+        # still send (the FIN of the BGP session when BIRD's socket closes,
+        # RSTs, ICMP) is dropped by a queue of length 0 (a blackhole route
+        # is not enough: the closing socket's FIN still left), so the
+        # router learns of the death by BFD alone.
+        run(["tc", "qdisc", "replace", "dev", self.lb.ifname, "root", "pfifo", "limit", "0"],
+            ns=self.lb.ns)
+        for p in procs:
+            os.killpg(p.pid, signal.SIGKILL)
+        # Gone (the daemon's lock on the pin folder with it) before detach.
+        wait_for("the killed instance to be gone", lambda: not any(p.alive() for p in procs),
+                 timeout=5, interval=0.005)
         run(["nsenter", f"--net=/run/netns/{self.lb.ns}", "--", self.lab.sluice, "detach",
              self.lb.ifname, "--pin-root", self.pin_root])
-        for p in (self.sluice(), self.bird()):
-            if p is not None:
-                self.lab.stop(p)
+        for p in procs:
+            self.lab.stop(p)
+
+    def revive(self) -> None:
+        """Back after crash(): the host's network, then BIRD and sluice."""
+        run(["tc", "qdisc", "del", "dev", self.lb.ifname, "root"], ns=self.lb.ns)
+        self.start()
 
 
 def start_bird(lab: Lab, what: str, ns: str, conf: Path, ctl: Path) -> Proc:
@@ -225,16 +265,21 @@ def wait_next_hops(lab: Lab, want: list[Host], timeout: float = 15) -> float:
     return time.monotonic() - t0
 
 
-def route_choices(lab: Lab, client: Host, sports: list[int], vip: str = VIP4,
-                  port: int = sluicelab.HTTP_PORT) -> dict[int, str]:
-    """Which load balancer (router end) the router's ECMP picks for TCP
-    flows from `client`'s source ports to the VIP: the kernel's own answer
-    (`ip route get` with the 5-tuple, the same hash the forwarding path
-    computes under fib_multipath_hash_policy = 1)."""
-    batch = "".join(f"route get {vip} from {client.addr4} iif {client.router_if} ipproto tcp "
-                    f"sport {sp} dport {port}\n" for sp in sports)
-    r = run(["ip", "-o", "-batch", "-"], ns=lab.topo.router_ns, input=batch)
-    devs = re.findall(r"\bdev (\S+)", r.stdout)
-    if len(devs) != len(sports):
-        raise LabError(f"ip route get: {len(devs)} answers for {len(sports)} flows:\n{r.stdout}")
-    return dict(zip(sports, devs))
+def carriers(instances: list[Instance], sports: list[int], fresh_ms: int = 1000) -> dict[int, str]:
+    """Source port -> role of the instance whose fast path saw the flow last,
+    if within `fresh_ms` (the connections send every 100 ms); "" for none.
+    The router's choice cannot be asked for (`ip route get` hashes the
+    5-tuple, but a forwarded packet that carries a socket's L4 hash is
+    steered by that hash, which TCP re-rolls after a timeout), so it is
+    read where it lands."""
+    # CLOCK_MONOTONIC_COARSE (6), the packet path's clock; Python 3.11 does not name it.
+    now = time.clock_gettime(getattr(time, "CLOCK_MONOTONIC_COARSE", 6))
+    now_ms = int(now * 1000) & 0xFFFFFFFF
+    best: dict[int, tuple[int, str]] = {}
+    for inst in instances:
+        for sport, seen in inst.flows_last_seen().items():
+            age = (now_ms - seen) & 0xFFFFFFFF
+            age = age - (1 << 32) if age >= 1 << 31 else age
+            if age <= fresh_ms and (sport not in best or age < best[sport][0]):
+                best[sport] = (age, inst.lb.role)
+    return {sp: best[sp][1] if sp in best else "" for sp in sports}

@@ -87,7 +87,7 @@ struct AnnouncerTest : ::testing::Test {
     s.log = &log;
     s.refuse = &refuse;
     return s;
-  }())};
+  }()), std::chrono::milliseconds(0)};
 };
 
 TEST_F(AnnouncerTest, AddsAndRemovesOnlyWhatChanged) {
@@ -134,6 +134,41 @@ TEST_F(AnnouncerTest, AFailedRouteIsReportedAndRetriedAtTheNextApply) {
   a = announcer.apply({vip("b", "10.0.0.2", 1)});
   EXPECT_EQ(a.error, "refused");
   EXPECT_EQ(announcer.announced().count(ip("10.0.0.1")), 1u);
+}
+
+TEST(AnnouncerHoldDown, AnnouncesOnlyAfterTheAddressStayedServableForTheDelay) {
+  std::vector<std::string> log;
+  std::map<IpAddress, int> refuse;
+  auto sink = std::make_unique<FakeSink>();
+  sink->log = &log;
+  sink->refuse = &refuse;
+  Announcer announcer(std::move(sink), std::chrono::milliseconds(2000));
+  using std::chrono::milliseconds;
+  const Announcer::Clock::time_point t0{};
+  const std::vector<VipView> up = {vip("a", "10.0.0.1", 1)};
+  const std::vector<VipView> down = {vip("a", "10.0.0.1", 0)};
+
+  auto a = announcer.apply(up, t0);
+  EXPECT_TRUE(log.empty());
+  ASSERT_TRUE(a.again_in.has_value());
+  EXPECT_EQ(*a.again_in, milliseconds(2000));
+  EXPECT_FALSE(a.plan.vips[0].announced);
+  a = announcer.apply(up, t0 + milliseconds(1500));
+  EXPECT_TRUE(log.empty());
+  EXPECT_EQ(*a.again_in, milliseconds(500));
+  // A break restarts the hold-down.
+  (void)announcer.apply(down, t0 + milliseconds(1600));
+  a = announcer.apply(up, t0 + milliseconds(2100));
+  EXPECT_TRUE(log.empty());
+  EXPECT_EQ(*a.again_in, milliseconds(2000));
+  a = announcer.apply(up, t0 + milliseconds(4100));
+  EXPECT_EQ(log, (std::vector<std::string>{"add 10.0.0.1"}));
+  EXPECT_FALSE(a.again_in.has_value());
+  EXPECT_TRUE(a.plan.vips[0].announced);
+  // Withdrawal does not wait.
+  log.clear();
+  (void)announcer.apply(down, t0 + milliseconds(4200));
+  EXPECT_EQ(log, (std::vector<std::string>{"remove 10.0.0.1"}));
 }
 
 // What BIRD 2.0.12 sent for `show protocols` (captured from a lab).
@@ -183,7 +218,8 @@ TEST(BirdProtocols, ABirdThatIsNotThereIsAnErrorNotAHang) {
 
 TEST(BgpConfig, Loads) {
   auto r = parse_config(
-      "[bgp]\nannounce = true\ntable = 4242\ndevice = \"vips0\"\nbird_socket = \"/run/b.ctl\"\n",
+      "[bgp]\nannounce = true\ntable = 4242\ndevice = \"vips0\"\nbird_socket = \"/run/b.ctl\"\n"
+      "announce_delay_ms = 500\n",
       "t.toml");
   ASSERT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors[0].to_string());
   ASSERT_TRUE(r.config->bgp.has_value());
@@ -191,6 +227,7 @@ TEST(BgpConfig, Loads) {
   EXPECT_EQ(r.config->bgp->table, 4242u);
   EXPECT_EQ(r.config->bgp->device, "vips0");
   EXPECT_EQ(r.config->bgp->bird_socket, "/run/b.ctl");
+  EXPECT_EQ(r.config->bgp->announce_delay_ms, 500u);
   auto none = parse_config("hash_seed = 1\n", "t.toml");
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none.config->bgp.has_value());
