@@ -62,6 +62,9 @@ Result<std::unique_ptr<VipRoutes>> VipRoutes::open(const std::string& device, ui
   // only gives the routes an owner that dies with the process.
   ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
   if (::ioctl(tun.fd, TUNSETIFF, &ifr) != 0) return sys_error("TUNSETIFF " + device);
+  // A device of that name someone made persistent (ip tuntap add) is taken
+  // over: not persistent any more, so it still dies with the daemon.
+  if (::ioctl(tun.fd, TUNSETPERSIST, 0) != 0) return sys_error("TUNSETPERSIST " + device);
 
   Fd ctl{::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
   if (ctl.fd < 0) return sys_error("socket");

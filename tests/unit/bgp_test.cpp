@@ -301,6 +301,14 @@ std::string routes_in(uint32_t table, const char* family) {
   // Closing the device takes the remaining route with it (as a crash does).
   check(routes_in(kTable, "-6").find("fd00:99::1") == std::string::npos,
         "v6 route gone with the device: " + routes_in(kTable, "-6"));
+  // A persistent device of that name is taken over and dies with its owner.
+  check(system("ip tuntap add dev sl-vips-test mode tun") == 0, "ip tuntap add");
+  {
+    auto r = VipRoutes::open("sl-vips-test", kTable);
+    check(r.ok(), r.ok() ? "" : r.error().message);
+  }
+  check(system("ip link show sl-vips-test >/dev/null 2>&1") != 0,
+        "the taken-over device is gone with its owner");
   std::_Exit(0);
 }
 
