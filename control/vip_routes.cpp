@@ -140,14 +140,23 @@ Status VipRoutes::change(const IpAddress& addr, bool add) {
       if (errno == EINTR) continue;
       return sys_error(what);
     }
-    size_t left = static_cast<size_t>(len);
-    for (auto* a = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(a, left); a = NLMSG_NEXT(a, left)) {
-      if (a->nlmsg_seq != seq_ || a->nlmsg_type != NLMSG_ERROR) continue;
-      if (a->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return Error{-EPROTO, what};
-      const int err = -static_cast<const nlmsgerr*>(NLMSG_DATA(a))->error;
-      // Removing a route the kernel does not have (ESRCH) leaves what was asked.
-      if (err == 0 || (!add && err == ESRCH)) return Ok{};
-      return Error{-err, what + ": " + std::strerror(err)};
+    // Headers are copied out: the buffer's messages are 4-byte aligned by
+    // the kernel, but nothing here has to rely on that.
+    const size_t got = static_cast<size_t>(len);
+    for (size_t off = 0; off + NLMSG_HDRLEN <= got;) {
+      nlmsghdr a{};
+      std::memcpy(&a, buf + off, sizeof a);
+      if (a.nlmsg_len < NLMSG_HDRLEN || off + a.nlmsg_len > got) break;
+      if (a.nlmsg_seq == seq_ && a.nlmsg_type == NLMSG_ERROR) {
+        if (a.nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return Error{-EPROTO, what};
+        nlmsgerr e{};
+        std::memcpy(&e, buf + off + NLMSG_HDRLEN, sizeof e);
+        const int err = -e.error;
+        // Removing a route the kernel does not have (ESRCH) leaves what was asked.
+        if (err == 0 || (!add && err == ESRCH)) return Ok{};
+        return Error{-err, what + ": " + std::strerror(err)};
+      }
+      off += NLMSG_ALIGN(a.nlmsg_len);
     }
   }
 }
