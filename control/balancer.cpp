@@ -738,6 +738,7 @@ std::string restart_only_changes(const Config& old_c, const Config& new_c) {
   differs(old_c.dpdk.has_value() != new_c.dpdk.has_value() ||
               (old_c.dpdk && dpdk_fixed(*old_c.dpdk) != dpdk_fixed(*new_c.dpdk)),
           "[dpdk] EAL, ports, lcores or memory");
+  differs(old_c.bgp != new_c.bgp, "[bgp]");
   return out;
 }
 

@@ -310,6 +310,7 @@ class Checker {
   void load_dpdk(const toml::table& t, DpdkConfig& out);
   std::optional<std::vector<std::string>> strings(const toml::table& t, std::string_view key,
                                                   std::string_view path);
+  void load_bgp(const toml::table& t, BgpConfig& out);
   void load_health_checks(const toml::table& t, std::vector<HealthCheck>& out);
   void load_vip(const toml::table& t, const std::string& path, const Config& config,
                 VipConfig& out);
@@ -674,6 +675,39 @@ void Checker::load_dpdk(const toml::table& t, DpdkConfig& out) {
           "not resolve neighbours");
 }
 
+void Checker::load_bgp(const toml::table& t, BgpConfig& out) {
+  const std::string p = "bgp";
+  check_keys(t, p, {"announce", "table", "device", "bird_socket", "announce_delay_ms"});
+  set_u(t, "announce_delay_ms", p, 0, 600000, out.announce_delay_ms);
+  if (auto b = boolean(t, "announce", p)) out.announce = *b;
+  if (out.announce) require(t, "table", p, "a routing table id of sluice's own (1..4294967295)");
+  if (auto id = integer(t, "table", p, 1, 0xFFFFFFFFll)) {
+    // The kernel's own tables: routes there would take effect in this host.
+    if (*id >= 253 && *id <= 255)
+      error(t.get("table")->source().begin, child(p, "table"),
+            "253, 254 and 255 are the kernel's default, main and local tables; expected a "
+            "table of sluice's own");
+    else
+      out.table = static_cast<uint32_t>(*id);
+  }
+  if (auto d = string(t, "device", p)) {
+    if (d->empty() || d->size() > 15 || d->find_first_of("/ \t") != std::string::npos)
+      error(t.get("device")->source().begin, child(p, "device"),
+            "expected an interface name (1-15 bytes, no '/' or spaces), got " +
+                describe(*t.get("device")));
+    else
+      out.device = *d;
+  }
+  if (auto s = string(t, "bird_socket", p)) {
+    if (!s->empty() && (s->front() != '/' || s->size() >= 108))
+      error(t.get("bird_socket")->source().begin, child(p, "bird_socket"),
+            "expected an absolute path shorter than 108 bytes, got " +
+                describe(*t.get("bird_socket")));
+    else
+      out.bird_socket = *s;
+  }
+}
+
 void Checker::load_health_checks(const toml::table& t, std::vector<HealthCheck>& out) {
   for (auto&& [k, v] : t) {
     const std::string p = child("health_checks", k.str());
@@ -892,7 +926,7 @@ void Checker::load(const toml::table& root) {
   Config config;
   check_keys(
       root, "",
-      {"hash_seed", "flow_table", "cache", "control", "metrics", "xdp", "dpdk", "health_checks",
+      {"hash_seed", "flow_table", "cache", "control", "metrics", "xdp", "dpdk", "bgp", "health_checks",
        "vips"});
   set_u(root, "hash_seed", "", 0, 0xFFFFFFFFll, config.hash_seed);
   if (const auto* t = table(root, "flow_table", "")) load_flow_table(*t, config.flow_table);
@@ -909,6 +943,10 @@ void Checker::load(const toml::table& root) {
     if (config.xdp)
       error(t->source().begin, "dpdk",
             "[xdp] and [dpdk] in one file: one daemon runs one fast path; keep one of them");
+  }
+  if (const auto* t = table(root, "bgp", "")) {
+    config.bgp.emplace();
+    load_bgp(*t, *config.bgp);
   }
   if (const auto* t = table(root, "health_checks", ""))
     load_health_checks(*t, config.health_checks);

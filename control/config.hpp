@@ -173,6 +173,27 @@ struct EncapConfig {
   std::optional<std::array<uint8_t, 6>> gateway_mac;
   /// "xdp" or "dpdk": where the keys are, for messages.
   const char* section = "xdp";
+/// Announcing the VIPs over BGP ([bgp]) for several instances behind ECMP:
+/// sluice keeps one route per servable VIP address in a kernel routing
+/// table of its own, through a TUN device that lives exactly as long as the
+/// daemon; BIRD's `kernel` protocol learns that table and BGP announces it.
+struct BgpConfig {
+  bool announce = false;  ///< false: keep no routes (status still reads BIRD)
+  /// Kernel routing table id the routes go in: 1..4294967295 except 253,
+  /// 254 and 255 (default, main, local), and no other program's.
+  uint32_t table = 0;
+  /// Name of the TUN device the routes point at (1-15 bytes); the kernel
+  /// removes it, and every route through it, when the daemon exits.
+  std::string device = "sluice-vips";
+  /// BIRD's control socket, read for the BGP sessions' state; empty: not read.
+  std::string bird_socket;
+  /// How long an address must stay servable before it is announced (again),
+  /// ms: backends coming back in this instance's view one by one must all
+  /// be back first, or flows the router moves here meet a table that
+  /// differs from the other instances' and land on another backend.
+  uint32_t announce_delay_ms = 2000;
+
+  bool operator==(const BgpConfig&) const = default;
 };
 
 /// A whole, validated configuration.
@@ -185,6 +206,7 @@ struct Config {
   std::optional<XdpConfig> xdp;
   /// At most one of xdp and dpdk is set (one fast path per daemon).
   std::optional<DpdkConfig> dpdk;
+  std::optional<BgpConfig> bgp;
   std::vector<HealthCheck> health_checks;
   std::vector<VipConfig> vips;
 

@@ -121,6 +121,29 @@ std::string render_table(const std::vector<std::string>& header,
   return out;
 }
 
+// Status's [bgp] part: what this instance announces and BIRD's sessions.
+void add_bgp_rows(const json& b, std::vector<std::vector<std::string>>& rows) {
+  if (!b.is_object()) return;
+  std::string head = field(b, "announce") == true
+                         ? "table " + cell(b, "table") + " via " + cell(b, "device")
+                         : std::string("not announcing (announce = false)");
+  if (field(b, "instance_drained") == true) head += ", INSTANCE DRAINED (everything withdrawn)";
+  rows.push_back({"BGP", head});
+  for (const json& v : list(b, "vips"))
+    rows.push_back({"  VIP", cell(v, "name") + " " + cell(v, "address") + ": " +
+                                 (field(v, "announced") == true ? "announced" : "withdrawn") +
+                                 (field(v, "servable") == true ? "" : " (no servable backend)")});
+  if (field(b, "bird") != "running") {
+    rows.push_back({"  session", "unknown (BIRD: " + cell(b, "bird_error") + ")"});
+    return;
+  }
+  if (list(b, "sessions").empty()) rows.push_back({"  session", "none in BIRD"});
+  for (const json& s : list(b, "sessions"))
+    rows.push_back({"  session", cell(s, "name") + " (" + cell(s, "protocol") + "): " +
+                                     cell(s, "state") +
+                                     (cell(s, "info").empty() ? "" : ", " + cell(s, "info"))});
+}
+
 std::string render_status(const json& r) {
   std::string out = "sluice " + cell(r, "version") + ", pid " + cell(r, "pid");
   const json& up = field(r, "uptime_s");
@@ -141,10 +164,18 @@ std::string render_status(const json& r) {
   for (const json& v : list(r, "vips_in_panic")) panic += (panic.empty() ? "" : ", ") + cell(v);
   rows.push_back({"VIPs", cell(r, "vips") + (panic.empty() ? "" : " (in panic: " + panic + ")")});
   rows.push_back({"backends", cell(r, "backends") + ", " + cell(r, "backends_up") + " up"});
+  add_bgp_rows(field(r, "bgp"), rows);
   for (const auto& row : rows) {
     out += row[0] + std::string(12 - row[0].size(), ' ') + row[1] + "\n";
   }
   return out;
+}
+
+std::string render_instance_drain(const json& r) {
+  std::string routes;
+  for (const json& a : list(r, "announced")) routes += (routes.empty() ? "" : ", ") + cell(a);
+  return std::string(field(r, "instance_drained") == true ? "instance drained" : "instance undrained") +
+         "; announced: " + (routes.empty() ? "nothing" : routes) + "\n";
 }
 
 std::string render_vips(const json& r) {

@@ -20,6 +20,9 @@ namespace sluice {
 [[nodiscard]] std::string render_vips(const nlohmann::json& result);
 [[nodiscard]] std::string render_backends(const nlohmann::json& result);
 [[nodiscard]] std::string render_stats(const nlohmann::json& result);
+/// The result of `drain-instance` / `undrain-instance`: the instance's state
+/// and the addresses it still announces.
+[[nodiscard]] std::string render_instance_drain(const nlohmann::json& result);
 
 /// `sluice ctl cache`: per VIP hits, misses, hit ratio, fills,
 /// invalidations, evictions, entries and bytes; then the hottest keys.

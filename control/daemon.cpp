@@ -159,6 +159,7 @@ Daemon::Daemon(DaemonOptions options, Balancer balancer)
     // backends whose next hop is to be checked (as SIGHUP does).
     sync_health_targets();
     request_next_hop_refresh();
+    update_announcements();
   };
 }
 
@@ -188,6 +189,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
   std::unique_ptr<Daemon> d(new Daemon(options, std::move(balancer.value())));
   d->locks_ = std::move(locks);
   d->dpdk_ = std::move(dpdk);
+  if (Status s = d->open_announcer(); !s.ok()) return s.error();
   if (Status s = d->open_servers(); !s.ok()) return s.error();
   // Next hops first, so the first published table does not forward to a
   // zero MAC.
@@ -249,6 +251,7 @@ int Daemon::run() {
   schedule_active_flows_refresh();
   schedule_policy_update();
   start_cache();
+  update_announcements();
   spdlog::info("running (pid {}); SIGHUP reloads {}, SIGTERM stops", getpid(),
                options_.config_path);
   io_.run();
@@ -277,6 +280,13 @@ void Daemon::wait_signals() {
     next_hop_timer_.cancel();
     policy_timer_.cancel();
     active_flows_timer_.cancel();
+    // Withdrawn first, so the router moves flows away while this
+    // instance's fast path still forwards them.
+    if (announcer_) {
+      announce_timer_.cancel();
+      announcer_.reset();
+      spdlog::info("[bgp] routes withdrawn");
+    }
     checker_.reset();
     socket_.reset();
     metrics_.reset();
@@ -301,11 +311,13 @@ void Daemon::reload() {
   log_publish("reload", r.value(), balancer_->generation());
   sync_health_targets();
   request_next_hop_refresh();
+  update_announcements();
 }
 
 Status Daemon::open_servers() {
   const ControlSocketConfig& c = balancer_->config().control;
   const ControlHandler handler = [this](const nlohmann::json& request) {
+    if (auto r = bgp_request(request)) return *r;
     return handle_request(*balancer_, ctx_, request);
   };
   SocketServerOptions so;
@@ -466,6 +478,7 @@ void Daemon::publish(std::string_view why) {
     return;
   }
   if (r.value().changed) log_publish(why, r.value(), balancer_->generation());
+  update_announcements();
 }
 
 void Daemon::refresh_next_hops() {

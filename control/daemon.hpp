@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "control/announcer.hpp"
 #include "control/balancer.hpp"
 #include "control/cache_filler.hpp"
 #include "control/config.hpp"
@@ -117,6 +118,14 @@ class Daemon {
   void schedule_active_flows_refresh();
   /// Opens the hot-object cache of the XDP fast paths and starts its loop.
   void start_cache();
+  // [bgp] (daemon_bgp.cpp): opens the announcement routes when the config
+  // announces; keeps them in line with the Balancer (after every
+  // publication and at start); answers the commands that concern them
+  // (drain-instance, undrain-instance, and status's "bgp" part), or
+  // nullopt for every other request.
+  [[nodiscard]] Status open_announcer();
+  void update_announcements();
+  [[nodiscard]] std::optional<nlohmann::json> bgp_request(const nlohmann::json& request);
 
   // Damping state of one VIP, valid for the backend list it was built for.
   struct VipDamping {
@@ -143,6 +152,9 @@ class Daemon {
   // fast paths it resolves for.
   std::unique_ptr<NextHopRefresher> next_hops_;
   std::unique_ptr<CacheFiller> cache_;  // after io_: destroyed before it
+  std::unique_ptr<Announcer> announcer_;  // [bgp] announce = true only
+  asio::steady_timer announce_timer_{io_};  // routes held down until due
+  std::string last_announce_error_;
   std::map<std::string, VipDamping, std::less<>> damping_;
   std::string last_next_hop_error_;
   std::string last_active_flows_error_;

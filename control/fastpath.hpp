@@ -127,6 +127,16 @@ class Fastpath {
   [[nodiscard]] virtual Result<ActiveFlowCounts> active_flows() const {
     return Error{-EOPNOTSUPP, info().kind + " fast path does not count active flows"};
   }
+
+  /// Drops the flow-table entries of flows to `vip` (any port), so their
+  /// next packets are placed by the current table; returns how many. Used
+  /// before an instance behind ECMP announces a VIP again (Loader::
+  /// forget_flows_to says why). Errors: -EOPNOTSUPP (the default), or the
+  /// fast path's.
+  [[nodiscard]] virtual Result<uint64_t> forget_flows_to(const IpAddress& vip) {
+    (void)vip;
+    return Error{-EOPNOTSUPP, info().kind + " fast path cannot forget flows"};
+  }
 };
 
 }  // namespace sluice::control

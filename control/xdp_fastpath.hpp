@@ -37,6 +37,9 @@ class XdpFastpath final : public Fastpath {
   [[nodiscard]] Result<sluice_backend_stats> backend_stats(uint32_t backend_id) const override;
   /// Loader::active_flows over the whole flow map.
   [[nodiscard]] Result<ActiveFlowCounts> active_flows() const override;
+  [[nodiscard]] Result<uint64_t> forget_flows_to(const IpAddress& vip) override {
+    return loader_.forget_flows_to(vip);
+  }
 
   [[nodiscard]] xdp::Loader& loader() { return loader_; }
 

@@ -247,6 +247,16 @@ class Loader {
   /// max_keys). Errors: the map-read errno.
   [[nodiscard]] Result<ActiveFlows> active_flows(uint32_t max_keys = 0) const;
 
+  /// Deletes every flow-map entry (sluice_flows) of flows to `vip`, so the
+  /// next packet of each is placed by the current Maglev table. For an
+  /// instance behind ECMP about to announce the VIP again: flows the router
+  /// moved away while it was withdrawn may come back, and an entry it kept
+  /// (or re-pointed while its view of the backends was wrong) could send
+  /// them elsewhere than the other instances did. Walks the whole map (as
+  /// active_flows, key by key) and deletes with one syscall per key.
+  /// Returns the entries deleted. Errors: the map's errno.
+  [[nodiscard]] Result<uint64_t> forget_flows_to(const IpAddress& vip) const;
+
   [[nodiscard]] int ifindex() const { return ifindex_; }
   [[nodiscard]] const std::string& ifname() const { return ifname_; }
   [[nodiscard]] XdpMode mode() const { return mode_; }

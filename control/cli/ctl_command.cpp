@@ -288,6 +288,13 @@ void add_ctl(CLI::App& app, std::function<int()>* run) {
   };
   simple("status", "Daemon version, uptime, config generation, fast paths, VIP and backend counts",
          {{"cmd", "status"}}, render_status);
+  simple("drain-instance",
+         "Withdraw every VIP this instance announces over BGP ([bgp] announce = true) and keep "
+         "them withdrawn; the fast path goes on forwarding what still arrives. For maintenance: "
+         "the router moves the flows to the other instances first",
+         {{"cmd", "drain-instance"}}, render_instance_drain);
+  simple("undrain-instance", "Announce this instance's servable VIPs again",
+         {{"cmd", "undrain-instance"}}, render_instance_drain);
   simple("stats",
          "Counters: global, drops by reason, per VIP and per backend (cumulative; see `top` for "
          "rates), and flow-table capacity",

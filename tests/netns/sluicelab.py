@@ -41,7 +41,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -246,12 +246,17 @@ class Topology:
     lb: Host
     backends: list[Host]
     router_ns: str
+    # Every load balancer: lb first, then lb2, lb3, ... (several instances
+    # behind ECMP; tests/netns/bgplab.py).
+    lbs: list[Host] = field(default_factory=list)
 
     @classmethod
-    def make(cls, name: str, backends: int, clients: int) -> "Topology":
+    def make(cls, name: str, backends: int, clients: int, lbs: int = 1) -> "Topology":
         if not 1 <= backends <= 200 or not 1 <= clients <= 200:
             raise LabError("backends and clients: 1..200 each")
-        return cls(
+        if not 1 <= lbs <= 9:
+            raise LabError("load balancers: 1..9")
+        topo = cls(
             name=name,
             clients=[_host(name, f"client{k}", 1, k, f"10.91.{k}", f"fd00:91:{k}", "eth0", f"c{k}")
                      for k in range(1, clients + 1)],
@@ -261,9 +266,14 @@ class Topology:
             backends=[_host(name, f"backend{i}", 3, i, f"10.92.{i}", f"fd00:92:{i}", "eth0",
                             f"b{i}") for i in range(1, backends + 1)],
             router_ns=f"{name}-router")
+        # Interface names stay within 15 bytes: <name>-l<i>.
+        topo.lbs = [topo.lb] + [_host(name, f"lb{i}", 2, i - 1, f"10.90.{i - 1}",
+                                      f"fd00:90:{i - 1}", f"{name}-l{i}", f"lb{i}")
+                                for i in range(2, lbs + 1)]
+        return topo
 
     def hosts(self) -> list[Host]:
-        return [*self.clients, self.lb, *self.backends]
+        return [*self.clients, *self.lbs, *self.backends]
 
     def namespaces(self) -> list[str]:
         return [self.router_ns, *(h.ns for h in self.hosts())]
@@ -282,11 +292,14 @@ class Lab:
     Lab.load(name) to take over a lab another process brought up."""
 
     def __init__(self, backends: int = 3, clients: int = 1, name: str | None = None,
-                 sluice: str | None = None):
+                 sluice: str | None = None, lbs: int = 1, static_vip_routes: bool = True):
+        """`lbs` load balancers; with `static_vip_routes` false the router
+        has no route to the VIPs until something (BGP) adds them."""
         self.name = name or new_name()
         if not NAME_RE.match(self.name):
             raise LabError(f"lab name '{self.name}': 1-12 of a-z, 0-9, '-', starting with a letter")
-        self.topo = Topology.make(self.name, backends, clients)
+        self.static_vip_routes = static_vip_routes
+        self.topo = Topology.make(self.name, backends, clients, lbs)
         self.dir = LAB_ROOT / self.name
         self.sluice = sluice or find_sluice()
         self.procs: list[Proc] = []
@@ -306,6 +319,7 @@ class Lab:
         state = {
             "name": self.name, "backends": len(self.topo.backends),
             "clients": len(self.topo.clients), "sluice": self.sluice,
+            "lbs": len(self.topo.lbs), "static_vip_routes": self.static_vip_routes,
             "namespaces": self.namespaces, "pins": self.pins,
             "procs": [p.__dict__ for p in self.procs],
             "daemon": self.daemon.pid if self.daemon else None,
@@ -323,7 +337,8 @@ class Lab:
         except OSError as e:
             raise LabError(f"no lab named {name} ({path}: {e.strerror})") from None
         lab = cls(backends=state["backends"], clients=state["clients"], name=name,
-                  sluice=state["sluice"])
+                  sluice=state["sluice"], lbs=state.get("lbs", 1),
+                  static_vip_routes=state.get("static_vip_routes", True))
         lab.namespaces = state["namespaces"]
         lab.pins = state["pins"]
         lab.procs = [Proc(**p) for p in state["procs"]]
@@ -372,7 +387,8 @@ class Lab:
                 self._wire(router, h)
             for vip, host, plen, fam in ((VIP4, t.lb.addr4, 32, socket.AF_INET),
                                          (VIP6, t.lb.addr6, 128, socket.AF_INET6)):
-                router.route("add", dst=f"{vip}/{plen}", gateway=host, family=fam)
+                if self.static_vip_routes:
+                    router.route("add", dst=f"{vip}/{plen}", gateway=host, family=fam)
         finally:
             router.close()
 
@@ -381,8 +397,9 @@ class Lab:
         # attached to it (on this kernel, 6.18, turning GRO on is not
         # enough): the router's end gets sluice's decapsulator serving a
         # VIP no packet carries (TEST-NET-1), which passes every packet on.
-        run([self.sluice, "decap", "attach", t.lb.router_if, "--vip", PASS_ONLY_VIP],
-            ns=t.router_ns)
+        for lb in t.lbs:
+            run([self.sluice, "decap", "attach", lb.router_if, "--vip", PASS_ONLY_VIP],
+                ns=t.router_ns)
         # Veths have no RSS. Receive packet steering on the router's
         # client-facing ends spreads the router's work over all CPUs by flow
         # hash, but it does not keep a flow on one CPU at the LB: the LB
@@ -411,7 +428,11 @@ class Lab:
             "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
         ]
         if ns == self.topo.router_ns:
-            settings += ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]
+            settings += ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
+                         # ECMP over several LBs by the flow's 5-tuple (L4
+                         # hash), so a connection keeps its LB.
+                         "net.ipv4.fib_multipath_hash_policy=1",
+                         "net.ipv6.fib_multipath_hash_policy=1"]
         if ns in (b.ns for b in self.topo.backends):
             # The VIP on lo must not be answered for by ARP on eth0.
             settings += ["net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",

@@ -381,6 +381,38 @@ TEST(CtlRender, StatsShowFlowTableOccupancyWhenCounted) {
   EXPECT_NE(render_stats(r).find("2 on probation\n"), std::string::npos) << render_stats(r);
 }
 
+TEST(CtlRender, StatusShowsAnnouncementsAndBirdSessions) {
+  const json bgp = json::parse(R"({"announce": true, "table": 4242, "device": "sluice-vips",
+    "instance_drained": false, "routes": ["10.0.0.1"], "bird": "running",
+    "vips": [{"name": "web", "address": "10.0.0.1", "servable": true, "announced": true},
+             {"name": "dns", "address": "10.0.0.2", "servable": false, "announced": false}],
+    "sessions": [{"name": "uplink", "protocol": "BGP", "state": "up", "info": "Established"},
+                 {"name": "bfd1", "protocol": "BFD", "state": "up", "info": ""}]})");
+  const std::string text = render_status(json{{"bgp", bgp}});
+  EXPECT_NE(text.find("BGP         table 4242 via sluice-vips\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("  VIP       web 10.0.0.1: announced\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("  VIP       dns 10.0.0.2: withdrawn (no servable backend)\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("  session   uplink (BGP): up, Established\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("  session   bfd1 (BFD): up\n"), std::string::npos) << text;
+
+  json drained = bgp;
+  drained["instance_drained"] = true;
+  drained["bird"] = "unknown";
+  drained["bird_error"] = "/run/bird.ctl: No such file or directory";
+  const std::string d = render_status(json{{"bgp", drained}});
+  EXPECT_NE(d.find("INSTANCE DRAINED"), std::string::npos) << d;
+  EXPECT_NE(d.find("  session   unknown (BIRD: /run/bird.ctl: No such file or directory)\n"),
+            std::string::npos)
+      << d;
+  EXPECT_EQ(render_instance_drain(json::parse(R"({"instance_drained": true, "announced": []})")),
+            "instance drained; announced: nothing\n");
+  EXPECT_EQ(render_instance_drain(
+                json::parse(R"({"instance_drained": false, "announced": ["10.0.0.1"]})")),
+            "instance undrained; announced: 10.0.0.1\n");
+}
+
 TEST(CtlRender, SurvivesUnexpectedShapes) {
   for (const json& j : {json(), json(42), json::array(), json::parse(R"({"vips": 7})"),
                         json::parse(R"({"backends": [1, "x", null]})")}) {
@@ -390,6 +422,8 @@ TEST(CtlRender, SurvivesUnexpectedShapes) {
       (void)render_backends(j);
       (void)render_stats(j);
       (void)render_top(j, j, j);
+      (void)render_status(json{{"bgp", j}});
+      (void)render_instance_drain(j);
     });
   }
 }
