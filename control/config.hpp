@@ -173,6 +173,8 @@ struct EncapConfig {
   std::optional<std::array<uint8_t, 6>> gateway_mac;
   /// "xdp" or "dpdk": where the keys are, for messages.
   const char* section = "xdp";
+};
+
 /// Announcing the VIPs over BGP ([bgp]) for several instances behind ECMP:
 /// sluice keeps one route per servable VIP address in a kernel routing
 /// table of its own, through a TUN device that lives exactly as long as the
