@@ -155,7 +155,17 @@ class Proc:
     log: str
 
     def alive(self) -> bool:
-        return _start_time(self.pid) == self.start and not _is_zombie(self.pid)
+        if _start_time(self.pid) != self.start:
+            return False
+        if not _is_zombie(self.pid):
+            return True
+        # A killed thread-group leader is a zombie while its other threads
+        # still exit, holding its open files (a daemon's lock on its pin
+        # folder among them): alive until no thread but the leader is left.
+        try:
+            return len(os.listdir(f"/proc/{self.pid}/task")) > 1
+        except FileNotFoundError:
+            return False
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM to its process group, SIGKILL if still there after
