@@ -5,6 +5,7 @@
 #pragma once
 
 #include "consts.h"
+#include "flow.h"
 #include "types.h"
 
 /* memcached's longest key, bytes (KEY_MAX_LENGTH in memcached.h). */
@@ -42,16 +43,11 @@ SLUICE_INLINE sl_u32 sluice_cache_key_hash(const sl_u8 *key, sl_u32 len, sl_u32 
 	return h;
 }
 
-/* The finaliser of MurmurHash3 (fmix32): a bijection that spreads every
- * input bit over the output, so h and its mix act as two hashes. */
+/* h and sluice_fmix32(h) (flow.h; a bijection that spreads every input
+ * bit over the output) act as two hashes. */
 SLUICE_INLINE sl_u32 sluice_cache_mix(sl_u32 h)
 {
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
+	return sluice_fmix32(h);
 }
 
 /*

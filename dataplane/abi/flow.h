@@ -68,16 +68,22 @@ SLUICE_INLINE sl_u32 sluice_mm3_tail(sl_u32 h, sl_u32 k)
 	return h ^ k;
 }
 
-/* Finalisation: length in bytes, then fmix32 for full avalanche. */
-SLUICE_INLINE sl_u32 sluice_mm3_final(sl_u32 h, sl_u32 len)
+/* MurmurHash3's finaliser (fmix32): a bijection that spreads every input
+ * bit over every output bit. Also the hot-object cache's second hash. */
+SLUICE_INLINE sl_u32 sluice_fmix32(sl_u32 h)
 {
-	h ^= len;
 	h ^= h >> 16;
 	h *= 0x85ebca6bu;
 	h ^= h >> 13;
 	h *= 0xc2b2ae35u;
 	h ^= h >> 16;
 	return h;
+}
+
+/* Finalisation: length in bytes, then fmix32 for full avalanche. */
+SLUICE_INLINE sl_u32 sluice_mm3_final(sl_u32 h, sl_u32 len)
+{
+	return sluice_fmix32(h ^ len);
 }
 
 /* The address bytes that count for a family: 1 block (IPv4) or 4 (IPv6). */

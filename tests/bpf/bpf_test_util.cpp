@@ -28,10 +28,9 @@ bool bpf_required() {
   return v != nullptr && std::string(v) == "1";
 }
 
-XdpRun run_xdp(int prog_fd, const Bytes& in) {
+XdpRun run_xdp(int prog_fd, const Bytes& in, size_t out_room) {
   XdpRun r;
-  // Room for what the program may add in front (outer headers) and more.
-  r.out.assign(in.size() + 256, 0);
+  r.out.assign(in.size() + out_room, 0);
   bpf_test_run_opts opts{};
   opts.sz = sizeof(opts);
   opts.data_in = in.data();

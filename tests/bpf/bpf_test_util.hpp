@@ -39,7 +39,9 @@ struct XdpRun {
   uint32_t verdict = 0;  ///< XDP_* action
   Bytes out;             ///< the frame as the program left it
 };
-XdpRun run_xdp(int prog_fd, const Bytes& in);
+/// `out_room`: bytes of output buffer beyond the input's size, for what
+/// the program adds (outer headers, a reply longer than the request).
+XdpRun run_xdp(int prog_fd, const Bytes& in, size_t out_room = 256);
 
 /// Reads key of a per-CPU map whose value is `value_size` bytes of u64
 /// counters and returns the per-field sum over all possible CPUs.

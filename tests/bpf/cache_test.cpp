@@ -122,18 +122,8 @@ class CacheTest : public LbFixture {
 
   // Runs with room for a response bigger than the request.
   XdpRun run_big(const Bytes& in) {
-    XdpRun r;
-    r.out.assign(4096, 0);
-    bpf_test_run_opts opts{};
-    opts.sz = sizeof(opts);
-    opts.data_in = in.data();
-    opts.data_size_in = static_cast<uint32_t>(in.size());
-    opts.data_out = r.out.data();
-    opts.data_size_out = static_cast<uint32_t>(r.out.size());
-    opts.repeat = 1;
-    EXPECT_EQ(bpf_prog_test_run_opts(bpf_program__fd(skel()->progs.sluice_lb), &opts), 0);
-    r.verdict = opts.retval;
-    r.out.resize(opts.data_size_out);
+    XdpRun r = run_xdp(bpf_program__fd(skel()->progs.sluice_lb), in, 4096);
+    EXPECT_EQ(r.err, 0);
     return r;
   }
 
