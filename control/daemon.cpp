@@ -295,17 +295,26 @@ void Daemon::wait_signals() {
   });
 }
 
+namespace {
+
+// A failed reload's errors, one log line each (a config error names its
+// file, line and key on a line of its own).
+void log_reload_failure(const std::string& path, std::string_view how, std::string_view msg) {
+  spdlog::error("reload of {} ({}) failed; nothing changed:", path, how);
+  while (!msg.empty()) {
+    const size_t nl = msg.find('\n');
+    spdlog::error("  {}", msg.substr(0, nl));
+    if (nl == std::string_view::npos) break;
+    msg.remove_prefix(nl + 1);
+  }
+}
+
+}  // namespace
+
 void Daemon::reload() {
   auto r = reload_config_file(*balancer_, options_.config_path);
   if (!r.ok()) {
-    spdlog::error("reload of {} failed; nothing changed:", options_.config_path);
-    std::string_view msg = r.error().message;
-    while (!msg.empty()) {
-      const size_t nl = msg.find('\n');
-      spdlog::error("  {}", msg.substr(0, nl));
-      if (nl == std::string_view::npos) break;
-      msg.remove_prefix(nl + 1);
-    }
+    log_reload_failure(options_.config_path, "SIGHUP", r.error().message);
     return;
   }
   log_publish("reload", r.value(), balancer_->generation());
@@ -318,7 +327,17 @@ Status Daemon::open_servers() {
   const ControlSocketConfig& c = balancer_->config().control;
   const ControlHandler handler = [this](const nlohmann::json& request) {
     if (auto r = bgp_request(request)) return *r;
-    return handle_request(*balancer_, ctx_, request);
+    nlohmann::json response = handle_request(*balancer_, ctx_, request);
+    // The operator who ran `sluice ctl reload` sees the error; the log keeps
+    // it too, as for SIGHUP.
+    const auto cmd = request.is_object() ? request.find("cmd") : request.end();
+    if (cmd != request.end() && cmd->is_string() && *cmd == "reload" &&
+        response.value("ok", true) == false) {
+      const auto& error = response["error"];
+      log_reload_failure(options_.config_path, "sluice ctl",
+                         error.is_object() ? error.value("message", std::string{}) : std::string{});
+    }
+    return response;
   };
   SocketServerOptions so;
   so.path = c.path;
