@@ -459,8 +459,7 @@ FlowInsert FlowTable::insert(const FlowInsertHint& hint, const sluice_flow_key& 
   // The hint holds if nothing changed since it was made: then its bucket
   // had no entry under this signature (so not this key) and its slot is
   // still the one a search would choose.
-  const bool holds =
-      hint.version_ == b.version && hint.sig_ == sig && hint.now_ms_ == now_ms;
+  const bool holds = hint.version_ == b.version && hint.sig_ == sig && hint.now_ms_ == now_ms;
   if (holds && hint.take_ == static_cast<uint8_t>(Take::kFree)) [[likely]] {
     place(b, hint.slot_, key, sig, backend_id, now_ms);
     return FlowInsert::kInserted;

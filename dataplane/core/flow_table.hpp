@@ -89,10 +89,14 @@ struct FlowEntry {
 ///
 /// Layout: buckets of 8 slots, 448 bytes each (56 bytes per entry all-in),
 /// cache-line aligned and contiguous: one 64-byte header (8 16-bit
-/// signatures, 8 expiry deadlines, used/probation/TCP bit masks) followed by
-/// the 8 entries (40-byte key + 4-byte backend id + 4 spare). A lookup
-/// reads the header line, compares signatures, then reads only the key of
-/// a matching slot, which lies in the same 448-byte block (same DRAM page).
+/// signatures, 8 expiry deadlines, used/probation/TCP bit masks, a change
+/// count for insert hints) followed by the 8 entries (40-byte key + 4-byte
+/// backend id + 4 spare). A lookup reads the header line, compares the 8
+/// signatures at once (SSE2 / NEON, else portable code), then reads only
+/// the key of a matching slot, which lies in the same 448-byte block (same
+/// DRAM page). Slots 0, 3, 4 and 7 lie in one cache line each, the others
+/// straddle two; new entries take those four first, so up to half load
+/// most hits read two lines, not three.
 ///
 /// Hash: the caller passes the flow hash (sluice_flow_hash, computed once per
 /// packet and also used for Maglev's hash % M); the table never hashes. The
