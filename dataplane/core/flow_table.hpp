@@ -175,8 +175,9 @@ class FlowTable {
 
   /// lookup() for n packets at once (0..kMaxBurst; any beyond are not looked
   /// up), with the same answers and effects as n lookup() calls in order.
-  /// Prefetches every bucket first, then the keys whose signatures match,
-  /// then compares keys, so the memory accesses of the burst overlap. For a
+  /// Prefetches every bucket first, then the key of each bucket's first
+  /// slot whose signature matches, then compares keys, so the memory
+  /// accesses of the burst overlap. For a
   /// miss it also prefetches (for writing) the slot an insert would take, so
   /// the caller's insert() after Maglev finds it in cache.
   /// backend_out[i] gets the backend id or SLUICE_BACKEND_NONE; bit i of
