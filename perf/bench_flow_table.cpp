@@ -168,19 +168,20 @@ void BM_FlowTable_SingleLookupHit(benchmark::State& state) {
 }
 
 // One burst of new flows as the fast path handles it: lookup_burst (all
-// miss; it prefetches the slots the inserts will take), then one insert per
-// packet after Maglev. Returns the flows stored.
+// miss; it prefetches the slots the inserts will take and hints them), then
+// one hinted insert per packet after Maglev. Returns the flows stored.
 uint32_t miss_and_insert(Fixture& f, uint64_t& misses) {
   const sluice_flow_key* keys[kBurst];
   uint32_t out[kBurst];
+  FlowInsertHint hints[kBurst];
   const uint32_t* hashes = &f.pool.hashes[f.cursor];
   for (uint32_t i = 0; i < kBurst; ++i) keys[i] = &f.pool.keys[f.cursor + i];
-  const uint64_t hits = f.table->lookup_burst(keys, hashes, kBurst, f.now, out);
+  const uint64_t hits = f.table->lookup_burst(keys, hashes, kBurst, f.now, out, ~0ull, hints);
   uint32_t stored = 0;
   for (uint32_t i = 0; i < kBurst; ++i) {
     if ((hits >> i) & 1) continue;
     ++misses;
-    stored += f.table->insert(*keys[i], hashes[i], i, f.now) == FlowInsert::kInserted;
+    stored += f.table->insert(hints[i], *keys[i], hashes[i], i, f.now) == FlowInsert::kInserted;
   }
   ++f.now;
   f.cursor += kBurst;

@@ -5,6 +5,12 @@
 
 #include <sys/mman.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#elif defined(__ARM_NEON) && defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -26,17 +32,37 @@ using U64x2 = uint64_t __attribute__((vector_size(16)));
 using U32x4 = uint32_t __attribute__((vector_size(16)));
 using S32x4 = int32_t __attribute__((vector_size(16)));
 
-// Bit i set iff lane i of a is non-zero, for lanes that are 0 or all ones:
-// each lane keeps only its own bit, then the halves are OR-folded.
-inline uint32_t lane_mask(U16x8 a) {
+// Bit i set iff sigs[i] == sig. Portable: each equal lane keeps only its
+// own bit, then the halves are OR-folded (about 12 instructions).
+inline uint32_t sig_mask_portable(const uint16_t* sigs, uint16_t sig) {
+  U16x8 all;
+  std::memcpy(&all, sigs, sizeof all);
+  const U16x8 want = {sig, sig, sig, sig, sig, sig, sig, sig};
   const U16x8 own = {1, 2, 4, 8, 16, 32, 64, 128};
-  const U16x8 bits = a & own;
+  const U16x8 bits = (U16x8)(all == want) & own;
   uint64_t w[2];
   std::memcpy(w, &bits, sizeof w);
   uint64_t x = w[0] | w[1];
   x |= x >> 32;
   x |= x >> 16;
   return static_cast<uint32_t>(x & 0xFF);
+}
+
+// The same in 3-4 vector instructions where the ISA has a mask move: SSE2
+// narrows the 16-bit lanes to bytes (saturating keeps 0 and -1) and takes
+// their sign bits; NEON keeps each lane's own bit and sums the lanes.
+inline uint32_t sig_mask(const uint16_t* sigs, uint16_t sig) {
+#if defined(__SSE2__)
+  const __m128i eq = _mm_cmpeq_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sigs)),
+                                     _mm_set1_epi16(static_cast<short>(sig)));
+  return static_cast<uint32_t>(_mm_movemask_epi8(_mm_packs_epi16(eq, _mm_setzero_si128())));
+#elif defined(__ARM_NEON) && defined(__aarch64__)
+  static constexpr uint16_t kOwn[8] = {1, 2, 4, 8, 16, 32, 64, 128};
+  const uint16x8_t eq = vceqq_u16(vld1q_u16(sigs), vdupq_n_u16(sig));
+  return vaddvq_u16(vandq_u16(eq, vld1q_u16(kOwn)));
+#else
+  return sig_mask_portable(sigs, sig);
+#endif
 }
 
 inline U32x4 splat(uint32_t v) { return U32x4{v, v, v, v}; }
@@ -73,11 +99,24 @@ inline uint32_t lowest(uint32_t mask) { return static_cast<uint32_t>(__builtin_c
 
 inline uint8_t bit(uint32_t slot) { return static_cast<uint8_t>(1u << slot); }
 
-// A slot is 48 bytes, so half of them straddle two lines: fetch both ends.
+// Slots 0, 3, 4 and 7 lie within one cache line each (slot s starts at
+// byte 64 + 48 s of its bucket); the other four straddle two.
+constexpr uint32_t kOneLineSlots = 0b1001'1001;
+
+// The free slot a new entry takes (`free` != 0): a one-line slot if any,
+// so that at the loads a table runs at (half its slots or fewer) most
+// entries cost a hit two lines (header and slot), not three. Branch-free:
+// the straddling slots are looked at only if no one-line slot is free.
+inline uint32_t first_free(uint32_t free) {
+  return lowest((free & kOneLineSlots) | (free << 8)) & 7;
+}
+
+// A slot is 48 bytes, so half of them straddle two lines: fetch both ends
+// (the key and the backend id, the bytes a hit reads).
 template <class T>
 inline void prefetch_object(const T& object) {
   __builtin_prefetch(&object, 0, 3);
-  __builtin_prefetch(reinterpret_cast<const char*>(&object) + sizeof object - 1, 0, 3);
+  __builtin_prefetch(reinterpret_cast<const char*>(&object) + sizeof object - 5, 0, 3);
 }
 
 template <class T>
@@ -107,17 +146,25 @@ struct alignas(kCacheLine) FlowTable::Bucket {
   uint8_t used;       ///< bit i: slot i holds an entry
   uint8_t probation;  ///< bit i: that entry is on probation
   uint8_t tcp;        ///< bit i: its flow is TCP (tcp_idle_ms applies)
-  uint8_t pad[13];
+  uint8_t pad0;
+  /// Changes that matter to an insert (entries stored or freed, probation
+  /// entries hit), counted modulo 2^16: a FlowInsertHint made at one count
+  /// holds while the count is the same.
+  uint16_t version;
+  uint8_t pad[10];
   Slot slots[kSlotsPerBucket];
 
   /// Slots in use whose signature is `sig`: all 8 compared at once.
-  [[nodiscard]] uint32_t match(uint16_t sig) const {
-    U16x8 all;
-    std::memcpy(&all, sigs, sizeof all);
-    const U16x8 want = {sig, sig, sig, sig, sig, sig, sig, sig};
-    return lane_mask((U16x8)(all == want)) & used;
-  }
+  [[nodiscard]] uint32_t match(uint16_t sig) const { return sig_mask(sigs, sig) & used; }
 };
+
+uint32_t flow_table_detail::match_mask(const uint16_t sigs[8], uint16_t sig) {
+  return sig_mask(sigs, sig);
+}
+
+uint32_t flow_table_detail::match_mask_portable(const uint16_t sigs[8], uint16_t sig) {
+  return sig_mask_portable(sigs, sig);
+}
 
 // --- construction -----------------------------------------------------------
 
@@ -125,6 +172,7 @@ size_t FlowTable::bytes_needed(uint32_t capacity) {
   static_assert(sizeof(Bucket::Slot) == 48);
   static_assert(sizeof(Bucket) == 448, "8 slots of 56 bytes, header included");
   static_assert(offsetof(Bucket, slots) == kCacheLine, "slots start on the second line");
+  static_assert(sizeof(FlowInsertHint) == 12);
   if (capacity == 0 || capacity > kMaxCapacity) return 0;
   const size_t buckets = (size_t{capacity} + kSlotsPerBucket - 1) / kSlotsPerBucket;
   return buckets * sizeof(Bucket);
@@ -241,7 +289,7 @@ inline bool FlowTable::expired(const Bucket& b, uint32_t slot, uint32_t now_ms) 
 
 inline FlowTable::Target FlowTable::choose_slot(const Bucket& b, uint32_t now_ms) const {
   const uint32_t free = ~uint32_t{b.used} & kAllSlots;
-  if (free != 0) return {lowest(free), Take::kFree};
+  if (free != 0) return {first_free(free), Take::kFree};
   // One 32-bit rank per slot, and the largest wins. High bits: how far
   // past its deadline the entry is, sign bit flipped, so expired entries
   // (any state) outrank live ones, most overdue first; among live probation
@@ -273,24 +321,32 @@ inline FlowTable::Target FlowTable::choose_slot(const Bucket& b, uint32_t now_ms
 inline void FlowTable::free_slot(Bucket& b, uint32_t slot) {
   b.used = static_cast<uint8_t>(b.used & ~bit(slot));
   b.probation = static_cast<uint8_t>(b.probation & ~bit(slot));
+  ++b.version;
   --size_;
 }
 
 // A key match: a live entry is a hit (refreshed, maybe promoted); an
 // expired one is freed and is a miss.
 inline bool FlowTable::hit(Bucket& b, uint32_t slot, uint32_t now_ms, bool promote) {
-  if (expired(b, slot, now_ms)) {
+  const uint32_t deadline = b.deadline[slot];
+  if (passed(deadline, now_ms)) [[unlikely]] {
     free_slot(b, slot);
     ++stats_.expired;
     return false;
   }
-  if (promote && ((b.probation >> slot) & 1u)) {
-    b.probation = static_cast<uint8_t>(b.probation & ~bit(slot));
+  // Established entries (the steady state) skip this: a probation entry's
+  // deadline ranks it for eviction, so its hit changes what an insert
+  // would take, and outstanding hints must not hold.
+  uint32_t timeout_ms = timeouts_[(b.tcp >> slot) & 1u];
+  if ((b.probation >> slot) & 1u) [[unlikely]] {
+    if (promote) b.probation = static_cast<uint8_t>(b.probation & ~bit(slot));
+    ++b.version;
+    timeout_ms = timeout(b, slot);
   }
   // Skip the store when nothing changes: a line that stays clean is never
   // written back.
-  const uint32_t deadline = now_ms + timeout(b, slot);
-  if (b.deadline[slot] != deadline) b.deadline[slot] = deadline;
+  const uint32_t next = now_ms + timeout_ms;
+  if (deadline != next) b.deadline[slot] = next;
   return true;
 }
 
@@ -311,6 +367,20 @@ uint32_t FlowTable::lookup(const sluice_flow_key& key, uint32_t hash, uint32_t n
 uint64_t FlowTable::lookup_burst(const sluice_flow_key* const keys[], const uint32_t hashes[],
                                  uint32_t n, uint32_t now_ms, uint32_t backend_out[],
                                  uint64_t promote_mask) {
+  return lookup_burst_impl<false>(keys, hashes, n, now_ms, backend_out, promote_mask, nullptr);
+}
+
+uint64_t FlowTable::lookup_burst(const sluice_flow_key* const keys[], const uint32_t hashes[],
+                                 uint32_t n, uint32_t now_ms, uint32_t backend_out[],
+                                 uint64_t promote_mask, FlowInsertHint hints_out[]) {
+  return lookup_burst_impl<true>(keys, hashes, n, now_ms, backend_out, promote_mask, hints_out);
+}
+
+template <bool kHints>
+inline uint64_t FlowTable::lookup_burst_impl(const sluice_flow_key* const keys[],
+                                             const uint32_t hashes[], uint32_t n, uint32_t now_ms,
+                                             uint32_t backend_out[], uint64_t promote_mask,
+                                             FlowInsertHint hints_out[]) {
   Bucket* bucket[kMaxBurst];
   uint32_t match[kMaxBurst];
   if (n > kMaxBurst) n = kMaxBurst;
@@ -320,34 +390,49 @@ uint64_t FlowTable::lookup_burst(const sluice_flow_key* const keys[], const uint
     bucket[i] = &buckets_[bucket_index(hashes[i])];
     __builtin_prefetch(bucket[i], 1, 3);
   }
-  // Stage 2: signatures, then the keys they point at. A bucket with no
-  // match is a miss: prefetch the slot the caller's insert() will write.
+  // Stage 2: signatures, then the key they point at. Only the first
+  // matching slot's key is prefetched: a second match is a 16-bit
+  // signature collision (well under 0.1% of lookups), read on demand. A
+  // bucket with no match is a miss: prefetch (for writing) the slot the
+  // caller's insert() will take, and tell it which.
   for (uint32_t i = 0; i < n; ++i) {
     const Bucket& b = *bucket[i];
-    const uint32_t m = b.match(signature(hashes[i]));
+    const uint16_t sig = signature(hashes[i]);
+    const uint32_t m = b.match(sig);
     match[i] = m;
-    if (m == 0) {
-      const Target t = choose_slot(b, now_ms);
-      if (t.take != Take::kNone) prefetch_object_for_write(b.slots[t.slot]);
+    if (m != 0) [[likely]] {
+      prefetch_object(b.slots[lowest(m)]);
+      if constexpr (kHints) hints_out[i].take_ = static_cast<uint8_t>(Take::kStale);
+      continue;
     }
-    for (uint32_t k = m; k != 0; k &= k - 1) prefetch_object(b.slots[lowest(k)]);
+    const Target t = choose_slot(b, now_ms);
+    if (t.take != Take::kNone) prefetch_object_for_write(b.slots[t.slot]);
+    if constexpr (kHints) {
+      FlowInsertHint& h = hints_out[i];
+      h.now_ms_ = now_ms;
+      h.version_ = b.version;
+      h.sig_ = sig;
+      h.slot_ = static_cast<uint8_t>(t.slot);
+      h.take_ = static_cast<uint8_t>(t.take);
+    }
   }
   // Stage 3: compare keys, in packet order. Re-mask with `used`: an earlier
   // packet of the burst may have freed an expired slot of the same bucket.
   uint64_t hits = 0;
   for (uint32_t i = 0; i < n; ++i) {
     Bucket& b = *bucket[i];
-    backend_out[i] = SLUICE_BACKEND_NONE;
+    uint32_t backend = SLUICE_BACKEND_NONE;
     for (uint32_t m = match[i] & b.used; m != 0; m &= m - 1) {
       const uint32_t s = lowest(m);
-      if (key_equal(b.slots[s].key, *keys[i])) {
-        if (hit(b, s, now_ms, (promote_mask >> i) & 1)) {
-          backend_out[i] = b.slots[s].backend_id;
+      if (key_equal(b.slots[s].key, *keys[i])) [[likely]] {
+        if (hit(b, s, now_ms, (promote_mask >> i) & 1)) [[likely]] {
+          backend = b.slots[s].backend_id;
           hits |= uint64_t{1} << i;
         }
         break;
       }
     }
+    backend_out[i] = backend;
   }
   return hits;
 }
@@ -361,7 +446,45 @@ FlowInsert FlowTable::insert(const sluice_flow_key& key, uint32_t hash, uint32_t
   // The common case inline and lean: nothing under this signature (so not
   // a known flow) and a free slot.
   if (matches == 0 && free != 0) [[likely]] {
-    place(b, lowest(free), key, sig, backend_id, now_ms);
+    place(b, first_free(free), key, sig, backend_id, now_ms);
+    return FlowInsert::kInserted;
+  }
+  return insert_slow(b, matches, key, sig, backend_id, now_ms);
+}
+
+FlowInsert FlowTable::insert(const FlowInsertHint& hint, const sluice_flow_key& key, uint32_t hash,
+                             uint32_t backend_id, uint32_t now_ms) {
+  Bucket& b = buckets_[bucket_index(hash)];
+  const uint16_t sig = signature(hash);
+  // The hint holds if nothing changed since it was made: then its bucket
+  // had no entry under this signature (so not this key) and its slot is
+  // still the one a search would choose.
+  const bool holds = hint.version_ == b.version && hint.sig_ == sig && hint.now_ms_ == now_ms;
+  if (holds && hint.take_ == static_cast<uint8_t>(Take::kFree)) [[likely]] {
+    place(b, hint.slot_, key, sig, backend_id, now_ms);
+    return FlowInsert::kInserted;
+  }
+  return insert_by_hint_slow(hint, key, hash, backend_id, now_ms);
+}
+
+// The rest of insert(hint, ...), out of line (and a tail call: few
+// arguments) so that its common case needs no saved registers: a hint that
+// holds and evicts or refuses, or none (a full search).
+[[gnu::noinline]] FlowInsert FlowTable::insert_by_hint_slow(const FlowInsertHint& hint,
+                                                            const sluice_flow_key& key,
+                                                            uint32_t hash, uint32_t backend_id,
+                                                            uint32_t now_ms) {
+  Bucket& b = buckets_[bucket_index(hash)];
+  const uint16_t sig = signature(hash);
+  if (hint.take_ != static_cast<uint8_t>(Take::kStale) && hint.version_ == b.version &&
+      hint.sig_ == sig && hint.now_ms_ == now_ms) {
+    return take_slot(b, Target{hint.slot_, static_cast<Take>(hint.take_)}, key, sig, backend_id,
+                     now_ms);
+  }
+  const uint32_t matches = b.match(sig);
+  const uint32_t free = ~uint32_t{b.used} & kAllSlots;
+  if (matches == 0 && free != 0) {
+    place(b, first_free(free), key, sig, backend_id, now_ms);
     return FlowInsert::kInserted;
   }
   return insert_slow(b, matches, key, sig, backend_id, now_ms);
@@ -376,6 +499,7 @@ FlowInsert FlowTable::insert(const sluice_flow_key& key, uint32_t hash, uint32_t
     if (!expired(b, i, now_ms)) {
       b.slots[i].backend_id = backend_id;
       b.deadline[i] = now_ms + timeout(b, i);
+      ++b.version;  // a probation entry's deadline is its eviction rank
       ++stats_.replaced;
       return FlowInsert::kReplaced;
     }
@@ -385,9 +509,17 @@ FlowInsert FlowTable::insert(const sluice_flow_key& key, uint32_t hash, uint32_t
     break;
   }
 
-  const Target t = choose_slot(b, now_ms);
+  return take_slot(b, choose_slot(b, now_ms), key, sig, backend_id, now_ms);
+}
+
+// Stores a new flow in the slot choose_slot() picked, displacing what it
+// held.
+[[gnu::noinline]] FlowInsert FlowTable::take_slot(Bucket& b, Target t, const sluice_flow_key& key,
+                                                  uint16_t sig, uint32_t backend_id,
+                                                  uint32_t now_ms) {
   switch (t.take) {
     case Take::kNone:
+    case Take::kStale:
       ++stats_.insert_failed;
       return FlowInsert::kFull;
     case Take::kExpired:
@@ -416,6 +548,7 @@ inline void FlowTable::place(Bucket& b, uint32_t slot, const sluice_flow_key& ke
   b.probation = static_cast<uint8_t>(b.probation | own);
   const uint8_t tcp = key.proto == SLUICE_IPPROTO_TCP ? own : 0;
   b.tcp = static_cast<uint8_t>((b.tcp & ~own) | tcp);
+  ++b.version;
   ++size_;
   ++stats_.inserts;
 }

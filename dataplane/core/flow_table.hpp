@@ -14,6 +14,15 @@
 
 namespace sluice {
 
+namespace flow_table_detail {
+/// Bit i (0..7) set iff sigs[i] == sig: the bucket's signature compare,
+/// with SSE2 on x86-64, NEON on AArch64, else match_mask_portable(). For
+/// tests, which check that both agree.
+[[nodiscard]] uint32_t match_mask(const uint16_t sigs[8], uint16_t sig);
+/// match_mask() in portable C++ (GCC/Clang generic vectors).
+[[nodiscard]] uint32_t match_mask_portable(const uint16_t sigs[8], uint16_t sig);
+}  // namespace flow_table_detail
+
 /// Size and timeouts of a flow table, fixed at construction.
 struct FlowTableConfig {
   /// Entries wanted, 1..FlowTable::kMaxCapacity; rounded up to a multiple
@@ -47,6 +56,23 @@ enum class FlowInsert : uint8_t {
   kFull,      ///< not stored: every slot of the bucket holds a live established flow
 };
 
+/// What lookup_burst() learnt about a missed flow's bucket (the slot an
+/// insert would take, and how), so that the insert after it need not
+/// search the bucket again: pass it to insert(hint, ...). 12 bytes,
+/// opaque. It stays usable while the bucket is unchanged: any change to
+/// the bucket (an insert, a freed entry, a hit on a probation entry) or a
+/// different clock makes insert() fall back to a full search, with the
+/// same result either way. Meant for the inserts of the same burst.
+class FlowInsertHint {
+ private:
+  friend class FlowTable;
+  uint32_t now_ms_ = 0;   ///< the lookup's clock, ms
+  uint16_t version_ = 0;  ///< the bucket's change count when the hint was made
+  uint16_t sig_ = 0;      ///< the flow's signature (low 16 bits of its hash)
+  uint8_t slot_ = 0;      ///< the slot an insert takes
+  uint8_t take_ = 0;      ///< FlowTable::Take: how it takes it; 0 (kStale): no hint
+};
+
 /// One entry as find() reports it.
 struct FlowEntry {
   uint32_t backend_id;  ///< sluice_backend.id
@@ -63,10 +89,14 @@ struct FlowEntry {
 ///
 /// Layout: buckets of 8 slots, 448 bytes each (56 bytes per entry all-in),
 /// cache-line aligned and contiguous: one 64-byte header (8 16-bit
-/// signatures, 8 expiry deadlines, used/probation/TCP bit masks) followed by
-/// the 8 entries (40-byte key + 4-byte backend id + 4 spare). A lookup
-/// reads the header line, compares signatures, then reads only the key of
-/// a matching slot, which lies in the same 448-byte block (same DRAM page).
+/// signatures, 8 expiry deadlines, used/probation/TCP bit masks, a change
+/// count for insert hints) followed by the 8 entries (40-byte key + 4-byte
+/// backend id + 4 spare). A lookup reads the header line, compares the 8
+/// signatures at once (SSE2 / NEON, else portable code), then reads only
+/// the key of a matching slot, which lies in the same 448-byte block (same
+/// DRAM page). Slots 0, 3, 4 and 7 lie in one cache line each, the others
+/// straddle two; new entries take those four first, so up to half load
+/// most hits read two lines, not three.
 ///
 /// Hash: the caller passes the flow hash (sluice_flow_hash, computed once per
 /// packet and also used for Maglev's hash % M); the table never hashes. The
@@ -145,8 +175,9 @@ class FlowTable {
 
   /// lookup() for n packets at once (0..kMaxBurst; any beyond are not looked
   /// up), with the same answers and effects as n lookup() calls in order.
-  /// Prefetches every bucket first, then the keys whose signatures match,
-  /// then compares keys, so the memory accesses of the burst overlap. For a
+  /// Prefetches every bucket first, then the key of each bucket's first
+  /// slot whose signature matches, then compares keys, so the memory
+  /// accesses of the burst overlap. For a
   /// miss it also prefetches (for writing) the slot an insert would take, so
   /// the caller's insert() after Maglev finds it in cache.
   /// backend_out[i] gets the backend id or SLUICE_BACKEND_NONE; bit i of
@@ -154,6 +185,14 @@ class FlowTable {
   /// mask (bit i set: packet i hit).
   uint64_t lookup_burst(const sluice_flow_key* const keys[], const uint32_t hashes[], uint32_t n,
                         uint32_t now_ms, uint32_t backend_out[], uint64_t promote_mask = ~0ull);
+
+  /// lookup_burst() that also fills hints_out[i] (for packets 0..n-1; a
+  /// hit's hint is stale), for insert(hints_out[i], ...) after a miss and
+  /// Maglev: the insert then takes the slot found here without searching
+  /// again, if the bucket has not changed since.
+  uint64_t lookup_burst(const sluice_flow_key* const keys[], const uint32_t hashes[], uint32_t n,
+                        uint32_t now_ms, uint32_t backend_out[], uint64_t promote_mask,
+                        FlowInsertHint hints_out[]);
 
   /// Pins a flow to `backend_id`. A new key gets an entry on probation in a
   /// free slot, else in place of the longest-expired entry, else of the
@@ -164,6 +203,13 @@ class FlowTable {
   /// and a fresh last-seen time (the "backend was removed" case): kReplaced.
   FlowInsert insert(const sluice_flow_key& key, uint32_t hash, uint32_t backend_id,
                     uint32_t now_ms);
+
+  /// insert() of a flow that lookup_burst() missed, given the hint it made
+  /// for that flow (same key and hash); same result and effects as
+  /// insert(key, hash, backend_id, now_ms), which it falls back to when
+  /// the hint is stale.
+  FlowInsert insert(const FlowInsertHint& hint, const sluice_flow_key& key, uint32_t hash,
+                    uint32_t backend_id, uint32_t now_ms);
 
   /// Removes a flow's entry. Returns whether there was one.
   bool erase(const sluice_flow_key& key, uint32_t hash);
@@ -190,7 +236,9 @@ class FlowTable {
 
  private:
   struct Bucket;
-  enum class Take : uint8_t { kFree, kExpired, kProbation, kNone };
+  /// How an insert takes its slot; kNone: it cannot (bucket full of live
+  /// established entries); kStale: a hint that says nothing.
+  enum class Take : uint8_t { kStale, kFree, kExpired, kProbation, kNone };
   struct Target {
     uint32_t slot;
     Take take;
@@ -208,6 +256,14 @@ class FlowTable {
   FlowInsert insert_slow(Bucket& b, uint32_t matches, const sluice_flow_key& key, uint16_t sig,
                          uint32_t backend_id, uint32_t now_ms);
   bool hit(Bucket& b, uint32_t slot, uint32_t now_ms, bool promote);
+  FlowInsert insert_by_hint_slow(const FlowInsertHint& hint, const sluice_flow_key& key,
+                                 uint32_t hash, uint32_t backend_id, uint32_t now_ms);
+  FlowInsert take_slot(Bucket& b, Target t, const sluice_flow_key& key, uint16_t sig,
+                       uint32_t backend_id, uint32_t now_ms);
+  template <bool kHints>
+  uint64_t lookup_burst_impl(const sluice_flow_key* const keys[], const uint32_t hashes[],
+                             uint32_t n, uint32_t now_ms, uint32_t backend_out[],
+                             uint64_t promote_mask, FlowInsertHint hints_out[]);
 
   FlowTableConfig config_{};
   /// Timeout of an entry by state: index (on probation) * 2 + (TCP), ms.

@@ -84,6 +84,7 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
   const sluice_flow_key* keys[kMaxBurst];
   uint32_t hashes[kMaxBurst];
   uint32_t backends[kMaxBurst];
+  FlowInsertHint hints[kMaxBurst];  // by flow index: where a miss's insert goes
   uint16_t flow_pkt[kMaxBurst];
   uint16_t vip_pkts[kMaxBurst];
   uint32_t n_flows = 0;
@@ -134,11 +135,15 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
   }
 
   const uint64_t hits =
-      n_flows == 0 ? 0 : flows_.lookup_burst(keys, hashes, n_flows, now_ms, backends);
-  // The lookup results by packet index, for the in-order pass below.
+      n_flows == 0 ? 0 : flows_.lookup_burst(keys, hashes, n_flows, now_ms, backends, ~0ull, hints);
+  // The lookup results (and the flow index, for its hint) by packet index,
+  // for the in-order pass below.
   uint32_t found[kMaxBurst];
-  for (uint32_t j = 0; j < n_flows; ++j)
+  uint16_t flow_of[kMaxBurst];
+  for (uint32_t j = 0; j < n_flows; ++j) {
     found[flow_pkt[j]] = (hits >> j) & 1 ? backends[j] : SLUICE_BACKEND_NONE;
+    flow_of[flow_pkt[j]] = static_cast<uint16_t>(j);
+  }
 
   for (uint16_t v = 0; v < n_vip; ++v) {
     const uint16_t i = vip_pkts[v];
@@ -177,7 +182,8 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
     }
     ++g.flow_misses;
     p.new_flow = true;
-    if (flows_.insert(p.pr.key, p.hash, b->id, now_ms) == FlowInsert::kFull) ++g.flow_insert_failed;
+    if (flows_.insert(hints[flow_of[i]], p.pr.key, p.hash, b->id, now_ms) == FlowInsert::kFull)
+      ++g.flow_insert_failed;
     forward(s, m, p, *b, out);
   }
 

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <new>
 #include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "dataplane/abi/flow.h"
@@ -364,7 +366,8 @@ TEST(FlowTable, EvictionOrderInAFullBucket) {
   // Slot plan at now = 40000 (UDP idle 30000, probation 2000):
   //  0: established, last seen 100     -> expired 9900 ms ago, the longest
   //  1: established, last seen 39000   -> live
-  //     (slot 2 is k(4), slot 3 k(2), slot 4 k(3): insertion order)
+  //     (slots by insertion order, one-line slots 0, 3, 4, 7 first:
+  //     k(0) slot 0, k(1) 3, k(4) 4, k(2) 7, k(3) 1, k(5..7) 2, 5, 6)
   //  2: probation, inserted 38500      -> live, age 1500
   //  3: probation, inserted 39000      -> live, age 1000
   //  4: probation, inserted 37000      -> expired 1000 ms ago
@@ -490,10 +493,16 @@ TEST(FlowTable, SweepFreesExpiredEntries) {
 // --- bursts ---------------------------------------------------------------------
 
 // lookup_burst must answer, and change the table, exactly as lookup() in
-// packet order would: hits, misses, expired entries, duplicates in a burst.
-TEST(FlowTable, BurstGivesTheSameAnswersAsSingleLookups) {
-  FlowTable burst = make_table(2048);
-  FlowTable single = make_table(2048);
+// packet order would: hits, misses, expired entries, duplicates in a burst;
+// and its insert hints must change nothing either (run with and without;
+// the small table's buckets are full most of the time, so inserts evict
+// there).
+class FlowTableBurst : public ::testing::TestWithParam<std::tuple<bool, uint32_t>> {};
+
+TEST_P(FlowTableBurst, GivesTheSameAnswersAsSingleLookups) {
+  const auto [hinted, capacity] = GetParam();
+  FlowTable burst = make_table(capacity);
+  FlowTable single = make_table(capacity);
   Rng rng{std::mt19937(12345)};
   constexpr uint32_t kPool = 3000;
   std::vector<sluice_flow_key> pool(kPool);
@@ -516,7 +525,9 @@ TEST(FlowTable, BurstGivesTheSameAnswersAsSingleLookups) {
     }
     const uint64_t promote = (uint64_t{rng()} << 32) | rng();
     uint32_t out[FlowTable::kMaxBurst];
-    const uint64_t hits = burst.lookup_burst(keys, h, n, now, out, promote);
+    FlowInsertHint hints[FlowTable::kMaxBurst];
+    const uint64_t hits = hinted ? burst.lookup_burst(keys, h, n, now, out, promote, hints)
+                                 : burst.lookup_burst(keys, h, n, now, out, promote);
     for (uint32_t i = 0; i < n; ++i) {
       const uint32_t want = single.lookup(*keys[i], h[i], now, (promote >> i) & 1);
       ASSERT_EQ(out[i], want) << "round " << round << " packet " << i;
@@ -526,8 +537,9 @@ TEST(FlowTable, BurstGivesTheSameAnswersAsSingleLookups) {
     for (uint32_t i = 0; i < n; ++i) {
       if ((hits >> i) & 1) continue;
       const uint32_t backend = idx[i] % 97;
-      ASSERT_EQ(burst.insert(*keys[i], h[i], backend, now),
-                single.insert(*keys[i], h[i], backend, now));
+      const FlowInsert got = hinted ? burst.insert(hints[i], *keys[i], h[i], backend, now)
+                                    : burst.insert(*keys[i], h[i], backend, now);
+      ASSERT_EQ(got, single.insert(*keys[i], h[i], backend, now)) << "round " << round;
     }
     // 0-3 s per round: probation entries expire, busy flows stay.
     now += rng() % 3000;
@@ -537,7 +549,12 @@ TEST(FlowTable, BurstGivesTheSameAnswersAsSingleLookups) {
   EXPECT_EQ(burst.stats().expired, single.stats().expired);
   EXPECT_EQ(burst.stats().evicted_probation, single.stats().evicted_probation);
   EXPECT_EQ(burst.stats().evicted_expired, single.stats().evicted_expired);
+  EXPECT_EQ(burst.stats().insert_failed, single.stats().insert_failed);
+  EXPECT_EQ(burst.stats().replaced, single.stats().replaced);
   EXPECT_GT(burst.stats().expired + burst.stats().evicted_expired, 0u);
+  if (capacity < kPool / 4) {
+    EXPECT_GT(burst.stats().evicted_probation, 0u);
+  }
   for (uint32_t i = 0; i < kPool; ++i) {
     const auto a = burst.find(pool[i], hashes[i]);
     const auto b = single.find(pool[i], hashes[i]);
@@ -546,6 +563,86 @@ TEST(FlowTable, BurstGivesTheSameAnswersAsSingleLookups) {
       EXPECT_EQ(a->backend_id, b->backend_id);
       EXPECT_EQ(a->last_seen, b->last_seen);
       EXPECT_EQ(a->state, b->state);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(FlowTable, FlowTableBurst,
+                         ::testing::Combine(::testing::Bool(), ::testing::Values(2048u, 256u)),
+                         [](const ::testing::TestParamInfo<std::tuple<bool, uint32_t>>& p) {
+                           return std::string(std::get<0>(p.param) ? "Hinted" : "Plain") +
+                                  std::to_string(std::get<1>(p.param));
+                         });
+
+// A hint goes stale when its bucket changes after the lookup that made it.
+// Here a full bucket's only probation entry is the hinted victim of a new
+// flow, and a later packet of the same burst promotes it: the hinted insert
+// must not evict what is now an established flow (it searches again and
+// finds the bucket full).
+TEST(FlowTable, HintDoesNotEvictAnEntryPromotedSinceTheLookup) {
+  const uint32_t bucket = 9;
+  // Bucket 9 full: flow 0 on probation (inserted at 10, deadline 2010),
+  // flows 1..7 established.
+  auto fill = [&](FlowTable& t) {
+    for (uint32_t i = 0; i < 8; ++i) {
+      ASSERT_EQ(t.insert(client_flow(i), hash_in_bucket(t, bucket, 500 + i), i, 10),
+                FlowInsert::kInserted);
+    }
+    for (uint32_t i = 1; i < 8; ++i)
+      ASSERT_EQ(t.lookup(client_flow(i), hash_in_bucket(t, bucket, 500 + i), 20), i);
+  };
+  const sluice_flow_key newcomer = client_flow(100);
+  const sluice_flow_key victim = client_flow(0);
+  uint32_t out[2];
+  FlowInsertHint hints[2];
+
+  // The newcomer's hint names flow 0; the next packet promotes flow 0.
+  FlowTable t = make_table(1024);
+  fill(t);
+  const sluice_flow_key* keys[] = {&newcomer, &victim};
+  const uint32_t hashes[] = {hash_in_bucket(t, bucket, 600), hash_in_bucket(t, bucket, 500)};
+  ASSERT_EQ(t.lookup_burst(keys, hashes, 2, 30, out, ~0ull, hints), 0b10u);
+  EXPECT_EQ(t.insert(hints[0], newcomer, hashes[0], 100, 30), FlowInsert::kFull);
+  ASSERT_TRUE(t.find(victim, hashes[1]).has_value());
+  EXPECT_EQ(t.find(victim, hashes[1])->state, SLUICE_FLOW_ESTABLISHED);
+  EXPECT_FALSE(t.find(newcomer, hashes[0]).has_value());
+  EXPECT_EQ(t.stats().evicted_probation, 0u);
+  EXPECT_EQ(t.stats().insert_failed, 1u);
+
+  // Nothing in between: the hint holds and evicts the probation entry.
+  FlowTable u = make_table(1024);
+  fill(u);
+  ASSERT_EQ(u.lookup_burst(keys, hashes, 1, 30, out, ~0ull, hints), 0u);
+  EXPECT_EQ(u.insert(hints[0], newcomer, hashes[0], 100, 30), FlowInsert::kInserted);
+  EXPECT_FALSE(u.find(victim, hashes[1]).has_value());
+  EXPECT_EQ(u.stats().evicted_probation, 1u);
+
+  // A hint used on a later clock searches again: by 3000 flow 0 has
+  // expired, so it goes as an expired entry, not as a probation one.
+  FlowTable v = make_table(1024);
+  fill(v);
+  ASSERT_EQ(v.lookup_burst(keys, hashes, 1, 30, out, ~0ull, hints), 0u);
+  EXPECT_EQ(v.insert(hints[0], newcomer, hashes[0], 100, 3000), FlowInsert::kInserted);
+  EXPECT_EQ(v.stats().evicted_expired, 1u);
+  EXPECT_EQ(v.stats().evicted_probation, 0u);
+}
+
+// The signature compare's vector code (SSE2, NEON) agrees with the portable
+// one on every pattern of equal lanes, and on near misses (one bit off).
+TEST(FlowTable, SignatureMaskMatchesPortableCode) {
+  Rng rng{std::mt19937(99)};
+  for (uint32_t pattern = 0; pattern < 256; ++pattern) {
+    for (int round = 0; round < 20; ++round) {
+      const auto sig = static_cast<uint16_t>(rng());
+      uint16_t sigs[8];
+      for (uint32_t i = 0; i < 8; ++i) {
+        const auto other = static_cast<uint16_t>(sig ^ (1u << (rng() % 16)));
+        sigs[i] = ((pattern >> i) & 1) ? sig : (round % 2 ? other : static_cast<uint16_t>(rng()));
+      }
+      uint32_t want = 0;
+      for (uint32_t i = 0; i < 8; ++i) want |= static_cast<uint32_t>(sigs[i] == sig) << i;
+      ASSERT_EQ(flow_table_detail::match_mask_portable(sigs, sig), want) << pattern;
+      ASSERT_EQ(flow_table_detail::match_mask(sigs, sig), want) << pattern;
     }
   }
 }
