@@ -19,6 +19,7 @@
 
 #include "control/announcer.hpp"
 #include "control/balancer.hpp"
+#include "control/bird_client.hpp"
 #include "control/cache_filler.hpp"
 #include "control/config.hpp"
 #include "control/dpdk_runtime.hpp"
@@ -153,6 +154,7 @@ class Daemon {
   std::unique_ptr<NextHopRefresher> next_hops_;
   std::unique_ptr<CacheFiller> cache_;  // after io_: destroyed before it
   std::unique_ptr<Announcer> announcer_;  // [bgp] announce = true only
+  std::unique_ptr<BirdWatcher> bird_;     // [bgp] bird_socket only
   asio::steady_timer announce_timer_{io_};  // routes held down until due
   std::string last_announce_error_;
   std::map<std::string, VipDamping, std::less<>> damping_;
