@@ -177,7 +177,7 @@ bool parse_mac(std::string_view text, std::array<uint8_t, 6>& out) {
 // default and goes on checking the rest of the file.
 class Checker {
  public:
-  explicit Checker(std::string_view file) : file_(file) {}
+  Checker(std::string_view file, bool daemon) : file_(file), daemon_(daemon) {}
 
   void error(Pos p, std::string key, std::string message) {
     report_.errors.push_back({file_, p.line, p.column, std::move(key), std::move(message)});
@@ -317,8 +317,11 @@ class Checker {
   void load_backend(const toml::table& t, const std::string& path, const Config& config,
                     const VipConfig& vip, BackendConfig& out);
   void check_across(const toml::table& root, const Config& config);
+  // What `sluice run` / `sluice attach` need beyond a valid config.
+  void check_daemon(const toml::table& root, const Config& config);
 
   std::string file_;
+  bool daemon_;
   ConfigReport report_;
 };
 
@@ -691,10 +694,15 @@ void Checker::load_bgp(const toml::table& t, BgpConfig& out) {
       out.table = static_cast<uint32_t>(*id);
   }
   if (auto d = string(t, "device", p)) {
-    if (d->empty() || d->size() > 15 || d->find_first_of("/ \t") != std::string::npos)
+    if (d->empty() || d->size() > 15 || d->find_first_of("/: \t") != std::string::npos ||
+        *d == "." || *d == "..")
       error(t.get("device")->source().begin, child(p, "device"),
-            "expected an interface name (1-15 bytes, no '/' or spaces), got " +
+            "expected an interface name (1-15 bytes, no '/', ':' or spaces), got " +
                 describe(*t.get("device")));
+    else if (*d == "lo")
+      error(t.get("device")->source().begin, child(p, "device"),
+            "\"lo\" is the loopback interface; expected the name of a TUN device of sluice's "
+            "own (default \"sluice-vips\")");
     else
       out.device = *d;
   }
@@ -968,7 +976,37 @@ void Checker::load(const toml::table& root) {
     }
   }
   check_across(root, config);
+  if (daemon_) check_daemon(root, config);
   if (report_.errors.empty()) report_.config = std::move(config);
+}
+
+void Checker::check_daemon(const toml::table& root, const Config& config) {
+  if (!config.xdp && !config.dpdk)
+    error(root.source().begin, "xdp",
+          "missing; `sluice run` and `sluice attach` need an [xdp] or a [dpdk] section (the "
+          "fast path's interfaces and encap sources)");
+  if (!config.bgp || !config.bgp->announce) return;
+  const std::string& dev = config.bgp->device;
+  const toml::table& bt = *root.get_as<toml::table>("bgp");
+  const toml::node* n = bt.get("device");
+  const Pos at = n != nullptr ? n->source().begin : bt.source().begin;
+  if (config.xdp && std::find(config.xdp->interfaces.begin(), config.xdp->interfaces.end(),
+                              dev) != config.xdp->interfaces.end()) {
+    error(at, "bgp.device",
+          "\"" + dev + "\" is an [xdp] interface; expected the name of a TUN device of "
+          "sluice's own");
+    return;
+  }
+  // The daemon creates a TUN device of that name, or takes over a TUN
+  // device that exists (ip tuntap add); the kernel refuses the name of any
+  // other interface. Checked in the network namespace this runs in, as the
+  // daemon would.
+  const std::filesystem::path sys = std::filesystem::path("/sys/class/net") / dev;
+  std::error_code ec;
+  if (std::filesystem::exists(sys, ec) && !std::filesystem::exists(sys / "tun_flags", ec))
+    error(at, "bgp.device",
+          "an interface \"" + dev + "\" exists here and is not a TUN device; expected a name "
+          "free for sluice's TUN device");
 }
 
 bool issue_before(const ConfigIssue& a, const ConfigIssue& b) {
@@ -977,8 +1015,10 @@ bool issue_before(const ConfigIssue& a, const ConfigIssue& b) {
 
 }  // namespace
 
-ConfigReport parse_config(std::string_view text, std::string_view file) {
-  Checker checker(file);
+namespace {
+
+ConfigReport parse(std::string_view text, std::string_view file, bool daemon) {
+  Checker checker(file, daemon);
   try {
     const toml::table root = toml::parse(text, file);
     checker.load(root);
@@ -994,7 +1034,7 @@ ConfigReport parse_config(std::string_view text, std::string_view file) {
   return report;
 }
 
-Result<ConfigReport> load_config_file(const std::string& path) {
+Result<ConfigReport> load_file(const std::string& path, bool daemon) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) return Error{-EISDIR, path + ": is a directory"};
   std::ifstream in(path, std::ios::binary);
@@ -1005,7 +1045,23 @@ Result<ConfigReport> load_config_file(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) return Error{-EIO, path + ": cannot read"};
-  return parse_config(text.str(), path);
+  return parse(text.str(), path, daemon);
+}
+
+}  // namespace
+
+ConfigReport parse_config(std::string_view text, std::string_view file) {
+  return parse(text, file, false);
+}
+
+ConfigReport parse_daemon_config(std::string_view text, std::string_view file) {
+  return parse(text, file, true);
+}
+
+Result<ConfigReport> load_config_file(const std::string& path) { return load_file(path, false); }
+
+Result<ConfigReport> load_daemon_config_file(const std::string& path) {
+  return load_file(path, true);
 }
 
 }  // namespace sluice

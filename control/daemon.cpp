@@ -29,7 +29,8 @@ xdp::XdpMode xdp_mode(XdpAttachMode m) {
 }
 
 Result<Config> load(const std::string& path) {
-  auto loaded = load_config_file(path);
+  // The daemon's rules, as `sluice check-config` applies them.
+  auto loaded = load_daemon_config_file(path);
   if (!loaded.ok()) {
     spdlog::error("{}", loaded.error().message);
     return loaded.error();
@@ -46,11 +47,8 @@ Result<Config> load(const std::string& path) {
 Result<std::vector<std::unique_ptr<Fastpath>>> open_xdp(const DaemonOptions& options,
                                                         const Config& cfg,
                                                         std::vector<InstanceLock>& locks) {
-  if (!cfg.xdp) {
-    spdlog::error("{}: no [xdp] or [dpdk] section: a fast path needs its encap sources",
-                  options.config_path);
-    return Error{-EINVAL, "no [xdp] or [dpdk] section"};
-  }
+  // load() refused a config without [xdp] or [dpdk].
+  if (!cfg.xdp) return Error{-EINVAL, "no [xdp] section"};
   const std::vector<std::string> ifaces =
       options.interfaces.empty() ? cfg.xdp->interfaces : options.interfaces;
   if (ifaces.empty()) {

@@ -47,6 +47,10 @@ std::string write_temp(const std::string& name, const std::string& text) {
   return path;
 }
 
+// What every file `sluice run` takes needs: a fast path.
+const std::string kXdp =
+    "[xdp]\ninterfaces = [\"sluice-cli0\"]\nencap_source_v4 = \"192.0.2.10\"\n";
+
 TEST(Cli, CheckConfigExampleIsOk) {
   const Outcome r = sluice(std::string("check-config ") + SLUICE_EXAMPLE_CONFIG);
   EXPECT_EQ(r.code, 0) << r.err;
@@ -58,7 +62,7 @@ TEST(Cli, CheckConfigPrintsEveryErrorAndExits1) {
   const std::string path = write_temp("broken.toml",
                                       "[[vips]]\naddress = \"192.0.2.1\"\nport = 80\n"
                                       "[[vips.backends]]\naddress = \"10.0.0.1\"\nweight = -3\n"
-                                      "colour = \"red\"\n");
+                                      "colour = \"red\"\n" + kXdp);
   const Outcome r = sluice("check-config " + path);
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(r.out, "");
@@ -72,12 +76,45 @@ TEST(Cli, CheckConfigWarnsButPasses) {
   const std::string path = write_temp(
       "drained.toml",
       "[[vips]]\naddress = \"192.0.2.1\"\nport = 80\n[[vips.backends]]\naddress = "
-      "\"10.0.0.1\"\nweight = 0\n");
+      "\"10.0.0.1\"\nweight = 0\n" + kXdp);
   const Outcome r = sluice("check-config " + path);
   EXPECT_EQ(r.code, 0);
   EXPECT_EQ(r.out, path + ": ok (1 VIP, 1 backend)\n");
   EXPECT_EQ(r.err, path + ":1:1: vips[0]: warning: every backend has weight 0: the VIP is drained "
                           "(no new flows)\n");
+}
+
+TEST(Cli, CheckConfigRefusesWhatTheDaemonRefuses) {
+  struct Case {
+    const char* name;
+    std::string text;
+    std::string error;  // after "path:"
+  };
+  const std::string vip =
+      "[[vips]]\naddress = \"192.0.2.1\"\nport = 80\n[[vips.backends]]\naddress = "
+      "\"10.0.0.1\"\n";
+  const Case cases[] = {
+      {"no_fast_path.toml", vip,
+       "1:1: xdp: missing; `sluice run` and `sluice attach` need an [xdp] or a [dpdk] section "
+       "(the fast path's interfaces and encap sources)\n"},
+      {"bgp_lo.toml", vip + kXdp + "[bgp]\ntable = 10\ndevice = \"lo\"\n",
+       "11:10: bgp.device: \"lo\" is the loopback interface; expected the name of a TUN device "
+       "of sluice's own (default \"sluice-vips\")\n"},
+      {"bgp_xdp_if.toml",
+       vip + kXdp + "[bgp]\nannounce = true\ntable = 10\ndevice = \"sluice-cli0\"\n",
+       "12:10: bgp.device: \"sluice-cli0\" is an [xdp] interface; expected the name of a TUN "
+       "device of sluice's own\n"},
+      {"bgp_slash.toml", vip + kXdp + "[bgp]\ntable = 10\ndevice = \"a/b\"\n",
+       "11:10: bgp.device: expected an interface name (1-15 bytes, no '/', ':' or spaces), got "
+       "\"a/b\"\n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string path = write_temp(c.name, c.text);
+    const Outcome r = sluice("check-config " + path);
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.err, path + ":" + c.error + path + ": 1 error\n");
+  }
 }
 
 TEST(Cli, UsageErrorsAndUnreadableFilesExit2) {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -491,6 +492,46 @@ TEST(Config, ReadmeExampleIsValid) {
   EXPECT_TRUE(r.warnings.empty()) << testing::PrintToString(warnings_of(r));
   EXPECT_EQ(r.config->vips.size(), 2u);
   EXPECT_EQ(r.config->backend_count(), 3u);
+}
+
+// The daemon's rules (`sluice run`, `sluice attach`, `sluice check-config`).
+TEST(DaemonConfig, NeedsAFastPathSection) {
+  const ConfigReport r = parse_daemon_config(kVip, "t.toml");
+  EXPECT_EQ(errors_of(r), (std::vector<std::string>{
+                              "t.toml:1:1: xdp: missing; `sluice run` and `sluice attach` need "
+                              "an [xdp] or a [dpdk] section (the fast path's interfaces and "
+                              "encap sources)"}));
+  // The library alone takes it: an embedder brings its own fast path.
+  EXPECT_TRUE(parse_config(kVip, "t.toml").ok());
+  const std::string xdp =
+      std::string(kVip) + "[xdp]\ninterfaces = [\"eth9\"]\nencap_source_v4 = \"192.0.2.9\"\n";
+  const ConfigReport ok = parse_daemon_config(xdp, "t.toml");
+  EXPECT_TRUE(ok.ok()) << testing::PrintToString(errors_of(ok));
+}
+
+TEST(DaemonConfig, TheBgpDeviceMustNotBeAnExistingInterfaceOtherThanTun) {
+  // Any interface of this namespace that is not a TUN device (a veth, a
+  // NIC; lo is refused by name already).
+  std::string other;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/sys/class/net", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name != "lo" && name.size() <= 15 && name.find(':') == std::string::npos &&
+        !std::filesystem::exists(e.path() / "tun_flags", ec)) {
+      other = name;
+      break;
+    }
+  }
+  if (other.empty()) GTEST_SKIP() << "no interface other than lo and TUN devices here";
+  const std::string text = std::string(kVip) +
+                           "[xdp]\ninterfaces = [\"eth9\"]\nencap_source_v4 = \"192.0.2.9\"\n"
+                           "[bgp]\nannounce = true\ntable = 10\ndevice = \"" +
+                           other + "\"\n";
+  const ConfigReport r = parse_daemon_config(text, "t.toml");
+  EXPECT_EQ(errors_of(r), (std::vector<std::string>{
+                              "t.toml:12:10: bgp.device: an interface \"" + other +
+                              "\" exists here and is not a TUN device; expected a name free "
+                              "for sluice's TUN device"}));
 }
 
 TEST(Config, UnreadableFileIsAnError) {
