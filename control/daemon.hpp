@@ -30,6 +30,7 @@
 #include "control/next_hop_refresher.hpp"
 #include "control/policy.hpp"
 #include "control/socket_server.hpp"
+#include "control/vip_routes.hpp"
 
 namespace sluice::control {
 
@@ -119,12 +120,14 @@ class Daemon {
   void schedule_active_flows_refresh();
   /// Opens the hot-object cache of the XDP fast paths and starts its loop.
   void start_cache();
-  // [bgp] (daemon_bgp.cpp): opens the announcement routes when the config
-  // announces; keeps them in line with the Balancer (after every
-  // publication and at start); answers the commands that concern them
-  // (drain-instance, undrain-instance, and status's "bgp" part), or
-  // nullopt for every other request.
-  [[nodiscard]] Status open_announcer();
+  // [bgp] (daemon_bgp.cpp): starts reading BIRD when the config names its
+  // socket, and announces through `routes` (opened by start() before any
+  // fast path, null when the config does not announce); keeps the routes
+  // in line with the Balancer (after every publication and at start);
+  // answers the commands that concern them (drain-instance,
+  // undrain-instance, and status's "bgp" part), or nullopt for every other
+  // request.
+  void open_announcer(std::unique_ptr<VipRoutes> routes);
   void update_announcements();
   [[nodiscard]] std::optional<nlohmann::json> bgp_request(const nlohmann::json& request);
 

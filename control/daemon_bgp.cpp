@@ -61,18 +61,13 @@ json bird_state(const BgpConfig& cfg, const BirdWatcher* watcher) {
 
 }  // namespace
 
-Status Daemon::open_announcer() {
+void Daemon::open_announcer(std::unique_ptr<VipRoutes> routes) {
   const std::optional<BgpConfig>& bgp = balancer_->config().bgp;
   if (bgp && !bgp->bird_socket.empty())
     bird_ = std::make_unique<BirdWatcher>(bgp->bird_socket, kBirdTimeout, kBirdPeriod);
-  if (!bgp || !bgp->announce) return Ok{};
-  auto routes = VipRoutes::open(bgp->device, bgp->table);
-  if (!routes.ok()) {
-    spdlog::error("[bgp] device {}: {}", bgp->device, routes.error().message);
-    return routes.error();
-  }
+  if (!routes) return;
   spdlog::info("[bgp] announcing servable VIPs as routes through {} (ifindex {}) in table {}",
-               bgp->device, routes.value()->ifindex(), bgp->table);
+               routes->device(), routes->ifindex(), routes->table());
   // Entries the fast path kept for flows to an address it did not announce
   // may name another backend than the instances that carried those flows
   // meanwhile; the flows coming back are placed by the table instead.
@@ -86,10 +81,9 @@ Status Daemon::open_announcer() {
         spdlog::warn("[bgp] {}: {}", fp->info().interface, n.error().message);
     }
   };
-  announcer_ = std::make_unique<Announcer>(std::move(routes.value()),
+  announcer_ = std::make_unique<Announcer>(std::move(routes),
                                            std::chrono::milliseconds(bgp->announce_delay_ms),
                                            forget);
-  return Ok{};
 }
 
 void Daemon::update_announcements() {
