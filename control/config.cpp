@@ -172,6 +172,30 @@ bool parse_mac(std::string_view text, std::array<uint8_t, 6>& out) {
   return true;
 }
 
+// Why `a` cannot be a VIP (traffic to it does not reach one host as a
+// unicast flow), or nullptr.
+const char* unusable_as_vip(const IpAddress& a) {
+  const uint8_t* b = a.ip.bytes;
+  bool zero = true;
+  for (size_t i = 0; i < a.size(); ++i) zero = zero && b[i] == 0;
+  if (zero) return "the unspecified address";
+  if (a.is_v6()) return b[0] == 0xff ? "a multicast address (ff00::/8)" : nullptr;
+  if (b[0] >= 224 && b[0] <= 239) return "a multicast address (224.0.0.0/4)";
+  if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return "the broadcast address";
+  return nullptr;
+}
+
+// Why `a` cannot be a backend, or nullptr: the VIP's reasons, and loopback
+// (an encapsulated packet to it never leaves the balancer's host).
+const char* unusable_as_backend(const IpAddress& a) {
+  if (const char* why = unusable_as_vip(a)) return why;
+  const uint8_t* b = a.ip.bytes;
+  if (!a.is_v6()) return b[0] == 127 ? "a loopback address (127.0.0.0/8)" : nullptr;
+  for (size_t i = 0; i < 15; ++i)
+    if (b[i] != 0) return nullptr;
+  return b[15] == 1 ? "the loopback address" : nullptr;
+}
+
 // Reads one table at a time: every getter reports its own errors and
 // returns nullopt for a missing or bad value, so the caller keeps the
 // default and goes on checking the rest of the file.
@@ -322,6 +346,7 @@ class Checker {
 
   std::string file_;
   bool daemon_;
+  bool vip_port_valid_ = true;  // the VIP being loaded: its port is not in error
   ConfigReport report_;
 };
 
@@ -773,7 +798,11 @@ void Checker::load_backend(const toml::table& t, const std::string& p, const Con
   if (require(t, "address", p, "an IPv4 or IPv6 address")) {
     if (auto a = address(t, "address", p)) {
       out.addr = *a;
-      if (vip.addr.is_v6() && !a->is_v6())
+      if (const char* why = unusable_as_backend(*a))
+        error(t.get("address")->source().begin, child(p, "address"),
+              std::string("expected a unicast address of another host, got ") + why + " (" +
+                  a->to_string() + ")");
+      else if (vip.addr.is_v6() && !a->is_v6())
         error(t.get("address")->source().begin, child(p, "address"),
               "an IPv6 VIP needs IPv6 backends (there is no IPv6-in-IPv4 encapsulation), got " +
                   describe(*t.get("address")));
@@ -795,7 +824,7 @@ void Checker::load_backend(const toml::table& t, const std::string& p, const Con
     } else {
       out.health_check = *h;
       const HealthCheck* hc = config.find_health_check(*h);
-      if (hc->port == 0 && vip.port == 0)
+      if (hc->port == 0 && vip.port == 0 && vip_port_valid_)
         error(t.get("health_check")->source().begin, child(p, "health_check"),
               "the VIP has port 0 (every port), so health_checks." + *h + " needs a port");
     }
@@ -811,10 +840,20 @@ void Checker::load_vip(const toml::table& t, const std::string& p, const Config&
       t, p,
       {"name", "address", "port", "protocol", "policy", "hash", "cache", "table_size", "backends"});
   if (auto n = string(t, "name", p)) out.name = *n;
-  if (require(t, "address", p, "an IPv4 or IPv6 address"))
-    if (auto a = address(t, "address", p)) out.addr = *a;
+  if (require(t, "address", p, "an IPv4 or IPv6 address")) {
+    if (auto a = address(t, "address", p)) {
+      out.addr = *a;
+      if (const char* why = unusable_as_vip(*a))
+        error(t.get("address")->source().begin, child(p, "address"),
+              std::string("expected a unicast address, got ") + why + " (" + a->to_string() +
+                  ")");
+    }
+  }
+  const size_t errors_before_port = report_.errors.size();
   if (require(t, "port", p, "an integer 0..65535 (0 = every port)"))
     set_u(t, "port", p, 0, 65535, out.port);
+  // A bad port is reported once, not again by each backend's check of it.
+  vip_port_valid_ = report_.errors.size() == errors_before_port;
   if (auto c = choice(t, "protocol", p, {"tcp", "udp"})) out.protocol = static_cast<Protocol>(*c);
   if (auto c = choice(t, "policy", p, {"static", "least-conn", "fastest"}))
     out.policy = static_cast<Policy>(*c);
@@ -905,6 +944,22 @@ void Checker::check_across(const toml::table& root, const Config& config) {
       else if (a.name == b.name && ta.contains("name"))
         error(ta.get("name")->source().begin, index_path("vips", i) + ".name",
               "duplicate name \"" + a.name + "\" (also vips[" + std::to_string(j) + "])");
+    }
+    // A packet encapsulated toward a VIP address comes back to the
+    // balancers that announce it, never to a backend.
+    const toml::array* bes = ta.get_as<toml::array>("backends");
+    for (size_t k = 0; bes != nullptr && k < a.backends.size() && k < bes->size(); ++k) {
+      const auto* bt = (*bes)[k].as_table();
+      const toml::node* addr = bt != nullptr ? bt->get("address") : nullptr;
+      if (addr == nullptr) continue;
+      for (const VipConfig& v : config.vips) {
+        if (a.backends[k].addr != v.addr) continue;
+        error(addr->source().begin,
+              index_path(child(index_path("vips", i), "backends"), k) + ".address",
+              a.backends[k].addr.to_string() + " is the address of VIP " + v.name +
+                  "; expected a backend's own address");
+        break;
+      }
     }
   }
   if (const auto e = config.encap()) {

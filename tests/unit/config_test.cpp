@@ -75,6 +75,37 @@ INSTANTIATE_TEST_SUITE_P(
                   {"t.toml:1:1: vips[0].address: missing; expected an IPv4 or IPv6 address",
                    "t.toml:1:1: vips[0].port: missing; expected an integer 0..65535 (0 = every "
                    "port)"}},
+        ErrorCase{"bad_port_is_reported_once",
+                  "[health_checks.web]\ntype = \"tcp\"\n[[vips]]\naddress = \"192.0.2.1\"\n"
+                  "port = 99999\n[[vips.backends]]\naddress = \"10.0.0.1\"\n"
+                  "health_check = \"web\"\n[[vips.backends]]\naddress = \"10.0.0.2\"\n"
+                  "health_check = \"web\"\n",
+                  {"t.toml:5:8: vips[0].port: expected an integer 0..65535, got 99999"}},
+        ErrorCase{"vip_not_unicast",
+                  "[[vips]]\naddress = \"0.0.0.0\"\nport = 1\n[[vips]]\naddress = \"239.1.2.3\"\n"
+                  "port = 1\n[[vips]]\naddress = \"255.255.255.255\"\nport = 1\n[[vips]]\n"
+                  "address = \"ff02::1\"\nport = 1\n[[vips]]\naddress = \"::\"\nport = 1\n",
+                  {"t.toml:2:11: vips[0].address: expected a unicast address, got the "
+                   "unspecified address (0.0.0.0)",
+                   "t.toml:5:11: vips[1].address: expected a unicast address, got a multicast "
+                   "address (224.0.0.0/4) (239.1.2.3)",
+                   "t.toml:8:11: vips[2].address: expected a unicast address, got the broadcast "
+                   "address (255.255.255.255)",
+                   "t.toml:11:11: vips[3].address: expected a unicast address, got a multicast "
+                   "address (ff00::/8) (ff02::1)",
+                   "t.toml:14:11: vips[4].address: expected a unicast address, got the "
+                   "unspecified address (::)"}},
+        ErrorCase{"backend_not_another_host",
+                  "[[vips]]\naddress = \"192.0.2.1\"\nport = 80\n[[vips.backends]]\n"
+                  "address = \"127.0.0.2\"\n[[vips.backends]]\naddress = \"192.0.2.1\"\n"
+                  "[[vips]]\naddress = \"2001:db8::1\"\nport = 80\n[[vips.backends]]\n"
+                  "address = \"::1\"\n",
+                  {"t.toml:5:11: vips[0].backends[0].address: expected a unicast address of "
+                   "another host, got a loopback address (127.0.0.0/8) (127.0.0.2)",
+                   "t.toml:7:11: vips[0].backends[1].address: 192.0.2.1 is the address of VIP "
+                   "192.0.2.1:80/tcp; expected a backend's own address",
+                   "t.toml:12:11: vips[1].backends[0].address: expected a unicast address of "
+                   "another host, got the loopback address (::1)"}},
         ErrorCase{"bad_address",
                   "[[vips]]\naddress = \"192.0.2.300\"\nport = 1\n",
                   {"t.toml:2:11: vips[0].address: expected an IPv4 or IPv6 address, got "
