@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -129,7 +130,57 @@ TEST(Cli, UsageErrorsAndUnreadableFilesExit2) {
   EXPECT_EQ(sluice("maglev --backends 10.0.0.1,10.0.0.1").code, 2);
   EXPECT_EQ(sluice("maglev --backends 10.0.0.1 --weights 0").code, 2);
   EXPECT_EQ(sluice("maglev --backends 10.0.0.1 --compare-weights 1").code, 2);
+  EXPECT_EQ(sluice("maglev --backends 10.0.0.1 --weights 65536").code, 2);
+  EXPECT_EQ(sluice("maglev --backends 10.0.0.1 --weights -1").code, 2);
 }
+
+TEST(Cli, MaglevRefusesEmptyListItems) {
+  for (const char* args : {"--backends 10.0.0.1,,10.0.0.2", "--backends 10.0.0.1,",
+                           "--backends ,10.0.0.1", "--backends 10.0.0.1,10.0.0.2 --weights 1,,2",
+                           "--backends 10.0.0.1 --compare 10.0.0.1,,10.0.0.2"}) {
+    SCOPED_TRACE(args);
+    const Outcome r = sluice(std::string("maglev ") + args);
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("an empty item in"), std::string::npos) << r.err;
+  }
+}
+
+TEST(Cli, AnUnknownSubcommandIsNamed) {
+  const Outcome top = sluice("no-such-command");
+  EXPECT_EQ(top.code, 2);
+  EXPECT_EQ(top.err.rfind("unknown subcommand 'no-such-command' of sluice; expected one of: "
+                          "check-config, maglev, ",
+                          0),
+            0u)
+      << top.err;
+  const Outcome ctl = sluice("ctl statsu");
+  EXPECT_EQ(ctl.code, 2);
+  EXPECT_EQ(ctl.err.rfind("unknown subcommand 'statsu' of ctl; expected one of: ", 0), 0u)
+      << ctl.err;
+  // Still CLI11's own message when nothing was given.
+  EXPECT_NE(sluice("").err.find("A subcommand is required"), std::string::npos);
+}
+
+// The --help of `words` and of every subcommand below it (as the man page
+// generator walks them): no line wider than 72 columns, so sluice.1 (which
+// holds them verbatim, indented by 7) fits 80.
+void expect_help_fits(const std::string& words) {
+  const Outcome r = sluice(words + (words.empty() ? "" : " ") + "--help");
+  ASSERT_EQ(r.code, 0) << words;
+  std::istringstream lines(r.out);
+  std::string line;
+  bool in_subcommands = false;
+  std::vector<std::string> subs;
+  while (std::getline(lines, line)) {
+    EXPECT_LE(line.size(), 72u) << "sluice " << words << " --help: " << line;
+    if (line.rfind("Subcommands:", 0) == 0) in_subcommands = true;
+    if (in_subcommands && line.size() > 2 && line[0] == ' ' && line[1] == ' ' && line[2] != ' ')
+      subs.push_back(line.substr(2, line.find(' ', 2) - 2));
+  }
+  for (const std::string& sub : subs) expect_help_fits(words + (words.empty() ? "" : " ") + sub);
+}
+
+TEST(Cli, EveryHelpFitsTheManPage) { expect_help_fits(""); }
 
 TEST(Cli, HelpAndVersion) {
   for (const char* args : {"--help", "check-config --help", "maglev --help"}) {
