@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
-// The BIRD control-socket client: one `show protocols` exchange and the
-// parsing of its table.
+// The BIRD control-socket client: one `show protocols` exchange, the
+// parsing of its table, and the watcher that repeats it off the event loop.
 #include "control/bird_client.hpp"
 
 #include <poll.h>
@@ -158,6 +158,41 @@ Result<std::vector<BirdProtocol>> query_bird_protocols(const std::string& path,
   auto answered = read_until([](const std::string& s) { return complete(s); });
   if (!answered.ok()) return answered.error();
   return parse_bird_protocols(got);
+}
+
+BirdWatcher::BirdWatcher(std::string path, std::chrono::milliseconds timeout,
+                         std::chrono::milliseconds period)
+    : path_(std::move(path)), timeout_(timeout), period_(period), worker_([this] { work(); }) {}
+
+BirdWatcher::~BirdWatcher() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  worker_.join();
+}
+
+BirdReading BirdWatcher::reading() const {
+  std::lock_guard lock(mu_);
+  return last_;
+}
+
+void BirdWatcher::work() {
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    lock.unlock();
+    auto r = query_bird_protocols(path_, timeout_);
+    BirdReading got;
+    got.at = std::chrono::steady_clock::now();
+    if (r.ok())
+      got.protocols = std::move(r.value());
+    else
+      got.error = r.error().message;
+    lock.lock();
+    last_ = std::move(got);
+    wake_.wait_for(lock, period_, [this] { return stop_; });
+  }
 }
 
 }  // namespace sluice::control

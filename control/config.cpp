@@ -172,12 +172,36 @@ bool parse_mac(std::string_view text, std::array<uint8_t, 6>& out) {
   return true;
 }
 
+// Why `a` cannot be a VIP (traffic to it does not reach one host as a
+// unicast flow), or nullptr.
+const char* unusable_as_vip(const IpAddress& a) {
+  const uint8_t* b = a.ip.bytes;
+  bool zero = true;
+  for (size_t i = 0; i < a.size(); ++i) zero = zero && b[i] == 0;
+  if (zero) return "the unspecified address";
+  if (a.is_v6()) return b[0] == 0xff ? "a multicast address (ff00::/8)" : nullptr;
+  if (b[0] >= 224 && b[0] <= 239) return "a multicast address (224.0.0.0/4)";
+  if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return "the broadcast address";
+  return nullptr;
+}
+
+// Why `a` cannot be a backend, or nullptr: the VIP's reasons, and loopback
+// (an encapsulated packet to it never leaves the balancer's host).
+const char* unusable_as_backend(const IpAddress& a) {
+  if (const char* why = unusable_as_vip(a)) return why;
+  const uint8_t* b = a.ip.bytes;
+  if (!a.is_v6()) return b[0] == 127 ? "a loopback address (127.0.0.0/8)" : nullptr;
+  for (size_t i = 0; i < 15; ++i)
+    if (b[i] != 0) return nullptr;
+  return b[15] == 1 ? "the loopback address" : nullptr;
+}
+
 // Reads one table at a time: every getter reports its own errors and
 // returns nullopt for a missing or bad value, so the caller keeps the
 // default and goes on checking the rest of the file.
 class Checker {
  public:
-  explicit Checker(std::string_view file) : file_(file) {}
+  Checker(std::string_view file, bool daemon) : file_(file), daemon_(daemon) {}
 
   void error(Pos p, std::string key, std::string message) {
     report_.errors.push_back({file_, p.line, p.column, std::move(key), std::move(message)});
@@ -317,8 +341,12 @@ class Checker {
   void load_backend(const toml::table& t, const std::string& path, const Config& config,
                     const VipConfig& vip, BackendConfig& out);
   void check_across(const toml::table& root, const Config& config);
+  // What `sluice run` / `sluice attach` need beyond a valid config.
+  void check_daemon(const toml::table& root, const Config& config);
 
   std::string file_;
+  bool daemon_;
+  bool vip_port_valid_ = true;  // the VIP being loaded: its port is not in error
   ConfigReport report_;
 };
 
@@ -691,10 +719,15 @@ void Checker::load_bgp(const toml::table& t, BgpConfig& out) {
       out.table = static_cast<uint32_t>(*id);
   }
   if (auto d = string(t, "device", p)) {
-    if (d->empty() || d->size() > 15 || d->find_first_of("/ \t") != std::string::npos)
+    if (d->empty() || d->size() > 15 || d->find_first_of("/: \t") != std::string::npos ||
+        *d == "." || *d == "..")
       error(t.get("device")->source().begin, child(p, "device"),
-            "expected an interface name (1-15 bytes, no '/' or spaces), got " +
+            "expected an interface name (1-15 bytes, no '/', ':' or spaces), got " +
                 describe(*t.get("device")));
+    else if (*d == "lo")
+      error(t.get("device")->source().begin, child(p, "device"),
+            "\"lo\" is the loopback interface; expected the name of a TUN device of sluice's "
+            "own (default \"sluice-vips\")");
     else
       out.device = *d;
   }
@@ -765,7 +798,11 @@ void Checker::load_backend(const toml::table& t, const std::string& p, const Con
   if (require(t, "address", p, "an IPv4 or IPv6 address")) {
     if (auto a = address(t, "address", p)) {
       out.addr = *a;
-      if (vip.addr.is_v6() && !a->is_v6())
+      if (const char* why = unusable_as_backend(*a))
+        error(t.get("address")->source().begin, child(p, "address"),
+              std::string("expected a unicast address of another host, got ") + why + " (" +
+                  a->to_string() + ")");
+      else if (vip.addr.is_v6() && !a->is_v6())
         error(t.get("address")->source().begin, child(p, "address"),
               "an IPv6 VIP needs IPv6 backends (there is no IPv6-in-IPv4 encapsulation), got " +
                   describe(*t.get("address")));
@@ -787,7 +824,7 @@ void Checker::load_backend(const toml::table& t, const std::string& p, const Con
     } else {
       out.health_check = *h;
       const HealthCheck* hc = config.find_health_check(*h);
-      if (hc->port == 0 && vip.port == 0)
+      if (hc->port == 0 && vip.port == 0 && vip_port_valid_)
         error(t.get("health_check")->source().begin, child(p, "health_check"),
               "the VIP has port 0 (every port), so health_checks." + *h + " needs a port");
     }
@@ -803,10 +840,20 @@ void Checker::load_vip(const toml::table& t, const std::string& p, const Config&
       t, p,
       {"name", "address", "port", "protocol", "policy", "hash", "cache", "table_size", "backends"});
   if (auto n = string(t, "name", p)) out.name = *n;
-  if (require(t, "address", p, "an IPv4 or IPv6 address"))
-    if (auto a = address(t, "address", p)) out.addr = *a;
+  if (require(t, "address", p, "an IPv4 or IPv6 address")) {
+    if (auto a = address(t, "address", p)) {
+      out.addr = *a;
+      if (const char* why = unusable_as_vip(*a))
+        error(t.get("address")->source().begin, child(p, "address"),
+              std::string("expected a unicast address, got ") + why + " (" + a->to_string() +
+                  ")");
+    }
+  }
+  const size_t errors_before_port = report_.errors.size();
   if (require(t, "port", p, "an integer 0..65535 (0 = every port)"))
     set_u(t, "port", p, 0, 65535, out.port);
+  // A bad port is reported once, not again by each backend's check of it.
+  vip_port_valid_ = report_.errors.size() == errors_before_port;
   if (auto c = choice(t, "protocol", p, {"tcp", "udp"})) out.protocol = static_cast<Protocol>(*c);
   if (auto c = choice(t, "policy", p, {"static", "least-conn", "fastest"}))
     out.policy = static_cast<Policy>(*c);
@@ -898,6 +945,22 @@ void Checker::check_across(const toml::table& root, const Config& config) {
         error(ta.get("name")->source().begin, index_path("vips", i) + ".name",
               "duplicate name \"" + a.name + "\" (also vips[" + std::to_string(j) + "])");
     }
+    // A packet encapsulated toward a VIP address comes back to the
+    // balancers that announce it, never to a backend.
+    const toml::array* bes = ta.get_as<toml::array>("backends");
+    for (size_t k = 0; bes != nullptr && k < a.backends.size() && k < bes->size(); ++k) {
+      const auto* bt = (*bes)[k].as_table();
+      const toml::node* addr = bt != nullptr ? bt->get("address") : nullptr;
+      if (addr == nullptr) continue;
+      for (const VipConfig& v : config.vips) {
+        if (a.backends[k].addr != v.addr) continue;
+        error(addr->source().begin,
+              index_path(child(index_path("vips", i), "backends"), k) + ".address",
+              a.backends[k].addr.to_string() + " is the address of VIP " + v.name +
+                  "; expected a backend's own address");
+        break;
+      }
+    }
   }
   if (const auto e = config.encap()) {
     bool v4 = false, v6 = false;
@@ -968,7 +1031,37 @@ void Checker::load(const toml::table& root) {
     }
   }
   check_across(root, config);
+  if (daemon_) check_daemon(root, config);
   if (report_.errors.empty()) report_.config = std::move(config);
+}
+
+void Checker::check_daemon(const toml::table& root, const Config& config) {
+  if (!config.xdp && !config.dpdk)
+    error(root.source().begin, "xdp",
+          "missing; `sluice run` and `sluice attach` need an [xdp] or a [dpdk] section (the "
+          "fast path's interfaces and encap sources)");
+  if (!config.bgp || !config.bgp->announce) return;
+  const std::string& dev = config.bgp->device;
+  const toml::table& bt = *root.get_as<toml::table>("bgp");
+  const toml::node* n = bt.get("device");
+  const Pos at = n != nullptr ? n->source().begin : bt.source().begin;
+  if (config.xdp && std::find(config.xdp->interfaces.begin(), config.xdp->interfaces.end(),
+                              dev) != config.xdp->interfaces.end()) {
+    error(at, "bgp.device",
+          "\"" + dev + "\" is an [xdp] interface; expected the name of a TUN device of "
+          "sluice's own");
+    return;
+  }
+  // The daemon creates a TUN device of that name, or takes over a TUN
+  // device that exists (ip tuntap add); the kernel refuses the name of any
+  // other interface. Checked in the network namespace this runs in, as the
+  // daemon would.
+  const std::filesystem::path sys = std::filesystem::path("/sys/class/net") / dev;
+  std::error_code ec;
+  if (std::filesystem::exists(sys, ec) && !std::filesystem::exists(sys / "tun_flags", ec))
+    error(at, "bgp.device",
+          "an interface \"" + dev + "\" exists here and is not a TUN device; expected a name "
+          "free for sluice's TUN device");
 }
 
 bool issue_before(const ConfigIssue& a, const ConfigIssue& b) {
@@ -977,8 +1070,10 @@ bool issue_before(const ConfigIssue& a, const ConfigIssue& b) {
 
 }  // namespace
 
-ConfigReport parse_config(std::string_view text, std::string_view file) {
-  Checker checker(file);
+namespace {
+
+ConfigReport parse(std::string_view text, std::string_view file, bool daemon) {
+  Checker checker(file, daemon);
   try {
     const toml::table root = toml::parse(text, file);
     checker.load(root);
@@ -994,7 +1089,7 @@ ConfigReport parse_config(std::string_view text, std::string_view file) {
   return report;
 }
 
-Result<ConfigReport> load_config_file(const std::string& path) {
+Result<ConfigReport> load_file(const std::string& path, bool daemon) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) return Error{-EISDIR, path + ": is a directory"};
   std::ifstream in(path, std::ios::binary);
@@ -1005,7 +1100,23 @@ Result<ConfigReport> load_config_file(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) return Error{-EIO, path + ": cannot read"};
-  return parse_config(text.str(), path);
+  return parse(text.str(), path, daemon);
+}
+
+}  // namespace
+
+ConfigReport parse_config(std::string_view text, std::string_view file) {
+  return parse(text, file, false);
+}
+
+ConfigReport parse_daemon_config(std::string_view text, std::string_view file) {
+  return parse(text, file, true);
+}
+
+Result<ConfigReport> load_config_file(const std::string& path) { return load_file(path, false); }
+
+Result<ConfigReport> load_daemon_config_file(const std::string& path) {
+  return load_file(path, true);
 }
 
 }  // namespace sluice

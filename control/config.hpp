@@ -249,4 +249,16 @@ struct ConfigReport {
 /// cannot be read; problems in its content are in the report.
 [[nodiscard]] Result<ConfigReport> load_config_file(const std::string& path);
 
+/// parse_config plus what the daemon (`sluice run`, `sluice attach`) needs
+/// to start: an [xdp] or [dpdk] section, and with [bgp] announce a device
+/// name that can be sluice's TUN device in this network namespace (not an
+/// [xdp] interface, not an existing interface other than a TUN device).
+/// The daemon starts from this, and `sluice check-config` reports this, so
+/// a file check-config passes is one the daemon takes.
+[[nodiscard]] ConfigReport parse_daemon_config(std::string_view text, std::string_view file);
+
+/// load_config_file with the daemon's rules (parse_daemon_config). Errors:
+/// as load_config_file.
+[[nodiscard]] Result<ConfigReport> load_daemon_config_file(const std::string& path);
+
 }  // namespace sluice

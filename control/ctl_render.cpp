@@ -133,6 +133,10 @@ void add_bgp_rows(const json& b, std::vector<std::vector<std::string>>& rows) {
     rows.push_back({"  VIP", cell(v, "name") + " " + cell(v, "address") + ": " +
                                  (field(v, "announced") == true ? "announced" : "withdrawn") +
                                  (field(v, "servable") == true ? "" : " (no servable backend)")});
+  // BIRD is read about once a second off the daemon's loop: how old the
+  // sessions shown are.
+  const json& age = field(b, "bird_age_ms");
+  if (age.is_number_integer()) rows.push_back({"  BIRD", "read " + cell(age) + " ms ago"});
   if (field(b, "bird") != "running") {
     rows.push_back({"  session", "unknown (BIRD: " + cell(b, "bird_error") + ")"});
     return;

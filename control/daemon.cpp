@@ -29,7 +29,8 @@ xdp::XdpMode xdp_mode(XdpAttachMode m) {
 }
 
 Result<Config> load(const std::string& path) {
-  auto loaded = load_config_file(path);
+  // The daemon's rules, as `sluice check-config` applies them.
+  auto loaded = load_daemon_config_file(path);
   if (!loaded.ok()) {
     spdlog::error("{}", loaded.error().message);
     return loaded.error();
@@ -43,14 +44,45 @@ Result<Config> load(const std::string& path) {
 
 // The XDP fast paths of `sluice attach` / `sluice run` with [xdp], each
 // interface locked first. Errors are logged.
+// An interface this start attached a program to with maps it made new.
+struct FreshAttach {
+  std::string ifname;
+  int ifindex;
+  std::string pin_root;
+};
+
+// Undoes the fresh attaches of a start that failed after them: the program
+// is detached and its maps unpinned, so no fast path is left running with
+// no daemon to publish to it. A program that replaced a previous
+// instance's and re-used its pinned maps stays: the interface then
+// forwards as it did before this start, as after a stop.
+struct UndoFreshAttaches {
+  std::vector<FreshAttach> fresh;
+  bool keep = false;
+  UndoFreshAttaches() = default;
+  UndoFreshAttaches(const UndoFreshAttaches&) = delete;
+  UndoFreshAttaches& operator=(const UndoFreshAttaches&) = delete;
+  ~UndoFreshAttaches() {
+    if (keep) return;
+    for (const FreshAttach& f : fresh) {
+      const auto d = xdp::detach_interface(f.ifindex);
+      const auto u = xdp::unpin_maps(f.pin_root);
+      if (d.ok() && u.ok())
+        spdlog::info("{}: start failed: XDP program detached, maps under {} unpinned", f.ifname,
+                     f.pin_root);
+      else
+        spdlog::error("{}: start failed, and undoing the attach failed: {}", f.ifname,
+                      !d.ok() ? d.error().message : u.error().message);
+    }
+  }
+};
+
 Result<std::vector<std::unique_ptr<Fastpath>>> open_xdp(const DaemonOptions& options,
                                                         const Config& cfg,
-                                                        std::vector<InstanceLock>& locks) {
-  if (!cfg.xdp) {
-    spdlog::error("{}: no [xdp] or [dpdk] section: a fast path needs its encap sources",
-                  options.config_path);
-    return Error{-EINVAL, "no [xdp] or [dpdk] section"};
-  }
+                                                        std::vector<InstanceLock>& locks,
+                                                        std::vector<FreshAttach>& fresh) {
+  // load() refused a config without [xdp] or [dpdk].
+  if (!cfg.xdp) return Error{-EINVAL, "no [xdp] section"};
   const std::vector<std::string> ifaces =
       options.interfaces.empty() ? cfg.xdp->interfaces : options.interfaces;
   if (ifaces.empty()) {
@@ -96,6 +128,8 @@ Result<std::vector<std::unique_ptr<Fastpath>>> open_xdp(const DaemonOptions& opt
       return fp.error();
     }
     const FastpathInfo info = fp.value()->info();
+    if (!info.reused_pinned_maps)
+      fresh.push_back({ifname, info.ifindex, fp.value()->loader().pin_root()});
     spdlog::info("{}: XDP program {} attached ({} mode, ifindex {}); maps {} under {}",
                  info.interface, info.prog_id, info.mode, info.ifindex,
                  info.reused_pinned_maps ? "re-used (flows kept)" : "new",
@@ -167,6 +201,20 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
   auto config = load(options.config_path);
   if (!config.ok()) return config.error();
   Config& cfg = config.value();
+  // What can fail without touching an interface comes first: the [bgp]
+  // device (a name the kernel refuses, or one held by another daemon).
+  std::unique_ptr<VipRoutes> routes;
+  if (cfg.bgp && cfg.bgp->announce) {
+    auto r = VipRoutes::open(cfg.bgp->device, cfg.bgp->table);
+    if (!r.ok()) {
+      spdlog::error("[bgp] device {}: {}", cfg.bgp->device, r.error().message);
+      return r.error();
+    }
+    routes = std::move(r.value());
+  }
+  // Declared before the daemon: on a failed start it runs after the daemon,
+  // its fast paths and locks are gone.
+  UndoFreshAttaches undo;
   std::vector<InstanceLock> locks;
   std::vector<std::unique_ptr<Fastpath>> fastpaths;
   std::unique_ptr<DpdkRuntime> dpdk;
@@ -176,7 +224,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
     dpdk = std::move(started.value());
     fastpaths.push_back(dpdk->fastpath());
   } else {
-    auto xdp = open_xdp(options, cfg, locks);
+    auto xdp = open_xdp(options, cfg, locks, undo.fresh);
     if (!xdp.ok()) return xdp.error();
     fastpaths = std::move(xdp.value());
   }
@@ -189,7 +237,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
   std::unique_ptr<Daemon> d(new Daemon(options, std::move(balancer.value())));
   d->locks_ = std::move(locks);
   d->dpdk_ = std::move(dpdk);
-  if (Status s = d->open_announcer(); !s.ok()) return s.error();
+  d->open_announcer(std::move(routes));
   if (Status s = d->open_servers(); !s.ok()) return s.error();
   // Next hops first, so the first published table does not forward to a
   // zero MAC.
@@ -228,6 +276,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options) {
     }
     d->pidfile_written_ = true;
   }
+  undo.keep = true;
   return d;
 }
 

@@ -19,6 +19,7 @@
 
 #include "control/announcer.hpp"
 #include "control/balancer.hpp"
+#include "control/bird_client.hpp"
 #include "control/cache_filler.hpp"
 #include "control/config.hpp"
 #include "control/dpdk_runtime.hpp"
@@ -29,6 +30,7 @@
 #include "control/next_hop_refresher.hpp"
 #include "control/policy.hpp"
 #include "control/socket_server.hpp"
+#include "control/vip_routes.hpp"
 
 namespace sluice::control {
 
@@ -118,12 +120,14 @@ class Daemon {
   void schedule_active_flows_refresh();
   /// Opens the hot-object cache of the XDP fast paths and starts its loop.
   void start_cache();
-  // [bgp] (daemon_bgp.cpp): opens the announcement routes when the config
-  // announces; keeps them in line with the Balancer (after every
-  // publication and at start); answers the commands that concern them
-  // (drain-instance, undrain-instance, and status's "bgp" part), or
-  // nullopt for every other request.
-  [[nodiscard]] Status open_announcer();
+  // [bgp] (daemon_bgp.cpp): starts reading BIRD when the config names its
+  // socket, and announces through `routes` (opened by start() before any
+  // fast path, null when the config does not announce); keeps the routes
+  // in line with the Balancer (after every publication and at start);
+  // answers the commands that concern them (drain-instance,
+  // undrain-instance, and status's "bgp" part), or nullopt for every other
+  // request.
+  void open_announcer(std::unique_ptr<VipRoutes> routes);
   void update_announcements();
   [[nodiscard]] std::optional<nlohmann::json> bgp_request(const nlohmann::json& request);
 
@@ -153,6 +157,7 @@ class Daemon {
   std::unique_ptr<NextHopRefresher> next_hops_;
   std::unique_ptr<CacheFiller> cache_;  // after io_: destroyed before it
   std::unique_ptr<Announcer> announcer_;  // [bgp] announce = true only
+  std::unique_ptr<BirdWatcher> bird_;     // [bgp] bird_socket only
   asio::steady_timer announce_timer_{io_};  // routes held down until due
   std::string last_announce_error_;
   std::map<std::string, VipDamping, std::less<>> damping_;

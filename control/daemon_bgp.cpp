@@ -11,10 +11,12 @@ namespace {
 
 using nlohmann::json;
 
-// How long a status request waits for BIRD: the control socket answers on
-// the daemon's loop thread, and BIRD answers `show protocols` in well under
-// a millisecond when it runs at all.
-constexpr std::chrono::milliseconds kBirdTimeout{250};
+// BIRD is read on the watcher's thread, never on the loop: how long one
+// `show protocols` may take (BIRD answers in well under a millisecond when
+// it runs at all), and how often it is repeated, so the state `sluice ctl
+// status` shows is at most about a second old.
+constexpr std::chrono::milliseconds kBirdTimeout{500};
+constexpr std::chrono::milliseconds kBirdPeriod{1000};
 
 json ok(json result) { return json{{"ok", true}, {"result", std::move(result)}}; }
 
@@ -22,22 +24,31 @@ json fail(std::string_view code, std::string_view message) {
   return json{{"ok", false}, {"error", {{"code", code}, {"message", message}}}};
 }
 
-// The BGP sessions BIRD reports, or why they are unknown.
-json bird_state(const BgpConfig& cfg) {
+// The BGP sessions BIRD reported last, with the age of that report, or why
+// they are unknown.
+json bird_state(const BgpConfig& cfg, const BirdWatcher* watcher) {
   json out{{"bird_socket", cfg.bird_socket}, {"sessions", json::array()}};
-  if (cfg.bird_socket.empty()) {
+  if (watcher == nullptr) {
     out["bird"] = "unknown";
     out["bird_error"] = "no [bgp] bird_socket configured";
     return out;
   }
-  auto protos = query_bird_protocols(cfg.bird_socket, kBirdTimeout);
-  if (!protos.ok()) {
+  const BirdReading r = watcher->reading();
+  if (!r.at) {
     out["bird"] = "unknown";
-    out["bird_error"] = protos.error().message;
+    out["bird_error"] = "not read yet";
+    return out;
+  }
+  out["bird_age_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::steady_clock::now() - *r.at)
+                           .count();
+  if (!r.error.empty()) {
+    out["bird"] = "unknown";
+    out["bird_error"] = r.error;
     return out;
   }
   out["bird"] = "running";
-  for (const BirdProtocol& p : protos.value()) {
+  for (const BirdProtocol& p : r.protocols) {
     if (p.proto != "BGP" && p.proto != "BFD") continue;
     out["sessions"].push_back({{"name", p.name},
                                {"protocol", p.proto},
@@ -50,16 +61,13 @@ json bird_state(const BgpConfig& cfg) {
 
 }  // namespace
 
-Status Daemon::open_announcer() {
+void Daemon::open_announcer(std::unique_ptr<VipRoutes> routes) {
   const std::optional<BgpConfig>& bgp = balancer_->config().bgp;
-  if (!bgp || !bgp->announce) return Ok{};
-  auto routes = VipRoutes::open(bgp->device, bgp->table);
-  if (!routes.ok()) {
-    spdlog::error("[bgp] device {}: {}", bgp->device, routes.error().message);
-    return routes.error();
-  }
+  if (bgp && !bgp->bird_socket.empty())
+    bird_ = std::make_unique<BirdWatcher>(bgp->bird_socket, kBirdTimeout, kBirdPeriod);
+  if (!routes) return;
   spdlog::info("[bgp] announcing servable VIPs as routes through {} (ifindex {}) in table {}",
-               bgp->device, routes.value()->ifindex(), bgp->table);
+               routes->device(), routes->ifindex(), routes->table());
   // Entries the fast path kept for flows to an address it did not announce
   // may name another backend than the instances that carried those flows
   // meanwhile; the flows coming back are placed by the table instead.
@@ -73,10 +81,9 @@ Status Daemon::open_announcer() {
         spdlog::warn("[bgp] {}: {}", fp->info().interface, n.error().message);
     }
   };
-  announcer_ = std::make_unique<Announcer>(std::move(routes.value()),
+  announcer_ = std::make_unique<Announcer>(std::move(routes),
                                            std::chrono::milliseconds(bgp->announce_delay_ms),
                                            forget);
-  return Ok{};
 }
 
 void Daemon::update_announcements() {
@@ -119,7 +126,7 @@ std::optional<json> Daemon::bgp_request(const json& request) {
   if (name != "status" || !bgp) return std::nullopt;
   json response = handle_request(*balancer_, ctx_, request);
   if (!response.value("ok", false)) return response;
-  json b = bird_state(*bgp);
+  json b = bird_state(*bgp, bird_.get());
   b["announce"] = bgp->announce;
   b["table"] = bgp->table;
   b["device"] = bgp->device;

@@ -185,7 +185,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         send(make_error_response("too_large", "request line longer than " +
                                                   std::to_string(state_->options.max_line_bytes) +
                                                   " bytes"),
-             /*then_close=*/true);
+             /*then_close=*/true, /*drain=*/true);
         return;
       case LineFramer::Next::kNeedMore:
         break;
@@ -205,27 +205,58 @@ class Connection : public std::enable_shared_from_this<Connection> {
                             });
   }
 
-  void send(const nlohmann::json& response, bool then_close) {
+  // With `drain`, the close waits for the client to finish sending (see
+  // drain()).
+  void send(const nlohmann::json& response, bool then_close, bool drain = false) {
     out_ = response_line(response);
     writing_ = true;
     arm(Deadline::kWrite);
-    asio::async_write(socket_, asio::buffer(out_),
-                      [self = shared_from_this(), then_close](const asio::error_code& ec, size_t) {
-                        self->writing_ = false;
-                        self->last_active_ = std::chrono::steady_clock::now();
-                        self->disarm();
-                        if (ec || then_close) {
-                          self->close();
-                          return;
-                        }
-                        self->serve();
-                      });
+    asio::async_write(
+        socket_, asio::buffer(out_),
+        [self = shared_from_this(), then_close, drain](const asio::error_code& ec, size_t) {
+          self->writing_ = false;
+          self->last_active_ = std::chrono::steady_clock::now();
+          self->disarm();
+          if (!ec && drain) {
+            self->drain();
+            return;
+          }
+          if (ec || then_close) {
+            self->close();
+            return;
+          }
+          self->serve();
+        });
+  }
+
+  // The answer is sent; the client may still be sending the rest of its
+  // request. Closing now, with its bytes unread, would reset the
+  // connection: the client would get EPIPE on its write or ECONNRESET
+  // before reading the answer. So: EOF to the client (shutdown of our
+  // side), then its bytes are read and dropped until it closes, or for
+  // line_timeout at most, then the connection is closed.
+  void drain() {
+    asio::error_code ignored;
+    socket_.shutdown(Socket::shutdown_send, ignored);
+    arm(Deadline::kDrain);
+    drain_more();
+  }
+
+  void drain_more() {
+    socket_.async_read_some(asio::buffer(rbuf_),
+                            [self = shared_from_this()](const asio::error_code& ec, size_t) {
+                              if (ec) {
+                                self->close();
+                                return;
+                              }
+                              self->drain_more();
+                            });
   }
 
   // What the armed deadline limits: a partial line must complete and a
   // response must be taken within line_timeout; a client must send its
   // next request within idle_timeout.
-  enum class Deadline : uint8_t { kNone, kLine, kWrite, kIdle };
+  enum class Deadline : uint8_t { kNone, kLine, kWrite, kIdle, kDrain };
 
   void arm(Deadline what) {
     armed_ = what;
@@ -243,6 +274,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
           return;
         case Deadline::kWrite:
           self->close();  // the client does not read its answers
+          return;
+        case Deadline::kDrain:
+          self->close();  // it had its answer, and line_timeout to stop sending
           return;
         case Deadline::kLine:
         case Deadline::kNone:

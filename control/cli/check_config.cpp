@@ -14,7 +14,9 @@ namespace sluice::cli {
 namespace {
 
 int check_config(const std::string& path) {
-  auto loaded = load_config_file(path);
+  // What the daemon checks when it starts, no less: a file that passes
+  // here is one `sluice run` takes.
+  auto loaded = load_daemon_config_file(path);
   if (!loaded) {
     spdlog::error("{}", loaded.error().message);
     return kExitUsage;

@@ -16,19 +16,55 @@ namespace sluice::cli {
 
 namespace {
 
+// The lists as given: each value a comma-separated list, split by
+// split_list() (CLI11's own splitting drops empty items, so a typo such as
+// "a,,b" would silently pair the wrong weights with the backends).
 struct MaglevArgs {
   std::vector<std::string> backends;
-  std::vector<uint32_t> weights;
+  std::vector<std::string> weights;
   std::vector<std::string> compare;
-  std::vector<uint32_t> compare_weights;
+  std::vector<std::string> compare_weights;
   std::string size = std::to_string(kMaglevDefaultSize);
   bool json = false;
 };
 
+// The items of comma-separated `values`. Error -EINVAL for an empty item.
+Result<std::vector<std::string>> split_list(const std::vector<std::string>& values,
+                                            const char* flag) {
+  std::vector<std::string> out;
+  for (const std::string& v : values) {
+    size_t start = 0;
+    for (;;) {
+      const size_t comma = v.find(',', start);
+      std::string item = v.substr(start, comma == std::string::npos ? comma : comma - start);
+      if (item.empty())
+        return Error{-EINVAL, std::string(flag) + ": an empty item in \"" + v + "\""};
+      out.push_back(std::move(item));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  return out;
+}
+
 // Addresses and weights (1 each when none are given) into builder input.
-Result<std::vector<MaglevBackend>> to_backends(const std::vector<std::string>& addrs,
-                                               const std::vector<uint32_t>& weights,
+Result<std::vector<MaglevBackend>> to_backends(const std::vector<std::string>& addr_args,
+                                               const std::vector<std::string>& weight_args,
                                                const char* addrs_flag, const char* weights_flag) {
+  auto addrs_split = split_list(addr_args, addrs_flag);
+  if (!addrs_split) return addrs_split.error();
+  auto weights_split = split_list(weight_args, weights_flag);
+  if (!weights_split) return weights_split.error();
+  const std::vector<std::string>& addrs = addrs_split.value();
+  std::vector<uint32_t> weights;
+  for (const std::string& w : weights_split.value()) {
+    const bool digits = w.size() <= 5 && w.find_first_not_of("0123456789") == std::string::npos;
+    const unsigned long v = digits ? std::stoul(w) : 65536;
+    if (v > 65535)
+      return Error{-EINVAL,
+                   std::string(weights_flag) + ": expected an integer 0..65535, got \"" + w + "\""};
+    weights.push_back(static_cast<uint32_t>(v));
+  }
   if (!weights.empty() && weights.size() != addrs.size())
     return Error{-EINVAL, std::string(weights_flag) + " gives " + std::to_string(weights.size()) +
                               " weights for " + std::to_string(addrs.size()) + " backends"};
@@ -166,21 +202,15 @@ void add_maglev(CLI::App& app, std::function<int()>* run) {
       "second set and print how many entries moved against the fewest any table could move.");
   auto args = std::make_shared<MaglevArgs>();
   sub->add_option("--backends", args->backends, "Backend addresses, comma-separated")
-      ->required()
-      ->delimiter(',');
+      ->required();
   sub->add_option("--weights", args->weights,
-                  "Their weights (0..65535), comma-separated, in the same order; default 1 each")
-      ->delimiter(',')
-      ->check(CLI::Range(0, 65535));
+                  "Their weights (0..65535), comma-separated, in the same order; default 1 each");
   sub->add_option("--size", args->size,
                   "Table size, entries: a prime, or 'auto' (from the larger backend count)")
       ->capture_default_str();
   sub->add_option("--compare", args->compare,
-                  "A second backend set, comma-separated: print the disruption between the two")
-      ->delimiter(',');
-  sub->add_option("--compare-weights", args->compare_weights, "Weights of the second set")
-      ->delimiter(',')
-      ->check(CLI::Range(0, 65535));
+                  "A second backend set, comma-separated: print the disruption between the two");
+  sub->add_option("--compare-weights", args->compare_weights, "Weights of the second set");
   sub->add_flag("--json", args->json, "Print JSON for scripts instead of tables");
   sub->callback([run, args] { *run = [args] { return maglev(*args); }; });
 }

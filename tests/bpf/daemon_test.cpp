@@ -532,5 +532,29 @@ TEST_F(DaemonTest, ABrokenConfigNeverAttaches) {
   EXPECT_EQ(prog_id(), 0u);
 }
 
+// The reviewer's case: [bgp] names the loopback. Refused with the config,
+// before any interface is touched.
+TEST_F(DaemonTest, ABgpDeviceThatCannotBeOursNeverAttaches) {
+  std::ofstream(config_) << config_text(socket_)
+                         << "[bgp]\nannounce = true\ntable = 4242\ndevice = \"lo\"\n";
+  Sluice d(ns_->lb(), attach_args(), log_);
+  EXPECT_EQ(d.exit_code(), 1);
+  EXPECT_TRUE(log_has("bgp.device"));
+  EXPECT_EQ(prog_id(), 0u);
+}
+
+// A start that fails after its program is attached (here: the control
+// socket's path is a directory) takes it back: no fast path is left
+// forwarding with no daemon, and no maps stay pinned.
+TEST_F(DaemonTest, AStartFailingAfterTheAttachDetachesAgain) {
+  ASSERT_EQ(mkdir(socket_.c_str(), 0700), 0);
+  Sluice d(ns_->lb(), attach_args(), log_);
+  EXPECT_NE(d.exit_code(), 0);
+  EXPECT_TRUE(log_has("start failed: XDP program detached"));
+  EXPECT_EQ(prog_id(), 0u);
+  EXPECT_FALSE(exists(pin_root_)) << "the maps this start made are unpinned";
+  rmdir(socket_.c_str());
+}
+
 }  // namespace
 }  // namespace sluice::test

@@ -191,8 +191,18 @@ def carriers(instances, load: Load) -> dict[int, str]:
 
 def test_status_shows_announcements_and_sessions(world):
     lab, instances, _ = world
-    for inst in instances[:3]:
+    def established(inst) -> dict | None:
+        # BIRD is read once a second off the daemon's loop: the first
+        # reading may predate the session.
         bgp = inst.ctl_json("status")["bgp"]
+        sessions = {s["name"]: s for s in bgp["sessions"]}
+        up = sessions.get("uplink", {}).get("info") == "Established"
+        return bgp if up else None
+
+    for inst in instances[:3]:
+        bgp = sluicelab.wait_for("BIRD's session in status", lambda: established(inst),
+                                 timeout=5, interval=0.2)
+        assert 0 <= bgp["bird_age_ms"] < 3000, bgp
         assert bgp["routes"] == [VIP4], bgp
         assert bgp["vips"] == [{"name": "web-v4", "address": VIP4, "servable": True,
                                 "announced": True}], bgp

@@ -5,10 +5,15 @@
 // a network namespace of the test's own (skipped without root or TUN).
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <thread>
 #include <map>
 #include <string>
 
@@ -214,6 +219,75 @@ TEST(BirdProtocols, ABirdThatIsNotThereIsAnErrorNotAHang) {
   auto r = query_bird_protocols("/nonexistent/bird.ctl", std::chrono::milliseconds(100));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, -ENOENT);
+}
+
+// A BIRD that accepts connections (the kernel queues them on a listening
+// socket) and never says a word: what a hung or overloaded BIRD looks like.
+class SilentBird : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/sluice-bird-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/bird.ctl";
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd_, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path, path_.c_str(), path_.size());
+    ASSERT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    ASSERT_EQ(::listen(fd_, 128), 0);
+  }
+  void TearDown() override {
+    if (fd_ >= 0) ::close(fd_);
+    std::remove(path_.c_str());
+    ::rmdir(dir_.c_str());
+  }
+  std::string dir_;
+  std::string path_;
+  int fd_ = -1;
+};
+
+TEST_F(SilentBird, ADirectQueryWaitsItsWholeTimeout) {
+  // What a status request cost the daemon's loop when it asked BIRD itself
+  // (about the timeout: poll() rounds its wait down to whole ms).
+  constexpr auto kTimeout = std::chrono::milliseconds(300);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = query_bird_protocols(path_, kTimeout);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, -ETIMEDOUT);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, kTimeout / 2);
+}
+
+TEST_F(SilentBird, TheWatcherAnswersAtOnceWithTheLastReading) {
+  constexpr auto kTimeout = std::chrono::milliseconds(1500);
+  BirdWatcher w(path_, kTimeout, std::chrono::milliseconds(100));
+  // 8 pollers asking 25 times each, as `sluice ctl status` in a loop: one
+  // direct query alone would hold the caller for kTimeout.
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 8 * 25; ++i) {
+    const BirdReading r = w.reading();
+    EXPECT_TRUE(r.protocols.empty());
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, kTimeout / 2);
+
+  // The silent BIRD becomes a reading with the reason, and its time.
+  BirdReading r;
+  for (int i = 0; i < 200 && !(r = w.reading()).at; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(r.at.has_value());
+  EXPECT_NE(r.error.find("did not answer in time"), std::string::npos) << r.error;
+  EXPECT_LE(*r.at, std::chrono::steady_clock::now());
+}
+
+TEST(BirdWatcher, ABirdThatIsNotThereIsReadAsAnError) {
+  BirdWatcher w("/nonexistent/bird.ctl", std::chrono::milliseconds(100),
+                std::chrono::milliseconds(50));
+  BirdReading r;
+  for (int i = 0; i < 200 && !(r = w.reading()).at; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(r.at.has_value());
+  EXPECT_NE(r.error.find("No such file"), std::string::npos) << r.error;
 }
 
 TEST(BgpConfig, Loads) {

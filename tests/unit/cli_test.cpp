@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -47,6 +48,10 @@ std::string write_temp(const std::string& name, const std::string& text) {
   return path;
 }
 
+// What every file `sluice run` takes needs: a fast path.
+const std::string kXdp =
+    "[xdp]\ninterfaces = [\"sluice-cli0\"]\nencap_source_v4 = \"192.0.2.10\"\n";
+
 TEST(Cli, CheckConfigExampleIsOk) {
   const Outcome r = sluice(std::string("check-config ") + SLUICE_EXAMPLE_CONFIG);
   EXPECT_EQ(r.code, 0) << r.err;
@@ -58,7 +63,7 @@ TEST(Cli, CheckConfigPrintsEveryErrorAndExits1) {
   const std::string path = write_temp("broken.toml",
                                       "[[vips]]\naddress = \"192.0.2.1\"\nport = 80\n"
                                       "[[vips.backends]]\naddress = \"10.0.0.1\"\nweight = -3\n"
-                                      "colour = \"red\"\n");
+                                      "colour = \"red\"\n" + kXdp);
   const Outcome r = sluice("check-config " + path);
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(r.out, "");
@@ -72,12 +77,45 @@ TEST(Cli, CheckConfigWarnsButPasses) {
   const std::string path = write_temp(
       "drained.toml",
       "[[vips]]\naddress = \"192.0.2.1\"\nport = 80\n[[vips.backends]]\naddress = "
-      "\"10.0.0.1\"\nweight = 0\n");
+      "\"10.0.0.1\"\nweight = 0\n" + kXdp);
   const Outcome r = sluice("check-config " + path);
   EXPECT_EQ(r.code, 0);
   EXPECT_EQ(r.out, path + ": ok (1 VIP, 1 backend)\n");
   EXPECT_EQ(r.err, path + ":1:1: vips[0]: warning: every backend has weight 0: the VIP is drained "
                           "(no new flows)\n");
+}
+
+TEST(Cli, CheckConfigRefusesWhatTheDaemonRefuses) {
+  struct Case {
+    const char* name;
+    std::string text;
+    std::string error;  // after "path:"
+  };
+  const std::string vip =
+      "[[vips]]\naddress = \"192.0.2.1\"\nport = 80\n[[vips.backends]]\naddress = "
+      "\"10.0.0.1\"\n";
+  const Case cases[] = {
+      {"no_fast_path.toml", vip,
+       "1:1: xdp: missing; `sluice run` and `sluice attach` need an [xdp] or a [dpdk] section "
+       "(the fast path's interfaces and encap sources)\n"},
+      {"bgp_lo.toml", vip + kXdp + "[bgp]\ntable = 10\ndevice = \"lo\"\n",
+       "11:10: bgp.device: \"lo\" is the loopback interface; expected the name of a TUN device "
+       "of sluice's own (default \"sluice-vips\")\n"},
+      {"bgp_xdp_if.toml",
+       vip + kXdp + "[bgp]\nannounce = true\ntable = 10\ndevice = \"sluice-cli0\"\n",
+       "12:10: bgp.device: \"sluice-cli0\" is an [xdp] interface; expected the name of a TUN "
+       "device of sluice's own\n"},
+      {"bgp_slash.toml", vip + kXdp + "[bgp]\ntable = 10\ndevice = \"a/b\"\n",
+       "11:10: bgp.device: expected an interface name (1-15 bytes, no '/', ':' or spaces), got "
+       "\"a/b\"\n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string path = write_temp(c.name, c.text);
+    const Outcome r = sluice("check-config " + path);
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.err, path + ":" + c.error + path + ": 1 error\n");
+  }
 }
 
 TEST(Cli, UsageErrorsAndUnreadableFilesExit2) {
@@ -92,7 +130,57 @@ TEST(Cli, UsageErrorsAndUnreadableFilesExit2) {
   EXPECT_EQ(sluice("maglev --backends 10.0.0.1,10.0.0.1").code, 2);
   EXPECT_EQ(sluice("maglev --backends 10.0.0.1 --weights 0").code, 2);
   EXPECT_EQ(sluice("maglev --backends 10.0.0.1 --compare-weights 1").code, 2);
+  EXPECT_EQ(sluice("maglev --backends 10.0.0.1 --weights 65536").code, 2);
+  EXPECT_EQ(sluice("maglev --backends 10.0.0.1 --weights -1").code, 2);
 }
+
+TEST(Cli, MaglevRefusesEmptyListItems) {
+  for (const char* args : {"--backends 10.0.0.1,,10.0.0.2", "--backends 10.0.0.1,",
+                           "--backends ,10.0.0.1", "--backends 10.0.0.1,10.0.0.2 --weights 1,,2",
+                           "--backends 10.0.0.1 --compare 10.0.0.1,,10.0.0.2"}) {
+    SCOPED_TRACE(args);
+    const Outcome r = sluice(std::string("maglev ") + args);
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("an empty item in"), std::string::npos) << r.err;
+  }
+}
+
+TEST(Cli, AnUnknownSubcommandIsNamed) {
+  const Outcome top = sluice("no-such-command");
+  EXPECT_EQ(top.code, 2);
+  EXPECT_EQ(top.err.rfind("unknown subcommand 'no-such-command' of sluice; expected one of: "
+                          "check-config, maglev, ",
+                          0),
+            0u)
+      << top.err;
+  const Outcome ctl = sluice("ctl statsu");
+  EXPECT_EQ(ctl.code, 2);
+  EXPECT_EQ(ctl.err.rfind("unknown subcommand 'statsu' of ctl; expected one of: ", 0), 0u)
+      << ctl.err;
+  // Still CLI11's own message when nothing was given.
+  EXPECT_NE(sluice("").err.find("A subcommand is required"), std::string::npos);
+}
+
+// The --help of `words` and of every subcommand below it (as the man page
+// generator walks them): no line wider than 72 columns, so sluice.1 (which
+// holds them verbatim, indented by 7) fits 80.
+void expect_help_fits(const std::string& words) {
+  const Outcome r = sluice(words + (words.empty() ? "" : " ") + "--help");
+  ASSERT_EQ(r.code, 0) << words;
+  std::istringstream lines(r.out);
+  std::string line;
+  bool in_subcommands = false;
+  std::vector<std::string> subs;
+  while (std::getline(lines, line)) {
+    EXPECT_LE(line.size(), 72u) << "sluice " << words << " --help: " << line;
+    if (line.rfind("Subcommands:", 0) == 0) in_subcommands = true;
+    if (in_subcommands && line.size() > 2 && line[0] == ' ' && line[1] == ' ' && line[2] != ' ')
+      subs.push_back(line.substr(2, line.find(' ', 2) - 2));
+  }
+  for (const std::string& sub : subs) expect_help_fits(words + (words.empty() ? "" : " ") + sub);
+}
+
+TEST(Cli, EveryHelpFitsTheManPage) { expect_help_fits(""); }
 
 TEST(Cli, HelpAndVersion) {
   for (const char* args : {"--help", "check-config --help", "maglev --help"}) {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -74,6 +75,37 @@ INSTANTIATE_TEST_SUITE_P(
                   {"t.toml:1:1: vips[0].address: missing; expected an IPv4 or IPv6 address",
                    "t.toml:1:1: vips[0].port: missing; expected an integer 0..65535 (0 = every "
                    "port)"}},
+        ErrorCase{"bad_port_is_reported_once",
+                  "[health_checks.web]\ntype = \"tcp\"\n[[vips]]\naddress = \"192.0.2.1\"\n"
+                  "port = 99999\n[[vips.backends]]\naddress = \"10.0.0.1\"\n"
+                  "health_check = \"web\"\n[[vips.backends]]\naddress = \"10.0.0.2\"\n"
+                  "health_check = \"web\"\n",
+                  {"t.toml:5:8: vips[0].port: expected an integer 0..65535, got 99999"}},
+        ErrorCase{"vip_not_unicast",
+                  "[[vips]]\naddress = \"0.0.0.0\"\nport = 1\n[[vips]]\naddress = \"239.1.2.3\"\n"
+                  "port = 1\n[[vips]]\naddress = \"255.255.255.255\"\nport = 1\n[[vips]]\n"
+                  "address = \"ff02::1\"\nport = 1\n[[vips]]\naddress = \"::\"\nport = 1\n",
+                  {"t.toml:2:11: vips[0].address: expected a unicast address, got the "
+                   "unspecified address (0.0.0.0)",
+                   "t.toml:5:11: vips[1].address: expected a unicast address, got a multicast "
+                   "address (224.0.0.0/4) (239.1.2.3)",
+                   "t.toml:8:11: vips[2].address: expected a unicast address, got the broadcast "
+                   "address (255.255.255.255)",
+                   "t.toml:11:11: vips[3].address: expected a unicast address, got a multicast "
+                   "address (ff00::/8) (ff02::1)",
+                   "t.toml:14:11: vips[4].address: expected a unicast address, got the "
+                   "unspecified address (::)"}},
+        ErrorCase{"backend_not_another_host",
+                  "[[vips]]\naddress = \"192.0.2.1\"\nport = 80\n[[vips.backends]]\n"
+                  "address = \"127.0.0.2\"\n[[vips.backends]]\naddress = \"192.0.2.1\"\n"
+                  "[[vips]]\naddress = \"2001:db8::1\"\nport = 80\n[[vips.backends]]\n"
+                  "address = \"::1\"\n",
+                  {"t.toml:5:11: vips[0].backends[0].address: expected a unicast address of "
+                   "another host, got a loopback address (127.0.0.0/8) (127.0.0.2)",
+                   "t.toml:7:11: vips[0].backends[1].address: 192.0.2.1 is the address of VIP "
+                   "192.0.2.1:80/tcp; expected a backend's own address",
+                   "t.toml:12:11: vips[1].backends[0].address: expected a unicast address of "
+                   "another host, got the loopback address (::1)"}},
         ErrorCase{"bad_address",
                   "[[vips]]\naddress = \"192.0.2.300\"\nport = 1\n",
                   {"t.toml:2:11: vips[0].address: expected an IPv4 or IPv6 address, got "
@@ -491,6 +523,46 @@ TEST(Config, ReadmeExampleIsValid) {
   EXPECT_TRUE(r.warnings.empty()) << testing::PrintToString(warnings_of(r));
   EXPECT_EQ(r.config->vips.size(), 2u);
   EXPECT_EQ(r.config->backend_count(), 3u);
+}
+
+// The daemon's rules (`sluice run`, `sluice attach`, `sluice check-config`).
+TEST(DaemonConfig, NeedsAFastPathSection) {
+  const ConfigReport r = parse_daemon_config(kVip, "t.toml");
+  EXPECT_EQ(errors_of(r), (std::vector<std::string>{
+                              "t.toml:1:1: xdp: missing; `sluice run` and `sluice attach` need "
+                              "an [xdp] or a [dpdk] section (the fast path's interfaces and "
+                              "encap sources)"}));
+  // The library alone takes it: an embedder brings its own fast path.
+  EXPECT_TRUE(parse_config(kVip, "t.toml").ok());
+  const std::string xdp =
+      std::string(kVip) + "[xdp]\ninterfaces = [\"eth9\"]\nencap_source_v4 = \"192.0.2.9\"\n";
+  const ConfigReport ok = parse_daemon_config(xdp, "t.toml");
+  EXPECT_TRUE(ok.ok()) << testing::PrintToString(errors_of(ok));
+}
+
+TEST(DaemonConfig, TheBgpDeviceMustNotBeAnExistingInterfaceOtherThanTun) {
+  // Any interface of this namespace that is not a TUN device (a veth, a
+  // NIC; lo is refused by name already).
+  std::string other;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/sys/class/net", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name != "lo" && name.size() <= 15 && name.find(':') == std::string::npos &&
+        !std::filesystem::exists(e.path() / "tun_flags", ec)) {
+      other = name;
+      break;
+    }
+  }
+  if (other.empty()) GTEST_SKIP() << "no interface other than lo and TUN devices here";
+  const std::string text = std::string(kVip) +
+                           "[xdp]\ninterfaces = [\"eth9\"]\nencap_source_v4 = \"192.0.2.9\"\n"
+                           "[bgp]\nannounce = true\ntable = 10\ndevice = \"" +
+                           other + "\"\n";
+  const ConfigReport r = parse_daemon_config(text, "t.toml");
+  EXPECT_EQ(errors_of(r), (std::vector<std::string>{
+                              "t.toml:12:10: bgp.device: an interface \"" + other +
+                              "\" exists here and is not a TUN device; expected a name free "
+                              "for sluice's TUN device"}));
 }
 
 TEST(Config, UnreadableFileIsAnError) {

@@ -396,6 +396,11 @@ TEST(CtlRender, StatusShowsAnnouncementsAndBirdSessions) {
       << text;
   EXPECT_NE(text.find("  session   uplink (BGP): up, Established\n"), std::string::npos) << text;
   EXPECT_NE(text.find("  session   bfd1 (BFD): up\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("  BIRD"), std::string::npos) << text;
+  json aged = bgp;
+  aged["bird_age_ms"] = 420;
+  const std::string a = render_status(json{{"bgp", aged}});
+  EXPECT_NE(a.find("  BIRD      read 420 ms ago\n"), std::string::npos) << a;
 
   json drained = bgp;
   drained["instance_drained"] = true;

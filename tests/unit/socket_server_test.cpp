@@ -190,13 +190,21 @@ class Client {
   bool connected() const { return connected_; }
 
   // Sends everything it can; a peer that closed early is not an error here.
-  void send(const std::string& data) {
+  // True when everything was sent.
+  bool send(const std::string& data) {
     size_t off = 0;
     while (off < data.size()) {
       const ssize_t n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) return;
+      if (n <= 0) return false;
       off += static_cast<size_t>(n);
     }
+    return true;
+  }
+
+  // True on a clean EOF from the server: nothing left to read, no reset.
+  bool clean_eof() {
+    char tmp[4096];
+    return ::recv(fd_, tmp, sizeof tmp, 0) == 0;
   }
 
   // The next line without its "\n"; "" on EOF, error or timeout.
@@ -341,6 +349,23 @@ TEST_F(SocketServerTest, OversizeLineGetsTooLargeThenClosed) {
     EXPECT_EQ(r["error"]["code"], "too_large");
     EXPECT_TRUE(c.closed_by_server());
   }
+}
+
+TEST_F(SocketServerTest, OversizeLineAnswerIsDeliveredWithoutAReset) {
+  start();
+  Client c(options_.path);
+  ASSERT_TRUE(c.connected());
+  // Far more than the socket buffers hold: the client is still writing when
+  // the server has seen enough to refuse the line.
+  const std::string big = "{\"cmd\":\"echo\",\"x\":\"" +
+                          std::string(8 * kControlMaxLineBytes, 'a') + "\"}\n";
+  bool all_sent = false;
+  std::thread writer([&] { all_sent = c.send(big); });
+  const json r = c.response();
+  writer.join();
+  EXPECT_EQ(r["error"]["code"], "too_large");
+  EXPECT_TRUE(all_sent) << "the server closed while the request was being sent";
+  EXPECT_TRUE(c.clean_eof()) << "not a clean EOF after the answer: " << std::strerror(errno);
 }
 
 TEST_F(SocketServerTest, HalfOpenClientClosedAfterTheTimeout) {
