@@ -126,6 +126,9 @@ Error invalid(std::string msg) { return Error{-EINVAL, std::move(msg)}; }
 // The checks config.cpp makes on one backend, for runtime additions.
 Status check_backend(const BackendConfig& b, const VipConfig& vip, const Config& config) {
   const std::string who = "backend " + b.addr.to_string();
+  if (const char* why = unusable_as_backend(b.addr))
+    return invalid(who + ": expected a unicast address of another host, got " + why);
+  if (b.addr == vip.addr) return invalid(who + ": is the VIP's own address");
   if (b.weight > kMaxWeight) return invalid(who + ": weight must be 0..65535");
   if (vip.addr.is_v6() && !b.addr.is_v6())
     return invalid(who + ": an IPv6 VIP needs IPv6 backends");
@@ -259,6 +262,8 @@ struct Balancer::State {
 
   Status check_vip(const VipConfig& v, const Vip* except) const {
     if (v.name.empty()) return invalid("a VIP needs a name");
+    if (const char* why = unusable_as_vip(v.addr))
+      return invalid("VIP " + v.addr.to_string() + ": expected a unicast address, got " + why);
     for (const Vip& o : pending.vips) {
       if (&o == except) continue;
       if (o.cfg.name == v.name) return Error{-EEXIST, "VIP \"" + v.name + "\" exists"};

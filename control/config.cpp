@@ -172,30 +172,6 @@ bool parse_mac(std::string_view text, std::array<uint8_t, 6>& out) {
   return true;
 }
 
-// Why `a` cannot be a VIP (traffic to it does not reach one host as a
-// unicast flow), or nullptr.
-const char* unusable_as_vip(const IpAddress& a) {
-  const uint8_t* b = a.ip.bytes;
-  bool zero = true;
-  for (size_t i = 0; i < a.size(); ++i) zero = zero && b[i] == 0;
-  if (zero) return "the unspecified address";
-  if (a.is_v6()) return b[0] == 0xff ? "a multicast address (ff00::/8)" : nullptr;
-  if (b[0] >= 224 && b[0] <= 239) return "a multicast address (224.0.0.0/4)";
-  if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return "the broadcast address";
-  return nullptr;
-}
-
-// Why `a` cannot be a backend, or nullptr: the VIP's reasons, and loopback
-// (an encapsulated packet to it never leaves the balancer's host).
-const char* unusable_as_backend(const IpAddress& a) {
-  if (const char* why = unusable_as_vip(a)) return why;
-  const uint8_t* b = a.ip.bytes;
-  if (!a.is_v6()) return b[0] == 127 ? "a loopback address (127.0.0.0/8)" : nullptr;
-  for (size_t i = 0; i < 15; ++i)
-    if (b[i] != 0) return nullptr;
-  return b[15] == 1 ? "the loopback address" : nullptr;
-}
-
 // Reads one table at a time: every getter reports its own errors and
 // returns nullopt for a missing or bad value, so the caller keeps the
 // default and goes on checking the rest of the file.
@@ -1117,6 +1093,26 @@ Result<ConfigReport> load_config_file(const std::string& path) { return load_fil
 
 Result<ConfigReport> load_daemon_config_file(const std::string& path) {
   return load_file(path, true);
+}
+
+const char* unusable_as_vip(const IpAddress& a) {
+  const uint8_t* b = a.ip.bytes;
+  bool zero = true;
+  for (size_t i = 0; i < a.size(); ++i) zero = zero && b[i] == 0;
+  if (zero) return "the unspecified address";
+  if (a.is_v6()) return b[0] == 0xff ? "a multicast address (ff00::/8)" : nullptr;
+  if (b[0] >= 224 && b[0] <= 239) return "a multicast address (224.0.0.0/4)";
+  if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return "the broadcast address";
+  return nullptr;
+}
+
+const char* unusable_as_backend(const IpAddress& a) {
+  if (const char* why = unusable_as_vip(a)) return why;
+  const uint8_t* b = a.ip.bytes;
+  if (!a.is_v6()) return b[0] == 127 ? "a loopback address (127.0.0.0/8)" : nullptr;
+  for (size_t i = 0; i < 15; ++i)
+    if (b[i] != 0) return nullptr;
+  return b[15] == 1 ? "the loopback address" : nullptr;
 }
 
 }  // namespace sluice

@@ -404,7 +404,15 @@ TEST(Balancer, RuntimeChangesAreChecked) {
   VipConfig v6 = dup;
   v6.addr = ip("2001:db8::1");
   v6.backends.push_back(BackendConfig{ip("10.0.0.1"), 1, {}, ""});
+  VipConfig multicast = dup;
+  multicast.port = 84;
+  multicast.addr = ip("239.1.2.3");
   const Case cases[] = {
+      {"multicast VIP", f->add_vip(multicast), -EINVAL},
+      {"loopback backend", f->add_backend("web", BackendConfig{ip("127.0.0.2"), 1, {}, ""}),
+       -EINVAL},
+      {"backend at the VIP's address",
+       f->add_backend("web", BackendConfig{ip("198.51.100.1"), 1, {}, ""}), -EINVAL},
       {"same address/port/protocol", f->add_vip(dup), -EEXIST},
       {"same name", f->add_vip(same_name), -EEXIST},
       {"cache over tcp", f->add_vip(cache_tcp), -EINVAL},
