@@ -589,6 +589,15 @@ class SluiceTarget final : public Target {
     b.flags = SLUICE_BACKEND_VALID;
     const uint32_t slot = id & (SLUICE_MAX_BACKENDS - 1);
     must(bpf_map_update_elem(fd("sluice_backends"), &slot, &b, BPF_ANY), "sluice: backend");
+    // Builds with a next hop per backend take it from there, as the
+    // daemon's resolved next hops are (the static one is their fallback).
+    if (bpf_object__find_map_by_name(obj_, "sluice_backend_hops") == nullptr) return;
+    sluice_backend_hop h{};
+    std::memcpy(h.hop.dst_mac, kGatewayMac.data(), 6);
+    std::memcpy(h.hop.src_mac, kLbMac.data(), 6);
+    h.backend_id = id;
+    must(bpf_map_update_elem(fd("sluice_backend_hops"), &slot, &h, BPF_ANY),
+         "sluice: backend next hop");
   }
 
   // The Maglev table spreads the backends round robin: what it holds does
