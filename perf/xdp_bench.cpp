@@ -1156,7 +1156,11 @@ Row run_scenario(Method m, Harness& h, const Scenario& s, const Options& o) {
       if (d.err != 0) die("empty program: %s", std::strerror(d.err));
       empty_direct.push_back(d.ns);
     }
-    for (size_t i = 0; i < targets.size(); ++i) {
+    // Each run starts with another target, so that none is always the one
+    // measured right after the baseline (the first scenario's first
+    // measurements ran 10-14 ns slower here).
+    for (size_t k = 0; k < targets.size(); ++k) {
+      const size_t i = (k + r) % targets.size();
       targets[i]->before_run();
       const Sample x = measure(m, h, targets[i]->prog_fd(), s, n, &loop_counter);
       targets[i]->after_run();
