@@ -394,10 +394,14 @@ Status Loader::write_next_hops(const std::optional<sluice_next_hop>& dflt,
   return Ok{};
 }
 
-Status Loader::sync_backend_hops(const std::vector<bool>& live) {
+Status Loader::sync_backend_hops(const std::vector<bool>& live, bool clear_others) {
   std::vector<sluice_backend_hop> want = hops_;
-  for (uint32_t slot = 0; slot < SLUICE_MAX_BACKENDS; ++slot)
-    if (live[slot]) want[slot] = hop_for(slots_[slot]);
+  for (uint32_t slot = 0; slot < SLUICE_MAX_BACKENDS; ++slot) {
+    if (live[slot])
+      want[slot] = hop_for(slots_[slot]);
+    else if (clear_others)
+      want[slot] = sluice_backend_hop{};
+  }
   return write_next_hops(std::nullopt, want);
 }
 
@@ -458,7 +462,9 @@ Status Loader::apply_next_hops(const NextHops& hops) {
   std::vector<bool> live(SLUICE_MAX_BACKENDS);
   for (uint32_t slot = 0; slot < SLUICE_MAX_BACKENDS; ++slot)
     live[slot] = (slots_[slot].flags & SLUICE_BACKEND_VALID) != 0;
-  if (auto s = sync_backend_hops(live); !s.ok()) return s;
+  // Removed backends' entries go too (no packet reads them: their slots
+  // are not VALID), and with them their interfaces in the devmap.
+  if (auto s = sync_backend_hops(live, true); !s.ok()) return s;
   if (failed) return *failed;
   return Ok{};
 }

@@ -314,8 +314,9 @@ class Loader {
   [[nodiscard]] Status write_next_hops(const std::optional<sluice_next_hop>& dflt,
                                        const std::vector<sluice_backend_hop>& want);
   // Brings every backend's own next hop in line with resolved_; `live`
-  // says which slots hold a backend (others keep what they hold).
-  [[nodiscard]] Status sync_backend_hops(const std::vector<bool>& live);
+  // says which slots hold a backend; the others keep what they hold, or
+  // are emptied with `clear_others`.
+  [[nodiscard]] Status sync_backend_hops(const std::vector<bool>& live, bool clear_others);
   [[nodiscard]] Status init_barrier();
   [[nodiscard]] Status read_state();
   [[nodiscard]] Status wait_for_packets();

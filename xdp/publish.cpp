@@ -523,7 +523,7 @@ Status Loader::publish(const Snapshot& snap) {
   for (uint32_t slot = 0; slot < SLUICE_MAX_BACKENDS; ++slot)
     live[slot] = slot_owner[slot] != SLUICE_BACKEND_NONE ||
                  (slots_[slot].flags & SLUICE_BACKEND_VALID) != 0;
-  if (auto s = sync_backend_hops(live); !s.ok()) return s;
+  if (auto s = sync_backend_hops(live, false); !s.ok()) return s;
   if (!fresh.empty()) {
     if (auto w = wait_for_packets(); !w.ok()) return w;
     for (const sluice_backend& b : fresh)

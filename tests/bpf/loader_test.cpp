@@ -1234,11 +1234,19 @@ TEST_F(LoaderTest, BackendNextHopsFollowPublicationAndRestarts) {
   ASSERT_TRUE(l->reused_pinned_maps());
   ASSERT_OK(l->publish(w.snapshot()));
   EXPECT_EQ(run(*l, tcp_frame(client(3), cport(3))).verdict, XDP_REDIRECT);
-  // Backend 2 removed; id 2 + SLUICE_MAX_BACKENDS takes its slot at an
-  // address nobody resolved: dropped, not sent to peer1.
+  // Backend 2 removed: its next hop (and lb1 in the devmap) goes with the
+  // next refresh.
   w.backends.pop_back();
   w.vips[0].table = spread(251, {1});
   ASSERT_OK(l->publish(w.snapshot()));
+  EXPECT_EQ(tx_ports(*l), std::vector<uint32_t>{lb1});
+  auto res = xdp::NextHopResolver::open();
+  ASSERT_OK(res);
+  const IpAddress first[] = {addr("10.250.1.1")};
+  ASSERT_OK(l->refresh_next_hops(res.value(), first, kResolveWait));
+  EXPECT_TRUE(tx_ports(*l).empty());
+  // id 2 + SLUICE_MAX_BACKENDS takes its slot at an address nobody
+  // resolved: dropped, not sent to peer1.
   w.backends.push_back(backend(2 + SLUICE_MAX_BACKENDS, "10.201.0.9"));
   w.vips[0].table = spread(251, {2 + SLUICE_MAX_BACKENDS});
   ASSERT_OK(l->publish(w.snapshot()));
