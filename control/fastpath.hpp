@@ -96,7 +96,7 @@ class Fastpath {
 
   /// Follows the routes and neighbours toward `targets` (backends) and
   /// updates the next hop; a no-op for a fast path with a static one.
-  /// Errors: the resolver's (-EHOSTUNREACH, -ETIMEDOUT, -EXDEV, ...).
+  /// Errors: the resolver's (-EHOSTUNREACH, -ETIMEDOUT, ...).
   [[nodiscard]] virtual Status refresh_next_hop(std::span<const IpAddress> targets) = 0;
 
   /// refresh_next_hop in two halves, for a caller whose thread must not

@@ -111,29 +111,27 @@ Status XdpFastpath::publish(const FastpathSnapshot& snap) {
   return Ok{};
 }
 
-Result<xdp::NextHop> XdpFastpath::resolve(std::span<const IpAddress> targets) {
+Result<xdp::NextHops> XdpFastpath::resolve(std::span<const IpAddress> targets) {
   if (!resolver_) {
     auto r = xdp::NextHopResolver::open();
     if (!r.ok()) return r.error();
     resolver_.emplace(std::move(r.value()));
   }
-  return loader_.resolve_next_hop(*resolver_, targets, std::chrono::milliseconds(1000));
+  return loader_.resolve_next_hops(*resolver_, targets, std::chrono::milliseconds(1000));
 }
 
 Status XdpFastpath::refresh_next_hop(std::span<const IpAddress> targets) {
-  if (targets.empty()) return Ok{};
-  auto hop = resolve(targets);
-  if (!hop.ok()) return hop.error();
-  if (auto s = loader_.apply_next_hop(hop.value()); !s.ok()) return s.error();
+  auto hops = resolve(targets);
+  if (!hops.ok()) return hops.error();
+  if (auto s = loader_.apply_next_hops(hops.value()); !s.ok()) return s.error();
   return Ok{};
 }
 
 std::function<Status()> XdpFastpath::resolve_next_hop(std::span<const IpAddress> targets) {
-  if (targets.empty()) return [] { return Status(Ok{}); };
-  auto hop = resolve(targets);
-  if (!hop.ok()) return [err = hop.error()] { return Status(err); };
-  return [this, h = hop.value()]() -> Status {
-    if (auto s = loader_.apply_next_hop(h); !s.ok()) return s.error();
+  auto hops = resolve(targets);
+  if (!hops.ok()) return [err = hops.error()] { return Status(err); };
+  return [this, h = std::move(hops.value())]() -> Status {
+    if (auto s = loader_.apply_next_hops(h); !s.ok()) return s.error();
     return Ok{};
   };
 }

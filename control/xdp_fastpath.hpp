@@ -25,11 +25,12 @@ class XdpFastpath final : public Fastpath {
   /// Loader::publish of the same snapshot; with a gateway MAC, the static
   /// next hop (the interface's own MAC as source).
   [[nodiscard]] Status publish(const FastpathSnapshot& snapshot) override;
-  /// Loader::refresh_next_hop through a resolver opened on first use in
-  /// the calling thread's namespace; waits up to 1 s for a neighbour.
+  /// Loader::refresh_next_hops (each backend its own next hop) through a
+  /// resolver opened on first use in the calling thread's namespace; waits
+  /// up to 1 s for neighbours.
   [[nodiscard]] Status refresh_next_hop(std::span<const IpAddress> targets) override;
-  /// Loader::resolve_next_hop (the waiting, through the same resolver);
-  /// the function writes the result with Loader::apply_next_hop.
+  /// Loader::resolve_next_hops (the waiting, through the same resolver);
+  /// the function writes the result with Loader::apply_next_hops.
   [[nodiscard]] std::function<Status()> resolve_next_hop(
       std::span<const IpAddress> targets) override;
   [[nodiscard]] Result<sluice_global_stats> global_stats() const override;
@@ -46,7 +47,7 @@ class XdpFastpath final : public Fastpath {
  private:
   explicit XdpFastpath(xdp::Loader loader) : loader_(std::move(loader)) {}
   [[nodiscard]] Status read_initial_state();
-  [[nodiscard]] Result<xdp::NextHop> resolve(std::span<const IpAddress> targets);
+  [[nodiscard]] Result<xdp::NextHops> resolve(std::span<const IpAddress> targets);
 
   xdp::Loader loader_;
   FastpathState initial_;

@@ -140,13 +140,23 @@ struct {
 	__type(value, struct sluice_encap_config);
 } sluice_encap SEC(".maps");
 
-/* The next hop, one entry (see struct sluice_next_hop). */
+/* The static next hop, one entry: the fallback of a backend without its
+ * own (struct sluice_next_hop says when). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct sluice_next_hop);
 } sluice_next_hop SEC(".maps");
+
+/* Each backend's own next hop, at its backend slot (struct
+ * sluice_backend_hop). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLUICE_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct sluice_backend_hop);
+} sluice_backend_hops SEC(".maps");
 
 /* Egress interfaces other than the receiving one, for XDP_REDIRECT: key
  * and value are the ifindex. A hash devmap because ifindexes are sparse

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "xdp/attached_prog.hpp"
 
@@ -336,26 +337,53 @@ sluice_next_hop Loader::normalised(const sluice_next_hop& nh) const {
   return out;
 }
 
-Status Loader::set_next_hop(const sluice_next_hop& next_hop) {
-  const sluice_next_hop nh = normalised(next_hop);
+sluice_backend_hop Loader::hop_for(const sluice_backend& b) const {
+  sluice_backend_hop h{};
+  h.backend_id = b.id;
+  IpAddress a;
+  a.family = b.family;
+  std::memcpy(a.ip.bytes, b.addr.bytes, a.size());
+  const auto it = resolved_.find(a);
+  if (it != resolved_.end()) h.hop = it->second;
+  return h;
+}
+
+Status Loader::write_next_hops(const std::optional<sluice_next_hop>& dflt,
+                               const std::vector<sluice_backend_hop>& want) {
   const int ports = map_fd(skel_->maps.sluice_tx_ports);
-  // The egress interface goes into the devmap before the next hop names
-  // it, so a packet never meets an ifindex the devmap lacks.
-  if (nh.ifindex != 0 && bpf_map_update_elem(ports, &nh.ifindex, &nh.ifindex, BPF_ANY) != 0) {
+  const std::optional<sluice_next_hop> static_hop = dflt ? dflt : next_hop_;
+  std::set<uint32_t> named;
+  if (static_hop && static_hop->ifindex != 0) named.insert(static_hop->ifindex);
+  for (const sluice_backend_hop& h : want)
+    if (h.hop.ifindex != 0) named.insert(h.hop.ifindex);
+  // An egress interface goes into the devmap before a next hop names it,
+  // so a packet never meets an ifindex the devmap lacks.
+  for (uint32_t ifindex : named) {
+    if (bpf_map_update_elem(ports, &ifindex, &ifindex, BPF_ANY) == 0) continue;
     const int err = errno;  // before ifname_of, which may set it
-    return sys_error(err, "adding " + ifname_of(static_cast<int>(nh.ifindex)) +
-                              " to sluice_tx_ports (egress of the next hop)");
+    return sys_error(err, "adding " + ifname_of(static_cast<int>(ifindex)) +
+                              " to sluice_tx_ports (egress of a next hop)");
   }
   const uint32_t zero = 0;
-  if (bpf_map_update_elem(map_fd(skel_->maps.sluice_next_hop), &zero, &nh, BPF_ANY) != 0)
-    return sys_error(errno, "writing the next hop");
-  next_hop_ = nh;
-  // Interfaces the next hop no longer names leave the devmap after it.
+  if (dflt) {
+    if (bpf_map_update_elem(map_fd(skel_->maps.sluice_next_hop), &zero, &*dflt, BPF_ANY) != 0)
+      return sys_error(errno, "writing the static next hop");
+    next_hop_ = *dflt;
+  }
+  const int hfd = map_fd(skel_->maps.sluice_backend_hops);
+  for (uint32_t slot = 0; slot < SLUICE_MAX_BACKENDS; ++slot) {
+    if (std::memcmp(&hops_[slot], &want[slot], sizeof want[slot]) == 0) continue;
+    if (bpf_map_update_elem(hfd, &slot, &want[slot], BPF_ANY) != 0)
+      return sys_error(errno, "writing the next hop of backend id " +
+                                  std::to_string(want[slot].backend_id));
+    hops_[slot] = want[slot];
+  }
+  // Interfaces no next hop names leave the devmap after.
   std::vector<uint32_t> stale;
   uint32_t key = 0;
   const uint32_t* prev = nullptr;
   while (bpf_map_get_next_key(ports, prev, &key) == 0 && stale.size() < SLUICE_MAX_TX_PORTS) {
-    if (key != nh.ifindex) stale.push_back(key);
+    if (named.count(key) == 0) stale.push_back(key);
     prev = &key;
   }
   for (uint32_t k : stale) {
@@ -366,42 +394,79 @@ Status Loader::set_next_hop(const sluice_next_hop& next_hop) {
   return Ok{};
 }
 
-Result<NextHop> Loader::refresh_next_hop(NextHopResolver& resolver,
-                                         std::span<const IpAddress> targets,
-                                         std::chrono::milliseconds wait) {
-  auto hop = resolve_next_hop(resolver, targets, wait);
-  if (!hop.ok()) return hop.error();
-  if (auto s = apply_next_hop(hop.value()); !s.ok()) return s.error();
-  return hop.value();
-}
-
-Result<NextHop> Loader::resolve_next_hop(NextHopResolver& resolver,
-                                         std::span<const IpAddress> targets,
-                                         std::chrono::milliseconds wait) const {
-  if (targets.empty()) return Error{-EINVAL, "refresh_next_hop: no target addresses"};
-  std::optional<NextHop> first;
-  for (const IpAddress& t : targets) {
-    auto hop = resolver.resolve(t, wait);
-    if (!hop.ok()) return hop.error();
-    const NextHop& h = hop.value();
-    if (!first) {
-      first = h;
-    } else if (h.ifindex != first->ifindex || h.dst_mac != first->dst_mac) {
-      return Error{-EXDEV, t.to_string() + " is reached through neighbour " +
-                               h.neighbour.to_string() + " (" + mac_to_string(h.dst_mac) + " on " +
-                               ifname_of(h.ifindex) + ") but " + targets[0].to_string() +
-                               " through " + first->neighbour.to_string() + " (" +
-                               mac_to_string(first->dst_mac) + " on " + ifname_of(first->ifindex) +
-                               "): sluice_lb has a single next hop"};
-    }
+Status Loader::sync_backend_hops(const std::vector<bool>& live, bool clear_others) {
+  std::vector<sluice_backend_hop> want = hops_;
+  for (uint32_t slot = 0; slot < SLUICE_MAX_BACKENDS; ++slot) {
+    if (live[slot])
+      want[slot] = hop_for(slots_[slot]);
+    else if (clear_others)
+      want[slot] = sluice_backend_hop{};
   }
-  return *first;
+  return write_next_hops(std::nullopt, want);
 }
 
-Status Loader::apply_next_hop(const NextHop& hop) {
-  const sluice_next_hop nh = normalised(hop.to_map());
-  if (next_hop_ && std::memcmp(&*next_hop_, &nh, sizeof nh) == 0) return Ok{};
-  return set_next_hop(nh);
+Status Loader::set_next_hop(const sluice_next_hop& next_hop) {
+  return write_next_hops(normalised(next_hop), hops_);
+}
+
+Status Loader::refresh_next_hops(NextHopResolver& resolver, std::span<const IpAddress> targets,
+                                 std::chrono::milliseconds wait) {
+  return apply_next_hops(resolve_next_hops(resolver, targets, wait));
+}
+
+NextHops Loader::resolve_next_hops(NextHopResolver& resolver, std::span<const IpAddress> targets,
+                                   std::chrono::milliseconds wait) const {
+  // Two passes, so the waits overlap: the first asks the kernel to resolve
+  // every unknown neighbour without waiting, the second waits (all of
+  // them together at most `wait`) for those still unanswered.
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  NextHops out;
+  for (const IpAddress& t : targets) {
+    NextHops::Entry e{t, std::nullopt, {}};
+    auto hop = resolver.resolve(t, std::chrono::milliseconds(0));
+    if (hop.ok())
+      e.hop = hop.value();
+    else
+      e.error = hop.error();
+    out.entries.push_back(std::move(e));
+  }
+  for (NextHops::Entry& e : out.entries) {
+    if (e.hop || e.error.code != -ETIMEDOUT) continue;
+    const auto left = std::max(std::chrono::milliseconds(0),
+                               std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   deadline - std::chrono::steady_clock::now()));
+    auto hop = resolver.resolve(e.target, left);
+    if (hop.ok())
+      e.hop = hop.value();
+    else
+      e.error = hop.error();
+  }
+  return out;
+}
+
+Status Loader::apply_next_hops(const NextHops& hops) {
+  std::map<IpAddress, sluice_next_hop> resolved;
+  std::optional<Error> failed;
+  for (const NextHops::Entry& e : hops.entries) {
+    if (e.hop) {
+      resolved[e.target] = normalised(e.hop->to_map());
+      continue;
+    }
+    if (!failed)
+      failed = Error{e.error.code, "no next hop for " + e.target.to_string() + ": " +
+                                       e.error.message};
+    else
+      failed->message += "; " + e.error.message;
+  }
+  resolved_ = std::move(resolved);
+  std::vector<bool> live(SLUICE_MAX_BACKENDS);
+  for (uint32_t slot = 0; slot < SLUICE_MAX_BACKENDS; ++slot)
+    live[slot] = (slots_[slot].flags & SLUICE_BACKEND_VALID) != 0;
+  // Removed backends' entries go too (no packet reads them: their slots
+  // are not VALID), and with them their interfaces in the devmap.
+  if (auto s = sync_backend_hops(live, true); !s.ok()) return s;
+  if (failed) return *failed;
+  return Ok{};
 }
 
 template <class T>

@@ -108,11 +108,21 @@ struct Snapshot {
   /// The outer headers: src_v4 must be set if any backend is IPv4, src_v6
   /// if any is IPv6.
   sluice_encap_config encap{};
-  /// A static next hop (operator-given MACs; ifindex 0 for one-armed
-  /// set-ups); nullopt leaves the map as it is, e.g. as
-  /// Loader::refresh_next_hop filled it from the kernel's tables. Whichever
-  /// writes last wins.
+  /// The static next hop (operator-given MACs; ifindex 0 for one-armed
+  /// set-ups): the next hop of every backend without one of its own
+  /// (Loader::refresh_next_hops); nullopt leaves it as it is.
   std::optional<sluice_next_hop> next_hop;
+};
+
+/// The next hops of a set of addresses (backends), as resolved at one
+/// time: each one's NextHop, or why it has none.
+struct NextHops {
+  struct Entry {
+    IpAddress target;
+    std::optional<NextHop> hop;  ///< nullopt: not resolved (error says why)
+    Error error{};  ///< why not, when hop is nullopt
+  };
+  std::vector<Entry> entries;
 };
 
 /// Established flows the fast path holds, by backend (Loader::active_flows).
@@ -183,11 +193,12 @@ class Loader {
   /// completes the change.
   [[nodiscard]] Status publish(const Snapshot& snapshot);
 
-  /// Writes a next hop (neighbour MAC, egress MAC, egress ifindex). An
-  /// ifindex of 0 or of this Loader's interface is sent with XDP_TX (stored
-  /// as 0); another interface (of the calling thread's network namespace)
-  /// is added to the devmap sluice_tx_ports first and sent to with
-  /// XDP_REDIRECT, and interfaces no longer named leave the devmap after.
+  /// Writes the static next hop (neighbour MAC, egress MAC, egress
+  /// ifindex), the one backends without their own use. An ifindex of 0 or
+  /// of this Loader's interface is sent with XDP_TX (stored as 0); another
+  /// interface (of the calling thread's network namespace) is added to the
+  /// devmap sluice_tx_ports first and sent to with XDP_REDIRECT, and
+  /// interfaces no next hop names any more leave the devmap after.
   /// Native-mode redirection needs an egress driver with XDP transmit (a
   /// veth also needs an XDP program on its peer). The 16-byte entry is
   /// rewritten in place: a packet forwarded during the write may leave with
@@ -196,29 +207,35 @@ class Loader {
   /// the map write's.
   [[nodiscard]] Status set_next_hop(const sluice_next_hop& next_hop);
 
-  /// Resolves the next hop of every address in `targets` (backends, or the
-  /// gateway) through `resolver` (which must belong to the interface's
-  /// network namespace), checks that all leave through one interface to
-  /// one neighbour, and writes it (set_next_hop) when it changed: XDP_TX
-  /// when that interface is this one (one-armed), else XDP_REDIRECT to it
+  /// Resolves the next hop of every address in `targets` (the backends'
+  /// addresses) through `resolver` (which must belong to the interface's
+  /// network namespace) and gives each backend with one of these addresses
+  /// its own next hop (apply_next_hops): XDP_TX where it is behind this
+  /// interface (one-armed), else XDP_REDIRECT to its interface
   /// (multi-armed). Call it periodically to follow route and neighbour
-  /// changes. Returns the next hop.
-  /// Errors: the resolver's, set_next_hop's, -EXDEV when targets are
-  /// reached through different interfaces or neighbours (sluice_lb has one
-  /// next hop), -EINVAL for an empty `targets`.
-  [[nodiscard]] Result<NextHop> refresh_next_hop(NextHopResolver& resolver,
-                                                 std::span<const IpAddress> targets,
-                                                 std::chrono::milliseconds wait);
-  /// refresh_next_hop's resolution and checks, without the write. It reads
-  /// only what is fixed at load (the interface), so it may run on another
-  /// thread than the one publishing, with a resolver of its own, e.g. to
-  /// keep that thread from waiting for neighbours. Same errors.
-  [[nodiscard]] Result<NextHop> resolve_next_hop(NextHopResolver& resolver,
-                                                 std::span<const IpAddress> targets,
-                                                 std::chrono::milliseconds wait) const;
-  /// refresh_next_hop's write: `hop` into the next-hop map, when it differs
-  /// from the one written last. Errors: the map update's.
-  [[nodiscard]] Status apply_next_hop(const NextHop& hop);
+  /// changes. Errors: as apply_next_hops.
+  [[nodiscard]] Status refresh_next_hops(NextHopResolver& resolver,
+                                         std::span<const IpAddress> targets,
+                                         std::chrono::milliseconds wait);
+  /// refresh_next_hops's resolution, without the write: every target's
+  /// next hop or its error (the resolver's, every message naming the
+  /// target). Waits at most `wait` in all: unknown neighbours are asked
+  /// for together, then waited for together. It reads only what is fixed at load (the interface), so it
+  /// may run on another thread than the one publishing, with a resolver of
+  /// its own, e.g. to keep that thread from waiting for neighbours.
+  [[nodiscard]] NextHops resolve_next_hops(NextHopResolver& resolver,
+                                           std::span<const IpAddress> targets,
+                                           std::chrono::milliseconds wait) const;
+  /// refresh_next_hops's write. `hops` replaces what the Loader knows of
+  /// next hops: each published backend whose address has a resolved entry
+  /// gets it in sluice_backend_hops; every other backend loses its own and
+  /// falls back to the static next hop, or is dropped (counted as
+  /// tx_failed) where there is none. A backend published later takes its
+  /// address's entry before its first packet. Entries are written only
+  /// where they change. Errors: map and devmap writes' errnos; otherwise,
+  /// when some targets were not resolved, the first one's code with every
+  /// unresolved target's message (the others are applied all the same).
+  [[nodiscard]] Status apply_next_hops(const NextHops& hops);
 
   /// Counters summed over all possible CPUs, and per CPU (index = CPU).
   /// Errors: the map-lookup errno; -EINVAL for an id out of range.
@@ -289,6 +306,17 @@ class Loader {
 
   // nh with this interface's ifindex turned into 0 (XDP_TX).
   [[nodiscard]] sluice_next_hop normalised(const sluice_next_hop& nh) const;
+  // What sluice_backend_hops should hold at `slot` for backend b.
+  [[nodiscard]] sluice_backend_hop hop_for(const sluice_backend& b) const;
+  // Writes `dflt` (if set) as the static next hop and `want` (by slot,
+  // only where it differs) into sluice_backend_hops: interfaces they name
+  // join the devmap first, those no longer named leave it after.
+  [[nodiscard]] Status write_next_hops(const std::optional<sluice_next_hop>& dflt,
+                                       const std::vector<sluice_backend_hop>& want);
+  // Brings every backend's own next hop in line with resolved_; `live`
+  // says which slots hold a backend; the others keep what they hold, or
+  // are emptied with `clear_others`.
+  [[nodiscard]] Status sync_backend_hops(const std::vector<bool>& live, bool clear_others);
   [[nodiscard]] Status init_barrier();
   [[nodiscard]] Status read_state();
   [[nodiscard]] Status wait_for_packets();
@@ -325,6 +353,10 @@ class Loader {
   std::vector<sluice_vip_slot> vip_slots_;  // SLUICE_VIP_SLOTS
   std::optional<sluice_encap_config> encap_;
   std::optional<sluice_next_hop> next_hop_;
+  std::vector<sluice_backend_hop> hops_;  // SLUICE_MAX_BACKENDS, as sluice_backend_hops holds them
+  // The last resolved next hops by backend address (normalised); an
+  // address absent here has none.
+  std::map<IpAddress, sluice_next_hop> resolved_;
 };
 
 /// Detaches sluice's XDP program from `ifindex` (whichever mode it is in),

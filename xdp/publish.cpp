@@ -26,6 +26,9 @@
 //  0. Validate the whole snapshot; nothing is written if it is invalid.
 //  1. Encap config and static next hop, if changed (in place: a packet
 //     forwarded during this write may carry a mix; they change rarely).
+//     Each backend's own next hop (sluice_backend_hops) answers only for
+//     the id it names, and is written with the backends in step 2: a new
+//     backend's before it turns VALID.
 //  2. Backends. A new id goes into a free slot (not VALID) in two writes:
 //     first without VALID (any mix a packet reads is "not VALID", a miss),
 //     then, once packets in flight are done, with VALID — only the flags
@@ -312,6 +315,21 @@ Status Loader::read_state() {
   if (bpf_map_lookup_elem(map_fd(s->maps.sluice_next_hop), &zero, &nh) != 0)
     return sys_error(errno, "reading the next hop");
   next_hop_ = nh;
+  hops_.assign(SLUICE_MAX_BACKENDS, sluice_backend_hop{});
+  for (uint32_t i = 0; i < SLUICE_MAX_BACKENDS; ++i)
+    if (bpf_map_lookup_elem(map_fd(s->maps.sluice_backend_hops), &i, &hops_[i]) != 0)
+      return sys_error(errno, "reading the next hop of backend slot " + std::to_string(i));
+  // A restarted loader keeps the next hops a previous one resolved until
+  // it resolves them again.
+  resolved_.clear();
+  for (uint32_t i = 0; i < SLUICE_MAX_BACKENDS; ++i) {
+    const sluice_backend& b = slots_[i];
+    const sluice_backend_hop& h = hops_[i];
+    if ((b.flags & SLUICE_BACKEND_VALID) != 0 && h.backend_id == b.id &&
+        std::any_of(std::begin(h.hop.dst_mac), std::end(h.hop.dst_mac),
+                    [](uint8_t x) { return x != 0; }))
+      resolved_[address_of(b.addr, b.family)] = h.hop;
+  }
   return Ok{};
 }
 
@@ -498,6 +516,14 @@ Status Loader::publish(const Snapshot& snap) {
       if (auto s = write_slot(slot, b); !s.ok()) return s;
     }
   }
+  // Each backend's own next hop before its first packet (a new one has
+  // its address's, if resolved); the ones this snapshot removes keep
+  // theirs for the flows still naming them.
+  std::vector<bool> live(SLUICE_MAX_BACKENDS);
+  for (uint32_t slot = 0; slot < SLUICE_MAX_BACKENDS; ++slot)
+    live[slot] = slot_owner[slot] != SLUICE_BACKEND_NONE ||
+                 (slots_[slot].flags & SLUICE_BACKEND_VALID) != 0;
+  if (auto s = sync_backend_hops(live, false); !s.ok()) return s;
   if (!fresh.empty()) {
     if (auto w = wait_for_packets(); !w.ok()) return w;
     for (const sluice_backend& b : fresh)

@@ -39,25 +39,47 @@ static __always_inline int lb_too_big(struct xdp_md *ctx, struct lb_state *st, _
 	return -SLUICE_DROP_TOO_BIG;
 }
 
+static __always_inline int lb_mac_set(const __u8 *mac)
+{
+	return (mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]) != 0;
+}
+
+/* The next hop toward backend b: its own (resolved for its id), else the
+ * static one; NULL when neither is set (struct sluice_next_hop). */
+static __always_inline const struct sluice_next_hop *lb_next_hop(const struct sluice_backend *b)
+{
+	__u32 slot = b->id & (SLUICE_MAX_BACKENDS - 1);
+	struct sluice_backend_hop *bh = bpf_map_lookup_elem(&sluice_backend_hops, &slot);
+	struct sluice_next_hop *nh;
+	__u32 zero = 0;
+
+	if (bh && bh->backend_id == b->id && lb_mac_set(bh->hop.dst_mac))
+		return &bh->hop;
+	nh = bpf_map_lookup_elem(&sluice_next_hop, &zero);
+	if (nh && lb_mac_set(nh->dst_mac))
+		return nh;
+	return NULL;
+}
+
 /* Sends a VIP packet to backend b: MTU check, encapsulation, next hop. */
 static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_state *st,
 				      const struct sluice_backend *b, __u32 hash)
 {
 	__u32 zero = 0;
 	struct sluice_encap_config *cfg = bpf_map_lookup_elem(&sluice_encap, &zero);
-	struct sluice_next_hop *nh = bpf_map_lookup_elem(&sluice_next_hop, &zero);
 	__u32 outer_len = b->family == SLUICE_FAMILY_IPV6 ? SLUICE_IPV6_HLEN : SLUICE_IPV4_HLEN;
+	const struct sluice_next_hop *nh;
 	__u32 mtu;
 	int ret;
 
-	if (!cfg || !nh)
+	if (!cfg)
 		return -SLUICE_DROP_TX_FAILED;
 	/* MTU 0 means "no limit beyond what the outer length field holds". */
 	mtu = cfg->mtu ? cfg->mtu : 0xffff;
 	if (st->pkt.ip_len + outer_len > mtu)
 		return lb_too_big(ctx, st, mtu > outer_len ? mtu - outer_len : 0);
-	if (!(nh->dst_mac[0] | nh->dst_mac[1] | nh->dst_mac[2] | nh->dst_mac[3] |
-	      nh->dst_mac[4] | nh->dst_mac[5]))
+	nh = lb_next_hop(b);
+	if (!nh)
 		return -SLUICE_DROP_TX_FAILED;
 	ret = lb_encap(ctx, &st->pkt, b, cfg, nh, hash);
 	if (ret < 0)

@@ -146,6 +146,10 @@ const std::map<std::string, Layout>& cpp_layouts() {
       layout<sluice_next_hop>("sluice_next_hop", {SLUICE_MEMBER(sluice_next_hop, dst_mac),
                                                   SLUICE_MEMBER(sluice_next_hop, src_mac),
                                                   SLUICE_MEMBER(sluice_next_hop, ifindex)}),
+      layout<sluice_backend_hop>("sluice_backend_hop",
+                                 {SLUICE_MEMBER(sluice_backend_hop, hop),
+                                  SLUICE_MEMBER(sluice_backend_hop, backend_id),
+                                  SLUICE_MEMBER(sluice_backend_hop, pad)}),
       layout<sluice_decap_vip>("sluice_decap_vip", {SLUICE_MEMBER(sluice_decap_vip, addr),
                                                     SLUICE_MEMBER(sluice_decap_vip, family),
                                                     SLUICE_MEMBER(sluice_decap_vip, pad)}),
@@ -308,7 +312,7 @@ TEST(BtfLayout, LoadBalancerMapsMatchTheCppLayout) {
   for (const char* name :
        {"sluice_flow_key", "sluice_flow_value", "sluice_vip_key", "sluice_vip_meta",
         "sluice_vip_slot", "sluice_probation_slot", "sluice_backend", "sluice_encap_config", "sluice_global_stats", "sluice_vip_stats",
-        "sluice_backend_stats", "sluice_next_hop", "sluice_ip"}) {
+        "sluice_backend_stats", "sluice_next_hop", "sluice_ip", "sluice_backend_hop"}) {
     EXPECT_EQ(checked.count(name), 1u) << name << " is held by no map of sluice_lb";
   }
 }

@@ -1092,58 +1092,170 @@ TEST_F(LoaderTest, TheResolverFindsNextHopsInTheKernelsTables) {
       << silent.error().message;
 }
 
-TEST_F(LoaderTest, NextHopsFromTheKernelAddressTheForwardedFrames) {
+/// Backends in two subnets behind two interfaces, and one without a route:
+/// 10.250.1.1 through the gateway 10.200.0.2 on lb0, 10.201.0.2 on-link
+/// on lb1, 192.0.2.1 unreachable. One TCP VIP (vip_id 1) over them.
+World split_world() {
+  World w;
+  w.backends = {backend(1, "10.250.1.1"), backend(2, "10.201.0.2"), backend(3, "192.0.2.1")};
+  w.vips.push_back({kVip, 80, kTcp, kVipId, spread(251, {1, 2, 3})});
+  w.next_hop.reset();
+  return w;
+}
+
+/// The first `n` client indexes i whose flow (client(i), cport(i)) Maglev
+/// gives to backend `id` of `w`.
+std::vector<int> clients_of(const World& w, uint32_t id, size_t n) {
+  std::vector<int> out;
+  for (int i = 0; i < 5000 && out.size() < n; ++i)
+    if (w.choice(kVipId, tcp_key(client(i), cport(i))) == id) out.push_back(i);
+  EXPECT_EQ(out.size(), n) << "too few clients reach backend " << id;
+  return out;
+}
+
+// Each backend gets the next hop the kernel's tables give for its own
+// address: one through the gateway behind lb0 (XDP_TX to peer0), one
+// on-link behind lb1 (XDP_REDIRECT to peer1). One that cannot be resolved
+// is a counted drop, never sent to another backend's neighbour, until a
+// static next hop gives it a fallback.
+TEST_F(LoaderTest, EachBackendGetsTheNextHopOfItsOwnAddress) {
   CpuPin pin;
   auto l = load(options());
   ASSERT_TRUE(l);
-  World w = basic_world();
-  w.next_hop.reset();  // no static next hop: VIP packets are dropped
+  const World w = split_world();
   ASSERT_OK(l->publish(w.snapshot()));
-  XdpRun r = run(*l, tcp_frame(client(1), cport(1)));
-  EXPECT_EQ(r.verdict, XDP_DROP);
+  std::map<uint32_t, std::vector<int>> cl;
+  for (uint32_t id : {1u, 2u, 3u}) cl[id] = clients_of(w, id, 4);
+  // The k-th flow of backend `id`.
+  const auto frame_to = [&](uint32_t id, size_t k = 0) {
+    const int i = cl.at(id).at(k);
+    return tcp_frame(client(i), cport(i));
+  };
+  const auto dropped = [&](const Bytes& frame) {
+    const auto g0 = l->global_stats();
+    EXPECT_EQ(run(*l, frame).verdict, XDP_DROP);
+    const auto g1 = l->global_stats();
+    return g1.value().drops[SLUICE_DROP_TX_FAILED] - g0.value().drops[SLUICE_DROP_TX_FAILED];
+  };
+  // Nothing resolved, no static next hop: every backend's packets drop.
+  for (uint32_t id : {1u, 2u, 3u}) EXPECT_EQ(dropped(frame_to(id)), 1u) << "backend " << id;
 
   auto res = xdp::NextHopResolver::open();
   ASSERT_OK(res);
-  const IpAddress targets[] = {addr("10.250.1.1"), addr("10.250.1.2")};
-  auto hop = l->refresh_next_hop(res.value(), targets, kResolveWait);
-  ASSERT_OK(hop);
+  const IpAddress targets[] = {addr("10.250.1.1"), addr("10.201.0.2"), addr("192.0.2.1")};
+  const auto partial = l->refresh_next_hops(res.value(), targets, kResolveWait);
+  ASSERT_FALSE(partial.ok());
+  EXPECT_EQ(partial.error().code, -ENETUNREACH) << partial.error().message;
+  EXPECT_NE(partial.error().message.find("192.0.2.1"), std::string::npos)
+      << partial.error().message;
+
   const Mac peer0 = mac_of(ns_->peer(), "peer0");
-  const Mac lb0 = mac_of(ns_->lb(), "lb0");
-  r = run(*l, tcp_frame(client(2), cport(2)));
-  ASSERT_EQ(r.verdict, XDP_TX);
-  EXPECT_TRUE(std::equal(peer0.begin(), peer0.end(), r.out.begin())) << "destination MAC";
-  EXPECT_TRUE(std::equal(lb0.begin(), lb0.end(), r.out.begin() + 6)) << "source MAC";
-
-  // A target behind another interface cannot be reached with XDP_TX; the
-  // next hop stays as it was.
-  const IpAddress split[] = {addr("10.250.1.1"), addr("10.201.0.2")};
-  auto refused = l->refresh_next_hop(res.value(), split, kResolveWait);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.error().code, -EXDEV) << refused.error().message;
-  sluice_next_hop nh{};
-  const uint32_t zero = 0;
-  ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(l->skeleton()->maps.sluice_next_hop), &zero, &nh), 0);
-  EXPECT_TRUE(std::equal(peer0.begin(), peer0.end(), nh.dst_mac));
-  EXPECT_EQ(nh.ifindex, 0u) << "the receiving interface is stored as 0 (XDP_TX)";
-
-  // Every target behind the other interface: multi-armed, XDP_REDIRECT.
-  const IpAddress behind_lb1[] = {addr("10.201.0.2")};
-  hop = l->refresh_next_hop(res.value(), behind_lb1, kResolveWait);
-  ASSERT_OK(hop);
-  const int lb1 = static_cast<int>(if_nametoindex("lb1"));
   const Mac peer1 = mac_of(ns_->peer(), "peer1");
+  const Mac lb0 = mac_of(ns_->lb(), "lb0");
   const Mac lb1_mac = mac_of(ns_->lb(), "lb1");
-  r = run(*l, tcp_frame(client(3), cport(3)));
-  ASSERT_EQ(r.verdict, XDP_REDIRECT);
-  EXPECT_TRUE(std::equal(peer1.begin(), peer1.end(), r.out.begin())) << "destination MAC";
-  EXPECT_TRUE(std::equal(lb1_mac.begin(), lb1_mac.end(), r.out.begin() + 6)) << "source MAC";
-  EXPECT_EQ(tx_ports(*l), std::vector<uint32_t>{static_cast<uint32_t>(lb1)});
+  const auto lb1 = static_cast<uint32_t>(if_nametoindex("lb1"));
+  struct Want {
+    uint32_t id;
+    uint32_t verdict;
+    Mac dst, src;
+  };
+  const Want want[] = {{1, XDP_TX, peer0, lb0}, {2, XDP_REDIRECT, peer1, lb1_mac}};
+  for (int round = 1; round <= 2; ++round) {  // a new flow, then its second packet
+    for (const Want& x : want) {
+      SCOPED_TRACE("backend " + std::to_string(x.id) + ", packet " + std::to_string(round));
+      const XdpRun r = run(*l, frame_to(x.id, 1));
+      ASSERT_EQ(r.verdict, x.verdict);
+      ASSERT_GE(r.out.size(), 14u + 20u);
+      EXPECT_TRUE(std::equal(x.dst.begin(), x.dst.end(), r.out.begin())) << "destination MAC";
+      EXPECT_TRUE(std::equal(x.src.begin(), x.src.end(), r.out.begin() + 6)) << "source MAC";
+      const IpAddress b = addr(x.id == 1 ? "10.250.1.1" : "10.201.0.2");
+      EXPECT_TRUE(std::equal(b.ip.bytes, b.ip.bytes + 4, r.out.begin() + 14 + 16))
+          << "outer destination";
+    }
+  }
+  EXPECT_EQ(tx_ports(*l), std::vector<uint32_t>{lb1});
+  EXPECT_EQ(dropped(frame_to(3, 1)), 1u) << "the unresolved backend";
 
-  // Back behind the receiving interface: XDP_TX, and lb1 leaves the devmap.
-  hop = l->refresh_next_hop(res.value(), targets, kResolveWait);
-  ASSERT_OK(hop);
-  EXPECT_EQ(run(*l, tcp_frame(client(4), cport(4))).verdict, XDP_TX);
+  // A static next hop: the fallback of the unresolved backend only.
+  ASSERT_OK(l->set_next_hop(World::static_next_hop()));
+  XdpRun r = run(*l, frame_to(3, 2));
+  ASSERT_EQ(r.verdict, XDP_TX);
+  EXPECT_TRUE(std::equal(kGatewayMac.begin(), kGatewayMac.end(), r.out.begin()));
+  r = run(*l, frame_to(1, 2));
+  ASSERT_EQ(r.verdict, XDP_TX);
+  EXPECT_TRUE(std::equal(peer0.begin(), peer0.end(), r.out.begin()));
+  EXPECT_EQ(run(*l, frame_to(2, 2)).verdict, XDP_REDIRECT);
+  EXPECT_EQ(tx_ports(*l), std::vector<uint32_t>{lb1});
+
+  // A refresh that no longer resolves backend 2 (here: not asked for it)
+  // takes its own next hop away: the static one, and lb1 leaves the devmap.
+  const IpAddress only_first[] = {addr("10.250.1.1")};
+  ASSERT_OK(l->refresh_next_hops(res.value(), only_first, kResolveWait));
+  r = run(*l, frame_to(2, 3));
+  ASSERT_EQ(r.verdict, XDP_TX);
+  EXPECT_TRUE(std::equal(kGatewayMac.begin(), kGatewayMac.end(), r.out.begin()));
   EXPECT_TRUE(tx_ports(*l).empty());
+}
+
+// A backend's own next hop answers only for its id: a backend published
+// after the resolution takes its address's next hop before its first
+// packet, a restarted loader keeps them, and a slot reused by a new id
+// does not inherit its predecessor's neighbour.
+TEST_F(LoaderTest, BackendNextHopsFollowPublicationAndRestarts) {
+  CpuPin pin;
+  World w = split_world();
+  w.backends.resize(1);  // 10.250.1.1 only
+  w.vips[0].table = spread(251, {1});
+  const Mac peer0 = mac_of(ns_->peer(), "peer0");
+  const auto lb1 = static_cast<uint32_t>(if_nametoindex("lb1"));
+  {
+    auto l = load(options());
+    ASSERT_TRUE(l);
+    auto res = xdp::NextHopResolver::open();
+    ASSERT_OK(res);
+    // Resolved before the backends are published (the daemon's start).
+    const IpAddress targets[] = {addr("10.250.1.1"), addr("10.201.0.2")};
+    ASSERT_OK(l->refresh_next_hops(res.value(), targets, kResolveWait));
+    ASSERT_OK(l->publish(w.snapshot()));
+    XdpRun r = run(*l, tcp_frame(client(1), cport(1)));
+    ASSERT_EQ(r.verdict, XDP_TX);
+    EXPECT_TRUE(std::equal(peer0.begin(), peer0.end(), r.out.begin()));
+    // 10.201.0.2 joins as id 2: its next hop is there with it.
+    w.backends.push_back(backend(2, "10.201.0.2"));
+    w.vips[0].table = spread(251, {2});
+    ASSERT_OK(l->publish(w.snapshot()));
+    EXPECT_EQ(run(*l, tcp_frame(client(2), cport(2))).verdict, XDP_REDIRECT);
+    EXPECT_EQ(tx_ports(*l), std::vector<uint32_t>{lb1});
+  }
+  // A new loader on the pinned maps: the same next hops, before any
+  // refresh of its own.
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  ASSERT_TRUE(l->reused_pinned_maps());
+  ASSERT_OK(l->publish(w.snapshot()));
+  EXPECT_EQ(run(*l, tcp_frame(client(3), cport(3))).verdict, XDP_REDIRECT);
+  // Backend 2 removed: its next hop (and lb1 in the devmap) goes with the
+  // next refresh.
+  w.backends.pop_back();
+  w.vips[0].table = spread(251, {1});
+  ASSERT_OK(l->publish(w.snapshot()));
+  EXPECT_EQ(tx_ports(*l), std::vector<uint32_t>{lb1});
+  auto res = xdp::NextHopResolver::open();
+  ASSERT_OK(res);
+  const IpAddress first[] = {addr("10.250.1.1")};
+  ASSERT_OK(l->refresh_next_hops(res.value(), first, kResolveWait));
+  EXPECT_TRUE(tx_ports(*l).empty());
+  // id 2 + SLUICE_MAX_BACKENDS takes its slot at an address nobody
+  // resolved: dropped, not sent to peer1.
+  w.backends.push_back(backend(2 + SLUICE_MAX_BACKENDS, "10.201.0.9"));
+  w.vips[0].table = spread(251, {2 + SLUICE_MAX_BACKENDS});
+  ASSERT_OK(l->publish(w.snapshot()));
+  const auto g0 = l->global_stats();
+  ASSERT_OK(g0);
+  EXPECT_EQ(run(*l, tcp_frame(client(4), cport(4))).verdict, XDP_DROP);
+  const auto g1 = l->global_stats();
+  ASSERT_OK(g1);
+  EXPECT_EQ(g1.value().drops[SLUICE_DROP_TX_FAILED] - g0.value().drops[SLUICE_DROP_TX_FAILED], 1u);
 }
 
 // The program's side of a next hop behind another interface, through the
@@ -1251,6 +1363,76 @@ TEST_F(LoaderTest, FramesLeaveThroughTheOtherInterfaceWhenTheNextHopIsThere) {
     EXPECT_TRUE(std::equal(lb1_mac.begin(), lb1_mac.end(), out.begin() + 6)) << "source MAC";
     EXPECT_EQ(out[14 + 16], 10);
     EXPECT_EQ(out[14 + 17], 1);
+    ASSERT_OK(l->detach());
+    ASSERT_OK(l->unpin());
+  }
+}
+
+// Backends in two subnets behind two interfaces, end to end: frames come
+// in on lb0; those of the backend behind the gateway on lb0 go back out of
+// lb0 to peer0, those of the backend on-link behind lb1 out of lb1 to
+// peer1, each with its own neighbour's and interface's MACs, in both XDP
+// modes. Both peers carry the pass-only decapsulator (native-mode veths
+// take XDP frames only then).
+TEST_F(LoaderTest, EachBackendsFramesLeaveThroughItsOwnInterface) {
+  const Mac peer0 = mac_of(ns_->peer(), "peer0");
+  const Mac peer1 = mac_of(ns_->peer(), "peer1");
+  const Mac lb0 = mac_of(ns_->lb(), "lb0");
+  const Mac lb1_mac = mac_of(ns_->lb(), "lb1");
+  UniqueFd tx_sock, rx0, rx1;
+  {
+    NetnsEnter peer(ns_->peer());
+    ASSERT_TRUE(peer.error().empty()) << peer.error();
+    const IpAddress pass_only[] = {addr("192.0.2.1")};
+    ASSERT_OK(xdp::attach_decap("peer0", XdpMode::kNative, pass_only));
+    ASSERT_OK(xdp::attach_decap("peer1", XdpMode::kNative, pass_only));
+    tx_sock = packet_socket("peer0");
+    rx0 = packet_socket("peer0");
+    rx1 = packet_socket("peer1");
+    ASSERT_TRUE(tx_sock.valid() && rx0.valid() && rx1.valid()) << std::strerror(errno);
+  }
+  World w = split_world();
+  w.backends.resize(2);
+  w.vips[0].table = spread(251, {1, 2});
+  const std::vector<int> to1 = clients_of(w, 1, 2);
+  const std::vector<int> to2 = clients_of(w, 2, 2);
+  auto res = xdp::NextHopResolver::open();
+  ASSERT_OK(res);
+  const IpAddress targets[] = {addr("10.250.1.1"), addr("10.201.0.2")};
+  struct Way {
+    const std::vector<int>& clients;
+    int rx;
+    IpAddress backend;
+    Mac dst, src;
+  };
+  const Way ways[] = {{to1, rx0.get(), targets[0], peer0, lb0},
+                      {to2, rx1.get(), targets[1], peer1, lb1_mac}};
+  size_t run = 0;
+  for (XdpMode mode : {XdpMode::kGeneric, XdpMode::kNative}) {
+    SCOPED_TRACE(xdp::to_string(mode));
+    auto l = load(options(mode));
+    ASSERT_TRUE(l);
+    ASSERT_OK(l->refresh_next_hops(res.value(), targets, kResolveWait));
+    ASSERT_OK(l->publish(w.snapshot()));
+    ASSERT_OK(l->attach());
+    for (const Way& way : ways) {
+      SCOPED_TRACE("backend " + way.backend.to_string());
+      const int i = way.clients.at(run);
+      const Bytes frame = tcp_frame(client(i), cport(i));
+      ASSERT_EQ(send(tx_sock.get(), frame.data(), frame.size(), 0),
+                static_cast<ssize_t>(frame.size()))
+          << std::strerror(errno);
+      const Bytes out = receive_matching(way.rx, [&](const Bytes& f) {
+        return f.size() == frame.size() + 20 && f[12] == 0x08 && f[13] == 0x00 &&
+               f[14 + 9] == 4 &&
+               std::equal(way.backend.ip.bytes, way.backend.ip.bytes + 4, f.begin() + 14 + 16) &&
+               std::equal(frame.begin() + 14, frame.end(), f.begin() + 34);
+      });
+      ASSERT_FALSE(out.empty()) << "no encapsulated frame on its interface within the deadline";
+      EXPECT_TRUE(std::equal(way.dst.begin(), way.dst.end(), out.begin())) << "destination MAC";
+      EXPECT_TRUE(std::equal(way.src.begin(), way.src.end(), out.begin() + 6)) << "source MAC";
+    }
+    ++run;
     ASSERT_OK(l->detach());
     ASSERT_OK(l->unpin());
   }
