@@ -267,6 +267,10 @@ struct Balancer::State {
     }
     if (v.cache && v.protocol != Protocol::kUdp)
       return invalid("the hot-object cache needs protocol \"udp\"");
+    if (std::string why = key_hash_refusal(v); !why.empty()) return invalid(std::move(why));
+    if (v.hash == HashFields::kKey)
+      if (std::string why = key_hash_fastpath_refusal(config.dpdk.has_value()); !why.empty())
+        return invalid(std::move(why));
     if (!v.table_size_auto &&
         (v.table_size < kMaglevMinSize || v.table_size > kMaglevMaxSize || !is_prime(v.table_size)))
       return invalid("table_size must be a prime " + std::to_string(kMaglevMinSize) + ".." +
@@ -331,6 +335,7 @@ struct Balancer::State {
       fv.key = vip_key(v.cfg);
       fv.meta.vip_id = v.vip_id;
       if (v.cfg.hash == HashFields::kSource) fv.meta.flags |= SLUICE_VIP_HASH_SRC_ONLY;
+      if (v.cfg.hash == HashFields::kKey) fv.meta.flags |= SLUICE_VIP_KEY_HASH;
       if (v.cfg.cache || caches_twin(model, v.cfg)) fv.meta.flags |= SLUICE_VIP_CACHE;
       if (v.built.panic) fv.meta.flags |= SLUICE_VIP_PANIC;
       fv.meta.table_size = v.built.table_size;
@@ -877,6 +882,19 @@ Result<BalancerStats> Balancer::stats() const {
     }
   }
   return out;
+}
+
+Result<IpAddress> Balancer::owner(std::string_view vip, uint32_t hash) const {
+  for (const Vip& v : s_->committed.vips) {
+    if (v.cfg.name != vip) continue;
+    if (!s_->published || !v.built.table || v.built.table->empty())
+      return Error{-ENOENT, "VIP \"" + std::string(vip) + "\" has no published table"};
+    const uint32_t id = (*v.built.table)[hash % v.built.table->size()];
+    for (const Backend& b : v.backends)
+      if (b.id == id) return b.cfg.addr;
+    return Error{-ENOENT, "VIP \"" + std::string(vip) + "\": no backend owns the slot"};
+  }
+  return not_found_vip(vip);
 }
 
 std::vector<IpAddress> Balancer::backend_addresses() const {

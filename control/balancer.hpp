@@ -226,6 +226,12 @@ class Balancer {
   [[nodiscard]] Result<std::vector<BackendView>> backends(std::string_view vip = {}) const;
   /// Counters summed over the fast paths. Errors: the first read error.
   [[nodiscard]] Result<BalancerStats> stats() const;
+  /// The backend the VIP's published table gives `hash` (table[hash % M]):
+  /// with mc::route_hash(key, hash_seed), the owner of a memcached key
+  /// under key-affinity routing, where the cache fetches it from.
+  /// Errors: -ENOENT (no such VIP, nothing published, or the slot names no
+  /// backend: every backend drained or removed).
+  [[nodiscard]] Result<IpAddress> owner(std::string_view vip, uint32_t hash) const;
   /// Every backend address of every VIP, published or not (for next-hop
   /// resolution), sorted, without duplicates.
   [[nodiscard]] std::vector<IpAddress> backend_addresses() const;

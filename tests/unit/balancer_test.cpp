@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
+#include "dataplane/core/memcached.hpp"
 #include "tests/unit/fake_fastpath.hpp"
 
 namespace sluice::test {
@@ -119,6 +121,48 @@ TEST(Balancer, FirstPublishSpreadsTheTableOverEveryBackend) {
   }
   EXPECT_EQ(sum, kM);
   EXPECT_EQ(f->generation(), 2u);
+}
+
+// Key-affinity routing: the owner of a key is the published table's entry
+// at its route hash, the backend the fast path sends the key's requests to.
+TEST(Balancer, OwnerOfAKeyIsThePublishedTablesChoice) {
+  const std::string toml = R"(
+hash_seed = 77
+[[vips]]
+name = "mc"
+address = "198.51.100.2"
+port = 11211
+protocol = "udp"
+hash = "key"
+cache = true
+table_size = 251
+[[vips.backends]]
+address = "10.0.1.1"
+[[vips.backends]]
+address = "10.0.1.2"
+[[vips.backends]]
+address = "10.0.1.3"
+)";
+  Fixture f(toml);
+  EXPECT_EQ(f->owner("mc", 1).error().code, -ENOENT) << "nothing published yet";
+  publish(*f);
+  ASSERT_EQ(f.held->vips.size(), 1u);
+  const auto& v = f.held->vips[0];
+  EXPECT_EQ(v.meta.flags & (SLUICE_VIP_KEY_HASH | SLUICE_VIP_CACHE),
+            SLUICE_VIP_KEY_HASH | SLUICE_VIP_CACHE);
+  std::map<uint32_t, IpAddress> by_id;
+  for (const auto& b : list(*f, "mc")) by_id[b.id] = b.addr;
+  std::set<std::string> seen;
+  for (int i = 0; i < 300; ++i) {
+    const std::string key = std::to_string(i) + "k";
+    const uint32_t h = mc::route_hash(key, 77);
+    auto o = f->owner("mc", h);
+    ASSERT_TRUE(o.ok());
+    EXPECT_EQ(o.value(), by_id.at(v.table[h % v.table.size()])) << key;
+    seen.insert(o.value().to_string());
+  }
+  EXPECT_EQ(seen.size(), 3u);
+  EXPECT_EQ(f->owner("nope", 1).error().code, -ENOENT);
 }
 
 TEST(Balancer, PublishingNothingNewWritesNothing) {
