@@ -718,8 +718,8 @@ namespace {
 // line per difference; empty when the reload may proceed.
 std::string restart_only_changes(const Config& old_c, const Config& new_c) {
   std::string out;
-  const auto differs = [&](bool changed, const char* what) {
-    if (changed) out += std::string(out.empty() ? "" : "; ") + what;
+  const auto differs = [&](bool changed, const std::string& what) {
+    if (changed) out += (out.empty() ? "" : "; ") + what;
   };
   differs(old_c.hash_seed != new_c.hash_seed, "hash_seed");
   const FlowTableConfig& a = old_c.flow_table;
@@ -744,6 +744,27 @@ std::string restart_only_changes(const Config& old_c, const Config& new_c) {
               (old_c.dpdk && dpdk_fixed(*old_c.dpdk) != dpdk_fixed(*new_c.dpdk)),
           "[dpdk] EAL, ports, lcores or memory");
   differs(old_c.bgp != new_c.bgp, "[bgp]");
+  // The fast path's cache maps and the filler are sized and started with
+  // [cache]. A VIP's entries stay in those maps under its id: while its
+  // cache is off no write invalidates them, and a VIP added later may take
+  // the id over, so turning a cache on or off, or adding or removing a
+  // cached VIP, would serve stale or foreign values.
+  differs(!(old_c.cache == new_c.cache), "[cache]");
+  std::string vips;
+  const auto cache_changed = [&](const Config& from, const Config& to, bool matched_too) {
+    for (const VipConfig& v : from.vips) {
+      const auto other = std::find_if(to.vips.begin(), to.vips.end(), [&](const VipConfig& w) {
+        return same_key(v, w);
+      });
+      const bool was = v.cache;
+      const bool now = other != to.vips.end() && other->cache;
+      if (was != now && (matched_too || other == to.vips.end()))
+        vips += (vips.empty() ? "" : ", ") + v.name;
+    }
+  };
+  cache_changed(old_c, new_c, true);
+  cache_changed(new_c, old_c, false);
+  differs(!vips.empty(), "the cache of VIP " + vips + " (turned on or off, added or removed)");
   return out;
 }
 

@@ -208,9 +208,10 @@ class Balancer {
   /// backends (by address) it still has, and publishes it. Unpublished
   /// changes are dropped first. On any error nothing changes. Errors:
   /// -EINVAL when the new config changes what only a restart applies
-  /// (hash_seed, [flow_table], [control], [metrics] listen, [xdp]
-  /// interfaces or mode; the message lists them), or is invalid; the
-  /// publication's errors.
+  /// (hash_seed, [flow_table], [cache], a VIP's cache turned on or off or
+  /// a cached VIP added or removed, [control], [metrics] listen, [xdp]
+  /// interfaces or mode, [dpdk] EAL settings, [bgp]; the message lists
+  /// them), or is invalid; the publication's errors.
   [[nodiscard]] Result<PublishReport> reload(Config config);
 
   /// Counts the established flows of every backend over all fast paths

@@ -101,6 +101,8 @@ struct CacheConfig {
   uint32_t period_ms = 1000;         // the sketch period, ms
   uint32_t write_settle_ms = 100;    // no fill within this long of a write to the key, ms
   uint32_t fetch_timeout_ms = 200;   // one fill's memcached gets, ms
+
+  friend bool operator==(const CacheConfig&, const CacheConfig&) = default;
 };
 
 struct ControlSocketConfig {

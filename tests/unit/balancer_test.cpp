@@ -415,6 +415,60 @@ TEST(Balancer, ReloadRefusesSettingsThatNeedARestart) {
   }
 }
 
+// The cache's maps and filler are sized at start, and a VIP's entries stay
+// under its id: [cache] and turning a VIP's cache on or off (or adding or
+// removing a cached VIP) need a restart; key routing changes live.
+TEST(Balancer, ReloadRefusesCacheChangesButNotKeyRouting) {
+  const auto mc = [](const std::string& vip2) {
+    return std::string(R"(
+[xdp]
+interfaces = ["veth0"]
+encap_source_v4 = "192.0.2.10"
+[[vips]]
+name = "mc"
+address = "198.51.100.2"
+port = 11211
+protocol = "udp"
+cache = true
+table_size = 251
+[[vips.backends]]
+address = "10.0.1.1"
+)") + vip2;
+  };
+  const std::string plain = "[[vips]]\nname = \"mc2\"\naddress = \"198.51.100.3\"\nport = 11211\n"
+                            "protocol = \"udp\"\ntable_size = 251\n";
+  Fixture f(mc(plain));
+  publish(*f);
+  const uint64_t gen = f->generation();
+  struct Case {
+    const char* what;  // in the message
+    std::string toml;
+  };
+  const Case cases[] = {
+      {"[cache]", "[cache]\nttl_ms = 500\n" + mc(plain)},
+      {"the cache of VIP mc (", mc(plain).replace(mc("").find("cache = true"), 12, "cache = false")},
+      {"the cache of VIP mc2 (", mc(plain + "cache = true\n")},
+      {"the cache of VIP mc, mc (", mc("").replace(mc("").find("198.51.100.2"), 12, "198.51.100.9")},
+      {"the cache of VIP mc3 (", mc(plain + "[[vips]]\nname = \"mc3\"\naddress = \"198.51.100.4\"\n"
+                                            "port = 11211\nprotocol = \"udp\"\ncache = true\n")},
+  };
+  for (const Case& k : cases) {
+    const auto r = f->reload(config_of(k.toml));
+    ASSERT_FALSE(r.ok()) << k.what;
+    EXPECT_NE(r.error().message.find(k.what), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("restart"), std::string::npos) << r.error().message;
+    EXPECT_EQ(f->generation(), gen) << k.what;
+    EXPECT_EQ(f->vips().size(), 2u) << k.what;
+  }
+  // Key-affinity routing on and off needs no restart: one flag, published.
+  const auto keyed = f->reload(config_of(mc(plain + "hash = \"key\"\n")));
+  ASSERT_TRUE(keyed.ok()) << keyed.error().message;
+  for (const auto& v : f.held->vips)
+    EXPECT_EQ((v.meta.flags & SLUICE_VIP_KEY_HASH) != 0, v.meta.vip_id == f->vips()[1].vip_id);
+  ASSERT_TRUE(f->reload(config_of(mc(plain))).ok());
+  for (const auto& v : f.held->vips) EXPECT_EQ(v.meta.flags & SLUICE_VIP_KEY_HASH, 0u);
+}
+
 TEST(Balancer, ReloadKeepsHealthOfKeptBackends) {
   Fixture f(web_config(2));
   ASSERT_TRUE(f->set_backend_health("web", ip("10.0.0.1"), Health::kDown, 5.0, "timeout").ok());
