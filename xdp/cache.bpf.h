@@ -487,10 +487,35 @@ static __always_inline struct sluice_cache_entry *lb_cache_find(__u32 vip_id, __
 	return e;
 }
 
+/* Grows the frame by `grow` bytes at the front, for a response bigger than
+ * the tailroom: a frame built from an skb (veth, generic mode) has a few
+ * bytes past its end at most, while XDP guarantees headroom. The headers
+ * up to the end of the memcached frame header (l4_off + 16 bytes) move to
+ * the new start; what follows them is overwritten by the response. Returns
+ * 0; -1 with the packet unchanged; -2 when it was moved but the headers
+ * could not be written back. */
+static __always_inline int lb_cache_grow_head(struct xdp_md *ctx, __u32 l4_off, __u32 grow)
+{
+	__u32 zero = 0, hlen = l4_off + sizeof(struct udphdr) + SLUICE_MC_UDP_HDR_LEN;
+	/* The request's bytes are no longer needed: the scratch holds the
+	 * headers meanwhile. */
+	struct sluice_cache_scratch *s = bpf_map_lookup_elem(&sluice_cache_scratch, &zero);
+
+	if (!s || l4_off > LB_CACHE_MAX_L4_OFF || grow > 0xffff)
+		return -1;
+	if (bpf_xdp_load_bytes(ctx, 0, s->buf, hlen))
+		return -1;
+	if (bpf_xdp_adjust_head(ctx, -(int)grow))
+		return -1;
+	if (bpf_xdp_store_bytes(ctx, 0, s->buf, hlen))
+		return -2;
+	return 0;
+}
+
 /* Turns the request frame into the response: MACs, addresses and ports
  * swapped, the payload after the frame header replaced by the entry's
  * response, lengths and checksums set. Returns 0; -1 with the packet
- * unchanged (forward it); -2 when a step after the tail moved failed (the
+ * unchanged (forward it); -2 when a step after the frame grew failed (the
  * packet is neither request nor response: drop it; the checks after that
  * point hold for any frame the tail move made long enough). */
 static __always_inline int lb_cache_reply(struct xdp_md *ctx, const struct lb_packet *p,
@@ -504,7 +529,7 @@ static __always_inline int lb_cache_reply(struct xdp_md *ctx, const struct lb_pa
 	struct udphdr *uh;
 	__u8 mac[6];
 	__u64 sum;
-	int delta;
+	int delta, ret;
 
 	if (head == 0 || head > SLUICE_CACHE_HEAD_MAX || body == 0 || body > SLUICE_CACHE_BODY_MAX)
 		return -1;
@@ -512,8 +537,13 @@ static __always_inline int lb_cache_reply(struct xdp_md *ctx, const struct lb_pa
 	if (l4_off > LB_CACHE_MAX_L4_OFF || l3_off > LB_CACHE_MAX_L3_OFF)
 		return -1;
 	delta = (int)(l4_off + ulen) - (int)p->frame_len;
-	if (bpf_xdp_adjust_tail(ctx, delta))
-		return -1;
+	if (bpf_xdp_adjust_tail(ctx, delta)) {
+		if (delta <= 0)
+			return -1;
+		ret = lb_cache_grow_head(ctx, l4_off, (__u32)delta);
+		if (ret)
+			return ret;
+	}
 	if (bpf_xdp_store_bytes(ctx, l4_off + sizeof(*uh) + SLUICE_MC_UDP_HDR_LEN, (void *)e->head, head))
 		return -2;
 	if (bpf_xdp_store_bytes(ctx, l4_off + sizeof(*uh) + SLUICE_MC_UDP_HDR_LEN + head, (void *)e->body, body))
