@@ -753,9 +753,8 @@ std::string restart_only_changes(const Config& old_c, const Config& new_c) {
   std::string vips;
   const auto cache_changed = [&](const Config& from, const Config& to, bool matched_too) {
     for (const VipConfig& v : from.vips) {
-      const auto other = std::find_if(to.vips.begin(), to.vips.end(), [&](const VipConfig& w) {
-        return same_key(v, w);
-      });
+      const auto other = std::find_if(to.vips.begin(), to.vips.end(),
+                                      [&](const VipConfig& w) { return same_key(v, w); });
       const bool was = v.cache;
       const bool now = other != to.vips.end() && other->cache;
       if (was != now && (matched_too || other == to.vips.end()))

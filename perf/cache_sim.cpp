@@ -47,9 +47,9 @@ struct Options {
   uint64_t requests = 20'000'000;
   uint32_t entries = 10'000;
   uint32_t threshold = 3;
-  uint64_t period = 10'000;   // requests: 10 ms at 1 Mreq/s
-  uint32_t fills = 64;        // hot reports fetched per period (the daemon's bound)
-  uint32_t ttl_ms = 10'000;   // [cache] ttl_ms's default
+  uint64_t period = 10'000;  // requests: 10 ms at 1 Mreq/s
+  uint32_t fills = 64;       // hot reports fetched per period (the daemon's bound)
+  uint32_t ttl_ms = 10'000;  // [cache] ttl_ms's default
   std::vector<uint32_t> backends = {10, 32};
   uint32_t seed = 1;
 };
@@ -203,8 +203,8 @@ int main(int argc, char** argv) {
       }
       pending.clear();
     }
-    const auto k = static_cast<uint32_t>(std::lower_bound(cdf.begin(), cdf.end(), u(rng)) -
-                                         cdf.begin());
+    const auto k =
+        static_cast<uint32_t>(std::lower_bound(cdf.begin(), cdf.end(), u(rng)) - cdf.begin());
     const uint32_t key = std::min(k, o.keys - 1);
     const std::string_view name = key_of(key, buf);
     const bool counted = i >= warmup;

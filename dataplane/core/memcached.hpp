@@ -101,7 +101,8 @@ struct UdpHeader {
 /// by its flow hash. The XDP path follows a subset of the commands (not
 /// gat/gats): what it cannot follow it places by the flow hash too.
 /// Returns a view into `payload`. Never allocates.
-[[nodiscard]] std::optional<std::string_view> routing_key(std::span<const uint8_t> payload) noexcept;
+[[nodiscard]] std::optional<std::string_view> routing_key(
+    std::span<const uint8_t> payload) noexcept;
 
 /// A value as memcached stores it.
 struct Value {

@@ -534,8 +534,9 @@ TEST_F(KeyRouteTest, WhatIsRoutedByKeyIsWhatTheCoreSays) {
     // A fresh 5-tuple each: its choice is the VIP table's at the flow hash.
     ++port;
     const Bytes in = request(kPlainVip, "192.0.2.50", port, c.req);
-    const uint32_t want = c.by_key ? owner(std::string(*k))
-                                   : choice(kPlain, flow_key("192.0.2.50", port, kPlainVip, kPort, kUdp));
+    const uint32_t want =
+        c.by_key ? owner(std::string(*k))
+                 : choice(kPlain, flow_key("192.0.2.50", port, kPlainVip, kPort, kUdp));
     EXPECT_EQ(sent_to(in), want);
   }
 }

@@ -435,8 +435,9 @@ table_size = 251
 address = "10.0.1.1"
 )") + vip2;
   };
-  const std::string plain = "[[vips]]\nname = \"mc2\"\naddress = \"198.51.100.3\"\nport = 11211\n"
-                            "protocol = \"udp\"\ntable_size = 251\n";
+  const std::string plain =
+      "[[vips]]\nname = \"mc2\"\naddress = \"198.51.100.3\"\nport = 11211\n"
+      "protocol = \"udp\"\ntable_size = 251\n";
   Fixture f(mc(plain));
   publish(*f);
   const uint64_t gen = f->generation();
@@ -446,9 +447,11 @@ address = "10.0.1.1"
   };
   const Case cases[] = {
       {"[cache]", "[cache]\nttl_ms = 500\n" + mc(plain)},
-      {"the cache of VIP mc (", mc(plain).replace(mc("").find("cache = true"), 12, "cache = false")},
+      {"the cache of VIP mc (",
+       mc(plain).replace(mc("").find("cache = true"), 12, "cache = false")},
       {"the cache of VIP mc2 (", mc(plain + "cache = true\n")},
-      {"the cache of VIP mc, mc (", mc("").replace(mc("").find("198.51.100.2"), 12, "198.51.100.9")},
+      {"the cache of VIP mc, mc (",
+       mc("").replace(mc("").find("198.51.100.2"), 12, "198.51.100.9")},
       {"the cache of VIP mc3 (", mc(plain + "[[vips]]\nname = \"mc3\"\naddress = \"198.51.100.4\"\n"
                                             "port = 11211\nprotocol = \"udp\"\ncache = true\n")},
   };

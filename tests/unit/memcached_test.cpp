@@ -380,8 +380,7 @@ TEST(McRouting, RoutingKeyTable) {
 TEST(McRouting, RouteHashIsTheAbiDefinition) {
   for (const char* k : {"a", "user:42", "foobar"})
     for (uint32_t seed : {0u, 0x5eed1234u})
-      EXPECT_EQ(sluice::mc::route_hash(k, seed),
-                sluice_fmix32(sluice::mc::key_hash(k) ^ seed));
+      EXPECT_EQ(sluice::mc::route_hash(k, seed), sluice_fmix32(sluice::mc::key_hash(k) ^ seed));
 }
 
 // 10,000 keys over a 5-backend Maglev table: each backend owns its fifth
