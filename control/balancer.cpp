@@ -272,6 +272,10 @@ struct Balancer::State {
     }
     if (v.cache && v.protocol != Protocol::kUdp)
       return invalid("the hot-object cache needs protocol \"udp\"");
+    if (std::string why = key_hash_refusal(v); !why.empty()) return invalid(std::move(why));
+    if (v.hash == HashFields::kKey)
+      if (std::string why = key_hash_fastpath_refusal(config.dpdk.has_value()); !why.empty())
+        return invalid(std::move(why));
     if (!v.table_size_auto &&
         (v.table_size < kMaglevMinSize || v.table_size > kMaglevMaxSize || !is_prime(v.table_size)))
       return invalid("table_size must be a prime " + std::to_string(kMaglevMinSize) + ".." +
@@ -336,6 +340,7 @@ struct Balancer::State {
       fv.key = vip_key(v.cfg);
       fv.meta.vip_id = v.vip_id;
       if (v.cfg.hash == HashFields::kSource) fv.meta.flags |= SLUICE_VIP_HASH_SRC_ONLY;
+      if (v.cfg.hash == HashFields::kKey) fv.meta.flags |= SLUICE_VIP_KEY_HASH;
       if (v.cfg.cache || caches_twin(model, v.cfg)) fv.meta.flags |= SLUICE_VIP_CACHE;
       if (v.built.panic) fv.meta.flags |= SLUICE_VIP_PANIC;
       fv.meta.table_size = v.built.table_size;
@@ -718,8 +723,8 @@ namespace {
 // line per difference; empty when the reload may proceed.
 std::string restart_only_changes(const Config& old_c, const Config& new_c) {
   std::string out;
-  const auto differs = [&](bool changed, const char* what) {
-    if (changed) out += std::string(out.empty() ? "" : "; ") + what;
+  const auto differs = [&](bool changed, const std::string& what) {
+    if (changed) out += (out.empty() ? "" : "; ") + what;
   };
   differs(old_c.hash_seed != new_c.hash_seed, "hash_seed");
   const FlowTableConfig& a = old_c.flow_table;
@@ -744,6 +749,26 @@ std::string restart_only_changes(const Config& old_c, const Config& new_c) {
               (old_c.dpdk && dpdk_fixed(*old_c.dpdk) != dpdk_fixed(*new_c.dpdk)),
           "[dpdk] EAL, ports, lcores or memory");
   differs(old_c.bgp != new_c.bgp, "[bgp]");
+  // The fast path's cache maps and the filler are sized and started with
+  // [cache]. A VIP's entries stay in those maps under its id: while its
+  // cache is off no write invalidates them, and a VIP added later may take
+  // the id over, so turning a cache on or off, or adding or removing a
+  // cached VIP, would serve stale or foreign values.
+  differs(!(old_c.cache == new_c.cache), "[cache]");
+  std::string vips;
+  const auto cache_changed = [&](const Config& from, const Config& to, bool matched_too) {
+    for (const VipConfig& v : from.vips) {
+      const auto other = std::find_if(to.vips.begin(), to.vips.end(),
+                                      [&](const VipConfig& w) { return same_key(v, w); });
+      const bool was = v.cache;
+      const bool now = other != to.vips.end() && other->cache;
+      if (was != now && (matched_too || other == to.vips.end()))
+        vips += (vips.empty() ? "" : ", ") + v.name;
+    }
+  };
+  cache_changed(old_c, new_c, true);
+  cache_changed(new_c, old_c, false);
+  differs(!vips.empty(), "the cache of VIP " + vips + " (turned on or off, added or removed)");
   return out;
 }
 
@@ -882,6 +907,19 @@ Result<BalancerStats> Balancer::stats() const {
     }
   }
   return out;
+}
+
+Result<IpAddress> Balancer::owner(std::string_view vip, uint32_t hash) const {
+  for (const Vip& v : s_->committed.vips) {
+    if (v.cfg.name != vip) continue;
+    if (!s_->published || !v.built.table || v.built.table->empty())
+      return Error{-ENOENT, "VIP \"" + std::string(vip) + "\" has no published table"};
+    const uint32_t id = (*v.built.table)[hash % v.built.table->size()];
+    for (const Backend& b : v.backends)
+      if (b.id == id) return b.cfg.addr;
+    return Error{-ENOENT, "VIP \"" + std::string(vip) + "\": no backend owns the slot"};
+  }
+  return not_found_vip(vip);
 }
 
 std::vector<IpAddress> Balancer::backend_addresses() const {

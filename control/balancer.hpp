@@ -208,9 +208,10 @@ class Balancer {
   /// backends (by address) it still has, and publishes it. Unpublished
   /// changes are dropped first. On any error nothing changes. Errors:
   /// -EINVAL when the new config changes what only a restart applies
-  /// (hash_seed, [flow_table], [control], [metrics] listen, [xdp]
-  /// interfaces or mode; the message lists them), or is invalid; the
-  /// publication's errors.
+  /// (hash_seed, [flow_table], [cache], a VIP's cache turned on or off or
+  /// a cached VIP added or removed, [control], [metrics] listen, [xdp]
+  /// interfaces or mode, [dpdk] EAL settings, [bgp]; the message lists
+  /// them), or is invalid; the publication's errors.
   [[nodiscard]] Result<PublishReport> reload(Config config);
 
   /// Counts the established flows of every backend over all fast paths
@@ -226,6 +227,12 @@ class Balancer {
   [[nodiscard]] Result<std::vector<BackendView>> backends(std::string_view vip = {}) const;
   /// Counters summed over the fast paths. Errors: the first read error.
   [[nodiscard]] Result<BalancerStats> stats() const;
+  /// The backend the VIP's published table gives `hash` (table[hash % M]):
+  /// with mc::route_hash(key, hash_seed), the owner of a memcached key
+  /// under key-affinity routing, where the cache fetches it from.
+  /// Errors: -ENOENT (no such VIP, nothing published, or the slot names no
+  /// backend: every backend drained or removed).
+  [[nodiscard]] Result<IpAddress> owner(std::string_view vip, uint32_t hash) const;
   /// Every backend address of every VIP, published or not (for next-hop
   /// resolution), sorted, without duplicates.
   [[nodiscard]] std::vector<IpAddress> backend_addresses() const;

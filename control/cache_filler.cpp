@@ -73,22 +73,15 @@ void CacheFiller::tick() {
         return v.vip_id == h.vip_id && v.cache;
       });
       if (vip == vips.end()) continue;
-      auto backends = balancer_.backends(vip->name);
-      if (!backends.ok()) continue;
-      // The backend that owns the key: the same choice for a key every
-      // time (by its hash), among those taking traffic.
-      std::vector<IpAddress> up;
-      for (const BackendView& b : backends.value())
-        if (!b.draining() && b.health != Health::kDown) up.push_back(b.addr);
-      if (up.empty()) continue;
-      std::sort(up.begin(), up.end(), [](const IpAddress& a, const IpAddress& b) {
-        return a.to_string() < b.to_string();
-      });
-      const IpAddress owner = up[mc::key_hash(h.key) % up.size()];
+      // The key's owner: where key-affinity routing sends its requests
+      // (so a sharded pool's key comes from the shard that holds it), and
+      // on a replicated pool one backend per key, every time.
+      auto owner = balancer_.owner(vip->name, mc::route_hash(h.key, balancer_.config().hash_seed));
+      if (!owner.ok()) continue;
       auto lease = c.begin_fill(h.vip_id, h.key, now);
       if (!lease.ok()) continue;  // written too recently, or not a key: next report
       std::lock_guard<std::mutex> lock(mu_);
-      jobs_.push_back(Job{i, lease.value(), std::move(h.key), owner, vip->port});
+      jobs_.push_back(Job{i, lease.value(), std::move(h.key), owner.value(), vip->port});
     }
   }
   cv_.notify_one();

@@ -35,7 +35,34 @@ const char* to_string(Policy p) {
   return "?";
 }
 
-const char* to_string(HashFields h) { return h == HashFields::kFiveTuple ? "5-tuple" : "src"; }
+const char* to_string(HashFields h) {
+  switch (h) {
+    case HashFields::kFiveTuple:
+      return "5-tuple";
+    case HashFields::kSource:
+      return "src";
+    case HashFields::kKey:
+      return "key";
+  }
+  return "?";
+}
+
+std::string key_hash_refusal(const VipConfig& vip) {
+  if (vip.hash != HashFields::kKey) return {};
+  if (vip.protocol != Protocol::kUdp)
+    return "hash \"key\" routes memcached requests over UDP; a TCP connection is one stream of "
+           "many keys that one backend must take whole: needs protocol \"udp\"";
+  if (vip.port == 0)
+    return "hash \"key\" reads memcached requests; a VIP of every port (port 0) carries other "
+           "protocols: needs the memcached port";
+  return {};
+}
+
+std::string key_hash_fastpath_refusal(bool dpdk_configured) {
+  if (!dpdk_configured) return {};
+  return "hash \"key\" is not implemented by the DPDK fast path yet (it would place requests by "
+         "the 5-tuple and send a sharded pool's keys to shards that do not hold them)";
+}
 
 const char* to_string(CheckType t) {
   switch (t) {
@@ -833,13 +860,16 @@ void Checker::load_vip(const toml::table& t, const std::string& p, const Config&
   if (auto c = choice(t, "protocol", p, {"tcp", "udp"})) out.protocol = static_cast<Protocol>(*c);
   if (auto c = choice(t, "policy", p, {"static", "least-conn", "fastest"}))
     out.policy = static_cast<Policy>(*c);
-  if (auto c = choice(t, "hash", p, {"5-tuple", "src"})) out.hash = static_cast<HashFields>(*c);
+  if (auto c = choice(t, "hash", p, {"5-tuple", "src", "key"}))
+    out.hash = static_cast<HashFields>(*c);
   if (auto b = boolean(t, "cache", p)) {
     out.cache = *b;
     if (*b && out.protocol != Protocol::kUdp)
       error(t.get("cache")->source().begin, child(p, "cache"),
             "the hot-object cache answers memcached over UDP: needs protocol \"udp\"");
   }
+  if (const std::string why = key_hash_refusal(out); !why.empty())
+    error(t.get("hash")->source().begin, child(p, "hash"), why);
   if (out.name.empty())
     out.name = (out.addr.is_v6() ? '[' + out.addr.to_string() + ']' : out.addr.to_string()) + ':' +
                std::to_string(out.port) + '/' + to_string(out.protocol);
@@ -937,6 +967,9 @@ void Checker::check_across(const toml::table& root, const Config& config) {
         break;
       }
     }
+    if (a.hash == HashFields::kKey && ta.contains("hash"))
+      if (const std::string why = key_hash_fastpath_refusal(config.dpdk.has_value()); !why.empty())
+        error(ta.get("hash")->source().begin, index_path("vips", i) + ".hash", why);
   }
   if (const auto e = config.encap()) {
     bool v4 = false, v6 = false;

@@ -20,9 +20,12 @@ namespace sluice {
 enum class Protocol : uint8_t { kTcp, kUdp };
 /// How a VIP's backend weights are set (DESIGN.md "Weights from health").
 enum class Policy : uint8_t { kStatic, kLeastConn, kFastest };
-/// What the flow hash covers: the 5-tuple, or the source address only
-/// (every connection of a client meets the same backend).
-enum class HashFields : uint8_t { kFiveTuple, kSource };
+/// What places a VIP's packets: the flow hash over the 5-tuple, or over
+/// the source address only (every connection of a client meets the same
+/// backend), or (kKey, UDP memcached VIPs) the key of a request that names
+/// one key, so a sharded pool gets every key on its owner shard; other
+/// requests of such a VIP use the 5-tuple.
+enum class HashFields : uint8_t { kFiveTuple, kSource, kKey };
 enum class CheckType : uint8_t { kTcp, kHttp, kMemcached, kRedis };
 /// XDP attach mode: in the driver, or generic (after skb allocation).
 enum class XdpAttachMode : uint8_t { kNative, kGeneric };
@@ -70,6 +73,17 @@ struct VipConfig {
   std::vector<BackendConfig> backends;
 };
 
+/// Why `hash = "key"` cannot apply to `vip`; empty when it can. Key
+/// routing reads each memcached request over UDP: a TCP connection is one
+/// stream of many keys, which one backend must take whole, and a VIP of
+/// every port (port 0) carries other protocols than memcached.
+[[nodiscard]] std::string key_hash_refusal(const VipConfig& vip);
+
+/// Why `hash = "key"` cannot apply with `dpdk_configured`; empty when it
+/// can: the DPDK fast path places by the flow hash only (for now), which
+/// would send a sharded pool's keys to shards that do not hold them.
+[[nodiscard]] std::string key_hash_fastpath_refusal(bool dpdk_configured);
+
 /// Per-core flow table sizes, entries, and idle timeouts, ms.
 struct FlowTableConfig {
   uint32_t flows_per_core = 65536;
@@ -87,6 +101,8 @@ struct CacheConfig {
   uint32_t period_ms = 1000;         // the sketch period, ms
   uint32_t write_settle_ms = 100;    // no fill within this long of a write to the key, ms
   uint32_t fetch_timeout_ms = 200;   // one fill's memcached gets, ms
+
+  friend bool operator==(const CacheConfig&, const CacheConfig&) = default;
 };
 
 struct ControlSocketConfig {

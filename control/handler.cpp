@@ -151,8 +151,11 @@ Arg<VipConfig> parse_vip(const json& v) {
                                {"fastest", Policy::kFastest}},
                               out.policy))
     return *f;
-  if (auto f = choice<HashFields>(
-          v, "hash", {{"5-tuple", HashFields::kFiveTuple}, {"src", HashFields::kSource}}, out.hash))
+  if (auto f = choice<HashFields>(v, "hash",
+                                  {{"5-tuple", HashFields::kFiveTuple},
+                                   {"src", HashFields::kSource},
+                                   {"key", HashFields::kKey}},
+                                  out.hash))
     return *f;
   if (const json* c = field(v, "cache")) {
     if (!c->is_boolean()) return bad_request("field \"cache\" must be true or false");

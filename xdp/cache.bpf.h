@@ -17,6 +17,10 @@
  * fragment, an IPv6 extension header, a line past the scratch buffer --
  * bumps the epoch. Never a guess that a segment writes nothing.
  *
+ * On a VIP with SLUICE_VIP_KEY_HASH the same parse gives the key a UDP
+ * get/gets or write of one key is placed by (lb_select_by_key); the cache
+ * part then runs only if the VIP has SLUICE_VIP_CACHE as well.
+ *
  * Layouts: dataplane/abi/cache.h. The entries live in an array the control
  * plane rewrites only while no index entry names a slot and no packet can
  * still be reading it (xdp/cache.cpp), so an entry read here is whole. */
@@ -483,10 +487,35 @@ static __always_inline struct sluice_cache_entry *lb_cache_find(__u32 vip_id, __
 	return e;
 }
 
+/* Grows the frame by `grow` bytes at the front, for a response bigger than
+ * the tailroom: a frame built from an skb (veth, generic mode) has a few
+ * bytes past its end at most, while XDP guarantees headroom. The headers
+ * up to the end of the memcached frame header (l4_off + 16 bytes) move to
+ * the new start; what follows them is overwritten by the response. Returns
+ * 0; -1 with the packet unchanged; -2 when it was moved but the headers
+ * could not be written back. */
+static __always_inline int lb_cache_grow_head(struct xdp_md *ctx, __u32 l4_off, __u32 grow)
+{
+	__u32 zero = 0, hlen = l4_off + sizeof(struct udphdr) + SLUICE_MC_UDP_HDR_LEN;
+	/* The request's bytes are no longer needed: the scratch holds the
+	 * headers meanwhile. */
+	struct sluice_cache_scratch *s = bpf_map_lookup_elem(&sluice_cache_scratch, &zero);
+
+	if (!s || l4_off > LB_CACHE_MAX_L4_OFF || grow > 0xffff)
+		return -1;
+	if (bpf_xdp_load_bytes(ctx, 0, s->buf, hlen))
+		return -1;
+	if (bpf_xdp_adjust_head(ctx, -(int)grow))
+		return -1;
+	if (bpf_xdp_store_bytes(ctx, 0, s->buf, hlen))
+		return -2;
+	return 0;
+}
+
 /* Turns the request frame into the response: MACs, addresses and ports
  * swapped, the payload after the frame header replaced by the entry's
  * response, lengths and checksums set. Returns 0; -1 with the packet
- * unchanged (forward it); -2 when a step after the tail moved failed (the
+ * unchanged (forward it); -2 when a step after the frame grew failed (the
  * packet is neither request nor response: drop it; the checks after that
  * point hold for any frame the tail move made long enough). */
 static __always_inline int lb_cache_reply(struct xdp_md *ctx, const struct lb_packet *p,
@@ -500,7 +529,7 @@ static __always_inline int lb_cache_reply(struct xdp_md *ctx, const struct lb_pa
 	struct udphdr *uh;
 	__u8 mac[6];
 	__u64 sum;
-	int delta;
+	int delta, ret;
 
 	if (head == 0 || head > SLUICE_CACHE_HEAD_MAX || body == 0 || body > SLUICE_CACHE_BODY_MAX)
 		return -1;
@@ -508,8 +537,13 @@ static __always_inline int lb_cache_reply(struct xdp_md *ctx, const struct lb_pa
 	if (l4_off > LB_CACHE_MAX_L4_OFF || l3_off > LB_CACHE_MAX_L3_OFF)
 		return -1;
 	delta = (int)(l4_off + ulen) - (int)p->frame_len;
-	if (bpf_xdp_adjust_tail(ctx, delta))
-		return -1;
+	if (bpf_xdp_adjust_tail(ctx, delta)) {
+		if (delta <= 0)
+			return -1;
+		ret = lb_cache_grow_head(ctx, l4_off, (__u32)delta);
+		if (ret)
+			return ret;
+	}
 	if (bpf_xdp_store_bytes(ctx, l4_off + sizeof(*uh) + SLUICE_MC_UDP_HDR_LEN, (void *)e->head, head))
 		return -2;
 	if (bpf_xdp_store_bytes(ctx, l4_off + sizeof(*uh) + SLUICE_MC_UDP_HDR_LEN + head, (void *)e->body, body))
@@ -567,10 +601,21 @@ static __always_inline int lb_cache_reply(struct xdp_md *ctx, const struct lb_pa
 	return 0;
 }
 
-/* The cache's part of a packet to a VIP with SLUICE_VIP_CACHE. Returns
- * XDP_TX when the packet became the response, 0 to forward it, or
- * -SLUICE_DROP_TX_FAILED when a response could not be finished. */
-static __always_inline int lb_cache(struct xdp_md *ctx, struct lb_state *st)
+/* What lb_cache read for key-affinity routing (SLUICE_VIP_KEY_HASH). */
+struct lb_mc_route {
+	__u32 key_hash; /* sluice_cache_key_hash(key, len, 0) of the request's one key */
+	__u8 keyed;     /* a UDP request of one key: place it by key_hash */
+};
+
+/* The memcached part of a packet to a VIP with SLUICE_VIP_CACHE or
+ * SLUICE_VIP_KEY_HASH (vip_flags): the cache (only with SLUICE_VIP_CACHE)
+ * and the key a UDP get/gets or write of one key is routed by (*route;
+ * what mc::routing_key in dataplane/core/memcached.hpp gives, for the
+ * requests this parser follows). Returns XDP_TX when the packet became the
+ * response, 0 to forward it, or -SLUICE_DROP_TX_FAILED when a response
+ * could not be finished. */
+static __always_inline int lb_cache(struct xdp_md *ctx, struct lb_state *st, __u32 vip_flags,
+				    struct lb_mc_route *route)
 {
 	const struct lb_packet *p = &st->pkt;
 	void *data = (void *)(long)ctx->data;
@@ -652,6 +697,12 @@ static __always_inline int lb_cache(struct xdp_md *ctx, struct lb_state *st)
 	if (kind == LB_MC_UNSURE)
 		goto unsure;
 	h = r.hash;
+	if (p->key.proto == SLUICE_IPPROTO_UDP) {
+		route->key_hash = h;
+		route->keyed = 1;
+	}
+	if (!(vip_flags & SLUICE_VIP_CACHE))
+		return 0;
 	if (kind == LB_MC_WRITE) {
 		lb_cache_invalidate(vip_id, h);
 		return 0;
@@ -687,6 +738,19 @@ static __always_inline int lb_cache(struct xdp_md *ctx, struct lb_state *st)
 	return XDP_TX;
 
 unsure:
-	lb_cache_bump_epoch(vip_id);
+	if (vip_flags & SLUICE_VIP_CACHE)
+		lb_cache_bump_epoch(vip_id);
 	return 0;
+}
+
+/* Places a UDP request routed by its key (SLUICE_VIP_KEY_HASH): the VIP's
+ * Maglev table at sluice_key_route_hash, never the flow table -- one client
+ * socket sends many keys, each to the shard that owns it. Returns 0 with
+ * *out and *hash (the route hash, also the outer header's entropy) filled,
+ * or -SLUICE_DROP_NO_BACKEND. */
+static __always_inline int lb_select_by_key(const struct sluice_vip_meta *vip, __u32 key_hash,
+					    struct sluice_backend *out, __u32 *hash)
+{
+	*hash = sluice_key_route_hash(key_hash, sluice_hash_seed);
+	return lb_maglev_pick(vip, *hash, out) ? -SLUICE_DROP_NO_BACKEND : 0;
 }

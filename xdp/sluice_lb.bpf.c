@@ -97,6 +97,7 @@ static __always_inline int lb_process(struct xdp_md *ctx, struct lb_state *st)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
+	struct lb_mc_route route = {};
 	struct sluice_vip_meta vip;
 	struct sluice_backend b;
 	__u32 hash;
@@ -108,12 +109,15 @@ static __always_inline int lb_process(struct xdp_md *ctx, struct lb_state *st)
 	if (lb_lookup_vip(&st->pkt.key, &vip))
 		return XDP_PASS;
 	st->vip_id = vip.vip_id;
-	if (vip.flags & SLUICE_VIP_CACHE) {
-		ret = lb_cache(ctx, st);
+	if (vip.flags & (SLUICE_VIP_CACHE | SLUICE_VIP_KEY_HASH)) {
+		ret = lb_cache(ctx, st, vip.flags, &route);
 		if (ret)
 			return ret;
 	}
-	ret = lb_select_backend(st, &vip, &b, &hash);
+	if (route.keyed && (vip.flags & SLUICE_VIP_KEY_HASH))
+		ret = lb_select_by_key(&vip, route.key_hash, &b, &hash);
+	else
+		ret = lb_select_backend(st, &vip, &b, &hash);
 	if (ret < 0)
 		return ret;
 	st->backend_slot = b.id & (SLUICE_MAX_BACKENDS - 1);

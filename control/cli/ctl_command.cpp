@@ -343,9 +343,9 @@ void add_ctl(CLI::App& app, std::function<int()>* run) {
       ->check(CLI::IsMember({"static", "least-conn", "fastest"}));
   add_vip
       ->add_option("--hash", a->hash,
-                   "5-tuple, or src (every connection of a client to one backend); default "
-                   "5-tuple")
-      ->check(CLI::IsMember({"5-tuple", "src"}));
+                   "5-tuple, src (every connection of a client to one backend) or key "
+                   "(UDP memcached: each key to its owner); default 5-tuple")
+      ->check(CLI::IsMember({"5-tuple", "src", "key"}));
   add_vip->add_option("--table-size", a->table_size, "Maglev table size, a prime");
   add_vip->add_option("--backend", a->backends, "A backend address (repeat for more; weight 100)");
   add_vip->callback([run, a] {

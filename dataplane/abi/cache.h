@@ -43,6 +43,20 @@ SLUICE_INLINE sl_u32 sluice_cache_key_hash(const sl_u8 *key, sl_u32 len, sl_u32 
 	return h;
 }
 
+/*
+ * Key-affinity routing (a VIP with SLUICE_VIP_KEY_HASH in dataplane/abi/
+ * maps.h): a UDP request that names one key is placed by this hash in the
+ * VIP's Maglev table, table[hash % M], instead of by its flow hash, so every
+ * request for a key meets the pool's shard that owns it. key_hash is
+ * sluice_cache_key_hash(key, len, 0), which the fast path computes anyway;
+ * seed is the flow hash's (the config's hash_seed). fmix32 spreads FNV-1a's
+ * weakly mixed high bits before the modulo.
+ */
+SLUICE_INLINE sl_u32 sluice_key_route_hash(sl_u32 key_hash, sl_u32 seed)
+{
+	return sluice_fmix32(key_hash ^ seed);
+}
+
 /* h and sluice_fmix32(h) (flow.h; a bijection that spreads every input
  * bit over the output) act as two hashes. */
 SLUICE_INLINE sl_u32 sluice_cache_mix(sl_u32 h)

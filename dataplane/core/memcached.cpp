@@ -257,6 +257,15 @@ std::optional<Request> cacheable_udp_get(std::span<const uint8_t> payload) noexc
   return r;
 }
 
+std::optional<std::string_view> routing_key(std::span<const uint8_t> payload) noexcept {
+  if (payload.size() < SLUICE_MC_UDP_HDR_LEN) return std::nullopt;
+  const std::span<const uint8_t> body = payload.subspan(SLUICE_MC_UDP_HDR_LEN);
+  const Request r = parse_request(body);
+  if ((r.kind != Kind::kGet && r.kind != Kind::kWrite) || r.length != body.size())
+    return std::nullopt;
+  return r.key;
+}
+
 namespace {
 
 // Appends to a bounded buffer; `ok` goes false (and stays) once it is full.

@@ -92,6 +92,18 @@ struct UdpHeader {
 /// single-key get or gets. Returns that request (kind kGet), else nullopt.
 [[nodiscard]] std::optional<Request> cacheable_udp_get(std::span<const uint8_t> payload) noexcept;
 
+/// The key a UDP request to a VIP with `hash = "key"` is placed by
+/// (key-affinity routing, DESIGN.md "Hot-object cache"): the request after
+/// the frame header, when it is one single-key get/gets or one write of a
+/// key (Kind kGet or kWrite) and fills the datagram. nullopt otherwise --
+/// multi-key gets, version, stats, flush_all, pipelines, anything kUnsure,
+/// a payload shorter than the frame header -- and such a request is placed
+/// by its flow hash. The XDP path follows a subset of the commands (not
+/// gat/gats): what it cannot follow it places by the flow hash too.
+/// Returns a view into `payload`. Never allocates.
+[[nodiscard]] std::optional<std::string_view> routing_key(
+    std::span<const uint8_t> payload) noexcept;
+
 /// A value as memcached stores it.
 struct Value {
   uint32_t flags = 0;               ///< client flags, 32 bits (memcached >= 1.2.1)
@@ -156,6 +168,14 @@ struct ParsedValue {
 [[nodiscard]] inline uint32_t key_hash(std::string_view key) noexcept {
   return sluice_cache_key_hash(reinterpret_cast<const sl_u8*>(key.data()),
                                static_cast<sl_u32>(key.size()), 0);
+}
+
+/// The hash a request routed by `key` is placed by: the VIP's Maglev
+/// table[route_hash % M] (sluice_key_route_hash; `seed` is the config's
+/// hash_seed, as for the flow hash). The same in every fast path and in
+/// the control plane, which fetches a hot key from this owner.
+[[nodiscard]] inline uint32_t route_hash(std::string_view key, uint32_t seed) noexcept {
+  return sluice_key_route_hash(key_hash(key), seed);
 }
 
 }  // namespace sluice::mc

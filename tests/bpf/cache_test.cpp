@@ -7,10 +7,13 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
+#include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "dataplane/abi/cache.h"
+#include "dataplane/core/maglev.hpp"
 #include "dataplane/core/memcached.hpp"
 #include "tests/bpf/lb_fixture.hpp"
 #include "xdp/cache.hpp"
@@ -387,6 +390,164 @@ TEST_F(XdpCacheTest, HotKeysArriveOnceAndFillTheCache) {
   ASSERT_TRUE(c.maintain(xdp::XdpCache::now_ms()).ok());
   for (uint32_t i = 0; i + 1 < kHotThreshold; ++i) expect_forwarded(udp_request("get cold\r\n"));
   EXPECT_TRUE(c.poll_hot(16).value().empty());
+}
+
+// Key-affinity routing (SLUICE_VIP_KEY_HASH): a UDP request of one key is
+// placed by the key in the VIP's Maglev table, built here by the core's
+// MaglevBuilder, whatever client sends it; other requests by the 5-tuple.
+class KeyRouteTest : public CacheTest {
+ protected:
+  static constexpr const char* kShardVip = "10.0.0.7";  // cache and key routing
+  static constexpr const char* kPlainVip = "10.0.0.8";  // key routing only
+  static constexpr uint32_t kShard = 14;
+  static constexpr uint32_t kPlain = 15;
+
+  void SetUp() override {
+    CacheTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    std::vector<MaglevBackend> in;
+    const std::vector<uint32_t> ids = {1, 2, 3};
+    for (uint32_t id : ids) in.push_back({address(backend_address(id)), 1});
+    MaglevBuilder builder;
+    auto t = builder.build(in, kTableSize);
+    ASSERT_TRUE(t.ok());
+    for (uint32_t i : t.value()) table_.push_back(ids[i]);
+    add_vip({kShardVip, kPort, kUdp, kShard, SLUICE_VIP_CACHE | SLUICE_VIP_KEY_HASH, {}});
+    add_vip({kPlainVip, kPort, kUdp, kPlain, SLUICE_VIP_KEY_HASH, {}});
+    // Slot i -> table_[i]: the real Maglev table of backends 1-3.
+    publish_table(kShard, table_);
+    publish_table(kPlain, table_);
+  }
+
+  std::string backend_address(uint32_t id) const {
+    const sluice_backend& b = backends_.at(id);
+    IpAddress a;
+    a.family = b.family;
+    std::memcpy(a.ip.bytes, b.addr.bytes, sizeof(a.ip.bytes));
+    return a.to_string();
+  }
+
+  // The core's choice for a request routed by `key`.
+  uint32_t owner(const std::string& key) const {
+    return table_[mc::route_hash(key, kSeed) % kTableSize];
+  }
+
+  static Bytes request(const char* vip, const std::string& client, uint16_t cport,
+                       const std::string& req) {
+    return PacketBuilder()
+        .eth({.dst = kLbMac, .src = kRouterMac})
+        .ipv4({.src = client, .dst = vip})
+        .udp({.sport = cport, .dport = kPort})
+        .payload(cat({mc_frame(7), text(req)}))
+        .build();
+  }
+
+  // The backend a request went to (it must have been forwarded).
+  uint32_t sent_to(const Bytes& in) {
+    const XdpRun r = run_big(in);
+    EXPECT_EQ(r.verdict, XDP_TX);
+    return backend_of(r);
+  }
+
+  std::vector<uint32_t> table_;
+};
+
+TEST_F(KeyRouteTest, OneKeyFromManyClientsMeetsItsOwner) {
+  const uint32_t want = owner("user:42");
+  const sluice_global_stats before = global_stats();
+  for (uint32_t c = 0; c < 40; ++c) {
+    const std::string client = "192.0.2." + std::to_string(10 + c);
+    const auto port = static_cast<uint16_t>(30000 + 7 * c);
+    EXPECT_EQ(sent_to(request(kShardVip, client, port, "get user:42\r\n")), want) << client;
+    EXPECT_EQ(sent_to(request(kShardVip, client, port, "gets user:42\r\n")), want) << client;
+  }
+  // The flow table was never asked: no hit, no miss, nothing on probation.
+  const sluice_global_stats after = global_stats();
+  EXPECT_EQ(after.flow_hits, before.flow_hits);
+  EXPECT_EQ(after.flow_misses, before.flow_misses);
+  EXPECT_TRUE(take_probation().empty());
+}
+
+TEST_F(KeyRouteTest, WritesOverUdpGoToTheKeysOwnerToo) {
+  const std::vector<std::string> keys = {"a", "user:1", "user:2", "session:77",
+                                         std::string(250, 'z')};
+  for (const std::string& key : keys) {
+    const uint32_t want = owner(key);
+    for (const std::string& req :
+         {"set " + key + " 0 0 2\r\nhi\r\n", "delete " + key + "\r\n", "incr " + key + " 1\r\n",
+          "touch " + key + " 10\r\n", "add " + key + " 1 0 1\r\nx\r\n"})
+      EXPECT_EQ(sent_to(request(kShardVip, "192.0.2.99", 40000, req)), want) << req;
+  }
+}
+
+TEST_F(KeyRouteTest, TenThousandKeysEqualTheCoresChoiceAndSpread) {
+  std::map<uint32_t, int> per;
+  for (int i = 0; i < 10000; ++i) {
+    const std::string key = "key:" + std::to_string(i);
+    const uint32_t got = sent_to(request(kPlainVip, "192.0.2.10", 40123, "get " + key + "\r\n"));
+    ASSERT_EQ(got, owner(key)) << key;
+    ++per[got];
+  }
+  ASSERT_EQ(per.size(), 3u);
+  for (const auto& [id, n] : per) {  // a third each, within 10%
+    EXPECT_GT(n, 3333 * 9 / 10) << id;
+    EXPECT_LT(n, 3333 * 11 / 10) << id;
+  }
+  // Without the cache flag the cache was not touched.
+  EXPECT_EQ(cache_stats(kPlain).misses, 0u);
+}
+
+// The same decision as mc::routing_key: a request it gives a key for goes
+// to that key's owner; the rest, and the commands the XDP parser does not
+// follow (gat), to the 5-tuple's choice.
+TEST_F(KeyRouteTest, WhatIsRoutedByKeyIsWhatTheCoreSays) {
+  struct Case {
+    std::string req;
+    bool by_key;  // in XDP
+  };
+  const std::vector<Case> cases = {
+      {"get k1\r\n", true},
+      {"gets k2\r\n", true},
+      {"set k3 0 0 1\r\nx\r\n", true},
+      {"delete k4\r\n", true},
+      {"decr k5 1\r\n", true},
+      {"get k1 k2\r\n", false},
+      {"version\r\n", false},
+      {"stats\r\n", false},
+      {"flush_all\r\n", false},
+      {"get k1\r\nget k2\r\n", false},
+      {"gat 10 k6\r\n", false},
+      {"bogus k7\r\n", false},
+  };
+  uint16_t port = 41000;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.req);
+    const Bytes frame = cat({mc_frame(7), text(c.req)});
+    const auto k = mc::routing_key(frame);
+    // XDP routes by key a subset of what the core does.
+    if (c.by_key) {
+      ASSERT_TRUE(k.has_value());
+    }
+    if (!k) {
+      EXPECT_FALSE(c.by_key);
+    }
+    // A fresh 5-tuple each: its choice is the VIP table's at the flow hash.
+    ++port;
+    const Bytes in = request(kPlainVip, "192.0.2.50", port, c.req);
+    const uint32_t want =
+        c.by_key ? owner(std::string(*k))
+                 : choice(kPlain, flow_key("192.0.2.50", port, kPlainVip, kPort, kUdp));
+    EXPECT_EQ(sent_to(in), want);
+  }
+}
+
+// A cached key of a key-routed VIP is still answered from the cache.
+TEST_F(KeyRouteTest, CacheStillAnswersOnAKeyRoutedVip) {
+  install(kShard, "user:42", "hello");
+  const XdpRun r = run_big(request(kShardVip, kClient, kClientPort, "get user:42\r\n"));
+  EXPECT_EQ(r.verdict, XDP_TX);
+  EXPECT_EQ(backend_of(r), SLUICE_BACKEND_NONE) << "answered, not forwarded";
+  EXPECT_EQ(cache_stats(kShard).hits, 1u);
 }
 
 }  // namespace

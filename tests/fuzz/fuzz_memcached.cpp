@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // libFuzzer target for the memcached request parser: any bytes parse
 // without reading outside them (ASan), every key and length lies inside
-// the input, a request's length advances past it, and a cacheable get
-// builds a response that reads back to its key.
+// the input, a request's length advances past it, a datagram's routing
+// key is a valid key inside it, and a cacheable get builds a response that
+// reads back to its key.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -34,7 +35,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (uint32_t i = 0; i < w.keys; ++i)
     if (!inside(keys[i], data, size) || !sluice::mc::valid_key(keys[i])) __builtin_trap();
 
+  // The routing key of a datagram is a valid key inside it, and a
+  // cacheable get is always routed by its key.
+  const auto route = sluice::mc::routing_key(in);
+  if (route && (!inside(*route, data, size) || !sluice::mc::valid_key(*route))) __builtin_trap();
+
   if (const auto get = sluice::mc::cacheable_udp_get(in)) {
+    if (!route || *route != get->key) __builtin_trap();
     std::array<uint8_t, 1500> out{};
     const sluice::mc::Value v{1, 2, in.subspan(0, size < 64 ? size : 64)};
     const size_t n = sluice::mc::build_udp_response(out, 7, get->key, v, get->gets);

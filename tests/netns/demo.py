@@ -1,13 +1,17 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: BSD-2-Clause
 """What `scripts/demo` runs once sluice is built: a lab (a client, a router,
-the sluice LB, three nginx backends), real traffic through the VIP, live
-`sluice ctl stats`, one backend failing and its traffic moving to the
-others, and a summary; everything is torn down at the end, on ^C and on
-failure. Without the daemon in the build it shows what it can (the lab and
+the sluice LB, three backends running nginx and memcached), real traffic
+through the VIP, live `sluice ctl stats`, one backend failing and its
+traffic moving to the others, the hot-object cache absorbing a hot
+memcached key, and a summary; everything is torn down at the end, on ^C and
+on failure. Without the daemon in the build it shows what it can (the lab and
 the backends' decapsulators) and says what is missing."""
 
+import re
 import signal
+import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -44,10 +48,11 @@ def demo_with_sluice(lab, summary: list[str]) -> None:
     client = lab.topo.clients[0]
     has_ctl = sluicelab.sluice_has(lab.sluice, "ctl")
     step("Attaching sluice to the LB's interface (sluice attach, XDP native mode)")
-    sluicelab.default_config(lab, ["nginx"])
+    sluicelab.default_config(lab, ["nginx", "memcached"], cache=True)
     lab.attach()
     say(f"    config {lab.config_path}; VIPs {VIP4}:80 and [{VIP6}]:80 -> 3 backends, "
-        "weight 100 each, HTTP health checks every 500 ms")
+        "weight 100 each, HTTP health checks every 500 ms;\n"
+        f"    memcached {VIP4}:11211 over UDP with the hot-object cache and hash = \"key\"")
     if has_ctl:
         sluicelab.wait_for("every backend to pass its health check", lambda: all(
             r["state"] in ("up", "unchecked") for r in _backends(lab)), timeout=10, interval=0.1)
@@ -115,6 +120,75 @@ def demo_with_sluice(lab, summary: list[str]) -> None:
         step("sluice ctl backends")
         for line in lab.ctl("backends", check=False).stdout.rstrip().splitlines():
             say(f"    {line}")
+        demo_cache(lab, summary)
+
+
+def _backend_gets(lab) -> int:
+    """memcached's cmd_get summed over the backends, asked directly."""
+    total = 0
+    for b in lab.topo.backends:
+        with sluicelab.socket_in(lab.topo.clients[0].ns, socket.AF_INET,
+                                 socket.SOCK_STREAM) as s:
+            s.settimeout(3)
+            s.connect((b.addr4, sluicelab.MEMCACHED_PORT))
+            s.sendall(b"stats\r\n")
+            out = b""
+            while not out.endswith(b"END\r\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        m = re.search(rb"STAT cmd_get (\d+)", out)
+        total += int(m.group(1)) if m else 0
+    return total
+
+
+def _cache_hits(lab) -> int:
+    out = lab.ctl_json("cache")
+    return sum(v["hits"] for v in out.get("result", out)["vips"])
+
+
+def demo_cache(lab, summary: list[str]) -> None:
+    """One hot key hammered over UDP for a few seconds: who answered."""
+    seconds = 3
+    key, value = b"demo:hot", b"the hottest value in the lab"
+    step(f"Hot-object cache: `get {key.decode()}` over UDP to {VIP4}:11211 for {seconds} s")
+    with sluicelab.socket_in(lab.topo.clients[0].ns, socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.5)
+        s.connect((VIP4, sluicelab.MEMCACHED_PORT))
+
+        def ask(rid: int, cmd: bytes) -> bytes | None:
+            s.send(struct.pack("!HHHH", rid, 0, 1, 0) + cmd)
+            try:
+                while True:
+                    data = s.recv(65536)
+                    if struct.unpack("!H", data[:2])[0] == rid:
+                        return data[8:]
+            except socket.timeout:
+                return None
+
+        stored = ask(1, b"set " + key + b" 0 0 " + str(len(value)).encode() + b"\r\n" + value +
+                     b"\r\n")
+        if stored != b"STORED\r\n":
+            say(f"    set {key.decode()} through the VIP failed: {stored!r}")
+            return
+        want = b"VALUE " + key + b" 0 " + str(len(value)).encode() + b"\r\n" + value + \
+            b"\r\nEND\r\n"
+        gets0, hits0 = _backend_gets(lab), _cache_hits(lab)
+        sent = right = 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            sent += 1
+            right += ask(sent % 0xffff + 1, b"get " + key + b"\r\n") == want
+        gets, hits = _backend_gets(lab) - gets0, _cache_hits(lab) - hits0
+    say(f"    {sent:,} gets, {right:,} answered with the value set: {hits:,} by sluice's "
+        f"cache, {gets:,} reached memcached\n"
+        "    (the first misses make the key hot; the daemon fetches it from its owner and "
+        "sluice answers from then on)")
+    for line in lab.ctl("cache", check=False).stdout.rstrip().splitlines():
+        say(f"    {line}")
+    summary.append(f"a hot memcached key: {hits:,} of {sent:,} gets answered by sluice's cache, "
+                   f"{gets:,} reached a backend")
 
 
 def _backends(lab, address: str | None = None) -> list[dict]:
@@ -152,7 +226,8 @@ def demo_without_sluice(lab, summary: list[str]) -> None:
 
 
 def main() -> int:
-    missing = sluicelab.missing_requirements(["ip", "ethtool", "sysctl", "curl", "wrk", "nginx"])
+    missing = sluicelab.missing_requirements(["ip", "ethtool", "sysctl", "curl", "wrk", "nginx",
+                                              "memcached"])
     if missing:
         say(f"demo: cannot run here, missing: {', '.join(missing)}")
         return 1
@@ -162,10 +237,11 @@ def main() -> int:
     started = time.monotonic()
     summary: list[str] = []
     lab = sluicelab.Lab(backends=3)
-    step("Building a lab: a client, a router, the load balancer, three backends running nginx")
+    step("Building a lab: a client, a router, the load balancer, three backends running nginx "
+         "and memcached")
     try:
         lab.up()
-        lab.start_servers(["nginx"])
+        lab.start_servers(["nginx", "memcached"])
         for line in lab.describe().splitlines():
             say(f"    {line}")
         say("    Each backend holds the VIPs on lo and strips sluice's IP-in-IP header with "

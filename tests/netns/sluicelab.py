@@ -624,11 +624,12 @@ http {{
         return "--pin-root" in r.stdout
 
     def write_config(self, vips: list[dict], health: dict | None = None,
-                     mode: str = "native") -> Path:
+                     mode: str = "native", cache: dict | None = None) -> Path:
         """Writes a sluice config for this lab: the LB interface, the encap
         sources, the control socket in the lab folder, metrics off, and the
         VIPs given as dicts of [[vips]] keys whose 'backends' lists dicts of
-        [[vips.backends]] keys. `health` maps check names to dicts of keys."""
+        [[vips.backends]] keys. `health` maps check names to dicts of keys;
+        `cache` is the [cache] table's keys."""
         lb = self.topo.lb
         lines = [
             "# sluice lab config (written by tests/netns/sluicelab.py)",
@@ -637,6 +638,9 @@ http {{
             "[xdp]", f'interfaces = ["{lb.ifname}"]', f'mode = "{mode}"',
             f'encap_source_v4 = "{lb.addr4}"', f'encap_source_v6 = "{lb.addr6}"',
         ]
+        if cache:
+            lines.append("[cache]")
+            lines += [f"{k} = {_toml(v)}" for k, v in cache.items()]
         for hname, keys in (health or {}).items():
             lines.append(f"[health_checks.{hname}]")
             lines += [f"{k} = {_toml(v)}" for k, v in keys.items()]
@@ -846,9 +850,11 @@ def missing_requirements(tools: list[str]) -> list[str]:
 # --- command line ------------------------------------------------------------
 
 
-def default_config(lab: Lab, servers: list[str]) -> Path:
+def default_config(lab: Lab, servers: list[str], cache: bool = False) -> Path:
     """The config `scripts/lab up --attach` runs: one VIP per server kind and
-    family, every backend at weight 100 with a fast health check."""
+    family, every backend at weight 100 with a fast health check. With
+    `cache`, the IPv4 memcached VIP has the hot-object cache and key-affinity
+    routing, and a TCP twin whose writes invalidate its keys."""
     checks = {"web": {"type": "http", "interval_ms": 500, "timeout_ms": 250, "rise": 2, "fall": 2},
               "cache": {"type": "memcached", "interval_ms": 500, "timeout_ms": 250},
               "redis": {"type": "redis", "interval_ms": 500, "timeout_ms": 250}}
@@ -864,6 +870,10 @@ def default_config(lab: Lab, servers: list[str]) -> Path:
                          "backends": [{"address": b.addr4 if fam == "v4" else b.addr6,
                                        "weight": 100, "health_check": check}
                                       for b in lab.topo.backends]})
+            if cache and kind == "memcached" and fam == "v4":
+                vips[-1] |= {"hash": "key", "cache": True}
+                vips.append(dict(vips[-1], name=f"{label}-tcp-{fam}", protocol="tcp",
+                                 hash="5-tuple", cache=False))
     return lab.write_config(vips, health={kinds[k][3]: checks[kinds[k][3]] for k in servers})
 
 

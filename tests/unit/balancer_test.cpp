@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
+#include "dataplane/core/memcached.hpp"
 #include "tests/unit/fake_fastpath.hpp"
 
 namespace sluice::test {
@@ -119,6 +121,48 @@ TEST(Balancer, FirstPublishSpreadsTheTableOverEveryBackend) {
   }
   EXPECT_EQ(sum, kM);
   EXPECT_EQ(f->generation(), 2u);
+}
+
+// Key-affinity routing: the owner of a key is the published table's entry
+// at its route hash, the backend the fast path sends the key's requests to.
+TEST(Balancer, OwnerOfAKeyIsThePublishedTablesChoice) {
+  const std::string toml = R"(
+hash_seed = 77
+[[vips]]
+name = "mc"
+address = "198.51.100.2"
+port = 11211
+protocol = "udp"
+hash = "key"
+cache = true
+table_size = 251
+[[vips.backends]]
+address = "10.0.1.1"
+[[vips.backends]]
+address = "10.0.1.2"
+[[vips.backends]]
+address = "10.0.1.3"
+)";
+  Fixture f(toml);
+  EXPECT_EQ(f->owner("mc", 1).error().code, -ENOENT) << "nothing published yet";
+  publish(*f);
+  ASSERT_EQ(f.held->vips.size(), 1u);
+  const auto& v = f.held->vips[0];
+  EXPECT_EQ(v.meta.flags & (SLUICE_VIP_KEY_HASH | SLUICE_VIP_CACHE),
+            SLUICE_VIP_KEY_HASH | SLUICE_VIP_CACHE);
+  std::map<uint32_t, IpAddress> by_id;
+  for (const auto& b : list(*f, "mc")) by_id[b.id] = b.addr;
+  std::set<std::string> seen;
+  for (int i = 0; i < 300; ++i) {
+    const std::string key = std::to_string(i) + "k";
+    const uint32_t h = mc::route_hash(key, 77);
+    auto o = f->owner("mc", h);
+    ASSERT_TRUE(o.ok());
+    EXPECT_EQ(o.value(), by_id.at(v.table[h % v.table.size()])) << key;
+    seen.insert(o.value().to_string());
+  }
+  EXPECT_EQ(seen.size(), 3u);
+  EXPECT_EQ(f->owner("nope", 1).error().code, -ENOENT);
 }
 
 TEST(Balancer, PublishingNothingNewWritesNothing) {
@@ -369,6 +413,63 @@ TEST(Balancer, ReloadRefusesSettingsThatNeedARestart) {
     EXPECT_EQ(list(*f, "web").size(), 2u) << k.what;
     EXPECT_EQ(f->generation(), gen) << k.what;
   }
+}
+
+// The cache's maps and filler are sized at start, and a VIP's entries stay
+// under its id: [cache] and turning a VIP's cache on or off (or adding or
+// removing a cached VIP) need a restart; key routing changes live.
+TEST(Balancer, ReloadRefusesCacheChangesButNotKeyRouting) {
+  const auto mc = [](const std::string& vip2) {
+    return std::string(R"(
+[xdp]
+interfaces = ["veth0"]
+encap_source_v4 = "192.0.2.10"
+[[vips]]
+name = "mc"
+address = "198.51.100.2"
+port = 11211
+protocol = "udp"
+cache = true
+table_size = 251
+[[vips.backends]]
+address = "10.0.1.1"
+)") + vip2;
+  };
+  const std::string plain =
+      "[[vips]]\nname = \"mc2\"\naddress = \"198.51.100.3\"\nport = 11211\n"
+      "protocol = \"udp\"\ntable_size = 251\n";
+  Fixture f(mc(plain));
+  publish(*f);
+  const uint64_t gen = f->generation();
+  struct Case {
+    const char* what;  // in the message
+    std::string toml;
+  };
+  const Case cases[] = {
+      {"[cache]", "[cache]\nttl_ms = 500\n" + mc(plain)},
+      {"the cache of VIP mc (",
+       mc(plain).replace(mc("").find("cache = true"), 12, "cache = false")},
+      {"the cache of VIP mc2 (", mc(plain + "cache = true\n")},
+      {"the cache of VIP mc, mc (",
+       mc("").replace(mc("").find("198.51.100.2"), 12, "198.51.100.9")},
+      {"the cache of VIP mc3 (", mc(plain + "[[vips]]\nname = \"mc3\"\naddress = \"198.51.100.4\"\n"
+                                            "port = 11211\nprotocol = \"udp\"\ncache = true\n")},
+  };
+  for (const Case& k : cases) {
+    const auto r = f->reload(config_of(k.toml));
+    ASSERT_FALSE(r.ok()) << k.what;
+    EXPECT_NE(r.error().message.find(k.what), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("restart"), std::string::npos) << r.error().message;
+    EXPECT_EQ(f->generation(), gen) << k.what;
+    EXPECT_EQ(f->vips().size(), 2u) << k.what;
+  }
+  // Key-affinity routing on and off needs no restart: one flag, published.
+  const auto keyed = f->reload(config_of(mc(plain + "hash = \"key\"\n")));
+  ASSERT_TRUE(keyed.ok()) << keyed.error().message;
+  for (const auto& v : f.held->vips)
+    EXPECT_EQ((v.meta.flags & SLUICE_VIP_KEY_HASH) != 0, v.meta.vip_id == f->vips()[1].vip_id);
+  ASSERT_TRUE(f->reload(config_of(mc(plain))).ok());
+  for (const auto& v : f.held->vips) EXPECT_EQ(v.meta.flags & SLUICE_VIP_KEY_HASH, 0u);
 }
 
 TEST(Balancer, ReloadKeepsHealthOfKeptBackends) {

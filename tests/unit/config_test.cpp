@@ -116,7 +116,26 @@ INSTANTIATE_TEST_SUITE_P(
                   {"t.toml:4:12: vips[0].protocol: expected \"tcp\" or \"udp\", got \"sctp\"",
                    "t.toml:5:10: vips[0].policy: expected \"static\", \"least-conn\" or "
                    "\"fastest\", got \"random\"",
-                   "t.toml:6:8: vips[0].hash: expected \"5-tuple\" or \"src\", got \"3-tuple\""}},
+                   "t.toml:6:8: vips[0].hash: expected \"5-tuple\", \"src\" or \"key\", got "
+                   "\"3-tuple\""}},
+        // Key routing reads memcached requests over UDP on the VIP's port.
+        ErrorCase{"key_hash_needs_udp",
+                  "[[vips]]\naddress = \"192.0.2.1\"\nport = 11211\nhash = \"key\"\n",
+                  {"t.toml:4:8: vips[0].hash: hash \"key\" routes memcached requests over UDP; a "
+                   "TCP connection is one stream of many keys that one backend must take whole: "
+                   "needs protocol \"udp\""}},
+        ErrorCase{"key_hash_needs_a_port",
+                  "[[vips]]\naddress = \"192.0.2.1\"\nport = 0\nprotocol = \"udp\"\n"
+                  "hash = \"key\"\n",
+                  {"t.toml:5:8: vips[0].hash: hash \"key\" reads memcached requests; a VIP of "
+                   "every port (port 0) carries other protocols: needs the memcached port"}},
+        ErrorCase{"key_hash_not_on_dpdk",
+                  "[dpdk]\nports = [\"net_null0\"]\ngateway_mac = \"02:00:5e:00:53:01\"\n"
+                  "[[vips]]\naddress = \"192.0.2.1\"\nport = 11211\nprotocol = \"udp\"\n"
+                  "hash = \"key\"\n",
+                  {"t.toml:8:8: vips[0].hash: hash \"key\" is not implemented by the DPDK fast "
+                   "path yet (it would place requests by the 5-tuple and send a sharded pool's "
+                   "keys to shards that do not hold them)"}},
         ErrorCase{"table_size_not_prime",
                   "[[vips]]\naddress = \"192.0.2.1\"\nport = 1\ntable_size = 65536\n",
                   {"t.toml:4:14: vips[0].table_size: expected a prime 251..1048573 or \"auto\", "
@@ -493,6 +512,16 @@ TEST(Config, CacheBounds) {
   const ConfigReport bad = parse_config("[cache]\nentries = 0\nbytes = 10\nttls = 1\n", "t.toml");
   EXPECT_FALSE(bad.ok());
   EXPECT_EQ(bad.errors.size(), 3u) << testing::PrintToString(errors_of(bad));
+}
+
+TEST(Config, KeyHashOnAUdpMemcachedVip) {
+  const ConfigReport r = parse_config(
+      "[[vips]]\naddress = \"192.0.2.1\"\nport = 11211\nprotocol = \"udp\"\nhash = \"key\"\n"
+      "cache = true\n",
+      "t.toml");
+  ASSERT_TRUE(r.ok()) << testing::PrintToString(errors_of(r));
+  EXPECT_EQ(r.config->vips[0].hash, HashFields::kKey);
+  EXPECT_STREQ(to_string(HashFields::kKey), "key");
 }
 
 TEST(Config, ExampleFileIsValid) {

@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "dataplane/abi/csum.h"
+#include "dataplane/core/maglev.hpp"
 #include "dataplane/core/memcached.hpp"
 
 namespace {
@@ -328,6 +330,83 @@ TEST(McValueResponse, Table) {
     EXPECT_EQ(r.value.cas, c.cas);
     EXPECT_EQ(r.length, c.in.size());
   }
+}
+
+// Key-affinity routing: which UDP requests are placed by their key.
+TEST(McRouting, RoutingKeyTable) {
+  const std::string frame(SLUICE_MC_UDP_HDR_LEN, '\0');
+  struct Case {
+    const char* name;
+    std::string body;
+    std::optional<std::string> key;  // nullopt: placed by the flow hash
+  };
+  const std::vector<Case> cases = {
+      {"get", "get user:1\r\n", "user:1"},
+      {"gets", "gets user:1\r\n", "user:1"},
+      {"get bare LF", "get user:1\n", "user:1"},
+      {"set", "set user:1 0 0 5\r\nhello\r\n", "user:1"},
+      {"add", "add k 1 2 1\r\nx\r\n", "k"},
+      {"cas", "cas k 0 0 1 99\r\nx\r\n", "k"},
+      {"append", "append k 0 0 1\r\nx\r\n", "k"},
+      {"delete", "delete k\r\n", "k"},
+      {"incr", "incr k 5\r\n", "k"},
+      {"decr", "decr k 5\r\n", "k"},
+      {"touch", "touch k 10\r\n", "k"},
+      {"250-byte key", "get " + k250 + "\r\n", k250},
+      {"multi-key get: no one owner", "get a b\r\n", std::nullopt},
+      {"version", "version\r\n", std::nullopt},
+      {"stats", "stats\r\n", std::nullopt},
+      {"flush_all: every key", "flush_all\r\n", std::nullopt},
+      {"pipeline", "get a\r\nget b\r\n", std::nullopt},
+      {"set with a short data block", "set k 0 0 5\r\nhi\r\n", std::nullopt},
+      {"get without line end", "get k", std::nullopt},
+      {"251-byte key", "get " + k251 + "\r\n", std::nullopt},
+      {"binary protocol", std::string("\x80\x00\x00\x01k", 5), std::nullopt},
+      {"empty", "", std::nullopt},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string payload = frame + c.body;
+    const auto k = sluice::mc::routing_key(bytes(payload));
+    ASSERT_EQ(k.has_value(), c.key.has_value());
+    if (k) {
+      EXPECT_EQ(*k, *c.key);
+    }
+  }
+  // Shorter than the frame header: no request at all.
+  EXPECT_FALSE(sluice::mc::routing_key(bytes(std::string("get"))).has_value());
+}
+
+TEST(McRouting, RouteHashIsTheAbiDefinition) {
+  for (const char* k : {"a", "user:42", "foobar"})
+    for (uint32_t seed : {0u, 0x5eed1234u})
+      EXPECT_EQ(sluice::mc::route_hash(k, seed), sluice_fmix32(sluice::mc::key_hash(k) ^ seed));
+}
+
+// 10,000 keys over a 5-backend Maglev table: each backend owns its fifth
+// (within 6%), and another seed moves keys (a different placement).
+TEST(McRouting, KeysSpreadOverTheMaglevTable) {
+  std::vector<sluice::MaglevBackend> backends;
+  for (int i = 1; i <= 5; ++i)
+    backends.push_back({sluice::IpAddress::parse("10.1.0." + std::to_string(i)).value(), 1});
+  sluice::MaglevBuilder builder;
+  auto table = builder.build(backends, 1031);
+  ASSERT_TRUE(table.ok());
+  const auto owner = [&](const std::string& key, uint32_t seed) {
+    return table.value()[sluice::mc::route_hash(key, seed) % 1031];
+  };
+  std::vector<int> per(5, 0);
+  int moved = 0;
+  for (int i = 0; i < 10000; ++i) {
+    const std::string key = "key:" + std::to_string(i);
+    ++per[owner(key, 1)];
+    moved += owner(key, 1) != owner(key, 2);
+  }
+  for (int n : per) {
+    EXPECT_GT(n, 2000 * 94 / 100);
+    EXPECT_LT(n, 2000 * 106 / 100);
+  }
+  EXPECT_GT(moved, 10000 * 7 / 10);  // 4/5 expected for independent placements
 }
 
 }  // namespace
