@@ -90,6 +90,12 @@ class SharedFastpath final : public Fastpath {
   [[nodiscard]] Result<ActiveFlowCounts> active_flows() const override {
     return fp_->active_flows();
   }
+  [[nodiscard]] std::optional<FlowTableSize> flow_table_size() const override {
+    return fp_->flow_table_size();
+  }
+  [[nodiscard]] std::vector<WorkerStats> worker_stats() const override {
+    return fp_->worker_stats();
+  }
 
  private:
   std::shared_ptr<DpdkFastpath> fp_;
@@ -178,7 +184,7 @@ Result<std::unique_ptr<DpdkRuntime>> DpdkRuntime::start(const DpdkRuntimeOptions
     auto w = dpdk::Worker::create(wc, r.fastpath->rcu());
     if (!w.ok()) return w.error();
     r.workers.push_back(std::move(w.value()));
-    r.fastpath->attach_worker(r.workers.back().get());
+    r.fastpath->attach_worker(r.workers.back().get(), q.lcore);
     auto loop = dpdk::LcoreLoop::create(*r.ports, q, *r.workers.back());
     if (!loop.ok()) return loop.error();
     r.loops.push_back(std::move(loop.value()));

@@ -54,6 +54,7 @@ Worker::Worker(FlowTable flows, SnapshotRcu& rcu, const WorkerConfig& config)
       reader_id_(config.reader_id),
       hash_seed_(config.hash_seed),
       tsc_per_ms_(rte_get_tsc_hz() / 1000 == 0 ? 1 : rte_get_tsc_hz() / 1000),
+      flow_capacity_(flows_.capacity()),
       counters_(std::make_unique<Counters>()) {}
 
 Worker::~Worker() { rcu_.offline(reader_id_); }

@@ -108,6 +108,8 @@ class Worker {
   /// The flow table (diagnostics and tests; not thread-safe: only while
   /// the worker's lcore is not in process_burst).
   [[nodiscard]] const FlowTable& flows() const noexcept { return flows_; }
+  /// The flow table's entries; fixed at creation, so safe from any thread.
+  [[nodiscard]] uint32_t flow_capacity() const noexcept { return flow_capacity_; }
   [[nodiscard]] uint32_t reader_id() const noexcept { return reader_id_; }
 
  private:
@@ -135,6 +137,7 @@ class Worker {
   uint32_t reader_id_;
   uint32_t hash_seed_;
   uint64_t tsc_per_ms_;
+  uint32_t flow_capacity_;
   std::unique_ptr<Counters> counters_;
 };
 
