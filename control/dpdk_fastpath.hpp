@@ -30,7 +30,8 @@ class DpdkFastpath final : public Fastpath {
     std::string interface;
     /// Workers that will read snapshots (SnapshotRcu readers), >= 1.
     uint32_t max_workers = 1;
-    /// The data port's own MAC: source of every forwarded frame.
+    /// The first data port's MAC: source of forwarded frames on a port
+    /// whose worker has no MAC of its own (WorkerConfig::port_macs).
     std::array<uint8_t, 6> port_mac{};
   };
 

@@ -174,8 +174,18 @@ Result<std::unique_ptr<DpdkRuntime>> DpdkRuntime::start(const DpdkRuntimeOptions
   if (!fp.ok()) return fp.error();
   r.fastpath = std::move(fp.value());
 
+  // Each data port's own MAC is the source of what leaves it.
+  std::vector<std::optional<std::array<uint8_t, 6>>> port_macs;
+  for (const uint16_t id : pc.data_ports) {
+    rte_ether_addr a{};
+    if (rte_eth_macaddr_get(id, &a) != 0) continue;
+    if (port_macs.size() <= id) port_macs.resize(id + 1u);
+    port_macs[id].emplace();
+    std::copy(std::begin(a.addr_bytes), std::end(a.addr_bytes), port_macs[id]->begin());
+  }
   for (const dpdk::QueueAssignment& q : r.ports->queues()) {
     dpdk::WorkerConfig wc;
+    wc.port_macs = port_macs;
     wc.reader_id = q.queue;
     wc.hash_seed = options.hash_seed;
     wc.flows = {.capacity = options.flows_per_worker,

@@ -55,7 +55,10 @@ Worker::Worker(FlowTable flows, SnapshotRcu& rcu, const WorkerConfig& config)
       hash_seed_(config.hash_seed),
       tsc_per_ms_(rte_get_tsc_hz() / 1000 == 0 ? 1 : rte_get_tsc_hz() / 1000),
       flow_capacity_(flows_.capacity()),
-      counters_(std::make_unique<Counters>()) {}
+      counters_(std::make_unique<Counters>()) {
+  for (const auto& mac : config.port_macs)
+    port_macs_.push_back({mac.value_or(std::array<uint8_t, 6>{}), mac.has_value()});
+}
 
 Worker::~Worker() { rcu_.offline(reader_id_); }
 
@@ -262,7 +265,8 @@ void Worker::forward(const Snapshot& s, rte_mbuf* m, Packet& p, const sluice_bac
   }
   uint8_t* eth = buf + f.off;
   std::memcpy(eth, s.next_hop().dst_mac.data(), 6);
-  std::memcpy(eth + 6, s.next_hop().src_mac.data(), 6);
+  const bool own = m->port < port_macs_.size() && port_macs_[m->port].known;
+  std::memcpy(eth + 6, own ? port_macs_[m->port].mac.data() : s.next_hop().src_mac.data(), 6);
   set_span(m, f);
   p.backend_slot = b.id & (SLUICE_MAX_BACKENDS - 1);
   transmit(m, p, out);

@@ -3,8 +3,11 @@
 // flow table, Maglev, encapsulation), the embeddable call of the DPDK path.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "dataplane/abi/consts.h"
 #include "dataplane/abi/stats.h"
@@ -44,6 +47,10 @@ struct WorkerConfig {
   uint32_t hash_seed = 0;
   /// This worker's own flow table: size and idle timeouts.
   FlowTableConfig flows{.capacity = 65536};
+  /// Source MAC of frames forwarded out of each port, by DPDK port id (a
+  /// packet leaves the port it came in on, mbuf->port); ports not listed
+  /// (nullopt, or beyond the end) use the snapshot's next_hop.src_mac.
+  std::vector<std::optional<std::array<uint8_t, 6>>> port_macs{};
 };
 
 /// One lcore's fast path (DESIGN.md "Packet path"), the same decisions as
@@ -65,7 +72,8 @@ struct WorkerConfig {
 ///    (dataplane/core/icmp_too_big.hpp), counted as a TOO_BIG drop plus
 ///    icmp_too_big_sent, and is transmitted back;
 ///  - the rest is encapsulated in the mbuf headroom (dataplane/core/encap.hpp;
-///    IPv6-in-IPv4 as XDP writes it) with the next hop's MACs.
+///    IPv6-in-IPv4 as XDP writes it) with the next hop's MAC as destination
+///    and the egress port's MAC (WorkerConfig::port_macs) as source.
 ///
 /// No locks, syscalls, allocation or logging in process_burst(). Owned and
 /// called by one lcore; the counters are that lcore's, in cache lines of
@@ -138,6 +146,13 @@ class Worker {
   uint32_t hash_seed_;
   uint64_t tsc_per_ms_;
   uint32_t flow_capacity_;
+  // Source MACs by port id (WorkerConfig::port_macs); `known` false: the
+  // snapshot's.
+  struct PortMac {
+    std::array<uint8_t, 6> mac;
+    bool known;
+  };
+  std::vector<PortMac> port_macs_;
   std::unique_ptr<Counters> counters_;
 };
 

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -323,6 +325,36 @@ TEST_F(WorkerTest, NoNextHopIsACountedDrop) {
   sluice_global_stats d = dropped(in.size(), SLUICE_DROP_TX_FAILED);
   d.flow_misses = 1;
   expect_delta(g0, worker_->global_stats(), d, "no next hop");
+}
+
+// A frame leaves the port it came in on with that port's MAC as source;
+// a port the worker has no MAC for falls back to the snapshot's.
+TEST_F(WorkerTest, ForwardedFramesCarryTheEgressPortsMac) {
+  constexpr std::array<uint8_t, 6> kPort1Mac{0x02, 0x00, 0x00, 0x00, 0x01, 0x01};
+  constexpr std::array<uint8_t, 6> kPort3Mac{0x02, 0x00, 0x00, 0x00, 0x03, 0x03};
+  worker_.reset();
+  dpdk::WorkerConfig c{.reader_id = 0, .hash_seed = kSeed, .flows = {.capacity = 4096}};
+  c.port_macs = {std::nullopt, kPort1Mac, std::nullopt, kPort3Mac};
+  auto w = Worker::create(c, *rcu_);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  worker_ = std::move(w.value());
+  const struct {
+    uint16_t port;
+    std::array<uint8_t, 6> src;
+  } cases[] = {{1, kPort1Mac}, {3, kPort3Mac}, {0, kLbMac}, {2, kLbMac}, {9, kLbMac}};
+  uint16_t sport = 41000;
+  for (const auto& k : cases) {
+    rte_mbuf* m = to_mbuf(tcp4("10.0.0.1", 80, sport++));
+    m->port = k.port;
+    Verdicts v;
+    ASSERT_EQ(worker_->process_burst_at(&m, 1, v, 1000), 1);
+    ASSERT_EQ(v.n_tx, 1) << "port " << k.port;
+    const Bytes out = from_mbuf(m);
+    rte_pktmbuf_free(m);
+    EXPECT_TRUE(std::equal(k.src.begin(), k.src.end(), out.begin() + 6)) << "port " << k.port;
+    EXPECT_TRUE(std::equal(kGatewayMac.begin(), kGatewayMac.end(), out.begin()))
+        << "port " << k.port << ": the next hop's MAC is the destination";
+  }
 }
 
 // A flow stays on its backend while the table changes under it; a drained
