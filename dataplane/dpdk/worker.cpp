@@ -243,6 +243,31 @@ void Worker::forward(const Snapshot& s, rte_mbuf* m, Packet& p, const sluice_bac
   }
   auto* buf = static_cast<uint8_t*>(m->buf_addr);
   FrameSpan f{m->data_off, m->data_len};
+  // The common case inline: untagged IPv4 to an IPv4 backend. Both MACs
+  // are replaced anyway, so the Ethernet header is written whole in front
+  // of the outer header instead of moved (encap_frame's memmove), and the
+  // inner header is not located again.
+  if (p.pr.l3_offset == SLUICE_ETH_HLEN && p.pr.key.family == SLUICE_FAMILY_IPV4 &&
+      b.family == SLUICE_FAMILY_IPV4 && f.off >= SLUICE_IPV4_HLEN) {
+    f.off -= SLUICE_IPV4_HLEN;
+    uint8_t* eth = buf + f.off;
+    const uint8_t* in = eth + SLUICE_ETH_HLEN + SLUICE_IPV4_HLEN;
+    const bool df = (sluice_get_be16(in + 6) & SLUICE_IPV4_DF) != 0;
+    const sluice_encap_config& cfg = settings.config;
+    sluice_ipv4_write_hdr(eth + SLUICE_ETH_HLEN,
+                          sluice_encap4_src(cfg.src_v4.v4, cfg.entropy_bits, p.hash), b.addr.v4,
+                          p.pr.ip_len, p.pr.tos, df ? 0 : sluice_get_be16(in + 4), df ? 1 : 0,
+                          settings.hop_limit, SLUICE_IPPROTO_IPIP);
+    std::memcpy(eth, s.next_hop().dst_mac.data(), 6);
+    const bool own = m->port < port_macs_.size() && port_macs_[m->port].known;
+    std::memcpy(eth + 6, own ? port_macs_[m->port].mac.data() : s.next_hop().src_mac.data(), 6);
+    sluice_put_be16(eth + 12, SLUICE_ETH_P_IP);
+    f.len = SLUICE_ETH_HLEN + SLUICE_IPV4_HLEN + p.pr.ip_len;
+    set_span(m, f);
+    p.backend_slot = b.id & (SLUICE_MAX_BACKENDS - 1);
+    transmit(m, p, out);
+    return;
+  }
   const EncapTarget target{.addr = b.addr, .family = b.family, .flow_hash = p.hash};
   switch (encap_frame(buf, m->buf_len, f, p.pr.l3_offset, settings, target)) {
     case EncapStatus::kOk:
