@@ -167,7 +167,13 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
       forward(s, m, p, *b, out);
       continue;
     }
-    if (found[i] != SLUICE_BACKEND_NONE && (b = s.backend(found[i])) != nullptr) {
+    // A SYN without ACK on a flow pinned to a draining backend is a new
+    // connection reusing the 5-tuple of a closed one (the client's port
+    // came round again), not the flow's: it is placed anew, as IPVS's
+    // conn_reuse_mode does, so a drained backend gets no new connections.
+    if (found[i] != SLUICE_BACKEND_NONE && (b = s.backend(found[i])) != nullptr &&
+        ((b->flags & SLUICE_BACKEND_DRAINING) == 0 ||
+         (p.pr.tcp_flags & (kTcpSyn | kTcpAck)) != kTcpSyn)) {
       ++g.flow_hits;
       forward(s, m, p, *b, out);
       continue;

@@ -63,7 +63,8 @@ struct WorkerConfig {
 ///  - the per-lcore FlowTable (probation until the second packet, evicting
 ///    only probation or expired entries) pins flows; a hit on a backend the
 ///    snapshot no longer has is a miss (Maglev, and the entry is moved);
-///    a draining backend keeps its flows;
+///    a draining backend keeps its flows, but a SYN without ACK that hits
+///    one (a new connection reusing a closed one's 5-tuple) is placed anew;
 ///  - ICMP errors about a flow follow the flow's entry but never create,
 ///    promote or refresh one; fragments hash on addresses (the parser
 ///    zeroes their ports);
