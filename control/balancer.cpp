@@ -741,9 +741,9 @@ std::string restart_only_changes(const Config& old_c, const Config& new_c) {
                              old_c.xdp->mode != new_c.xdp->mode)),
           "[xdp] interfaces or mode");
   const auto dpdk_fixed = [](const DpdkConfig& d) {
-    return std::tie(d.ports, d.kernel_port, d.main_lcore, d.lcores, d.distribution, d.rx_desc,
-                    d.tx_desc, d.mbufs, d.mbuf_cache, d.hugepages, d.memory_mb, d.file_prefix,
-                    d.eal_args, d.link_wait_ms);
+    return std::tie(d.ports, d.kernel_port, d.main_lcore, d.lcores, d.worker_cpus, d.distribution,
+                    d.rx_desc, d.tx_desc, d.mbufs, d.mbuf_cache, d.hugepages, d.memory_mb,
+                    d.file_prefix, d.eal_args, d.link_wait_ms);
   };
   differs(old_c.dpdk.has_value() != new_c.dpdk.has_value() ||
               (old_c.dpdk && dpdk_fixed(*old_c.dpdk) != dpdk_fixed(*new_c.dpdk)),
@@ -889,10 +889,19 @@ Result<BalancerStats> Balancer::stats() const {
     out.vips.push_back({v.cfg.name, {}});
     for (const Backend& b : v.backends) out.backends.push_back({v.cfg.name, b.cfg.addr, {}});
   }
+  bool per_cpu = false;
   for (const auto& fp : s_->fastpaths) {
     auto g = fp->global_stats();
     if (!g.ok()) return g.error();
     add(out.global, g.value());
+    if (const auto size = fp->flow_table_size()) {
+      if (!out.flow_table) out.flow_table.emplace();
+      out.flow_table->capacity += size->capacity;
+      out.flow_table->probation += size->probation;
+    } else {
+      per_cpu = true;
+    }
+    for (const WorkerStats& w : fp->worker_stats()) out.workers.push_back(w);
     size_t vi = 0;
     size_t bi = 0;
     for (const Vip& v : s_->committed.vips) {
@@ -906,6 +915,7 @@ Result<BalancerStats> Balancer::stats() const {
       }
     }
   }
+  if (per_cpu) out.flow_table.reset();
   return out;
 }
 

@@ -112,6 +112,11 @@ struct BalancerStats {
   };
   std::vector<Vip> vips;
   std::vector<Backend> backends;
+  /// The fast paths' flow tables, summed; nullopt when a fast path keeps
+  /// the per-CPU layout (Fastpath::flow_table_size).
+  std::optional<FlowTableSize> flow_table;
+  /// Every fast path's workers (Fastpath::worker_stats), in order.
+  std::vector<WorkerStats> workers;
 };
 
 /// The load balancer's model and its publication (DESIGN.md "Model",

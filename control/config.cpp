@@ -592,10 +592,11 @@ const std::vector<std::pair<std::string_view, std::string_view>> kOwnEalArgs = {
 
 void Checker::load_dpdk(const toml::table& t, DpdkConfig& out) {
   const std::string p = "dpdk";
-  check_keys(t, p,
-             {"ports", "kernel_port", "main_lcore", "lcores", "distribution", "rx_desc", "tx_desc",
-              "mbufs", "mbuf_cache", "hugepages", "memory_mb", "file_prefix", "eal_args",
-              "link_wait_ms", "encap_source_v4", "encap_source_v6", "mtu", "gateway_mac"});
+  check_keys(
+      t, p,
+      {"ports", "kernel_port", "main_lcore", "lcores", "worker_cpus", "distribution", "rx_desc",
+       "tx_desc", "mbufs", "mbuf_cache", "hugepages", "memory_mb", "file_prefix", "eal_args",
+       "link_wait_ms", "encap_source_v4", "encap_source_v6", "mtu", "gateway_mac"});
   if (require(t, "ports", p, "an array of vdev strings or PCI addresses")) {
     if (auto ports = strings(t, "ports", p)) {
       const toml::array& arr = *t.get("ports")->as_array();
@@ -664,6 +665,23 @@ void Checker::load_dpdk(const toml::table& t, DpdkConfig& out) {
   } else if (std::find(out.lcores.begin(), out.lcores.end(), out.main_lcore) != out.lcores.end()) {
     error(t.source().begin, child(p, "lcores"),
           "missing; the default [1] is the main lcore: name the worker lcores");
+  }
+  if (const toml::node* n = t.get("worker_cpus")) {
+    const auto* arr = n->as_array();
+    if (arr == nullptr || arr->size() != out.lcores.size()) {
+      error(n->source().begin, child(p, "worker_cpus"),
+            "expected an array of " + std::to_string(out.lcores.size()) +
+                " CPU ids, one per worker lcore, got " + describe(*n));
+    } else {
+      for (size_t i = 0; i < arr->size(); ++i) {
+        const auto* v = (*arr)[i].as_integer();
+        if (v == nullptr || v->get() < 0 || v->get() > 1023)
+          error((*arr)[i].source().begin, index_path(child(p, "worker_cpus"), i),
+                "expected a CPU id 0..1023, got " + describe((*arr)[i]));
+        else
+          out.worker_cpus.push_back(static_cast<uint32_t>(v->get()));
+      }
+    }
   }
   if (auto c = choice(t, "distribution", p, {"auto", "software"}))
     out.distribution = static_cast<DpdkDistribution>(*c);

@@ -166,6 +166,11 @@ struct DpdkConfig {
   /// Worker lcores (one RX and one TX queue each on every port); distinct,
   /// none the main lcore. Default [1].
   std::vector<uint32_t> lcores{1};
+  /// The CPU each worker lcore runs on (EAL --lcores lcore@cpu), in the
+  /// order of `lcores`; empty: lcore i runs on CPU i (EAL -l). Lets more
+  /// workers than CPUs share them (tests on small machines); the main
+  /// lcore then runs on the CPU of its own id.
+  std::vector<uint32_t> worker_cpus;
   DpdkDistribution distribution = DpdkDistribution::kAuto;
   /// Descriptors per RX / TX queue.
   uint32_t rx_desc = 1024;

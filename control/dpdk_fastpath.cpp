@@ -64,7 +64,7 @@ Status DpdkFastpath::refresh_next_hop(std::span<const IpAddress> targets) {
 Result<sluice_global_stats> DpdkFastpath::global_stats() const {
   sluice_global_stats sum{};
   std::lock_guard lock(workers_mu_);
-  for (const dpdk::Worker* w : workers_) add_counters(sum, w->global_stats());
+  for (const Attached& a : workers_) add_counters(sum, a.worker->global_stats());
   for (const dpdk::LcoreLoop* l : loops_) {
     const dpdk::LoopStats s = l->stats();
     sum.drops[SLUICE_DROP_TX_FAILED] += s.tx_unsent + s.distribute_unsent;
@@ -76,25 +76,43 @@ Result<sluice_vip_stats> DpdkFastpath::vip_stats(uint32_t vip_id) const {
   if (vip_id >= SLUICE_MAX_VIPS) return Error{-EINVAL, "vip id out of range"};
   sluice_vip_stats sum{};
   std::lock_guard lock(workers_mu_);
-  for (const dpdk::Worker* w : workers_) add_counters(sum, w->vip_stats(vip_id));
+  for (const Attached& a : workers_) add_counters(sum, a.worker->vip_stats(vip_id));
   return sum;
 }
 
 Result<sluice_backend_stats> DpdkFastpath::backend_stats(uint32_t backend_id) const {
   sluice_backend_stats sum{};
   std::lock_guard lock(workers_mu_);
-  for (const dpdk::Worker* w : workers_) add_counters(sum, w->backend_stats(backend_id));
+  for (const Attached& a : workers_) add_counters(sum, a.worker->backend_stats(backend_id));
   return sum;
 }
 
-void DpdkFastpath::attach_worker(const dpdk::Worker* worker) {
+std::optional<FlowTableSize> DpdkFastpath::flow_table_size() const {
+  FlowTableSize size;
   std::lock_guard lock(workers_mu_);
-  workers_.push_back(worker);
+  for (const Attached& a : workers_) size.capacity += a.worker->flow_capacity();
+  size.probation = size.capacity;
+  return size;
+}
+
+std::vector<WorkerStats> DpdkFastpath::worker_stats() const {
+  std::vector<WorkerStats> out;
+  std::lock_guard lock(workers_mu_);
+  for (const Attached& a : workers_)
+    out.push_back({.lcore = a.lcore,
+                   .global = a.worker->global_stats(),
+                   .flow_capacity = a.worker->flow_capacity()});
+  return out;
+}
+
+void DpdkFastpath::attach_worker(const dpdk::Worker* worker, unsigned lcore) {
+  std::lock_guard lock(workers_mu_);
+  workers_.push_back({worker, lcore});
 }
 
 void DpdkFastpath::detach_worker(const dpdk::Worker* worker) {
   std::lock_guard lock(workers_mu_);
-  workers_.erase(std::remove(workers_.begin(), workers_.end(), worker), workers_.end());
+  std::erase_if(workers_, [worker](const Attached& a) { return a.worker == worker; });
 }
 
 void DpdkFastpath::attach_loop(const dpdk::LcoreLoop* loop) {

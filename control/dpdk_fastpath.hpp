@@ -30,7 +30,8 @@ class DpdkFastpath final : public Fastpath {
     std::string interface;
     /// Workers that will read snapshots (SnapshotRcu readers), >= 1.
     uint32_t max_workers = 1;
-    /// The data port's own MAC: source of every forwarded frame.
+    /// The first data port's MAC: source of forwarded frames on a port
+    /// whose worker has no MAC of its own (WorkerConfig::port_macs).
     std::array<uint8_t, 6> port_mac{};
   };
 
@@ -52,12 +53,18 @@ class DpdkFastpath final : public Fastpath {
   [[nodiscard]] Result<sluice_global_stats> global_stats() const override;
   [[nodiscard]] Result<sluice_vip_stats> vip_stats(uint32_t vip_id) const override;
   [[nodiscard]] Result<sluice_backend_stats> backend_stats(uint32_t backend_id) const override;
+  /// The attached workers' flow tables: each worker's capacity, summed;
+  /// probation entries share a table's slots, so probation is the same.
+  [[nodiscard]] std::optional<FlowTableSize> flow_table_size() const override;
+  /// Each attached worker's counters, in attach order.
+  [[nodiscard]] std::vector<WorkerStats> worker_stats() const override;
 
   /// The RCU the workers are created on.
   [[nodiscard]] dpdk::SnapshotRcu& rcu() { return *rcu_; }
-  /// Adds a worker whose counters the stats sum; it must outlive this
-  /// object or be detached first. Thread-safe with the stats readers.
-  void attach_worker(const dpdk::Worker* worker);
+  /// Adds a worker (running on EAL lcore `lcore`) whose counters the
+  /// stats sum; it must outlive this object or be detached first.
+  /// Thread-safe with the stats readers.
+  void attach_worker(const dpdk::Worker* worker, unsigned lcore = 0);
   void detach_worker(const dpdk::Worker* worker);
   /// The same for a worker's loop: what its TX queues or a software
   /// distribution ring refused (packets freed after the worker's verdict)
@@ -74,7 +81,11 @@ class DpdkFastpath final : public Fastpath {
   FastpathState initial_;
   std::array<uint8_t, 6> gateway_mac_{};
   mutable std::mutex workers_mu_;
-  std::vector<const dpdk::Worker*> workers_;
+  struct Attached {
+    const dpdk::Worker* worker;
+    unsigned lcore;
+  };
+  std::vector<Attached> workers_;
   std::vector<const dpdk::LcoreLoop*> loops_;
 };
 

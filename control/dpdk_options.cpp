@@ -23,13 +23,21 @@ std::string device_name(const std::string& port) {
 DpdkRuntimeOptions dpdk_runtime_options(const Config& config) {
   const DpdkConfig& d = *config.dpdk;
   DpdkRuntimeOptions o;
-  std::string lcores = std::to_string(d.main_lcore);
-  for (uint32_t l : d.lcores) {
-    lcores += ',';
-    lcores += std::to_string(l);
-  }
+  // -l 0,1,2, or with worker_cpus --lcores 0@0,1@1,2@1 (lcore@cpu).
+  const bool mapped = !d.worker_cpus.empty();
+  std::string lcores;
+  const auto add = [&](uint32_t lcore, uint32_t cpu) {
+    if (!lcores.empty()) lcores.push_back(',');
+    lcores.append(std::to_string(lcore));
+    if (!mapped) return;
+    lcores.push_back('@');
+    lcores.append(std::to_string(cpu));
+  };
+  add(d.main_lcore, d.main_lcore);
+  for (size_t i = 0; i < d.lcores.size(); ++i)
+    add(d.lcores[i], mapped ? d.worker_cpus[i] : d.lcores[i]);
   o.eal_args = {"sluice",
-                "-l",
+                mapped ? "--lcores" : "-l",
                 lcores,
                 "--main-lcore",
                 std::to_string(d.main_lcore),

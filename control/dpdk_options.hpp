@@ -45,7 +45,8 @@ struct DpdkRuntimeOptions {
 };
 
 /// The runtime options of a config with a [dpdk] section (precondition).
-/// EAL gets: -l <main,workers> --main-lcore <main> --file-prefix <prefix>
+/// EAL gets: -l <main,workers> (--lcores <main@main,worker@cpu,...> with
+/// worker_cpus) --main-lcore <main> --file-prefix <prefix>
 /// -m <memory_mb>, --no-huge unless hugepages, --no-pci unless a port is a
 /// PCI address (then -a <address> for each), --vdev for every vdev port
 /// and the kernel port, then eal_args as given. The ethdev name of a vdev

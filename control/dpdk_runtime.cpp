@@ -90,6 +90,12 @@ class SharedFastpath final : public Fastpath {
   [[nodiscard]] Result<ActiveFlowCounts> active_flows() const override {
     return fp_->active_flows();
   }
+  [[nodiscard]] std::optional<FlowTableSize> flow_table_size() const override {
+    return fp_->flow_table_size();
+  }
+  [[nodiscard]] std::vector<WorkerStats> worker_stats() const override {
+    return fp_->worker_stats();
+  }
 
  private:
   std::shared_ptr<DpdkFastpath> fp_;
@@ -168,8 +174,18 @@ Result<std::unique_ptr<DpdkRuntime>> DpdkRuntime::start(const DpdkRuntimeOptions
   if (!fp.ok()) return fp.error();
   r.fastpath = std::move(fp.value());
 
+  // Each data port's own MAC is the source of what leaves it.
+  std::vector<std::optional<std::array<uint8_t, 6>>> port_macs;
+  for (const uint16_t id : pc.data_ports) {
+    rte_ether_addr a{};
+    if (rte_eth_macaddr_get(id, &a) != 0) continue;
+    if (port_macs.size() <= id) port_macs.resize(id + 1u);
+    port_macs[id].emplace();
+    std::copy(std::begin(a.addr_bytes), std::end(a.addr_bytes), port_macs[id]->begin());
+  }
   for (const dpdk::QueueAssignment& q : r.ports->queues()) {
     dpdk::WorkerConfig wc;
+    wc.port_macs = port_macs;
     wc.reader_id = q.queue;
     wc.hash_seed = options.hash_seed;
     wc.flows = {.capacity = options.flows_per_worker,
@@ -178,7 +194,7 @@ Result<std::unique_ptr<DpdkRuntime>> DpdkRuntime::start(const DpdkRuntimeOptions
     auto w = dpdk::Worker::create(wc, r.fastpath->rcu());
     if (!w.ok()) return w.error();
     r.workers.push_back(std::move(w.value()));
-    r.fastpath->attach_worker(r.workers.back().get());
+    r.fastpath->attach_worker(r.workers.back().get(), q.lcore);
     auto loop = dpdk::LcoreLoop::create(*r.ports, q, *r.workers.back());
     if (!loop.ok()) return loop.error();
     r.loops.push_back(std::move(loop.value()));

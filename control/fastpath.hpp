@@ -79,6 +79,20 @@ struct FastpathInfo {
 /// A backend without flows is absent.
 using ActiveFlowCounts = std::map<uint32_t, uint64_t>;
 
+/// The flow-table size of a fast path, entries over all its CPUs or workers.
+struct FlowTableSize {
+  uint64_t capacity = 0;   ///< established-flow entries
+  uint64_t probation = 0;  ///< entries new flows may hold on probation
+};
+
+/// One worker of a fast path that has workers of its own (DPDK lcores):
+/// its share of the traffic, for checking the spread over workers.
+struct WorkerStats {
+  unsigned lcore = 0;            ///< EAL lcore id
+  sluice_global_stats global{};  ///< its counters since start (packets, bytes)
+  uint64_t flow_capacity = 0;    ///< its flow table's entries
+};
+
 /// A fast path. Not thread-safe: the control thread calls it.
 class Fastpath {
  public:
@@ -127,6 +141,16 @@ class Fastpath {
   [[nodiscard]] virtual Result<ActiveFlowCounts> active_flows() const {
     return Error{-EOPNOTSUPP, info().kind + " fast path does not count active flows"};
   }
+
+  /// Its flow tables' size; nullopt: per-CPU tables of the config's
+  /// flows_per_core on every CPU (the XDP layout, the default).
+  [[nodiscard]] virtual std::optional<FlowTableSize> flow_table_size() const {
+    return std::nullopt;
+  }
+
+  /// Each worker's counters, in worker order; empty for a fast path
+  /// without workers of its own (XDP runs on every CPU's softirq).
+  [[nodiscard]] virtual std::vector<WorkerStats> worker_stats() const { return {}; }
 
   /// Drops the flow-table entries of flows to `vip` (any port), so their
   /// next packets are placed by the current table; returns how many. Used

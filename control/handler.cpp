@@ -325,26 +325,39 @@ Arg<json> cmd_stats(Balancer& b) {
     }
     if (known) in_use = sum;
   }
+  // XDP's per-CPU tables; a fast path with workers of its own says.
   const long cpus = sysconf(_SC_NPROCESSORS_CONF);
   const uint64_t n = cpus > 0 ? static_cast<uint64_t>(cpus) : 1;
   const FlowTableConfig& ft = b.config().flow_table;
-  return json{{"time_ns", monotonic_ns()},
-              {"global",
-               {{"rx_packets", g.rx_packets},
-                {"rx_bytes", g.rx_bytes},
-                {"tx_packets", g.tx_packets},
-                {"pass_packets", g.pass_packets},
-                {"flow_hits", g.flow_hits},
-                {"flow_misses", g.flow_misses},
-                {"flow_insert_failed", g.flow_insert_failed},
-                {"icmp_too_big_sent", g.icmp_too_big_sent},
-                {"drops", drops}}},
-              {"vips", vips},
-              {"backends", backends},
-              {"flow_table",
-               {{"capacity", uint64_t{ft.flows_per_core} * n},
-                {"probation_capacity", uint64_t{ft.probation_per_core} * n},
-                {"active_flows", in_use}}}};
+  const uint64_t capacity =
+      st.flow_table ? st.flow_table->capacity : uint64_t{ft.flows_per_core} * n;
+  const uint64_t probation =
+      st.flow_table ? st.flow_table->probation : uint64_t{ft.probation_per_core} * n;
+  json workers = json::array();
+  for (const WorkerStats& w : st.workers)
+    workers.push_back({{"lcore", w.lcore},
+                       {"rx_packets", w.global.rx_packets},
+                       {"tx_packets", w.global.tx_packets},
+                       {"pass_packets", w.global.pass_packets},
+                       {"flow_misses", w.global.flow_misses},
+                       {"flow_capacity", w.flow_capacity}});
+  return json{
+      {"time_ns", monotonic_ns()},
+      {"global",
+       {{"rx_packets", g.rx_packets},
+        {"rx_bytes", g.rx_bytes},
+        {"tx_packets", g.tx_packets},
+        {"pass_packets", g.pass_packets},
+        {"flow_hits", g.flow_hits},
+        {"flow_misses", g.flow_misses},
+        {"flow_insert_failed", g.flow_insert_failed},
+        {"icmp_too_big_sent", g.icmp_too_big_sent},
+        {"drops", drops}}},
+      {"vips", vips},
+      {"backends", backends},
+      {"flow_table",
+       {{"capacity", capacity}, {"probation_capacity", probation}, {"active_flows", in_use}}},
+      {"workers", workers}};
 }
 
 Arg<json> cmd_add_vip(Balancer& b, const HandlerContext& ctx, const json& req) {

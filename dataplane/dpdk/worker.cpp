@@ -54,7 +54,11 @@ Worker::Worker(FlowTable flows, SnapshotRcu& rcu, const WorkerConfig& config)
       reader_id_(config.reader_id),
       hash_seed_(config.hash_seed),
       tsc_per_ms_(rte_get_tsc_hz() / 1000 == 0 ? 1 : rte_get_tsc_hz() / 1000),
-      counters_(std::make_unique<Counters>()) {}
+      flow_capacity_(flows_.capacity()),
+      counters_(std::make_unique<Counters>()) {
+  for (const auto& mac : config.port_macs)
+    port_macs_.push_back({mac.value_or(std::array<uint8_t, 6>{}), mac.has_value()});
+}
 
 Worker::~Worker() { rcu_.offline(reader_id_); }
 
@@ -168,7 +172,13 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
       forward(s, m, p, *b, out);
       continue;
     }
-    if (found[i] != SLUICE_BACKEND_NONE && (b = s.backend(found[i])) != nullptr) {
+    // A SYN without ACK on a flow pinned to a draining backend is a new
+    // connection reusing the 5-tuple of a closed one (the client's port
+    // came round again), not the flow's: it is placed anew, as IPVS's
+    // conn_reuse_mode does, so a drained backend gets no new connections.
+    if (found[i] != SLUICE_BACKEND_NONE && (b = s.backend(found[i])) != nullptr &&
+        ((b->flags & SLUICE_BACKEND_DRAINING) == 0 ||
+         (p.pr.tcp_flags & (kTcpSyn | kTcpAck)) != kTcpSyn)) {
       ++g.flow_hits;
       forward(s, m, p, *b, out);
       continue;
@@ -245,6 +255,31 @@ void Worker::forward(const Snapshot& s, rte_mbuf* m, Packet& p, const sluice_bac
   }
   auto* buf = static_cast<uint8_t*>(m->buf_addr);
   FrameSpan f{m->data_off, m->data_len};
+  // The common case inline: untagged IPv4 to an IPv4 backend. Both MACs
+  // are replaced anyway, so the Ethernet header is written whole in front
+  // of the outer header instead of moved (encap_frame's memmove), and the
+  // inner header is not located again.
+  if (p.pr.l3_offset == SLUICE_ETH_HLEN && p.pr.key.family == SLUICE_FAMILY_IPV4 &&
+      b.family == SLUICE_FAMILY_IPV4 && f.off >= SLUICE_IPV4_HLEN) {
+    f.off -= SLUICE_IPV4_HLEN;
+    uint8_t* eth = buf + f.off;
+    const uint8_t* in = eth + SLUICE_ETH_HLEN + SLUICE_IPV4_HLEN;
+    const bool df = (sluice_get_be16(in + 6) & SLUICE_IPV4_DF) != 0;
+    const sluice_encap_config& cfg = settings.config;
+    sluice_ipv4_write_hdr(eth + SLUICE_ETH_HLEN,
+                          sluice_encap4_src(cfg.src_v4.v4, cfg.entropy_bits, p.hash), b.addr.v4,
+                          p.pr.ip_len, p.pr.tos, df ? 0 : sluice_get_be16(in + 4), df ? 1 : 0,
+                          settings.hop_limit, SLUICE_IPPROTO_IPIP);
+    std::memcpy(eth, s.next_hop().dst_mac.data(), 6);
+    const bool own = m->port < port_macs_.size() && port_macs_[m->port].known;
+    std::memcpy(eth + 6, own ? port_macs_[m->port].mac.data() : s.next_hop().src_mac.data(), 6);
+    sluice_put_be16(eth + 12, SLUICE_ETH_P_IP);
+    f.len = SLUICE_ETH_HLEN + SLUICE_IPV4_HLEN + p.pr.ip_len;
+    set_span(m, f);
+    p.backend_slot = b.id & (SLUICE_MAX_BACKENDS - 1);
+    transmit(m, p, out);
+    return;
+  }
   const EncapTarget target{.addr = b.addr, .family = b.family, .flow_hash = p.hash};
   switch (encap_frame(buf, m->buf_len, f, p.pr.l3_offset, settings, target)) {
     case EncapStatus::kOk:
@@ -267,7 +302,8 @@ void Worker::forward(const Snapshot& s, rte_mbuf* m, Packet& p, const sluice_bac
   }
   uint8_t* eth = buf + f.off;
   std::memcpy(eth, s.next_hop().dst_mac.data(), 6);
-  std::memcpy(eth + 6, s.next_hop().src_mac.data(), 6);
+  const bool own = m->port < port_macs_.size() && port_macs_[m->port].known;
+  std::memcpy(eth + 6, own ? port_macs_[m->port].mac.data() : s.next_hop().src_mac.data(), 6);
   set_span(m, f);
   p.backend_slot = b.id & (SLUICE_MAX_BACKENDS - 1);
   transmit(m, p, out);

@@ -3,8 +3,11 @@
 // flow table, Maglev, encapsulation), the embeddable call of the DPDK path.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "dataplane/abi/consts.h"
 #include "dataplane/abi/stats.h"
@@ -44,6 +47,10 @@ struct WorkerConfig {
   uint32_t hash_seed = 0;
   /// This worker's own flow table: size and idle timeouts.
   FlowTableConfig flows{.capacity = 65536};
+  /// Source MAC of frames forwarded out of each port, by DPDK port id (a
+  /// packet leaves the port it came in on, mbuf->port); ports not listed
+  /// (nullopt, or beyond the end) use the snapshot's next_hop.src_mac.
+  std::vector<std::optional<std::array<uint8_t, 6>>> port_macs{};
 };
 
 /// One lcore's fast path (DESIGN.md "Packet path"), the same decisions as
@@ -56,7 +63,8 @@ struct WorkerConfig {
 ///  - the per-lcore FlowTable (probation until the second packet, evicting
 ///    only probation or expired entries) pins flows; a hit on a backend the
 ///    snapshot no longer has is a miss (Maglev, and the entry is moved);
-///    a draining backend keeps its flows;
+///    a draining backend keeps its flows, but a SYN without ACK that hits
+///    one (a new connection reusing a closed one's 5-tuple) is placed anew;
 ///  - ICMP errors about a flow follow the flow's entry but never create,
 ///    promote or refresh one; fragments hash on addresses (the parser
 ///    zeroes their ports);
@@ -65,7 +73,8 @@ struct WorkerConfig {
 ///    (dataplane/core/icmp_too_big.hpp), counted as a TOO_BIG drop plus
 ///    icmp_too_big_sent, and is transmitted back;
 ///  - the rest is encapsulated in the mbuf headroom (dataplane/core/encap.hpp;
-///    IPv6-in-IPv4 as XDP writes it) with the next hop's MACs.
+///    IPv6-in-IPv4 as XDP writes it) with the next hop's MAC as destination
+///    and the egress port's MAC (WorkerConfig::port_macs) as source.
 ///
 /// No locks, syscalls, allocation or logging in process_burst(). Owned and
 /// called by one lcore; the counters are that lcore's, in cache lines of
@@ -108,6 +117,8 @@ class Worker {
   /// The flow table (diagnostics and tests; not thread-safe: only while
   /// the worker's lcore is not in process_burst).
   [[nodiscard]] const FlowTable& flows() const noexcept { return flows_; }
+  /// The flow table's entries; fixed at creation, so safe from any thread.
+  [[nodiscard]] uint32_t flow_capacity() const noexcept { return flow_capacity_; }
   [[nodiscard]] uint32_t reader_id() const noexcept { return reader_id_; }
 
  private:
@@ -135,6 +146,14 @@ class Worker {
   uint32_t reader_id_;
   uint32_t hash_seed_;
   uint64_t tsc_per_ms_;
+  uint32_t flow_capacity_;
+  // Source MACs by port id (WorkerConfig::port_macs); `known` false: the
+  // snapshot's.
+  struct PortMac {
+    std::array<uint8_t, 6> mac;
+    bool known;
+  };
+  std::vector<PortMac> port_macs_;
   std::unique_ptr<Counters> counters_;
 };
 

@@ -60,7 +60,7 @@ TEST(DpdkFastpathTest, PublishedSnapshotsSteerTheWorkersAndCountersAreSummed) {
         {.reader_id = id, .hash_seed = kSeed, .flows = {.capacity = 1024}}, fp.rcu());
     ASSERT_TRUE(w.ok());
     workers.push_back(std::move(w.value()));
-    fp.attach_worker(workers.back().get());
+    fp.attach_worker(workers.back().get(), 5 + id);
   }
 
   const Bytes in = PacketBuilder()
@@ -106,6 +106,19 @@ TEST(DpdkFastpathTest, PublishedSnapshotsSteerTheWorkersAndCountersAreSummed) {
   EXPECT_EQ(fp.vip_stats(1).value().packets, 3u);
   EXPECT_EQ(fp.backend_stats(world.choice(1, key)).value().packets, 3u);
   EXPECT_FALSE(fp.vip_stats(SLUICE_MAX_VIPS).ok());
+  // Per worker: worker 0 took three packets (one to the kernel), worker 1 one.
+  const std::vector<control::WorkerStats> per = fp.worker_stats();
+  ASSERT_EQ(per.size(), 2u);
+  EXPECT_EQ(per[0].lcore, 5u);
+  EXPECT_EQ(per[1].lcore, 6u);
+  EXPECT_EQ(per[0].global.rx_packets, 2u);
+  EXPECT_EQ(per[0].global.tx_packets, 1u);
+  EXPECT_EQ(per[1].global.rx_packets, 2u);
+  EXPECT_EQ(per[1].global.tx_packets, 2u);
+  // The flow table is per worker x workers (1024 entries each).
+  EXPECT_EQ(per[0].flow_capacity, 1024u);
+  ASSERT_TRUE(fp.flow_table_size().has_value());
+  EXPECT_EQ(fp.flow_table_size()->capacity, 2048u);
 
   // Without a gateway MAC the one published before stays.
   const Converted no_gw = from_world(world, false);

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -325,6 +327,62 @@ TEST_F(WorkerTest, NoNextHopIsACountedDrop) {
   expect_delta(g0, worker_->global_stats(), d, "no next hop");
 }
 
+// A frame leaves the port it came in on with that port's MAC as source;
+// a port the worker has no MAC for falls back to the snapshot's.
+TEST_F(WorkerTest, ForwardedFramesCarryTheEgressPortsMac) {
+  constexpr std::array<uint8_t, 6> kPort1Mac{0x02, 0x00, 0x00, 0x00, 0x01, 0x01};
+  constexpr std::array<uint8_t, 6> kPort3Mac{0x02, 0x00, 0x00, 0x00, 0x03, 0x03};
+  worker_.reset();
+  dpdk::WorkerConfig c{.reader_id = 0, .hash_seed = kSeed, .flows = {.capacity = 4096}};
+  c.port_macs = {std::nullopt, kPort1Mac, std::nullopt, kPort3Mac};
+  auto w = Worker::create(c, *rcu_);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  worker_ = std::move(w.value());
+  const struct {
+    uint16_t port;
+    std::array<uint8_t, 6> src;
+  } cases[] = {{1, kPort1Mac}, {3, kPort3Mac}, {0, kLbMac}, {2, kLbMac}, {9, kLbMac}};
+  uint16_t sport = 41000;
+  for (const auto& k : cases) {
+    rte_mbuf* m = to_mbuf(tcp4("10.0.0.1", 80, sport++));
+    m->port = k.port;
+    Verdicts v;
+    ASSERT_EQ(worker_->process_burst_at(&m, 1, v, 1000), 1);
+    ASSERT_EQ(v.n_tx, 1) << "port " << k.port;
+    const Bytes out = from_mbuf(m);
+    rte_pktmbuf_free(m);
+    EXPECT_TRUE(std::equal(k.src.begin(), k.src.end(), out.begin() + 6)) << "port " << k.port;
+    EXPECT_TRUE(std::equal(kGatewayMac.begin(), kGatewayMac.end(), out.begin()))
+        << "port " << k.port << ": the next hop's MAC is the destination";
+  }
+}
+
+// A SYN without ACK hitting an entry on a draining backend is a new
+// connection reusing the 5-tuple (the client's port came round): placed by
+// the table, and the entry follows; the flow's other packets, and SYNs on
+// a live backend (retransmissions), keep the entry.
+TEST_F(WorkerTest, NewConnectionReusingADrainedFlowsTupleIsPlacedAnew) {
+  uint16_t port = 40000;
+  while (world_.choice(1, flow_key(kClient, port, "10.0.0.1", 80, kTcp)) != 1) ++port;
+  const Bytes syn = tcp4("10.0.0.1", 80, port);
+  const Bytes ack = frame().ipv4(v4(kClient, "10.0.0.1")).tcp(tcp(port, 80, 0x10)).build();
+  const Bytes syn_ack = frame().ipv4(v4(kClient, "10.0.0.1")).tcp(tcp(port, 80, 0x12)).build();
+  EXPECT_EQ(backend_of(run(syn, 1000)), 1u);
+  EXPECT_EQ(backend_of(run(ack, 1001)), 1u);
+  world_.set_table(1, std::vector<uint32_t>(kTableSize, 2));
+  publish();
+  EXPECT_EQ(backend_of(run(syn, 1002)), 1u);  // not draining: a retransmission
+  world_.add_backend(1, "10.1.0.1", SLUICE_BACKEND_DRAINING);
+  publish();
+  EXPECT_EQ(backend_of(run(ack, 1003)), 1u);
+  EXPECT_EQ(backend_of(run(syn_ack, 1003)), 1u);
+  const sluice_global_stats g0 = worker_->global_stats();
+  EXPECT_EQ(backend_of(run(syn, 1004)), 2u);
+  EXPECT_EQ(worker_->global_stats().flow_misses - g0.flow_misses, 1u);
+  EXPECT_EQ(backend_of(run(ack, 1005)), 2u);
+  EXPECT_EQ(worker_->global_stats().flow_hits - g0.flow_hits, 1u);
+}
+
 // A flow stays on its backend while the table changes under it; a drained
 // backend keeps it; a removed backend is a miss and the flow moves.
 TEST_F(WorkerTest, EstablishedFlowsSurviveTableChangesAndDrainButNotRemoval) {
@@ -346,7 +404,8 @@ TEST_F(WorkerTest, EstablishedFlowsSurviveTableChangesAndDrainButNotRemoval) {
   // Backend 1 draining (weight 0: no longer in the table): still 1.
   world_.add_backend(1, "10.1.0.1", SLUICE_BACKEND_DRAINING);
   publish();
-  EXPECT_EQ(backend_of(run(in, 1003)), 1u);
+  const Bytes ack = frame().ipv4(v4(kClient, "10.0.0.1")).tcp(tcp(port, 80, 0x10)).build();
+  EXPECT_EQ(backend_of(run(ack, 1003)), 1u);
 
   // Backend 1 removed: a miss, Maglev gives 2, and the entry follows.
   world_.remove_backend(1);

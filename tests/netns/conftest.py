@@ -15,6 +15,10 @@ import sluicelab  # noqa: E402
 
 REQUIRED = os.environ.get("SLUICE_REQUIRE_BPF") == "1"
 
+# The fast path the lab's daemon uses in this run (test_e2e.py runs once
+# with each): "xdp" (`sluice attach`) or "dpdk" (`sluice run` with [dpdk]).
+FASTPATH = os.environ.get("SLUICE_E2E_FASTPATH", "xdp")
+
 # What every netns test drives.
 BASE_TOOLS = ["ip", "ethtool", "sysctl", "curl", "nginx", "memcached"]
 
@@ -61,6 +65,23 @@ def lab_factory():
     yield make
     problems = [p for lab in labs for p in lab.down()]
     assert not problems, f"teardown left: {problems}"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "fastpaths(*names): the fast paths a test runs on (unmarked: xdp); "
+        "SLUICE_E2E_FASTPATH names this run's")
+
+
+def pytest_collection_modifyitems(config, items):
+    # Only the tests meant for this run's fast path.
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("fastpaths")
+        (keep if FASTPATH in (marker.args if marker else ("xdp",)) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def pytest_sessionfinish(session, exitstatus):

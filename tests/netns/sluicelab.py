@@ -293,6 +293,8 @@ def new_name() -> str:
     return f"sl-{secrets.token_hex(3)}"
 
 
+# Worker lcores of a DPDK lab daemon (Lab(fastpath="dpdk")).
+DPDK_WORKERS = 2
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
 
 
@@ -302,9 +304,16 @@ class Lab:
     Lab.load(name) to take over a lab another process brought up."""
 
     def __init__(self, backends: int = 3, clients: int = 1, name: str | None = None,
-                 sluice: str | None = None, lbs: int = 1, static_vip_routes: bool = True):
+                 sluice: str | None = None, lbs: int = 1, static_vip_routes: bool = True,
+                 fastpath: str = "xdp"):
         """`lbs` load balancers; with `static_vip_routes` false the router
-        has no route to the VIPs until something (BGP) adds them."""
+        has no route to the VIPs until something (BGP) adds them. `fastpath`
+        "dpdk" makes write_config() and attach() use `sluice run` with a
+        [dpdk] section (net_af_packet on the LB veth, DPDK_WORKERS workers)
+        instead of `sluice attach` with XDP."""
+        if fastpath not in ("xdp", "dpdk"):
+            raise LabError(f"fast path '{fastpath}': xdp or dpdk")
+        self.fastpath = fastpath
         self.name = name or new_name()
         if not NAME_RE.match(self.name):
             raise LabError(f"lab name '{self.name}': 1-12 of a-z, 0-9, '-', starting with a letter")
@@ -334,6 +343,7 @@ class Lab:
             "procs": [p.__dict__ for p in self.procs],
             "daemon": self.daemon.pid if self.daemon else None,
             "config": str(self.config_path) if self.config_path else None,
+            "fastpath": self.fastpath,
         }
         tmp = self._state_file().with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=1))
@@ -348,7 +358,8 @@ class Lab:
             raise LabError(f"no lab named {name} ({path}: {e.strerror})") from None
         lab = cls(backends=state["backends"], clients=state["clients"], name=name,
                   sluice=state["sluice"], lbs=state.get("lbs", 1),
-                  static_vip_routes=state.get("static_vip_routes", True))
+                  static_vip_routes=state.get("static_vip_routes", True),
+                  fastpath=state.get("fastpath", "xdp"))
         lab.namespaces = state["namespaces"]
         lab.pins = state["pins"]
         lab.procs = [Proc(**p) for p in state["procs"]]
@@ -635,9 +646,25 @@ http {{
             "# sluice lab config (written by tests/netns/sluicelab.py)",
             "[control]", f'socket = "{self.socket_path}"',
             "[metrics]", 'listen = ""',
-            "[xdp]", f'interfaces = ["{lb.ifname}"]', f'mode = "{mode}"',
-            f'encap_source_v4 = "{lb.addr4}"', f'encap_source_v6 = "{lb.addr6}"',
         ]
+        if self.fastpath == "dpdk":
+            # The workers share the machine's last CPU (busy-polling: one
+            # CPU is left to everything else); worker 0 reads the veth and
+            # hands the other workers their flows (software distribution).
+            cpu = max(os.cpu_count() or 1, 1) - 1
+            lcores = list(range(1, DPDK_WORKERS + 1))
+            lines += [
+                "[dpdk]", f'ports = ["net_af_packet0,iface={lb.ifname}"]',
+                "main_lcore = 0", f"lcores = {_toml(lcores)}",
+                f"worker_cpus = {_toml([cpu] * DPDK_WORKERS)}",
+                "mbufs = 8191", "mbuf_cache = 128", "memory_mb = 256",
+                f'file_prefix = "{self.dpdk_prefix}"',
+                'eal_args = ["--log-level=lib.eal:error"]',
+                f'gateway_mac = "{lb.router_mac}"',
+            ]
+        else:
+            lines += ["[xdp]", f'interfaces = ["{lb.ifname}"]', f'mode = "{mode}"']
+        lines += [f'encap_source_v4 = "{lb.addr4}"', f'encap_source_v6 = "{lb.addr6}"']
         if cache:
             lines.append("[cache]")
             lines += [f"{k} = {_toml(v)}" for k, v in cache.items()]
@@ -656,22 +683,30 @@ http {{
         self.save()
         return path
 
+    @property
+    def dpdk_prefix(self) -> str:
+        """EAL's file prefix for this lab's DPDK daemon."""
+        return f"sluice-{self.name}"
+
     def attach(self, config: Path | None = None, mode: str = "native",
                timeout: float = 20) -> Proc:
         """Runs `sluice attach` on the LB interface (the daemon, in the
-        foreground, recorded like a server) and waits until its control
-        socket answers `status`."""
+        foreground, recorded like a server), or `sluice run` for the DPDK
+        fast path, and waits until its control socket answers `status`."""
         config = config or self.config_path
         if config is None:
             raise LabError("no sluice config: write_config() first")
-        if self.pin_folder() not in self.pins:
-            self.pins.append(self.pin_folder())
         pidfile = self.dir / "sluice.pid"
         pidfile.unlink(missing_ok=True)
-        argv = [self.sluice, "attach", self.topo.lb.ifname, "--config", str(config),
-                "--xdp-mode", mode, "--pidfile", str(pidfile)]
-        if self._takes_pin_root():
-            argv += ["--pin-root", self.pin_folder()]
+        if self.fastpath == "dpdk":
+            argv = [self.sluice, "run", "--config", str(config), "--pidfile", str(pidfile)]
+        else:
+            if self.pin_folder() not in self.pins:
+                self.pins.append(self.pin_folder())
+            argv = [self.sluice, "attach", self.topo.lb.ifname, "--config", str(config),
+                    "--xdp-mode", mode, "--pidfile", str(pidfile)]
+            if self._takes_pin_root():
+                argv += ["--pin-root", self.pin_folder()]
         proc = self.spawn("sluice", self.topo.lb.ns, argv)
         self.daemon = proc
         self.save()
@@ -682,12 +717,12 @@ http {{
         # socket answers too.
         def ready() -> bool:
             if not proc.alive():
-                raise LabError("sluice attach exited while starting; its log:\n"
+                raise LabError(f"sluice {argv[1]} exited while starting; its log:\n"
                                + Path(proc.log).read_text(errors="replace")[-4000:])
             if not pidfile.exists():
                 return False
             return not has_ctl or self.ctl("status", check=False).returncode == 0
-        wait_for("sluice attach to be ready", ready, timeout=timeout, interval=0.05)
+        wait_for(f"sluice {argv[1]} to be ready", ready, timeout=timeout, interval=0.05)
         return proc
 
     def reload(self, timeout: float = 10) -> None:
@@ -755,6 +790,10 @@ http {{
                 if r.returncode != 0:
                     problems.append(f"namespace {ns}: {r.stderr.strip()}")
         self.namespaces = []
+        # EAL's runtime folder, left behind by a DPDK daemon that did not
+        # stop cleanly.
+        if self.fastpath == "dpdk":
+            shutil.rmtree(Path("/var/run/dpdk") / self.dpdk_prefix, ignore_errors=True)
         if self.dir.exists() and not problems:
             shutil.rmtree(self.dir, ignore_errors=True)
         return problems

@@ -7,6 +7,12 @@
 # re-applies the file). Figures (requests/s, detection times, errors) go to
 # the test output and, when SLUICE_NETNS_RESULTS names a file, into it as
 # JSON lines for perf/RESULTS.md.
+#
+# With SLUICE_E2E_FASTPATH=dpdk (the netns test `e2e_dpdk`) the same lab runs
+# `sluice run` with the DPDK fast path on the LB veth (net_af_packet, two
+# workers sharing it by software distribution) instead of XDP, and only the
+# tests marked for both fast paths run: curl, drain, failover; plus a check
+# that every DPDK worker carried traffic.
 import json
 import os
 import re
@@ -19,7 +25,7 @@ import pytest
 
 import sluicelab
 import traffic
-from conftest import require_lab, skip_or_fail
+from conftest import FASTPATH, require_lab, skip_or_fail
 from sluicelab import VIP4, VIP6, run
 
 WEIGHTS = {"backend1": 100, "backend2": 200, "backend3": 300}
@@ -28,8 +34,11 @@ INTERVAL_MS, FALL, RISE = 200, 3, 2
 SHARE_TOLERANCE = 5.0  # percentage points
 
 
+BOTH = pytest.mark.fastpaths("xdp", "dpdk")
+
+
 def record(name: str, **figures) -> None:
-    line = {"test": name, **figures}
+    line = {"test": name if FASTPATH == "xdp" else f"{FASTPATH}_{name}", **figures}
     print(f"RESULT {json.dumps(line)}")
     path = os.environ.get("SLUICE_NETNS_RESULTS")
     if path:
@@ -78,7 +87,7 @@ def lab(lab_factory):
     sluice = require_lab(["wrk", "redis-server", "redis-benchmark", "redis-cli"])
     if not sluicelab.sluice_has(sluice, "attach"):
         skip_or_fail(f"{sluice} has no `attach` (the daemon is not in this build yet)")
-    lab = lab_factory(backends=3, servers=["nginx", "memcached", "redis"])
+    lab = lab_factory(backends=3, servers=["nginx", "memcached", "redis"], fastpath=FASTPATH)
     write_config(lab, WEIGHTS)
     try:
         lab.attach()
@@ -150,6 +159,7 @@ def client(lab):
 
 
 # (1), (2): 1,000 requests on fresh connections, shares follow weights.
+@BOTH
 @pytest.mark.parametrize("vip", [VIP4, VIP6], ids=["ipv4", "ipv6"])
 def test_1000_fresh_connections_follow_the_weights(lab, vip):
     got = traffic.curl_fresh(client(lab).ns, traffic.url(vip), 1000)
@@ -235,7 +245,28 @@ def test_set_weight_under_load(lab):
     assert result.non_2xx == 0, result.output
 
 
+# The DPDK path's workers: each carries traffic (software distribution
+# hands each worker its flows), and the flow table is per worker x workers.
+@pytest.mark.fastpaths("dpdk")
+def test_every_dpdk_worker_carries_traffic(lab):
+    before = ctl_result(lab, "stats")
+    got = traffic.curl_fresh(client(lab).ns, traffic.url(VIP4), 200)
+    after = ctl_result(lab, "stats")
+    assert got.failures == [], got.failures[:10]
+    workers0, workers1 = before["workers"], after["workers"]
+    assert len(workers1) == sluicelab.DPDK_WORKERS, workers1
+    moved = [w1["tx_packets"] - w0["tx_packets"] for w0, w1 in zip(workers0, workers1)]
+    record("dpdk_workers", tx_packets_per_worker=moved)
+    # 200 connections of >= 4 client packets each: a worker with none of
+    # them would be a (1/2)^200 chance with a working distribution.
+    assert all(m > 0 for m in moved), (workers0, workers1)
+    assert sum(moved) >= 4 * 200
+    assert after["flow_table"]["capacity"] == sum(w["flow_capacity"] for w in workers1)
+    assert after["flow_table"]["capacity"] == 8192 * sluicelab.DPDK_WORKERS
+
+
 # (5): drain: no new connections to the drained backend, its open ones finish.
+@BOTH
 def test_drain_keeps_open_connections_and_takes_no_new_ones(lab):
     need_ctl(lab)
     conns = traffic.open_keepalives(client(lab).ns, VIP4, 30)
@@ -276,6 +307,7 @@ def taken_out(lab, vip: str, victim, probe: Callable[[], bool]) -> None:
                            timeout=10, interval=0.02)
 
 
+@BOTH
 def test_backend_failure_under_load(lab):
     conns = traffic.open_keepalives(client(lab).ns, VIP4, 30)
     victim = lab.topo.backends[2]

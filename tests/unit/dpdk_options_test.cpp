@@ -61,5 +61,25 @@ TEST(DpdkOptions, PciPortsAreTheAllowlist) {
   EXPECT_FALSE(o.force_software_distribution);
 }
 
+TEST(DpdkOptions, WorkerCpusMapLcoresOntoCpus) {
+  // Two workers and the main lcore on a two-CPU machine.
+  const DpdkRuntimeOptions o = dpdk_runtime_options(
+      parse("ports = [\"net_af_packet0,iface=veth0\"]\nlcores = [1, 2]\nworker_cpus = [1, 1]\n"));
+  ASSERT_GE(o.eal_args.size(), 5u);
+  EXPECT_EQ(std::vector<std::string>(o.eal_args.begin(), o.eal_args.begin() + 5),
+            (std::vector<std::string>{"sluice", "--lcores", "0@0,1@1,2@1", "--main-lcore", "0"}));
+  EXPECT_EQ(o.worker_lcores, (std::vector<unsigned>{1, 2}));
+}
+
+TEST(DpdkOptions, WorkerCpusNeedOneCpuPerWorker) {
+  const ConfigReport r = parse_config(
+      "[dpdk]\ngateway_mac = \"02:00:5e:00:53:01\"\nports = [\"net_ring0\"]\n"
+      "lcores = [1, 2]\nworker_cpus = [1]\n",
+      "t.toml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.errors[0].to_string().find("dpdk.worker_cpus"), std::string::npos)
+      << r.errors[0].to_string();
+}
+
 }  // namespace
 }  // namespace sluice::control

@@ -31,6 +31,9 @@ struct FakeHeld {
   /// What active_flows() returns; nullopt: "not supported" (the default).
   std::optional<control::ActiveFlowCounts> active_flows;
   int active_flows_calls = 0;
+  /// What flow_table_size() and worker_stats() return.
+  std::optional<control::FlowTableSize> flow_table_size;
+  std::vector<control::WorkerStats> workers;
 
   [[nodiscard]] const Vip* vip(uint32_t vip_id) const {
     for (const Vip& v : vips)
@@ -85,6 +88,12 @@ class FakeFastpath final : public control::Fastpath {
     ++held_->active_flows_calls;
     if (!held_->active_flows) return Fastpath::active_flows();
     return *held_->active_flows;
+  }
+  [[nodiscard]] std::optional<control::FlowTableSize> flow_table_size() const override {
+    return held_->flow_table_size;
+  }
+  [[nodiscard]] std::vector<control::WorkerStats> worker_stats() const override {
+    return held_->workers;
   }
 
  private:

@@ -237,6 +237,27 @@ TEST_F(Handler, Stats) {
   EXPECT_EQ(r["backends"][1]["backend"], "10.0.0.2");
   EXPECT_EQ(r["backends"][1]["new_flows"], 4);
   EXPECT_GE(r["flow_table"]["capacity"].get<uint64_t>(), 65536u);
+  EXPECT_TRUE(r["workers"].empty());
+}
+
+// A fast path with workers of its own (DPDK) sizes the flow table per
+// worker x workers, not per CPU x CPUs, and lists each worker's share.
+TEST_F(Handler, StatsOfAFastpathWithWorkers) {
+  held_->flow_table_size = control::FlowTableSize{.capacity = 3 * 4096, .probation = 3 * 4096};
+  for (unsigned lcore = 1; lcore <= 3; ++lcore) {
+    control::WorkerStats w{.lcore = lcore, .flow_capacity = 4096};
+    w.global.rx_packets = 100 * lcore;
+    w.global.tx_packets = 90 * lcore;
+    held_->workers.push_back(w);
+  }
+  const json r = ok({{"cmd", "stats"}});
+  EXPECT_EQ(r["flow_table"]["capacity"], 3 * 4096);
+  EXPECT_EQ(r["flow_table"]["probation_capacity"], 3 * 4096);
+  ASSERT_EQ(r["workers"].size(), 3u);
+  EXPECT_EQ(r["workers"][2]["lcore"], 3);
+  EXPECT_EQ(r["workers"][2]["rx_packets"], 300);
+  EXPECT_EQ(r["workers"][2]["tx_packets"], 270);
+  EXPECT_EQ(r["workers"][0]["flow_capacity"], 4096);
 }
 
 TEST_F(Handler, AddAndRemoveVip) {
