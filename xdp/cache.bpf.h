@@ -171,17 +171,44 @@ struct lb_mc_walk {
 	__u32 out;       /* line end, key hash, or 1 for "differs" */
 };
 
+/* Keys up to this many bytes are scanned inline: a bpf_loop callback costs
+ * more than the bytes it reads (an indirect call). Longer ones go on under
+ * bpf_loop, LB_MC_KEY_STEP bytes per callback. */
+#define LB_MC_KEY_INLINE 16
+#define LB_MC_KEY_STEP 16
+
+/* One key byte c at key index k with the hash so far in *h: 0 to go on, 1
+ * at the key's end (*len set to k), -1 for a byte no key has. */
+static __always_inline int lb_mc_key_byte(__u8 c, __u32 k, __u32 *h, __u32 *len)
+{
+	if (c == ' ' || c == '\r' || c == '\n') {
+		*len = k;
+		return 1;
+	}
+	if (c <= 0x20 || c == 0x7f)
+		return -1;
+	*h = (*h ^ c) * SLUICE_FNV32_PRIME;
+	return 0;
+}
+
 static long lb_mc_key_step(__u32 i, void *ctx)
 {
 	struct lb_mc_walk *w = ctx;
-	__u8 c = lb_mc_at(w->s, w->n, w->pos + i);
+	__u32 first = LB_MC_KEY_INLINE + i * LB_MC_KEY_STEP, h = w->out;
 
-	if (c == ' ' || c == '\r' || c == '\n') {
-		w->len = i;
-		return 1;
+#pragma unroll
+	for (__u32 j = 0; j < LB_MC_KEY_STEP; j++) {
+		__u32 k = first + j;
+
+		if (k > SLUICE_CACHE_KEY_MAX)
+			return 1; /* too long: len stays 0 */
+		if (lb_mc_key_byte(lb_mc_at(w->s, w->n, w->pos + k), k, &h, &w->len)) {
+			w->out = h; /* len stays 0 after a byte no key has */
+			return 1;
+		}
 	}
-	w->out = (w->out ^ c) * SLUICE_FNV32_PRIME;
-	return c <= 0x20 || c == 0x7f;
+	w->out = h;
+	return 0;
 }
 
 /* The key token at r->key_off: 1..SLUICE_CACHE_KEY_MAX bytes above 0x20
@@ -190,9 +217,25 @@ static long lb_mc_key_step(__u32 i, void *ctx)
 static __always_inline void lb_mc_key(const struct sluice_cache_scratch *s, __u32 n,
 				      struct lb_mc_req *r)
 {
-	struct lb_mc_walk w = { .s = s, .n = n, .pos = r->key_off, .out = SLUICE_FNV32_BASIS };
+	struct lb_mc_walk w = { .s = s, .n = n, .pos = r->key_off };
+	__u32 h = SLUICE_FNV32_BASIS, len = 0;
+	int end;
 
-	bpf_loop(SLUICE_CACHE_KEY_MAX + 1, lb_mc_key_step, &w, 0);
+	r->key_len = 0;
+#pragma unroll
+	for (__u32 k = 0; k < LB_MC_KEY_INLINE; k++) {
+		end = lb_mc_key_byte(lb_mc_at(s, n, r->key_off + k), k, &h, &len);
+		if (end < 0)
+			return;
+		if (end) {
+			r->key_len = len;
+			r->hash = h;
+			return;
+		}
+	}
+	w.out = h;
+	bpf_loop((SLUICE_CACHE_KEY_MAX + LB_MC_KEY_STEP - LB_MC_KEY_INLINE) / LB_MC_KEY_STEP,
+		 lb_mc_key_step, &w, 0);
 	r->key_len = w.len;
 	r->hash = w.out;
 }
@@ -219,33 +262,50 @@ static __always_inline __u32 lb_mc_line_end(const struct sluice_cache_scratch *s
 	return w.out;
 }
 
-/* Compares 8 key bytes at a time: the entry's key is zero past its
- * length, the request's bytes past it are masked off. */
+/* Key bytes compared per call of lb_mc_same_chunk; a key up to this long
+ * is compared inline, a longer one under bpf_loop. */
+#define LB_MC_SAME_STEP 32
+
+/* Compares chunk i (LB_MC_SAME_STEP bytes) of the key, 8 at a time: the
+ * entry's key is zero past its length, the request's bytes past it are
+ * masked off. Returns 1 when they differ. */
+static __always_inline int lb_mc_same_chunk(const struct lb_mc_walk *w, __u32 i)
+{
+#pragma unroll
+	for (__u32 j = 0; j < LB_MC_SAME_STEP / 8; j++) {
+		__u64 at = (__u64)i * LB_MC_SAME_STEP + j * 8, p, a, b, mask = ~0ull;
+		__u32 left;
+
+		if (at >= w->len || at >= SLUICE_CACHE_KEY_ROOM)
+			return 0;
+		left = w->len - (__u32)at;
+		p = w->pos + at;
+		LB_MASK(at, SLUICE_CACHE_KEY_ROOM - 8);
+		LB_MASK(p, LB_CACHE_SCRATCH - 1);
+		if (p > LB_CACHE_SCRATCH - 8)
+			return 1;
+		__builtin_memcpy(&a, &w->s->buf[p], 8);
+		__builtin_memcpy(&b, &w->cmp[at], 8);
+		if (left < 8)
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+			mask = ~0ull << ((8 - left) * 8);
+#else
+			mask = (1ull << (left * 8)) - 1;
+#endif
+		if ((a & mask) != b)
+			return 1;
+	}
+	return 0;
+}
+
 static long lb_mc_same_step(__u32 i, void *ctx)
 {
 	struct lb_mc_walk *w = ctx;
-	__u64 at = (__u64)i * 8, p, a, b, mask = ~0ull;
-	__u32 left;
 
-	if (at >= w->len || at >= SLUICE_CACHE_KEY_ROOM)
+	if ((__u64)i * LB_MC_SAME_STEP >= w->len)
 		return 1;
-	left = w->len - (__u32)at;
-	p = w->pos + at;
-	LB_MASK(at, SLUICE_CACHE_KEY_ROOM - 8);
-	LB_MASK(p, LB_CACHE_SCRATCH - 1);
-	if (p > LB_CACHE_SCRATCH - 8)
-		goto differs;
-	__builtin_memcpy(&a, &w->s->buf[p], 8);
-	__builtin_memcpy(&b, &w->cmp[at], 8);
-	if (left < 8)
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-		mask = ~0ull << ((8 - left) * 8);
-#else
-		mask = (1ull << (left * 8)) - 1;
-#endif
-	if ((a & mask) == b)
+	if (!lb_mc_same_chunk(w, i))
 		return 0;
-differs:
 	w->out = 1;
 	return 1;
 }
@@ -473,9 +533,14 @@ static __always_inline struct sluice_cache_entry *lb_cache_find(__u32 vip_id, __
 	if (!e || e->vip_id != vip_id || e->key_hash != h || e->key_len != r->key_len)
 		return NULL;
 	w.cmp = e->key;
-	bpf_loop(SLUICE_CACHE_KEY_ROOM / 8, lb_mc_same_step, &w, 0);
-	if (w.out)
-		return NULL;
+	if (r->key_len <= LB_MC_SAME_STEP) {
+		if (lb_mc_same_chunk(&w, 0))
+			return NULL;
+	} else {
+		bpf_loop(SLUICE_CACHE_KEY_ROOM / LB_MC_SAME_STEP, lb_mc_same_step, &w, 0);
+		if (w.out)
+			return NULL;
+	}
 	now = bpf_ktime_get_coarse_ns() / 1000000;
 	if (now >= e->expires_ms)
 		return NULL;
@@ -678,9 +743,17 @@ static __always_inline int lb_cache(struct xdp_md *ctx, struct lb_state *st, __u
 	plen = p->l3_off + p->ip_len - off;
 	if (plen == 0)
 		return 0; /* a bare TCP segment (ACK, FIN): nothing written */
-	if (p->key.proto == SLUICE_IPPROTO_UDP &&
-	    bpf_xdp_load_bytes(ctx, off - SLUICE_MC_UDP_HDR_LEN, frame, sizeof(frame)))
-		goto unsure;
+	if (p->key.proto == SLUICE_IPPROTO_UDP) {
+		const __u8 *fh = data + l4_off + sizeof(struct udphdr);
+
+		/* Straight from the packet: a helper call costs more than the
+		 * copy; the helper only for a frame whose header is not in
+		 * the linear part. */
+		if ((void *)(fh + SLUICE_MC_UDP_HDR_LEN) <= data_end)
+			__builtin_memcpy(frame, fh, sizeof(frame));
+		else if (bpf_xdp_load_bytes(ctx, off - SLUICE_MC_UDP_HDR_LEN, frame, sizeof(frame)))
+			goto unsure;
+	}
 	s = bpf_map_lookup_elem(&sluice_cache_scratch, &zero);
 	if (!s)
 		goto unsure;

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "dataplane/abi/cache.h"
@@ -69,6 +71,36 @@ Bytes udp_response(const std::string& body, uint16_t id = 0x4242, bool v6 = fals
   else
     b.ipv4({.src = kVip, .dst = kClient});
   return b.udp({.sport = kPort, .dport = kClientPort}).payload(cat({mc_frame(id), text(body)})).build();
+}
+
+// Two keys of len (>= 8) bytes, the same but in their last 8, with the
+// same key hash: by the birthday bound over pseudo-random printable
+// suffixes (splitmix64 of a counter), about 2^17 tries. FNV-1a goes on from
+// the prefix's hash, so a try hashes 8 bytes.
+std::pair<std::string, std::string> colliding_keys(size_t len) {
+  const std::string prefix(len - 8, 'p');
+  const uint32_t from = mc::key_hash(prefix);
+  const auto suffix = [](uint64_t i) {
+    uint64_t x = i * 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    std::string s(8, ' ');
+    for (char& c : s) {
+      c = static_cast<char>(0x21 + x % 94);  // '!'..'~': bytes a key may have
+      x = x / 94 + (x << 58);
+    }
+    return s;
+  };
+  std::unordered_map<uint32_t, uint64_t> seen;
+  seen.reserve(1u << 19);
+  for (uint64_t i = 0;; ++i) {
+    const std::string s = suffix(i);
+    uint32_t h = from;
+    for (const char c : s) h = (h ^ static_cast<uint8_t>(c)) * SLUICE_FNV32_PRIME;
+    const auto [it, fresh] = seen.emplace(h, i);
+    if (!fresh) return {prefix + suffix(it->second), prefix + s};
+  }
 }
 
 class CacheTest : public LbFixture {
@@ -167,6 +199,27 @@ TEST_F(CacheTest, CachedGetOverIpv6AndBigValues) {
                                       "\r\nEND\r\n",
                                   9, true));
   }
+}
+
+// The XDP side scans a key inline up to 16 bytes and under bpf_loop past
+// that, and compares it inline up to 32 bytes: keys on both sides of both
+// bounds are answered, and a key with a cached key's hash that differs in
+// its last 8 bytes (the compare's last word) is forwarded.
+TEST_F(CacheTest, KeysAroundTheInlineBoundsHitAndCollisionsMiss) {
+  const std::vector<size_t> lens = {8, 15, 16, 17, 24, 31, 32, 33, 40, 64, 249, 250};
+  for (const size_t len : lens) {
+    SCOPED_TRACE(std::to_string(len) + "-byte key");
+    const auto [cached, other] = colliding_keys(len);
+    ASSERT_EQ(mc::key_hash(cached), mc::key_hash(other));
+    install(kUdpVip, cached, "v");
+    const XdpRun r = run_big(udp_request("get " + cached + "\r\n"));
+    ASSERT_EQ(r.verdict, XDP_TX);
+    EXPECT_EQ(r.out, udp_response("VALUE " + cached + " 7 1\r\nv\r\nEND\r\n"));
+    expect_forwarded(udp_request("get " + other + "\r\n"));
+  }
+  const sluice_cache_stats s = cache_stats(kUdpVip);
+  EXPECT_EQ(s.hits, lens.size());
+  EXPECT_EQ(s.misses, lens.size());
 }
 
 TEST_F(CacheTest, MissIsForwardedAndCounted) {
