@@ -81,7 +81,7 @@ void CacheFiller::tick() {
       auto lease = c.begin_fill(h.vip_id, h.key, now);
       if (!lease.ok()) continue;  // written too recently, or not a key: next report
       std::lock_guard<std::mutex> lock(mu_);
-      jobs_.push_back(Job{i, lease.value(), std::move(h.key), owner.value(), vip->port});
+      jobs_.push_back(Job{i, h.vip_id, lease.value(), std::move(h.key), owner.value(), vip->port});
     }
   }
   cv_.notify_one();
@@ -97,8 +97,12 @@ void CacheFiller::work() {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
+    // Counted before it is sent: a reader that saw the backend's get sees it.
+    const size_t vip = job.vip_id < SLUICE_MAX_VIPS ? job.vip_id : 0;
+    fetches_[vip].fetch_add(1, std::memory_order_relaxed);
     auto v = fetch_value(job.backend, job.port, job.key,
                          std::chrono::milliseconds(config_.fetch_timeout_ms), SLUICE_CACHE_VALUE_MAX);
+    if (!v.ok()) fetch_failures_[vip].fetch_add(1, std::memory_order_relaxed);
     if (!v.ok() || !v.value()) continue;  // a miss, too big or unreachable: not cached
     asio::post(io_, [this, job = std::move(job), value = std::move(*v.value())] {
       const mc::Value mv{value.flags, value.cas, value.data};
@@ -112,7 +116,11 @@ std::vector<CacheVipCounters> CacheFiller::counters() const {
   std::vector<CacheVipCounters> out;
   for (const VipView& v : balancer_.vips()) {
     if (!v.cache) continue;
-    CacheVipCounters c{v.name, v.vip_id, {}};
+    CacheVipCounters c{v.name, v.vip_id, {}, 0, 0};
+    if (v.vip_id < SLUICE_MAX_VIPS) {
+      c.fetches = fetches_[v.vip_id].load(std::memory_order_relaxed);
+      c.fetch_failures = fetch_failures_[v.vip_id].load(std::memory_order_relaxed);
+    }
     for (const xdp::XdpCache& cache : caches_) {
       auto n = cache.counters(v.vip_id);
       if (!n.ok()) continue;
@@ -160,6 +168,8 @@ nlohmann::json cache_report(const CacheFiller& filler) {
                                                                 static_cast<double>(lookups))},
                     {"fills", n.fills},
                     {"stale_fills", n.stale_fills},
+                    {"fetches", c.fetches},
+                    {"fetch_failures", c.fetch_failures},
                     {"invalidations", n.fast_path.invalidations},
                     {"vip_invalidations", n.fast_path.vip_invalidations},
                     {"evictions", n.evictions},

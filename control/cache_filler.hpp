@@ -5,6 +5,8 @@
 // installs it under the lease taken before the fetch.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <asio.hpp>
 #include <nlohmann/json.hpp>
 
@@ -26,6 +28,8 @@ struct CacheVipCounters {
   std::string vip;  ///< the VIP's name
   uint32_t vip_id = 0;
   xdp::XdpCacheCounters counters;
+  uint64_t fetches = 0;         ///< gets sent to a backend to fill the cache
+  uint64_t fetch_failures = 0;  ///< of those: unreachable, timed out or bad reply
 };
 
 /// Runs on the daemon's io_context; fetches on its own thread. Install,
@@ -53,6 +57,7 @@ class CacheFiller {
  private:
   struct Job {
     size_t cache = 0;  // index into caches_
+    uint32_t vip_id = 0;
     FillLease lease;
     std::string key;
     IpAddress backend;
@@ -74,6 +79,9 @@ class CacheFiller {
   std::deque<Job> jobs_;
   bool stopping_ = false;
   std::thread worker_;
+  // Per VIP id, written by the fetch thread, read by counters().
+  std::array<std::atomic<uint64_t>, SLUICE_MAX_VIPS> fetches_{};
+  std::array<std::atomic<uint64_t>, SLUICE_MAX_VIPS> fetch_failures_{};
 };
 
 /// The `cache` command's result: per VIP {name, vip_id, hits, misses,
