@@ -289,7 +289,23 @@ struct Balancer::State {
     const uint32_t m = v.table_size_auto ? maglev_auto_table_size(v.backends.size()) : v.table_size;
     if (v.backends.size() > m)
       return invalid("more backends than table entries (" + std::to_string(m) + ")");
+    for (const Vip& o : pending.vips) {
+      if (&o == except) continue;
+      for (const BackendConfig& b : v.backends)
+        if (b.addr == o.cfg.addr) return backend_at_vip(b.addr, o.cfg.name);
+      for (const Backend& ob : o.backends)
+        if (ob.cfg.addr == v.addr)
+          return invalid("VIP " + v.addr.to_string() + " is a backend of VIP \"" + o.cfg.name +
+                         "\"; expected an address no backend has");
+    }
     return Ok{};
+  }
+
+  // A packet encapsulated toward a VIP's address comes back to the
+  // balancers that announce it, never to a backend (the config's rule).
+  static Status backend_at_vip(const IpAddress& addr, const std::string& vip) {
+    return invalid("backend " + addr.to_string() + " is the address of VIP \"" + vip +
+                   "\"; expected a backend's own address");
   }
 
   // Builds the tables of `model` whose inputs changed since they were
@@ -629,6 +645,8 @@ Status Balancer::add_backend(std::string_view vip, BackendConfig backend) {
     return Error{-EEXIST,
                  "VIP \"" + std::string(vip) + "\" has backend " + backend.addr.to_string()};
   if (auto st = check_backend(backend, v->cfg, s_->config); !st.ok()) return st;
+  for (const Vip& o : s_->pending.vips)
+    if (o.cfg.addr == backend.addr) return State::backend_at_vip(backend.addr, o.cfg.name);
   const uint32_t m =
       v->cfg.table_size_auto ? maglev_auto_table_size(v->backends.size() + 1) : v->cfg.table_size;
   if (v->backends.size() + 1 > m) return invalid("more backends than table entries");

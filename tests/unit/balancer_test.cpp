@@ -505,6 +505,13 @@ TEST(Balancer, RuntimeChangesAreChecked) {
   VipConfig v6 = dup;
   v6.addr = ip("2001:db8::1");
   v6.backends.push_back(BackendConfig{ip("10.0.0.1"), 1, {}, ""});
+  VipConfig at_backend = dup;
+  at_backend.name = "at-backend";
+  at_backend.addr = ip("10.0.0.1");
+  VipConfig backend_at_vip = dup;
+  backend_at_vip.name = "backend-at-vip";
+  backend_at_vip.addr = ip("198.51.100.77");
+  backend_at_vip.backends.push_back(BackendConfig{ip("198.51.100.1"), 1, {}, ""});
   VipConfig multicast = dup;
   multicast.port = 84;
   multicast.addr = ip("239.1.2.3");
@@ -514,6 +521,8 @@ TEST(Balancer, RuntimeChangesAreChecked) {
        -EINVAL},
       {"backend at the VIP's address",
        f->add_backend("web", BackendConfig{ip("198.51.100.1"), 1, {}, ""}), -EINVAL},
+      {"VIP at a backend's address", f->add_vip(at_backend), -EINVAL},
+      {"backend at another VIP's address", f->add_vip(backend_at_vip), -EINVAL},
       {"same address/port/protocol", f->add_vip(dup), -EEXIST},
       {"same name", f->add_vip(same_name), -EEXIST},
       {"cache over tcp", f->add_vip(cache_tcp), -EINVAL},
