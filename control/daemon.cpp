@@ -4,6 +4,7 @@
 // thread, applied on the Asio loop).
 #include "control/daemon.hpp"
 
+#include <net/if.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -107,6 +108,15 @@ Result<std::vector<std::unique_ptr<Fastpath>>> open_xdp(const DaemonOptions& opt
       return lock.error();
     }
     locks.push_back(std::move(lock.value()));
+    // The interface too: another --pin-root must not replace its program.
+    if (const unsigned ifindex = if_nametoindex(ifname.c_str()); ifindex != 0) {
+      auto iface_lock = InstanceLock::acquire_interface(ifindex, ifname);
+      if (!iface_lock.ok()) {
+        spdlog::error("{}: {}", ifname, iface_lock.error().message);
+        return iface_lock.error();
+      }
+      locks.push_back(std::move(iface_lock.value()));
+    }
   }
 
   std::vector<std::unique_ptr<Fastpath>> fastpaths;

@@ -52,11 +52,25 @@ InstanceLock::~InstanceLock() {
 }
 
 Result<InstanceLock> InstanceLock::acquire(const std::string& pin_root) {
-  if (const int err = make_dirs(kLockDir); err != 0) return errno_error(err, kLockDir);
   std::string name = pin_root;
   for (char& c : name)
     if (c == '/') c = '_';
-  const std::string path = std::string(kLockDir) + "/" + name + ".lock";
+  return acquire_file(name + ".lock", "the fast path pinned at " + pin_root);
+}
+
+Result<InstanceLock> InstanceLock::acquire_interface(unsigned ifindex, const std::string& ifname) {
+  // Interface names and indexes repeat across network namespaces, which
+  // share this folder: the namespace's inode tells them apart.
+  struct stat ns {};
+  if (stat("/proc/self/ns/net", &ns) != 0) return errno_error(errno, "/proc/self/ns/net");
+  return acquire_file("netns-" + std::to_string(ns.st_ino) + "-if-" + std::to_string(ifindex) +
+                          ".lock",
+                      "interface " + ifname);
+}
+
+Result<InstanceLock> InstanceLock::acquire_file(const std::string& file, const std::string& what) {
+  if (const int err = make_dirs(kLockDir); err != 0) return errno_error(err, kLockDir);
+  const std::string path = std::string(kLockDir) + "/" + file;
   // The holder unlinks the file when it ends cleanly; a process that opened
   // it just before then holds a lock on a file nobody else can find, so
   // after locking, check the path still names the locked file, else retry.
@@ -71,9 +85,8 @@ Result<InstanceLock> InstanceLock::acquire(const std::string& pin_root) {
       if (err != EWOULDBLOCK) return errno_error(err, path);
       std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
       while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
-      return Error{-EBUSY, "a sluice daemon (pid " + pid + ") drives the fast path pinned at " +
-                               pin_root + " (lock " + path +
-                               "); stop it first (SIGTERM), or use another --pin-root"};
+      return Error{-EBUSY, "a sluice daemon (pid " + pid + ") drives " + what + " (lock " + path +
+                               "); stop it first (SIGTERM)"};
     }
     struct stat by_fd {
     }, by_path{};

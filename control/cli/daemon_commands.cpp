@@ -110,6 +110,11 @@ program is attached), 2 usage or no such interface.)");
         spdlog::error("{}: {}", *iface, lock.error().message);
         return kExitInvalid;
       }
+      auto iface_lock = control::InstanceLock::acquire_interface(ifindex, *iface);
+      if (!iface_lock.ok()) {
+        spdlog::error("{}: {}", *iface, iface_lock.error().message);
+        return kExitInvalid;
+      }
       int rc = kExitOk;
       auto d = xdp::detach_interface(static_cast<int>(ifindex));
       if (d.ok()) {

@@ -316,6 +316,14 @@ TEST_F(DaemonTest, AttachReloadStopRestartDetach) {
       EXPECT_EQ(second.exit_code(), 1);
       Sluice detach(ns_->lb(), {"detach", "lb0", "--pin-root", pin_root_}, log_);
       EXPECT_EQ(detach.exit_code(), 1);
+      // Nor with another pin folder: the interface itself is locked.
+      const std::string other = pins_->path() + "/other";
+      Sluice second_elsewhere(ns_->lb(), {"attach", "lb0", "--config", config_, "--pin-root", other},
+                              log_);
+      EXPECT_EQ(second_elsewhere.exit_code(), 1);
+      Sluice detach_elsewhere(ns_->lb(), {"detach", "lb0", "--pin-root", other}, log_);
+      EXPECT_EQ(detach_elsewhere.exit_code(), 1);
+      EXPECT_TRUE(log_has("drives interface lb0"));
     }
     EXPECT_TRUE(log_has("stop it first"));
     EXPECT_EQ(prog_id(), id);
