@@ -1151,19 +1151,24 @@ const char* unusable_as_vip(const IpAddress& a) {
   bool zero = true;
   for (size_t i = 0; i < a.size(); ++i) zero = zero && b[i] == 0;
   if (zero) return "the unspecified address";
-  if (a.is_v6()) return b[0] == 0xff ? "a multicast address (ff00::/8)" : nullptr;
+  if (a.is_v6()) {
+    if (b[0] == 0xff) return "a multicast address (ff00::/8)";
+    if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return "a link-local address (fe80::/10)";
+    bool low_zero = true;  // the first 10 bytes
+    for (size_t i = 0; i < 10; ++i) low_zero = low_zero && b[i] == 0;
+    if (low_zero && b[10] == 0xff && b[11] == 0xff)
+      return "an IPv4-mapped address (::ffff:0:0/96; write the IPv4 address)";
+    for (size_t i = 0; i < 15; ++i)
+      if (b[i] != 0) return nullptr;
+    return b[15] == 1 ? "the loopback address" : nullptr;
+  }
+  if (b[0] == 0) return "a \"this network\" address (0.0.0.0/8)";
+  if (b[0] == 127) return "a loopback address (127.0.0.0/8)";
   if (b[0] >= 224 && b[0] <= 239) return "a multicast address (224.0.0.0/4)";
   if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) return "the broadcast address";
   return nullptr;
 }
 
-const char* unusable_as_backend(const IpAddress& a) {
-  if (const char* why = unusable_as_vip(a)) return why;
-  const uint8_t* b = a.ip.bytes;
-  if (!a.is_v6()) return b[0] == 127 ? "a loopback address (127.0.0.0/8)" : nullptr;
-  for (size_t i = 0; i < 15; ++i)
-    if (b[i] != 0) return nullptr;
-  return b[15] == 1 ? "the loopback address" : nullptr;
-}
+const char* unusable_as_backend(const IpAddress& a) { return unusable_as_vip(a); }
 
 }  // namespace sluice

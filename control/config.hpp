@@ -139,12 +139,13 @@ enum class DpdkDistribution : uint8_t {
 const char* to_string(DpdkDistribution d);
 
 /// Why `a` cannot be a VIP address (traffic to it does not reach one host as
-/// a unicast flow: unspecified, multicast, broadcast), or nullptr when it can.
-/// The text is static, for error messages.
+/// a unicast flow: unspecified, 0.0.0.0/8, loopback, link-local, IPv4-mapped,
+/// multicast, broadcast), or nullptr when it can. The text is static, for
+/// error messages.
 const char* unusable_as_vip(const IpAddress& a);
 
-/// Why `a` cannot be a backend address, or nullptr: the VIP's reasons, and
-/// loopback (an encapsulated packet to it never leaves the balancer's host).
+/// Why `a` cannot be a backend address, or nullptr: the VIP's reasons (an
+/// encapsulated packet to loopback never leaves the balancer's host).
 /// Config parsing and runtime `add-backend` / `add-vip` both apply it.
 const char* unusable_as_backend(const IpAddress& a);
 

@@ -106,6 +106,20 @@ INSTANTIATE_TEST_SUITE_P(
                    "192.0.2.1:80/tcp; expected a backend's own address",
                    "t.toml:12:11: vips[1].backends[0].address: expected a unicast address of "
                    "another host, got the loopback address (::1)"}},
+        ErrorCase{"addresses_no_host_can_be",
+                  "[[vips]]\naddress = \"127.0.0.1\"\nport = 1\n[[vips]]\naddress = \"2001:db8::1\"\n"
+                  "port = 1\n[[vips.backends]]\naddress = \"fe80::1\"\n[[vips.backends]]\n"
+                  "address = \"::ffff:127.0.0.1\"\n[[vips]]\naddress = \"192.0.2.1\"\nport = 1\n"
+                  "[[vips.backends]]\naddress = \"0.0.0.1\"\n",
+                  {"t.toml:2:11: vips[0].address: expected a unicast address, got a loopback "
+                   "address (127.0.0.0/8) (127.0.0.1)",
+                   "t.toml:8:11: vips[1].backends[0].address: expected a unicast address of "
+                   "another host, got a link-local address (fe80::/10) (fe80::1)",
+                   "t.toml:10:11: vips[1].backends[1].address: expected a unicast address of "
+                   "another host, got an IPv4-mapped address (::ffff:0:0/96; write the IPv4 "
+                   "address) (::ffff:127.0.0.1)",
+                   "t.toml:15:11: vips[2].backends[0].address: expected a unicast address of "
+                   "another host, got a \"this network\" address (0.0.0.0/8) (0.0.0.1)"}},
         ErrorCase{"bad_address",
                   "[[vips]]\naddress = \"192.0.2.300\"\nport = 1\n",
                   {"t.toml:2:11: vips[0].address: expected an IPv4 or IPv6 address, got "
