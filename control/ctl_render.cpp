@@ -178,8 +178,14 @@ std::string render_status(const json& r) {
 std::string render_instance_drain(const json& r) {
   std::string routes;
   for (const json& a : list(r, "announced")) routes += (routes.empty() ? "" : ", ") + cell(a);
-  return std::string(field(r, "instance_drained") == true ? "instance drained" : "instance undrained") +
-         "; announced: " + (routes.empty() ? "nothing" : routes) + "\n";
+  const bool drained = field(r, "instance_drained") == true;
+  // Undrained, servable VIPs come back after the hold-down, not at once.
+  const std::string later = !drained && routes.empty() && field(r, "announce_delay_ms") != nullptr
+                                ? " yet (servable VIPs follow after the " +
+                                      cell(r, "announce_delay_ms") + " ms hold-down)"
+                                : "";
+  return std::string(drained ? "instance drained" : "instance undrained") +
+         "; announced: " + (routes.empty() ? "nothing" : routes) + later + "\n";
 }
 
 std::string render_vips(const json& r) {

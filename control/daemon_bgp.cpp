@@ -121,7 +121,9 @@ std::optional<json> Daemon::bgp_request(const json& request) {
     update_announcements();
     json routes = json::array();
     for (const IpAddress& a : announcer_->announced()) routes.push_back(a.to_string());
-    return ok(json{{"instance_drained", drain}, {"announced", routes}});
+    return ok(json{{"instance_drained", drain},
+                   {"announced", routes},
+                   {"announce_delay_ms", bgp ? bgp->announce_delay_ms : 0}});
   }
   if (name != "status" || !bgp) return std::nullopt;
   json response = handle_request(*balancer_, ctx_, request);

@@ -416,6 +416,10 @@ TEST(CtlRender, StatusShowsAnnouncementsAndBirdSessions) {
   EXPECT_EQ(render_instance_drain(
                 json::parse(R"({"instance_drained": false, "announced": ["10.0.0.1"]})")),
             "instance undrained; announced: 10.0.0.1\n");
+  EXPECT_EQ(render_instance_drain(json::parse(
+                R"({"instance_drained": false, "announced": [], "announce_delay_ms": 2000})")),
+            "instance undrained; announced: nothing yet (servable VIPs follow after the 2000 ms "
+            "hold-down)\n");
 }
 
 TEST(CtlRender, SurvivesUnexpectedShapes) {
