@@ -309,7 +309,9 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 
 	h = lb_flow_hash(key, vip);
 	*hash = h;
-	slot = h % sluice_probation_slots;
+	/* This CPU's run of slots (lb_maps.h); the loader sizes the map for
+	 * every possible CPU, and the array lookup bounds the index anyway. */
+	slot = bpf_get_smp_processor_id() * sluice_probation_slots + h % sluice_probation_slots;
 	ps = bpf_map_lookup_elem(&sluice_newflows, &slot);
 	if (!ps)
 		return -SLUICE_DROP_NO_BACKEND; /* cannot happen: slot < max_entries */

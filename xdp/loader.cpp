@@ -143,10 +143,15 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
   const int ncpus = libbpf_num_possible_cpus();
   if (ncpus <= 0) return sys_error(ncpus, "counting possible CPUs");
   const uint64_t flows = uint64_t{o.flows_per_cpu} * static_cast<uint64_t>(ncpus);
-  const uint32_t probation = o.probation_per_cpu;  // a per-CPU array: slots per CPU
+  const uint32_t probation = o.probation_per_cpu;  // slots per CPU
+  // One array holds every CPU's run of probation slots (xdp/lb_maps.h).
+  const uint64_t probation_all = uint64_t{probation} * static_cast<uint64_t>(ncpus);
   if (flows > UINT32_MAX)
     return Error{-EINVAL,
                  "flows_per_cpu times " + std::to_string(ncpus) + " CPUs exceeds 2^32 entries"};
+  if (probation_all > UINT32_MAX)
+    return Error{-EINVAL,
+                 "probation_per_cpu times " + std::to_string(ncpus) + " CPUs exceeds 2^32 slots"};
 
   // bpffs and the pin folder.
   const std::string pin_root =
@@ -175,7 +180,9 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
       err != 0)
     return sys_error(err, "sizing sluice_flows");
   s->rodata->sluice_probation_slots = probation;
-  if (int err = bpf_map__set_max_entries(s->maps.sluice_newflows, probation); err != 0)
+  if (int err =
+          bpf_map__set_max_entries(s->maps.sluice_newflows, static_cast<uint32_t>(probation_all));
+      err != 0)
     return sys_error(err, "sizing sluice_newflows");
   if (o.cache_entries == 0 || o.cache_hot_threshold == 0)
     return Error{-EINVAL, "cache_entries and cache_hot_threshold must be > 0"};

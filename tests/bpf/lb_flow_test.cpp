@@ -397,7 +397,6 @@ class LbFloodTest : public LbFlowTest {
     capacity_ = kFlowsPerCpu * ncpus;
     ASSERT_EQ(bpf_map__set_max_entries(s->maps.sluice_flows, capacity_), 0);
     s->rodata->sluice_probation_slots = kNewFlowsPerCpu;
-    ASSERT_EQ(bpf_map__set_max_entries(s->maps.sluice_newflows, kNewFlowsPerCpu), 0);
   }
 
   uint32_t capacity_ = 0;
