@@ -427,6 +427,16 @@ TEST_F(LoaderTest, LoadFailuresSayWhatWasBeingDoneAndWhy) {
   r = Loader::load(o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, -EINVAL) << r.error().message;
+  // Every CPU's run of probation slots shares one array of at most 2^32.
+  if (ncpus > 1) {
+    o = options();
+    o.probation_per_cpu = UINT32_MAX / static_cast<uint32_t>(ncpus) + 1;
+    r = Loader::load(o);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, -EINVAL) << r.error().message;
+    EXPECT_NE(r.error().message.find("probation_per_cpu"), std::string::npos)
+        << r.error().message;
+  }
 
   // A verifier log that does not fit its buffer fails the load (-ENOSPC)
   // and what there is of it comes back in the error.
