@@ -466,6 +466,29 @@ TEST_F(LoaderTest, PinnedMapsMadeWithOtherSizesAreNamed) {
   EXPECT_NE(r.error().message.find("max_entries"), std::string::npos) << r.error().message;
 }
 
+// An upgrade over maps pinned by a sluice whose probation map was a
+// PERCPU_ARRAY: that map is made afresh, the others are re-used.
+TEST_F(LoaderTest, APinnedProbationMapOfAnOlderTypeIsReplaced) {
+  { ASSERT_TRUE(load(options())); }
+  const std::string path = pin_root() + "/sluice_newflows";
+  ASSERT_EQ(unlink(path.c_str()), 0) << std::strerror(errno);
+  UniqueFd old(bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "sluice_newflows", 4,
+                              sizeof(sluice_probation_slot), 16384, nullptr));
+  ASSERT_GE(old.get(), 0) << std::strerror(errno);
+  ASSERT_EQ(bpf_obj_pin(old.get(), path.c_str()), 0) << std::strerror(errno);
+
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  EXPECT_TRUE(l->reused_pinned_maps());
+  EXPECT_EQ(bpf_map__type(l->skeleton()->maps.sluice_newflows), BPF_MAP_TYPE_ARRAY);
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  UniqueFd pinned(bpf_obj_get(path.c_str()));
+  ASSERT_GE(pinned.get(), 0);
+  ASSERT_EQ(bpf_obj_get_info_by_fd(pinned.get(), &info, &len), 0);
+  EXPECT_EQ(info.type, static_cast<uint32_t>(BPF_MAP_TYPE_ARRAY));
+}
+
 TEST_F(LoaderTest, ARestartKeepsEstablishedFlowsOnTheirBackends) {
   CpuPin pin;
   ASSERT_GE(pin.cpu(), 0);
