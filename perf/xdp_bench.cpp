@@ -376,16 +376,17 @@ std::vector<Scenario> make_scenarios(uint32_t runs) {
                .target = 400});
   s.push_back({.name = "tcp4_syn_same",
                .what = "extra: the same IPv4 TCP SYN every packet (Katran: no flow lookup, "
-                       "re-insert; sluice: the established entry re-placed by Maglev in place; "
-                       "older builds hit it: a path MISMATCH for them)",
+                       "re-insert; sluice: a hit, a SYN on a live backend's entry follows it; "
+                       "builds before xdp5 re-placed it: a path MISMATCH for them)",
                .frame = tcp4_frame(kClient4, kVip4, kTcpSyn),
-               .path = Path::kMiss,
+               .path = Path::kHit,
+               .katran_path = Path::kMiss,
                .packets = 100000});
   s.push_back({.name = "tcp4_syn_same_flood",
                .what = "extra: as tcp4_syn_same, 1M per run (loop: 200k): above 125,000 new "
                        "flows/s Katran stops storing them (its flood limit)",
                .frame = tcp4_frame(kClient4, kVip4, kTcpSyn),
-               .path = Path::kMiss,
+               .path = Path::kHit,
                .katran_path = Path::kMissMaybeUnsaved,
                .loop_packets = 200000});
   Bytes get(SLUICE_MC_UDP_HDR_LEN, 0);
@@ -470,11 +471,17 @@ class SluiceTarget final : public Target {
     set_rodata_u32(obj_, "sluice_hash_seed", kSeed);
     must(bpf_map__set_max_entries(map("sluice_flows"), kFlowsPerCpu * ncpus),
          "sizing sluice_flows");
-    // Probation: a per-CPU array of slots in current builds, a per-CPU
-    // LRU sized over all CPUs in older ones.
-    if (bpf_map__type(map("sluice_newflows")) == BPF_MAP_TYPE_PERCPU_ARRAY) {
+    // Probation: one array holding each CPU's run of slots in current
+    // builds, a per-CPU array of slots before branch xdp5, a per-CPU LRU
+    // sized over all CPUs in older ones.
+    const bpf_map_type probation = bpf_map__type(map("sluice_newflows"));
+    if (probation == BPF_MAP_TYPE_PERCPU_ARRAY) {
       set_rodata_u32(obj_, "sluice_probation_slots", kNewFlowsPerCpu);
       must(bpf_map__set_max_entries(map("sluice_newflows"), kNewFlowsPerCpu),
+           "sizing sluice_newflows");
+    } else if (probation == BPF_MAP_TYPE_ARRAY) {
+      set_rodata_u32(obj_, "sluice_probation_slots", kNewFlowsPerCpu);
+      must(bpf_map__set_max_entries(map("sluice_newflows"), kNewFlowsPerCpu * ncpus),
            "sizing sluice_newflows");
     } else {
       must(bpf_map__set_max_entries(map("sluice_newflows"), kNewFlowsPerCpu * ncpus),
@@ -520,6 +527,8 @@ class SluiceTarget final : public Target {
     const bpf_map_type probation = bpf_map__type(map("sluice_newflows"));
     if (probation == BPF_MAP_TYPE_PERCPU_ARRAY)
       fill_probation_slots();
+    else if (probation == BPF_MAP_TYPE_ARRAY)
+      fill_probation_run();
     else if (probation == BPF_MAP_TYPE_LRU_HASH || probation == BPF_MAP_TYPE_HASH)
       fill_probation();
   }
@@ -720,6 +729,27 @@ class SluiceTarget final : public Target {
     }
     update_batch(fd("sluice_newflows"), keys, sizeof(uint32_t), values, stride, kNewFlowsPerCpu,
                  "sluice: probation slots fill");
+  }
+
+  // The same where one array holds every CPU's run of slots: this CPU's
+  // run, each slot holding another flow.
+  void fill_probation_run() {
+    const auto first = static_cast<uint32_t>(sched_getcpu()) * kNewFlowsPerCpu;
+    std::vector<uint8_t> keys(sizeof(uint32_t) * kNewFlowsPerCpu);
+    std::vector<uint8_t> values(sizeof(sluice_probation_slot) * kNewFlowsPerCpu, 0);
+    const uint32_t now = now_ms();
+    for (uint32_t i = 0; i < kNewFlowsPerCpu; ++i) {
+      const uint32_t index = first + i;
+      std::memcpy(&keys[i * sizeof index], &index, sizeof index);
+      sluice_probation_slot slot{};
+      slot.key = client_key(kFillBase + i);
+      slot.value.backend_id = 1 + i % 4;
+      slot.value.last_seen = now;
+      slot.value.state = SLUICE_FLOW_PROBATION;
+      std::memcpy(&values[i * sizeof slot], &slot, sizeof slot);
+    }
+    update_batch(fd("sluice_newflows"), keys, sizeof(uint32_t), values,
+                 sizeof(sluice_probation_slot), kNewFlowsPerCpu, "sluice: probation run fill");
   }
 
   std::string name_;

@@ -12,7 +12,8 @@
 
 /* Default capacities of the flow maps: sluice_flows in entries over all
  * CPUs (the loader sets flows-per-core x possible CPUs; each CPU gets an
- * equal share and evicts only from it), sluice_newflows in slots per CPU. */
+ * equal share and evicts only from it), sluice_newflows in slots per CPU
+ * (the loader sets max_entries to that x possible CPUs). */
 #define LB_DEFAULT_FLOWS 65536
 #define LB_DEFAULT_NEW_FLOWS 16384
 
@@ -21,7 +22,7 @@
 const volatile __u32 sluice_hash_seed = 0;                /* seed of the flow hash (config) */
 const volatile __u32 sluice_tcp_idle_ms = 300 * 1000;     /* TCP flow entries expire after this, ms */
 const volatile __u32 sluice_udp_idle_ms = 30 * 1000;      /* UDP flow entries expire after this, ms */
-const volatile __u32 sluice_probation_slots = LB_DEFAULT_NEW_FLOWS; /* sluice_newflows max_entries */
+const volatile __u32 sluice_probation_slots = LB_DEFAULT_NEW_FLOWS; /* sluice_newflows slots per CPU */
 /* How long a sluice_flow_cache slot answers before its flow's packet goes
  * to sluice_flows again, jiffies; 0 turns the cache off. The loader sets
  * SLUICE_FLOW_CACHE_JIFFIES, or 0 when an idle timeout is under
@@ -89,14 +90,19 @@ struct {
 	__type(value, struct sluice_flow_value);
 } sluice_flows SEC(".maps");
 
-/* New flows on probation (one packet seen): per CPU, slot flow hash %
- * sluice_probation_slots (struct sluice_probation_slot). A flood of
- * one-packet flows (spoofed SYNs) only overwrites these slots and can never
- * evict an established flow from sluice_flows. A slot write costs one
- * cache line; an LRU insert (lock, free list, hash insert, eviction) cost
- * hundreds of ns (perf/RESULTS.md, "XDP fast path"). */
+/* New flows on probation (one packet seen): each CPU owns a run of
+ * sluice_probation_slots slots, CPU c's slot i at index
+ * c * sluice_probation_slots + i, i = flow hash % sluice_probation_slots
+ * (struct sluice_probation_slot); only CPU c's program writes its run. A
+ * flood of one-packet flows (spoofed SYNs) only overwrites these slots and
+ * can never evict an established flow from sluice_flows. A slot write costs
+ * one cache line; an LRU insert (lock, free list, hash insert, eviction)
+ * cost hundreds of ns. A plain array rather than a PERCPU_ARRAY: a per-CPU
+ * slot lives in the per-CPU allocator's chunks, and reading it from a
+ * table of 2^18 slots cost ~130 ns more per new flow than this contiguous
+ * run (perf/RESULTS.md, "XDP fast path"). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, LB_DEFAULT_NEW_FLOWS);
 	__type(key, __u32);
 	__type(value, struct sluice_probation_slot);

@@ -94,6 +94,24 @@ Status check_pinned(bpf_map* map, const std::string& path) {
                             "flows, or restore the sizes"};
 }
 
+// Unpins the map at `path` when it is of another type than `map` (made by
+// an older sluice), so that loading makes `map` afresh; a missing pin is
+// fine.
+Status unpin_if_other_type(bpf_map* map, const std::string& path) {
+  UniqueFd fd(bpf_obj_get(path.c_str()));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return Ok{};
+    return sys_error(errno, "opening pinned map " + path);
+  }
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0)
+    return sys_error(errno, "reading pinned map " + path);
+  if (info.type == static_cast<uint32_t>(bpf_map__type(map))) return Ok{};
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) return sys_error(errno, "unpinning " + path);
+  return Ok{};
+}
+
 template <class T>
 T sum_of(const std::vector<T>& per_cpu) {
   static_assert(sizeof(T) % 8 == 0, "counters are u64 fields");
@@ -143,10 +161,15 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
   const int ncpus = libbpf_num_possible_cpus();
   if (ncpus <= 0) return sys_error(ncpus, "counting possible CPUs");
   const uint64_t flows = uint64_t{o.flows_per_cpu} * static_cast<uint64_t>(ncpus);
-  const uint32_t probation = o.probation_per_cpu;  // a per-CPU array: slots per CPU
+  const uint32_t probation = o.probation_per_cpu;  // slots per CPU
+  // One array holds every CPU's run of probation slots (xdp/lb_maps.h).
+  const uint64_t probation_all = uint64_t{probation} * static_cast<uint64_t>(ncpus);
   if (flows > UINT32_MAX)
     return Error{-EINVAL,
                  "flows_per_cpu times " + std::to_string(ncpus) + " CPUs exceeds 2^32 entries"};
+  if (probation_all > UINT32_MAX)
+    return Error{-EINVAL,
+                 "probation_per_cpu times " + std::to_string(ncpus) + " CPUs exceeds 2^32 slots"};
 
   // bpffs and the pin folder.
   const std::string pin_root =
@@ -175,7 +198,9 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
       err != 0)
     return sys_error(err, "sizing sluice_flows");
   s->rodata->sluice_probation_slots = probation;
-  if (int err = bpf_map__set_max_entries(s->maps.sluice_newflows, probation); err != 0)
+  if (int err =
+          bpf_map__set_max_entries(s->maps.sluice_newflows, static_cast<uint32_t>(probation_all));
+      err != 0)
     return sys_error(err, "sizing sluice_newflows");
   if (o.cache_entries == 0 || o.cache_hot_threshold == 0)
     return Error{-EINVAL, "cache_entries and cache_hot_threshold must be > 0"};
@@ -189,6 +214,13 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
   bpf_object__for_each_map(map, s->obj) {
     if (bpf_map__is_internal(map)) continue;  // .rodata: per load, never shared
     const std::string path = pin_root + "/" + bpf_map__name(map);
+    // Probation slots are disposable (a new flow that loses its slot is
+    // placed by Maglev again), so the per-CPU array of sluice before
+    // branch xdp5 is replaced rather than refused: an upgrade keeps the
+    // established flows.
+    if (map == s->maps.sluice_newflows) {
+      if (auto u = unpin_if_other_type(map, path); !u.ok()) return u.error();
+    }
     if (auto c = check_pinned(map, path); !c.ok()) return c.error();
     if (access(path.c_str(), F_OK) == 0) l.reused_ = true;
     if (int err = bpf_map__set_pin_path(map, path.c_str()); err != 0)

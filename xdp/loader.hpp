@@ -49,9 +49,11 @@ struct LoaderOptions {
   /// libbpf_num_possible_cpus() entries, each CPU evicting only its share,
   /// so memory grows linearly with the CPU count.
   uint32_t flows_per_cpu = 65536;
-  /// Probation (one-packet) flow slots per CPU: a direct-mapped per-CPU
-  /// array (a new flow takes slot hash % this, overwriting the flow there),
-  /// so memory grows linearly with the CPU count.
+  /// Probation (one-packet) flow slots per CPU: each CPU's direct-mapped
+  /// run of one array holding this many times libbpf_num_possible_cpus()
+  /// slots (a new flow takes slot hash % this of its CPU's run, overwriting
+  /// the flow there), so memory grows linearly with the CPU count; the
+  /// product must fit 32 bits (-EINVAL).
   uint32_t probation_per_cpu = 16384;
   /// Seed of the flow hash (dataplane/abi/flow.h); instances behind the same
   /// ECMP group need the same seed.

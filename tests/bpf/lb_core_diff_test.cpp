@@ -164,7 +164,6 @@ class LbCoreDiffTest : public LbFixture {
   // after every frame.
   void before_load(sluice_lb_bpf* s) override {
     s->rodata->sluice_probation_slots = kProbationSlots;
-    ASSERT_EQ(bpf_map__set_max_entries(s->maps.sluice_newflows, kProbationSlots), 0);
   }
   static constexpr uint32_t kProbationSlots = 64;
 

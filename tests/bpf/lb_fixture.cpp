@@ -116,6 +116,13 @@ void LbFixture::SetUp() {
   skel_.emplace(std::move(opened.value()));
   skel()->rodata->sluice_hash_seed = kSeed;
   before_load(skel());
+  // Every possible CPU's run of probation slots, as the loader sizes it.
+  const int ncpus = libbpf_num_possible_cpus();
+  ASSERT_GT(ncpus, 0);
+  ASSERT_EQ(bpf_map__set_max_entries(
+                skel()->maps.sluice_newflows,
+                skel()->rodata->sluice_probation_slots * static_cast<uint32_t>(ncpus)),
+            0);
   ASSERT_EQ(skel_->load(), 0) << "the verifier rejected sluice_lb (log above)";
 
   encap_config_.src_v4 = kSrcV4.ip;
@@ -146,14 +153,14 @@ void LbFixture::inject_established(const sluice_flow_key& key, uint32_t backend,
 }
 
 uint32_t LbFixture::probation_index(uint32_t vip_id, const sluice_flow_key& key) const {
-  return hash_of(vip_id, key) % skel()->rodata->sluice_probation_slots;
+  const uint32_t slots = skel()->rodata->sluice_probation_slots;
+  return static_cast<uint32_t>(cpu()) * slots + hash_of(vip_id, key) % slots;
 }
 
 bool LbFixture::on_probation(uint32_t vip_id, const sluice_flow_key& key, sluice_flow_value* v) {
   const uint32_t index = probation_index(vip_id, key);
   sluice_probation_slot slot{};
-  if (!percpu_value(fd(skel()->maps.sluice_newflows), &index, &slot, sizeof slot, cpu()))
-    return false;
+  if (bpf_map_lookup_elem(fd(skel()->maps.sluice_newflows), &index, &slot) != 0) return false;
   if (slot.key.family == 0 || std::memcmp(&slot.key, &key, sizeof key) != 0) return false;
   *v = slot.value;
   return true;
@@ -161,34 +168,24 @@ bool LbFixture::on_probation(uint32_t vip_id, const sluice_flow_key& key, sluice
 
 void LbFixture::put_probation(uint32_t vip_id, const sluice_flow_key& key,
                               const sluice_flow_value& v) {
-  const int ncpus = libbpf_num_possible_cpus();
-  ASSERT_GT(ncpus, 0);
-  const size_t stride = (sizeof(sluice_probation_slot) + 7) / 8 * 8;
-  std::vector<uint8_t> values(stride * static_cast<size_t>(ncpus), 0);
   sluice_probation_slot slot{};
   slot.key = key;
   slot.value = v;
-  std::memcpy(&values[stride * static_cast<size_t>(cpu())], &slot, sizeof slot);
   const uint32_t index = probation_index(vip_id, key);
-  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_newflows), &index, values.data(), BPF_ANY),
-            0);
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_newflows), &index, &slot, BPF_ANY), 0);
 }
 
 std::vector<sluice_flow_key> LbFixture::take_probation() {
   const int map = fd(skel()->maps.sluice_newflows);
-  const int ncpus = libbpf_num_possible_cpus();
-  const size_t stride = (sizeof(sluice_probation_slot) + 7) / 8 * 8;
-  std::vector<uint8_t> values(stride * static_cast<size_t>(ncpus > 0 ? ncpus : 1));
   std::vector<sluice_flow_key> keys;
   const uint32_t slots = skel()->rodata->sluice_probation_slots;
-  for (uint32_t i = 0; i < slots; ++i) {
-    if (bpf_map_lookup_elem(map, &i, values.data()) != 0) continue;
+  const uint32_t first = static_cast<uint32_t>(cpu()) * slots;
+  for (uint32_t i = first; i < first + slots; ++i) {
     sluice_probation_slot slot{};
-    std::memcpy(&slot, &values[stride * static_cast<size_t>(cpu())], sizeof slot);
-    if (slot.key.family == 0) continue;
+    if (bpf_map_lookup_elem(map, &i, &slot) != 0 || slot.key.family == 0) continue;
     keys.push_back(slot.key);
-    std::fill(values.begin(), values.end(), 0);
-    bpf_map_update_elem(map, &i, values.data(), BPF_ANY);
+    const sluice_probation_slot empty{};
+    bpf_map_update_elem(map, &i, &empty, BPF_ANY);
   }
   return keys;
 }

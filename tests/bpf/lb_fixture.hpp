@@ -67,7 +67,8 @@ void expect_stats_delta(const sluice_global_stats& before, const sluice_global_s
 class LbFixture : public ::testing::Test {
  protected:
   void SetUp() override;
-  /// Called between open and load: map sizes, rodata.
+  /// Called between open and load: map sizes, rodata (sluice_newflows is
+  /// sized afterwards from sluice_probation_slots).
   virtual void before_load(sluice_lb_bpf* /*skel*/) {}
 
   // The standard world: v4 backends 1-3, v6 backends 11-12, and the VIPs
@@ -91,7 +92,8 @@ class LbFixture : public ::testing::Test {
   void inject_established(const sluice_flow_key& key, uint32_t backend, uint32_t last_seen,
                           uint32_t hash);
 
-  /// The probation slot (this CPU's) a flow to vip_id takes.
+  /// The index in sluice_newflows of the slot (in this CPU's run) a flow
+  /// to vip_id takes.
   [[nodiscard]] uint32_t probation_index(uint32_t vip_id, const sluice_flow_key& key) const;
   /// Whether this CPU's probation slot for `key` (to vip_id) holds it; its
   /// value in *v.

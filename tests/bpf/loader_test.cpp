@@ -427,6 +427,16 @@ TEST_F(LoaderTest, LoadFailuresSayWhatWasBeingDoneAndWhy) {
   r = Loader::load(o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, -EINVAL) << r.error().message;
+  // Every CPU's run of probation slots shares one array of at most 2^32.
+  if (ncpus > 1) {
+    o = options();
+    o.probation_per_cpu = UINT32_MAX / static_cast<uint32_t>(ncpus) + 1;
+    r = Loader::load(o);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, -EINVAL) << r.error().message;
+    EXPECT_NE(r.error().message.find("probation_per_cpu"), std::string::npos)
+        << r.error().message;
+  }
 
   // A verifier log that does not fit its buffer fails the load (-ENOSPC)
   // and what there is of it comes back in the error.
@@ -454,6 +464,29 @@ TEST_F(LoaderTest, PinnedMapsMadeWithOtherSizesAreNamed) {
   EXPECT_EQ(r.error().code, -EINVAL);
   EXPECT_NE(r.error().message.find("sluice_flows"), std::string::npos) << r.error().message;
   EXPECT_NE(r.error().message.find("max_entries"), std::string::npos) << r.error().message;
+}
+
+// An upgrade over maps pinned by a sluice whose probation map was a
+// PERCPU_ARRAY: that map is made afresh, the others are re-used.
+TEST_F(LoaderTest, APinnedProbationMapOfAnOlderTypeIsReplaced) {
+  { ASSERT_TRUE(load(options())); }
+  const std::string path = pin_root() + "/sluice_newflows";
+  ASSERT_EQ(unlink(path.c_str()), 0) << std::strerror(errno);
+  UniqueFd old(bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "sluice_newflows", 4,
+                              sizeof(sluice_probation_slot), 16384, nullptr));
+  ASSERT_GE(old.get(), 0) << std::strerror(errno);
+  ASSERT_EQ(bpf_obj_pin(old.get(), path.c_str()), 0) << std::strerror(errno);
+
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  EXPECT_TRUE(l->reused_pinned_maps());
+  EXPECT_EQ(bpf_map__type(l->skeleton()->maps.sluice_newflows), BPF_MAP_TYPE_ARRAY);
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  UniqueFd pinned(bpf_obj_get(path.c_str()));
+  ASSERT_GE(pinned.get(), 0);
+  ASSERT_EQ(bpf_obj_get_info_by_fd(pinned.get(), &info, &len), 0);
+  EXPECT_EQ(info.type, static_cast<uint32_t>(BPF_MAP_TYPE_ARRAY));
 }
 
 TEST_F(LoaderTest, ARestartKeepsEstablishedFlowsOnTheirBackends) {
@@ -607,10 +640,11 @@ std::vector<size_t> cpus_caching(const Loader& l, const sluice_flow_key& key) {
 
 // The per-CPU established-flow cache in front of the shared table: a flow
 // seen twice within a millisecond gets a slot on that CPU, which keeps
-// its backend through a table change like the shared entry; a SYN that
-// re-places the reused 4-tuple empties the flow's slot on every CPU before
-// it is sent on, so the new connection's next packet, on whichever CPU,
-// follows the SYN's backend.
+// its backend through a table change like the shared entry. A SYN on the
+// flow follows it while its backend is live; once the backend drains, a
+// SYN re-places the reused 4-tuple and empties the flow's slot on every
+// CPU before it is sent on, so the new connection's next packet, on
+// whichever CPU, follows the SYN's backend.
 TEST_F(LoaderTest, ASynReplacingAFlowEmptiesItsCachedSlotOnEveryCpu) {
   cpu_set_t allowed;
   CPU_ZERO(&allowed);
@@ -644,11 +678,21 @@ TEST_F(LoaderTest, ASynReplacingAFlowEmptiesItsCachedSlotOnEveryCpu) {
   const std::vector<size_t> both = {static_cast<size_t>(cpus[0]), static_cast<size_t>(cpus[1])};
   ASSERT_EQ(cpus_caching(*l, key), both);
 
+  const Bytes syn = tcp_frame(client(9), cport(9), kVip, 0x02);
   {
     OnCpu on(cpus[0]);
     ASSERT_TRUE(on.ok());
-    const XdpRun syn = run(*l, tcp_frame(client(9), cport(9), kVip, 0x02));
-    EXPECT_EQ(w.backend_of(syn), 2u) << "a SYN is placed by the current table";
+    EXPECT_EQ(w.backend_of(run(*l, syn)), 1u) << "a SYN on a live backend's flow follows it";
+  }
+  ASSERT_EQ(cpus_caching(*l, key), both) << "a SYN that follows its flow empties no slot";
+
+  for (auto& x : w.backends)
+    if (x.id == 1) x.flags = SLUICE_BACKEND_DRAINING;
+  ASSERT_OK(l->publish(w.snapshot()));
+  {
+    OnCpu on(cpus[0]);
+    ASSERT_TRUE(on.ok());
+    EXPECT_EQ(w.backend_of(run(*l, syn)), 2u) << "a SYN on a draining backend's flow is re-placed";
   }
   EXPECT_TRUE(cpus_caching(*l, key).empty()) << "the SYN emptied every CPU's slot";
   OnCpu on(cpus[1]);
