@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 #include "dataplane/abi/encap.h"
 #include "dataplane/core/encap.hpp"
@@ -153,7 +154,12 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
       out.kernel[out.n_kernel++] = m;
       continue;
     }
-    p.pr = parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m));
+    // Constructed in place (guaranteed elision), not assigned: an
+    // assignment copies the returned 64 bytes from a stack temporary, and
+    // its wide loads of the parser's narrow stores stall store forwarding
+    // (18% of the burst's samples in perf, established flows).
+    ::new (&p.pr) ParseResult(
+        parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m)));
     if (is_reject(p.pr.status)) {
       drop(m, p, parse_drop_reason(p.pr.status), out);
       continue;
