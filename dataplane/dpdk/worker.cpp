@@ -7,7 +7,6 @@
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <new>
@@ -24,8 +23,6 @@ namespace {
 constexpr uint16_t kPrefetchAhead = 4;
 // Buckets idle() sweeps per call.
 constexpr uint32_t kSweepBuckets = 64;
-// flow_of[] of a packet the EMC answered (not in the flow-table burst).
-constexpr uint16_t kNoFlow = 0xffff;
 
 }  // namespace
 
@@ -60,13 +57,7 @@ Worker::Worker(FlowTable flows, SnapshotRcu& rcu, const WorkerConfig& config)
       tsc_per_ms_(rte_get_tsc_hz() / 1000 == 0 ? 1 : rte_get_tsc_hz() / 1000),
       flow_capacity_(flows_.capacity()),
       counters_(std::make_unique<Counters>()),
-      active_(std::make_unique<ActiveCounts>()),
-      emc_(std::make_unique<EmcEntry[]>(kEmcEntries)) {
-  // Often enough that the table's entry (refreshed only by a real lookup)
-  // never idles out under an EMC that keeps answering.
-  const FlowTableConfig& c = flows_.config();
-  emc_refresh_ms_ = std::max<uint32_t>(1, std::min({1000u, c.tcp_idle_ms / 4, c.udp_idle_ms / 4}));
-  for (uint32_t i = 0; i < kEmcEntries; ++i) emc_[i].backend_id = SLUICE_BACKEND_NONE;
+      active_(std::make_unique<ActiveCounts>()) {
   for (const auto& mac : config.port_macs)
     port_macs_.push_back({mac.value_or(std::array<uint8_t, 6>{}), mac.has_value()});
 }
@@ -140,7 +131,6 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
   FlowInsertHint hints[kMaxBurst];  // by flow index: where a miss's insert goes
   uint16_t flow_pkt[kMaxBurst];
   uint16_t vip_pkts[kMaxBurst];
-  uint32_t emc_hit[kMaxBurst];  // by packet index: the EMC's backend, or NONE
   uint32_t n_flows = 0;
   uint16_t n_vip = 0;
 
@@ -185,17 +175,7 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
                  ? sluice_flow_hash_src(&p.pr.key, hash_seed_)
                  : sluice_flow_hash(&p.pr.key, hash_seed_);
     vip_pkts[n_vip++] = i;
-    emc_hit[i] = SLUICE_BACKEND_NONE;
     if (!p.pr.is_icmp_error) {
-      // The exact-match cache first: a recently checked established flow
-      // skips the flow table.
-      const EmcEntry& e = emc_[p.hash & (kEmcEntries - 1)];
-      if (e.hash == p.hash && e.backend_id != SLUICE_BACKEND_NONE &&
-          now_ms - e.checked_ms < emc_refresh_ms_ &&
-          std::memcmp(&e.key, &p.pr.key, sizeof e.key) == 0) {
-        emc_hit[i] = e.backend_id;
-        continue;
-      }
       keys[n_flows] = &p.pr.key;
       hashes[n_flows] = p.hash;
       flow_pkt[n_flows] = i;
@@ -209,23 +189,9 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
   // for the in-order pass below.
   uint32_t found[kMaxBurst];
   uint16_t flow_of[kMaxBurst];
-  for (uint16_t v = 0; v < n_vip; ++v) {
-    found[vip_pkts[v]] = emc_hit[vip_pkts[v]];
-    flow_of[vip_pkts[v]] = kNoFlow;
-  }
   for (uint32_t j = 0; j < n_flows; ++j) {
-    const uint16_t i = flow_pkt[j];
-    found[i] = (hits >> j) & 1 ? backends[j] : SLUICE_BACKEND_NONE;
-    flow_of[i] = static_cast<uint16_t>(j);
-    if (found[i] != SLUICE_BACKEND_NONE) {
-      // A hit promotes: the entry is established, and the EMC may answer
-      // for it until emc_refresh_ms_ has passed.
-      EmcEntry& e = emc_[pk[i].hash & (kEmcEntries - 1)];
-      e.key = pk[i].pr.key;
-      e.hash = pk[i].hash;
-      e.backend_id = found[i];
-      e.checked_ms = now_ms;
-    }
+    found[flow_pkt[j]] = (hits >> j) & 1 ? backends[j] : SLUICE_BACKEND_NONE;
+    flow_of[flow_pkt[j]] = static_cast<uint16_t>(j);
   }
 
   for (uint16_t v = 0; v < n_vip; ++v) {
@@ -271,12 +237,8 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
     }
     ++g.flow_misses;
     p.new_flow = true;
-    // The EMC must not answer for this flow until the table has it again.
-    emc_[p.hash & (kEmcEntries - 1)].backend_id = SLUICE_BACKEND_NONE;
-    const FlowInsert ins = flow_of[i] != kNoFlow
-                               ? flows_.insert(hints[flow_of[i]], p.pr.key, p.hash, b->id, now_ms)
-                               : flows_.insert(p.pr.key, p.hash, b->id, now_ms);
-    if (ins == FlowInsert::kFull) ++g.flow_insert_failed;
+    if (flows_.insert(hints[flow_of[i]], p.pr.key, p.hash, b->id, now_ms) == FlowInsert::kFull)
+      ++g.flow_insert_failed;
     forward(s, m, p, *b, out);
   }
 

@@ -173,17 +173,6 @@ class Worker {
     alignas(64) uint32_t counts[2][kCountedIds];
   };
 
-  // The exact-match cache of established flows in front of the flow table
-  // (as Open vSwitch's EMC): direct-mapped by the flow hash, 64 bytes an
-  // entry, 256 KiB (L2-sized).
-  static constexpr uint32_t kEmcEntries = 4096;
-  struct alignas(64) EmcEntry {
-    sluice_flow_key key;
-    uint32_t hash;
-    uint32_t backend_id;  // SLUICE_BACKEND_NONE: empty
-    uint32_t checked_ms;  // when the flow table last confirmed it
-  };
-
   FlowTable flows_;
   SnapshotRcu& rcu_;
   uint32_t reader_id_;
@@ -201,8 +190,6 @@ class Worker {
   std::unique_ptr<ActiveCounts> active_;
   uint32_t count_cursor_ = 0;     // next bucket of the walk in progress
   uint32_t count_zeroed_ = kCountedIds;  // ids of the walk's buffer zeroed so far
-  std::unique_ptr<EmcEntry[]> emc_;
-  uint32_t emc_refresh_ms_ = 1;
 };
 
 }  // namespace sluice::dpdk
