@@ -52,7 +52,22 @@ Status DpdkFastpath::publish(const FastpathSnapshot& snapshot) {
   auto built = dpdk::Snapshot::create(spec);
   if (!built.ok()) return built.error();
   rcu_->publish(std::move(built.value()));
+  std::vector<uint32_t> ids;
+  ids.reserve(snapshot.backends.size());
+  for (const sluice_backend& b : snapshot.backends) ids.push_back(b.id);
+  std::lock_guard lock(workers_mu_);
+  backend_ids_ = std::move(ids);
   return Ok{};
+}
+
+Result<ActiveFlowCounts> DpdkFastpath::active_flows() const {
+  std::lock_guard lock(workers_mu_);
+  std::vector<uint64_t> sum(backend_ids_.size(), 0);
+  for (const Attached& a : workers_) (void)a.worker->add_active_flows(backend_ids_, sum);
+  ActiveFlowCounts out;
+  for (size_t i = 0; i < sum.size(); ++i)
+    if (sum[i] != 0) out[backend_ids_[i]] = sum[i];
+  return out;
 }
 
 Status DpdkFastpath::refresh_next_hop(std::span<const IpAddress> targets) {

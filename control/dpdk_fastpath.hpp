@@ -53,6 +53,10 @@ class DpdkFastpath final : public Fastpath {
   [[nodiscard]] Result<sluice_global_stats> global_stats() const override;
   [[nodiscard]] Result<sluice_vip_stats> vip_stats(uint32_t vip_id) const override;
   [[nodiscard]] Result<sluice_backend_stats> backend_stats(uint32_t backend_id) const override;
+  /// Live established flows by backend id of the last published snapshot:
+  /// each attached worker's last complete walk of its flow table
+  /// (Worker::count_step), summed. A backend without any is absent.
+  [[nodiscard]] Result<ActiveFlowCounts> active_flows() const override;
   /// The attached workers' flow tables: each worker's capacity, summed;
   /// probation entries share a table's slots, so probation is the same.
   [[nodiscard]] std::optional<FlowTableSize> flow_table_size() const override;
@@ -81,6 +85,9 @@ class DpdkFastpath final : public Fastpath {
   FastpathState initial_;
   std::array<uint8_t, 6> gateway_mac_{};
   mutable std::mutex workers_mu_;
+  // The backend ids of the last published snapshot (active_flows counts
+  // these); under workers_mu_.
+  std::vector<uint32_t> backend_ids_;
   struct Attached {
     const dpdk::Worker* worker;
     unsigned lcore;

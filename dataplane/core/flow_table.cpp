@@ -585,6 +585,26 @@ uint32_t FlowTable::sweep(uint32_t now_ms, uint32_t max_buckets) {
   return freed;
 }
 
+uint32_t FlowTable::count_established(uint32_t first_bucket, uint32_t bucket_count,
+                                      uint64_t now_ms, std::span<uint32_t> counts) const noexcept {
+  if (first_bucket >= bucket_count_) return 0;
+  const uint32_t end =
+      bucket_count >= bucket_count_ - first_bucket ? bucket_count_ : first_bucket + bucket_count;
+  const auto now = static_cast<uint32_t>(now_ms);
+  for (uint32_t i = first_bucket; i < end; ++i) {
+    const Bucket& b = buckets_[i];
+    // Only the established slots' backend ids are read: a probation or
+    // free slot costs no second line.
+    for (uint32_t m = uint32_t{b.used} & ~uint32_t{b.probation}; m != 0; m &= m - 1) {
+      const uint32_t s = lowest(m);
+      if (expired(b, s, now)) continue;
+      const uint32_t id = b.slots[s].backend_id;
+      if (id < counts.size()) ++counts[id];
+    }
+  }
+  return end == bucket_count_ ? 0 : end;
+}
+
 std::optional<FlowEntry> FlowTable::find(const sluice_flow_key& key, uint32_t hash) const {
   const Bucket& b = buckets_[bucket_index(hash)];
   for (uint32_t m = b.match(signature(hash)); m != 0; m &= m - 1) {

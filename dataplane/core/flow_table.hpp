@@ -219,6 +219,16 @@ class FlowTable {
   /// Returns the number of entries freed.
   uint32_t sweep(uint32_t now_ms, uint32_t max_buckets);
 
+  /// Adds one to counts[backend] for every live (not idle-expired at now_ms) established entry in
+  /// buckets [first_bucket, first_bucket + bucket_count) (clamped); ids >= counts.size() ignored.
+  /// Returns the bucket after the last one visited, 0 when the walk reached the table's end.
+  /// `now_ms` is the table's clock (ms; its low 32 bits, as lookup()'s). Touches nothing, so a
+  /// walk in small steps between bursts (least-connections counts) never changes the table.
+  uint32_t count_established(uint32_t first_bucket, uint32_t bucket_count, uint64_t now_ms,
+                             std::span<uint32_t> counts) const noexcept;
+  /// Buckets of the table (capacity() / kSlotsPerBucket): the end of a count_established() walk.
+  [[nodiscard]] uint32_t bucket_count() const noexcept { return bucket_count_; }
+
   /// The entry of a flow as stored, without touching it (expired entries
   /// included: compare last_seen yourself); for diagnostics and tests.
   [[nodiscard]] std::optional<FlowEntry> find(const sluice_flow_key& key, uint32_t hash) const;

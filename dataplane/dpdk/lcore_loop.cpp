@@ -109,6 +109,9 @@ int LcoreLoop::run(const std::atomic<bool>& stop) noexcept {
     const uint64_t now = rte_get_tsc_cycles();
     if (now - last_drain >= drain_tsc) {
       flush_all();
+      // On the timer, not per iteration: the walk's pace (and its cache
+      // footprint) is the same at any load.
+      worker_.count_step();
       last_drain = now;
     }
     ++stats_.iterations;

@@ -32,7 +32,8 @@ struct LoopStats {
 };
 
 /// One worker lcore's loop over its queue of every port (l3fwd's shape:
-/// rx_burst -> process -> buffered tx, drained every kDrainUs).
+/// rx_burst -> process -> buffered tx, drained every kDrainUs; the
+/// worker's active-flow count advances a step on the same timer).
 /// On a port distributed in software (Ports) worker 0 reads the port,
 /// keeps its own flows and enqueues the others' to their inboxes (by the
 /// flow hash with kDistributionSeed, so a flow always meets one worker);

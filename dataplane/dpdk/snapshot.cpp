@@ -100,7 +100,7 @@ Result<std::unique_ptr<const Snapshot>> Snapshot::create(const SnapshotSpec& spe
       if (id != SLUICE_BACKEND_NONE && ids.count(id) == 0)
         return invalid(name + ": table names backend " + std::to_string(id) +
                        ", which is not in the snapshot");
-    if (s->probe(key) != nullptr) return invalid(name + ": listed twice");
+    if (s->probe(words(key)) != nullptr) return invalid(name + ": listed twice");
 
     s->tables_.push_back(in.table);
     Vip v{};
@@ -110,7 +110,7 @@ Result<std::unique_ptr<const Snapshot>> Snapshot::create(const SnapshotSpec& spe
     v.meta.pad = 0;
     v.table = s->tables_.back().data();
     s->vip_list_.push_back(v);
-    uint32_t i = vip_hash(key) & (kVipSlots - 1);
+    uint32_t i = vip_hash(words(key)) & (kVipSlots - 1);
     while (s->vip_slots_[i] != 0) i = (i + 1) & (kVipSlots - 1);
     s->vip_slots_[i] = static_cast<uint16_t>(s->vip_list_.size());
   }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "dataplane/abi/consts.h"
@@ -106,6 +107,29 @@ class Worker {
   /// idle-expired flow entries.
   void idle() noexcept;
 
+  /// Advances this worker's walk of its flow table that counts live
+  /// established flows per backend (least-connections) by kCountBuckets
+  /// buckets (a 64K-entry table: 512 calls a walk), or zeroes the next
+  /// part of the count buffer a finished walk left. The lcore loop calls it
+  /// on its drain timer (100 us: a 1M-entry table is counted every ~0.8 s);
+  /// an embedding application calls it as regularly from the lcore that
+  /// calls process_burst(). Reads the table without changing it.
+  void count_step() noexcept;
+  /// Adds to out[i] the live established flows on backend id ids[i] that
+  /// the last complete walk counted (none before the first: the table
+  /// started empty; ids >= kCountedIds are not counted: 0), and returns the
+  /// number of walks completed so far. Safe from any thread: a walk that
+  /// completes meanwhile is detected (sequence number) and the read redone.
+  /// `out` must be as long as `ids`.
+  uint64_t add_active_flows(std::span<const uint32_t> ids, std::span<uint64_t> out) const;
+
+  /// Buckets count_step() walks per call.
+  static constexpr uint32_t kCountBuckets = 16;
+  /// Backend ids counted: 0..kCountedIds-1 (FlowTable::count_established
+  /// counts by id; the Balancer gives ids slot + 4096 k, so a slot's ids are
+  /// counted until it has been reused 15 times).
+  static constexpr uint32_t kCountedIds = 1u << 16;
+
   /// This lcore's clock for the flow table, ms (TSC based, wraps).
   [[nodiscard]] uint32_t now_ms() const noexcept;
 
@@ -141,6 +165,14 @@ class Worker {
   [[nodiscard]] bool icmp_entry_live(const FlowEntry& e, uint8_t proto,
                                      uint32_t now_ms) const noexcept;
 
+  // Counts of the active-flow walk by backend id: buffer k & 1 takes walk
+  // k (k = 1, 2, ...); walks_ = k publishes it (seqlock: readers retry
+  // when it moves), and the other buffer is zeroed for the next walk.
+  struct ActiveCounts {
+    alignas(64) uint64_t walks = 0;  // complete walks; written by the owner only
+    alignas(64) uint32_t counts[2][kCountedIds];
+  };
+
   FlowTable flows_;
   SnapshotRcu& rcu_;
   uint32_t reader_id_;
@@ -155,6 +187,9 @@ class Worker {
   };
   std::vector<PortMac> port_macs_;
   std::unique_ptr<Counters> counters_;
+  std::unique_ptr<ActiveCounts> active_;
+  uint32_t count_cursor_ = 0;     // next bucket of the walk in progress
+  uint32_t count_zeroed_ = kCountedIds;  // ids of the walk's buffer zeroed so far
 };
 
 }  // namespace sluice::dpdk

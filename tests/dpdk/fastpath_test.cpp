@@ -4,11 +4,14 @@
 // changes nothing, and the counters are the workers' summed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
 #include <memory>
 #include <vector>
 
 #include "control/dpdk_fastpath.hpp"
 #include "tests/dpdk/dpdk_env.hpp"
+#include "tests/dpdk/least_conn_weights.hpp"
 #include "tests/dpdk/world.hpp"
 
 namespace sluice::test {
@@ -129,6 +132,100 @@ TEST(DpdkFastpathTest, PublishedSnapshotsSteerTheWorkersAndCountersAreSummed) {
   EXPECT_EQ(fp.refresh_next_hop({&target, 1}).error().code, -EOPNOTSUPP);
 
   for (auto& w : workers) fp.detach_worker(w.get());
+  workers.clear();
+}
+
+// Least-connections on the DPDK path: each worker counts its own table in
+// steps (Worker::count_step), DpdkFastpath::active_flows sums the last
+// complete walks, and least-conn's weights follow those counts.
+TEST(DpdkFastpathTest, LeastConnWeightsFollowTheWorkersFlowCounts) {
+  DpdkFastpath::Options o;
+  o.interface = "net_null0";
+  o.max_workers = 2;
+  auto made = DpdkFastpath::create(o);
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  DpdkFastpath& fp = *made.value();
+  std::vector<std::unique_ptr<dpdk::Worker>> workers;
+  for (uint32_t id = 0; id < 2; ++id) {
+    auto w = dpdk::Worker::create(
+        {.reader_id = id, .hash_seed = kSeed, .flows = {.capacity = 4096}}, fp.rcu());
+    ASSERT_TRUE(w.ok());
+    workers.push_back(std::move(w.value()));
+    fp.attach_worker(workers.back().get(), id);
+  }
+  const World world;
+  const Converted c = from_world(world);
+  ASSERT_TRUE(fp.publish(c.snap).ok());
+
+  // Flow i of VIP 10.0.0.1:80 (backends 1, 2, 3) from its own client port,
+  // on worker i % 2; `packets` packets (one: on probation, not counted).
+  std::map<uint32_t, uint64_t> want;
+  const auto send_flow = [&](uint32_t i, int packets) {
+    const auto sport = static_cast<uint16_t>(20000 + i);
+    const Bytes in = PacketBuilder()
+                         .eth({.dst = kLbMac, .src = kRouterMac})
+                         .ipv4({.src = "192.0.2.77", .dst = "10.0.0.1"})
+                         .tcp({.sport = sport, .dport = 80})
+                         .build();
+    for (int n = 0; n < packets; ++n) {
+      rte_mbuf* m = to_mbuf(in);
+      dpdk::Verdicts v;
+      workers[i % 2]->process_burst(&m, 1, v);
+      ASSERT_EQ(v.n_tx, 1u);
+      rte_pktmbuf_free(m);
+    }
+    if (packets >= 2) ++want[world.choice(1, flow_key("192.0.2.77", sport, "10.0.0.1", 80, kTcp))];
+  };
+  // Steps until every worker has completed `walks` walks.
+  const auto walk = [&](uint64_t walks) {
+    for (auto& w : workers) {
+      int steps = 0;
+      while (w->add_active_flows({}, {}) < walks && steps < 100'000) {
+        w->count_step();
+        ++steps;
+      }
+      EXPECT_EQ(w->add_active_flows({}, {}), walks);
+    }
+  };
+  // The policy's weights over backends 1, 2, 3 (capacity 200 each).
+  const auto weights = [&]() {
+    const auto counts = fp.active_flows();
+    EXPECT_TRUE(counts.ok());
+    return least_conn_weights(counts.value(), {1, 2, 3}, 200);
+  };
+  const auto expected = [&]() {
+    std::vector<double> w;
+    for (uint32_t id : {1u, 2u, 3u}) w.push_back(200.0 - static_cast<double>(want[id]));
+    return w;
+  };
+
+  // Before any walk: nothing counted, every backend has its capacity.
+  EXPECT_TRUE(fp.active_flows().value().empty());
+  EXPECT_EQ(weights(), (std::vector<double>{200, 200, 200}));
+
+  for (uint32_t i = 0; i < 150; ++i) send_flow(i, i % 5 == 0 ? 1 : 2);
+  walk(1);
+  const control::ActiveFlowCounts got = fp.active_flows().value();
+  EXPECT_EQ(got, want);
+  uint64_t total = 0;
+  for (const auto& [id, n] : got) total += n;
+  EXPECT_EQ(total, 120u);  // 150 flows, 30 of them on probation
+  EXPECT_EQ(weights(), expected());
+
+  // More flows, established: the counts move only when a walk completes.
+  for (uint32_t i = 150; i < 300; ++i) send_flow(i, 2);
+  EXPECT_EQ(fp.active_flows().value(), got);
+  walk(2);
+  EXPECT_EQ(fp.active_flows().value(), want);
+  EXPECT_EQ(weights(), expected());
+  // The backend with the most flows gets the least weight.
+  const auto most = std::max_element(want.begin(), want.end(), [](const auto& a, const auto& b) {
+                      return a.second < b.second;
+                    })->first;
+  const std::vector<double> w = weights();
+  EXPECT_EQ(*std::min_element(w.begin(), w.end()), w[most - 1]);
+
+  for (auto& wk : workers) fp.detach_worker(wk.get());
   workers.clear();
 }
 
