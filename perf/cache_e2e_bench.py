@@ -233,18 +233,19 @@ def main() -> int:
               f"{args.clients} clients x {args.window} in flight; {args.seconds} s each; "
               f"load average {os.getloadavg()[0]:.1f}")
         print(f"{'round':>5} {'path':<13} {'GETs/s':>8} {'p50 us':>7} {'p99 us':>7} "
-              f"{'lost':>5} {'wrong':>5} {'cache hits':>10}")
+              f"{'lost':>5} {'wrong':>5} {'cache hits':>10} {'hit %':>5}")
         for r in range(1, args.rounds + 1):
             for name, target in paths:
                 before = cache_counters(lab)["hits"]
                 m = measure(ns, target, args, cdf, r)
                 m["cache_hits"] = cache_counters(lab)["hits"] - before
+                m["hit_pct"] = round(100 * m["cache_hits"] / max(1, m["gets_per_s"] * args.seconds))
                 if args.json:
                     print(json.dumps({"round": r, "path": name, **m}))
                 else:
                     print(f"{r:>5} {name:<13} {m['gets_per_s']:>8} {m['p50_us']:>7} "
                           f"{m['p99_us']:>7} {m['lost']:>5} {m['wrong']:>5} "
-                          f"{m['cache_hits']:>10}", flush=True)
+                          f"{m['cache_hits']:>10} {m['hit_pct']:>5}", flush=True)
         print(f"# load average {os.getloadavg()[0]:.1f}")
     return 0
 
