@@ -585,8 +585,10 @@ class SluiceTarget final : public Target {
       die("sluice: cache entry");
     const uint32_t slot = 0;
     must(bpf_map_update_elem(fd("sluice_cache_entries"), &slot, &e, BPF_ANY), "sluice: cache entry");
-    const sluice_cache_key k{4, e.key_hash};
-    must(bpf_map_update_elem(fd("sluice_cache_index"), &k, &slot, BPF_ANY), "sluice: cache index");
+    const uint32_t vslot = sluice_cache_version_slot(4, e.key_hash);
+    const sluice_cache_slot named{0, 0, slot + 1, 0};
+    must(bpf_map_update_elem(fd("sluice_cache_slots"), &vslot, &named, BPF_ANY),
+         "sluice: cache index");
   }
 
   void add_backend(uint32_t id, const char* text) {

@@ -22,7 +22,7 @@
  * part then runs only if the VIP has SLUICE_VIP_CACHE as well.
  *
  * Layouts: dataplane/abi/cache.h. The entries live in an array the control
- * plane rewrites only while no index entry names a slot and no packet can
+ * plane rewrites a slot only while no index slot names it and no packet can
  * still be reading it (xdp/cache.cpp), so an entry read here is whole. */
 #pragma once
 
@@ -46,14 +46,6 @@
 /* Misses of a key, per CPU and period, that make it hot (rodata). */
 const volatile __u32 sluice_cache_hot_threshold = 32;
 
-/* Which entry slot holds a (VIP, key hash). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, LB_CACHE_DEFAULT_ENTRIES);
-	__type(key, struct sluice_cache_key);
-	__type(value, __u32);
-} sluice_cache_index SEC(".maps");
-
 /* The cached responses, by slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -62,14 +54,18 @@ struct {
 	__type(value, struct sluice_cache_entry);
 } sluice_cache_entries SEC(".maps");
 
-/* Per-key versions (the fill lease), shared by all CPUs: bumped atomically
- * on the rare write, read on every hit. */
+/* Per-key versions (the fill lease) and the index, direct-mapped (struct
+ * sluice_cache_slot), shared by all CPUs: a write bumps the version
+ * atomically and clears the entry; a hit reads both in one value. Mmap-able
+ * so that the control plane stores an entry number without a whole-value
+ * update, which could undo a concurrent version bump. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, SLUICE_CACHE_VERSION_SLOTS);
 	__type(key, __u32);
-	__type(value, struct sluice_cache_version);
-} sluice_cache_versions SEC(".maps");
+	__type(value, struct sluice_cache_slot);
+} sluice_cache_slots SEC(".maps");
 
 /* Per-VIP epochs: bumped when a request to the VIP could not be followed. */
 struct {
@@ -134,6 +130,9 @@ struct lb_mc_req {
 /* x &= mask, in asm: clang drops a C mask it can prove is a no-op, and
  * the verifier may have seen the bounds check on another register. */
 #define LB_MASK(x, mask) asm volatile("%[v] &= %[m]" : [v] "+r"(x) : [m] "i"(mask))
+
+/* One load or store of a field another CPU or the control plane writes. */
+#define LB_ONCE(x) (*(volatile __typeof__(x) *)&(x))
 
 /* The byte at pos, or 0 past the n bytes read (0 ends every token). */
 static __always_inline __u8 lb_mc_at(const struct sluice_cache_scratch *s, __u32 n, __u32 pos)
@@ -459,17 +458,18 @@ static __always_inline void lb_cache_bump_epoch(__u32 vip_id)
 static __always_inline void lb_cache_invalidate(__u32 vip_id, __u32 h)
 {
 	__u32 slot = sluice_cache_version_slot(vip_id, h);
-	struct sluice_cache_version *v = bpf_map_lookup_elem(&sluice_cache_versions, &slot);
-	struct sluice_cache_key k = { .vip_id = vip_id, .key_hash = h };
+	struct sluice_cache_slot *v = bpf_map_lookup_elem(&sluice_cache_slots, &slot);
 	struct sluice_cache_stats *cs = lb_cache_stats(vip_id);
 
 	if (v) {
 		__sync_fetch_and_add(&v->version, 1);
 		v->last_write_ms = (__u32)(bpf_ktime_get_coarse_ns() / 1000000);
+		/* The version alone refuses the entry; clearing it tells the
+		 * control plane the slot's entry is free. */
+		LB_ONCE(v->entry) = 0;
 	} else {
 		lb_cache_bump_epoch(vip_id); /* cannot happen: slot < max_entries */
 	}
-	bpf_map_delete_elem(&sluice_cache_index, &k);
 	if (cs)
 		cs->invalidations++;
 }
@@ -513,24 +513,28 @@ static __always_inline void lb_cache_miss(__u32 vip_id, __u32 h, const struct sl
 		cs->hot_reports++;
 }
 
-/* The entry answering the request, or NULL. */
+/* The entry answering the request, or NULL: one array value gives the
+ * key's version and its entry's number (direct-mapped, no hash lookup). */
 static __always_inline struct sluice_cache_entry *lb_cache_find(__u32 vip_id, __u32 h,
 								 const struct sluice_cache_scratch *s,
 								 const struct lb_mc_req *r, __u32 *slot_out)
 {
-	struct sluice_cache_key k = { .vip_id = vip_id, .key_hash = h };
 	struct lb_mc_walk w = { .s = s, .pos = r->key_off, .len = r->key_len };
+	__u32 vslot = sluice_cache_version_slot(vip_id, h), *epoch;
 	struct sluice_cache_entry *e;
-	struct sluice_cache_version *v;
-	__u32 *slot, vslot, *epoch;
-	__u64 now;
+	struct sluice_cache_slot *v;
+	__u32 entry;
 
-	slot = bpf_map_lookup_elem(&sluice_cache_index, &k);
-	if (!slot)
+	v = bpf_map_lookup_elem(&sluice_cache_slots, &vslot);
+	if (!v)
 		return NULL;
-	*slot_out = *slot;
+	entry = LB_ONCE(v->entry);
+	if (!entry)
+		return NULL;
+	*slot_out = entry - 1;
 	e = bpf_map_lookup_elem(&sluice_cache_entries, slot_out);
-	if (!e || e->vip_id != vip_id || e->key_hash != h || e->key_len != r->key_len)
+	if (!e || e->vip_id != vip_id || e->key_hash != h || e->key_len != r->key_len ||
+	    e->version != LB_ONCE(v->version))
 		return NULL;
 	w.cmp = e->key;
 	if (r->key_len <= LB_MC_SAME_STEP) {
@@ -541,13 +545,10 @@ static __always_inline struct sluice_cache_entry *lb_cache_find(__u32 vip_id, __
 		if (w.out)
 			return NULL;
 	}
-	now = bpf_ktime_get_coarse_ns() / 1000000;
-	if (now >= e->expires_ms)
+	if (bpf_ktime_get_coarse_ns() >= e->expires_ns)
 		return NULL;
-	vslot = sluice_cache_version_slot(vip_id, h);
-	v = bpf_map_lookup_elem(&sluice_cache_versions, &vslot);
 	epoch = bpf_map_lookup_elem(&sluice_cache_epochs, &vip_id);
-	if (!v || !epoch || v->version != e->version || *epoch != e->epoch)
+	if (!epoch || *epoch != e->epoch)
 		return NULL;
 	return e;
 }
@@ -587,8 +588,8 @@ static __always_inline int lb_cache_reply(struct xdp_md *ctx, const struct lb_pa
 					  __u32 l4_off, const struct sluice_cache_entry *e, __u8 gets)
 {
 	__u32 l3_off = p->l3_off;
-	__u32 head = e->head_len + (gets ? e->cas_len : 0);
-	__u32 body = e->body_len;
+	__u32 head = e->head_len, cas = gets ? e->cas_len : 0;
+	__u32 body = e->body_len, at;
 	__u32 ulen, sum16;
 	void *data, *data_end;
 	struct udphdr *uh;
@@ -596,9 +597,10 @@ static __always_inline int lb_cache_reply(struct xdp_md *ctx, const struct lb_pa
 	__u64 sum;
 	int delta, ret;
 
-	if (head == 0 || head > SLUICE_CACHE_HEAD_MAX || body == 0 || body > SLUICE_CACHE_BODY_MAX)
+	if (head == 0 || head > SLUICE_CACHE_HEAD_MAX || body == 0 || body > SLUICE_CACHE_BODY_MAX ||
+	    cas > SLUICE_CACHE_CAS_MAX)
 		return -1;
-	ulen = sizeof(struct udphdr) + SLUICE_MC_UDP_HDR_LEN + head + body;
+	ulen = sizeof(struct udphdr) + SLUICE_MC_UDP_HDR_LEN + head + cas + body;
 	if (l4_off > LB_CACHE_MAX_L4_OFF || l3_off > LB_CACHE_MAX_L3_OFF)
 		return -1;
 	delta = (int)(l4_off + ulen) - (int)p->frame_len;
@@ -609,10 +611,16 @@ static __always_inline int lb_cache_reply(struct xdp_md *ctx, const struct lb_pa
 		if (ret)
 			return ret;
 	}
-	if (bpf_xdp_store_bytes(ctx, l4_off + sizeof(*uh) + SLUICE_MC_UDP_HDR_LEN, (void *)e->head, head))
+	at = l4_off + sizeof(*uh) + SLUICE_MC_UDP_HDR_LEN;
+	if (!gets) {
+		/* A get's response sits whole in text: one copy. */
+		if (bpf_xdp_store_bytes(ctx, at, (void *)e->text, head + body))
+			return -2;
+	} else if (bpf_xdp_store_bytes(ctx, at, (void *)e->text, head) ||
+		   (cas && bpf_xdp_store_bytes(ctx, at + head, (void *)e->cas, cas)) ||
+		   bpf_xdp_store_bytes(ctx, at + head + cas, (void *)e->text + head, body)) {
 		return -2;
-	if (bpf_xdp_store_bytes(ctx, l4_off + sizeof(*uh) + SLUICE_MC_UDP_HDR_LEN + head, (void *)e->body, body))
-		return -2;
+	}
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	uh = data + l4_off;

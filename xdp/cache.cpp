@@ -5,25 +5,25 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <set>
 
 namespace sluice::xdp {
-namespace {
-
-uint64_t key_of(uint32_t vip_id, uint32_t key_hash) { return uint64_t{vip_id} << 32 | key_hash; }
-
-}  // namespace
 
 struct XdpCache::State {
   struct Slot {
     bool used = false;
     uint32_t vip_id = 0;
     uint32_t key_hash = 0;
+    uint32_t vslot = 0;    // sluice_cache_version_slot: where the index names it
+    uint32_t version = 0;  // the version its fill leased
     std::string key;
     uint32_t bytes = 0;  // key + value
     uint32_t value_bytes = 0;
@@ -40,7 +40,9 @@ struct XdpCache::State {
   int ncpus = 0;
   std::vector<Slot> slots;
   std::vector<uint32_t> free_slots;
-  std::unordered_map<uint64_t, uint32_t> by_key;  // (vip, key hash) -> slot
+  std::unordered_map<uint32_t, uint32_t> by_vslot;  // version slot -> entry slot
+  sluice_cache_slot* index = nullptr;  // sluice_cache_slots, mmap-ed
+  size_t index_bytes = 0;
   std::vector<PerVip> per_vip = std::vector<PerVip>(SLUICE_MAX_VIPS);
   uint64_t bytes = 0;
   uint32_t hand = 0;
@@ -51,6 +53,16 @@ struct XdpCache::State {
 
   ~State() {
     if (rb != nullptr) ring_buffer__free(rb);
+    if (index != nullptr) munmap(index, index_bytes);
+  }
+
+  // The fields of an index slot the fast path writes, read or written
+  // without tearing (the fast path bumps version atomically).
+  std::atomic_ref<uint32_t> entry_of(uint32_t vslot) const {
+    return std::atomic_ref<uint32_t>(index[vslot].entry);
+  }
+  std::atomic_ref<uint32_t> version_of(uint32_t vslot) const {
+    return std::atomic_ref<uint32_t>(index[vslot].version);
   }
 
   int fd(bpf_map* m) const { return bpf_map__fd(m); }
@@ -63,24 +75,20 @@ struct XdpCache::State {
     return Ok{};
   }
 
-  // Removes the slot's index entry if it still names the slot; the slot is
-  // then unreachable for new packets, and free after a barrier.
-  Status unindex(uint32_t slot) {
-    Slot& s = slots[slot];
-    const sluice_cache_key k{s.vip_id, s.key_hash};
-    uint32_t named = 0;
-    if (bpf_map_lookup_elem(fd(skel->maps.sluice_cache_index), &k, &named) == 0 && named == slot &&
-        bpf_map_delete_elem(fd(skel->maps.sluice_cache_index), &k) != 0 && errno != ENOENT)
-      return sys_error(errno, "removing a cache index entry");
-    return Ok{};
+  // Clears the slot's index slot if it still names the slot (the fast path
+  // may clear it meanwhile); the slot is then unreachable for new packets,
+  // and free after a barrier.
+  void unindex(uint32_t slot) {
+    uint32_t named = slot + 1;
+    entry_of(slots[slot].vslot).compare_exchange_strong(named, 0);
   }
 
   // Forgets the slot (its index entry already gone); free once a barrier
   // has passed, which the caller runs.
   void release(uint32_t slot, std::vector<uint32_t>& pending) {
     Slot& s = slots[slot];
-    auto it = by_key.find(key_of(s.vip_id, s.key_hash));
-    if (it != by_key.end() && it->second == slot) by_key.erase(it);
+    auto it = by_vslot.find(s.vslot);
+    if (it != by_vslot.end() && it->second == slot) by_vslot.erase(it);
     bytes -= s.bytes;
     per_vip[s.vip_id].entries--;
     per_vip[s.vip_id].bytes -= s.bytes;
@@ -118,7 +126,7 @@ struct XdpCache::State {
     }
     if (victim == cap) return Error{-ENOSPC, "cache full and nothing to evict"};
     per_vip[slots[victim].vip_id].evictions++;
-    if (auto u = unindex(victim); !u.ok()) return u;
+    unindex(victim);
     std::vector<uint32_t> pending;
     release(victim, pending);
     if (auto b = barrier(); !b.ok()) return b;
@@ -159,15 +167,17 @@ Result<XdpCache> XdpCache::open(sluice_lb_bpf* skel, const XdpCacheOptions& opti
   st->barrier_outer =
       UniqueFd(bpf_map_create(BPF_MAP_TYPE_ARRAY_OF_MAPS, "sluice_cbar", 4, 4, 1, &opts));
   if (!st->barrier_outer.valid()) return sys_error(errno, "creating the cache barrier map");
+  const uint32_t nslots = bpf_map__max_entries(skel->maps.sluice_cache_slots);
+  if (nslots != SLUICE_CACHE_VERSION_SLOTS) return Error{-EINVAL, "cache index of the wrong size"};
+  const auto page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  st->index_bytes = (size_t{nslots} * sizeof(sluice_cache_slot) + page - 1) / page * page;
+  void* mem = mmap(nullptr, st->index_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   bpf_map__fd(skel->maps.sluice_cache_slots), 0);
+  if (mem == MAP_FAILED) return sys_error(errno, "mapping the cache index");
+  st->index = static_cast<sluice_cache_slot*>(mem);
   // Entries a previous daemon installed are not known here: drop them all
   // (the index first, so no packet reaches a slot rewritten later).
-  sluice_cache_key k{}, next{};
-  const int index_fd = bpf_map__fd(skel->maps.sluice_cache_index);
-  while (bpf_map_get_next_key(index_fd, nullptr, &next) == 0) {
-    k = next;
-    if (bpf_map_delete_elem(index_fd, &k) != 0 && errno != ENOENT)
-      return sys_error(errno, "clearing the cache index");
-  }
+  for (uint32_t i = 0; i < nslots; ++i) st->entry_of(i).store(0);
   if (auto b = st->barrier(); !b.ok()) return b.error();
   st->rb = ring_buffer__new(bpf_map__fd(skel->maps.sluice_cache_hot), State::on_hot, st.get(),
                             nullptr);
@@ -206,16 +216,18 @@ Result<FillLease> XdpCache::begin_fill(uint32_t vip_id, std::string_view key, ui
   if (vip_id >= SLUICE_MAX_VIPS) return Error{-EINVAL, "vip id out of range"};
   const uint32_t h = mc::key_hash(key);
   const uint32_t vslot = sluice_cache_version_slot(vip_id, h);
-  sluice_cache_version v{};
+  // The write stamp is read after the version: a write that bumps the
+  // version after this read is caught by install's second look.
+  const uint32_t version = s_->version_of(vslot).load();
+  const uint32_t last_write_ms =
+      std::atomic_ref<uint32_t>(s_->index[vslot].last_write_ms).load();
   uint32_t epoch = 0;
-  if (bpf_map_lookup_elem(s_->fd(s_->skel->maps.sluice_cache_versions), &vslot, &v) != 0)
-    return sys_error(errno, "reading a cache version");
   if (bpf_map_lookup_elem(s_->fd(s_->skel->maps.sluice_cache_epochs), &vip_id, &epoch) != 0)
     return sys_error(errno, "reading a cache epoch");
-  if (v.version != 0 &&
-      static_cast<uint32_t>(now_ms) - v.last_write_ms < s_->options.write_settle_ms)
+  if (version != 0 &&
+      static_cast<uint32_t>(now_ms) - last_write_ms < s_->options.write_settle_ms)
     return Error{-EAGAIN, "the key was written less than write_settle_ms ago"};
-  return FillLease{vip_id, h, v.version, epoch, now_ms};
+  return FillLease{vip_id, h, version, epoch, now_ms};
 }
 
 Result<FillResult> XdpCache::install(const FillLease& lease, std::string_view key,
@@ -246,27 +258,28 @@ Result<FillResult> XdpCache::install(const FillLease& lease, std::string_view ke
   if (bpf_map_update_elem(st.fd(st.skel->maps.sluice_cache_entries), &slot, &e, BPF_ANY) != 0)
     return sys_error(errno, "writing a cache entry");
   st.free_slots.pop_back();
-  const sluice_cache_key k{lease.vip_id, lease.key_hash};
-  // One update swaps the index to the new slot: packets see the old entry
-  // or the new one, whole.
-  if (bpf_map_update_elem(st.fd(st.skel->maps.sluice_cache_index), &k, &slot, BPF_ANY) != 0) {
-    st.free_slots.push_back(slot);
-    return sys_error(errno, "writing a cache index entry");
-  }
+  const uint32_t vslot = sluice_cache_version_slot(lease.vip_id, lease.key_hash);
+  // One store swaps the index slot to the new entry: packets see the old
+  // entry (this key's or another of the slot's) or the new one, whole. A
+  // write between the check above and this store left a newer version,
+  // which the fast path compares on every hit.
+  st.entry_of(vslot).store(slot + 1);
   std::vector<uint32_t> pending;
-  if (auto old = st.by_key.find(key_of(lease.vip_id, lease.key_hash)); old != st.by_key.end())
+  if (auto old = st.by_vslot.find(vslot); old != st.by_vslot.end())
     st.release(old->second, pending);
   State::Slot& s = st.slots[slot];
   s.used = true;
   s.vip_id = lease.vip_id;
   s.key_hash = lease.key_hash;
+  s.vslot = vslot;
+  s.version = lease.version;
   s.key = std::string(key);
   s.bytes = static_cast<uint32_t>(need);
   s.value_bytes = static_cast<uint32_t>(value.data.size());
   s.expires_ms = lease.began_ms + st.options.ttl_ms;
   s.hits = 0;
   s.hits_base = st.read_hits(slot);
-  st.by_key[key_of(lease.vip_id, lease.key_hash)] = slot;
+  st.by_vslot[vslot] = slot;
   st.bytes += need;
   st.per_vip[lease.vip_id].entries++;
   st.per_vip[lease.vip_id].bytes += need;
@@ -292,15 +305,12 @@ Result<uint32_t> XdpCache::maintain(uint64_t now_ms) {
     State::Slot& s = st.slots[i];
     if (!s.used) continue;
     s.hits = st.read_hits(i) - s.hits_base;
-    const sluice_cache_key k{s.vip_id, s.key_hash};
-    uint32_t named = 0;
-    const bool indexed =
-        bpf_map_lookup_elem(st.fd(st.skel->maps.sluice_cache_index), &k, &named) == 0 &&
-        named == i;
-    if (indexed && now_ms < s.expires_ms) continue;
-    if (indexed) {
-      if (auto u = st.unindex(i); !u.ok()) return u.error();
-    }
+    // A write clears the index slot; one racing the install leaves it
+    // named with a newer version: unservable either way.
+    const bool live = st.entry_of(s.vslot).load() == i + 1 &&
+                      st.version_of(s.vslot).load() == s.version;
+    if (live && now_ms < s.expires_ms) continue;
+    st.unindex(i);
     st.per_vip[s.vip_id].evictions++;
     st.release(i, pending);
   }

@@ -205,8 +205,7 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
   if (o.cache_entries == 0 || o.cache_hot_threshold == 0)
     return Error{-EINVAL, "cache_entries and cache_hot_threshold must be > 0"};
   s->rodata->sluice_cache_hot_threshold = o.cache_hot_threshold;
-  for (bpf_map* m : {s->maps.sluice_cache_index, s->maps.sluice_cache_entries,
-                     s->maps.sluice_cache_hits})
+  for (bpf_map* m : {s->maps.sluice_cache_entries, s->maps.sluice_cache_hits})
     if (int err = bpf_map__set_max_entries(m, o.cache_entries); err != 0)
       return sys_error(err, "sizing " + std::string(bpf_map__name(m)));
 

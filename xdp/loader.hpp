@@ -61,8 +61,8 @@ struct LoaderOptions {
   /// Idle time after which a flow entry is a miss, ms (> 0).
   uint32_t tcp_idle_ms = 300 * 1000;
   uint32_t udp_idle_ms = 30 * 1000;
-  /// Hot-object cache entries (slots of sluice_cache_entries, 1,656 bytes
-  /// each, and of its index), > 0; xdp/cache.hpp fills them.
+  /// Hot-object cache entries (slots of sluice_cache_entries, 1,680 bytes
+  /// each), > 0; xdp/cache.hpp fills them.
   uint32_t cache_entries = 1024;
   /// Misses of a key per CPU and period that make it hot (> 0).
   uint32_t cache_hot_threshold = 32;

@@ -116,47 +116,58 @@ SLUICE_INLINE sl_u32 sluice_cache_version_slot(sl_u32 vip_id, sl_u32 key_hash)
 	return (key_hash ^ (vip_id * 0x9E3779B1u)) & (SLUICE_CACHE_VERSION_SLOTS - 1);
 }
 
-/* The XDP cache index (a hash map): which entry slot holds a VIP's key.
- * Keys of equal hash share one index entry; the entry's stored key decides.
- * 8 bytes. */
-struct sluice_cache_key {
-	sl_u32 vip_id;   /* the VIP's id */
-	sl_u32 key_hash; /* sluice_cache_key_hash(key, len, 0) */
+/*
+ * The XDP program's index, direct-mapped on the version slots: array slot
+ * sluice_cache_version_slot(vip_id, key hash) holds that slot's version
+ * (as struct sluice_cache_version does) and the entry caching a key of it,
+ * so a hit reads its version and finds its entry in one array value, with
+ * no hash-map lookup. A version slot caches one key at a time; the entry's
+ * stored key decides. The fast path bumps version and clears entry on a
+ * write; the control plane sets entry alone (a 4-byte atomic store into the
+ * mmap-ed array), never the version. 16 bytes.
+ */
+struct sluice_cache_slot {
+	sl_u32 version;       /* bumped (atomically) by every write seen for a key of the slot */
+	sl_u32 last_write_ms; /* coarse monotonic time of the last such write, ms (wraps) */
+	sl_u32 entry;         /* 1 + the entry slot holding a key of this slot; 0: none */
+	sl_u32 pad;           /* zero */
 };
-SLUICE_STATIC_ASSERT(sizeof(struct sluice_cache_key) == 8, "cache key is 8 bytes");
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_cache_slot) == 16, "cache slot is 16 bytes");
 
-/* The start of a cached response: "VALUE <key> <flags> <bytes>" then, for
- * gets only, " <cas>"; and its end, "\r\n<data>\r\nEND\r\n". Bytes. */
+/* A cached response: "VALUE <key> <flags> <bytes>" (the head) then, for
+ * gets only, " <cas>"; then "\r\n<data>\r\nEND\r\n" (the body). Bytes. */
 #define SLUICE_CACHE_HEAD_MAX 320
+#define SLUICE_CACHE_CAS_MAX 24
 #define SLUICE_CACHE_BODY_MAX 1040
 SLUICE_STATIC_ASSERT(SLUICE_CACHE_BODY_MAX >= SLUICE_CACHE_VALUE_MAX + 9, "body holds a value");
 
 /*
  * One cached response, in an array slot of the XDP entries map, built
  * by the control plane (dataplane/core/memcached.hpp) and read by the fast
- * path: a get answers head[0, head_len) then body[0, body_len); a gets
- * answers head[0, head_len + cas_len) then the body. The control plane
- * rewrites a slot only while no index entry names it and no packet is still
- * reading it. 1,656 bytes.
+ * path. text holds the head and the body back to back, so a get answers
+ * text[0, head_len + body_len) in one copy; a gets answers the head, then
+ * cas[0, cas_len), then the body. The control plane rewrites a slot only
+ * while no index slot names it and no packet is still reading it.
+ * 1,680 bytes.
  */
 struct sluice_cache_entry {
 	sl_u32 vip_id;     /* the VIP it belongs to */
 	sl_u32 key_hash;   /* sluice_cache_key_hash of key */
 	sl_u32 version;    /* the key's version slot when the fill began */
 	sl_u32 epoch;      /* the VIP's epoch when the fill began */
-	sl_u64 expires_ms; /* coarse monotonic time after which it is a miss, ms */
+	sl_u64 expires_ns; /* coarse monotonic time (CLOCK_MONOTONIC_COARSE) after which it is a miss, ns */
 	sl_u16 key_len;    /* bytes of key, 1..SLUICE_CACHE_KEY_MAX */
 	sl_u16 head_len;   /* bytes of "VALUE <key> <flags> <bytes>" */
-	sl_u16 cas_len;    /* bytes of " <cas>" after it */
+	sl_u16 cas_len;    /* bytes of " <cas>" */
 	sl_u16 body_len;   /* bytes of "\r\n<data>\r\nEND\r\n" */
 	sl_u16 sum_get;    /* folded one's-complement sum of the get response (head, body), as it sits after the frame header */
 	sl_u16 sum_gets;   /* the same for the gets response (head, cas, body) */
 	sl_u8 pad[4];      /* zero */
 	sl_u8 key[SLUICE_CACHE_KEY_ROOM];   /* the key, unused bytes zero */
-	sl_u8 head[SLUICE_CACHE_HEAD_MAX];  /* head then cas text */
-	sl_u8 body[SLUICE_CACHE_BODY_MAX];  /* body */
+	sl_u8 cas[SLUICE_CACHE_CAS_MAX];    /* " <cas>" */
+	sl_u8 text[SLUICE_CACHE_HEAD_MAX + SLUICE_CACHE_BODY_MAX]; /* head then body */
 };
-SLUICE_STATIC_ASSERT(sizeof(struct sluice_cache_entry) == 1656, "cache entry is 1656 bytes");
+SLUICE_STATIC_ASSERT(sizeof(struct sluice_cache_entry) == 1680, "cache entry is 1680 bytes");
 
 /* A hot key, sent by a fast path to the control thread when its estimated
  * misses in the current period reach the threshold. 272 bytes. */

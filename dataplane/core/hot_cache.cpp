@@ -98,7 +98,9 @@ struct HotCache::Impl {
     free_slots.push_back(slot);
   }
 
-  bool expired(uint32_t slot, uint64_t now_ms) const { return now_ms >= entries[slot].expires_ms; }
+  bool expired(uint32_t slot, uint64_t now_ms) const {
+    return now_ms * 1'000'000 >= entries[slot].expires_ns;
+  }
 
   // Evicts one entry: the first expired or the coldest of kEvictScan used
   // entries from the clock hand on. The cache is not empty.

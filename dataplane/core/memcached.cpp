@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <initializer_list>
 
 #include "dataplane/abi/csum.h"
 
@@ -343,16 +344,20 @@ size_t build_udp_response(std::span<uint8_t> out, uint16_t request_id, std::stri
 
 namespace {
 
-// Folded sum of `a` then `b` as one byte string starting at an even offset.
-uint16_t sum_of(std::span<const uint8_t> a, std::span<const uint8_t> b) {
-  sl_u64 sum = sluice_csum_add_bytes(0, a.data(), static_cast<sl_u32>(a.size()),
-                                     static_cast<sl_u32>(a.size()));
-  uint64_t tail = sluice_csum_add_bytes(0, b.data(), static_cast<sl_u32>(b.size()),
-                                        static_cast<sl_u32>(b.size()));
-  // b starts at an odd offset: its bytes sit in the other halves of words,
-  // which swaps the bytes of its folded sum (RFC 1071 section 2(B)).
-  if (a.size() % 2 != 0) tail = __builtin_bswap16(sluice_csum_fold(tail));
-  return sluice_csum_fold(sum + tail);
+// Folded sum of `parts` as one byte string starting at an even offset.
+uint16_t sum_of(std::initializer_list<std::span<const uint8_t>> parts) {
+  uint64_t sum = 0;
+  size_t at = 0;
+  for (const std::span<const uint8_t> p : parts) {
+    uint64_t s = sluice_csum_add_bytes(0, p.data(), static_cast<sl_u32>(p.size()),
+                                       static_cast<sl_u32>(p.size()));
+    // A part starting at an odd offset has its bytes in the other halves
+    // of words, which swaps the bytes of its folded sum (RFC 1071 section 2(B)).
+    if (at % 2 != 0) s = __builtin_bswap16(sluice_csum_fold(s));
+    sum += s;
+    at += p.size();
+  }
+  return sluice_csum_fold(sum);
 }
 
 }  // namespace
@@ -366,34 +371,35 @@ int fill_entry(sluice_cache_entry& e, uint32_t vip_id, std::string_view key, con
   e.key_hash = key_hash(key);
   e.version = version;
   e.epoch = epoch;
-  e.expires_ms = expires_ms;
+  constexpr uint64_t kNsPerMs = 1'000'000;
+  e.expires_ns = expires_ms > ~uint64_t{0} / kNsPerMs ? ~uint64_t{0} : expires_ms * kNsPerMs;
   e.key_len = static_cast<uint16_t>(key.size());
   std::memcpy(e.key, key.data(), key.size());
 
-  Writer head(e.head);
-  write_head(head, key, value);
-  const size_t head_len = head.length();
-  head.text(" ");
-  head.decimal(value.cas);
-  Writer body(e.body);
-  write_body(body, value);
-  // The limits above keep both inside their arrays.
+  Writer text(e.text);
+  write_head(text, key, value);
+  const size_t head_len = text.length();
+  write_body(text, value);
+  Writer cas(e.cas);
+  cas.text(" ");
+  cas.decimal(value.cas);
+  // The limits above keep all three inside their arrays.
   e.head_len = static_cast<uint16_t>(head_len);
-  e.cas_len = static_cast<uint16_t>(head.length() - head_len);
-  e.body_len = static_cast<uint16_t>(body.length());
+  e.body_len = static_cast<uint16_t>(text.length() - head_len);
+  e.cas_len = static_cast<uint16_t>(cas.length());
 
-  const std::span<const uint8_t> b(e.body, e.body_len);
-  e.sum_get = sum_of({e.head, e.head_len}, b);
-  e.sum_gets = sum_of({e.head, size_t{e.head_len} + e.cas_len}, b);
+  const std::span<const uint8_t> head(e.text, e.head_len), body(e.text + e.head_len, e.body_len);
+  e.sum_get = sum_of({head, body});
+  e.sum_gets = sum_of({head, {e.cas, e.cas_len}, body});
   return 0;
 }
 
 size_t entry_response(std::span<uint8_t> out, const sluice_cache_entry& e,
                       bool with_cas) noexcept {
-  const size_t head = e.head_len + (with_cas ? e.cas_len : 0u);
   Writer w(out);
-  w.bytes(e.head, head);
-  w.bytes(e.body, e.body_len);
+  w.bytes(e.text, e.head_len);
+  if (with_cas) w.bytes(e.cas, e.cas_len);
+  w.bytes(e.text + e.head_len, e.body_len);
   return w.length();
 }
 

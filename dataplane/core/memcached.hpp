@@ -130,7 +130,8 @@ struct Value {
 /// for `key` of VIP `vip_id`: head "VALUE <key> <flags> <bytes>", cas
 /// text " <cas>", body "\r\n<data>\r\nEND\r\n", and the one's-complement
 /// sums of the get and gets responses as they sit after the UDP frame
-/// header. `version`, `epoch` and `expires_ms` are stored as given.
+/// header. `version` and `epoch` are stored as given, `expires_ms`
+/// (CLOCK_MONOTONIC_COARSE, ms) as expires_ns (saturating).
 /// Returns 0, -EINVAL (key not 1..250 bytes or with a byte memcached
 /// refuses in a key), or -E2BIG (data over SLUICE_CACHE_VALUE_MAX bytes).
 [[nodiscard]] int fill_entry(sluice_cache_entry& e, uint32_t vip_id, std::string_view key,

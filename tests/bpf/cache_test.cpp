@@ -120,8 +120,8 @@ class CacheTest : public LbFixture {
 
   uint32_t version(uint32_t vip, const std::string& key) {
     const uint32_t slot = sluice_cache_version_slot(vip, mc::key_hash(key));
-    sluice_cache_version v{};
-    EXPECT_EQ(bpf_map_lookup_elem(fd(skel()->maps.sluice_cache_versions), &slot, &v), 0);
+    sluice_cache_slot v{};
+    EXPECT_EQ(bpf_map_lookup_elem(fd(skel()->maps.sluice_cache_slots), &slot, &v), 0);
     return v.version;
   }
 
@@ -141,14 +141,27 @@ class CacheTest : public LbFixture {
                              now_ms() + 60'000ull),
               0);
     ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_cache_entries), &slot, &e, BPF_ANY), 0);
-    const sluice_cache_key k{vip, e.key_hash};
-    ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_cache_index), &k, &slot, BPF_ANY), 0);
+    set_entry(vip, key, slot + 1);
+  }
+
+  sluice_cache_slot index_slot(uint32_t vip, const std::string& key) {
+    const uint32_t slot = sluice_cache_version_slot(vip, mc::key_hash(key));
+    sluice_cache_slot v{};
+    EXPECT_EQ(bpf_map_lookup_elem(fd(skel()->maps.sluice_cache_slots), &slot, &v), 0);
+    return v;
+  }
+
+  // Names entry slot `entry` - 1 (0: none) in the key's index slot, as the
+  // control plane does (the test is the only writer: a whole-value update).
+  void set_entry(uint32_t vip, const std::string& key, uint32_t entry) {
+    const uint32_t slot = sluice_cache_version_slot(vip, mc::key_hash(key));
+    sluice_cache_slot v = index_slot(vip, key);
+    v.entry = entry;
+    ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_cache_slots), &slot, &v, BPF_ANY), 0);
   }
 
   bool indexed(uint32_t vip, const std::string& key) {
-    const sluice_cache_key k{vip, mc::key_hash(key)};
-    uint32_t slot = 0;
-    return bpf_map_lookup_elem(fd(skel()->maps.sluice_cache_index), &k, &slot) == 0;
+    return index_slot(vip, key).entry != 0;
   }
 
   sluice_cache_stats cache_stats(uint32_t vip) {
@@ -313,8 +326,9 @@ TEST_F(CacheTest, ReadsAndBareSegmentsChangeNothing) {
 TEST_F(CacheTest, StaleVersionOrEpochIsNotServed) {
   install(kUdpVip, "k", "v");
   const uint32_t slot = sluice_cache_version_slot(kUdpVip, mc::key_hash("k"));
-  sluice_cache_version v{version(kUdpVip, "k") + 1, 0};
-  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_cache_versions), &slot, &v, BPF_ANY), 0);
+  sluice_cache_slot v = index_slot(kUdpVip, "k");
+  v.version++;
+  ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_cache_slots), &slot, &v, BPF_ANY), 0);
   expect_forwarded(udp_request("get k\r\n"));
 
   install(kUdpVip, "k", "v");
@@ -413,6 +427,24 @@ TEST_F(XdpCacheTest, InvalidatedSlotsAreReclaimed) {
   EXPECT_EQ(n.value(), 1u);
   EXPECT_EQ(c.counters(kUdpVip).value().entries, 1u);
   EXPECT_EQ(run_big(udp_request("get b\r\n")).verdict, XDP_TX);
+}
+
+// The index is direct-mapped: two keys of one index slot (here of one key
+// hash) are never cached together; the later fill replaces the earlier one.
+TEST_F(XdpCacheTest, KeysOfOneIndexSlotReplaceEachOther) {
+  xdp::XdpCache c = open_cache();
+  const auto [first, second] = colliding_keys(12);
+  ASSERT_EQ(fill(c, first, "1"), FillResult::kInstalled);
+  EXPECT_EQ(run_big(udp_request("get " + first + "\r\n")).verdict, XDP_TX);
+  ASSERT_EQ(fill(c, second, "2"), FillResult::kInstalled);
+  EXPECT_EQ(run_big(udp_request("get " + second + "\r\n")).out,
+            udp_response("VALUE " + second + " 3 1\r\n2\r\nEND\r\n"));
+  expect_forwarded(udp_request("get " + first + "\r\n"));
+  EXPECT_EQ(c.counters(kUdpVip).value().entries, 1u);
+  auto n = c.maintain(xdp::XdpCache::now_ms());
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n.value(), 0u);
+  EXPECT_EQ(run_big(udp_request("get " + second + "\r\n")).verdict, XDP_TX);
 }
 
 TEST_F(XdpCacheTest, ByteBoundEvictsTheColdest) {

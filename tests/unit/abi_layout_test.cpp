@@ -94,16 +94,17 @@ TEST(AbiLayout, Stats) {
 
 TEST(AbiLayout, Cache) {
   using E = sluice_cache_entry;
-  expect_fields("sluice_cache_entry", sizeof(E), 1656,
+  expect_fields("sluice_cache_entry", sizeof(E), 1680,
                 {F(E, vip_id, 0), F(E, key_hash, 4), F(E, version, 8), F(E, epoch, 12),
-                 F(E, expires_ms, 16), F(E, key_len, 24), F(E, head_len, 26), F(E, cas_len, 28),
+                 F(E, expires_ns, 16), F(E, key_len, 24), F(E, head_len, 26), F(E, cas_len, 28),
                  F(E, body_len, 30), F(E, sum_get, 32), F(E, sum_gets, 34), F(E, pad, 36),
-                 F(E, key, 40), F(E, head, 296), F(E, body, 616)});
+                 F(E, key, 40), F(E, cas, 296), F(E, text, 320)});
   using H = sluice_cache_hot;
   expect_fields("sluice_cache_hot", sizeof(H), 272,
                 {F(H, vip_id, 0), F(H, key_hash, 4), F(H, key_len, 8), F(H, pad, 10), F(H, key, 16)});
-  using K = sluice_cache_key;
-  expect_fields("sluice_cache_key", sizeof(K), 8, {F(K, vip_id, 0), F(K, key_hash, 4)});
+  using C = sluice_cache_slot;
+  expect_fields("sluice_cache_slot", sizeof(C), 16,
+                {F(C, version, 0), F(C, last_write_ms, 4), F(C, entry, 8), F(C, pad, 12)});
   using V = sluice_cache_version;
   expect_fields("sluice_cache_version", sizeof(V), 8, {F(V, version, 0), F(V, last_write_ms, 4)});
   using S = sluice_cache_stats;

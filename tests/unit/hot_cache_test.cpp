@@ -235,7 +235,7 @@ TEST(HotCache, RandomOperationsMatchAModel) {
         const sluice_cache_entry* e = c.lookup(0, key, now);
         if (e == nullptr) break;
         const std::string want = current.count(key) ? current[key] : "none";
-        const std::string got(reinterpret_cast<const char*>(e->body) + 2,
+        const std::string got(reinterpret_cast<const char*>(e->text) + e->head_len + 2,
                               e->body_len - 9);  // "\r\n" data "\r\nEND\r\n"
         ASSERT_EQ(got, want) << key << " at step " << step;
       }

@@ -267,7 +267,7 @@ TEST(McEntry, AnswersExactlyAsTheBuilderAndCarriesItsSums) {
       EXPECT_EQ(e.vip_id, 3u);
       EXPECT_EQ(e.version, 7u);
       EXPECT_EQ(e.epoch, 9u);
-      EXPECT_EQ(e.expires_ms, 1000u);
+      EXPECT_EQ(e.expires_ns, 1000u * 1000000u);
       EXPECT_EQ(e.key_hash, sluice::mc::key_hash(key));
       for (bool cas : {false, true}) {
         std::array<uint8_t, 2048> want{}, got{};
