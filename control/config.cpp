@@ -58,12 +58,6 @@ std::string key_hash_refusal(const VipConfig& vip) {
   return {};
 }
 
-std::string key_hash_fastpath_refusal(bool dpdk_configured) {
-  if (!dpdk_configured) return {};
-  return "hash \"key\" is not implemented by the DPDK fast path yet (it would place requests by "
-         "the 5-tuple and send a sharded pool's keys to shards that do not hold them)";
-}
-
 const char* to_string(CheckType t) {
   switch (t) {
     case CheckType::kTcp:
@@ -985,9 +979,6 @@ void Checker::check_across(const toml::table& root, const Config& config) {
         break;
       }
     }
-    if (a.hash == HashFields::kKey && ta.contains("hash"))
-      if (const std::string why = key_hash_fastpath_refusal(config.dpdk.has_value()); !why.empty())
-        error(ta.get("hash")->source().begin, index_path("vips", i) + ".hash", why);
   }
   if (const auto e = config.encap()) {
     bool v4 = false, v6 = false;

@@ -79,11 +79,6 @@ struct VipConfig {
 /// every port (port 0) carries other protocols than memcached.
 [[nodiscard]] std::string key_hash_refusal(const VipConfig& vip);
 
-/// Why `hash = "key"` cannot apply with `dpdk_configured`; empty when it
-/// can: the DPDK fast path places by the flow hash only (for now), which
-/// would send a sharded pool's keys to shards that do not hold them.
-[[nodiscard]] std::string key_hash_fastpath_refusal(bool dpdk_configured);
-
 /// Per-core flow table sizes, entries, and idle timeouts, ms.
 struct FlowTableConfig {
   uint32_t flows_per_core = 65536;

@@ -14,6 +14,7 @@
 #include "dataplane/core/encap.hpp"
 #include "dataplane/core/icmp_too_big.hpp"
 #include "dataplane/core/packet_parser.hpp"
+#include "dataplane/dpdk/worker_cache.hpp"
 
 namespace sluice::dpdk {
 namespace {
@@ -125,6 +126,21 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
       ++g.pass_packets;
       out.kernel[out.n_kernel++] = m;
       continue;
+    }
+    if ((p.vip->meta.flags & SLUICE_VIP_KEY_HASH) != 0) {
+      if (const auto h = key_route_hash(rte_pktmbuf_mtod(m, const uint8_t*), p.pr, hash_seed_)) {
+        // Placed by its key, never through the flow table: one client
+        // socket sends many keys, each to the shard that owns it (as
+        // xdp/cache.bpf.h's lb_select_by_key; the hash is also the outer
+        // header's entropy there).
+        p.hash = *h;
+        const sluice_backend* b = s.maglev_pick(*p.vip, p.hash);
+        if (b == nullptr)
+          drop(m, p, SLUICE_DROP_NO_BACKEND, out);
+        else
+          forward(s, m, p, *b, out);
+        continue;
+      }
     }
     p.hash = (p.vip->meta.flags & SLUICE_VIP_HASH_SRC_ONLY) != 0
                  ? sluice_flow_hash_src(&p.pr.key, hash_seed_)

@@ -60,6 +60,9 @@ struct WorkerConfig {
 ///    for a VIP (exact address/port/protocol, then port 0) go to the kernel;
 ///  - the flow hash (5-tuple, or source address for SLUICE_VIP_HASH_SRC_ONLY)
 ///    is computed once and serves the flow table and Maglev;
+///  - on a VIP with SLUICE_VIP_KEY_HASH, a UDP memcached request of one key
+///    is placed by its key's route hash in the Maglev table and never enters
+///    the flow table (dataplane/dpdk/worker_cache.hpp, key_route_hash);
 ///  - the per-lcore FlowTable (probation until the second packet, evicting
 ///    only probation or expired entries) pins flows; a hit on a backend the
 ///    snapshot no longer has is a miss (Maglev, and the entry is moved);
