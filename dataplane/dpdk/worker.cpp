@@ -44,6 +44,11 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerConfig& config, Snaps
   auto table = FlowTable::create(config.flows);
   if (!table.ok()) return table.error();
   std::unique_ptr<Worker> w(new Worker(std::move(table.value()), rcu, config));
+  if (config.cache) {
+    auto cache = WorkerCache::create(*config.cache);
+    if (!cache.ok()) return cache.error();
+    w->cache_ = std::move(cache.value());
+  }
   if (rcu.online(config.reader_id) != 0)
     return Error{-EINVAL, "worker: cannot register reader id " + std::to_string(config.reader_id)};
   return w;
@@ -125,6 +130,16 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
     if (p.pr.status != ParseStatus::kOk || (p.vip = s.find_vip(p.pr.key)) == nullptr) {
       ++g.pass_packets;
       out.kernel[out.n_kernel++] = m;
+      continue;
+    }
+    if ((p.vip->meta.flags & SLUICE_VIP_CACHE) != 0 && cache_ &&
+        cache_->handle(s, m, p.pr, p.vip->meta, now_ms) == WorkerCache::Step::kAnswered) {
+      // The request became its response: back to the client, no backend.
+      ++g.tx_packets;
+      sluice_vip_stats& vs = counters_->vips[p.vip->meta.vip_id];
+      ++vs.packets;
+      vs.bytes += p.frame_len;
+      out.tx[out.n_tx++] = m;
       continue;
     }
     if ((p.vip->meta.flags & SLUICE_VIP_KEY_HASH) != 0) {
