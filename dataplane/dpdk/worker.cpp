@@ -77,6 +77,7 @@ uint16_t Worker::process_burst(rte_mbuf* const* pkts, uint16_t n, Verdicts& out)
 }
 
 void Worker::idle() noexcept {
+  if (cache_) (void)cache_->apply_installs(now_ms());
   (void)flows_.sweep(now_ms(), kSweepBuckets);
   rcu_.quiescent(reader_id_);
 }
@@ -87,6 +88,7 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
   if (n > kMaxBurst) n = kMaxBurst;
   const Snapshot& s = *rcu_.current();
   sluice_global_stats& g = counters_->global;
+  if (cache_) (void)cache_->apply_installs(now_ms);
 
   Packet pk[kMaxBurst];
   // The flow-table burst: packets that are new or established VIP traffic

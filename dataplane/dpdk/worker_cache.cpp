@@ -4,12 +4,19 @@
 // written over the request in the mbuf.
 #include "dataplane/dpdk/worker_cache.hpp"
 
+#include <rte_errno.h>
+#include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+
+#include <atomic>
 
 #include <array>
 #include <cerrno>
 #include <cstring>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "dataplane/abi/csum.h"
@@ -97,23 +104,119 @@ std::optional<uint32_t> key_route_hash(const uint8_t* frame, const ParseResult& 
 
 Result<std::unique_ptr<WorkerCache>> WorkerCache::create(const WorkerCacheConfig& config) {
   if (config.versions == nullptr) return Error{-EINVAL, "worker cache: no shared versions"};
+  if (config.period_ms == 0) return Error{-EINVAL, "worker cache: period must be > 0 ms"};
+  if (config.ring_slots < 2 || (config.ring_slots & (config.ring_slots - 1)) != 0)
+    return Error{-EINVAL, "worker cache: ring slots must be a power of two >= 2"};
   auto store = HotCache::create(config.store, *config.versions);
   if (!store.ok()) return store.error();
-  std::unique_ptr<WorkerCache> c(new WorkerCache(std::move(store.value())));
+  std::unique_ptr<WorkerCache> c(new WorkerCache(std::move(store.value()), config));
+  static_assert(sizeof(Install) % 4 == 0 && sizeof(sluice_cache_hot) % 4 == 0,
+                "rte_ring elements are multiples of 4 bytes");
+  // Ring names are unique per process (EAL memzones).
+  static std::atomic<uint32_t> serial{0};
+  const uint32_t n = serial.fetch_add(1, std::memory_order_relaxed);
+  const std::string hot = "sl_cache_hot_" + std::to_string(n);
+  const std::string install = "sl_cache_ins_" + std::to_string(n);
+  // Usable slots are count - 1 in an rte_ring: one more than asked.
+  c->hot_ = rte_ring_create_elem(hot.c_str(), sizeof(sluice_cache_hot), config.ring_slots * 2,
+                                 SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  c->install_ = rte_ring_create_elem(install.c_str(), sizeof(Install), config.ring_slots * 2,
+                                     SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  if (c->hot_ == nullptr || c->install_ == nullptr)
+    return Error{-rte_errno, std::string("worker cache: rte_ring_create_elem: ") +
+                                 rte_strerror(rte_errno)};
   return c;
 }
 
-WorkerCache::WorkerCache(HotCache store)
+WorkerCache::WorkerCache(HotCache store, const WorkerCacheConfig& config)
     : store_(std::move(store)),
+      hot_threshold_(config.hot_threshold),
+      period_ms_(config.period_ms),
       stats_(new sluice_cache_stats[SLUICE_MAX_VIPS]()) {}
 
-WorkerCache::~WorkerCache() = default;
+WorkerCache::~WorkerCache() {
+  rte_ring_free(hot_);
+  rte_ring_free(install_);
+}
+
+uint64_t WorkerCache::last_clock() const noexcept {
+  return __atomic_load_n(&clock_ms_, __ATOMIC_RELAXED);
+}
+
+void WorkerCache::count_miss(uint32_t vip_id, std::string_view key) noexcept {
+  // Keys of every VIP share the sketch: the VIP is mixed into the hash.
+  const uint32_t h = mc::key_hash(key) ^ vip_id * 0x9E3779B1u;
+  if (sketch_.add(h) != hot_threshold_) return;
+  sluice_cache_hot ev{};
+  ev.vip_id = vip_id;
+  ev.key_hash = mc::key_hash(key);
+  ev.key_len = static_cast<uint16_t>(key.size());
+  std::memcpy(ev.key, key.data(), key.size());
+  // A full ring drops the report: the key is reported again next period.
+  if (rte_ring_sp_enqueue_elem(hot_, &ev, sizeof ev) == 0) ++stats_[vip_id].hot_reports;
+}
+
+size_t WorkerCache::poll_hot(std::span<sluice_cache_hot> out) noexcept {
+  if (out.empty()) return 0;
+  return rte_ring_sc_dequeue_burst_elem(hot_, out.data(), sizeof(sluice_cache_hot),
+                                        static_cast<unsigned>(out.size()), nullptr);
+}
+
+bool WorkerCache::post_install(const FillLease& lease, std::string_view key,
+                               const mc::Value& value) noexcept {
+  if (key.empty() || key.size() > SLUICE_CACHE_KEY_MAX ||
+      value.data.size() > SLUICE_CACHE_VALUE_MAX)
+    return false;
+  // Built on the control thread's stack (~1.3 KiB) and copied into the ring.
+  Install in{};
+  in.lease = lease;
+  in.cas = value.cas;
+  in.flags = value.flags;
+  in.key_len = static_cast<uint16_t>(key.size());
+  in.data_len = static_cast<uint16_t>(value.data.size());
+  std::memcpy(in.key, key.data(), key.size());
+  if (!value.data.empty()) std::memcpy(in.data, value.data.data(), value.data.size());
+  return rte_ring_sp_enqueue_elem(install_, &in, sizeof in) == 0;
+}
+
+uint32_t WorkerCache::apply_installs(uint32_t now_ms) noexcept {
+  const uint64_t now = clock(now_ms);
+  if (now - period_start_ms_ >= period_ms_) {
+    sketch_.reset();
+    period_start_ms_ = now;
+  }
+  uint32_t n = 0;
+  Install in;
+  while (rte_ring_sc_dequeue_elem(install_, &in, sizeof in) == 0) {
+    const mc::Value v{in.flags, in.cas, {in.data, in.data_len}};
+    // Refused (a write since the lease, too big) or not: the store counts it.
+    (void)store_.install(in.lease, std::string_view(in.key, in.key_len), v, now);
+    ++n;
+  }
+  const HotCacheStats s = store_.stats();
+  const auto* from = reinterpret_cast<const uint64_t*>(&s);
+  auto* to = reinterpret_cast<uint64_t*>(&published_);
+  static_assert(sizeof s % sizeof(uint64_t) == 0);
+  for (size_t i = 0; i < sizeof s / sizeof(uint64_t); ++i)
+    __atomic_store_n(&to[i], from[i], __ATOMIC_RELAXED);
+  return n;
+}
+
+WorkerCacheCounters WorkerCache::counters(uint32_t vip_id) const noexcept {
+  WorkerCacheCounters out;
+  out.fast_path = stats(vip_id);
+  const auto* from = reinterpret_cast<const uint64_t*>(&published_);
+  auto* to = reinterpret_cast<uint64_t*>(&out.store);
+  for (size_t i = 0; i < sizeof out.store / sizeof(uint64_t); ++i)
+    to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
+  return out;
+}
 
 uint64_t WorkerCache::clock(uint32_t now_ms) noexcept {
   // Forward by the wrapping difference: exact while calls are less than
   // 2^31 ms (24 days) apart, and the loop calls every burst or idle turn.
   const auto step = static_cast<int32_t>(now_ms - static_cast<uint32_t>(clock_ms_));
-  if (step > 0) clock_ms_ += static_cast<uint64_t>(step);
+  if (step > 0) __atomic_store_n(&clock_ms_, clock_ms_ + static_cast<uint64_t>(step), __ATOMIC_RELAXED);
   return clock_ms_;
 }
 
@@ -179,6 +282,7 @@ WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const Pars
   const sluice_cache_entry* e = store_.lookup(vip_id, get->key, now);
   if (e == nullptr) {
     ++st.misses;
+    count_miss(vip_id, get->key);
     return Step::kForward;
   }
   if (!reply(m, pr, *e, get->gets)) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -411,6 +412,66 @@ TEST_F(WorkerCacheTest, ReadsThatAreNotOneGetAreForwardedAndKeepTheEntry) {
   EXPECT_EQ(worker_->cache()->stats(kCached).invalidations, 0u);
   EXPECT_EQ(run(get("a")).frame,
             answer(kClient, kCacheVip, 40000, 0xbeef, "VALUE a 7 1\r\n1\r\nEND\r\n"));
+}
+
+// The control thread's side: hot keys off the ring, a lease, the fetched
+// value back through the install ring, applied at the next burst.
+TEST_F(WorkerCacheTest, MissesMakeAKeyHotAndTheFillIsAnswered) {
+  std::array<sluice_cache_hot, 8> hot{};
+  dpdk::WorkerCache& c = *worker_->cache();
+  for (int i = 1; i < 32; ++i) ASSERT_EQ(run(get("hot")).tx, 1);
+  EXPECT_EQ(c.poll_hot(hot), 0u) << "31 misses: not hot yet (threshold 32)";
+  ASSERT_EQ(run(get("hot")).tx, 1);
+  ASSERT_EQ(c.poll_hot(hot), 1u);
+  EXPECT_EQ(hot[0].vip_id, kCached);
+  EXPECT_EQ(hot[0].key_hash, mc::key_hash("hot"));
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(hot[0].key), hot[0].key_len), "hot");
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(run(get("hot")).tx, 1);
+  EXPECT_EQ(c.poll_hot(hot), 0u) << "reported once per period";
+  EXPECT_EQ(c.stats(kCached).hot_reports, 1u);
+
+  auto lease = c.store().begin_fill(kCached, "hot", c.last_clock());
+  ASSERT_TRUE(lease.ok()) << lease.error().message;
+  const std::string value = "from-the-owner";
+  ASSERT_TRUE(c.post_install(lease.value(), "hot",
+                             {3, 77, {reinterpret_cast<const uint8_t*>(value.data()), value.size()}}));
+  // Applied at the top of the next burst, which it then answers.
+  const Out o = run(get("hot", 0x4242, "gets"));
+  ASSERT_EQ(o.tx, 1);
+  EXPECT_EQ(o.frame, answer(kClient, kCacheVip, 40000, 0x4242,
+                            "VALUE hot 3 14 77\r\nfrom-the-owner\r\nEND\r\n"));
+  const dpdk::WorkerCacheCounters n = c.counters(kCached);
+  EXPECT_EQ(n.store.fills, 1u);
+  EXPECT_EQ(n.store.entries, 1u);
+  EXPECT_EQ(n.store.bytes, 3u + value.size());
+  EXPECT_EQ(n.fast_path.hits, 1u);
+  EXPECT_EQ(n.fast_path.misses, 42u);
+
+  // A new period counts afresh.
+  for (int i = 0; i < 32; ++i) ASSERT_EQ(run(get("other"), 2500).tx, 1);
+  ASSERT_EQ(c.poll_hot(hot), 1u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(hot[0].key), hot[0].key_len), "other");
+}
+
+TEST_F(WorkerCacheTest, AFillLeasedBeforeAnotherWorkersWriteIsRefused) {
+  dpdk::WorkerCache& c = *worker_->cache();
+  auto lease = c.store().begin_fill(kCached, "k", c.last_clock());
+  ASSERT_TRUE(lease.ok());
+  // While the value is being fetched, a client writes k through worker B.
+  ASSERT_EQ(run_on(*worker_b_, tcp_segment("set k 0 0 3\r\nnew\r\n")).tx, 1);
+  const std::string old = "old";
+  ASSERT_TRUE(
+      c.post_install(lease.value(), "k", {0, 0, {reinterpret_cast<const uint8_t*>(old.data()), 3}}));
+  const Bytes in = get("k");
+  const Out o = run(in);
+  ASSERT_EQ(o.tx, 1);
+  EXPECT_EQ(o.frame, keyed(in, kCached, "k")) << "the old value must not be served";
+  EXPECT_EQ(c.counters(kCached).store.stale_fills, 1u);
+  EXPECT_EQ(c.counters(kCached).store.fills, 0u);
+  // Too big for an entry: refused at the ring.
+  const std::string big(SLUICE_CACHE_VALUE_MAX + 1, 'x');
+  EXPECT_FALSE(c.post_install(lease.value(), "k",
+                              {0, 0, {reinterpret_cast<const uint8_t*>(big.data()), big.size()}}));
 }
 
 }  // namespace
