@@ -132,7 +132,8 @@ WorkerCache::WorkerCache(HotCache store, const WorkerCacheConfig& config)
     : store_(std::move(store)),
       hot_threshold_(config.hot_threshold),
       period_ms_(config.period_ms),
-      stats_(new sluice_cache_stats[SLUICE_MAX_VIPS]()) {}
+      stats_(new sluice_cache_stats[SLUICE_MAX_VIPS]()),
+      fills_(new Fills[SLUICE_MAX_VIPS]()) {}
 
 WorkerCache::~WorkerCache() {
   rte_ring_free(hot_);
@@ -189,8 +190,14 @@ uint32_t WorkerCache::apply_installs(uint32_t now_ms) noexcept {
   Install in;
   while (rte_ring_sc_dequeue_elem(install_, &in, sizeof in) == 0) {
     const mc::Value v{in.flags, in.cas, {in.data, in.data_len}};
-    // Refused (a write since the lease, too big) or not: the store counts it.
-    (void)store_.install(in.lease, std::string_view(in.key, in.key_len), v, now);
+    const FillResult r = store_.install(in.lease, std::string_view(in.key, in.key_len), v, now);
+    if (in.lease.vip_id < SLUICE_MAX_VIPS) {
+      Fills& f = fills_[in.lease.vip_id];
+      if (r == FillResult::kInstalled)
+        __atomic_store_n(&f.installed, f.installed + 1, __ATOMIC_RELAXED);
+      else if (r == FillResult::kStale)
+        __atomic_store_n(&f.stale, f.stale + 1, __ATOMIC_RELAXED);
+    }
     ++n;
   }
   const HotCacheStats s = store_.stats();
@@ -205,6 +212,10 @@ uint32_t WorkerCache::apply_installs(uint32_t now_ms) noexcept {
 WorkerCacheCounters WorkerCache::counters(uint32_t vip_id) const noexcept {
   WorkerCacheCounters out;
   out.fast_path = stats(vip_id);
+  if (vip_id < SLUICE_MAX_VIPS) {
+    out.fills = __atomic_load_n(&fills_[vip_id].installed, __ATOMIC_RELAXED);
+    out.stale_fills = __atomic_load_n(&fills_[vip_id].stale, __ATOMIC_RELAXED);
+  }
   const auto* from = reinterpret_cast<const uint64_t*>(&published_);
   auto* to = reinterpret_cast<uint64_t*>(&out.store);
   for (size_t i = 0; i < sizeof out.store / sizeof(uint64_t); ++i)

@@ -58,7 +58,9 @@ struct WorkerCacheConfig {
 /// store's), readable from any thread.
 struct WorkerCacheCounters {
   sluice_cache_stats fast_path{};  ///< hits, misses, invalidations, hot reports, bypassed
-  HotCacheStats store{};           ///< fills, stale fills, evictions, entries, bytes: all VIPs
+  uint64_t fills = 0;              ///< the VIP's values installed
+  uint64_t stale_fills = 0;        ///< the VIP's installs refused: a write after the lease
+  HotCacheStats store{};           ///< the store's own counters, over all VIPs
 };
 
 /// One worker's hot-object cache, the DPDK twin of xdp/cache.bpf.h: on a
@@ -165,7 +167,12 @@ class WorkerCache {
   CountMinSketch sketch_;
   rte_ring* hot_ = nullptr;      // sluice_cache_hot elements: worker -> control
   rte_ring* install_ = nullptr;  // Install elements: control -> worker
+  struct Fills {
+    uint64_t installed;
+    uint64_t stale;
+  };
   std::unique_ptr<sluice_cache_stats[]> stats_;  // by vip_id
+  std::unique_ptr<Fills[]> fills_;               // by vip_id
   HotCacheStats published_{};                    // store_.stats(), for other threads
 };
 
