@@ -224,6 +224,13 @@ WorkerCacheCounters WorkerCache::counters(uint32_t vip_id) const noexcept {
 }
 
 uint64_t WorkerCache::clock(uint32_t now_ms) noexcept {
+  // Starts at the worker's clock, so every worker's (and a lease's) low 32
+  // bits are the TSC milliseconds the version stamps use.
+  if (!clock_started_) {
+    clock_started_ = true;
+    __atomic_store_n(&clock_ms_, uint64_t{now_ms}, __ATOMIC_RELAXED);
+    return clock_ms_;
+  }
   // Forward by the wrapping difference: exact while calls are less than
   // 2^31 ms (24 days) apart, and the loop calls every burst or idle turn.
   const auto step = static_cast<int32_t>(now_ms - static_cast<uint32_t>(clock_ms_));

@@ -163,6 +163,7 @@ class WorkerCache {
   uint32_t hot_threshold_;
   uint32_t period_ms_;
   uint64_t clock_ms_ = 0;
+  bool clock_started_ = false;
   uint64_t period_start_ms_ = 0;
   CountMinSketch sketch_;
   rte_ring* hot_ = nullptr;      // sluice_cache_hot elements: worker -> control
