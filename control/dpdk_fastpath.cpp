@@ -193,8 +193,10 @@ FastpathCacheCounters DpdkFastpath::counters(uint32_t vip_id) const {
     out.fast_path.vip_invalidations += n.fast_path.vip_invalidations;
     out.fast_path.hot_reports += n.fast_path.hot_reports;
     out.fast_path.bypassed += n.fast_path.bypassed;
-    out.fills += n.fills;
-    out.stale_fills += n.stale_fills;
+    // Every worker gets every fetched value: a fill is counted once, as
+    // the most any worker installed (or refused).
+    out.fills = std::max(out.fills, n.fills);
+    out.stale_fills = std::max(out.stale_fills, n.stale_fills);
     out.evictions += n.store.evictions;
     out.entries += n.store.entries;
     out.bytes += n.store.bytes;

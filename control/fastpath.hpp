@@ -105,8 +105,8 @@ struct FastpathHotKey {
 /// One VIP's cache counters of a fast path, summed over its cores.
 struct FastpathCacheCounters {
   sluice_cache_stats fast_path{};  ///< hits, misses, invalidations, hot reports, bypassed
-  uint64_t fills = 0;              ///< entries installed (a value installed on N cores: N)
-  uint64_t stale_fills = 0;        ///< installs refused: a write came after the lease
+  uint64_t fills = 0;              ///< values installed (on every core: counted once)
+  uint64_t stale_fills = 0;        ///< fills refused: a write came after the lease
   /// Evictions, entries and key + value bytes of the cores' stores: over
   /// every VIP (the stores keep no per-VIP totals).
   uint64_t evictions = 0;

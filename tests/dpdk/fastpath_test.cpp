@@ -205,7 +205,7 @@ TEST(DpdkFastpathTest, CacheTakesHotKeysFromEveryWorkerAndFillsThemAll) {
   EXPECT_EQ(n.fast_path.hits, 2u);
   EXPECT_EQ(n.fast_path.misses, 6u);
   EXPECT_EQ(n.fast_path.hot_reports, 2u);
-  EXPECT_EQ(n.fills, 2u);
+  EXPECT_EQ(n.fills, 1u) << "one value, installed on both workers";
   EXPECT_EQ(n.entries, 2u);
   EXPECT_EQ(n.bytes, 2u * (3u + value.size()));
 
