@@ -23,6 +23,10 @@ Result<std::unique_ptr<CacheFiller>> CacheFiller::create(asio::io_context& io, B
                                                          const CacheConfig& config) {
   std::unique_ptr<CacheFiller> f(new CacheFiller(io, balancer, config));
   for (const auto& fp : balancer.fastpaths()) {
+    if (FastpathCache* c = fp->cache()) {
+      f->fastpath_caches_.push_back(c);
+      continue;
+    }
     auto* xfp = dynamic_cast<XdpFastpath*>(fp.get());
     if (xfp == nullptr) continue;
     auto c = xdp::XdpCache::open(xfp->loader().skeleton(),
@@ -81,7 +85,23 @@ void CacheFiller::tick() {
       auto lease = c.begin_fill(h.vip_id, h.key, now);
       if (!lease.ok()) continue;  // written too recently, or not a key: next report
       std::lock_guard<std::mutex> lock(mu_);
-      jobs_.push_back(Job{i, h.vip_id, lease.value(), std::move(h.key), owner.value(), vip->port});
+      jobs_.push_back(
+          Job{i, nullptr, h.vip_id, lease.value(), std::move(h.key), owner.value(), vip->port});
+    }
+  }
+  for (FastpathCache* c : fastpath_caches_) {
+    for (FastpathHotKey& h : c->poll_hot(kMaxHotPerPeriod)) {
+      const auto vip = std::find_if(vips.begin(), vips.end(), [&](const VipView& v) {
+        return v.vip_id == h.vip_id && v.cache;
+      });
+      if (vip == vips.end()) continue;
+      auto owner = balancer_.owner(vip->name, mc::route_hash(h.key, balancer_.config().hash_seed));
+      if (!owner.ok()) continue;
+      auto lease = c->begin_fill(h.vip_id, h.key);
+      if (!lease.ok()) continue;
+      std::lock_guard<std::mutex> lock(mu_);
+      jobs_.push_back(
+          Job{0, c, h.vip_id, lease.value(), std::move(h.key), owner.value(), vip->port});
     }
   }
   cv_.notify_one();
@@ -106,6 +126,11 @@ void CacheFiller::work() {
     if (!v.ok() || !v.value()) continue;  // a miss, too big or unreachable: not cached
     asio::post(io_, [this, job = std::move(job), value = std::move(*v.value())] {
       const mc::Value mv{value.flags, value.cas, value.data};
+      if (job.fastpath != nullptr) {
+        // Every worker installs it at its next turn, if the lease holds.
+        (void)job.fastpath->install(job.lease, job.key, mv);
+        return;
+      }
       auto r = caches_[job.cache].install(job.lease, job.key, mv, xdp::XdpCache::now_ms());
       if (!r.ok()) spdlog::warn("cache: installing {}: {}", job.key, r.error().message);
     });
@@ -120,6 +145,20 @@ std::vector<CacheVipCounters> CacheFiller::counters() const {
     if (v.vip_id < SLUICE_MAX_VIPS) {
       c.fetches = fetches_[v.vip_id].load(std::memory_order_relaxed);
       c.fetch_failures = fetch_failures_[v.vip_id].load(std::memory_order_relaxed);
+    }
+    for (const FastpathCache* cache : fastpath_caches_) {
+      const FastpathCacheCounters x = cache->counters(v.vip_id);
+      c.counters.fast_path.hits += x.fast_path.hits;
+      c.counters.fast_path.misses += x.fast_path.misses;
+      c.counters.fast_path.invalidations += x.fast_path.invalidations;
+      c.counters.fast_path.vip_invalidations += x.fast_path.vip_invalidations;
+      c.counters.fast_path.hot_reports += x.fast_path.hot_reports;
+      c.counters.fast_path.bypassed += x.fast_path.bypassed;
+      c.counters.fills += x.fills;
+      c.counters.stale_fills += x.stale_fills;
+      c.counters.evictions += x.evictions;
+      c.counters.entries += x.entries;
+      c.counters.bytes += x.bytes;
     }
     for (const xdp::XdpCache& cache : caches_) {
       auto n = cache.counters(v.vip_id);

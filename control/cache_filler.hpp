@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // CacheFiller: the daemon's hot-object cache loop -- every period it
-// reclaims and ages the XDP caches, takes the hot keys they reported,
-// fetches each value from a backend of its VIP on a worker thread and
-// installs it under the lease taken before the fetch.
+// reclaims and ages the XDP caches, takes the hot keys they (and the DPDK
+// workers' caches) reported, fetches each value from a backend of its VIP
+// on a worker thread and installs it under the lease taken before the fetch.
 #pragma once
 
 #include <array>
@@ -56,7 +56,8 @@ class CacheFiller {
 
  private:
   struct Job {
-    size_t cache = 0;  // index into caches_
+    size_t cache = 0;  // index into caches_, unless `fastpath`
+    FastpathCache* fastpath = nullptr;  // a fast path's per-core caches
     uint32_t vip_id = 0;
     FillLease lease;
     std::string key;
@@ -74,6 +75,8 @@ class CacheFiller {
   CacheConfig config_;
   asio::steady_timer timer_;
   std::vector<xdp::XdpCache> caches_;
+  // Fast paths with caches of their own per core (the DPDK workers').
+  std::vector<FastpathCache*> fastpath_caches_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> jobs_;

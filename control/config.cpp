@@ -58,10 +58,10 @@ std::string key_hash_refusal(const VipConfig& vip) {
   return {};
 }
 
-std::string key_hash_fastpath_refusal(bool dpdk_configured) {
+std::string cache_fastpath_refusal(bool dpdk_configured) {
   if (!dpdk_configured) return {};
-  return "hash \"key\" is not implemented by the DPDK fast path yet (it would place requests by "
-         "the 5-tuple and send a sharded pool's keys to shards that do not hold them)";
+  return "the hot-object cache is not coherent on the DPDK fast path yet (a fill can race a write "
+         "still on its way to the backend); use the XDP fast path for a cached VIP";
 }
 
 const char* to_string(CheckType t) {
@@ -959,6 +959,9 @@ void Checker::check_across(const toml::table& root, const Config& config) {
     const auto* tp = (*vips)[i].as_table();
     if (tp == nullptr) continue;
     const toml::table& ta = *tp;
+    if (a.cache && ta.contains("cache"))
+      if (const std::string why = cache_fastpath_refusal(config.dpdk.has_value()); !why.empty())
+        error(ta.get("cache")->source().begin, index_path("vips", i) + ".cache", why);
     for (size_t j = 0; j < i; ++j) {
       const VipConfig& b = config.vips[j];
       if (a.addr == b.addr && a.port == b.port && a.protocol == b.protocol)
@@ -985,9 +988,6 @@ void Checker::check_across(const toml::table& root, const Config& config) {
         break;
       }
     }
-    if (a.hash == HashFields::kKey && ta.contains("hash"))
-      if (const std::string why = key_hash_fastpath_refusal(config.dpdk.has_value()); !why.empty())
-        error(ta.get("hash")->source().begin, index_path("vips", i) + ".hash", why);
   }
   if (const auto e = config.encap()) {
     bool v4 = false, v6 = false;

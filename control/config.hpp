@@ -79,10 +79,14 @@ struct VipConfig {
 /// every port (port 0) carries other protocols than memcached.
 [[nodiscard]] std::string key_hash_refusal(const VipConfig& vip);
 
-/// Why `hash = "key"` cannot apply with `dpdk_configured`; empty when it
-/// can: the DPDK fast path places by the flow hash only (for now), which
-/// would send a sharded pool's keys to shards that do not hold them.
-[[nodiscard]] std::string key_hash_fastpath_refusal(bool dpdk_configured);
+/// Why `cache = true` cannot apply with `dpdk_configured`; empty when it
+/// can. The DPDK workers' cache is built (dataplane/dpdk/worker_cache.hpp)
+/// but not yet coherent end to end: a worker stamps a write when it
+/// processes it, and on busy-polling lcores the write can reach the backend
+/// later than `write_settle_ms`, so a fill fetched in between could install
+/// the value from before an acknowledged write (tests/netns cache_e2e on
+/// DPDK saw it). Refused until the write is stamped again once sent.
+[[nodiscard]] std::string cache_fastpath_refusal(bool dpdk_configured);
 
 /// Per-core flow table sizes, entries, and idle timeouts, ms.
 struct FlowTableConfig {

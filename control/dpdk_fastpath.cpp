@@ -4,6 +4,8 @@
 #include "control/dpdk_fastpath.hpp"
 
 #include <algorithm>
+#include <array>
+#include <string>
 #include <cerrno>
 
 namespace sluice::control {
@@ -138,6 +140,83 @@ void DpdkFastpath::attach_loop(const dpdk::LcoreLoop* loop) {
 void DpdkFastpath::detach_loop(const dpdk::LcoreLoop* loop) {
   std::lock_guard lock(workers_mu_);
   loops_.erase(std::remove(loops_.begin(), loops_.end(), loop), loops_.end());
+}
+
+void DpdkFastpath::attach_cache(dpdk::WorkerCache* cache) {
+  std::lock_guard lock(workers_mu_);
+  caches_.push_back(cache);
+}
+
+void DpdkFastpath::detach_cache(dpdk::WorkerCache* cache) {
+  std::lock_guard lock(workers_mu_);
+  std::erase(caches_, cache);
+}
+
+FastpathCache* DpdkFastpath::cache() {
+  std::lock_guard lock(workers_mu_);
+  return caches_.empty() ? nullptr : this;
+}
+
+std::vector<FastpathHotKey> DpdkFastpath::poll_hot(size_t max) {
+  std::lock_guard lock(workers_mu_);
+  std::vector<FastpathHotKey> out;
+  std::array<sluice_cache_hot, 16> batch;
+  for (dpdk::WorkerCache* c : caches_) {
+    size_t n;
+    // Each ring is emptied, even past `max`: what is left over would be a
+    // period old by the next call.
+    while ((n = c->poll_hot(batch)) != 0) {
+      for (size_t i = 0; i < n; ++i) {
+        const sluice_cache_hot& h = batch[i];
+        const size_t len = std::min<size_t>(h.key_len, SLUICE_CACHE_KEY_MAX);
+        FastpathHotKey k{h.vip_id, std::string(reinterpret_cast<const char*>(h.key), len)};
+        const bool seen = std::any_of(out.begin(), out.end(), [&](const FastpathHotKey& o) {
+          return o.vip_id == k.vip_id && o.key == k.key;
+        });
+        if (!seen && out.size() < max) out.push_back(std::move(k));
+      }
+    }
+  }
+  return out;
+}
+
+Result<FillLease> DpdkFastpath::begin_fill(uint32_t vip_id, std::string_view key) {
+  std::lock_guard lock(workers_mu_);
+  if (caches_.empty()) return Error{-ENOENT, "no DPDK worker has a cache"};
+  // The versions are shared, so one worker's lease holds for all; its
+  // clock is theirs (the TSC).
+  dpdk::WorkerCache& c = *caches_.front();
+  return c.store().begin_fill(vip_id, key, c.last_clock());
+}
+
+size_t DpdkFastpath::install(const FillLease& lease, std::string_view key,
+                             const mc::Value& value) {
+  std::lock_guard lock(workers_mu_);
+  size_t n = 0;
+  for (dpdk::WorkerCache* c : caches_) n += c->post_install(lease, key, value) ? 1 : 0;
+  return n;
+}
+
+FastpathCacheCounters DpdkFastpath::counters(uint32_t vip_id) const {
+  std::lock_guard lock(workers_mu_);
+  FastpathCacheCounters out;
+  for (const dpdk::WorkerCache* c : caches_) {
+    const dpdk::WorkerCacheCounters n = c->counters(vip_id);
+    out.fast_path.hits += n.fast_path.hits;
+    out.fast_path.misses += n.fast_path.misses;
+    out.fast_path.invalidations += n.fast_path.invalidations;
+    out.fast_path.vip_invalidations += n.fast_path.vip_invalidations;
+    out.fast_path.hot_reports += n.fast_path.hot_reports;
+    out.fast_path.bypassed += n.fast_path.bypassed;
+    // Every worker gets every fetched value: a fill is counted once, as
+    // the most any worker installed (or refused).
+    out.fills = std::max(out.fills, n.fills);
+    out.stale_fills = std::max(out.stale_fills, n.stale_fills);
+    out.evictions += n.store.evictions;
+    out.entries += n.store.entries;
+    out.bytes += n.store.bytes;
+  }
+  return out;
 }
 
 }  // namespace sluice::control

@@ -23,7 +23,7 @@ namespace sluice::control {
 /// below max_readers) are registered with attach_worker() for counters.
 /// A fresh start: no pinned state survives a restart (initial_state() is
 /// empty), as DPDK owns the port only while the process lives.
-class DpdkFastpath final : public Fastpath {
+class DpdkFastpath final : public Fastpath, public FastpathCache {
  public:
   struct Options {
     /// Port or device name for `status` (e.g. "net_tap0", "0000:3b:00.0").
@@ -75,6 +75,20 @@ class DpdkFastpath final : public Fastpath {
   /// counts as drops[SLUICE_DROP_TX_FAILED], as a failed XDP_TX does.
   void attach_loop(const dpdk::LcoreLoop* loop);
   void detach_loop(const dpdk::LcoreLoop* loop);
+  /// The same for a worker's cache (Worker::cache()): its hot keys, fills
+  /// and counters go through cache(). Control thread only.
+  void attach_cache(dpdk::WorkerCache* cache);
+  void detach_cache(dpdk::WorkerCache* cache);
+
+  /// The workers' caches, or nullptr before attach_cache.
+  [[nodiscard]] FastpathCache* cache() override;
+  /// FastpathCache over the attached workers' caches: hot keys from every
+  /// worker's ring (a key reported by several once), a lease from the
+  /// shared versions, the value posted to every worker's install ring.
+  [[nodiscard]] std::vector<FastpathHotKey> poll_hot(size_t max) override;
+  [[nodiscard]] Result<FillLease> begin_fill(uint32_t vip_id, std::string_view key) override;
+  size_t install(const FillLease& lease, std::string_view key, const mc::Value& value) override;
+  [[nodiscard]] FastpathCacheCounters counters(uint32_t vip_id) const override;
 
  private:
   DpdkFastpath(Options options, std::unique_ptr<dpdk::SnapshotRcu> rcu)
@@ -94,6 +108,7 @@ class DpdkFastpath final : public Fastpath {
   };
   std::vector<Attached> workers_;
   std::vector<const dpdk::LcoreLoop*> loops_;
+  std::vector<dpdk::WorkerCache*> caches_;
 };
 
 }  // namespace sluice::control

@@ -70,6 +70,14 @@ DpdkRuntimeOptions dpdk_runtime_options(const Config& config) {
   o.flows_per_worker = config.flow_table.flows_per_core;
   o.tcp_idle_ms = config.flow_table.tcp_idle_ms;
   o.udp_idle_ms = config.flow_table.udp_idle_ms;
+  o.cache = std::any_of(config.vips.begin(), config.vips.end(),
+                        [](const VipConfig& v) { return v.cache; });
+  o.cache_entries = config.cache.entries;
+  o.cache_bytes = config.cache.bytes;
+  o.cache_ttl_ms = config.cache.ttl_ms;
+  o.cache_write_settle_ms = config.cache.write_settle_ms;
+  o.cache_hot_threshold = config.cache.hot_threshold;
+  o.cache_period_ms = config.cache.period_ms;
   return o;
 }
 

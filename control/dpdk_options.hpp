@@ -42,6 +42,17 @@ struct DpdkRuntimeOptions {
   uint32_t flows_per_worker = 65536;
   uint32_t tcp_idle_ms = 300000;
   uint32_t udp_idle_ms = 30000;
+  /// The hot-object cache: on when a VIP has cache = true. Each worker
+  /// holds up to cache_entries entries and cache_bytes key and value bytes
+  /// of its own (the [cache] bounds are per worker); the other fields are
+  /// [cache]'s, as the XDP path takes them.
+  bool cache = false;
+  uint32_t cache_entries = 10000;
+  uint64_t cache_bytes = 16u << 20;
+  uint32_t cache_ttl_ms = 10000;
+  uint32_t cache_write_settle_ms = 100;
+  uint32_t cache_hot_threshold = 32;
+  uint32_t cache_period_ms = 1000;
 };
 
 /// The runtime options of a config with a [dpdk] section (precondition).

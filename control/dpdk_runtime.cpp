@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
+#include <new>
 #include <optional>
 
 #include "control/dpdk_fastpath.hpp"
@@ -36,6 +37,8 @@ struct DpdkRuntime::Impl {
   std::optional<dpdk::Ports> ports;
   // Shared with what fastpath() hands out, so either may go first.
   std::shared_ptr<DpdkFastpath> fastpath;
+  // Checked and bumped by every worker's cache; outlives the workers.
+  std::unique_ptr<CacheVersions> cache_versions;
   std::vector<std::unique_ptr<dpdk::Worker>> workers;
   std::vector<std::unique_ptr<dpdk::LcoreLoop>> loops;
   std::vector<Launch> launches;
@@ -50,8 +53,11 @@ struct DpdkRuntime::Impl {
     for (const auto& l : loops)
       if (fastpath) fastpath->detach_loop(l.get());
     loops.clear();
-    for (const auto& w : workers)
-      if (fastpath) fastpath->detach_worker(w.get());
+    for (const auto& w : workers) {
+      if (!fastpath) continue;
+      fastpath->detach_worker(w.get());
+      if (w->cache() != nullptr) fastpath->detach_cache(w->cache());
+    }
     // Workers leave the fast path's RCU as they go.
     workers.clear();
     fastpath.reset();
@@ -93,6 +99,7 @@ class SharedFastpath final : public Fastpath {
   [[nodiscard]] std::optional<FlowTableSize> flow_table_size() const override {
     return fp_->flow_table_size();
   }
+  [[nodiscard]] FastpathCache* cache() override { return fp_->cache(); }
   [[nodiscard]] std::vector<WorkerStats> worker_stats() const override {
     return fp_->worker_stats();
   }
@@ -183,8 +190,20 @@ Result<std::unique_ptr<DpdkRuntime>> DpdkRuntime::start(const DpdkRuntimeOptions
     port_macs[id].emplace();
     std::copy(std::begin(a.addr_bytes), std::end(a.addr_bytes), port_macs[id]->begin());
   }
+  if (options.cache) {
+    r.cache_versions.reset(new (std::nothrow) CacheVersions);
+    if (!r.cache_versions) return Error{-ENOMEM, "allocating the cache versions"};
+  }
   for (const dpdk::QueueAssignment& q : r.ports->queues()) {
     dpdk::WorkerConfig wc;
+    if (options.cache)
+      wc.cache = dpdk::WorkerCacheConfig{.store = {.max_entries = options.cache_entries,
+                                                   .max_bytes = options.cache_bytes,
+                                                   .ttl_ms = options.cache_ttl_ms,
+                                                   .write_settle_ms = options.cache_write_settle_ms},
+                                         .versions = r.cache_versions.get(),
+                                         .hot_threshold = options.cache_hot_threshold,
+                                         .period_ms = options.cache_period_ms};
     wc.port_macs = port_macs;
     wc.reader_id = q.queue;
     wc.hash_seed = options.hash_seed;
@@ -195,6 +214,7 @@ Result<std::unique_ptr<DpdkRuntime>> DpdkRuntime::start(const DpdkRuntimeOptions
     if (!w.ok()) return w.error();
     r.workers.push_back(std::move(w.value()));
     r.fastpath->attach_worker(r.workers.back().get(), q.lcore);
+    if (r.workers.back()->cache() != nullptr) r.fastpath->attach_cache(r.workers.back()->cache());
     auto loop = dpdk::LcoreLoop::create(*r.ports, q, *r.workers.back());
     if (!loop.ok()) return loop.error();
     r.loops.push_back(std::move(loop.value()));

@@ -12,11 +12,14 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dataplane/abi/maps.h"
 #include "dataplane/abi/stats.h"
+#include "dataplane/core/hot_cache.hpp"
 #include "dataplane/core/ip_address.hpp"
+#include "dataplane/core/memcached.hpp"
 #include "dataplane/core/result.hpp"
 
 namespace sluice::control {
@@ -93,6 +96,40 @@ struct WorkerStats {
   uint64_t flow_capacity = 0;    ///< its flow table's entries
 };
 
+/// A key a fast path's cache reported hot.
+struct FastpathHotKey {
+  uint32_t vip_id = 0;
+  std::string key;
+};
+
+/// One VIP's cache counters of a fast path, summed over its cores.
+struct FastpathCacheCounters {
+  sluice_cache_stats fast_path{};  ///< hits, misses, invalidations, hot reports, bypassed
+  uint64_t fills = 0;              ///< values installed (on every core: counted once)
+  uint64_t stale_fills = 0;        ///< fills refused: a write came after the lease
+  /// Evictions, entries and key + value bytes of the cores' stores: over
+  /// every VIP (the stores keep no per-VIP totals).
+  uint64_t evictions = 0;
+  uint64_t entries = 0;
+  uint64_t bytes = 0;
+};
+
+/// The hot-object cache of a fast path with caches of its own per core
+/// (the DPDK workers; the XDP cache is xdp::XdpCache), as the control
+/// thread's filler drives it. Not thread-safe: the control thread calls it.
+class FastpathCache {
+ public:
+  virtual ~FastpathCache() = default;
+  /// The keys its cores reported hot since the last call, at most `max`.
+  [[nodiscard]] virtual std::vector<FastpathHotKey> poll_hot(size_t max) = 0;
+  /// A lease for filling `key` of `vip_id` now. Errors: HotCache::begin_fill's.
+  [[nodiscard]] virtual Result<FillLease> begin_fill(uint32_t vip_id, std::string_view key) = 0;
+  /// Hands a value fetched under `lease` to every core, which installs it
+  /// if the lease still holds; returns the cores that took it.
+  virtual size_t install(const FillLease& lease, std::string_view key, const mc::Value& value) = 0;
+  [[nodiscard]] virtual FastpathCacheCounters counters(uint32_t vip_id) const = 0;
+};
+
 /// A fast path. Not thread-safe: the control thread calls it.
 class Fastpath {
  public:
@@ -161,6 +198,10 @@ class Fastpath {
     (void)vip;
     return Error{-EOPNOTSUPP, info().kind + " fast path cannot forget flows"};
   }
+
+  /// Its per-core hot-object cache, or nullptr (none, or the XDP cache,
+  /// which the filler opens through the loader).
+  [[nodiscard]] virtual FastpathCache* cache() { return nullptr; }
 };
 
 }  // namespace sluice::control

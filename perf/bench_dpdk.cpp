@@ -10,6 +10,11 @@
 // Flows: established (every flow seen twice before timing; uniform or Zipf
 // 1.0 over 1k or 1M flows), all new (every packet a flow never seen), and
 // non-VIP (to the kernel list, sent to net_null here).
+//
+// Cache: memcached gets over UDP to a VIP with the hot-object cache, one of
+// `keys` keys per packet, all cached (BM_Dpdk_CacheHit: each answered in
+// the mbuf, a 100-byte value) or none (BM_Dpdk_CacheMiss: counted in the
+// sketch and forwarded by key).
 #include <benchmark/benchmark.h>
 #include <rte_cycles.h>
 #include <rte_eal.h>
@@ -30,6 +35,7 @@
 #include <vector>
 
 #include "dataplane/core/maglev.hpp"
+#include "dataplane/core/memcached.hpp"
 #include "dataplane/dpdk/snapshot_rcu.hpp"
 #include "dataplane/dpdk/worker.hpp"
 
@@ -76,6 +82,40 @@ std::array<uint8_t, kFrameLen> make_template(uint32_t dst) {
   return f;
 }
 
+constexpr uint32_t kCacheVipId = 2;
+constexpr size_t kCacheValueLen = 100;
+// "get key:NNNNNN\r\n" after the 8-byte frame header.
+constexpr size_t kKeyOff = 14 + 20 + 8 + 8 + 4;
+constexpr size_t kMcFrameLen = kKeyOff + 10 + 2;
+
+std::string cache_key(uint32_t k) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "key:%06u", k % 1000000);
+  return buf;
+}
+
+// Ethernet + IPv4 + UDP to kVip:11211 + frame header + a get.
+std::array<uint8_t, kMcFrameLen> make_get_template() {
+  std::array<uint8_t, kMcFrameLen> f{};
+  const uint8_t eth[14] = {2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0xfe, 0x08, 0x00};
+  std::memcpy(f.data(), eth, sizeof eth);
+  uint8_t* ip = f.data() + 14;
+  ip[0] = 0x45;
+  sluice_put_be16(ip + 2, static_cast<uint16_t>(kMcFrameLen - 14));
+  ip[8] = 64;
+  ip[9] = SLUICE_IPPROTO_UDP;
+  sluice_put_be32(ip + 12, kClientBase);
+  sluice_put_be32(ip + 16, kVip);
+  sluice_ipv4_csum_fill(ip);
+  uint8_t* udp = ip + 20;
+  sluice_put_be16(udp, 40000);
+  sluice_put_be16(udp + 2, 11211);
+  sluice_put_be16(udp + 4, static_cast<uint16_t>(kMcFrameLen - 34));
+  udp[8 + 5] = 1;  // frame header: sequence 0 of 1
+  std::memcpy(udp + 16, "get key:000000\r\n", 16);
+  return f;
+}
+
 std::unique_ptr<const Snapshot> make_snapshot() {
   SnapshotSpec s;
   std::vector<MaglevBackend> in;
@@ -96,6 +136,12 @@ std::unique_ptr<const Snapshot> make_snapshot() {
   auto table = maglev_build(in, SLUICE_MAGLEV_DEFAULT_SIZE);
   for (uint32_t i : table.value()) v.table.push_back(i + 1);
   s.vips.push_back(v);
+  SnapshotVipSpec mc = v;
+  mc.key.port = sl_htons(11211);
+  mc.key.proto = SLUICE_IPPROTO_UDP;
+  mc.meta.vip_id = kCacheVipId;
+  mc.meta.flags = SLUICE_VIP_CACHE | SLUICE_VIP_KEY_HASH;
+  s.vips.push_back(mc);
   s.encap.src_v4.v4 = sl_htonl(0x0AFF0001);
   s.encap.mtu = 1500;
   s.encap.entropy_bits = 8;
@@ -218,7 +264,75 @@ void run(benchmark::State& state, Mode mode, bool zipf) {
   }
 }
 
+void run_cache(benchmark::State& state, bool hits) {
+  const auto keys = static_cast<uint32_t>(state.range(0));
+  auto rcu = SnapshotRcu::create(1, make_snapshot());
+  auto versions = std::make_unique<CacheVersions>();
+  auto worker = Worker::create(
+      {.reader_id = 0,
+       .hash_seed = kSeed,
+       .flows = {.capacity = 4096},
+       .cache = WorkerCacheConfig{.store = {.max_entries = keys, .max_bytes = uint64_t{keys} * 128,
+                                            .ttl_ms = 3'600'000},
+                                  .versions = versions.get(),
+                                  .hot_threshold = UINT32_MAX}},
+      *rcu.value());
+  if (!worker.ok()) {
+    state.SkipWithError(worker.error().message.c_str());
+    return;
+  }
+  Worker& w = *worker.value();
+  WorkerCache& c = *w.cache();
+  const std::string value(kCacheValueLen, 'v');
+  if (hits) {
+    for (uint32_t k = 0; k < keys; ++k) {
+      const std::string key = cache_key(k);
+      auto lease = c.store().begin_fill(kCacheVipId, key, c.clock(w.now_ms()));
+      if (!lease.ok() ||
+          c.store().install(lease.value(), key,
+                            {0, 0, {reinterpret_cast<const uint8_t*>(value.data()), value.size()}},
+                            c.clock(w.now_ms())) != FillResult::kInstalled) {
+        state.SkipWithError("cannot fill the cache");
+        return;
+      }
+    }
+  }
+  const auto tmpl = make_get_template();
+  const std::vector<uint32_t> seq = flow_sequence(keys, false);
+  size_t at = 0;
+  rte_mbuf* m[kBurst];
+  Verdicts v;
+  uint64_t packets = 0;
+  const double cpu0 = thread_cpu_seconds();
+  const uint64_t hits0 = c.stats(kCacheVipId).hits;
+  for (auto _ : state) {
+    if (rte_pktmbuf_alloc_bulk(g_pool, m, kBurst) != 0) std::abort();
+    for (uint16_t i = 0; i < kBurst; ++i) {
+      auto* p = rte_pktmbuf_mtod(m[i], uint8_t*);
+      std::memcpy(p, tmpl.data(), kMcFrameLen);
+      const uint32_t k = seq[at++ & (kSeqLen - 1)];
+      std::snprintf(reinterpret_cast<char*>(p + kKeyOff + 4), 7, "%06u", k % 1000000);
+      p[kKeyOff + 10] = '\r';
+      m[i]->data_len = kMcFrameLen;
+      m[i]->pkt_len = kMcFrameLen;
+    }
+    w.process_burst(m, kBurst, v);
+    send_all(v.tx, v.n_tx);
+    send_all(v.kernel, v.n_kernel);
+    if (v.n_dropped != 0) rte_pktmbuf_free_bulk(v.dropped, v.n_dropped);
+    packets += kBurst;
+  }
+  const double cpu = thread_cpu_seconds() - cpu0;
+  state.SetItemsProcessed(static_cast<int64_t>(packets));
+  state.counters["cycles_per_pkt"] =
+      cpu * static_cast<double>(rte_get_tsc_hz()) / static_cast<double>(packets);
+  state.counters["hit_ratio"] = static_cast<double>(c.stats(kCacheVipId).hits - hits0) /
+                                static_cast<double>(packets);
+}
+
 void BM_Dpdk_Generator(benchmark::State& s) { run(s, Mode::kGenerator, false); }
+void BM_Dpdk_CacheHit(benchmark::State& s) { run_cache(s, true); }
+void BM_Dpdk_CacheMiss(benchmark::State& s) { run_cache(s, false); }
 void BM_Dpdk_Established(benchmark::State& s) { run(s, Mode::kEstablished, false); }
 void BM_Dpdk_EstablishedZipf(benchmark::State& s) { run(s, Mode::kEstablished, true); }
 void BM_Dpdk_NewFlows(benchmark::State& s) { run(s, Mode::kNewFlows, false); }
@@ -229,6 +343,8 @@ BENCHMARK(BM_Dpdk_Established)->ArgName("flows")->Arg(1000)->Arg(1000000);
 BENCHMARK(BM_Dpdk_EstablishedZipf)->ArgName("flows")->Arg(1000)->Arg(1000000);
 BENCHMARK(BM_Dpdk_NewFlows)->ArgName("flows")->Arg(1000000);
 BENCHMARK(BM_Dpdk_NonVip)->ArgName("flows")->Arg(1000);
+BENCHMARK(BM_Dpdk_CacheHit)->ArgName("keys")->Arg(1000);
+BENCHMARK(BM_Dpdk_CacheMiss)->ArgName("keys")->Arg(1000);
 
 }  // namespace
 }  // namespace sluice::dpdk

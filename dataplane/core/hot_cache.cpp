@@ -38,8 +38,8 @@ struct HotCache::Impl {
   std::vector<uint32_t> free_slots;
   std::vector<uint32_t> index;  // entry slot + 1, or kEmpty
   uint32_t index_mask = 0;
-  std::vector<sluice_cache_version> versions;
-  std::array<uint32_t, SLUICE_MAX_VIPS> epochs{};
+  std::unique_ptr<CacheVersions> own_versions;  // when not shared
+  CacheVersions* versions = nullptr;
   uint32_t hand = 0;
   HotCacheStats stats;
 
@@ -124,12 +124,20 @@ struct HotCache::Impl {
     ++stats.evictions;
   }
 
-  sluice_cache_version& version_of(uint32_t vip_id, uint32_t key_hash) {
-    return versions[sluice_cache_version_slot(vip_id, key_hash)];
+  uint32_t version_of(uint32_t vip_id, uint32_t key_hash) const {
+    return versions->version(sluice_cache_version_slot(vip_id, key_hash));
   }
 };
 
 Result<HotCache> HotCache::create(const HotCacheConfig& config) {
+  std::unique_ptr<CacheVersions> own(new (std::nothrow) CacheVersions);
+  if (!own) return Error{-ENOMEM, "allocating the cache versions"};
+  auto c = create(config, *own);
+  if (c.ok()) c.value().impl_->own_versions = std::move(own);
+  return c;
+}
+
+Result<HotCache> HotCache::create(const HotCacheConfig& config, CacheVersions& shared) {
   if (config.max_entries == 0 || config.max_entries > kMaxEntries)
     return Error{-EINVAL, "cache entries must be 1.." + std::to_string(kMaxEntries)};
   if (config.max_bytes < SLUICE_CACHE_KEY_MAX + SLUICE_CACHE_VALUE_MAX)
@@ -147,7 +155,7 @@ Result<HotCache> HotCache::create(const HotCacheConfig& config) {
     const uint32_t index_size = round_up_pow2(config.max_entries * 2);
     impl->index.assign(index_size, kEmpty);
     impl->index_mask = index_size - 1;
-    impl->versions.assign(SLUICE_CACHE_VERSION_SLOTS, sluice_cache_version{});
+    impl->versions = &shared;
   } catch (const std::bad_alloc&) {
     return Error{-ENOMEM, "allocating the cache"};
   }
@@ -174,8 +182,8 @@ const sluice_cache_entry* HotCache::lookup(uint32_t vip_id, std::string_view key
     ++c.stats.misses;
     return nullptr;
   }
-  const bool stale = e.version != c.version_of(vip_id, h).version ||
-                     vip_id >= SLUICE_MAX_VIPS || e.epoch != c.epochs[vip_id];
+  const bool stale = e.version != c.version_of(vip_id, h) || vip_id >= SLUICE_MAX_VIPS ||
+                     e.epoch != c.versions->epoch(vip_id);
   if (stale || c.expired(slot, now_ms)) {
     c.remove(pos);
     ++c.stats.evictions;
@@ -190,9 +198,7 @@ const sluice_cache_entry* HotCache::lookup(uint32_t vip_id, std::string_view key
 void HotCache::invalidate(uint32_t vip_id, std::string_view key, uint64_t now_ms) noexcept {
   Impl& c = *impl_;
   const uint32_t h = mc::key_hash(key);
-  sluice_cache_version& v = c.version_of(vip_id, h);
-  ++v.version;
-  v.last_write_ms = static_cast<uint32_t>(now_ms);
+  c.versions->bump(sluice_cache_version_slot(vip_id, h), static_cast<uint32_t>(now_ms));
   ++c.stats.invalidations;
   const size_t pos = c.find(vip_id, h);
   if (pos != c.index.size()) c.remove(pos);
@@ -201,7 +207,7 @@ void HotCache::invalidate(uint32_t vip_id, std::string_view key, uint64_t now_ms
 void HotCache::invalidate_vip(uint32_t vip_id) noexcept {
   Impl& c = *impl_;
   if (vip_id >= SLUICE_MAX_VIPS) return;
-  ++c.epochs[vip_id];
+  c.versions->bump_epoch(vip_id);
   ++c.stats.vip_invalidations;
 }
 
@@ -211,11 +217,15 @@ Result<FillLease> HotCache::begin_fill(uint32_t vip_id, std::string_view key,
   if (!mc::valid_key(key)) return Error{-EINVAL, "not a memcached key"};
   if (vip_id >= SLUICE_MAX_VIPS) return Error{-EINVAL, "vip id out of range"};
   const uint32_t h = mc::key_hash(key);
-  const sluice_cache_version& v = c.versions[sluice_cache_version_slot(vip_id, h)];
-  if (v.version != 0 &&
-      static_cast<uint32_t>(now_ms) - v.last_write_ms < c.config.write_settle_ms)
+  const uint32_t slot = sluice_cache_version_slot(vip_id, h);
+  // The epoch first: an epoch bump between the two reads then fails the
+  // install instead of slipping under the lease.
+  const uint32_t epoch = c.versions->epoch(vip_id);
+  const uint32_t version = c.versions->version(slot);
+  if (version != 0 &&
+      static_cast<uint32_t>(now_ms) - c.versions->last_write_ms(slot) < c.config.write_settle_ms)
     return Error{-EAGAIN, "the key was written less than write_settle_ms ago"};
-  return FillLease{vip_id, h, v.version, c.epochs[vip_id], now_ms};
+  return FillLease{vip_id, h, version, epoch, now_ms};
 }
 
 FillResult HotCache::install(const FillLease& lease, std::string_view key, const mc::Value& value,
@@ -227,8 +237,8 @@ FillResult HotCache::install(const FillLease& lease, std::string_view key, const
   const uint64_t need = key.size() + value.data.size();
   if (value.data.size() > SLUICE_CACHE_VALUE_MAX || need > c.config.max_bytes)
     return FillResult::kTooBig;
-  if (c.version_of(lease.vip_id, lease.key_hash).version != lease.version ||
-      c.epochs[lease.vip_id] != lease.epoch) {
+  if (c.version_of(lease.vip_id, lease.key_hash) != lease.version ||
+      c.versions->epoch(lease.vip_id) != lease.epoch) {
     ++c.stats.stale_fills;
     return FillResult::kStale;
   }

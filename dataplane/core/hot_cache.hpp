@@ -4,6 +4,7 @@
 // epochs that make a fill race safely with writes.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -30,6 +31,52 @@ struct HotCacheConfig {
   /// this long, ms: a write sluice forwarded may still be on its way to the
   /// backend, and a fetch must not read the value from before it.
   uint32_t write_settle_ms = 100;
+};
+
+/// The per-key version slots and per-VIP epochs (dataplane/abi/cache.h)
+/// that every core's HotCache of one fast path shares, as the XDP program's
+/// caches share its version and epoch maps: a write one core sees bumps the
+/// key's slot before that core forwards it, and every core checks the slot
+/// on every hit, so no core serves the old value after the write left.
+///
+/// Lock-free 32-bit atomics, read on every hit and written on the rare
+/// write. A bump is a sequentially consistent read-modify-write that
+/// completes before the writing core goes on to transmit the write (and a
+/// NIC doorbell is behind a write barrier), so any lookup that starts
+/// after the write could have reached a backend sees the new version. 516
+/// KiB; allocate it once (it is too big for a stack).
+class CacheVersions {
+ public:
+  /// The version of slot `slot` (< SLUICE_CACHE_VERSION_SLOTS).
+  [[nodiscard]] uint32_t version(uint32_t slot) const noexcept {
+    return load(slots_[slot].version, std::memory_order_acquire);
+  }
+  /// When slot `slot` was last bumped, ms (the bumper's clock, wraps).
+  [[nodiscard]] uint32_t last_write_ms(uint32_t slot) const noexcept {
+    return load(slots_[slot].last_write_ms, std::memory_order_relaxed);
+  }
+  /// A write of a key of slot `slot` is on its way at `now_ms`. The time is
+  /// stamped first: whoever sees the new version sees its time too.
+  void bump(uint32_t slot, uint32_t now_ms) noexcept {
+    std::atomic_ref<uint32_t>(slots_[slot].last_write_ms).store(now_ms, std::memory_order_relaxed);
+    std::atomic_ref<uint32_t>(slots_[slot].version).fetch_add(1, std::memory_order_seq_cst);
+  }
+  /// The epoch of VIP `vip_id` (< SLUICE_MAX_VIPS).
+  [[nodiscard]] uint32_t epoch(uint32_t vip_id) const noexcept {
+    return load(epochs_[vip_id], std::memory_order_acquire);
+  }
+  /// Something sent to VIP `vip_id` could not be followed.
+  void bump_epoch(uint32_t vip_id) noexcept {
+    std::atomic_ref<uint32_t>(epochs_[vip_id]).fetch_add(1, std::memory_order_seq_cst);
+  }
+
+ private:
+  static uint32_t load(const uint32_t& v, std::memory_order order) noexcept {
+    // atomic_ref needs a non-const object; a load writes nothing.
+    return std::atomic_ref<uint32_t>(const_cast<uint32_t&>(v)).load(order);
+  }
+  alignas(64) sluice_cache_version slots_[SLUICE_CACHE_VERSION_SLOTS]{};
+  alignas(64) uint32_t epochs_[SLUICE_MAX_VIPS]{};
 };
 
 /// What begin_fill() hands the filler: the versions an install must still
@@ -80,8 +127,10 @@ struct HotCacheStats {
 /// those it passes are halved, so old popularity fades).
 ///
 /// Not thread-safe: one owner core, which also installs (a control thread
-/// hands it fetched values). Every byte is allocated by create(); no
-/// member function allocates, throws or blocks afterwards.
+/// hands it fetched values); only the versions may be shared
+/// (CacheVersions), and begin_fill() reads nothing else, so any thread may
+/// call it. Every byte is allocated by create(); no member function
+/// allocates, throws or blocks afterwards.
 class HotCache {
  public:
   /// Largest max_entries.
@@ -89,6 +138,11 @@ class HotCache {
 
   /// Errors: -EINVAL for bounds out of range; -ENOMEM.
   [[nodiscard]] static Result<HotCache> create(const HotCacheConfig& config);
+  /// The same, checking and bumping `shared` (which must outlive the
+  /// cache) instead of versions of its own: one core's cache among several
+  /// (the DPDK workers). Errors as create().
+  [[nodiscard]] static Result<HotCache> create(const HotCacheConfig& config,
+                                               CacheVersions& shared);
 
   HotCache(HotCache&&) noexcept;
   HotCache& operator=(HotCache&&) noexcept;

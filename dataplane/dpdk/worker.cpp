@@ -15,6 +15,7 @@
 #include "dataplane/core/encap.hpp"
 #include "dataplane/core/icmp_too_big.hpp"
 #include "dataplane/core/packet_parser.hpp"
+#include "dataplane/dpdk/worker_cache.hpp"
 
 namespace sluice::dpdk {
 namespace {
@@ -44,6 +45,11 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerConfig& config, Snaps
   auto table = FlowTable::create(config.flows);
   if (!table.ok()) return table.error();
   std::unique_ptr<Worker> w(new Worker(std::move(table.value()), rcu, config));
+  if (config.cache) {
+    auto cache = WorkerCache::create(*config.cache);
+    if (!cache.ok()) return cache.error();
+    w->cache_ = std::move(cache.value());
+  }
   if (rcu.online(config.reader_id) != 0)
     return Error{-EINVAL, "worker: cannot register reader id " + std::to_string(config.reader_id)};
   return w;
@@ -73,6 +79,7 @@ uint16_t Worker::process_burst(rte_mbuf* const* pkts, uint16_t n, Verdicts& out)
 }
 
 void Worker::idle() noexcept {
+  if (cache_) (void)cache_->apply_installs(now_ms());
   (void)flows_.sweep(now_ms(), kSweepBuckets);
   rcu_.quiescent(reader_id_);
 }
@@ -121,6 +128,7 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
   if (n > kMaxBurst) n = kMaxBurst;
   const Snapshot& s = *rcu_.current();
   sluice_global_stats& g = counters_->global;
+  if (cache_) (void)cache_->apply_installs(now_ms);
 
   Packet pk[kMaxBurst];
   // The flow-table burst: packets that are new or established VIP traffic
@@ -170,6 +178,31 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
       ++g.pass_packets;
       out.kernel[out.n_kernel++] = m;
       continue;
+    }
+    if ((p.vip->meta.flags & SLUICE_VIP_CACHE) != 0 && cache_ &&
+        cache_->handle(s, m, p.pr, p.vip->meta, now_ms) == WorkerCache::Step::kAnswered) {
+      // The request became its response: back to the client, no backend.
+      ++g.tx_packets;
+      sluice_vip_stats& vs = counters_->vips[p.vip->meta.vip_id];
+      ++vs.packets;
+      vs.bytes += p.frame_len;
+      out.tx[out.n_tx++] = m;
+      continue;
+    }
+    if ((p.vip->meta.flags & SLUICE_VIP_KEY_HASH) != 0) {
+      if (const auto h = key_route_hash(rte_pktmbuf_mtod(m, const uint8_t*), p.pr, hash_seed_)) {
+        // Placed by its key, never through the flow table: one client
+        // socket sends many keys, each to the shard that owns it (as
+        // xdp/cache.bpf.h's lb_select_by_key; the hash is also the outer
+        // header's entropy there).
+        p.hash = *h;
+        const sluice_backend* b = s.maglev_pick(*p.vip, p.hash);
+        if (b == nullptr)
+          drop(m, p, SLUICE_DROP_NO_BACKEND, out);
+        else
+          forward(s, m, p, *b, out);
+        continue;
+      }
     }
     p.hash = (p.vip->meta.flags & SLUICE_VIP_HASH_SRC_ONLY) != 0
                  ? sluice_flow_hash_src(&p.pr.key, hash_seed_)

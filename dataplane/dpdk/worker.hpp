@@ -15,6 +15,7 @@
 #include "dataplane/core/flow_table.hpp"
 #include "dataplane/core/result.hpp"
 #include "dataplane/dpdk/snapshot_rcu.hpp"
+#include "dataplane/dpdk/worker_cache.hpp"
 
 struct rte_mbuf;
 
@@ -52,6 +53,9 @@ struct WorkerConfig {
   /// packet leaves the port it came in on, mbuf->port); ports not listed
   /// (nullopt, or beyond the end) use the snapshot's next_hop.src_mac.
   std::vector<std::optional<std::array<uint8_t, 6>>> port_macs{};
+  /// The hot-object cache for VIPs with SLUICE_VIP_CACHE (nullopt: none,
+  /// their requests are balanced as any other; see WorkerCache).
+  std::optional<WorkerCacheConfig> cache{};
 };
 
 /// One lcore's fast path (DESIGN.md "Packet path"), the same decisions as
@@ -61,6 +65,13 @@ struct WorkerConfig {
 ///    for a VIP (exact address/port/protocol, then port 0) go to the kernel;
 ///  - the flow hash (5-tuple, or source address for SLUICE_VIP_HASH_SRC_ONLY)
 ///    is computed once and serves the flow table and Maglev;
+///  - on a VIP with SLUICE_VIP_KEY_HASH, a UDP memcached request of one key
+///    is placed by its key's route hash in the Maglev table and never enters
+///    the flow table (dataplane/dpdk/worker_cache.hpp, key_route_hash);
+///  - on a VIP with SLUICE_VIP_CACHE (and WorkerConfig::cache), writes
+///    invalidate before they are forwarded and a cached get is answered in
+///    place, back out of its port (WorkerCache); the answer counts as a VIP
+///    packet transmitted, to no backend;
 ///  - the per-lcore FlowTable (probation until the second packet, evicting
 ///    only probation or expired entries) pins flows; a hit on a backend the
 ///    snapshot no longer has is a miss (Maglev, and the entry is moved);
@@ -144,6 +155,10 @@ class Worker {
   /// The flow table's entries; fixed at creation, so safe from any thread.
   [[nodiscard]] uint32_t flow_capacity() const noexcept { return flow_capacity_; }
   [[nodiscard]] uint32_t reader_id() const noexcept { return reader_id_; }
+  /// The worker's cache, or nullptr without WorkerConfig::cache. Its
+  /// entries are the worker lcore's (see WorkerCache); its counters anyone's.
+  [[nodiscard]] WorkerCache* cache() noexcept { return cache_.get(); }
+  [[nodiscard]] const WorkerCache* cache() const noexcept { return cache_.get(); }
 
  private:
   struct Packet;
@@ -190,6 +205,7 @@ class Worker {
   std::unique_ptr<ActiveCounts> active_;
   uint32_t count_cursor_ = 0;     // next bucket of the walk in progress
   uint32_t count_zeroed_ = kCountedIds;  // ids of the walk's buffer zeroed so far
+  std::unique_ptr<WorkerCache> cache_;
 };
 
 }  // namespace sluice::dpdk

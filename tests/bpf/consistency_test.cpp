@@ -90,6 +90,19 @@ class ConsistencyTest : public ::testing::Test {
       sv.table = tables_[i];
       s.vips.push_back(sv);
     }
+    for (const VipDef& v : kKeyedVips) {
+      keyed_tables_.push_back(core_table(v));
+      SnapshotVip sv;
+      const IpAddress a = address(v.addr);
+      sv.key.addr = a.ip;
+      sv.key.port = sl_htons(v.port);
+      sv.key.proto = v.proto;
+      sv.key.family = a.family;
+      sv.meta.vip_id = v.vip_id;
+      sv.meta.flags = v.flags;
+      sv.table = keyed_tables_.back();
+      s.vips.push_back(sv);
+    }
     s.encap.src_v4 = address("10.255.0.1").ip;
     s.encap.src_v6 = address("2001:db8:ffff::1").ip;
     s.encap.mtu = 1500;
@@ -112,6 +125,7 @@ class ConsistencyTest : public ::testing::Test {
   TestPinDir pins_;
   std::optional<Loader> loader_;
   std::vector<std::vector<uint32_t>> tables_;
+  std::vector<std::vector<uint32_t>> keyed_tables_;  // by kKeyedVips index
 };
 
 TEST_F(ConsistencyTest, XdpAndCoreChooseTheSameBackendForEveryNewFlow) {
@@ -153,6 +167,37 @@ TEST_F(ConsistencyTest, XdpAndCoreChooseTheSameBackendForEveryNewFlow) {
     for (const auto& [id, count] : share)
       if (id != 5 && count > 0) ++reached;
     EXPECT_EQ(reached, weighted) << v.name;
+  }
+}
+
+// Key-affinity routing: XDP places a request of one key where the core's
+// route hash and table say (tests/dpdk/consistency_test.cpp checks the
+// DPDK worker against the same keys), whoever sends it.
+TEST_F(ConsistencyTest, XdpAndCorePlaceEveryKeyOnTheSameBackend) {
+  std::mt19937_64 rng(20261201);  // the dpdk test's seed: the same keys
+  for (size_t i = 0; i < std::size(kKeyedVips); ++i) {
+    const VipDef& v = kKeyedVips[i];
+    std::map<uint32_t, int> share;
+    int disagreements = 0;
+    for (int n = 0; n < kKeysPerCase; ++n) {
+      const std::string key = random_key(rng);
+      const std::string client = random_client(rng, v.v6);
+      const auto sport = static_cast<uint16_t>(1024 + rng() % 64000);
+      const uint32_t core_choice = keyed_choice(keyed_tables_[i], key);
+      const XdpRun r = run_xdp(loader_->prog_fd(),
+                               memcached_datagram(v, client, sport, static_cast<uint16_t>(n),
+                                                  keyed_request(n, key)));
+      ASSERT_EQ(r.err, 0);
+      const uint32_t xdp_choice = backend_of(r);
+      if (xdp_choice != core_choice && ++disagreements <= 5)
+        ADD_FAILURE() << v.name << ": " << keyed_request(n, key) << " from " << client
+                      << ": XDP sent it to " << xdp_choice << " (verdict " << r.verdict
+                      << "), the core places it on " << core_choice;
+      ++share[core_choice];
+    }
+    EXPECT_EQ(disagreements, 0) << v.name << ": of " << kKeysPerCase << " keys";
+    EXPECT_EQ(share.count(6), 0u) << v.name;
+    EXPECT_GE(share.size(), 3u) << v.name;
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -17,6 +18,7 @@
 #include "dataplane/abi/maps.h"
 #include "dataplane/core/ip_address.hpp"
 #include "dataplane/core/maglev.hpp"
+#include "dataplane/core/memcached.hpp"
 #include "tests/common/packet_builder.hpp"
 
 namespace sluice::test::consistency {
@@ -134,6 +136,63 @@ inline uint32_t backend_of(const Bytes& out) {
   };
   const uint32_t id = match(kBackends4);
   return id != SLUICE_BACKEND_NONE ? id : match(kBackends6);
+}
+
+/// VIPs with key-affinity routing (memcached over UDP, `hash = "key"`): a
+/// request of one key is placed by mc::route_hash(key, kSeed), not by its flow.
+inline constexpr VipDef kKeyedVips[] = {
+    {"v4 udp key", "192.0.2.12", 11211, SLUICE_IPPROTO_UDP, 7, SLUICE_VIP_KEY_HASH, 4099, false},
+    {"v6 udp key", "2001:db8:f::12", 11211, SLUICE_IPPROTO_UDP, 8, SLUICE_VIP_KEY_HASH, 4099,
+     true},
+};
+inline constexpr int kKeysPerCase = 300;
+
+/// A random memcached key: 1..250 bytes of 0x21..0x7e.
+inline std::string random_key(std::mt19937_64& rng) {
+  std::string key(1 + rng() % SLUICE_CACHE_KEY_MAX, 'k');
+  for (char& c : key) c = static_cast<char>(0x21 + rng() % 94);
+  return key;
+}
+
+/// The n-th of the request kinds a keyed VIP places by key, for `key`
+/// (get, gets, set, delete, in turn), without the frame header.
+inline std::string keyed_request(int n, const std::string& key) {
+  switch (n % 4) {
+    case 0:
+      return "get " + key + "\r\n";
+    case 1:
+      return "gets " + key + "\r\n";
+    case 2:
+      return "set " + key + " 5 0 3\r\nabc\r\n";
+    default:
+      return "delete " + key + "\r\n";
+  }
+}
+
+/// One memcached UDP datagram to `v`: the frame header (request id
+/// `request_id`, sequence 0 of 1) then `request`.
+inline Bytes memcached_datagram(const VipDef& v, const std::string& client, uint16_t sport,
+                                uint16_t request_id, const std::string& request) {
+  // Built as text: GCC 12 at -O3 misreads byte stores into a short vector
+  // (-Warray-bounds, -Wnull-dereference).
+  std::string text(SLUICE_MC_UDP_HDR_LEN, '\0');
+  text[0] = static_cast<char>(request_id >> 8);
+  text[1] = static_cast<char>(request_id & 0xff);
+  text[5] = 1;
+  text += request;
+  const Bytes payload(text.begin(), text.end());
+  PacketBuilder p;
+  p.eth({.dst = kLbMac, .src = kRouterMac});
+  if (v.v6)
+    p.ipv6({.src = client, .dst = v.addr});
+  else
+    p.ipv4({.src = client, .dst = v.addr});
+  return p.udp({.sport = sport, .dport = v.port}).payload(payload).build();
+}
+
+/// The backend the core places a keyed request for `key` on.
+inline uint32_t keyed_choice(const std::vector<uint32_t>& table, const std::string& key) {
+  return table[mc::route_hash(key, kSeed) % table.size()];
 }
 
 }  // namespace sluice::test::consistency

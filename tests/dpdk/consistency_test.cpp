@@ -31,6 +31,7 @@ using namespace consistency;  // NOLINT: the shared world, tests/common/consiste
 TEST(DpdkConsistencyTest, WorkerAndCoreChooseTheSameBackendForEveryNewFlow) {
   dpdk::SnapshotSpec spec;
   std::vector<std::vector<uint32_t>> tables;
+  std::vector<std::vector<uint32_t>> keyed_tables;  // by kKeyedVips index
   const auto backend = [](const BackendDef& d) {
     const IpAddress ip = address(d.addr);
     sluice_backend b{};
@@ -53,6 +54,19 @@ TEST(DpdkConsistencyTest, WorkerAndCoreChooseTheSameBackendForEveryNewFlow) {
     sv.meta.vip_id = v.vip_id;
     sv.meta.flags = v.flags;
     sv.table = tables.back();
+    spec.vips.push_back(sv);
+  }
+  for (const VipDef& v : kKeyedVips) {
+    keyed_tables.push_back(core_table(v));
+    dpdk::SnapshotVipSpec sv;
+    const IpAddress a = address(v.addr);
+    sv.key.addr = a.ip;
+    sv.key.port = sl_htons(v.port);
+    sv.key.proto = v.proto;
+    sv.key.family = a.family;
+    sv.meta.vip_id = v.vip_id;
+    sv.meta.flags = v.flags;
+    sv.table = keyed_tables.back();
     spec.vips.push_back(sv);
   }
   spec.encap.src_v4 = address("10.255.0.1").ip;
@@ -109,6 +123,45 @@ TEST(DpdkConsistencyTest, WorkerAndCoreChooseTheSameBackendForEveryNewFlow) {
     }
     EXPECT_EQ(disagreements, 0) << v.name << ": of " << kFlowsPerCase << " flows";
     EXPECT_EQ(share.count(6), 0u) << v.name;
+  }
+
+  // Key-affinity routing: the worker places a request of one key where the
+  // core's route hash and table say (tests/bpf/consistency_test.cpp holds
+  // XDP to the same keys), whoever sends it.
+  std::mt19937_64 keys(20261201);  // the bpf test's seed: the same keys
+  for (size_t i = 0; i < std::size(kKeyedVips); ++i) {
+    const VipDef& v = kKeyedVips[i];
+    std::map<uint32_t, int> share;
+    int disagreements = 0;
+    for (int n = 0; n < kKeysPerCase; n += 32) {
+      rte_mbuf* burst[32];
+      uint32_t want[32];
+      std::string requests[32];
+      const int k = std::min(32, kKeysPerCase - n);
+      for (int j = 0; j < k; ++j) {
+        const std::string key = random_key(keys);
+        const std::string client = random_client(keys, v.v6);
+        const auto sport = static_cast<uint16_t>(1024 + keys() % 64000);
+        requests[j] = keyed_request(n + j, key);
+        want[j] = keyed_choice(keyed_tables[i], key);
+        burst[j] = to_mbuf(
+            memcached_datagram(v, client, sport, static_cast<uint16_t>(n + j), requests[j]));
+      }
+      dpdk::Verdicts out;
+      ASSERT_EQ(w.process_burst(burst, static_cast<uint16_t>(k), out), k);
+      ASSERT_EQ(out.n_tx, k) << v.name;
+      for (int j = 0; j < k; ++j) {
+        const uint32_t got = backend_of(from_mbuf(burst[j]));
+        if (got != want[j] && ++disagreements <= 5)
+          ADD_FAILURE() << v.name << ": " << requests[j] << ": DPDK sent it to " << got
+                        << ", the core places it on " << want[j];
+        ++share[want[j]];
+        rte_pktmbuf_free(burst[j]);
+      }
+    }
+    EXPECT_EQ(disagreements, 0) << v.name << ": of " << kKeysPerCase << " keys";
+    EXPECT_EQ(share.count(6), 0u) << v.name;
+    EXPECT_GE(share.size(), 3u) << v.name;
   }
 }
 

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: BSD-2-Clause
 // DpdkFastpath: the control library's Fastpath over the DPDK path -- a
 // FastpathSnapshot published through it steers the workers, an invalid one
-// changes nothing, and the counters are the workers' summed.
+// changes nothing, and the counters are the workers' summed; its cache side
+// (FastpathCache) takes the workers' hot keys and hands fills to all.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "control/dpdk_fastpath.hpp"
@@ -226,6 +228,89 @@ TEST(DpdkFastpathTest, LeastConnWeightsFollowTheWorkersFlowCounts) {
   EXPECT_EQ(*std::min_element(w.begin(), w.end()), w[most - 1]);
 
   for (auto& wk : workers) fp.detach_worker(wk.get());
+  workers.clear();
+}
+
+TEST(DpdkFastpathTest, CacheTakesHotKeysFromEveryWorkerAndFillsThemAll) {
+  DpdkFastpath::Options o;
+  o.interface = "net_null0";
+  o.max_workers = 2;
+  auto made = DpdkFastpath::create(o);
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  DpdkFastpath& fp = *made.value();
+  EXPECT_EQ(fp.cache(), nullptr) << "no worker cache attached yet";
+
+  auto versions = std::make_unique<CacheVersions>();
+  std::vector<std::unique_ptr<dpdk::Worker>> workers;
+  for (uint32_t id = 0; id < 2; ++id) {
+    auto w = dpdk::Worker::create(
+        {.reader_id = id,
+         .hash_seed = kSeed,
+         .flows = {.capacity = 1024},
+         .cache = dpdk::WorkerCacheConfig{.store = {.max_entries = 16, .max_bytes = 1u << 20},
+                                          .versions = versions.get(),
+                                          .hot_threshold = 3}},
+        fp.rcu());
+    ASSERT_TRUE(w.ok()) << w.error().message;
+    workers.push_back(std::move(w.value()));
+    fp.attach_worker(workers.back().get());
+    fp.attach_cache(workers.back()->cache());
+  }
+  ASSERT_EQ(fp.cache(), &fp);
+
+  World world;
+  world.add_vip({"10.0.0.12", 11211, kUdp, 30, SLUICE_VIP_CACHE, {1, 2, 3}});
+  const Converted c = from_world(world);
+  ASSERT_TRUE(fp.publish(c.snap).ok());
+  const auto get = [&](dpdk::Worker& w, const std::string& key) {
+    const std::string text = std::string("\x00\x07\x00\x00\x00\x01\x00\x00", 8) + "get " + key + "\r\n";
+    rte_mbuf* m = to_mbuf(PacketBuilder()
+                              .eth({.dst = kLbMac, .src = kRouterMac})
+                              .ipv4({.src = "192.0.2.10", .dst = "10.0.0.12"})
+                              .udp({.sport = 40000, .dport = 11211})
+                              .payload(Bytes(text.begin(), text.end()))
+                              .build());
+    dpdk::Verdicts v;
+    EXPECT_EQ(w.process_burst(&m, 1, v), 1);
+    const Bytes out = from_mbuf(m);
+    rte_pktmbuf_free(m);
+    return out;
+  };
+  // Both workers find the key hot; the control thread sees it once.
+  for (int i = 0; i < 3; ++i)
+    for (auto& w : workers) (void)get(*w, "hot");
+  const std::vector<control::FastpathHotKey> hot = fp.poll_hot(8);
+  ASSERT_EQ(hot.size(), 1u);
+  EXPECT_EQ(hot[0].vip_id, 30u);
+  EXPECT_EQ(hot[0].key, "hot");
+  EXPECT_TRUE(fp.poll_hot(8).empty());
+
+  auto lease = fp.begin_fill(30, "hot");
+  ASSERT_TRUE(lease.ok()) << lease.error().message;
+  const std::string value = "v1";
+  EXPECT_EQ(fp.install(lease.value(), "hot",
+                       {0, 0, {reinterpret_cast<const uint8_t*>(value.data()), value.size()}}),
+            2u);
+  // Each worker installs at its next burst and answers from its own copy.
+  for (auto& w : workers) {
+    const Bytes out = get(*w, "hot");
+    const std::string tail = "VALUE hot 0 2\r\nv1\r\nEND\r\n";
+    ASSERT_GE(out.size(), tail.size());
+    EXPECT_EQ(std::string(out.end() - static_cast<ptrdiff_t>(tail.size()), out.end()), tail);
+  }
+  const control::FastpathCacheCounters n = fp.counters(30);
+  EXPECT_EQ(n.fast_path.hits, 2u);
+  EXPECT_EQ(n.fast_path.misses, 6u);
+  EXPECT_EQ(n.fast_path.hot_reports, 2u);
+  EXPECT_EQ(n.fills, 1u) << "one value, installed on both workers";
+  EXPECT_EQ(n.entries, 2u);
+  EXPECT_EQ(n.bytes, 2u * (3u + value.size()));
+
+  for (auto& w : workers) {
+    fp.detach_cache(w->cache());
+    fp.detach_worker(w.get());
+  }
+  EXPECT_EQ(fp.cache(), nullptr);
   workers.clear();
 }
 

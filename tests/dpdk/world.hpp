@@ -102,6 +102,14 @@ class World {
     backends_[id] = b;
   }
   void remove_backend(uint32_t id) { backends_.erase(id); }
+  /// Adds a VIP (equal weights over `v.backends`) to the standard ones.
+  void add_vip(const WorldVip& v) {
+    vips_.push_back(v);
+    tables_[v.vip_id] = build_table(v.backends);
+  }
+  [[nodiscard]] const std::vector<uint32_t>& table(uint32_t vip_id) const {
+    return tables_.at(vip_id);
+  }
   void set_table(uint32_t vip_id, std::vector<uint32_t> table) {
     tables_[vip_id] = std::move(table);
   }

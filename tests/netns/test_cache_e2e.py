@@ -8,6 +8,9 @@
 # write, while readers keep the keys hot; (c) the same with a backend
 # killed (SIGKILL by PID) mid-run: misses and timeouts, never a stale or
 # wrong value. Each test checks that the cache really served during it.
+# With SLUICE_E2E_FASTPATH=dpdk (the netns test `cache_e2e_dpdk`) the same
+# tests run on the DPDK path with two workers: a client's TCP writes and
+# its UDP reads may meet different workers.
 import bisect
 import json
 import os
@@ -22,8 +25,10 @@ import time
 import pytest
 
 import sluicelab
-from conftest import require_lab, skip_or_fail
+from conftest import FASTPATH, require_lab, skip_or_fail
 from sluicelab import MEMCACHED_PORT, VIP4
+
+pytestmark = pytest.mark.fastpaths("xdp", "dpdk")
 
 # Fast enough that keys turn hot and fill within a fraction of a second.
 CACHE = {"entries": 2048, "hot_threshold": 3, "period_ms": 100, "ttl_ms": 5000,
@@ -33,7 +38,7 @@ HEALTH = {"mc": {"type": "memcached", "interval_ms": 200, "timeout_ms": 150, "ri
 
 
 def record(name: str, **figures) -> None:
-    line = {"test": name, **figures}
+    line = {"test": name if FASTPATH == "xdp" else f"{name}_{FASTPATH}", **figures}
     print(f"RESULT {json.dumps(line)}")
     path = os.environ.get("SLUICE_NETNS_RESULTS")
     if path:
@@ -75,7 +80,7 @@ def lab(lab_factory):
     sluice = require_lab()
     if not sluicelab.sluice_has(sluice, "ctl"):
         skip_or_fail(f"{sluice} has no `ctl`")
-    lab = lab_factory(backends=3, servers=["memcached"])
+    lab = lab_factory(backends=3, servers=["memcached"], fastpath=FASTPATH)
     config(lab)
     try:
         lab.attach()

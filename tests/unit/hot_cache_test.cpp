@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -291,6 +292,49 @@ TEST(CountMinSketch, IndicesStayInTheirRows) {
       EXPECT_LT(i, (row + 1) * SLUICE_CACHE_SKETCH_WIDTH);
     }
   }
+}
+
+
+// Two cores' caches over one CacheVersions (the DPDK workers): a write seen
+// by one stops the other's entry, and a lease from before it fails on both.
+TEST(HotCache, SharedVersionsMakeOneCoresWriteStopEveryCoresEntry) {
+  auto versions = std::make_unique<sluice::CacheVersions>();
+  auto made_a = sluice::HotCache::create({8, 1u << 20, 1000, 100}, *versions);
+  auto made_b = sluice::HotCache::create({8, 1u << 20, 1000, 100}, *versions);
+  ASSERT_TRUE(made_a.ok() && made_b.ok());
+  sluice::HotCache& a = made_a.value();
+  sluice::HotCache& b = made_b.value();
+  ASSERT_EQ(fill(a, 1, "k", "old", 0), sluice::FillResult::kInstalled);
+  ASSERT_EQ(fill(b, 1, "k", "old", 0), sluice::FillResult::kInstalled);
+  ASSERT_NE(b.lookup(1, "k", 10), nullptr);
+
+  auto lease = b.begin_fill(1, "other", 10);
+  ASSERT_TRUE(lease.ok());
+  a.invalidate(1, "k", 20);  // core A forwards a write of k
+  EXPECT_EQ(b.lookup(1, "k", 21), nullptr) << "core B must not serve the old value";
+  EXPECT_EQ(a.lookup(1, "k", 21), nullptr);
+  // A fill on B leased before A's write of k's slot is refused; one leased
+  // after it waits out write_settle_ms (the write may still be on its way).
+  auto before = b.begin_fill(1, "k", 300);
+  ASSERT_TRUE(before.ok());
+  a.invalidate(1, "k", 301);
+  EXPECT_EQ(b.install(before.value(), "k", {0, 0, bytes("x")}, 302), sluice::FillResult::kStale);
+  EXPECT_EQ(b.begin_fill(1, "k", 350).error().code, -EAGAIN);
+  EXPECT_EQ(fill(b, 1, "k", "new", 500), sluice::FillResult::kInstalled);
+  EXPECT_NE(b.lookup(1, "k", 501), nullptr);
+
+  // A whole-VIP invalidation on A stops B's entries and B's leases.
+  a.invalidate_vip(1);
+  EXPECT_EQ(b.lookup(1, "k", 502), nullptr);
+  EXPECT_EQ(b.install(lease.value(), "other", {0, 0, bytes("y")}, 503),
+            sluice::FillResult::kStale);
+  EXPECT_EQ(versions->epoch(1), 1u);
+  EXPECT_EQ(versions->version(sluice_cache_version_slot(1, sluice::mc::key_hash("k"))), 2u);
+  EXPECT_EQ(versions->last_write_ms(sluice_cache_version_slot(1, sluice::mc::key_hash("k"))),
+            301u);
+  // Another VIP's entries are untouched.
+  EXPECT_EQ(fill(b, 2, "k", "v2", 504), sluice::FillResult::kInstalled);
+  EXPECT_NE(b.lookup(2, "k", 505), nullptr);
 }
 
 }  // namespace

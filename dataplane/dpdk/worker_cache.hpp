@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The memcached part of the DPDK worker's path (DESIGN.md "Hot-object
+// cache"): key-affinity routing, and one worker's hot-object cache --
+// hits answered in the mbuf, writes invalidating before they are forwarded.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "dataplane/abi/cache.h"
+#include "dataplane/core/count_min_sketch.hpp"
+#include "dataplane/core/hot_cache.hpp"
+#include "dataplane/core/memcached.hpp"
+#include "dataplane/core/packet_parser.hpp"
+#include "dataplane/core/result.hpp"
+#include "dataplane/dpdk/snapshot.hpp"
+
+struct rte_mbuf;
+struct rte_ring;
+
+namespace sluice::dpdk {
+
+/// The hash a request to a VIP with SLUICE_VIP_KEY_HASH is placed by in
+/// the VIP's Maglev table (table[hash % M]), instead of its flow hash:
+/// mc::route_hash(key, seed) of the one key of a UDP get/gets or write
+/// that fills the datagram (mc::routing_key; the key hash and Maglev pick
+/// of xdp/cache.bpf.h's lb_select_by_key). nullopt -- placed by the flow
+/// hash as usual -- for anything else: TCP (a connection is one stream of
+/// many keys), ICMP errors, fragments, IPv6 with extension headers (the
+/// XDP path does not follow them either), a payload that is not one such
+/// request. `frame` holds the packet `pr` was parsed from; `seed` is the
+/// flow hash's (the config's hash_seed). Never allocates.
+[[nodiscard]] std::optional<uint32_t> key_route_hash(const uint8_t* frame, const ParseResult& pr,
+                                                     uint32_t seed) noexcept;
+
+/// Set-up of one worker's cache.
+struct WorkerCacheConfig {
+  /// Bounds of this worker's entries (each worker holds its own copy of a
+  /// hot entry: no sharing, no locks on a hit).
+  HotCacheConfig store{};
+  /// The versions every worker's cache of the process checks and bumps;
+  /// required, outlives the workers.
+  CacheVersions* versions = nullptr;
+  /// Misses of a key within one period (the worker's count-min sketch)
+  /// that make it hot: reported to the control thread once per period.
+  uint32_t hot_threshold = 32;
+  /// The sketch's period, ms (> 0): the worker zeroes it this often.
+  uint32_t period_ms = 1000;
+  /// Slots of the hot-key ring and of the install ring, a power of two:
+  /// reports or installs beyond it wait or are dropped (a later report).
+  uint32_t ring_slots = 256;
+};
+
+/// Per-VIP counters of one worker's cache (the fast path's, and the
+/// store's), readable from any thread.
+struct WorkerCacheCounters {
+  sluice_cache_stats fast_path{};  ///< hits, misses, invalidations, hot reports, bypassed
+  uint64_t fills = 0;              ///< the VIP's values installed
+  uint64_t stale_fills = 0;        ///< the VIP's installs refused: a write after the lease
+  HotCacheStats store{};           ///< the store's own counters, over all VIPs
+};
+
+/// One worker's hot-object cache, the DPDK twin of xdp/cache.bpf.h: on a
+/// VIP with SLUICE_VIP_CACHE (keyed by its vip_id; a TCP VIP with the flag
+/// is the twin of the UDP VIP on its address and port, whose keys its
+/// writes invalidate):
+///  - every write a UDP datagram or TCP segment holds (mc::scan_writes)
+///    bumps its key's shared version before the packet is forwarded; what
+///    cannot be followed -- a segment that starts mid-request, the binary
+///    protocol, a fragment, an IPv6 extension header, flush_all -- bumps
+///    the VIP's epoch;
+///  - a single-datagram get/gets of one key (mc::cacheable_udp_get) whose
+///    entry is live under the shared versions is answered in the mbuf:
+///    frame header echoed, "VALUE ... END" byte for byte, MACs, addresses
+///    and ports swapped, TTL / hop limit 64, IPv4 and UDP checksums, to go
+///    back out of the port it came in on;
+///  - anything else is forwarded (misses, multi-key gets, IPv4 options,
+///    an mbuf without room for the response); a miss counts in the
+///    worker's count-min sketch, and a key reaching hot_threshold misses
+///    in a period goes on the hot ring (poll_hot, the control thread);
+///  - values the control thread fetched come back through the install ring
+///    (post_install), applied by the worker at the top of each burst or
+///    idle turn (apply_installs) under the lease taken before the fetch:
+///    HotCache::install checks the shared versions again, so a write any
+///    worker saw since refuses the fill.
+/// Owned and called by one lcore, except: poll_hot and post_install (one
+/// control thread: each ring has one producer and one consumer),
+/// begin_fill through store() (reads the shared versions only) and the
+/// counters.
+class WorkerCache {
+ public:
+  /// Allocates the entries. Errors: HotCache::create's; -EINVAL without
+  /// versions.
+  [[nodiscard]] static Result<std::unique_ptr<WorkerCache>> create(
+      const WorkerCacheConfig& config);
+  WorkerCache(const WorkerCache&) = delete;
+  WorkerCache& operator=(const WorkerCache&) = delete;
+  ~WorkerCache();
+
+  /// What handle() did with a packet.
+  enum class Step : uint8_t {
+    kForward,   ///< unchanged: balance it as usual
+    kAnswered,  ///< the mbuf is now the response: transmit it
+  };
+
+  /// The cache's part of packet `m` (parsed as `pr`, to a VIP whose meta is
+  /// `vip`, with SLUICE_VIP_CACHE) in snapshot `s`, at `now_ms` (the
+  /// worker's wrapping ms clock). No allocation, locks or syscalls.
+  [[nodiscard]] Step handle(const Snapshot& s, rte_mbuf* m, const ParseResult& pr,
+                            const sluice_vip_meta& vip, uint32_t now_ms) noexcept;
+
+  /// The entries (fills: begin_fill from any thread, install on the owner
+  /// lcore only).
+  [[nodiscard]] HotCache& store() noexcept { return store_; }
+  /// The cache clock, ms: the worker's ms clock widened to 64 bits (it
+  /// follows the last now_ms handed to handle() or clock()). Lease
+  /// (begin_fill) and install times are on this clock.
+  [[nodiscard]] uint64_t clock(uint32_t now_ms) noexcept;
+  /// The clock as the worker last advanced it; any thread.
+  [[nodiscard]] uint64_t last_clock() const noexcept;
+  /// A copy of this worker's counters of VIP vip_id (< SLUICE_MAX_VIPS).
+  [[nodiscard]] sluice_cache_stats stats(uint32_t vip_id) const noexcept;
+  /// The fast path's counters of vip_id and the store's as of the last
+  /// apply_installs(); any thread.
+  [[nodiscard]] WorkerCacheCounters counters(uint32_t vip_id) const noexcept;
+
+  /// Control thread: moves up to out.size() hot keys reported since the
+  /// last call into `out`; returns how many.
+  size_t poll_hot(std::span<sluice_cache_hot> out) noexcept;
+  /// Control thread: hands the worker a value fetched under `lease` (from
+  /// this worker's store().begin_fill). Returns false when the install
+  /// ring is full or the key or value do not fit an entry (not cached).
+  [[nodiscard]] bool post_install(const FillLease& lease, std::string_view key,
+                                  const mc::Value& value) noexcept;
+  /// Worker lcore: installs what post_install handed over (at most a
+  /// ring's worth), restarts the sketch when its period is over, and
+  /// publishes the store's counters. Returns installs applied.
+  uint32_t apply_installs(uint32_t now_ms) noexcept;
+
+ private:
+  // One fetched value on its way to the worker (an element of the
+  // install ring, copied in and out: no allocation on either side).
+  struct Install {
+    FillLease lease;
+    uint64_t cas;
+    uint32_t flags;
+    uint16_t key_len;
+    uint16_t data_len;
+    char key[SLUICE_CACHE_KEY_ROOM];
+    uint8_t data[SLUICE_CACHE_VALUE_MAX];
+  };
+
+  WorkerCache(HotCache store, const WorkerCacheConfig& config);
+  // Bumps the VIP's epoch: nothing filled before now is served.
+  void unsure(uint32_t vip_id) noexcept;
+  // Counts a miss of `key` in the sketch; reports it at the threshold.
+  void count_miss(uint32_t vip_id, std::string_view key) noexcept;
+
+  HotCache store_;
+  uint32_t hot_threshold_;
+  uint32_t period_ms_;
+  uint64_t clock_ms_ = 0;
+  bool clock_started_ = false;
+  uint64_t period_start_ms_ = 0;
+  CountMinSketch sketch_;
+  rte_ring* hot_ = nullptr;      // sluice_cache_hot elements: worker -> control
+  rte_ring* install_ = nullptr;  // Install elements: control -> worker
+  struct Fills {
+    uint64_t installed;
+    uint64_t stale;
+  };
+  std::unique_ptr<sluice_cache_stats[]> stats_;  // by vip_id
+  std::unique_ptr<Fills[]> fills_;               // by vip_id
+  HotCacheStats published_{};                    // store_.stats(), for other threads
+};
+
+}  // namespace sluice::dpdk
