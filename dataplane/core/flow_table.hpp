@@ -85,7 +85,6 @@ class FlowInsertHint {
   uint8_t slot_ = 0;         ///< the slot an insert takes: 0..2 home line, 3..5 buddy
   uint8_t take_ = 0;         ///< FlowTable::Take: how it takes it; 0 (kStale): no hint
   uint8_t pair_ = 0;         ///< 1: the choice looked at the buddy line too
-  uint8_t pad_ = 0;
 };
 
 /// One entry as find() reports it.
@@ -135,7 +134,7 @@ struct FlowEntry {
 /// line, else of the other line of its pair (its buddy); each line counts
 /// exactly its flows living in the buddy (0..3), and a lookup that misses
 /// in its line reads the buddy only when that count is non-zero. So a hit
-/// reads one line unless its flow overflowed (about 1 in 16 at half load).
+/// reads one line unless its flow overflowed (5% of flows at half load).
 ///
 /// Admission (flood-proof): a new flow's entry is on probation until a
 /// lookup hits it (its second packet). A new entry may displace only an
@@ -150,9 +149,11 @@ struct FlowEntry {
 /// Sizing: a flow's pair is fixed by its hash, so new IPv4 flows are
 /// refused once their pair holds 6 live established flows (an IPv6 flow
 /// once its bucket holds 8), well before the table is full. Measured with
-/// 2^20 IPv4 slots: with 25% of the slots established, 0.0x% of new flows
-/// are refused; 50%: x%; 70%: x%; 80%: x% (perf/RESULTS.md, "ft6"). Give
-/// each core two to four times the concurrent flows it should pin.
+/// 2^20 IPv4 slots: with 25% of the slots established, 0.5% of new flows
+/// are refused; 50%: 8.8%; 70%: 30%; 80%: 47% (perf/RESULTS.md, "ft6";
+/// more than 8-slot buckets refuse per slot, but a slot here costs 21.3
+/// bytes, not 56). Give each core three to four times the concurrent IPv4
+/// flows it should pin.
 ///
 /// Time: `now` is the caller's millisecond clock (TSC in DPDK, bpf_ktime in
 /// XDP) as a wrapping uint32_t. Each entry keeps a deadline (last packet +
