@@ -237,7 +237,8 @@ std::string render_stats(const json& r) {
   const json& g = field(r, "global");
   std::vector<std::vector<std::string>> global;
   for (const char* key : {"rx_packets", "rx_bytes", "tx_packets", "pass_packets", "flow_hits",
-                          "flow_misses", "flow_insert_failed", "icmp_too_big_sent"}) {
+                          "flow_misses", "flow_insert_failed", "icmp_too_big_sent",
+                          "frag_unmatched"}) {
     global.push_back({key, cell(g, key)});
   }
   std::string out = render_table({"COUNTER", "TOTAL"}, global);

@@ -352,6 +352,7 @@ Arg<json> cmd_stats(Balancer& b) {
         {"flow_misses", g.flow_misses},
         {"flow_insert_failed", g.flow_insert_failed},
         {"icmp_too_big_sent", g.icmp_too_big_sent},
+        {"frag_unmatched", g.frag_unmatched},
         {"drops", drops}}},
       {"vips", vips},
       {"backends", backends},

@@ -257,11 +257,91 @@ std::vector<Row> LbPacketTest::rows() {
                       .raw({.bytes = pattern(30), .proto = kUdp})
                       .build(),
                   3, k_frag4));
-  t.push_back(pass("IPv4 fragment to a VIP without a port-0 entry passes (ports unknown)",
+  // To a VIP with a port (no port-0 VIP at its address): the first
+  // fragment finds the VIP by its port and leaves its datagram's VIP in
+  // sluice_frags, where the later ones (no ports) find it; all are placed
+  // by the address-only hash, so they meet one backend.
+  const auto k_pfrag4 = flow_key(kClient, 0, "10.0.0.1", 0, kUdp);
+  t.push_back(fwd("IPv4 first fragment to a port VIP finds it by its port",
+                  frame()
+                      .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 9, .more_fragments = true})
+                      .udp(udp(5000, 53))
+                      .payload(pattern(64))
+                      .build(),
+                  2, k_pfrag4));
+  t.push_back(hit("IPv4 middle fragment to a port VIP: the same backend",
+                  frame()
+                      .ipv4({.src = kClient,
+                             .dst = "10.0.0.1",
+                             .id = 9,
+                             .more_fragments = true,
+                             .frag_offset = 72})
+                      .raw({.bytes = pattern(72), .proto = kUdp})
+                      .build(),
+                  2, k_pfrag4));
+  t.push_back(hit("IPv4 last fragment to a port VIP: the same backend",
+                  frame()
+                      .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 9, .frag_offset = 144})
+                      .raw({.bytes = pattern(30), .proto = kUdp})
+                      .build(),
+                  2, k_pfrag4));
+  {
+    Row r = pass("IPv4 later fragment whose first was not seen: passed and counted",
+                 frame()
+                     .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 10, .frag_offset = 72})
+                     .raw({.bytes = pattern(30), .proto = kUdp})
+                     .build());
+    r.delta.frag_unmatched = 1;
+    t.push_back(r);
+  }
+  t.push_back(pass("IPv4 first fragment to a VIP address on a port it does not serve",
                    frame()
-                       .ipv4({.src = kClient, .dst = "10.0.0.1", .frag_offset = 72})
-                       .raw({.bytes = pattern(30), .proto = kUdp})
+                       .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 11, .more_fragments = true})
+                       .udp(udp(5000, 54))
+                       .payload(pattern(64))
                        .build()));
+  {
+    Row r = pass("IPv4 later fragment of that datagram: no record, passed and counted",
+                 frame()
+                     .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 11, .frag_offset = 72})
+                     .raw({.bytes = pattern(30), .proto = kUdp})
+                     .build());
+    r.delta.frag_unmatched = 1;
+    t.push_back(r);
+  }
+  const auto k_pfrag6 = flow_key(kClient6, 0, "2001:db8::1", 0, kTcp);
+  t.push_back(fwd("IPv6 first fragment to a port VIP finds it by its port",
+                  frame()
+                      .ipv6(v6(kClient6, "2001:db8::1"))
+                      .ipv6_ext({.type = SLUICE_IPPROTO_FRAGMENT,
+                                 .more_fragments = true,
+                                 .frag_id = 0x12345678})
+                      .tcp(tcp(40020, 443))
+                      .payload(pattern(64))
+                      .build(),
+                  5, k_pfrag6));
+  t.push_back(hit("IPv6 later fragment to a port VIP: the same backend",
+                  frame()
+                      .ipv6(v6(kClient6, "2001:db8::1"))
+                      .ipv6_ext({.type = SLUICE_IPPROTO_FRAGMENT,
+                                 .frag_offset = 88,
+                                 .frag_id = 0x12345678})
+                      .raw({.bytes = pattern(30), .proto = kTcp})
+                      .build(),
+                  5, k_pfrag6));
+  {
+    // The same datagram id from another client is another datagram.
+    Row r = pass("IPv6 later fragment whose first was not seen: passed and counted",
+                 frame()
+                     .ipv6(v6("2001:db8:c::11", "2001:db8::1"))
+                     .ipv6_ext({.type = SLUICE_IPPROTO_FRAGMENT,
+                                .frag_offset = 88,
+                                .frag_id = 0x12345678})
+                     .raw({.bytes = pattern(30), .proto = kTcp})
+                     .build());
+    r.delta.frag_unmatched = 1;
+    t.push_back(r);
+  }
   const auto k_frag6 = flow_key(kClient6, 0, "2001:db8::1", 0, kUdp);
   t.push_back(fwd("IPv6 first fragment hashes on addresses",
                   frame()
