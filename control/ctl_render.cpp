@@ -163,6 +163,9 @@ std::string render_status(const json& r) {
                        cell(fp, "prog_id");
     if (field(fp, "reused_pinned_maps") == true) text += ", reused pinned maps";
     rows.push_back({"fast path", text + ")"});
+    const json& problem = field(fp, "next_hop_problem");
+    if (problem.is_string() && !problem.get<std::string>().empty())
+      rows.push_back({"next hops", problem.get<std::string>()});
   }
   std::string panic;
   for (const json& v : list(r, "vips_in_panic")) panic += (panic.empty() ? "" : ", ") + cell(v);

@@ -90,7 +90,8 @@ FastpathInfo XdpFastpath::info() const {
                       loader_.ifindex(),
                       xdp::to_string(loader_.mode()),
                       loader_.prog_id(),
-                      loader_.reused_pinned_maps()};
+                      loader_.reused_pinned_maps(),
+                      next_hop_problem_};
 }
 
 Status XdpFastpath::publish(const FastpathSnapshot& snap) {
@@ -123,7 +124,9 @@ Result<xdp::NextHops> XdpFastpath::resolve(std::span<const IpAddress> targets) {
 Status XdpFastpath::refresh_next_hop(std::span<const IpAddress> targets) {
   auto hops = resolve(targets);
   if (!hops.ok()) return hops.error();
-  if (auto s = loader_.apply_next_hops(hops.value()); !s.ok()) return s.error();
+  const auto s = loader_.apply_next_hops(hops.value());
+  next_hop_problem_ = s.ok() ? "" : s.error().message;
+  if (!s.ok()) return s.error();
   return Ok{};
 }
 
@@ -131,7 +134,9 @@ std::function<Status()> XdpFastpath::resolve_next_hop(std::span<const IpAddress>
   auto hops = resolve(targets);
   if (!hops.ok()) return [err = hops.error()] { return Status(err); };
   return [this, h = std::move(hops.value())]() -> Status {
-    if (auto s = loader_.apply_next_hops(h); !s.ok()) return s.error();
+    const auto s = loader_.apply_next_hops(h);
+    next_hop_problem_ = s.ok() ? "" : s.error().message;
+    if (!s.ok()) return s.error();
     return Ok{};
   };
 }

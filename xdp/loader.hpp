@@ -232,7 +232,12 @@ class Loader {
   /// falls back to the static next hop, or is dropped (counted as
   /// tx_failed) where there is none. A backend published later takes its
   /// address's entry before its first packet. Entries are written only
-  /// where they change. Errors: map and devmap writes' errnos; otherwise,
+  /// where they change. In native mode an entry whose egress is another
+  /// interface that cannot transmit XDP frames (xdp_features() without
+  /// kXdpActNdoXmit, e.g. a veth whose peer has no XDP program and no GRO)
+  /// counts as not resolved (-EOPNOTSUPP, "egress <if> cannot transmit XDP
+  /// frames"); one the kernel says nothing about (< 6.3) is used.
+  /// Errors: map and devmap writes' errnos; otherwise,
   /// when some targets were not resolved, the first one's code with every
   /// unresolved target's message (the others are applied all the same).
   [[nodiscard]] Status apply_next_hops(const NextHops& hops);
