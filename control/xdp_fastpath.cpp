@@ -39,7 +39,13 @@ Result<std::unique_ptr<XdpFastpath>> XdpFastpath::open(const xdp::LoaderOptions&
   if (fp->loader_.reused_pinned_maps()) {
     if (auto s = fp->read_initial_state(); !s.ok()) return s.error();
   }
-  if (auto s = fp->loader_.attach(); !s.ok()) return s.error();
+  if (auto s = fp->loader_.attach(); !s.ok()) {
+    // What this attempt pinned goes with it (a native attach on a device
+    // without native XDP left ~35 MB of maps); a previous instance's stay.
+    Error e = s.error();
+    if (auto u = fp->loader_.unpin_created(); !u.ok()) e.message += "; " + u.error().message;
+    return e;
+  }
   return fp;
 }
 

@@ -191,7 +191,10 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
     if (bpf_map__is_internal(map)) continue;  // .rodata: per load, never shared
     const std::string path = pin_root + "/" + bpf_map__name(map);
     if (auto c = check_pinned(map, path); !c.ok()) return c.error();
-    if (access(path.c_str(), F_OK) == 0) l.reused_ = true;
+    if (access(path.c_str(), F_OK) == 0)
+      l.reused_ = true;
+    else
+      l.created_pins_.push_back(path);
     if (int err = bpf_map__set_pin_path(map, path.c_str()); err != 0)
       return sys_error(err, "setting the pin path of " + std::string(bpf_map__name(map)));
   }
@@ -280,6 +283,16 @@ Status Loader::attach() {
 Status Loader::detach() { return detach_interface(ifindex_); }
 
 Status Loader::unpin() { return unpin_maps(pin_root_); }
+
+Status Loader::unpin_created() {
+  for (const std::string& path : created_pins_)
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) return sys_error(errno, "unpinning " + path);
+  created_pins_.clear();
+  // Left alone while other pins (another instance's) are in it.
+  if (rmdir(pin_root_.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST)
+    return sys_error(errno, "removing pin folder " + pin_root_);
+  return Ok{};
+}
 
 Status detach_interface(int ifindex) {
   auto q = query(ifindex);

@@ -183,6 +183,13 @@ class Loader {
   /// until destroyed). Missing pins are not an error.
   [[nodiscard]] Status unpin();
 
+  /// Removes only the pins this Loader's load() created (maps that were
+  /// not pinned before it), and the pin folder if that leaves it empty: the
+  /// undo of a load whose attach failed, which must not take away maps a
+  /// running or earlier instance pinned. Missing pins are not an error.
+  /// Errors: unlink/rmdir errnos, naming the path.
+  [[nodiscard]] Status unpin_created();
+
   /// Publishes a snapshot: validates it whole (nothing is written if it is
   /// invalid), then applies the difference to the maps in the order that
   /// keeps every packet correctly routed (see the comment in publish.cpp).
@@ -345,6 +352,7 @@ class Loader {
   XdpMode mode_ = XdpMode::kNative;
   std::string pin_root_;
   bool reused_ = false;
+  std::vector<std::string> created_pins_;  // paths load() pinned anew
   uint32_t prog_id_ = 0;
   std::string verifier_log_;
   // A private map-in-map whose update makes the kernel wait for every

@@ -1391,6 +1391,34 @@ TEST_F(LoaderTest, ANativeNextHopThroughAnEgressThatCannotTransmitXdpIsNotUsed) 
   ASSERT_OK(l->unpin());
 }
 
+// A failed attach (native mode where the driver has none: lo) takes back
+// the pins its load made, and only those: maps an earlier instance pinned
+// stay for it.
+TEST_F(LoaderTest, AFailedAttachUnpinsOnlyWhatItsLoadPinned) {
+  LoaderOptions o = options(XdpMode::kNative);
+  o.ifname = "lo";
+  {
+    auto l = load(o);
+    ASSERT_TRUE(l);
+    EXPECT_FALSE(l->reused_pinned_maps());
+    const xdp::Status a = l->attach();
+    ASSERT_FALSE(a.ok()) << "native XDP on lo";
+    ASSERT_OK(l->unpin_created());
+    EXPECT_NE(access(pin_root().c_str(), F_OK), 0) << "pin folder still there";
+  }
+  auto first = load(options());
+  ASSERT_TRUE(first);
+  {
+    auto l = load(o);  // the same pin folder: re-uses first's maps
+    ASSERT_TRUE(l);
+    EXPECT_TRUE(l->reused_pinned_maps());
+    ASSERT_FALSE(l->attach().ok());
+    ASSERT_OK(l->unpin_created());
+  }
+  EXPECT_EQ(access((pin_root() + "/sluice_flows").c_str(), F_OK), 0) << "first's maps unpinned";
+  ASSERT_OK(first->unpin());
+}
+
 // Multi-armed end to end: clients' frames come in on lb0, the next hop is
 // behind lb1, and the encapsulated frames come out of peer1 (the router's
 // second arm), in both XDP modes. In native mode a veth only takes
