@@ -31,7 +31,10 @@ static __always_inline int lb_too_big(struct xdp_md *ctx, struct lb_state *st, _
 			return -SLUICE_DROP_TOO_BIG;
 		ret = lb_icmp4_too_big(ctx, p, sluice_icmp4_mtu(next_mtu));
 	} else {
-		if ((p->flags & LB_PKT_LATER_FRAG) || !sluice_icmp6_reply_allowed(&p->key.src))
+		/* A group destination MAC would be the reply's source MAC
+		 * (as for IPv4; dataplane/core/icmp_too_big.cpp says more). */
+		if ((p->flags & LB_PKT_LATER_FRAG) || (p->l2_dst0 & 1) ||
+		    !sluice_icmp6_reply_allowed(&p->key.src))
 			return -SLUICE_DROP_TOO_BIG;
 		ret = lb_icmp6_too_big(ctx, p, sluice_icmp6_mtu(next_mtu));
 	}

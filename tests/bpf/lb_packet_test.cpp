@@ -466,6 +466,20 @@ std::vector<Row> LbPacketTest::rows() {
   too_big_no_reply("too big to a link-layer broadcast: no reply", v4(kClient, "10.0.0.1"), 40015, 1,
                    Mac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff});
   {
+    // The reply would leave from the group MAC (as IPv4: none).
+    const Bytes in = PacketBuilder()
+                         .eth({.dst = Mac{0x33, 0x33, 0, 0, 0, 1}, .src = kRouterMac})
+                         .ipv6(v6(kClient6, "2001:db8::1"))
+                         .tcp(tcp(40016, 443, 0x10))
+                         .payload(pattern(1480 - 60))
+                         .build();
+    Row r = drop("IPv6 too big to a link-layer multicast: no reply", in, SLUICE_DROP_TOO_BIG);
+    r.delta.flow_misses = 1;
+    r.vip = 5;
+    r.new_flow = true;
+    t.push_back(r);
+  }
+  {
     // Only a datagram's first fragment is answered (RFC 1812 4.3.2.7).
     Row r = drop("IPv4 later fragment with DF over the MTU: no reply",
                  frame()
