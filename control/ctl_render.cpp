@@ -163,6 +163,9 @@ std::string render_status(const json& r) {
                        cell(fp, "prog_id");
     if (field(fp, "reused_pinned_maps") == true) text += ", reused pinned maps";
     rows.push_back({"fast path", text + ")"});
+    const json& problem = field(fp, "next_hop_problem");
+    if (problem.is_string() && !problem.get<std::string>().empty())
+      rows.push_back({"next hops", problem.get<std::string>()});
   }
   std::string panic;
   for (const json& v : list(r, "vips_in_panic")) panic += (panic.empty() ? "" : ", ") + cell(v);
@@ -237,7 +240,8 @@ std::string render_stats(const json& r) {
   const json& g = field(r, "global");
   std::vector<std::vector<std::string>> global;
   for (const char* key : {"rx_packets", "rx_bytes", "tx_packets", "pass_packets", "flow_hits",
-                          "flow_misses", "flow_insert_failed", "icmp_too_big_sent"}) {
+                          "flow_misses", "flow_insert_failed", "icmp_too_big_sent",
+                          "frag_unmatched"}) {
     global.push_back({key, cell(g, key)});
   }
   std::string out = render_table({"COUNTER", "TOTAL"}, global);

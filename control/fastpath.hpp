@@ -76,6 +76,10 @@ struct FastpathInfo {
   std::string mode;       ///< "native", "generic", ...
   uint32_t prog_id = 0;   ///< the kernel's program id (XDP), else 0
   bool reused_pinned_maps = false;
+  /// What the last next-hop refresh could not apply (unresolved
+  /// neighbours, an egress that cannot transmit XDP frames), naming the
+  /// backends; empty when every next hop is in use.
+  std::string next_hop_problem;
 };
 
 /// Established flows by backend id (flows a fast path holds on it now).

@@ -223,7 +223,8 @@ Arg<json> cmd_status(Balancer& b, const HandlerContext& ctx) {
                    {"ifindex", i.ifindex},
                    {"mode", i.mode},
                    {"prog_id", i.prog_id},
-                   {"reused_pinned_maps", i.reused_pinned_maps}});
+                   {"reused_pinned_maps", i.reused_pinned_maps},
+                   {"next_hop_problem", i.next_hop_problem}});
   }
   size_t backends = 0, up = 0;
   json panic = json::array();
@@ -352,6 +353,7 @@ Arg<json> cmd_stats(Balancer& b) {
         {"flow_misses", g.flow_misses},
         {"flow_insert_failed", g.flow_insert_failed},
         {"icmp_too_big_sent", g.icmp_too_big_sent},
+        {"frag_unmatched", g.frag_unmatched},
         {"drops", drops}}},
       {"vips", vips},
       {"backends", backends},

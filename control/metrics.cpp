@@ -105,6 +105,9 @@ void render_stats(const json& stats, std::string* out) {
       {"flow_misses", "VIP packets whose flow was not in the flow table (Maglev lookup)."},
       {"flow_insert_failed", "New flows that found no room in the flow table."},
       {"icmp_too_big_sent", "ICMP fragmentation-needed / packet-too-big messages sent."},
+      {"frag_unmatched",
+       "Later IP fragments passed to the kernel: no port-0 VIP at their address and no first "
+       "fragment of their datagram seen (out of order, or not a VIP's)."},
   };
   for (const auto& [key, help] : kGlobal) {
     Family f(std::string("sluice_") + key + "_total", "counter", help);

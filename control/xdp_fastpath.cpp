@@ -39,7 +39,13 @@ Result<std::unique_ptr<XdpFastpath>> XdpFastpath::open(const xdp::LoaderOptions&
   if (fp->loader_.reused_pinned_maps()) {
     if (auto s = fp->read_initial_state(); !s.ok()) return s.error();
   }
-  if (auto s = fp->loader_.attach(); !s.ok()) return s.error();
+  if (auto s = fp->loader_.attach(); !s.ok()) {
+    // What this attempt pinned goes with it (a native attach on a device
+    // without native XDP left ~35 MB of maps); a previous instance's stay.
+    Error e = s.error();
+    if (auto u = fp->loader_.unpin_created(); !u.ok()) e.message += "; " + u.error().message;
+    return e;
+  }
   return fp;
 }
 
@@ -90,7 +96,8 @@ FastpathInfo XdpFastpath::info() const {
                       loader_.ifindex(),
                       xdp::to_string(loader_.mode()),
                       loader_.prog_id(),
-                      loader_.reused_pinned_maps()};
+                      loader_.reused_pinned_maps(),
+                      next_hop_problem_};
 }
 
 Status XdpFastpath::publish(const FastpathSnapshot& snap) {
@@ -123,7 +130,9 @@ Result<xdp::NextHops> XdpFastpath::resolve(std::span<const IpAddress> targets) {
 Status XdpFastpath::refresh_next_hop(std::span<const IpAddress> targets) {
   auto hops = resolve(targets);
   if (!hops.ok()) return hops.error();
-  if (auto s = loader_.apply_next_hops(hops.value()); !s.ok()) return s.error();
+  const auto s = loader_.apply_next_hops(hops.value());
+  next_hop_problem_ = s.ok() ? "" : s.error().message;
+  if (!s.ok()) return s.error();
   return Ok{};
 }
 
@@ -131,7 +140,9 @@ std::function<Status()> XdpFastpath::resolve_next_hop(std::span<const IpAddress>
   auto hops = resolve(targets);
   if (!hops.ok()) return [err = hops.error()] { return Status(err); };
   return [this, h = std::move(hops.value())]() -> Status {
-    if (auto s = loader_.apply_next_hops(h); !s.ok()) return s.error();
+    const auto s = loader_.apply_next_hops(h);
+    next_hop_problem_ = s.ok() ? "" : s.error().message;
+    if (!s.ok()) return s.error();
     return Ok{};
   };
 }

@@ -52,6 +52,7 @@ class XdpFastpath final : public Fastpath {
   xdp::Loader loader_;
   FastpathState initial_;
   std::optional<xdp::NextHopResolver> resolver_;
+  std::string next_hop_problem_;  // FastpathInfo::next_hop_problem
 };
 
 }  // namespace sluice::control

@@ -68,6 +68,7 @@ struct lb_state {
 	__u8 new_flow;      /* Maglev placed a flow (not an ICMP error) */
 	__u8 insert_failed; /* the flow could not be stored */
 	__u8 icmp_sent;     /* the packet became a too-big reply to send back */
+	__u8 frag_unmatched; /* a later fragment no VIP claimed (lb_lookup_frag_vip) */
 };
 
 /* Finds the VIP of a flow in the hash map: exact (address, port,
@@ -139,6 +140,55 @@ static __always_inline int lb_lookup_vip(const struct sluice_flow_key *key,
 	if (r == LB_VIP_NONE)
 		return -1;
 	return lb_lookup_vip_hashed(key, out);
+}
+
+/* The VIP of a fragment, whose key has ports 0 so that every fragment of a
+ * datagram meets the same backend (DESIGN.md). A first fragment finds its
+ * VIP by its own destination port, as an unfragmented packet does, and
+ * records that port in sluice_frags under its datagram (addresses,
+ * protocol, IP id); a later fragment takes the port-0 wildcard VIP of its
+ * address if there is one, else its first fragment's record. Returns 0
+ * with *out, or -1 (pass): not a VIP's, or a later fragment without a
+ * record (first not seen: out of order, evicted, or not a VIP's datagram;
+ * *unmatched = 1 counts it). */
+static __always_inline int lb_lookup_frag_vip(const struct lb_packet *p,
+					      struct sluice_vip_meta *out, __u8 *unmatched)
+{
+	struct sluice_flow_key k = p->key;
+	struct lb_frag_key fk = {};
+	struct lb_frag_value fv = {};
+	struct lb_frag_value *seen;
+
+	__builtin_memcpy(&fk.src, &p->key.src, sizeof(fk.src));
+	__builtin_memcpy(&fk.dst, &p->key.dst, sizeof(fk.dst));
+	fk.id = p->frag_id;
+	fk.family = p->key.family;
+	fk.proto = p->key.proto;
+	if (!(p->flags & LB_PKT_LATER_FRAG)) {
+		k.dport = p->frag_dport;
+		if (lb_lookup_vip(&k, out))
+			return -1;
+		if (k.dport) {
+			fv.vip_id = out->vip_id;
+			fv.port = k.dport;
+			bpf_map_update_elem(&sluice_frags, &fk, &fv, BPF_ANY);
+		}
+		return 0;
+	}
+	if (lb_lookup_vip(&k, out) == 0)
+		return 0;
+	seen = bpf_map_lookup_elem(&sluice_frags, &fk);
+	if (!seen) {
+		*unmatched = 1;
+		return -1;
+	}
+	k.dport = seen->port;
+	/* The VIP may have gone, or its key been given to another, since. */
+	if (lb_lookup_vip(&k, out) || out->vip_id != seen->vip_id) {
+		*unmatched = 1;
+		return -1;
+	}
+	return 0;
 }
 
 static __always_inline int lb_flow_expired(const struct sluice_flow_value *v, __u8 proto, __u32 now_ms)

@@ -138,6 +138,44 @@ struct {
 	__type(value, struct lb_flow_cache_slot);
 } sluice_flow_cache SEC(".maps");
 
+/* Entries of sluice_frags: datagrams whose later fragments may still come.
+ * A datagram's fragments arrive within microseconds to a few ms of each
+ * other, so this many covers that many fragmented datagrams in flight at
+ * once (56 bytes each with the LRU's overhead aside: under 1 MB). */
+#define LB_FRAG_ENTRIES 16384
+
+/* A fragmented datagram: its addresses, protocol and IP identification
+ * (IPv4's 16 bits, the IPv6 fragment header's 32), the key of sluice_frags. */
+struct lb_frag_key {
+	union sluice_ip src;
+	union sluice_ip dst;
+	__u32 id;    /* host order */
+	__u8 family; /* SLUICE_FAMILY_* */
+	__u8 proto;  /* the fragmented datagram's upper-layer protocol */
+	__u8 pad[2]; /* zero */
+};
+
+/* Which VIP a datagram's first fragment found: later fragments carry no
+ * ports, so they find the VIP again by this port. */
+struct lb_frag_value {
+	__u32 vip_id; /* the VIP's id when the first fragment came */
+	__be16 port;  /* the first fragment's destination port */
+	__u16 pad;    /* zero */
+};
+
+/* The first fragment of each datagram to a VIP (one with a port), so its
+ * later fragments, which carry no ports, reach the same VIP and, by the
+ * address-only hash, the same backend. One LRU table shared by all CPUs:
+ * fragments of one datagram may arrive on different CPUs (veth runs XDP on
+ * the sender's CPU, and RSS hashes fragments on addresses only on some
+ * NICs and on ports where it can see them on others). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_FRAG_ENTRIES);
+	__type(key, struct lb_frag_key);
+	__type(value, struct lb_frag_value);
+} sluice_frags SEC(".maps");
+
 /* The outer-header config, one entry. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

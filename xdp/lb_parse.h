@@ -77,6 +77,9 @@ struct lb_packet {
 	__u8 l2_dst0;               /* first byte of the destination MAC (bit 0: group address) */
 	__u16 frag_off;             /* IPv4 flags and fragment offset, host order; 0 for IPv6 */
 	__u16 ip_id;                /* IPv4 identification, host order; 0 for IPv6 */
+	__u32 frag_id;              /* a fragment's datagram id (IPv4 16, IPv6 32 bits), host order */
+	__be16 frag_dport;          /* a first fragment's destination port (0: not in it) */
+	__u16 pad;                  /* zero */
 };
 
 static __always_inline int lb_is_l4(__u8 proto)
@@ -275,6 +278,22 @@ static __always_inline int lb_parse_l4(void *data, void *data_end, __u32 off, __
 	}
 }
 
+/* A first fragment's destination port, where the fragment holds it (TCP
+ * and UDP both keep it at bytes 2-3 of their header); the key's ports stay
+ * 0, so every fragment of a datagram hashes alike. */
+static __always_inline void lb_first_frag_port(void *data, void *data_end, __u32 off, __u32 end,
+					       struct lb_packet *p)
+{
+	__be16 *ports;
+
+	if (!lb_is_l4(p->key.proto) || off > 0xffff || off + 4 > end)
+		return;
+	ports = data + off;
+	if ((void *)(ports + 2) > data_end)
+		return;
+	p->frag_dport = ports[1];
+}
+
 static __always_inline int lb_parse_ipv4(void *data, void *data_end, struct lb_packet *p)
 {
 	struct iphdr *iph = data + p->l3_off;
@@ -302,6 +321,9 @@ static __always_inline int lb_parse_ipv4(void *data, void *data_end, struct lb_p
 		p->flags |= LB_PKT_LATER_FRAG;
 	if (frag & (LB_IP_MF | LB_IP_OFFSET)) {
 		p->flags |= LB_PKT_FRAGMENT;
+		p->frag_id = p->ip_id;
+		if (!(frag & LB_IP_OFFSET))
+			lb_first_frag_port(data, data_end, p->l3_off + hlen, p->l3_off + p->ip_len, p);
 		return lb_is_l4(p->key.proto) ? LB_PARSE_FLOW : LB_PARSE_PASS;
 	}
 	return lb_parse_l4(data, data_end, p->l3_off + hlen, p->l3_off + p->ip_len, p);
@@ -340,7 +362,16 @@ static __always_inline int lb_parse_ipv6(void *data, void *data_end, struct lb_p
 	if (ret == LB_EXT_LATER_FRAGMENT)
 		p->flags |= LB_PKT_LATER_FRAG;
 	if (ret == LB_EXT_FRAGMENT || ret == LB_EXT_LATER_FRAGMENT) {
+		/* The fragment header is the 8 bytes before off; its id at 4. */
+		__u32 fh = off - 4;
+		__be32 *id = data + fh;
+
 		p->flags |= LB_PKT_FRAGMENT;
+		if (fh > 0xffff || (void *)(id + 1) > data_end)
+			return -SLUICE_DROP_TRUNCATED;
+		p->frag_id = bpf_ntohl(*id);
+		if (ret == LB_EXT_FRAGMENT)
+			lb_first_frag_port(data, data_end, off, p->l3_off + p->ip_len, p);
 		return lb_is_l4(nh) ? LB_PARSE_FLOW : LB_PARSE_PASS;
 	}
 	return lb_parse_l4(data, data_end, off, p->l3_off + p->ip_len, p);

@@ -15,6 +15,7 @@
 #include <set>
 
 #include "xdp/attached_prog.hpp"
+#include "xdp/netlink.hpp"
 
 namespace sluice::xdp {
 namespace {
@@ -221,7 +222,10 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
       if (auto u = unpin_if_other_type(map, path); !u.ok()) return u.error();
     }
     if (auto c = check_pinned(map, path); !c.ok()) return c.error();
-    if (access(path.c_str(), F_OK) == 0) l.reused_ = true;
+    if (access(path.c_str(), F_OK) == 0)
+      l.reused_ = true;
+    else
+      l.created_pins_.push_back(path);
     if (int err = bpf_map__set_pin_path(map, path.c_str()); err != 0)
       return sys_error(err, "setting the pin path of " + std::string(bpf_map__name(map)));
   }
@@ -310,6 +314,16 @@ Status Loader::attach() {
 Status Loader::detach() { return detach_interface(ifindex_); }
 
 Status Loader::unpin() { return unpin_maps(pin_root_); }
+
+Status Loader::unpin_created() {
+  for (const std::string& path : created_pins_)
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) return sys_error(errno, "unpinning " + path);
+  created_pins_.clear();
+  // Left alone while other pins (another instance's) are in it.
+  if (rmdir(pin_root_.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST)
+    return sys_error(errno, "removing pin folder " + pin_root_);
+  return Ok{};
+}
 
 Status detach_interface(int ifindex) {
   auto q = query(ifindex);
@@ -478,16 +492,42 @@ NextHops Loader::resolve_next_hops(NextHopResolver& resolver, std::span<const Ip
 Status Loader::apply_next_hops(const NextHops& hops) {
   std::map<IpAddress, sluice_next_hop> resolved;
   std::optional<Error> failed;
+  // The first failure names the problem, later ones add their message.
+  const auto fail = [&](int code, const std::string& first, const std::string& later) {
+    if (!failed)
+      failed = Error{code, first};
+    else
+      failed->message += "; " + later;
+  };
+  // Native-mode XDP_REDIRECT hands frames to the egress driver's
+  // ndo_xdp_xmit; one without it (or a veth whose peer has neither an XDP
+  // program nor GRO) drops them after the program counted them sent. Such
+  // a next hop is treated as unresolved. Where the kernel cannot say
+  // (before 6.3), the interface is taken to be able, as before.
+  std::map<uint32_t, bool> can_xmit;
   for (const NextHops::Entry& e : hops.entries) {
     if (e.hop) {
-      resolved[e.target] = normalised(e.hop->to_map());
+      const sluice_next_hop nh = normalised(e.hop->to_map());
+      if (nh.ifindex != 0 && mode_ == XdpMode::kNative) {
+        auto it = can_xmit.find(nh.ifindex);
+        if (it == can_xmit.end()) {
+          const auto f = xdp_features(static_cast<int>(nh.ifindex));
+          it = can_xmit.emplace(nh.ifindex, !f.ok() || (f.value() & kXdpActNdoXmit) != 0).first;
+        }
+        if (!it->second) {
+          const std::string why = "backend " + e.target.to_string() + ": egress " +
+                                  ifname_of(static_cast<int>(nh.ifindex)) +
+                                  " cannot transmit XDP frames (no ndo_xdp_xmit; a veth needs "
+                                  "an XDP program or GRO on its peer): next hop not used";
+          fail(-EOPNOTSUPP, why, why);
+          continue;
+        }
+      }
+      resolved[e.target] = nh;
       continue;
     }
-    if (!failed)
-      failed = Error{e.error.code, "no next hop for " + e.target.to_string() + ": " +
-                                       e.error.message};
-    else
-      failed->message += "; " + e.error.message;
+    fail(e.error.code, "no next hop for " + e.target.to_string() + ": " + e.error.message,
+         e.error.message);
   }
   resolved_ = std::move(resolved);
   std::vector<bool> live(SLUICE_MAX_BACKENDS);

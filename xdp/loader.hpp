@@ -185,6 +185,13 @@ class Loader {
   /// until destroyed). Missing pins are not an error.
   [[nodiscard]] Status unpin();
 
+  /// Removes only the pins this Loader's load() created (maps that were
+  /// not pinned before it), and the pin folder if that leaves it empty: the
+  /// undo of a load whose attach failed, which must not take away maps a
+  /// running or earlier instance pinned. Missing pins are not an error.
+  /// Errors: unlink/rmdir errnos, naming the path.
+  [[nodiscard]] Status unpin_created();
+
   /// Publishes a snapshot: validates it whole (nothing is written if it is
   /// invalid), then applies the difference to the maps in the order that
   /// keeps every packet correctly routed (see the comment in publish.cpp).
@@ -234,7 +241,12 @@ class Loader {
   /// falls back to the static next hop, or is dropped (counted as
   /// tx_failed) where there is none. A backend published later takes its
   /// address's entry before its first packet. Entries are written only
-  /// where they change. Errors: map and devmap writes' errnos; otherwise,
+  /// where they change. In native mode an entry whose egress is another
+  /// interface that cannot transmit XDP frames (xdp_features() without
+  /// kXdpActNdoXmit, e.g. a veth whose peer has no XDP program and no GRO)
+  /// counts as not resolved (-EOPNOTSUPP, "egress <if> cannot transmit XDP
+  /// frames"); one the kernel says nothing about (< 6.3) is used.
+  /// Errors: map and devmap writes' errnos; otherwise,
   /// when some targets were not resolved, the first one's code with every
   /// unresolved target's message (the others are applied all the same).
   [[nodiscard]] Status apply_next_hops(const NextHops& hops);
@@ -342,6 +354,7 @@ class Loader {
   XdpMode mode_ = XdpMode::kNative;
   std::string pin_root_;
   bool reused_ = false;
+  std::vector<std::string> created_pins_;  // paths load() pinned anew
   uint32_t prog_id_ = 0;
   std::string verifier_log_;
   // A private map-in-map whose update makes the kernel wait for every

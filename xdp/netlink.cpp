@@ -2,6 +2,7 @@
 // RtNetlink: request/ack exchange and notification reads on NETLINK_ROUTE.
 #include "xdp/netlink.hpp"
 
+#include <linux/genetlink.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,6 +11,8 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <utility>
 
 namespace sluice::xdp {
@@ -67,6 +70,71 @@ void NlMessage::prepare(uint32_t seq) {
   h.nlmsg_flags = static_cast<uint16_t>(h.nlmsg_flags | NLM_F_REQUEST | NLM_F_ACK);
   h.nlmsg_seq = seq;
   std::memcpy(buf_.data(), &h, sizeof h);
+}
+
+Result<RtNetlink> RtNetlink::open_protocol(int protocol) {
+  const int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
+  if (fd < 0) return sys_error(errno, "opening a netlink socket");
+  RtNetlink nl(fd);
+  const int one = 1;
+  setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
+  setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
+  timeval tv{kRequestTimeoutSeconds, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_nl addr{};
+  addr.nl_family = AF_NETLINK;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return sys_error(errno, "binding a netlink socket");
+  return nl;
+}
+
+Result<uint64_t> xdp_features(int ifindex) {
+  // linux/netdev.h (kernel >= 6.3; Debian 12's headers predate it).
+  constexpr uint8_t kNetdevCmdDevGet = 1;
+  constexpr uint16_t kNetdevADevIfindex = 1;
+  constexpr uint16_t kNetdevADevXdpFeatures = 3;
+  auto nl = RtNetlink::open_protocol(NETLINK_GENERIC);
+  if (!nl.ok()) return nl.error();
+  genlmsghdr g{};
+  g.cmd = CTRL_CMD_GETFAMILY;
+  g.version = 1;
+  NlMessage fam(GENL_ID_CTRL, 0, &g, sizeof g);
+  fam.attr(CTRL_ATTR_FAMILY_NAME, "netdev", sizeof "netdev");
+  auto found = nl.value().request(fam);
+  if (!found.ok()) {
+    if (found.error().code == -ENOENT)
+      return Error{-EOPNOTSUPP, "the kernel has no netdev netlink family (XDP features)"};
+    return found.error();
+  }
+  uint16_t family = 0;
+  for (const NlReply& r : found.value()) {
+    if (r.payload.size() < sizeof g) continue;
+    for_each_attr(std::span<const uint8_t>(r.payload).subspan(sizeof g),
+                  [&](uint16_t type, std::span<const uint8_t> v) {
+                    if (type == CTRL_ATTR_FAMILY_ID && v.size() >= 2)
+                      std::memcpy(&family, v.data(), 2);
+                  });
+  }
+  if (family == 0) return Error{-EOPNOTSUPP, "no id for the netdev netlink family"};
+  g.cmd = kNetdevCmdDevGet;
+  NlMessage get(family, 0, &g, sizeof g);
+  get.attr_u32(kNetdevADevIfindex, static_cast<uint32_t>(ifindex));
+  auto dev = nl.value().request(get);
+  if (!dev.ok()) return dev.error();
+  for (const NlReply& r : dev.value()) {
+    if (r.payload.size() < sizeof g) continue;
+    std::optional<uint64_t> features;
+    for_each_attr(std::span<const uint8_t>(r.payload).subspan(sizeof g),
+                  [&](uint16_t type, std::span<const uint8_t> v) {
+                    if (type == kNetdevADevXdpFeatures && v.size() >= 8) {
+                      uint64_t f = 0;
+                      std::memcpy(&f, v.data(), 8);
+                      features = f;
+                    }
+                  });
+    if (features) return *features;
+  }
+  return Error{-EOPNOTSUPP, "no XDP features reported for ifindex " + std::to_string(ifindex)};
 }
 
 Result<RtNetlink> RtNetlink::open(uint32_t groups) {

@@ -65,6 +65,8 @@ class RtNetlink {
   /// of (0 for a request socket). Extended acks are asked for, so kernel
   /// error strings reach the Error message. Errors: socket/bind errno.
   [[nodiscard]] static Result<RtNetlink> open(uint32_t groups = 0);
+  /// The same on another netlink protocol (NETLINK_GENERIC), without groups.
+  [[nodiscard]] static Result<RtNetlink> open_protocol(int protocol);
 
   RtNetlink(RtNetlink&& o) noexcept;
   RtNetlink& operator=(RtNetlink&& o) noexcept;
@@ -90,6 +92,19 @@ class RtNetlink {
   int fd_ = -1;
   uint32_t seq_ = 0;
 };
+
+/// NETDEV_XDP_ACT_NDO_XMIT (linux/netdev.h, kernel >= 6.3): the device
+/// implements ndo_xdp_xmit, so it can send the frames XDP_REDIRECT gives it
+/// in native mode (a veth only while its peer has an XDP program or GRO).
+inline constexpr uint64_t kXdpActNdoXmit = 4;
+
+/// The XDP features (NETDEV_XDP_ACT_* bits) the kernel reports for interface
+/// `ifindex` of the calling thread's network namespace, read through the
+/// "netdev" generic-netlink family (NETDEV_CMD_DEV_GET; libbpf 1.1 has no
+/// bpf_xdp_query feature_flags). Errors: -EOPNOTSUPP when the kernel has
+/// no such family (before 6.3), the kernel's -errno (-ENODEV: no such
+/// interface), socket errnos.
+[[nodiscard]] Result<uint64_t> xdp_features(int ifindex);
 
 template <class F>
 void for_each_attr(std::span<const uint8_t> attrs, F&& f) {

@@ -31,7 +31,10 @@ static __always_inline int lb_too_big(struct xdp_md *ctx, struct lb_state *st, _
 			return -SLUICE_DROP_TOO_BIG;
 		ret = lb_icmp4_too_big(ctx, p, sluice_icmp4_mtu(next_mtu));
 	} else {
-		if ((p->flags & LB_PKT_LATER_FRAG) || !sluice_icmp6_reply_allowed(&p->key.src))
+		/* A group destination MAC would be the reply's source MAC
+		 * (as for IPv4; dataplane/core/icmp_too_big.cpp says more). */
+		if ((p->flags & LB_PKT_LATER_FRAG) || (p->l2_dst0 & 1) ||
+		    !sluice_icmp6_reply_allowed(&p->key.src))
 			return -SLUICE_DROP_TOO_BIG;
 		ret = lb_icmp6_too_big(ctx, p, sluice_icmp6_mtu(next_mtu));
 	}
@@ -106,7 +109,11 @@ static __always_inline int lb_process(struct xdp_md *ctx, struct lb_state *st)
 	ret = lb_parse(data, data_end, &st->pkt);
 	if (ret != LB_PARSE_FLOW)
 		return ret == LB_PARSE_PASS ? XDP_PASS : ret;
-	if (lb_lookup_vip(&st->pkt.key, &vip))
+	if (st->pkt.flags & LB_PKT_FRAGMENT)
+		ret = lb_lookup_frag_vip(&st->pkt, &vip, &st->frag_unmatched);
+	else
+		ret = lb_lookup_vip(&st->pkt.key, &vip);
+	if (ret)
 		return XDP_PASS;
 	st->vip_id = vip.vip_id;
 	if (vip.flags & (SLUICE_VIP_CACHE | SLUICE_VIP_KEY_HASH)) {
@@ -155,6 +162,7 @@ static __always_inline int lb_account(const struct lb_state *st, int ret)
 			g->flow_misses++;
 		g->flow_insert_failed += st->insert_failed;
 		g->icmp_too_big_sent += st->icmp_sent;
+		g->frag_unmatched += st->frag_unmatched;
 	}
 	if (st->vip_id != LB_NONE) {
 		key = st->vip_id;

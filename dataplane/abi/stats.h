@@ -34,6 +34,7 @@ struct sluice_global_stats {
 	sl_u64 flow_insert_failed;          /* new flows not stored: bucket full of established flows */
 	sl_u64 icmp_too_big_sent;           /* frag-needed / packet-too-big replies */
 	sl_u64 drops[SLUICE_DROP_MAX];      /* drops by reason */
+	sl_u64 frag_unmatched;              /* later fragments passed: no VIP's first fragment seen */
 };
 
 /* Per-core counters of one VIP. */

@@ -32,11 +32,15 @@ bool ipv4_reply_allowed(const uint8_t* l2, const IpPacket& p) {
   return true;
 }
 
-bool ipv6_reply_allowed(const IpPacket& p) {
+bool ipv6_reply_allowed(const uint8_t* l2, const IpPacket& p) {
   const uint8_t* ip = p.l3;
   union sluice_ip saddr;
   std::memcpy(saddr.bytes, ip + 8, 16);
   if (!sluice_icmp6_reply_allowed(&saddr)) return false;
+  // RFC 4443 2.4(e.4) would allow a packet-too-big about a link-layer
+  // multicast, but the reply takes the frame's destination MAC as its
+  // source, and a group address is no frame's source: none, as for IPv4.
+  if (l2[0] & 1) return false;
 
   // Walk to the upper-layer header to learn whether this is an ICMPv6
   // error, a bounded number of extension headers (RFC 8200 section 4).
@@ -104,7 +108,7 @@ IcmpStatus build_v4(uint8_t* buf, FrameSpan& frame, size_t l3_off, const IpPacke
 
 IcmpStatus build_v6(uint8_t* buf, FrameSpan& frame, size_t l3_off, const IpPacket& p,
                     uint32_t mtu) {
-  if (!ipv6_reply_allowed(p)) return IcmpStatus::kSuppressed;
+  if (!ipv6_reply_allowed(buf + frame.off, p)) return IcmpStatus::kSuppressed;
   if (frame.off < kIcmp6Added) return IcmpStatus::kNoHeadroom;
 
   const size_t quote = std::min(p.len, kIcmp6MaxQuote);

@@ -62,7 +62,8 @@ const char* to_string(IcmpStatus status);
 /// - a source that names no single host: IPv4 0/8, 127/8, 224/4 and above
 ///   (multicast, reserved, broadcast); IPv6 :: and ff00::/8 (RFC 1122
 ///   3.2.2, RFC 4443 2.4(e.6)); an IPv4 multicast or broadcast destination;
-///   an IPv4 packet sent to a link-layer multicast or broadcast address;
+///   a packet (IPv4 or IPv6) sent to a link-layer multicast or broadcast
+///   address (the reply's source MAC would be that group address);
 /// - IPv4 without DF. The sender did not ask for path MTU discovery, and a
 ///   frag-needed for a datagram it allowed to be fragmented is not what RFC
 ///   1191 describes; fragmenting is not the fast path's job, so such a packet

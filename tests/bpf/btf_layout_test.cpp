@@ -107,7 +107,8 @@ const std::map<std::string, Layout>& cpp_layouts() {
                                    SLUICE_MEMBER(sluice_global_stats, flow_misses),
                                    SLUICE_MEMBER(sluice_global_stats, flow_insert_failed),
                                    SLUICE_MEMBER(sluice_global_stats, icmp_too_big_sent),
-                                   SLUICE_MEMBER(sluice_global_stats, drops)}),
+                                   SLUICE_MEMBER(sluice_global_stats, drops),
+                                   SLUICE_MEMBER(sluice_global_stats, frag_unmatched)}),
       layout<sluice_vip_stats>(
           "sluice_vip_stats",
           {SLUICE_MEMBER(sluice_vip_stats, packets), SLUICE_MEMBER(sluice_vip_stats, bytes),

@@ -10,6 +10,9 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <random>
+
+#include "dataplane/core/maglev.hpp"
 
 namespace sluice::test {
 namespace {
@@ -25,6 +28,7 @@ const char* const kStatNames[] = {
     "drops[BAD_ICMP]",    "drops[UNSUPPORTED_L4]",
     "drops[NO_BACKEND]",  "drops[ENCAP_NO_ROOM]",
     "drops[TOO_BIG]",     "drops[TX_FAILED]",
+    "frag_unmatched",
 };
 static_assert(sizeof(kStatNames) / sizeof(kStatNames[0]) * 8 == sizeof(sluice_global_stats),
               "a name for every counter");
@@ -111,6 +115,27 @@ void LbFixture::SetUp() {
   SLUICE_SKIP_WITHOUT_BPF();
   pin_.emplace();
   ASSERT_GE(pin_->cpu(), 0) << "cannot pin the test to one CPU";
+  encap_config_.src_v4 = kSrcV4.ip;
+  encap_config_.src_v6 = kSrcV6.ip;
+  encap_config_.mtu = kMtu;
+  encap_config_.entropy_bits = kEntropyBits;
+  if (through_loader()) {
+    // Loaded, never attached: "lo" only names an interface for the loader.
+    std::random_device rd;
+    pin_root_ = "/sys/fs/bpf/sluice-test-lbfix-" + std::to_string(rd()) + std::to_string(rd());
+    xdp::LoaderOptions o;
+    o.ifname = "lo";
+    o.hash_seed = kSeed;
+    o.flows_per_cpu = 4096;
+    o.probation_per_cpu = 4096;
+    o.pin_root = pin_root_;
+    auto loaded = xdp::Loader::load(o);
+    ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+    loader_.emplace(std::move(loaded.value()));
+    publish_world();
+    set_next_hop(kGatewayMac, kLbMac);
+    return;
+  }
   auto opened = LbSkeleton::open("sluice_lb");
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   skel_.emplace(std::move(opened.value()));
@@ -125,19 +150,27 @@ void LbFixture::SetUp() {
             0);
   ASSERT_EQ(skel_->load(), 0) << "the verifier rejected sluice_lb (log above)";
 
-  encap_config_.src_v4 = kSrcV4.ip;
-  encap_config_.src_v6 = kSrcV6.ip;
-  encap_config_.mtu = kMtu;
-  encap_config_.entropy_bits = kEntropyBits;
   const uint32_t zero = 0;
   ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_encap), &zero, &encap_config_, BPF_ANY), 0);
   set_next_hop(kGatewayMac, kLbMac);
+}
+
+void LbFixture::TearDown() {
+  if (!loader_) return;
+  const auto unpinned = loader_->unpin();
+  EXPECT_TRUE(unpinned.ok()) << unpinned.error().message;
+  loader_.reset();
 }
 
 void LbFixture::set_next_hop(const Mac& dst, const Mac& src) {
   sluice_next_hop nh{};
   std::memcpy(nh.dst_mac, dst.data(), 6);
   std::memcpy(nh.src_mac, src.data(), 6);
+  if (loader_) {
+    const auto set = loader_->set_next_hop(nh);
+    ASSERT_TRUE(set.ok()) << set.error().message;
+    return;
+  }
   const uint32_t zero = 0;
   ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_next_hop), &zero, &nh, BPF_ANY), 0);
 }
@@ -193,6 +226,7 @@ std::vector<sluice_flow_key> LbFixture::take_probation() {
 int LbFixture::fd(bpf_map* map) const { return bpf_map__fd(map); }
 
 void LbFixture::provision_world() {
+  batching_ = true;
   add_backend(1, "10.1.0.1");
   add_backend(2, "10.1.0.2");
   add_backend(3, "10.1.0.3");
@@ -208,6 +242,33 @@ void LbFixture::provision_world() {
   add_vip({"2001:db8::3", 80, kTcp, 8, 0, {1, 2}});  // IPv6 VIP, IPv4 backends
   add_vip({"10.0.0.4", 80, kTcp, 9, SLUICE_VIP_HASH_SRC_ONLY, {1, 2, 3}});
   add_vip({"10.0.0.5", 80, kTcp, 10, 0, {}});  // no backend
+  batching_ = false;
+  publish_world();
+}
+
+void LbFixture::publish_world() {
+  if (!loader_ || batching_) return;
+  xdp::Snapshot snap;
+  for (const auto& [id, b] : backends_) {
+    sluice_backend out = b;
+    out.flags &= SLUICE_BACKEND_DRAINING;  // VALID is the loader's
+    snap.backends.push_back(out);
+  }
+  for (const auto& [id, v] : vips_) {
+    const IpAddress a = address(v.addr);
+    xdp::SnapshotVip sv;
+    sv.key.addr = a.ip;
+    sv.key.port = sl_htons(v.port);
+    sv.key.proto = v.proto;
+    sv.key.family = a.family;
+    sv.meta.vip_id = id;
+    sv.meta.flags = v.flags;
+    sv.table = tables_.at(id);
+    snap.vips.push_back(sv);
+  }
+  snap.encap = encap_config_;
+  const auto published = loader_->publish(snap);
+  ASSERT_TRUE(published.ok()) << published.error().message;
 }
 
 void LbFixture::add_backend(uint32_t id, std::string_view addr, uint8_t flags) {
@@ -218,6 +279,7 @@ void LbFixture::add_backend(uint32_t id, std::string_view addr, uint8_t flags) {
   b.family = a.family;
   b.flags = flags;
   backends_[id] = b;
+  if (loader_) return publish_world();
   set_backend(id & (SLUICE_MAX_BACKENDS - 1), b);
 }
 
@@ -238,6 +300,7 @@ void LbFixture::add_vip(const VipSpec& v) {
   m.table_size = kTableSize;
   vips_[v.vip_id] = v;
   publish_table(v.vip_id, v.backends);
+  if (loader_) return;
   ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_vips), &k, &m, BPF_ANY), 0);
   sluice_vip_slot slot{};
   slot.addr = k.addr;
@@ -251,6 +314,11 @@ void LbFixture::add_vip(const VipSpec& v) {
 }
 
 void LbFixture::remove_vip(uint32_t vip_id) {
+  if (loader_) {
+    vips_.erase(vip_id);
+    tables_.erase(vip_id);
+    return publish_world();
+  }
   const VipSpec v = vips_.at(vip_id);
   const IpAddress a = address(v.addr);
   sluice_vip_key k{};
@@ -275,6 +343,20 @@ void LbFixture::write_vip_slot(uint32_t index) {
 }
 
 void LbFixture::publish_table(uint32_t vip_id, const std::vector<uint32_t>& backends) {
+  if (loader_) {
+    std::vector<uint32_t> table(kTableSize, SLUICE_BACKEND_NONE);
+    if (!backends.empty()) {
+      std::vector<MaglevBackend> in;
+      for (uint32_t id : backends) in.push_back({address_of(backends_.at(id)), 1});
+      MaglevBuilder builder;
+      auto built = builder.build(in, kTableSize);
+      ASSERT_TRUE(built.ok()) << built.error().message;
+      for (size_t i = 0; i < table.size(); ++i) table[i] = backends[built.value()[i]];
+    }
+    vips_.at(vip_id).backends = backends;
+    tables_[vip_id] = std::move(table);
+    return publish_world();
+  }
   // Slot i -> backends[i % n], on purpose: the tests choose tables whose
   // every slot changes by reordering the list (a Maglev table would not
   // change: it depends on addresses, not order), and predict the backend

@@ -18,6 +18,7 @@
 #include "tests/bpf/bpf_test_util.hpp"
 #include "tests/common/packet_builder.hpp"
 #include "xdp/lb_skeleton.hpp"
+#include "xdp/loader.hpp"
 #include "xdp/sluice_lb.h"
 
 namespace sluice::test {
@@ -41,8 +42,10 @@ sluice_flow_key flow_key(std::string_view client, uint16_t cport, std::string_vi
 /// EtherType: what an output frame's L2 header must be.
 Bytes l2_header(const Bytes& like, size_t ntags, const Mac& dst, const Mac& src, uint16_t type);
 
-/// A VIP to provision: its table spreads `backends` over the slots
-/// (slot i -> backends[i % n]; an empty list leaves every slot empty).
+/// A VIP to provision. Written directly, its table spreads `backends` over
+/// the slots (slot i -> backends[i % n]); provisioned through the loader,
+/// it is the core's Maglev table of their addresses (MaglevBuilder, weight
+/// 1 each). An empty list leaves every slot empty.
 struct VipSpec {
   std::string addr;
   uint16_t port;
@@ -67,13 +70,26 @@ void expect_stats_delta(const sluice_global_stats& before, const sluice_global_s
 class LbFixture : public ::testing::Test {
  protected:
   void SetUp() override;
+  void TearDown() override;
   /// Called between open and load: map sizes, rodata (sluice_newflows is
-  /// sized afterwards from sluice_probation_slots).
+  /// sized afterwards from sluice_probation_slots; not called when
+  /// provisioning through the loader).
   virtual void before_load(sluice_lb_bpf* /*skel*/) {}
+  /// Whether the world is loaded and provisioned through xdp::Loader
+  /// (load with pinned maps under a random bpffs folder, publish() of whole
+  /// snapshots, set_next_hop: the daemon's path, Maglev tables from the
+  /// core builder) instead of by writing the maps directly. Tests that
+  /// need hand-made tables or states no snapshot can make (a reordered
+  /// table, a cleared slot, a hidden backend) write directly.
+  [[nodiscard]] virtual bool through_loader() const { return false; }
 
   // The standard world: v4 backends 1-3, v6 backends 11-12, and the VIPs
   // listed in lb_fixture.cpp.
   void provision_world();
+  /// Through the loader: publishes backends_, vips_ (with tables_) and the
+  /// encap config as one snapshot (a no-op when writing directly, or while
+  /// provision_world batches its changes).
+  void publish_world();
   void add_backend(uint32_t id, std::string_view addr, uint8_t flags = SLUICE_BACKEND_VALID);
   void set_backend(uint32_t slot, const sluice_backend& b);
   /// Adds the VIP to the hash map and its direct-mapped slot (a slot that
@@ -125,11 +141,16 @@ class LbFixture : public ::testing::Test {
   sluice_backend_stats backend_stats(uint32_t backend_id);
 
   [[nodiscard]] int fd(bpf_map* map) const;
-  [[nodiscard]] sluice_lb_bpf* skel() const { return skel_->get(); }
+  [[nodiscard]] sluice_lb_bpf* skel() const {
+    return loader_ ? loader_->skeleton() : skel_->get();
+  }
   [[nodiscard]] int cpu() const { return pin_->cpu(); }
 
   std::optional<CpuPin> pin_;
   std::optional<LbSkeleton> skel_;
+  std::optional<xdp::Loader> loader_;  // through_loader(): owns the skeleton
+  std::string pin_root_;               // through_loader(): its pin folder
+  bool batching_ = false;              // provision_world: one publish at the end
   std::map<uint32_t, sluice_backend> backends_;       // by id
   std::map<uint32_t, VipSpec> vips_;                  // by vip_id
   std::map<uint32_t, std::vector<sluice_vip_slot>> vip_slots_;  // VIPs by direct-mapped slot

@@ -38,6 +38,7 @@
 #include "tests/common/packet_builder.hpp"
 #include "xdp/decap.hpp"
 #include "xdp/decap_skeleton.hpp"
+#include "xdp/netlink.hpp"
 #include "xdp/unique_fd.hpp"
 
 namespace sluice::test {
@@ -1358,6 +1359,108 @@ TEST_F(LoaderTest, ANextHopBehindAnotherInterfaceIsAnXdpRedirect) {
   ASSERT_OK(g1);
   EXPECT_EQ(g1.value().drops[SLUICE_DROP_TX_FAILED] - g0.value().drops[SLUICE_DROP_TX_FAILED], 1u);
   EXPECT_EQ(g1.value().tx_packets, g0.value().tx_packets);
+}
+
+// Native-mode XDP_REDIRECT needs an egress that can transmit XDP frames
+// (ndo_xdp_xmit; a veth only while its peer has an XDP program or GRO): a
+// next hop through one that cannot is refused like an unresolved one (the
+// backend falls back to the static next hop, or is dropped as tx_failed)
+// and reported, instead of its frames being counted sent and lost.
+TEST_F(LoaderTest, ANativeNextHopThroughAnEgressThatCannotTransmitXdpIsNotUsed) {
+  const auto lb1 = static_cast<int>(if_nametoindex("lb1"));
+  ASSERT_GT(lb1, 0);
+  auto features = xdp::xdp_features(lb1);
+  if (!features.ok() && features.error().code == -EOPNOTSUPP && !bpf_required())
+    GTEST_SKIP() << features.error().message;
+  ASSERT_OK(features);
+  EXPECT_EQ(features.value() & xdp::kXdpActNdoXmit, 0u) << "peer1 has no XDP program, no GRO";
+
+  const Mac peer1 = mac_of(ns_->peer(), "peer1");
+  const Mac lb1_mac = mac_of(ns_->lb(), "lb1");
+  xdp::NextHops hops;
+  xdp::NextHop hop;
+  hop.ifindex = lb1;
+  hop.neighbour = addr("10.1.0.2");
+  std::copy(peer1.begin(), peer1.end(), hop.dst_mac.begin());
+  std::copy(lb1_mac.begin(), lb1_mac.end(), hop.src_mac.begin());
+  hops.entries.push_back({addr("10.1.0.2"), hop, {}});
+  const uint32_t slot = 2;  // backend id 2
+  const auto own_hop = [&](const Loader& l) {
+    sluice_backend_hop h{};
+    EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd(l.skeleton()->maps.sluice_backend_hops), &slot, &h),
+              0);
+    return h;
+  };
+
+  {
+    auto l = load(options(XdpMode::kNative));
+    ASSERT_TRUE(l);
+    ASSERT_OK(l->publish(basic_world().snapshot()));
+    const xdp::Status s = l->apply_next_hops(hops);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code, -EOPNOTSUPP);
+    EXPECT_NE(s.error().message.find("backend 10.1.0.2: egress lb1 cannot transmit XDP frames"),
+              std::string::npos)
+        << s.error().message;
+    EXPECT_TRUE(tx_ports(*l).empty()) << "lb1 must not enter the devmap";
+    EXPECT_EQ(own_hop(*l).hop.ifindex, 0u) << "backend 2 keeps the static next hop";
+    ASSERT_OK(l->unpin());
+  }
+  {
+    // Generic mode sends redirected frames as skbs: any interface will do.
+    auto l = load(options(XdpMode::kGeneric));
+    ASSERT_TRUE(l);
+    ASSERT_OK(l->publish(basic_world().snapshot()));
+    ASSERT_OK(l->apply_next_hops(hops));
+    EXPECT_EQ(tx_ports(*l), std::vector<uint32_t>{static_cast<uint32_t>(lb1)});
+    ASSERT_OK(l->unpin());
+  }
+  {
+    // With a program on peer1, lb1 can transmit, and the next hop is used.
+    NetnsEnter peer(ns_->peer());
+    ASSERT_TRUE(peer.error().empty()) << peer.error();
+    const IpAddress pass_only[] = {addr("192.0.2.1")};
+    auto decap = xdp::attach_decap("peer1", XdpMode::kNative, pass_only);
+    ASSERT_OK(decap);
+  }
+  features = xdp::xdp_features(lb1);
+  ASSERT_OK(features);
+  EXPECT_NE(features.value() & xdp::kXdpActNdoXmit, 0u);
+  auto l = load(options(XdpMode::kNative));
+  ASSERT_TRUE(l);
+  ASSERT_OK(l->publish(basic_world().snapshot()));
+  ASSERT_OK(l->apply_next_hops(hops));
+  EXPECT_EQ(tx_ports(*l), std::vector<uint32_t>{static_cast<uint32_t>(lb1)});
+  EXPECT_EQ(own_hop(*l).hop.ifindex, static_cast<uint32_t>(lb1));
+  ASSERT_OK(l->unpin());
+}
+
+// A failed attach (native mode where the driver has none: lo) takes back
+// the pins its load made, and only those: maps an earlier instance pinned
+// stay for it.
+TEST_F(LoaderTest, AFailedAttachUnpinsOnlyWhatItsLoadPinned) {
+  LoaderOptions o = options(XdpMode::kNative);
+  o.ifname = "lo";
+  {
+    auto l = load(o);
+    ASSERT_TRUE(l);
+    EXPECT_FALSE(l->reused_pinned_maps());
+    const xdp::Status a = l->attach();
+    ASSERT_FALSE(a.ok()) << "native XDP on lo";
+    ASSERT_OK(l->unpin_created());
+    EXPECT_NE(access(pin_root().c_str(), F_OK), 0) << "pin folder still there";
+  }
+  auto first = load(options());
+  ASSERT_TRUE(first);
+  {
+    auto l = load(o);  // the same pin folder: re-uses first's maps
+    ASSERT_TRUE(l);
+    EXPECT_TRUE(l->reused_pinned_maps());
+    ASSERT_FALSE(l->attach().ok());
+    ASSERT_OK(l->unpin_created());
+  }
+  EXPECT_EQ(access((pin_root() + "/sluice_flows").c_str(), F_OK), 0) << "first's maps unpinned";
+  ASSERT_OK(first->unpin());
 }
 
 // Multi-armed end to end: clients' frames come in on lb0, the next hop is

@@ -79,11 +79,12 @@ TEST(AbiLayout, EncapConfig) {
 
 TEST(AbiLayout, Stats) {
   using G = sluice_global_stats;
-  EXPECT_EQ(sizeof(G), 8u * (8 + SLUICE_DROP_MAX));
+  EXPECT_EQ(sizeof(G), 8u * (9 + SLUICE_DROP_MAX));
   expect_fields("sluice_global_stats", sizeof(G), sizeof(G),
                 {F(G, rx_packets, 0), F(G, rx_bytes, 8), F(G, tx_packets, 16),
                  F(G, pass_packets, 24), F(G, flow_hits, 32), F(G, flow_misses, 40),
-                 F(G, flow_insert_failed, 48), F(G, icmp_too_big_sent, 56), F(G, drops, 64)});
+                 F(G, flow_insert_failed, 48), F(G, icmp_too_big_sent, 56), F(G, drops, 64),
+                 F(G, frag_unmatched, 64 + 8 * SLUICE_DROP_MAX)});
   using V = sluice_vip_stats;
   expect_fields("sluice_vip_stats", sizeof(V), 32,
                 {F(V, packets, 0), F(V, bytes, 8), F(V, new_flows, 16), F(V, drops, 24)});

@@ -28,7 +28,10 @@ const json kStatus = json::parse(R"({
   "version": "0.1.0", "pid": 4711, "uptime_s": 3723, "config": "/etc/sluice/sluice.toml",
   "config_generation": 3,
   "fastpaths": [{"kind": "xdp", "interface": "veth0", "ifindex": 7, "mode": "native",
-                 "prog_id": 42, "reused_pinned_maps": true}],
+                 "prog_id": 42, "reused_pinned_maps": true, "next_hop_problem": ""},
+                {"kind": "xdp", "interface": "veth1", "ifindex": 8, "mode": "native",
+                 "prog_id": 43, "reused_pinned_maps": false,
+                 "next_hop_problem": "backend 10.93.0.2: egress lb1 cannot transmit XDP frames"}],
   "vips": 2, "backends": 3, "backends_up": 2, "vips_in_panic": ["dns"]})");
 
 const json kVips = json::parse(R"({"vips": [
@@ -205,6 +208,8 @@ TEST_F(CtlTest, Status) {
             "sluice 0.1.0, pid 4711, up 1h02m03s\n"
             "config      /etc/sluice/sluice.toml (generation 3)\n"
             "fast path   xdp on veth0 (ifindex 7, native, prog 42, reused pinned maps)\n"
+            "fast path   xdp on veth1 (ifindex 8, native, prog 43)\n"
+            "next hops   backend 10.93.0.2: egress lb1 cannot transmit XDP frames\n"
             "VIPs        2 (in panic: dns)\n"
             "backends    3, 2 up\n");
   EXPECT_EQ(r.err, "");

@@ -54,7 +54,7 @@ class FakeFastpath final : public control::Fastpath {
   explicit FakeFastpath(std::shared_ptr<FakeHeld> held) : held_(std::move(held)) {}
 
   [[nodiscard]] control::FastpathInfo info() const override {
-    return {"fake", "fake0", 7, "native", 42, !held_->initial.vips.empty()};
+    return {"fake", "fake0", 7, "native", 42, !held_->initial.vips.empty(), ""};
   }
   [[nodiscard]] const control::FastpathState& initial_state() const override {
     return held_->initial;

@@ -284,6 +284,10 @@ const NoReplyCase kNoReply[] = {
      })},
     {"v6_source_unspecified", v6([](Original& s) { s.ip6.src = "::"; })},
     {"v6_source_multicast", v6([](Original& s) { s.ip6.src = "ff02::1"; })},
+    // The reply's source MAC would be the group address (review5 L4).
+    {"v6_link_multicast",
+     v6([](Original& s) { s.dst_mac = {0x33, 0x33, 0x00, 0x00, 0x00, 0x01}; })},
+    {"v6_link_broadcast", v6([](Original& s) { s.dst_mac = kBroadcastMac; })},
 };
 
 void PrintTo(const NoReplyCase& c, std::ostream* os) { *os << c.name; }

@@ -23,7 +23,7 @@ using control::Status;
 class BlockingFastpath final : public control::Fastpath {
  public:
   [[nodiscard]] control::FastpathInfo info() const override {
-    return {"fake", "fake0", 1, "native", 0, false};
+    return {"fake", "fake0", 1, "native", 0, false, ""};
   }
   [[nodiscard]] const control::FastpathState& initial_state() const override { return state_; }
   [[nodiscard]] Status publish(const control::FastpathSnapshot&) override { return control::Ok{}; }
