@@ -20,6 +20,9 @@
 namespace sluice::xdp {
 namespace {
 
+// Maps older builds pinned that this one no longer has.
+constexpr const char* kRetiredMaps[] = {"sluice_cache_index", "sluice_cache_versions"};
+
 // The program's name as the kernel reports it (bpf_prog_info.name): how a
 // sluice program already on an interface is recognised.
 constexpr const char* kProgName = "sluice_lb";
@@ -228,6 +231,15 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
       l.created_pins_.push_back(path);
     if (int err = bpf_map__set_pin_path(map, path.c_str()); err != 0)
       return sys_error(err, "setting the pin path of " + std::string(bpf_map__name(map)));
+  }
+
+  // Maps this program no longer has (the cache's hash-map index and its
+  // separate version array before branch xcache): unpinned, so an upgraded
+  // daemon neither keeps their memory nor leaves them behind on detach.
+  for (const char* retired : kRetiredMaps) {
+    const std::string path = pin_root + "/" + retired;
+    if (unlink(path.c_str()) != 0 && errno != ENOENT)
+      return sys_error(errno, "unpinning the retired map " + path);
   }
 
   // libbpf writes to the buffer only while loading (an object loads once).

@@ -490,6 +490,23 @@ TEST_F(LoaderTest, APinnedProbationMapOfAnOlderTypeIsReplaced) {
   EXPECT_EQ(info.type, static_cast<uint32_t>(BPF_MAP_TYPE_ARRAY));
 }
 
+// An upgrade over maps pinned by a build with the hash-map cache index:
+// the maps this program no longer has are unpinned, the rest re-used.
+TEST_F(LoaderTest, PinnedMapsThisBuildNoLongerHasAreUnpinned) {
+  { ASSERT_TRUE(load(options())); }
+  std::vector<std::string> retired;
+  for (const char* name : {"sluice_cache_index", "sluice_cache_versions"}) {
+    UniqueFd old(bpf_map_create(BPF_MAP_TYPE_ARRAY, name, 4, 8, 16, nullptr));
+    ASSERT_GE(old.get(), 0) << std::strerror(errno);
+    retired.push_back(pin_root() + "/" + name);
+    ASSERT_EQ(bpf_obj_pin(old.get(), retired.back().c_str()), 0) << std::strerror(errno);
+  }
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  EXPECT_TRUE(l->reused_pinned_maps());
+  for (const std::string& path : retired) EXPECT_NE(access(path.c_str(), F_OK), 0) << path;
+}
+
 TEST_F(LoaderTest, ARestartKeepsEstablishedFlowsOnTheirBackends) {
   CpuPin pin;
   ASSERT_GE(pin.cpu(), 0);
