@@ -376,17 +376,16 @@ std::vector<Scenario> make_scenarios(uint32_t runs) {
                .target = 400});
   s.push_back({.name = "tcp4_syn_same",
                .what = "extra: the same IPv4 TCP SYN every packet (Katran: no flow lookup, "
-                       "re-insert; sluice: a hit, a SYN on a live backend's entry follows it; "
-                       "builds before xdp5 re-placed it: a path MISMATCH for them)",
+                       "re-insert; sluice: the established entry re-placed by Maglev in place; "
+                       "older builds hit it: a path MISMATCH for them)",
                .frame = tcp4_frame(kClient4, kVip4, kTcpSyn),
-               .path = Path::kHit,
-               .katran_path = Path::kMiss,
+               .path = Path::kMiss,
                .packets = 100000});
   s.push_back({.name = "tcp4_syn_same_flood",
                .what = "extra: as tcp4_syn_same, 1M per run (loop: 200k): above 125,000 new "
                        "flows/s Katran stops storing them (its flood limit)",
                .frame = tcp4_frame(kClient4, kVip4, kTcpSyn),
-               .path = Path::kHit,
+               .path = Path::kMiss,
                .katran_path = Path::kMissMaybeUnsaved,
                .loop_packets = 200000});
   Bytes get(SLUICE_MC_UDP_HDR_LEN, 0);

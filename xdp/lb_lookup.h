@@ -15,13 +15,11 @@
  * removed (slot not VALID or holding another id) is a miss; a draining
  * backend keeps its flows; an entry idle longer than the protocol's timeout
  * is a miss. ICMP errors only read the table: they never create, promote or
- * refresh an entry. A TCP SYN (without ACK) on an entry whose backend is
- * draining is placed again by the VIP's current table (IPVS's
- * conn_reuse_mode, the DPDK worker's rule): clients reuse ports (Linux
- * cycles its ephemeral range within a few thousand connections to one VIP,
- * well inside the idle timeout), and such a SYN is a new connection that
- * must not reach a drained backend. On a live backend's entry a SYN follows
- * it, so a spoofed SYN cannot move an established connection.
+ * refresh an entry. A TCP SYN (without ACK) never follows an established
+ * entry: clients reuse ports (Linux cycles its ephemeral range within a few
+ * thousand connections to one VIP, well inside the idle timeout), and a new
+ * connection is placed by the VIP's current table, which also keeps it off
+ * a draining backend.
  *
  * sluice_flows is one table shared by all CPUs: a flow's packets are not
  * bound to one CPU (veth runs XDP on the sending CPU; a NIC's RSS can be
@@ -38,8 +36,7 @@
  * slot that answers. The slot's backend is the shared entry's, checked like
  * it (a removed backend is a miss and goes to sluice_flows). The one write
  * that changes a live entry's backend for a flow whose packets still come,
- * a SYN re-placing a reused 4-tuple of a draining backend, empties that
- * flow's slot on every CPU
+ * a SYN re-placing a reused 4-tuple, empties that flow's slot on every CPU
  * before the SYN is sent on, so no packet of the new connection (which
  * follows the SYN) reads the old backend. What the cache cannot see: an
  * established entry the LRU evicted (a table past capacity) may still be
@@ -318,10 +315,10 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 	now = (__u32)(bpf_ktime_get_coarse_ns() / 1000000);
 	v = bpf_map_lookup_elem(&sluice_flows, key);
 	if (v && v->state == SLUICE_FLOW_ESTABLISHED && !lb_flow_expired(v, key->proto, now)) {
-		/* A SYN on a draining backend's entry is a new connection on
-		 * a reused client port: a drained backend gets none. */
-		if (lb_get_backend(v->backend_id, out) == 0 &&
-		    !((st->pkt.flags & LB_PKT_SYN) && (out->flags & SLUICE_BACKEND_DRAINING))) {
+		/* A SYN starts a new connection: an entry under its 4-tuple is
+		 * an old one's whose client port was reused, and must not send
+		 * it to that connection's backend (perhaps draining). */
+		if (!(st->pkt.flags & LB_PKT_SYN) && lb_get_backend(v->backend_id, out) == 0) {
 			st->flow = LB_FLOW_HIT;
 			*hash = sluice_flow_value_hash(v);
 			if (update) {
@@ -334,13 +331,12 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 			}
 			return 0;
 		}
-		/* Its backend is gone, or a new connection reuses the tuple of
-		 * a draining backend's: the flow moves to the VIP's current
-		 * choice and stays established (overwritten in place: a SYN
-		 * never inserts). A SYN's new backend must reach every CPU's
-		 * next packet of the flow: their cached slots (which name the
-		 * draining backend, still valid) go first. (A gone backend
-		 * needs no such step: every slot naming it already misses.) */
+		/* Its backend is gone, or a new connection reuses the tuple:
+		 * the flow moves to the VIP's current choice and stays
+		 * established (overwritten in place: a SYN never inserts). A
+		 * SYN's new backend must reach every CPU's next packet of the
+		 * flow: their cached slots go first. (A gone backend needs no
+		 * such step: every slot naming it already misses.) */
 		if (sluice_flow_cache_jiffies && update && (st->pkt.flags & LB_PKT_SYN))
 			lb_flow_cache_drop_all(key);
 		h = lb_flow_hash(key, vip);
@@ -366,8 +362,7 @@ static __always_inline int lb_select_backend(struct lb_state *st, const struct s
 	if (!ps)
 		return -SLUICE_DROP_NO_BACKEND; /* cannot happen: slot < max_entries */
 	if (lb_same_key(&ps->key, key) && !lb_flow_expired(&ps->value, key->proto, now) &&
-	    lb_get_backend(ps->value.backend_id, out) == 0 &&
-	    !((st->pkt.flags & LB_PKT_SYN) && (out->flags & SLUICE_BACKEND_DRAINING))) {
+	    lb_get_backend(ps->value.backend_id, out) == 0) {
 		st->flow = LB_FLOW_HIT;
 		if (!update)
 			return 0;

@@ -250,13 +250,14 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
       forward(s, m, p, *b, out);
       continue;
     }
-    // A SYN without ACK on a flow pinned to a draining backend is a new
-    // connection reusing the 5-tuple of a closed one (the client's port
-    // came round again), not the flow's: it is placed anew, as IPVS's
-    // conn_reuse_mode does, so a drained backend gets no new connections.
+    // A SYN without ACK is a new connection, also when it reuses the
+    // 5-tuple of a closed one (the client's port came round again within
+    // the idle timeout): placed by the current table, as the XDP program
+    // does (xdp/lb_lookup.h), so weight changes and drains apply to every
+    // new connection. A retransmitted SYN meets the same backend unless the
+    // table changed in between.
     if (found[i] != SLUICE_BACKEND_NONE && (b = s.backend(found[i])) != nullptr &&
-        ((b->flags & SLUICE_BACKEND_DRAINING) == 0 ||
-         (p.pr.tcp_flags & (kTcpSyn | kTcpAck)) != kTcpSyn)) {
+        (p.pr.tcp_flags & (kTcpSyn | kTcpAck)) != kTcpSyn) {
       ++g.flow_hits;
       forward(s, m, p, *b, out);
       continue;

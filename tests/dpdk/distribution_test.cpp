@@ -77,7 +77,7 @@ TEST(DistributionTest, FlowsStayOnOneWorkerWithoutRss) {
     const Bytes in = PacketBuilder()
                          .eth({.dst = kLbMac, .src = kRouterMac})
                          .ipv4({.src = "192.0.2.10", .dst = "10.0.0.1"})
-                         .tcp({.sport = sport, .dport = 80})
+                         .tcp({.sport = sport, .dport = 80, .flags = 0x10})  // ACK: a SYN is placed anew
                          .build();
     const auto key = flow_key("192.0.2.10", sport, "10.0.0.1", 80, kTcp);
     keys.push_back(key);
