@@ -8,24 +8,16 @@
 #include <map>
 #include <utility>
 
+#include "control/json_fields.hpp"
+
 namespace sluice {
 
 namespace {
 
 using nlohmann::json;
 
-const json& field(const json& j, const char* key) {
-  static const json kNull;
-  if (!j.is_object()) return kNull;
-  const auto it = j.find(key);
-  return it == j.end() ? kNull : *it;
-}
-
-const json& list(const json& j, const char* key) {
-  static const json kEmpty = json::array();
-  const json& v = field(j, key);
-  return v.is_array() ? v : kEmpty;
-}
+using json_fields::field;
+using json_fields::list;
 
 // A value as a table cell: numbers as integers when they are, strings as
 // they are, booleans yes/no, anything else "-".

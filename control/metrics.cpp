@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "control/json_fields.hpp"
+
 namespace sluice {
 
 namespace {
@@ -14,18 +16,8 @@ namespace {
 using nlohmann::json;
 using Labels = std::vector<std::pair<const char*, std::string>>;
 
-const json& field(const json& j, const char* key) {
-  static const json kNull;
-  if (!j.is_object()) return kNull;
-  const auto it = j.find(key);
-  return it == j.end() ? kNull : *it;
-}
-
-const json& list(const json& j, const char* key) {
-  static const json kEmpty = json::array();
-  const json& v = field(j, key);
-  return v.is_array() ? v : kEmpty;
-}
+using json_fields::field;
+using json_fields::list;
 
 std::string text(const json& v) { return v.is_string() ? v.get<std::string>() : std::string(); }
 

@@ -61,20 +61,27 @@ double thread_cpu_seconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
-// Ethernet + IPv4 (total length 50) + TCP ACK + 10 bytes: 64 bytes.
-std::array<uint8_t, kFrameLen> make_template(uint32_t dst) {
-  std::array<uint8_t, kFrameLen> f{};
+// Writes Ethernet (router -> LB) and an option-less IPv4 header from
+// kClientBase to `dst` (host order) at `f`; `ip_len` is the IPv4 total
+// length, bytes. Returns where the L4 header goes.
+uint8_t* put_eth_ipv4(uint8_t* f, uint16_t ip_len, uint8_t proto, uint32_t dst) {
   const uint8_t eth[14] = {2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0xfe, 0x08, 0x00};
-  std::memcpy(f.data(), eth, sizeof eth);
-  uint8_t* ip = f.data() + 14;
+  std::memcpy(f, eth, sizeof eth);
+  uint8_t* ip = f + 14;
   ip[0] = 0x45;
-  sluice_put_be16(ip + 2, 50);
+  sluice_put_be16(ip + 2, ip_len);
   ip[8] = 64;
-  ip[9] = SLUICE_IPPROTO_TCP;
+  ip[9] = proto;
   sluice_put_be32(ip + 12, kClientBase);
   sluice_put_be32(ip + 16, dst);
   sluice_ipv4_csum_fill(ip);
-  uint8_t* tcp = ip + 20;
+  return ip + 20;
+}
+
+// Ethernet + IPv4 (total length 50) + TCP ACK + 10 bytes: 64 bytes.
+std::array<uint8_t, kFrameLen> make_template(uint32_t dst) {
+  std::array<uint8_t, kFrameLen> f{};
+  uint8_t* tcp = put_eth_ipv4(f.data(), 50, SLUICE_IPPROTO_TCP, dst);
   sluice_put_be16(tcp, 40000);
   sluice_put_be16(tcp + 2, 80);
   tcp[12] = 0x50;
@@ -97,17 +104,8 @@ std::string cache_key(uint32_t k) {
 // Ethernet + IPv4 + UDP to kVip:11211 + frame header + a get.
 std::array<uint8_t, kMcFrameLen> make_get_template() {
   std::array<uint8_t, kMcFrameLen> f{};
-  const uint8_t eth[14] = {2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0xfe, 0x08, 0x00};
-  std::memcpy(f.data(), eth, sizeof eth);
-  uint8_t* ip = f.data() + 14;
-  ip[0] = 0x45;
-  sluice_put_be16(ip + 2, static_cast<uint16_t>(kMcFrameLen - 14));
-  ip[8] = 64;
-  ip[9] = SLUICE_IPPROTO_UDP;
-  sluice_put_be32(ip + 12, kClientBase);
-  sluice_put_be32(ip + 16, kVip);
-  sluice_ipv4_csum_fill(ip);
-  uint8_t* udp = ip + 20;
+  uint8_t* udp =
+      put_eth_ipv4(f.data(), static_cast<uint16_t>(kMcFrameLen - 14), SLUICE_IPPROTO_UDP, kVip);
   sluice_put_be16(udp, 40000);
   sluice_put_be16(udp + 2, 11211);
   sluice_put_be16(udp + 4, static_cast<uint16_t>(kMcFrameLen - 34));

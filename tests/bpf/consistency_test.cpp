@@ -32,18 +32,8 @@ namespace {
 using xdp::Loader;
 using xdp::LoaderOptions;
 using xdp::Snapshot;
-using xdp::SnapshotVip;
 
 using namespace consistency;  // NOLINT: the shared world, tests/common/consistency_world.hpp
-
-sluice_backend backend(const BackendDef& d) {
-  const IpAddress ip = address(d.addr);
-  sluice_backend b{};
-  b.addr = ip.ip;
-  b.id = d.id;
-  b.family = ip.family;
-  return b;
-}
 
 class ConsistencyTest : public ::testing::Test {
  protected:
@@ -70,43 +60,9 @@ class ConsistencyTest : public ::testing::Test {
     ASSERT_TRUE(loaded.ok()) << loaded.error().message;
     loader_.emplace(std::move(loaded.value()));
 
+    tables_ = world_tables();
     Snapshot s;
-    for (const BackendDef& b : kBackends4) s.backends.push_back(backend(b));
-    for (const BackendDef& b : kBackends6) s.backends.push_back(backend(b));
-    for (const VipDef& v : kVips) {
-      tables_.push_back(core_table(v));
-      ASSERT_EQ(tables_.back().size(), v.table_size);
-    }
-    for (size_t i = 0; i < std::size(kVips); ++i) {
-      const VipDef& v = kVips[i];
-      SnapshotVip sv;
-      const IpAddress a = address(v.addr);
-      sv.key.addr = a.ip;
-      sv.key.port = sl_htons(v.port);
-      sv.key.proto = v.proto;
-      sv.key.family = a.family;
-      sv.meta.vip_id = v.vip_id;
-      sv.meta.flags = v.flags;
-      sv.table = tables_[i];
-      s.vips.push_back(sv);
-    }
-    for (const VipDef& v : kKeyedVips) {
-      keyed_tables_.push_back(core_table(v));
-      SnapshotVip sv;
-      const IpAddress a = address(v.addr);
-      sv.key.addr = a.ip;
-      sv.key.port = sl_htons(v.port);
-      sv.key.proto = v.proto;
-      sv.key.family = a.family;
-      sv.meta.vip_id = v.vip_id;
-      sv.meta.flags = v.flags;
-      sv.table = keyed_tables_.back();
-      s.vips.push_back(sv);
-    }
-    s.encap.src_v4 = address("10.255.0.1").ip;
-    s.encap.src_v6 = address("2001:db8:ffff::1").ip;
-    s.encap.mtu = 1500;
-    s.encap.entropy_bits = 8;
+    fill_world(s, tables_);
     sluice_next_hop nh{};
     std::memcpy(nh.dst_mac, kRouterMac.data(), 6);
     std::memcpy(nh.src_mac, kLbMac.data(), 6);
@@ -125,7 +81,6 @@ class ConsistencyTest : public ::testing::Test {
   TestPinDir pins_;
   std::optional<Loader> loader_;
   std::vector<std::vector<uint32_t>> tables_;
-  std::vector<std::vector<uint32_t>> keyed_tables_;  // by kKeyedVips index
 };
 
 TEST_F(ConsistencyTest, XdpAndCoreChooseTheSameBackendForEveryNewFlow) {
@@ -183,7 +138,7 @@ TEST_F(ConsistencyTest, XdpAndCorePlaceEveryKeyOnTheSameBackend) {
       const std::string key = random_key(rng);
       const std::string client = random_client(rng, v.v6);
       const auto sport = static_cast<uint16_t>(1024 + rng() % 64000);
-      const uint32_t core_choice = keyed_choice(keyed_tables_[i], key);
+      const uint32_t core_choice = keyed_choice(tables_[std::size(kVips) + i], key);
       const XdpRun r = run_xdp(loader_->prog_fd(),
                                memcached_datagram(v, client, sport, static_cast<uint16_t>(n),
                                                   keyed_request(n, key)));

@@ -195,4 +195,56 @@ inline uint32_t keyed_choice(const std::vector<uint32_t>& table, const std::stri
   return table[mc::route_hash(key, kSeed) % table.size()];
 }
 
+/// The core's Maglev tables of every VIP: kVips' in order, then kKeyedVips'
+/// (the keyed VIP i's table is at std::size(kVips) + i).
+inline std::vector<std::vector<uint32_t>> world_tables() {
+  std::vector<std::vector<uint32_t>> tables;
+  for (const VipDef& v : kVips) {
+    tables.push_back(core_table(v));
+    EXPECT_EQ(tables.back().size(), v.table_size) << v.name;
+  }
+  for (const VipDef& v : kKeyedVips) tables.push_back(core_table(v));
+  return tables;
+}
+
+/// The abi backend record of a BackendDef (id, address, family).
+inline sluice_backend backend_record(const BackendDef& d) {
+  const IpAddress ip = address(d.addr);
+  sluice_backend b{};
+  b.addr = ip.ip;
+  b.id = d.id;
+  b.family = ip.family;
+  return b;
+}
+
+/// Fills a fast path's snapshot (xdp::Snapshot or dpdk::SnapshotSpec: both
+/// have backends, vips of {key, meta, table} and encap) with the world: every
+/// backend, every VIP of kVips then kKeyedVips with its table from `tables`
+/// (one per VIP, in that order), and the encapsulation source addresses.
+/// The caller sets the next hop, whose type differs between the two.
+template <typename Spec>
+void fill_world(Spec& s, const std::vector<std::vector<uint32_t>>& tables) {
+  for (const BackendDef& b : kBackends4) s.backends.push_back(backend_record(b));
+  for (const BackendDef& b : kBackends6) s.backends.push_back(backend_record(b));
+  size_t i = 0;
+  const auto add = [&](const VipDef& v) {
+    typename decltype(s.vips)::value_type sv;
+    const IpAddress a = address(v.addr);
+    sv.key.addr = a.ip;
+    sv.key.port = sl_htons(v.port);
+    sv.key.proto = v.proto;
+    sv.key.family = a.family;
+    sv.meta.vip_id = v.vip_id;
+    sv.meta.flags = v.flags;
+    sv.table = tables.at(i++);
+    s.vips.push_back(std::move(sv));
+  };
+  for (const VipDef& v : kVips) add(v);
+  for (const VipDef& v : kKeyedVips) add(v);
+  s.encap.src_v4 = address("10.255.0.1").ip;
+  s.encap.src_v6 = address("2001:db8:ffff::1").ip;
+  s.encap.mtu = 1500;
+  s.encap.entropy_bits = 8;
+}
+
 }  // namespace sluice::test::consistency

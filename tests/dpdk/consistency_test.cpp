@@ -29,50 +29,9 @@ namespace {
 using namespace consistency;  // NOLINT: the shared world, tests/common/consistency_world.hpp
 
 TEST(DpdkConsistencyTest, WorkerAndCoreChooseTheSameBackendForEveryNewFlow) {
+  const std::vector<std::vector<uint32_t>> tables = world_tables();
   dpdk::SnapshotSpec spec;
-  std::vector<std::vector<uint32_t>> tables;
-  std::vector<std::vector<uint32_t>> keyed_tables;  // by kKeyedVips index
-  const auto backend = [](const BackendDef& d) {
-    const IpAddress ip = address(d.addr);
-    sluice_backend b{};
-    b.addr = ip.ip;
-    b.id = d.id;
-    b.family = ip.family;
-    return b;
-  };
-  for (const BackendDef& b : kBackends4) spec.backends.push_back(backend(b));
-  for (const BackendDef& b : kBackends6) spec.backends.push_back(backend(b));
-  for (const VipDef& v : kVips) {
-    tables.push_back(core_table(v));
-    ASSERT_EQ(tables.back().size(), v.table_size);
-    dpdk::SnapshotVipSpec sv;
-    const IpAddress a = address(v.addr);
-    sv.key.addr = a.ip;
-    sv.key.port = sl_htons(v.port);
-    sv.key.proto = v.proto;
-    sv.key.family = a.family;
-    sv.meta.vip_id = v.vip_id;
-    sv.meta.flags = v.flags;
-    sv.table = tables.back();
-    spec.vips.push_back(sv);
-  }
-  for (const VipDef& v : kKeyedVips) {
-    keyed_tables.push_back(core_table(v));
-    dpdk::SnapshotVipSpec sv;
-    const IpAddress a = address(v.addr);
-    sv.key.addr = a.ip;
-    sv.key.port = sl_htons(v.port);
-    sv.key.proto = v.proto;
-    sv.key.family = a.family;
-    sv.meta.vip_id = v.vip_id;
-    sv.meta.flags = v.flags;
-    sv.table = keyed_tables.back();
-    spec.vips.push_back(sv);
-  }
-  spec.encap.src_v4 = address("10.255.0.1").ip;
-  spec.encap.src_v6 = address("2001:db8:ffff::1").ip;
-  spec.encap.mtu = 1500;
-  spec.encap.entropy_bits = 8;
+  fill_world(spec, tables);
   std::copy(kRouterMac.begin(), kRouterMac.end(), spec.next_hop.dst_mac.begin());
   std::copy(kLbMac.begin(), kLbMac.end(), spec.next_hop.src_mac.begin());
   auto snap = dpdk::Snapshot::create(spec);
@@ -143,7 +102,7 @@ TEST(DpdkConsistencyTest, WorkerAndCoreChooseTheSameBackendForEveryNewFlow) {
         const std::string client = random_client(keys, v.v6);
         const auto sport = static_cast<uint16_t>(1024 + keys() % 64000);
         requests[j] = keyed_request(n + j, key);
-        want[j] = keyed_choice(keyed_tables[i], key);
+        want[j] = keyed_choice(tables[std::size(kVips) + i], key);
         burst[j] = to_mbuf(
             memcached_datagram(v, client, sport, static_cast<uint16_t>(n + j), requests[j]));
       }
