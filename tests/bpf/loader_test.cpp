@@ -36,6 +36,7 @@
 #include "tests/bpf/bpf_test_util.hpp"
 #include "tests/bpf/test_netns.hpp"
 #include "tests/common/packet_builder.hpp"
+#include "tests/common/vip_spec.hpp"
 #include "xdp/decap.hpp"
 #include "xdp/decap_skeleton.hpp"
 #include "xdp/netlink.hpp"
@@ -106,16 +107,8 @@ struct World {
   [[nodiscard]] Snapshot snapshot() const {
     Snapshot s;
     for (const VipDef& v : vips) {
-      SnapshotVip sv;
-      const IpAddress a = addr(v.addr);
-      sv.key.addr = a.ip;
-      sv.key.port = sl_htons(v.port);
-      sv.key.proto = v.proto;
-      sv.key.family = a.family;
-      sv.meta.vip_id = v.vip_id;
-      sv.meta.flags = v.flags;
-      sv.table = v.table;
-      s.vips.push_back(sv);
+      s.vips.push_back(
+          vip_spec<SnapshotVip>(v.addr, v.port, v.proto, v.vip_id, v.flags, v.table));
     }
     s.backends = backends;
     s.encap.src_v4 = addr("10.255.0.0").ip;

@@ -20,6 +20,7 @@
 #include "dataplane/core/maglev.hpp"
 #include "dataplane/core/memcached.hpp"
 #include "tests/common/packet_builder.hpp"
+#include "tests/common/vip_spec.hpp"
 
 namespace sluice::test::consistency {
 
@@ -228,16 +229,8 @@ void fill_world(Spec& s, const std::vector<std::vector<uint32_t>>& tables) {
   for (const BackendDef& b : kBackends6) s.backends.push_back(backend_record(b));
   size_t i = 0;
   const auto add = [&](const VipDef& v) {
-    typename decltype(s.vips)::value_type sv;
-    const IpAddress a = address(v.addr);
-    sv.key.addr = a.ip;
-    sv.key.port = sl_htons(v.port);
-    sv.key.proto = v.proto;
-    sv.key.family = a.family;
-    sv.meta.vip_id = v.vip_id;
-    sv.meta.flags = v.flags;
-    sv.table = tables.at(i++);
-    s.vips.push_back(std::move(sv));
+    s.vips.push_back(vip_spec<typename decltype(s.vips)::value_type>(
+        v.addr, v.port, v.proto, v.vip_id, v.flags, tables.at(i++)));
   };
   for (const VipDef& v : kVips) add(v);
   for (const VipDef& v : kKeyedVips) add(v);

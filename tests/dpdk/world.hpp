@@ -15,6 +15,7 @@
 #include "dataplane/core/maglev.hpp"
 #include "dataplane/dpdk/snapshot.hpp"
 #include "tests/common/packet_builder.hpp"
+#include "tests/common/vip_spec.hpp"
 
 namespace sluice::test {
 
@@ -118,16 +119,8 @@ class World {
     dpdk::SnapshotSpec s;
     for (const auto& [id, b] : backends_) s.backends.push_back(b);
     for (const WorldVip& v : vips_) {
-      dpdk::SnapshotVipSpec sv;
-      const IpAddress a = address(v.addr);
-      sv.key.addr = a.ip;
-      sv.key.port = sl_htons(v.port);
-      sv.key.proto = v.proto;
-      sv.key.family = a.family;
-      sv.meta.vip_id = v.vip_id;
-      sv.meta.flags = v.flags;
-      sv.table = tables_.at(v.vip_id);
-      s.vips.push_back(std::move(sv));
+      s.vips.push_back(vip_spec<dpdk::SnapshotVipSpec>(v.addr, v.port, v.proto, v.vip_id, v.flags,
+                                                        tables_.at(v.vip_id)));
     }
     s.encap.src_v4 = address(kSrcV4).ip;
     s.encap.src_v6 = address(kSrcV6).ip;
