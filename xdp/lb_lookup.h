@@ -143,11 +143,14 @@ static __always_inline int lb_lookup_vip(const struct sluice_flow_key *key,
  * datagram meets the same backend (DESIGN.md). A first fragment finds its
  * VIP by its own destination port, as an unfragmented packet does, and
  * records that port in sluice_frags under its datagram (addresses,
- * protocol, IP id); a later fragment takes the port-0 wildcard VIP of its
- * address if there is one, else its first fragment's record. Returns 0
- * with *out, or -1 (pass): not a VIP's, or a later fragment without a
- * record (first not seen: out of order, evicted, or not a VIP's datagram;
- * *unmatched = 1 counts it). */
+ * protocol, IP id). A later fragment takes its first fragment's record
+ * first, and the port-0 wildcard VIP of its address only when there is no
+ * record: where an address has both a port VIP and a wildcard, the
+ * wildcard first would send the first fragment to the port VIP's backend
+ * and the rest to the wildcard's, splitting the datagram. Returns 0 with
+ * *out, or -1 (pass): not a VIP's, or a later fragment without a usable
+ * record and no wildcard (first not seen: out of order, evicted, or not a
+ * VIP's datagram; or its VIP gone since; *unmatched = 1 counts it). */
 static __always_inline int lb_lookup_frag_vip(const struct lb_packet *p,
 					      struct sluice_vip_meta *out, __u8 *unmatched)
 {
@@ -172,10 +175,10 @@ static __always_inline int lb_lookup_frag_vip(const struct lb_packet *p,
 		}
 		return 0;
 	}
-	if (lb_lookup_vip(&k, out) == 0)
-		return 0;
 	seen = bpf_map_lookup_elem(&sluice_frags, &fk);
 	if (!seen) {
+		if (lb_lookup_vip(&k, out) == 0)
+			return 0;
 		*unmatched = 1;
 		return -1;
 	}

@@ -665,6 +665,42 @@ TEST_F(LbPacketTest, IcmpErrorsNeverCreateFlowEntries) {
   EXPECT_NE(bpf_map_lookup_elem(fd(skel()->maps.sluice_flows), &key, &v), 0);
 }
 
+// An address with both a port VIP and a port-0 wildcard: a datagram's
+// later fragments follow its first fragment's record in sluice_frags to
+// the port VIP, and take the wildcard only when there is no record. Each
+// VIP has its own backends, so the wrong VIP shows as the wrong backend;
+// the probation slots are emptied between fragments, as a fragment coming
+// on another CPU (whose slots do not hold the flow) would find them.
+TEST_F(LbPacketTest, LaterFragmentsFollowTheirFirstNotTheWildcard) {
+  add_vip({"10.0.0.6", 53, kUdp, 11, 0, {1, 2, 3}});
+  add_vip({"10.0.0.6", 0, kUdp, 12, 0, {11, 12}});
+  const auto key = flow_key(kClient, 0, "10.0.0.6", 0, kUdp);
+  const auto fragment = [](uint16_t id, uint16_t offset, bool more) {
+    PacketBuilder b = frame().ipv4(
+        {.src = kClient, .dst = "10.0.0.6", .id = id, .more_fragments = more, .frag_offset = offset});
+    if (offset == 0) return b.udp(udp(5000, 53)).payload(pattern(64)).build();
+    return b.raw({.bytes = pattern(30), .proto = kUdp}).build();
+  };
+
+  const XdpRun first = run(fragment(21, 0, true));
+  ASSERT_EQ(first.verdict, XDP_TX);
+  EXPECT_EQ(backend_of(first), choice(11, key));
+  EXPECT_EQ(take_probation().size(), 1u);
+  const XdpRun later = run(fragment(21, 72, false));
+  ASSERT_EQ(later.verdict, XDP_TX);
+  EXPECT_EQ(backend_of(later), choice(11, key)) << "the datagram was split across backends";
+  EXPECT_EQ(vip_stats(11).packets, 2u);
+  EXPECT_EQ(vip_stats(12).packets, 0u);
+
+  // Another datagram's later fragment, its first not seen: the wildcard.
+  EXPECT_EQ(take_probation().size(), 1u);
+  const XdpRun unrecorded = run(fragment(22, 72, false));
+  ASSERT_EQ(unrecorded.verdict, XDP_TX);
+  EXPECT_EQ(backend_of(unrecorded), choice(12, key));
+  EXPECT_EQ(vip_stats(12).packets, 1u);
+  EXPECT_EQ(global_stats().frag_unmatched, 0u);
+}
+
 TEST_F(LbPacketTest, Ipv6TooBigRepliesWithPacketTooBig) {
   const Bytes in = frame()
                        .ipv6(v6(kClient6, "2001:db8::1"))
