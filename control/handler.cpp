@@ -39,6 +39,7 @@ Fail from_error(const Error& e) {
 constexpr const char* kDropNames[SLUICE_DROP_MAX] = {
     "none",     "truncated",  "bad_l2",         "bad_ipv4",        "bad_ipv6",  "bad_l4",
     "bad_icmp", "unsupported_l4", "no_backend", "encap_no_room", "too_big",   "tx_failed",
+    "too_big_df_clear", "frag_of_dropped",
 };
 
 // Field readers: a missing field is nullopt (when optional) or

@@ -66,6 +66,7 @@ struct lb_state {
 	__u8 insert_failed; /* the flow could not be stored */
 	__u8 icmp_sent;     /* the packet became a too-big reply to send back */
 	__u8 frag_unmatched; /* a later fragment no VIP claimed (lb_lookup_frag_vip) */
+	__u8 frag_recorded;  /* a first fragment left its record in sluice_frags */
 };
 
 /* Finds the VIP of a flow in the hash map: exact (address, port,
@@ -139,31 +140,53 @@ static __always_inline int lb_lookup_vip(const struct sluice_flow_key *key,
 	return lb_lookup_vip_hashed(key, out);
 }
 
+/* The sluice_frags key of a fragment's datagram. */
+static __always_inline void lb_frag_key_of(const struct lb_packet *p, struct lb_frag_key *fk)
+{
+	__builtin_memcpy(&fk->src, &p->key.src, sizeof(fk->src));
+	__builtin_memcpy(&fk->dst, &p->key.dst, sizeof(fk->dst));
+	fk->id = p->frag_id;
+	fk->family = p->key.family;
+	fk->proto = p->key.proto;
+}
+
+/* Marks the record of a dropped first fragment's datagram, so that its
+ * later fragments are dropped too instead of forwarded as half a datagram
+ * the backend can never reassemble. */
+static __always_inline void lb_frag_mark_dropped(const struct lb_packet *p)
+{
+	struct lb_frag_key fk = {};
+	struct lb_frag_value *v;
+
+	lb_frag_key_of(p, &fk);
+	v = bpf_map_lookup_elem(&sluice_frags, &fk);
+	if (v)
+		v->flags |= LB_FRAG_DROPPED;
+}
+
 /* The VIP of a fragment, whose key has ports 0 so that every fragment of a
  * datagram meets the same backend (DESIGN.md). A first fragment finds its
  * VIP by its own destination port, as an unfragmented packet does, and
  * records that port in sluice_frags under its datagram (addresses,
- * protocol, IP id). A later fragment takes its first fragment's record
- * first, and the port-0 wildcard VIP of its address only when there is no
- * record: where an address has both a port VIP and a wildcard, the
- * wildcard first would send the first fragment to the port VIP's backend
- * and the rest to the wildcard's, splitting the datagram. Returns 0 with
- * *out, or -1 (pass): not a VIP's, or a later fragment without a usable
- * record and no wildcard (first not seen: out of order, evicted, or not a
- * VIP's datagram; or its VIP gone since; *unmatched = 1 counts it). */
-static __always_inline int lb_lookup_frag_vip(const struct lb_packet *p,
-					      struct sluice_vip_meta *out, __u8 *unmatched)
+ * protocol, IP id; st->frag_recorded = 1). A later fragment takes its
+ * first fragment's record first, and the port-0 wildcard VIP of its
+ * address only when there is no record: where an address has both a port
+ * VIP and a wildcard, the wildcard first would send the first fragment to
+ * the port VIP's backend and the rest to the wildcard's, splitting the
+ * datagram. Returns 0 with *out; -SLUICE_DROP_FRAG_OF_DROPPED with *out
+ * for a later fragment whose first was dropped (lb_frag_mark_dropped); or
+ * -1 (pass): not a VIP's, or a later fragment without a usable record and
+ * no wildcard (first not seen: out of order, evicted, or not a VIP's
+ * datagram; or its VIP gone since; st->frag_unmatched = 1 counts it). */
+static __always_inline int lb_lookup_frag_vip(struct lb_state *st, struct sluice_vip_meta *out)
 {
+	const struct lb_packet *p = &st->pkt;
 	struct sluice_flow_key k = p->key;
 	struct lb_frag_key fk = {};
 	struct lb_frag_value fv = {};
 	struct lb_frag_value *seen;
 
-	__builtin_memcpy(&fk.src, &p->key.src, sizeof(fk.src));
-	__builtin_memcpy(&fk.dst, &p->key.dst, sizeof(fk.dst));
-	fk.id = p->frag_id;
-	fk.family = p->key.family;
-	fk.proto = p->key.proto;
+	lb_frag_key_of(p, &fk);
 	if (!(p->flags & LB_PKT_LATER_FRAG)) {
 		k.dport = p->frag_dport;
 		if (lb_lookup_vip(&k, out))
@@ -171,7 +194,8 @@ static __always_inline int lb_lookup_frag_vip(const struct lb_packet *p,
 		if (k.dport) {
 			fv.vip_id = out->vip_id;
 			fv.port = k.dport;
-			bpf_map_update_elem(&sluice_frags, &fk, &fv, BPF_ANY);
+			st->frag_recorded =
+				bpf_map_update_elem(&sluice_frags, &fk, &fv, BPF_ANY) == 0;
 		}
 		return 0;
 	}
@@ -179,15 +203,17 @@ static __always_inline int lb_lookup_frag_vip(const struct lb_packet *p,
 	if (!seen) {
 		if (lb_lookup_vip(&k, out) == 0)
 			return 0;
-		*unmatched = 1;
+		st->frag_unmatched = 1;
 		return -1;
 	}
 	k.dport = seen->port;
 	/* The VIP may have gone, or its key been given to another, since. */
 	if (lb_lookup_vip(&k, out) || out->vip_id != seen->vip_id) {
-		*unmatched = 1;
+		st->frag_unmatched = 1;
 		return -1;
 	}
+	if (seen->flags & LB_FRAG_DROPPED)
+		return -SLUICE_DROP_FRAG_OF_DROPPED;
 	return 0;
 }
 

@@ -155,12 +155,16 @@ struct lb_frag_key {
 	__u8 pad[2]; /* zero */
 };
 
+/* lb_frag_value.flags */
+#define LB_FRAG_DROPPED 0x01 /* the first fragment was dropped: drop the rest */
+
 /* Which VIP a datagram's first fragment found: later fragments carry no
  * ports, so they find the VIP again by this port. */
 struct lb_frag_value {
 	__u32 vip_id; /* the VIP's id when the first fragment came */
 	__be16 port;  /* the first fragment's destination port */
-	__u16 pad;    /* zero */
+	__u8 flags;   /* LB_FRAG_* */
+	__u8 pad;     /* zero */
 };
 
 /* The first fragment of each datagram to a VIP (one with a port), so its

@@ -16,30 +16,33 @@
 /* A packet over the MTU once encapsulated: a too-big reply to the client
  * where build_icmp_too_big (dataplane/core/icmp_too_big.hpp) would send
  * one, by the same abi predicates; otherwise a silent drop (XDP cannot
- * fragment). Never about an ICMP error (RFC 1122 3.2.2). Always
- * -SLUICE_DROP_TOO_BIG; st->icmp_sent says whether a reply goes out. */
+ * fragment). Never about an ICMP error (RFC 1122 3.2.2). Returns the drop
+ * reason sluice_too_big_reason gives (TOO_BIG_DF_CLEAR for IPv4 without
+ * DF, never answered, else TOO_BIG); st->icmp_sent says whether a reply
+ * goes out. */
 static __always_inline int lb_too_big(struct xdp_md *ctx, struct lb_state *st, __u32 next_mtu)
 {
 	const struct lb_packet *p = &st->pkt;
+	int reason = sluice_too_big_reason(p->key.family, p->frag_off);
 	int ret;
 
-	if (p->flags & LB_PKT_ICMP_ERR)
-		return -SLUICE_DROP_TOO_BIG;
+	if ((p->flags & LB_PKT_ICMP_ERR) || reason != SLUICE_DROP_TOO_BIG)
+		return -reason;
 	if (p->key.family == SLUICE_FAMILY_IPV4) {
 		if (!sluice_icmp4_reply_allowed(p->frag_off, p->key.src.v4, p->key.dst.v4,
 						p->l2_dst0))
-			return -SLUICE_DROP_TOO_BIG;
+			return -reason;
 		ret = lb_icmp4_too_big(ctx, p, sluice_icmp4_mtu(next_mtu));
 	} else {
 		/* A group destination MAC would be the reply's source MAC
 		 * (as for IPv4; dataplane/core/icmp_too_big.cpp says more). */
 		if ((p->flags & LB_PKT_LATER_FRAG) || (p->l2_dst0 & 1) ||
 		    !sluice_icmp6_reply_allowed(&p->key.src))
-			return -SLUICE_DROP_TOO_BIG;
+			return -reason;
 		ret = lb_icmp6_too_big(ctx, p, sluice_icmp6_mtu(next_mtu));
 	}
 	st->icmp_sent = ret == 0;
-	return -SLUICE_DROP_TOO_BIG;
+	return -reason;
 }
 
 static __always_inline int lb_mac_set(const __u8 *mac)
@@ -109,10 +112,15 @@ static __always_inline int lb_process(struct xdp_md *ctx, struct lb_state *st)
 	ret = lb_parse(data, data_end, &st->pkt);
 	if (ret != LB_PARSE_FLOW)
 		return ret == LB_PARSE_PASS ? XDP_PASS : ret;
-	if (st->pkt.flags & LB_PKT_FRAGMENT)
-		ret = lb_lookup_frag_vip(&st->pkt, &vip, &st->frag_unmatched);
-	else
+	if (st->pkt.flags & LB_PKT_FRAGMENT) {
+		ret = lb_lookup_frag_vip(st, &vip);
+		if (ret == -SLUICE_DROP_FRAG_OF_DROPPED) {
+			st->vip_id = vip.vip_id;
+			return ret;
+		}
+	} else {
 		ret = lb_lookup_vip(&st->pkt.key, &vip);
+	}
 	if (ret)
 		return XDP_PASS;
 	st->vip_id = vip.vip_id;
@@ -198,8 +206,13 @@ int sluice_lb(struct xdp_md *ctx)
 		.vip_id = LB_NONE,
 		.backend_slot = LB_NONE,
 	};
+	int ret = lb_process(ctx, &st);
 
-	return lb_account(&st, lb_process(ctx, &st));
+	/* Its later fragments would be half a datagram: they are dropped too
+	 * (SLUICE_DROP_FRAG_OF_DROPPED). */
+	if (ret < 0 && st.frag_recorded)
+		lb_frag_mark_dropped(&st.pkt);
+	return lb_account(&st, ret);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

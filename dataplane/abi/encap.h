@@ -8,6 +8,7 @@
 #include "consts.h"
 #include "csum.h"
 #include "flow.h"
+#include "stats.h"
 #include "types.h"
 
 /*
@@ -244,6 +245,19 @@ SLUICE_INLINE int sluice_icmp4_reply_allowed(sl_u16 frag, sl_be32 saddr, sl_be32
 	if (src0 == 0 || src0 == 127 || src0 >= 224 || dst0 >= 224)
 		return 0;
 	return !(l2_dst0 & 1);
+}
+
+/* The drop reason of a packet over the MTU once encapsulated, by its
+ * family and (IPv4) its flags/fragment field in host order: an IPv4 packet
+ * without DF is SLUICE_DROP_TOO_BIG_DF_CLEAR (its sender did not ask for
+ * path MTU discovery, so no reply may go back, and a fast path does not
+ * fragment); any other is SLUICE_DROP_TOO_BIG, whether or not the rules let
+ * a reply go back. */
+SLUICE_INLINE enum sluice_drop_reason sluice_too_big_reason(sl_u8 family, sl_u16 frag)
+{
+	if (family == SLUICE_FAMILY_IPV4 && !(frag & SLUICE_IPV4_DF))
+		return SLUICE_DROP_TOO_BIG_DF_CLEAR;
+	return SLUICE_DROP_TOO_BIG;
 }
 
 /* Whether the source of an IPv6 packet (network order) names one host a

@@ -18,8 +18,15 @@ enum sluice_drop_reason {
 	SLUICE_DROP_UNSUPPORTED_L4,    /* VIP traffic that is neither TCP, UDP nor an ICMP error */
 	SLUICE_DROP_NO_BACKEND,        /* VIP has no backend configured (empty table) */
 	SLUICE_DROP_ENCAP_NO_ROOM,     /* no headroom to add the outer header */
-	SLUICE_DROP_TOO_BIG,           /* over the MTU after encapsulation; ICMP sent back */
+	SLUICE_DROP_TOO_BIG,           /* over the MTU after encapsulation, DF set or IPv6: an ICMP
+	                                  too-big sent back where the rules allow one
+	                                  (icmp_too_big_sent counts those) */
 	SLUICE_DROP_TX_FAILED,         /* transmit queue full or redirect failed */
+	/* Appended: the reasons above keep their numbers. */
+	SLUICE_DROP_TOO_BIG_DF_CLEAR,  /* IPv4 over the MTU after encapsulation with DF clear: the
+	                                  sender did not ask for PMTUD, so no ICMP; no fragmenting */
+	SLUICE_DROP_FRAG_OF_DROPPED,   /* a later fragment of a datagram whose first fragment was
+	                                  dropped (XDP: its sluice_frags record is marked) */
 	SLUICE_DROP_MAX                /* number of reasons; not a reason */
 };
 

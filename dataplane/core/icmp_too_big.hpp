@@ -11,7 +11,7 @@
 namespace sluice {
 
 /// Outcome of build_icmp_too_big(). On anything but kBuilt the frame is
-/// untouched; the caller drops it under SLUICE_DROP_TOO_BIG.
+/// untouched; the caller drops it under sluice_too_big_reason() (abi/encap.h).
 enum class IcmpStatus : uint8_t {
   kBuilt,       ///< the span names the reply, ready to go back out the port it came in on
   kSuppressed,  ///< the rules forbid a reply to this packet (see build_icmp_too_big)
@@ -67,7 +67,7 @@ const char* to_string(IcmpStatus status);
 /// - IPv4 without DF. The sender did not ask for path MTU discovery, and a
 ///   frag-needed for a datagram it allowed to be fragmented is not what RFC
 ///   1191 describes; fragmenting is not the fast path's job, so such a packet
-///   cannot be forwarded either. It is dropped and counted (TOO_BIG), the
+///   cannot be forwarded either. It is dropped and counted (TOO_BIG_DF_CLEAR), the
 ///   same as a router that cannot fragment; the sender's transport
 ///   retransmits or its PLPMTUD (RFC 4821) finds the size.
 ///

@@ -391,10 +391,15 @@ void Worker::forward(const Snapshot& s, rte_mbuf* m, Packet& p, const sluice_bac
 void Worker::too_big(const Snapshot& s, rte_mbuf* m, Packet& p, uint32_t next_mtu,
                      Verdicts& out) noexcept {
   (void)s;
+  auto* buf = static_cast<uint8_t*>(m->buf_addr);
+  // IPv4 without DF: never answered, and counted apart (as XDP does).
+  const uint16_t frag = p.pr.key.family == SLUICE_FAMILY_IPV4
+                            ? sluice_get_be16(buf + m->data_off + p.pr.l3_offset + 6)
+                            : 0;
+  const sluice_drop_reason why = sluice_too_big_reason(p.pr.key.family, frag);
   // No ICMP error answers an ICMP error (RFC 1122 3.2.2); the other rules
   // are build_icmp_too_big's.
-  if (!p.pr.is_icmp_error) {
-    auto* buf = static_cast<uint8_t*>(m->buf_addr);
+  if (!p.pr.is_icmp_error && why == SLUICE_DROP_TOO_BIG) {
     FrameSpan f{m->data_off, m->data_len};
     if (build_icmp_too_big(buf, m->buf_len, f, p.pr.l3_offset, next_mtu) == IcmpStatus::kBuilt) {
       set_span(m, f);
@@ -407,7 +412,7 @@ void Worker::too_big(const Snapshot& s, rte_mbuf* m, Packet& p, uint32_t next_mt
       return;
     }
   }
-  drop(m, p, SLUICE_DROP_TOO_BIG, out);
+  drop(m, p, why, out);
 }
 
 void Worker::drop(rte_mbuf* m, const Packet& p, sluice_drop_reason why, Verdicts& out) noexcept {

@@ -83,7 +83,8 @@ struct WorkerConfig {
 ///  - a packet that would exceed the MTU once encapsulated becomes an ICMP
 ///    fragmentation-needed / packet-too-big reply where the rules allow
 ///    (dataplane/core/icmp_too_big.hpp), counted as a TOO_BIG drop plus
-///    icmp_too_big_sent, and is transmitted back;
+///    icmp_too_big_sent, and is transmitted back; IPv4 without DF gets no
+///    reply and is counted as a TOO_BIG_DF_CLEAR drop;
 ///  - the rest is encapsulated in the mbuf headroom (dataplane/core/encap.hpp;
 ///    IPv6-in-IPv4 as XDP writes it) with the next hop's MAC as destination
 ///    and the egress port's MAC (WorkerConfig::port_macs) as source.

@@ -28,6 +28,7 @@ const char* const kStatNames[] = {
     "drops[BAD_ICMP]",    "drops[UNSUPPORTED_L4]",
     "drops[NO_BACKEND]",  "drops[ENCAP_NO_ROOM]",
     "drops[TOO_BIG]",     "drops[TX_FAILED]",
+    "drops[TOO_BIG_DF_CLEAR]", "drops[FRAG_OF_DROPPED]",
     "frag_unmatched",
 };
 static_assert(sizeof(kStatNames) / sizeof(kStatNames[0]) * 8 == sizeof(sluice_global_stats),

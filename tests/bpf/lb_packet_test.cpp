@@ -309,6 +309,44 @@ std::vector<Row> LbPacketTest::rows() {
     r.delta.frag_unmatched = 1;
     t.push_back(r);
   }
+  // A datagram whose first fragment was dropped: its later fragments are
+  // dropped too (the record in sluice_frags is marked), not sent on as
+  // half a datagram. `first` is the dropped first fragment's row.
+  const auto dropped_datagram = [&](Row first, const char* dst, uint16_t id, uint8_t proto) {
+    const uint32_t vip = first.vip;
+    t.push_back(std::move(first));
+    Row r = drop("IPv4 later fragment of that datagram: dropped as a dropped datagram's",
+                 frame()
+                     .ipv4({.src = kClient, .dst = dst, .id = id, .frag_offset = 1480})
+                     .raw({.bytes = pattern(30), .proto = proto})
+                     .build(),
+                 SLUICE_DROP_FRAG_OF_DROPPED);
+    r.vip = vip;
+    t.push_back(r);
+  };
+  {
+    Row r = drop("IPv4 first fragment without DF over the MTU: dropped, no reply",
+                 frame()
+                     .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 30, .more_fragments = true})
+                     .udp(udp(5000, 53))
+                     .payload(pattern(1480 - 28 + 8))
+                     .build(),
+                 SLUICE_DROP_TOO_BIG_DF_CLEAR);
+    r.delta.flow_hits = 1;  // the addresses' flow, entered by the rows above
+    r.vip = 2;
+    dropped_datagram(r, "10.0.0.1", 30, kUdp);
+  }
+  {
+    Row r = drop("IPv4 first fragment to a VIP without backends",
+                 frame()
+                     .ipv4({.src = kClient, .dst = "10.0.0.5", .id = 31, .more_fragments = true})
+                     .tcp(tcp(40030, 80))
+                     .payload(pattern(64))
+                     .build(),
+                 SLUICE_DROP_NO_BACKEND);
+    r.vip = 10;
+    dropped_datagram(r, "10.0.0.5", 31, kTcp);
+  }
   const auto k_pfrag6 = flow_key(kClient6, 0, "2001:db8::1", 0, kTcp);
   t.push_back(fwd("IPv6 first fragment to a port VIP finds it by its port",
                   frame()
@@ -430,13 +468,13 @@ std::vector<Row> LbPacketTest::rows() {
                     flow_key(kClient, 40007, "10.0.0.1", 80, kTcp)));
   }
   {
-    Row r = drop("IPv4 without DF over the MTU: dropped, no reply (XDP cannot fragment)",
+    Row r = drop("IPv4 without DF over the MTU: no reply (XDP cannot fragment), counted apart",
                  frame()
                      .ipv4(v4(kClient, "10.0.0.1"))
                      .tcp(tcp(40008, 80, 0x10))
                      .payload(pattern(1460))
                      .build(),
-                 SLUICE_DROP_TOO_BIG);
+                 SLUICE_DROP_TOO_BIG_DF_CLEAR);
     r.delta.flow_misses = 1;
     r.vip = 1;
     r.new_flow = true;

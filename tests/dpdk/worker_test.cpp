@@ -281,6 +281,20 @@ std::vector<Row> WorkerTest::rows() {
     r.new_flow = true;
     t.push_back(r);
   }
+  {
+    // Without DF the client did not ask for PMTUD: no reply, and counted
+    // apart from the answered ones (as XDP does).
+    const Bytes in = frame()
+                         .ipv4(v4(kClient, "10.0.0.1"))
+                         .tcp(tcp(40002, 80, 0x10))
+                         .payload(pattern(1460))
+                         .build();
+    Row r = drop("too big after encapsulation, DF clear: dropped, no reply", in,
+                 SLUICE_DROP_TOO_BIG_DF_CLEAR, 1);
+    r.delta.flow_misses = 1;
+    r.new_flow = true;
+    t.push_back(r);
+  }
   return t;
 }
 

@@ -230,7 +230,8 @@ TEST_F(Handler, Stats) {
   EXPECT_EQ(r["global"]["drops"]["no_backend"], 3);
   EXPECT_EQ(r["global"]["drops"].size(), size_t{SLUICE_DROP_MAX} - 1);
   for (const char* k : {"truncated", "bad_l2", "bad_ipv4", "bad_ipv6", "bad_l4", "bad_icmp",
-                        "unsupported_l4", "encap_no_room", "too_big", "tx_failed"})
+                        "unsupported_l4", "encap_no_room", "too_big", "tx_failed",
+                        "too_big_df_clear", "frag_of_dropped"})
     EXPECT_TRUE(r["global"]["drops"].contains(k)) << k;
   EXPECT_EQ(r["vips"][0]["name"], "web");
   EXPECT_EQ(r["vips"][0]["packets"], 9);
