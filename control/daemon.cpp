@@ -138,6 +138,9 @@ Result<std::vector<std::unique_ptr<Fastpath>>> open_xdp(const DaemonOptions& opt
       return fp.error();
     }
     const FastpathInfo info = fp.value()->info();
+    for (const std::string& old : fp.value()->loader().replaced_pinned_maps())
+      spdlog::warn("{}: pinned map {} was an older build's: replaced, its contents start afresh",
+                   ifname, old);
     if (!info.reused_pinned_maps)
       fresh.push_back({ifname, info.ifindex, fp.value()->loader().pin_root()});
     spdlog::info("{}: XDP program {} attached ({} mode, ifindex {}); maps {} under {}",

@@ -98,22 +98,30 @@ Status check_pinned(bpf_map* map, const std::string& path) {
                             "flows, or restore the sizes"};
 }
 
-// Unpins the map at `path` when it is of another type than `map` (made by
-// an older sluice), so that loading makes `map` afresh; a missing pin is
-// fine.
-Status unpin_if_other_type(bpf_map* map, const std::string& path) {
+// Unpins the map at `path` when it is of another type than `map` or, with
+// `by_value_size`, holds values of another size (made by an older sluice),
+// so that loading makes `map` afresh; a missing pin is fine. Returns what
+// was replaced and why, or "" when the pin stays.
+Result<std::string> unpin_if_older(bpf_map* map, const std::string& path, bool by_value_size) {
   UniqueFd fd(bpf_obj_get(path.c_str()));
   if (!fd.valid()) {
-    if (errno == ENOENT) return Ok{};
+    if (errno == ENOENT) return std::string();
     return sys_error(errno, "opening pinned map " + path);
   }
   bpf_map_info info{};
   uint32_t len = sizeof info;
   if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0)
     return sys_error(errno, "reading pinned map " + path);
-  if (info.type == static_cast<uint32_t>(bpf_map__type(map))) return Ok{};
+  std::string why;
+  if (info.type != static_cast<uint32_t>(bpf_map__type(map)))
+    why = "type " + std::to_string(info.type) + " pinned, " +
+          std::to_string(bpf_map__type(map)) + " now";
+  else if (by_value_size && info.value_size != bpf_map__value_size(map))
+    why = "value size " + std::to_string(info.value_size) + " pinned, " +
+          std::to_string(bpf_map__value_size(map)) + " now";
+  if (why.empty()) return std::string();
   if (unlink(path.c_str()) != 0 && errno != ENOENT) return sys_error(errno, "unpinning " + path);
-  return Ok{};
+  return path + " (" + why + ")";
 }
 
 template <class T>
@@ -220,9 +228,13 @@ Result<Loader> Loader::load(const LoaderOptions& o) {
     // Probation slots are disposable (a new flow that loses its slot is
     // placed by Maglev again), so the per-CPU array of sluice before
     // branch xdp5 is replaced rather than refused: an upgrade keeps the
-    // established flows.
-    if (map == s->maps.sluice_newflows) {
-      if (auto u = unpin_if_other_type(map, path); !u.ok()) return u.error();
+    // established flows. So are the global counters, whose size grows with
+    // every drop reason added: a daemon upgraded over an older build's
+    // sluice_stats restarts them from zero instead of refusing to load.
+    if (map == s->maps.sluice_newflows || map == s->maps.sluice_stats) {
+      auto u = unpin_if_older(map, path, map == s->maps.sluice_stats);
+      if (!u.ok()) return u.error();
+      if (!u.value().empty()) l.replaced_pins_.push_back(u.value());
     }
     if (auto c = check_pinned(map, path); !c.ok()) return c.error();
     if (access(path.c_str(), F_OK) == 0)

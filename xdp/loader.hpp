@@ -294,6 +294,14 @@ class Loader {
   [[nodiscard]] const std::string& pin_root() const { return pin_root_; }
   /// Whether load() found pinned maps and re-used them.
   [[nodiscard]] bool reused_pinned_maps() const { return reused_; }
+  /// Pinned maps of an older build that load() unpinned and made afresh
+  /// instead of refusing them (sluice_newflows of another type, whose
+  /// probation entries are lost; sluice_stats of another value size, whose
+  /// counters restart from zero): "<path> (<what differed>)" each, for the
+  /// caller to log.
+  [[nodiscard]] const std::vector<std::string>& replaced_pinned_maps() const {
+    return replaced_pins_;
+  }
   /// The verifier log of the load (verifier_log_level > 0), else empty.
   [[nodiscard]] const std::string& verifier_log() const { return verifier_log_; }
   [[nodiscard]] int prog_fd() const;
@@ -355,6 +363,7 @@ class Loader {
   std::string pin_root_;
   bool reused_ = false;
   std::vector<std::string> created_pins_;  // paths load() pinned anew
+  std::vector<std::string> replaced_pins_;  // older builds' pins load() replaced
   uint32_t prog_id_ = 0;
   std::string verifier_log_;
   // A private map-in-map whose update makes the kernel wait for every

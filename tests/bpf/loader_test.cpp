@@ -481,6 +481,48 @@ TEST_F(LoaderTest, APinnedProbationMapOfAnOlderTypeIsReplaced) {
   ASSERT_GE(pinned.get(), 0);
   ASSERT_EQ(bpf_obj_get_info_by_fd(pinned.get(), &info, &len), 0);
   EXPECT_EQ(info.type, static_cast<uint32_t>(BPF_MAP_TYPE_ARRAY));
+  ASSERT_EQ(l->replaced_pinned_maps().size(), 1u);
+  EXPECT_NE(l->replaced_pinned_maps()[0].find("sluice_newflows"), std::string::npos);
+}
+
+// An upgrade over the global counters of a build with fewer drop reasons
+// (two fewer: before too_big_df_clear and frag_of_dropped): sluice_stats
+// is made afresh at this build's size, its counters start from zero, the
+// others are re-used, and the replacement is reported for the log.
+TEST_F(LoaderTest, APinnedStatsMapOfAnOlderSizeIsReplaced) {
+  { ASSERT_TRUE(load(options())); }
+  const std::string path = pin_root() + "/sluice_stats";
+  ASSERT_EQ(unlink(path.c_str()), 0) << std::strerror(errno);
+  const uint32_t old_size = sizeof(sluice_global_stats) - 2 * sizeof(sl_u64);
+  UniqueFd old(bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "sluice_stats", 4, old_size, 1, nullptr));
+  ASSERT_GE(old.get(), 0) << std::strerror(errno);
+  ASSERT_EQ(bpf_obj_pin(old.get(), path.c_str()), 0) << std::strerror(errno);
+
+  auto l = load(options());
+  ASSERT_TRUE(l);
+  EXPECT_TRUE(l->reused_pinned_maps());
+  ASSERT_EQ(l->replaced_pinned_maps().size(), 1u);
+  EXPECT_NE(l->replaced_pinned_maps()[0].find(path), std::string::npos)
+      << l->replaced_pinned_maps()[0];
+  EXPECT_NE(l->replaced_pinned_maps()[0].find("value size " + std::to_string(old_size)),
+            std::string::npos)
+      << l->replaced_pinned_maps()[0];
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  UniqueFd pinned(bpf_obj_get(path.c_str()));
+  ASSERT_GE(pinned.get(), 0);
+  ASSERT_EQ(bpf_obj_get_info_by_fd(pinned.get(), &info, &len), 0);
+  EXPECT_EQ(info.value_size, sizeof(sluice_global_stats));
+  EXPECT_EQ(info.type, static_cast<uint32_t>(BPF_MAP_TYPE_PERCPU_ARRAY));
+  auto g = l->global_stats();
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  EXPECT_EQ(g.value().rx_packets, 0u);
+
+  // Loaded again, the pin (now this build's) is re-used, not replaced.
+  l.reset();
+  auto again = load(options());
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->replaced_pinned_maps().empty());
 }
 
 // An upgrade over maps pinned by a build with the hash-map cache index:
