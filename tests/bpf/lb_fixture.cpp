@@ -284,6 +284,12 @@ void LbFixture::add_backend(uint32_t id, std::string_view addr, uint8_t flags) {
   set_backend(id & (SLUICE_MAX_BACKENDS - 1), b);
 }
 
+void LbFixture::remove_backend(uint32_t id) {
+  backends_.erase(id);
+  if (loader_) return publish_world();
+  set_backend(id & (SLUICE_MAX_BACKENDS - 1), sluice_backend{});
+}
+
 void LbFixture::set_backend(uint32_t slot, const sluice_backend& b) {
   ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_backends), &slot, &b, BPF_ANY), 0);
 }

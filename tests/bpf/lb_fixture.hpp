@@ -92,6 +92,9 @@ class LbFixture : public ::testing::Test {
   void publish_world();
   void add_backend(uint32_t id, std::string_view addr, uint8_t flags = SLUICE_BACKEND_VALID);
   void set_backend(uint32_t slot, const sluice_backend& b);
+  /// Removes backend `id`: through the loader, a snapshot without it (no
+  /// VIP's table may still name it); written directly, its slot cleared.
+  void remove_backend(uint32_t id);
   /// Adds the VIP to the hash map and its direct-mapped slot (a slot that
   /// two VIPs share defers to the hash map, as the loader writes it).
   void add_vip(const VipSpec& v);

@@ -120,6 +120,8 @@ TEST_F(LbFlowTest, HitsEncapsulateLikeTheFirstPacket) {
   }
 }
 
+// Written directly: a reordered table moves every slot, which no Maglev
+// table of the loader's can (LbFlowLoaderTest swaps real tables).
 TEST_F(LbFlowTest, EstablishedFlowSticksAcrossATableSwap) {
   const auto key = flow_key("192.0.2.31", 40000, kVip, 80, kTcp);
   const auto probation_key = flow_key("192.0.2.32", 40000, kVip, 80, kTcp);
@@ -184,38 +186,97 @@ TEST_F(LbFlowTest, IcmpErrorFollowsTheFlowNotTheCurrentTable) {
   EXPECT_EQ(backend_of(run(err)), b);
 }
 
-TEST_F(LbFlowTest, DrainedBackendKeepsItsFlows) {
+// The same world provisioned through the real loader (xdp::Loader::publish
+// of whole snapshots, Maglev tables from the core's builder): table swap,
+// drain, removal and a reused backend slot as the daemon makes them.
+class LbFlowLoaderTest : public LbFlowTest {
+ protected:
+  [[nodiscard]] bool through_loader() const override { return true; }
+
+  // Establishes n flows (SYN, then ACK) from `client`, ports from `first`;
+  // returns their backends.
+  std::vector<uint32_t> establish(const std::string& client, uint16_t first, uint16_t n) {
+    std::vector<uint32_t> got;
+    for (uint16_t p = first; p < first + n; ++p) {
+      send(client, p, 0x02);
+      got.push_back(send(client, p));
+      EXPECT_EQ(got.back(), choice(kVipId, flow_key(client, p, kVip, 80, kTcp)));
+    }
+    return got;
+  }
+  static std::vector<uint32_t> all_but(uint32_t id) {
+    std::vector<uint32_t> rest;
+    for (uint32_t b : {1u, 2u, 3u})
+      if (b != id) rest.push_back(b);
+    return rest;
+  }
+  // Removes backend `id` as the daemon does: out of every VIP's table and
+  // the backend list, in one snapshot (the loader refuses a table naming a
+  // backend the snapshot lacks).
+  void remove_everywhere(uint32_t id) {
+    batching_ = true;
+    const auto vips = vips_;
+    for (const auto& [vip_id, v] : vips) {
+      std::vector<uint32_t> rest = v.backends;
+      std::erase(rest, id);
+      if (rest.size() != v.backends.size()) publish_table(vip_id, rest);
+    }
+    remove_backend(id);
+    batching_ = false;
+    publish_world();
+  }
+};
+
+TEST_F(LbFlowLoaderTest, EstablishedFlowSticksAcrossATableSwap) {
+  constexpr uint16_t kFlows = 40;
+  const std::vector<uint32_t> before = establish("192.0.2.51", 2000, kFlows);
+  std::vector<uint32_t> probation_before;
+  for (uint16_t p = 3000; p < 3000 + kFlows; ++p)
+    probation_before.push_back(send("192.0.2.51", p, 0x02));
+
+  // A fourth backend: the new Maglev table moves about a quarter of flows.
+  add_backend(4, "10.1.0.4");
+  publish_table(kVipId, {1, 2, 3, 4});
+  int moved = 0;
+  for (uint16_t i = 0; i < kFlows; ++i) {
+    const uint16_t port = static_cast<uint16_t>(2000 + i);
+    moved += choice(kVipId, flow_key("192.0.2.51", port, kVip, 80, kTcp)) != before[i];
+    EXPECT_EQ(send("192.0.2.51", port), before[i]) << "established flow moved by a table swap";
+    EXPECT_EQ(send("192.0.2.51", static_cast<uint16_t>(3000 + i)), probation_before[i])
+        << "probation flow moved by a table swap";
+  }
+  ASSERT_GT(moved, 0) << "the swap moved no flow: the test proves nothing";
+  for (uint16_t p = 4000; p < 4000 + kFlows; ++p)
+    EXPECT_EQ(send("192.0.2.51", p, 0x02),
+              choice(kVipId, flow_key("192.0.2.51", p, kVip, 80, kTcp)))
+        << "new flows use the new table";
+}
+
+TEST_F(LbFlowLoaderTest, DrainedBackendKeepsItsFlows) {
   const auto key = flow_key("192.0.2.34", 40000, kVip, 80, kTcp);
   const uint32_t b = choice(kVipId, key);
   send("192.0.2.34", 40000, 0x02);
   send("192.0.2.34", 40000);
 
-  add_backend(b,
-              b == 1   ? "10.1.0.1"
-              : b == 2 ? "10.1.0.2"
-                       : "10.1.0.3",
-              SLUICE_BACKEND_VALID | SLUICE_BACKEND_DRAINING);
-  std::vector<uint32_t> rest;
-  for (uint32_t id : {1u, 2u, 3u})
-    if (id != b) rest.push_back(id);
-  publish_table(kVipId, rest);
+  // Draining, as the daemon publishes it: flagged, out of the table.
+  batching_ = true;
+  add_backend(b, "10.1.0." + std::to_string(b), SLUICE_BACKEND_VALID | SLUICE_BACKEND_DRAINING);
+  publish_table(kVipId, all_but(b));
+  batching_ = false;
+  publish_world();
 
   EXPECT_EQ(send("192.0.2.34", 40000), b);
   for (uint16_t port = 1000; port < 1050; ++port)
     EXPECT_NE(send("192.0.2.35", port, 0x02), b) << "a draining backend got a new flow";
 }
 
-TEST_F(LbFlowTest, RemovedBackendsFlowsAreRemapped) {
+TEST_F(LbFlowLoaderTest, RemovedBackendsFlowsAreRemapped) {
   const auto key = flow_key("192.0.2.36", 40000, kVip, 80, kTcp);
   const uint32_t b = choice(kVipId, key);
   send("192.0.2.36", 40000, 0x02);
   send("192.0.2.36", 40000);
 
-  std::vector<uint32_t> rest;
-  for (uint32_t id : {1u, 2u, 3u})
-    if (id != b) rest.push_back(id);
-  publish_table(kVipId, rest);
-  set_backend(b, sluice_backend{});  // slot cleared: not VALID
+  remove_everywhere(b);
   const uint32_t now = choice(kVipId, key);
   ASSERT_NE(now, b);
 
@@ -228,18 +289,23 @@ TEST_F(LbFlowTest, RemovedBackendsFlowsAreRemapped) {
   EXPECT_EQ(send("192.0.2.36", 40000), now);
 }
 
-TEST_F(LbFlowTest, BackendSlotReusedByAnotherIdIsAMiss) {
+TEST_F(LbFlowLoaderTest, BackendSlotReusedByAnotherIdIsAMiss) {
   const auto key = flow_key("192.0.2.37", 40000, kVip, 80, kTcp);
   const uint32_t b = choice(kVipId, key);
   send("192.0.2.37", 40000, 0x02);
   send("192.0.2.37", 40000);
 
-  // Backend b is removed and its slot taken by a new backend id.
+  // Backend b is removed, then its slot taken by a new backend id (the
+  // loader wants the removal published first).
   const uint32_t reused = b + SLUICE_MAX_BACKENDS;
+  remove_everywhere(b);
+  batching_ = true;
   add_backend(reused, "10.1.0.9");
   std::vector<uint32_t> ids;
   for (uint32_t id : {1u, 2u, 3u}) ids.push_back(id == b ? reused : id);
   publish_table(kVipId, ids);
+  batching_ = false;
+  publish_world();
 
   EXPECT_EQ(send("192.0.2.37", 40000), choice(kVipId, key));
   sluice_flow_value v{};
