@@ -273,9 +273,6 @@ struct Balancer::State {
     if (v.cache && v.protocol != Protocol::kUdp)
       return invalid("the hot-object cache needs protocol \"udp\"");
     if (std::string why = key_hash_refusal(v); !why.empty()) return invalid(std::move(why));
-    if (v.cache)
-      if (std::string why = cache_fastpath_refusal(config.dpdk.has_value()); !why.empty())
-        return invalid(std::move(why));
     if (!v.table_size_auto &&
         (v.table_size < kMaglevMinSize || v.table_size > kMaglevMaxSize || !is_prime(v.table_size)))
       return invalid("table_size must be a prime " + std::to_string(kMaglevMinSize) + ".." +

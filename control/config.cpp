@@ -58,12 +58,6 @@ std::string key_hash_refusal(const VipConfig& vip) {
   return {};
 }
 
-std::string cache_fastpath_refusal(bool dpdk_configured) {
-  if (!dpdk_configured) return {};
-  return "the hot-object cache is not coherent on the DPDK fast path yet (a fill can race a write "
-         "still on its way to the backend); use the XDP fast path for a cached VIP";
-}
-
 const char* to_string(CheckType t) {
   switch (t) {
     case CheckType::kTcp:
@@ -959,9 +953,6 @@ void Checker::check_across(const toml::table& root, const Config& config) {
     const auto* tp = (*vips)[i].as_table();
     if (tp == nullptr) continue;
     const toml::table& ta = *tp;
-    if (a.cache && ta.contains("cache"))
-      if (const std::string why = cache_fastpath_refusal(config.dpdk.has_value()); !why.empty())
-        error(ta.get("cache")->source().begin, index_path("vips", i) + ".cache", why);
     for (size_t j = 0; j < i; ++j) {
       const VipConfig& b = config.vips[j];
       if (a.addr == b.addr && a.port == b.port && a.protocol == b.protocol)

@@ -79,15 +79,6 @@ struct VipConfig {
 /// every port (port 0) carries other protocols than memcached.
 [[nodiscard]] std::string key_hash_refusal(const VipConfig& vip);
 
-/// Why `cache = true` cannot apply with `dpdk_configured`; empty when it
-/// can. The DPDK workers' cache is built (dataplane/dpdk/worker_cache.hpp)
-/// but not yet coherent end to end: a worker stamps a write when it
-/// processes it, and on busy-polling lcores the write can reach the backend
-/// later than `write_settle_ms`, so a fill fetched in between could install
-/// the value from before an acknowledged write (tests/netns cache_e2e on
-/// DPDK saw it). Refused until the write is stamped again once sent.
-[[nodiscard]] std::string cache_fastpath_refusal(bool dpdk_configured);
-
 /// Per-core flow table sizes, entries, and idle timeouts, ms.
 struct FlowTableConfig {
   uint32_t flows_per_core = 65536;
@@ -103,7 +94,7 @@ struct CacheConfig {
   uint32_t ttl_ms = 10000;           // an entry lives this long from its fill, ms
   uint32_t hot_threshold = 32;       // misses of a key per core and period that make it hot
   uint32_t period_ms = 1000;         // the sketch period, ms
-  uint32_t write_settle_ms = 100;    // no fill within this long of a write to the key, ms
+  uint32_t write_settle_ms = 100;    // no fill this long after a write of the key left, ms
   uint32_t fetch_timeout_ms = 200;   // one fill's memcached gets, ms
 
   friend bool operator==(const CacheConfig&, const CacheConfig&) = default;

@@ -222,8 +222,20 @@ Result<FillLease> HotCache::begin_fill(uint32_t vip_id, std::string_view key,
   // install instead of slipping under the lease.
   const uint32_t epoch = c.versions->epoch(vip_id);
   const uint32_t version = c.versions->version(slot);
-  if (version != 0 &&
-      static_cast<uint32_t>(now_ms) - c.versions->last_write_ms(slot) < c.config.write_settle_ms)
+  // After the version: a hold taken before a bump this read saw is seen.
+  if (c.versions->slot_holds(slot) != 0 || c.versions->vip_holds(vip_id) != 0 ||
+      c.versions->all_holds() != 0)
+    return Error{-EAGAIN, "a write of the key is not transmitted yet"};
+  // Signed: a stamp from a core whose clock is a little ahead of now_ms is
+  // recent, not 49 days old.
+  const auto now = static_cast<uint32_t>(now_ms);
+  const auto recent = [&](uint32_t stamp) {
+    return static_cast<int64_t>(static_cast<int32_t>(now - stamp)) < c.config.write_settle_ms;
+  };
+  if ((version != 0 && recent(c.versions->last_write_ms(slot))) ||
+      (c.versions->slot_released_ms(slot) != 0 && recent(c.versions->slot_released_ms(slot))) ||
+      (c.versions->vip_released_ms(vip_id) != 0 && recent(c.versions->vip_released_ms(vip_id))) ||
+      (c.versions->all_released_ms() != 0 && recent(c.versions->all_released_ms())))
     return Error{-EAGAIN, "the key was written less than write_settle_ms ago"};
   return FillLease{vip_id, h, version, epoch, now_ms};
 }

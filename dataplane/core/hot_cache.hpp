@@ -28,8 +28,10 @@ struct HotCacheConfig {
   /// on staleness for writes that do not pass through sluice.
   uint32_t ttl_ms = 10'000;
   /// A fill may begin only when the key's version slot saw no write for
-  /// this long, ms: a write sluice forwarded may still be on its way to the
-  /// backend, and a fetch must not read the value from before it.
+  /// this long, ms, and no hold of the key (its slot, its VIP or every
+  /// key; CacheVersions) was released for this long: a write sluice
+  /// forwarded may still be on its way to the backend, or not yet applied
+  /// there, and a fetch must not read the value from before it.
   uint32_t write_settle_ms = 100;
 };
 
@@ -43,8 +45,8 @@ struct HotCacheConfig {
 /// write. A bump is a sequentially consistent read-modify-write that
 /// completes before the writing core goes on to transmit the write (and a
 /// NIC doorbell is behind a write barrier), so any lookup that starts
-/// after the write could have reached a backend sees the new version. 516
-/// KiB; allocate it once (it is too big for a stack).
+/// after the write could have reached a backend sees the new version. About
+/// 1 MiB; allocate it once (it is too big for a stack).
 class CacheVersions {
  public:
   /// The version of slot `slot` (< SLUICE_CACHE_VERSION_SLOTS).
@@ -70,13 +72,80 @@ class CacheVersions {
     std::atomic_ref<uint32_t>(epochs_[vip_id]).fetch_add(1, std::memory_order_seq_cst);
   }
 
+  // Holds (DESIGN.md "Hot-object cache"): a core that sees a write takes a
+  // hold (before its bump) and keeps it until the write has left the core
+  // -- handed to the NIC or dropped -- so that no fill begins while the
+  // backend may still answer with the value from before the write. A hold
+  // is a count (several cores, several writes); the release stamps its
+  // time, which begin_fill's settle time counts from. The count is taken
+  // relaxed and published by the bump's seq_cst read-modify-write after
+  // it: a reader that sees the new version (acquire) sees the hold. The
+  // release stamps first and then decrements with release order: a reader
+  // that sees the count drop (acquire) sees the stamp.
+
+  /// Holds a key's slot `slot`; one release_slot() each.
+  void hold_slot(uint32_t slot) noexcept {
+    std::atomic_ref<uint32_t>(held_[slot].count).fetch_add(1, std::memory_order_relaxed);
+  }
+  /// Ends a hold of slot `slot` at `now_ms` (the bumper's clock, wraps).
+  void release_slot(uint32_t slot, uint32_t now_ms) noexcept { release(held_[slot], now_ms); }
+  /// Holds of slot `slot` not yet released.
+  [[nodiscard]] uint32_t slot_holds(uint32_t slot) const noexcept {
+    return load(held_[slot].count, std::memory_order_acquire);
+  }
+  /// When the last hold of slot `slot` was released, ms; 0 when never.
+  [[nodiscard]] uint32_t slot_released_ms(uint32_t slot) const noexcept {
+    return load(held_[slot].released_ms, std::memory_order_relaxed);
+  }
+  /// The same for VIP `vip_id` as a whole (< SLUICE_MAX_VIPS): taken
+  /// before an epoch bump.
+  void hold_vip(uint32_t vip_id) noexcept {
+    std::atomic_ref<uint32_t>(vip_held_[vip_id].count).fetch_add(1, std::memory_order_relaxed);
+  }
+  void release_vip(uint32_t vip_id, uint32_t now_ms) noexcept {
+    release(vip_held_[vip_id], now_ms);
+  }
+  [[nodiscard]] uint32_t vip_holds(uint32_t vip_id) const noexcept {
+    return load(vip_held_[vip_id].count, std::memory_order_acquire);
+  }
+  [[nodiscard]] uint32_t vip_released_ms(uint32_t vip_id) const noexcept {
+    return load(vip_held_[vip_id].released_ms, std::memory_order_relaxed);
+  }
+  /// The same for every key of every VIP: what a core takes when it has
+  /// more writes in flight than it can track one by one. Taken before the
+  /// bumps it covers.
+  void hold_all() noexcept {
+    std::atomic_ref<uint32_t>(all_held_.count).fetch_add(1, std::memory_order_seq_cst);
+  }
+  void release_all(uint32_t now_ms) noexcept { release(all_held_, now_ms); }
+  [[nodiscard]] uint32_t all_holds() const noexcept {
+    return load(all_held_.count, std::memory_order_acquire);
+  }
+  [[nodiscard]] uint32_t all_released_ms() const noexcept {
+    return load(all_held_.released_ms, std::memory_order_relaxed);
+  }
+
  private:
   static uint32_t load(const uint32_t& v, std::memory_order order) noexcept {
     // atomic_ref needs a non-const object; a load writes nothing.
     return std::atomic_ref<uint32_t>(const_cast<uint32_t&>(v)).load(order);
   }
+  // A hold count and the time its last release stamped, ms (0: never).
+  struct Held {
+    uint32_t count;
+    uint32_t released_ms;
+  };
+  static void release(Held& h, uint32_t now_ms) noexcept {
+    // 0 means "never released": a release at clock 0 stamps 1 instead.
+    std::atomic_ref<uint32_t>(h.released_ms)
+        .store(now_ms | (now_ms == 0), std::memory_order_relaxed);
+    std::atomic_ref<uint32_t>(h.count).fetch_sub(1, std::memory_order_release);
+  }
   alignas(64) sluice_cache_version slots_[SLUICE_CACHE_VERSION_SLOTS]{};
   alignas(64) uint32_t epochs_[SLUICE_MAX_VIPS]{};
+  alignas(64) Held held_[SLUICE_CACHE_VERSION_SLOTS]{};  // by version slot
+  alignas(64) Held vip_held_[SLUICE_MAX_VIPS]{};         // by vip_id
+  alignas(64) Held all_held_{};                          // every key of every VIP
 };
 
 /// What begin_fill() hands the filler: the versions an install must still
@@ -165,8 +234,12 @@ class HotCache {
   void invalidate_vip(uint32_t vip_id) noexcept;
 
   /// Takes a lease for filling `key` of VIP `vip_id` at `now_ms`. Errors:
-  /// -EINVAL (not a memcached key, vip_id >= SLUICE_MAX_VIPS), -EAGAIN (the
-  /// key's version slot saw a write less than write_settle_ms ago).
+  /// -EINVAL (not a memcached key, vip_id >= SLUICE_MAX_VIPS), -EAGAIN (a
+  /// hold covers the key -- a write of it, or an unsure request to its VIP,
+  /// not yet transmitted -- or the key's version slot saw a write, or such
+  /// a hold was released, less than write_settle_ms before `now_ms`; a
+  /// stamp ahead of `now_ms`, from a core whose clock runs ahead, counts
+  /// as less). Try again later.
   [[nodiscard]] Result<FillLease> begin_fill(uint32_t vip_id, std::string_view key,
                                              uint64_t now_ms) const noexcept;
 

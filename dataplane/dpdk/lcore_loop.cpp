@@ -38,6 +38,7 @@ Result<std::unique_ptr<LcoreLoop>> LcoreLoop::create(const Ports& ports,
   loop->data_index_.assign(max_port + 1u, kNotData);
   for (size_t d = 0; d < c.data_ports.size(); ++d)
     loop->data_index_[c.data_ports[d]] = static_cast<uint8_t>(d);
+  loop->outbox_taken_.assign(ports.queues().size(), 0);
   return loop;
 }
 
@@ -102,9 +103,11 @@ int LcoreLoop::run(const std::atomic<bool>& stop) noexcept {
         const auto n = static_cast<uint16_t>(rte_ring_dequeue_burst(
             ports_.outbox(w), reinterpret_cast<void**>(pkts), kBurst, nullptr));
         for (uint16_t i = 0; i < n; ++i) send_data(data_index_[pkts[i]->port], pkts[i]);
+        outbox_taken_[w] += n;
         busy |= n != 0;
       }
     }
+    release_holds();
     if (!busy) worker_.idle();
     const uint64_t now = rte_get_tsc_cycles();
     if (now - last_drain >= drain_tsc) {
@@ -142,6 +145,29 @@ void LcoreLoop::handle(uint8_t d, rte_mbuf** pkts, uint16_t n) noexcept {
     kernel_unsent_ += v.n_kernel;
   }
   if (v.n_dropped != 0) rte_pktmbuf_free_bulk(v.dropped, v.n_dropped);
+  send_holds();
+}
+
+void LcoreLoop::send_holds() noexcept {
+  WorkerCache* c = worker_.cache();
+  if (c == nullptr || !c->holds_unsealed()) return;
+  // A write waiting in a TX buffer holds its key's fills: out with it now
+  // (the timer would take up to kDrainUs).
+  flush_outbox();
+  flush_all();
+  c->seal_holds(outbox_enqueued_);
+  release_holds();
+}
+
+void LcoreLoop::release_holds() noexcept {
+  WorkerCache* c = worker_.cache();
+  if (c == nullptr || !c->holding()) return;
+  // Without an outbox every ticket is 0, and what was sealed has left.
+  const uint16_t q = assignment_.queue;
+  const uint64_t done = q != 0 && ports_.any_software()
+                            ? ports_.outbox_sent(q).load(std::memory_order_acquire)
+                            : outbox_enqueued_;
+  (void)c->release_holds(done, worker_.now_ms());
 }
 
 void LcoreLoop::send_data(uint8_t d, rte_mbuf* m) noexcept {
@@ -159,6 +185,7 @@ void LcoreLoop::flush_outbox() noexcept {
   if (n_out_ == 0) return;
   const unsigned sent = rte_ring_enqueue_burst(
       ports_.outbox(assignment_.queue), reinterpret_cast<void* const*>(out_), n_out_, nullptr);
+  outbox_enqueued_ += sent;
   if (sent < n_out_) {
     rte_pktmbuf_free_bulk(out_ + sent, n_out_ - sent);
     tx_unsent_ += n_out_ - sent;
@@ -209,6 +236,11 @@ void LcoreLoop::flush_all() noexcept {
   for (size_t d = 0; d < c.data_ports.size(); ++d)
     if (q == 0 || !ports_.software(d)) (void)rte_eth_tx_buffer_flush(c.data_ports[d], q, tx_[d]);
   if (c.kernel_port) (void)rte_eth_tx_buffer_flush(*c.kernel_port, q, tx_[c.data_ports.size()]);
+  if (q != 0 || !ports_.any_software()) return;
+  // What was taken from the outboxes went through the buffers just
+  // flushed: it has left. Release order: after the flush.
+  for (uint16_t w = 1; w < outbox_taken_.size(); ++w)
+    ports_.outbox_sent(w).store(outbox_taken_[w], std::memory_order_release);
 }
 
 LoopStats LcoreLoop::stats() const noexcept {

@@ -38,8 +38,11 @@ struct LoopStats {
 /// keeps its own flows and enqueues the others' to their inboxes (by the
 /// flow hash with kDistributionSeed, so a flow always meets one worker);
 /// the others read their inbox and hand what they transmit on that port to
-/// worker 0 through their outbox. No locks, syscalls, allocation or logging
-/// inside run().
+/// worker 0 through their outbox. With the hot-object cache, a burst that
+/// held a write (WorkerCache holds) is transmitted at once, and its holds
+/// are released when it has left: at once, or when worker 0 reports the
+/// outbox flushed (Ports::outbox_sent, on its drain timer). No locks,
+/// syscalls, allocation or logging inside run().
 class LcoreLoop {
  public:
   /// Packets per rx_burst and per TX buffer.
@@ -88,7 +91,15 @@ class LcoreLoop {
   // place and enqueues the rest to their workers; returns how many stay.
   uint16_t distribute(uint8_t d, rte_mbuf** pkts, uint16_t n) noexcept;
   void flush_outbox() noexcept;
+  // Flushes every TX buffer this lcore owns; worker 0 then publishes what
+  // it has taken from each outbox as sent (Ports::outbox_sent).
   void flush_all() noexcept;
+  // After a burst whose writes took holds (WorkerCache): transmits
+  // everything now and seals the holds with the outbox ticket.
+  void send_holds() noexcept;
+  // Releases the holds whose packets have left: all of them without an
+  // outbox, else those worker 0 has flushed.
+  void release_holds() noexcept;
 
   const Ports& ports_;
   QueueAssignment assignment_;
@@ -100,6 +111,10 @@ class LcoreLoop {
   // Packets for worker 0 to transmit, waiting for the outbox.
   rte_mbuf* out_[kBurst];
   uint16_t n_out_ = 0;
+  // Packets this worker ever put in its outbox: the ticket of its holds.
+  uint64_t outbox_enqueued_ = 0;
+  // Worker 0: packets taken from each worker's outbox, by queue.
+  std::vector<uint64_t> outbox_taken_;
   alignas(64) LoopStats stats_{};
   // rte_eth_tx_buffer's error callback counts into these.
   uint64_t tx_unsent_ = 0;

@@ -89,6 +89,7 @@ Result<Ports> Ports::start(const PortsConfig& config) {
     ports.software_.push_back(software.value());
   }
   if (std::find(ports.software_.begin(), ports.software_.end(), true) != ports.software_.end()) {
+    ports.outbox_sent_.reset(new OutboxSent[n]);
     for (uint16_t q = 0; q < n; ++q) {
       const int socket = static_cast<int>(rte_lcore_to_socket_id(ports.queues_[q].lcore));
       for (auto* boxes : {&ports.inbox_, &ports.outbox_}) {
@@ -167,7 +168,8 @@ Ports::Ports(Ports&& other) noexcept
       started_(std::move(other.started_)),
       software_(std::move(other.software_)),
       inbox_(std::move(other.inbox_)),
-      outbox_(std::move(other.outbox_)) {
+      outbox_(std::move(other.outbox_)),
+      outbox_sent_(std::move(other.outbox_sent_)) {
   other.started_.clear();
   other.inbox_.clear();
   other.outbox_.clear();
@@ -182,6 +184,7 @@ Ports& Ports::operator=(Ports&& other) noexcept {
     software_ = std::move(other.software_);
     inbox_ = std::move(other.inbox_);
     outbox_ = std::move(other.outbox_);
+    outbox_sent_ = std::move(other.outbox_sent_);
     other.started_.clear();
     other.inbox_.clear();
     other.outbox_.clear();

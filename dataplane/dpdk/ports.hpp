@@ -5,8 +5,10 @@
 // has no RSS; link check), with an RAII owner that stops them.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -106,6 +108,14 @@ class Ports {
   /// producer, single consumer. Only when any_software().
   [[nodiscard]] rte_ring* inbox(uint16_t queue) const { return inbox_[queue]; }
   [[nodiscard]] rte_ring* outbox(uint16_t queue) const { return outbox_[queue]; }
+  /// Packets worker 0 has taken from worker `queue`'s outbox and flushed
+  /// out of their TX buffer (sent or dropped), in all: written by worker 0
+  /// (release order, after the flush), read by worker `queue` (acquire)
+  /// to know which of the packets it enqueued have left (WorkerCache
+  /// holds). Only when any_software().
+  [[nodiscard]] std::atomic<uint64_t>& outbox_sent(uint16_t queue) const {
+    return outbox_sent_[queue].value;
+  }
 
  private:
   Ports() = default;
@@ -117,6 +127,12 @@ class Ports {
   std::vector<bool> software_;
   std::vector<rte_ring*> inbox_;
   std::vector<rte_ring*> outbox_;
+  // By queue, each in a cache line of its own (written by worker 0, read
+  // by its owner).
+  struct alignas(64) OutboxSent {
+    std::atomic<uint64_t> value{0};
+  };
+  std::unique_ptr<OutboxSent[]> outbox_sent_;
 };
 
 }  // namespace sluice::dpdk

@@ -54,7 +54,10 @@ struct WorkerConfig {
   /// (nullopt, or beyond the end) use the snapshot's next_hop.src_mac.
   std::vector<std::optional<std::array<uint8_t, 6>>> port_macs{};
   /// The hot-object cache for VIPs with SLUICE_VIP_CACHE (nullopt: none,
-  /// their requests are balanced as any other; see WorkerCache).
+  /// their requests are balanced as any other; see WorkerCache). With its
+  /// hold_writes (the default) the caller of process_burst() must also
+  /// release the holds a burst's writes take once it has transmitted them
+  /// (WorkerCache::seal_holds, release_holds), as LcoreLoop does.
   std::optional<WorkerCacheConfig> cache{};
 };
 

@@ -136,7 +136,10 @@ WorkerCache::WorkerCache(HotCache store, const WorkerCacheConfig& config)
       hot_threshold_(config.hot_threshold),
       period_ms_(config.period_ms),
       stats_(new sluice_cache_stats[SLUICE_MAX_VIPS]()),
-      fills_(new Fills[SLUICE_MAX_VIPS]()) {}
+      fills_(new Fills[SLUICE_MAX_VIPS]()),
+      versions_(config.versions),
+      hold_writes_(config.hold_writes),
+      holds_(new Hold[kMaxHolds]()) {}
 
 WorkerCache::~WorkerCache() {
   rte_ring_free(hot_);
@@ -241,9 +244,74 @@ uint64_t WorkerCache::clock(uint32_t now_ms) noexcept {
   return clock_ms_;
 }
 
+namespace {
+// The owner's increment of a counter other threads read.
+void bump_shared(uint64_t& counter, uint64_t by = 1) noexcept {
+  __atomic_store_n(&counter, counter + by, __ATOMIC_RELAXED);
+}
+}  // namespace
+
 void WorkerCache::unsure(uint32_t vip_id) noexcept {
+  if (hold_writes_) hold(kVipHold | vip_id);
   store_.invalidate_vip(vip_id);
   ++stats_[vip_id].vip_invalidations;
+}
+
+void WorkerCache::hold(uint32_t what) noexcept {
+  static_assert((kMaxHolds & (kMaxHolds - 1)) == 0, "kMaxHolds is a power of two");
+  if (tail_ - head_ == kMaxHolds) {
+    // Full: every key waits until this write (and those before) left.
+    if (!all_held_) {
+      versions_->hold_all();
+      all_held_ = true;
+      bump_shared(hold_stats_.taken);
+      bump_shared(hold_stats_.overflows);
+    }
+    all_unsealed_ = true;
+    return;
+  }
+  if ((what & kVipHold) != 0)
+    versions_->hold_vip(what & ~kVipHold);
+  else
+    versions_->hold_slot(what);
+  holds_[tail_++ & (kMaxHolds - 1)] = Hold{what, kUnsealed};
+  ++unsealed_;
+  bump_shared(hold_stats_.taken);
+}
+
+void WorkerCache::seal_holds(uint64_t ticket) noexcept {
+  for (uint32_t i = tail_ - unsealed_; i != tail_; ++i) holds_[i & (kMaxHolds - 1)].ticket = ticket;
+  unsealed_ = 0;
+  if (all_unsealed_) {
+    all_ticket_ = ticket;
+    all_unsealed_ = false;
+  }
+}
+
+uint32_t WorkerCache::release_holds(uint64_t done, uint32_t now_ms) noexcept {
+  uint32_t n = 0;
+  const uint32_t sealed_end = tail_ - unsealed_;
+  for (; head_ != sealed_end; ++head_, ++n) {
+    const Hold& h = holds_[head_ & (kMaxHolds - 1)];
+    if (h.ticket > done) break;
+    if ((h.what & kVipHold) != 0)
+      versions_->release_vip(h.what & ~kVipHold, now_ms);
+    else
+      versions_->release_slot(h.what, now_ms);
+  }
+  if (all_held_ && !all_unsealed_ && all_ticket_ <= done) {
+    versions_->release_all(now_ms);
+    all_held_ = false;
+    ++n;
+  }
+  if (n != 0) bump_shared(hold_stats_.released, n);
+  return n;
+}
+
+WorkerHoldStats WorkerCache::hold_stats() const noexcept {
+  return {__atomic_load_n(&hold_stats_.taken, __ATOMIC_RELAXED),
+          __atomic_load_n(&hold_stats_.released, __ATOMIC_RELAXED),
+          __atomic_load_n(&hold_stats_.overflows, __ATOMIC_RELAXED)};
 }
 
 WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const ParseResult& pr,
@@ -286,7 +354,12 @@ WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const Pars
   // Before the packet is forwarded: the write may reach the backend, and
   // its acknowledgement the client, before this burst ends.
   if (w.whole_vip) unsure(vip_id);
-  for (uint32_t i = 0; i < w.keys; ++i) store_.invalidate(vip_id, keys[i], now);
+  for (uint32_t i = 0; i < w.keys; ++i) {
+    // The hold before the bump (CacheVersions): a fill that sees the new
+    // version sees the hold.
+    if (hold_writes_) hold(sluice_cache_version_slot(vip_id, mc::key_hash(keys[i])));
+    store_.invalidate(vip_id, keys[i], now);
+  }
   st.invalidations += w.keys;
   if (!udp || w.whole_vip || w.keys != 0) return Step::kForward;
 

@@ -52,6 +52,19 @@ struct WorkerCacheConfig {
   /// Slots of the hot-key ring and of the install ring, a power of two:
   /// reports or installs beyond it wait or are dropped (a later report).
   uint32_t ring_slots = 256;
+  /// Whether each write handle() sees holds its key (CacheVersions) until
+  /// the caller says the packet has left (seal_holds, release_holds): no
+  /// fill of the key begins before then. The lcore loop does; an embedding
+  /// application that transmits in its own loop must too, or turn this off
+  /// and accept that a fill can race a write still in its TX buffer.
+  bool hold_writes = true;
+};
+
+/// Counters of one worker's holds, readable from any thread.
+struct WorkerHoldStats {
+  uint64_t taken = 0;      ///< holds taken (a key's slot, or a VIP)
+  uint64_t released = 0;   ///< of those, released
+  uint64_t overflows = 0;  ///< times every key was held: more writes in flight than kMaxHolds
 };
 
 /// Per-VIP counters of one worker's cache (the fast path's, and the
@@ -85,7 +98,16 @@ struct WorkerCacheCounters {
 ///    (post_install), applied by the worker at the top of each burst or
 ///    idle turn (apply_installs) under the lease taken before the fetch:
 ///    HotCache::install checks the shared versions again, so a write any
-///    worker saw since refuses the fill.
+///    worker saw since refuses the fill;
+///  - with hold_writes, each write also holds its key (an unsure request
+///    its VIP) in the shared versions until the write has left this lcore,
+///    so that no fill begins -- and reads the backend's value from before
+///    the write -- while the write still waits in a TX buffer or an
+///    outbox: the caller flushes after a burst with holds_unsealed(),
+///    seals them with a ticket of its choosing (seal_holds), and releases
+///    them once everything up to that ticket has been handed to the NIC
+///    or dropped (release_holds). HotCache::begin_fill refuses while a
+///    hold covers the key and for write_settle_ms after its release.
 /// Owned and called by one lcore, except: poll_hot and post_install (one
 /// control thread: each ring has one producer and one consumer),
 /// begin_fill through store() (reads the shared versions only) and the
@@ -140,6 +162,25 @@ class WorkerCache {
   /// publishes the store's counters. Returns installs applied.
   uint32_t apply_installs(uint32_t now_ms) noexcept;
 
+  /// Holds a worker tracks one by one; beyond them it holds every key
+  /// until the ones in flight are released.
+  static constexpr uint32_t kMaxHolds = 1024;
+  /// Worker lcore: whether handle() took holds since the last seal_holds()
+  /// (the burst held a write: transmit it now, so the hold is short).
+  [[nodiscard]] bool holds_unsealed() const noexcept { return unsealed_ != 0 || all_unsealed_; }
+  /// Worker lcore: whether any hold is not yet released.
+  [[nodiscard]] bool holding() const noexcept { return head_ != tail_ || all_held_; }
+  /// Worker lcore: the holds taken since the last call end once
+  /// release_holds() is given `ticket` or more. Tickets must not decrease
+  /// from call to call (the loop: packets it ever put in its outbox).
+  void seal_holds(uint64_t ticket) noexcept;
+  /// Worker lcore: releases, at `now_ms` (the worker's ms clock), the
+  /// sealed holds whose ticket is <= `done` (everything up to `done` has
+  /// left). Returns how many were released.
+  uint32_t release_holds(uint64_t done, uint32_t now_ms) noexcept;
+  /// The hold counters; any thread.
+  [[nodiscard]] WorkerHoldStats hold_stats() const noexcept;
+
  private:
   // One fetched value on its way to the worker (an element of the
   // install ring, copied in and out: no allocation on either side).
@@ -158,6 +199,18 @@ class WorkerCache {
   void unsure(uint32_t vip_id) noexcept;
   // Counts a miss of `key` in the sketch; reports it at the threshold.
   void count_miss(uint32_t vip_id, std::string_view key) noexcept;
+  // Holds `what` (a version slot, or kVipHold | vip_id) before its bump;
+  // every key when kMaxHolds are in flight already.
+  void hold(uint32_t what) noexcept;
+
+  // A pending hold: a version slot, or kVipHold | vip_id; released once
+  // the loop's done ticket reaches `ticket` (kUnsealed until sealed).
+  struct Hold {
+    uint32_t what;
+    uint64_t ticket;
+  };
+  static constexpr uint32_t kVipHold = 1u << 31;
+  static constexpr uint64_t kUnsealed = UINT64_MAX;
 
   HotCache store_;
   uint32_t hot_threshold_;
@@ -175,6 +228,18 @@ class WorkerCache {
   std::unique_ptr<sluice_cache_stats[]> stats_;  // by vip_id
   std::unique_ptr<Fills[]> fills_;               // by vip_id
   HotCacheStats published_{};                    // store_.stats(), for other threads
+  // Holds: a FIFO ring (tickets never decrease along it), head_ the
+  // oldest; indices run free, masked by kMaxHolds - 1.
+  CacheVersions* versions_;
+  bool hold_writes_;
+  std::unique_ptr<Hold[]> holds_;
+  uint32_t head_ = 0;
+  uint32_t tail_ = 0;
+  uint32_t unsealed_ = 0;         // holds at the tail end not yet sealed
+  bool all_held_ = false;         // this worker holds every key (CacheVersions::hold_all)
+  bool all_unsealed_ = false;     // ... for a write since the last seal
+  uint64_t all_ticket_ = 0;       // ... released when done reaches it
+  WorkerHoldStats hold_stats_{};  // written by the owner, read with atomic loads
 };
 
 }  // namespace sluice::dpdk

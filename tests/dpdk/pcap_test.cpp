@@ -3,7 +3,8 @@
 // by net_pcap, the lcore loop on a worker lcore, and the output pcap files
 // checked -- encapsulated frames and ICMP replies on the data port, non-VIP
 // traffic on the kernel port (and the kernel's reply back out), drops
-// counted by reason.
+// counted by reason; and a memcached write to a cached VIP holding its key
+// until it is out of the port.
 #include <gtest/gtest.h>
 #include <rte_ethdev.h>
 #include <rte_launch.h>
@@ -14,10 +15,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "dataplane/core/hot_cache.hpp"
+#include "dataplane/core/memcached.hpp"
 #include "dataplane/dpdk/lcore_loop.hpp"
 #include "dataplane/dpdk/ports.hpp"
 #include "dataplane/dpdk/snapshot_rcu.hpp"
@@ -133,6 +139,28 @@ Case make_case() {
   return c;
 }
 
+// The cache case: a memcached set to a cached UDP VIP (id kCacheVip, no
+// key routing: placed by its flow) read from cache_in.pcap.
+constexpr uint32_t kCacheVip = 30;
+constexpr const char* kCacheVipAddr = "10.0.0.12";
+
+World cache_world() {
+  World w;
+  w.add_vip({kCacheVipAddr, 11211, kUdp, kCacheVip, SLUICE_VIP_CACHE, {1, 2, 3}});
+  return w;
+}
+
+Bytes cache_write() {
+  std::string text(8, '\0');  // the memcached frame header: id 0, sequence 0 of 1
+  text[5] = 1;
+  text += "set k 0 0 3\r\nnew\r\n";
+  return frame()
+      .ipv4({.src = kClient, .dst = kCacheVipAddr})
+      .udp({.sport = 40100, .dport = 11211})
+      .payload(Bytes(text.begin(), text.end()))
+      .build();
+}
+
 uint16_t port_id(const char* name) {
   uint16_t id = UINT16_MAX;
   EXPECT_EQ(rte_eth_dev_get_port_by_name(name, &id), 0) << name;
@@ -144,6 +172,38 @@ int run_loop(void* arg) {
   return ctx->first->run(*ctx->second);
 }
 
+// Starts `data_port` (and `kernel_port`, if any) for one worker lcore,
+// runs `worker`'s loop on it, calls `during` with the loop while it runs,
+// stops it and closes the ports (net_pcap writes its files out); the
+// loop's counters.
+dpdk::LoopStats run_once(uint16_t data_port, std::optional<uint16_t> kernel_port,
+                         dpdk::Worker& worker,
+                         const std::function<void(const dpdk::LcoreLoop&)>& during) {
+  dpdk::LoopStats stats{};
+  const unsigned lcore = rte_get_next_lcore(-1, 1, 0);
+  EXPECT_LT(lcore, RTE_MAX_LCORE) << "no worker lcore";
+  if (lcore >= RTE_MAX_LCORE) return stats;
+  dpdk::PortsConfig pc;
+  pc.data_ports = {data_port};
+  pc.kernel_port = kernel_port;
+  pc.worker_lcores = {lcore};
+  pc.pool = test_pool();
+  pc.rx_desc = pc.tx_desc = 256;
+  auto ports = dpdk::Ports::start(pc);
+  EXPECT_TRUE(ports.ok()) << ports.error().message;
+  if (!ports.ok()) return stats;
+  auto loop = dpdk::LcoreLoop::create(ports.value(), ports.value().queues()[0], worker);
+  EXPECT_TRUE(loop.ok()) << loop.error().message;
+  if (!loop.ok()) return stats;
+  std::atomic<bool> stop{false};
+  std::pair<dpdk::LcoreLoop*, std::atomic<bool>*> ctx{loop.value().get(), &stop};
+  EXPECT_EQ(rte_eal_remote_launch(run_loop, &ctx, lcore), 0);
+  during(*loop.value());
+  stop.store(true);
+  EXPECT_EQ(rte_eal_wait_lcore(lcore), 0);
+  return loop.value()->stats();
+}
+
 TEST(PcapTest, FramesThroughTheLcoreLoop) {
   const Case c = make_case();
   const World w;
@@ -152,36 +212,20 @@ TEST(PcapTest, FramesThroughTheLcoreLoop) {
   auto worker = dpdk::Worker::create(
       {.reader_id = 0, .hash_seed = kSeed, .flows = {.capacity = 1024}}, *rcu.value());
   ASSERT_TRUE(worker.ok());
-  const unsigned lcore = rte_get_next_lcore(-1, 1, 0);
-  ASSERT_LT(lcore, RTE_MAX_LCORE) << "no worker lcore";
-  {
-    dpdk::PortsConfig pc;
-    pc.data_ports = {port_id("net_pcap0")};
-    pc.kernel_port = port_id("net_pcap1");
-    pc.worker_lcores = {lcore};
-    pc.pool = test_pool();
-    pc.rx_desc = pc.tx_desc = 256;
-    auto ports = dpdk::Ports::start(pc);
-    ASSERT_TRUE(ports.ok()) << ports.error().message;
-    auto loop = dpdk::LcoreLoop::create(ports.value(), ports.value().queues()[0], *worker.value());
-    ASSERT_TRUE(loop.ok()) << loop.error().message;
-    std::atomic<bool> stop{false};
-    std::pair<dpdk::LcoreLoop*, std::atomic<bool>*> ctx{loop.value().get(), &stop};
-    ASSERT_EQ(rte_eal_remote_launch(run_loop, &ctx, lcore), 0);
-    // Until every frame was seen and the kernel's reply was forwarded.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while ((worker.value()->global_stats().rx_packets < c.in.size() ||
-            loop.value()->stats().from_kernel < 1) &&
-           std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    stop.store(true);
-    EXPECT_EQ(rte_eal_wait_lcore(lcore), 0);
-    const dpdk::LoopStats ls = loop.value()->stats();
-    EXPECT_EQ(ls.from_kernel, 1u);
-    EXPECT_EQ(ls.kernel_sent, 2u);
-    EXPECT_EQ(ls.tx_unsent, 0u);
-    EXPECT_EQ(ls.kernel_unsent, 0u);
-  }  // ports closed: net_pcap writes its files out
+  const dpdk::LoopStats ls =
+      run_once(port_id("net_pcap0"), port_id("net_pcap1"), *worker.value(),
+               [&](const dpdk::LcoreLoop& loop) {
+                 // Until every frame was seen and the kernel's reply was forwarded.
+                 const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+                 while ((worker.value()->global_stats().rx_packets < c.in.size() ||
+                         loop.stats().from_kernel < 1) &&
+                        std::chrono::steady_clock::now() < deadline)
+                   std::this_thread::sleep_for(std::chrono::milliseconds(5));
+               });
+  EXPECT_EQ(ls.from_kernel, 1u);
+  EXPECT_EQ(ls.kernel_sent, 2u);
+  EXPECT_EQ(ls.tx_unsent, 0u);
+  EXPECT_EQ(ls.kernel_unsent, 0u);
 
   const sluice_global_stats g = worker.value()->global_stats();
   EXPECT_EQ(g.rx_packets, c.in.size());
@@ -207,6 +251,53 @@ TEST(PcapTest, FramesThroughTheLcoreLoop) {
   EXPECT_EQ(read_pcap(g_dir / "kernel.pcap"), c.to_kernel);
 }
 
+// A write through the lcore loop takes one hold on its key, which the loop
+// releases once the write is out of the port (the loop flushes right after
+// the burst; tests/dpdk/distribution_test.cpp checks that no release comes
+// before its write has left): the key's fill is refused for
+// write_settle_ms after the release, and the write is in the output file,
+// forwarded.
+TEST(PcapTest, AWriteHoldsItsKeyUntilItIsOutOfThePort) {
+  const World w = cache_world();
+  auto versions = std::make_unique<CacheVersions>();
+  auto rcu = dpdk::SnapshotRcu::create(1, w.snapshot());
+  ASSERT_TRUE(rcu.ok());
+  auto worker = dpdk::Worker::create(
+      {.reader_id = 0,
+       .hash_seed = kSeed,
+       .flows = {.capacity = 1024},
+       .cache = dpdk::WorkerCacheConfig{.store = {.max_entries = 64, .write_settle_ms = 50},
+                                        .versions = versions.get()}},
+      *rcu.value());
+  ASSERT_TRUE(worker.ok());
+  const uint32_t slot = sluice_cache_version_slot(kCacheVip, mc::key_hash("k"));
+  EXPECT_EQ(versions->slot_released_ms(slot), 0u);
+  dpdk::WorkerCache& c = *worker.value()->cache();
+  const dpdk::LoopStats ls =
+      run_once(port_id("net_pcap2"), std::nullopt, *worker.value(), [&](const dpdk::LcoreLoop&) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (c.hold_stats().released < 1 && std::chrono::steady_clock::now() < deadline)
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        // Released at the loop's clock: the fill waits write_settle_ms
+        // from there, on the same clock.
+        const uint32_t at = versions->slot_released_ms(slot);
+        EXPECT_NE(at, 0u) << "released";
+        EXPECT_EQ(c.store().begin_fill(kCacheVip, "k", at).error().code, -EAGAIN);
+        EXPECT_EQ(c.store().begin_fill(kCacheVip, "k", at + 49u).error().code, -EAGAIN);
+        EXPECT_TRUE(c.store().begin_fill(kCacheVip, "k", at + 50u).ok());
+      });
+  EXPECT_EQ(ls.tx_unsent, 0u);
+  const dpdk::WorkerHoldStats holds = c.hold_stats();
+  EXPECT_EQ(holds.taken, 1u);
+  EXPECT_EQ(holds.released, 1u);
+  EXPECT_EQ(versions->slot_holds(slot), 0u);
+  EXPECT_EQ(worker.value()->cache()->stats(kCacheVip).invalidations, 1u);
+  const Bytes in = cache_write();
+  EXPECT_EQ(read_pcap(g_dir / "cache_out.pcap"),
+            std::vector<Bytes>{w.forwarded(in, 0, kCacheVip,
+                                           flow_key(kClient, 40100, kCacheVipAddr, 11211, kUdp))});
+}
+
 }  // namespace
 }  // namespace sluice::test
 
@@ -217,11 +308,13 @@ int main(int argc, char** argv) {
   const sluice::test::Case c = sluice::test::make_case();
   sluice::test::write_pcap(g_dir / "in.pcap", c.in);
   sluice::test::write_pcap(g_dir / "kernel_in.pcap", {c.from_kernel});
+  sluice::test::write_pcap(g_dir / "cache_in.pcap", {sluice::test::cache_write()});
   const std::string d = g_dir.string();
   const int rc = sluice::test::dpdk_test_main(
       argc, argv,
       {"--vdev", "net_pcap0,rx_pcap=" + d + "/in.pcap,tx_pcap=" + d + "/out.pcap", "--vdev",
-       "net_pcap1,rx_pcap=" + d + "/kernel_in.pcap,tx_pcap=" + d + "/kernel.pcap"},
+       "net_pcap1,rx_pcap=" + d + "/kernel_in.pcap,tx_pcap=" + d + "/kernel.pcap", "--vdev",
+       "net_pcap2,rx_pcap=" + d + "/cache_in.pcap,tx_pcap=" + d + "/cache_out.pcap"},
       "0,1");
   std::error_code ignored;
   std::filesystem::remove_all(g_dir, ignored);

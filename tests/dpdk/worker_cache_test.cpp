@@ -318,10 +318,71 @@ TEST_F(WorkerCacheTest, WriteInvalidatesBeforeItIsForwarded) {
   EXPECT_EQ(cs.invalidations, 1u);
   EXPECT_EQ(cs.hits, 0u);
   EXPECT_EQ(versions_->version(sluice_cache_version_slot(kCached, mc::key_hash("user:1"))), 1u);
+  // The write holds its key until the caller says it has left.
+  dpdk::WorkerCache& c = *worker_->cache();
+  EXPECT_TRUE(c.holds_unsealed());
+  c.seal_holds(0);
+  EXPECT_EQ(c.release_holds(0, 1000), 1u);
   // A fill leased before that write would be refused; one after it is in.
   ASSERT_EQ(fill(*worker_, kCached, "user:1", "new", 0, 0, 2000), FillResult::kInstalled);
   EXPECT_EQ(run(get("user:1"), 2001).tx, 1);
   EXPECT_EQ(worker_->cache()->stats(kCached).hits, 1u);
+}
+
+// A write holds its key on every worker until the caller has transmitted
+// it (the lcore loop: TX buffers flushed, or worker 0 has flushed the
+// outbox up to the ticket), then write_settle_ms (100 ms) more.
+TEST_F(WorkerCacheTest, AWriteHoldsItsKeyUntilItHasLeftThenSettles) {
+  dpdk::WorkerCache& a = *worker_->cache();
+  dpdk::WorkerCache& b = *worker_b_->cache();
+  EXPECT_FALSE(a.holding());
+  ASSERT_EQ(
+      run(udp_frame(kClient, kCacheVip, 40000, mc_payload("set k 0 0 3\r\nnew\r\n")), 1000).tx, 1);
+  EXPECT_TRUE(a.holds_unsealed());
+  EXPECT_TRUE(a.holding());
+  EXPECT_EQ(a.hold_stats().taken, 1u);
+  // Worker B's filler is refused too, however long the write waits.
+  EXPECT_EQ(b.store().begin_fill(kCached, "k", b.clock(1000)).error().code, -EAGAIN);
+  EXPECT_EQ(b.store().begin_fill(kCached, "k", b.clock(9000)).error().code, -EAGAIN);
+  EXPECT_TRUE(b.store().begin_fill(kCached, "other", b.clock(9000)).ok());
+  // In an outbox, behind 7 packets: not left until 7 are flushed.
+  a.seal_holds(7);
+  EXPECT_FALSE(a.holds_unsealed());
+  EXPECT_EQ(a.release_holds(6, 9000), 0u);
+  EXPECT_EQ(b.store().begin_fill(kCached, "k", b.clock(9000)).error().code, -EAGAIN);
+  EXPECT_EQ(a.release_holds(7, 9000), 1u);
+  EXPECT_FALSE(a.holding());
+  EXPECT_EQ(a.hold_stats().released, 1u);
+  EXPECT_EQ(b.store().begin_fill(kCached, "k", b.clock(9099)).error().code, -EAGAIN) << "settling";
+  EXPECT_EQ(fill(*worker_b_, kCached, "k", "new", 0, 0, 9100), FillResult::kInstalled);
+
+  // Something the worker cannot follow holds the VIP: every key of it.
+  ASSERT_EQ(run(udp_frame(kClient, kCacheVip, 40000, Bytes{1, 2, 3}), 10'000).tx, 1);
+  EXPECT_EQ(b.store().begin_fill(kCached, "x", b.clock(10'000)).error().code, -EAGAIN);
+  a.seal_holds(7);
+  EXPECT_EQ(a.release_holds(7, 10'000), 1u);
+  EXPECT_TRUE(b.store().begin_fill(kCached, "x", b.clock(10'100)).ok());
+}
+
+// More writes in flight than a worker tracks one by one: it holds every
+// key until they have left.
+TEST_F(WorkerCacheTest, TooManyWritesInFlightHoldEveryKey) {
+  dpdk::WorkerCache& a = *worker_->cache();
+  std::string deletes;
+  uint32_t n = 0;
+  for (uint32_t p = 0; n <= dpdk::WorkerCache::kMaxHolds; ++p) {
+    deletes.clear();
+    for (int i = 0; i < 8; ++i) deletes += "delete k" + std::to_string(n++) + "\r\n";
+    ASSERT_EQ(run(tcp_segment(deletes), 1000).tx, 1);
+  }
+  EXPECT_EQ(a.hold_stats().overflows, 1u);
+  EXPECT_EQ(versions_->all_holds(), 1u);
+  EXPECT_EQ(a.store().begin_fill(kCached6, "unrelated", a.clock(1000)).error().code, -EAGAIN);
+  a.seal_holds(3);
+  EXPECT_EQ(a.release_holds(3, 1000), dpdk::WorkerCache::kMaxHolds + 1);
+  EXPECT_EQ(versions_->all_holds(), 0u);
+  EXPECT_FALSE(a.holding());
+  EXPECT_TRUE(a.store().begin_fill(kCached6, "unrelated", a.clock(1100)).ok());
 }
 
 TEST_F(WorkerCacheTest, AWriteOnOneWorkerStopsEveryWorkersEntry) {
@@ -365,18 +426,27 @@ TEST_F(WorkerCacheTest, WhatCannotBeFollowedInvalidatesTheVip) {
       {"short of a frame header", udp_frame(kClient, kCacheVip, 40000, Bytes{1, 2, 3})},
   };
   uint64_t expected = 0;
+  // A second per case: each case's VIP hold, released when its packet was
+  // sent, has settled by the next one's fills.
+  uint32_t now = 1000;
   for (const auto& c : cases) {
     for (Worker* w : {worker_.get(), worker_b_.get()})
-      ASSERT_EQ(fill(*w, kCached, "k", "v"), FillResult::kInstalled) << c.what;
-    ASSERT_EQ(run_on(*worker_b_, get("k")).tx, 1);
+      ASSERT_EQ(fill(*w, kCached, "k", "v", 7, 42, now), FillResult::kInstalled) << c.what;
+    ASSERT_EQ(run_on(*worker_b_, get("k"), now).tx, 1);
     ASSERT_EQ(worker_b_->cache()->stats(kCached).hits, expected + 1) << c.what;
-    const Out f = run_on(*worker_, c.in);
+    const Out f = run_on(*worker_, c.in, now);
     EXPECT_EQ(f.tx, 1) << c.what << ": forwarded";
     EXPECT_EQ(worker_->cache()->stats(kCached).vip_invalidations, ++expected) << c.what;
     // Neither worker serves what it filled before.
     const Bytes in = get("k");
-    EXPECT_EQ(run_on(*worker_b_, in).frame, keyed(in, kCached, "k")) << c.what;
-    EXPECT_EQ(run_on(*worker_, in).frame, keyed(in, kCached, "k")) << c.what;
+    EXPECT_EQ(run_on(*worker_b_, in, now).frame, keyed(in, kCached, "k")) << c.what;
+    EXPECT_EQ(run_on(*worker_, in, now).frame, keyed(in, kCached, "k")) << c.what;
+    // Nor fills it again until the packet has left.
+    EXPECT_EQ(worker_b_->cache()->store().begin_fill(kCached, "k", now).error().code, -EAGAIN)
+        << c.what;
+    worker_->cache()->seal_holds(0);
+    EXPECT_EQ(worker_->cache()->release_holds(0, now), 1u) << c.what;
+    now += 1000;
   }
   EXPECT_EQ(versions_->epoch(kCached), expected);
   EXPECT_EQ(versions_->epoch(kCached6), 0u);

@@ -143,13 +143,6 @@ INSTANTIATE_TEST_SUITE_P(
                   "hash = \"key\"\n",
                   {"t.toml:5:8: vips[0].hash: hash \"key\" reads memcached requests; a VIP of "
                    "every port (port 0) carries other protocols: needs the memcached port"}},
-        ErrorCase{"cache_not_on_dpdk",
-                  "[dpdk]\nports = [\"net_null0\"]\ngateway_mac = \"02:00:5e:00:53:01\"\n"
-                  "[[vips]]\naddress = \"192.0.2.1\"\nport = 11211\nprotocol = \"udp\"\n"
-                  "cache = true\n",
-                  {"t.toml:8:9: vips[0].cache: the hot-object cache is not coherent on the DPDK "
-                   "fast path yet (a fill can race a write still on its way to the backend); use "
-                   "the XDP fast path for a cached VIP"}},
         ErrorCase{"table_size_not_prime",
                   "[[vips]]\naddress = \"192.0.2.1\"\nport = 1\ntable_size = 65536\n",
                   {"t.toml:4:14: vips[0].table_size: expected a prime 251..1048573 or \"auto\", "
@@ -538,14 +531,20 @@ TEST(Config, KeyHashOnAUdpMemcachedVip) {
   EXPECT_STREQ(to_string(HashFields::kKey), "key");
 }
 
-TEST(Config, KeyHashWithTheDpdkFastPath) {
-  // The DPDK worker places keyed requests as XDP does (dataplane/dpdk/worker_cache.hpp).
+// Both memcached features on the DPDK path: the worker places keyed
+// requests as XDP does, and holds a written key's fills until the write
+// has left, so the cache is coherent there too
+// (dataplane/dpdk/worker_cache.hpp).
+TEST(Config, CacheWithTheDpdkFastPath) {
   const ConfigReport r = parse_config(
       "[dpdk]\nports = [\"net_null0\"]\ngateway_mac = \"02:00:5e:00:53:01\"\n"
-      "[[vips]]\naddress = \"192.0.2.1\"\nport = 11211\nprotocol = \"udp\"\nhash = \"key\"\n",
+      "[[vips]]\naddress = \"192.0.2.1\"\nport = 11211\nprotocol = \"udp\"\nhash = \"key\"\n"
+      "cache = true\n",
       "t.toml");
   ASSERT_TRUE(r.ok()) << testing::PrintToString(errors_of(r));
   EXPECT_EQ(r.config->vips[0].hash, HashFields::kKey);
+  EXPECT_TRUE(r.config->vips[0].cache);
+  EXPECT_TRUE(r.config->dpdk.has_value());
 }
 
 TEST(Config, ExampleFileIsValid) {

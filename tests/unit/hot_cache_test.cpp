@@ -117,6 +117,75 @@ TEST(HotCache, NoLeaseWhileAWriteMaySettle) {
   EXPECT_EQ(c.begin_fill(SLUICE_MAX_VIPS, "k", 5100).error().code, -EINVAL);
 }
 
+// A write held by the core that forwards it (CacheVersions::hold_slot)
+// until it has left: no lease while held, however old the write; none for
+// write_settle_ms after the release; then one, which installs.
+TEST(HotCache, NoLeaseWhileAWriteIsHeldNorWhileItSettles) {
+  auto versions = std::make_unique<sluice::CacheVersions>();
+  auto made = sluice::HotCache::create({8, 1u << 20, 10'000, 50}, *versions);
+  ASSERT_TRUE(made.ok());
+  sluice::HotCache& c = made.value();
+  const uint32_t slot = sluice_cache_version_slot(3, sluice::mc::key_hash("k"));
+  versions->hold_slot(slot);  // before the bump, as a worker does
+  c.invalidate(3, "k", 1000);
+  EXPECT_EQ(versions->slot_holds(slot), 1u);
+  // Long after the bump: the write still waits in a TX buffer.
+  EXPECT_EQ(c.begin_fill(3, "k", 1000).error().code, -EAGAIN);
+  EXPECT_EQ(c.begin_fill(3, "k", 5000).error().code, -EAGAIN);
+  // Other keys of the VIP are not held (unless they share the slot).
+  EXPECT_TRUE(c.begin_fill(3, "other", 5000).ok());
+  versions->release_slot(slot, 5000);  // sent at 5000
+  EXPECT_EQ(versions->slot_holds(slot), 0u);
+  EXPECT_EQ(versions->slot_released_ms(slot), 5000u);
+  EXPECT_EQ(c.begin_fill(3, "k", 5000).error().code, -EAGAIN) << "settling";
+  EXPECT_EQ(c.begin_fill(3, "k", 5049).error().code, -EAGAIN) << "settling";
+  // A filler whose clock lags the releasing core's sees a recent release,
+  // not one 49 days old.
+  EXPECT_EQ(c.begin_fill(3, "k", 4990).error().code, -EAGAIN);
+  EXPECT_EQ(fill(c, 3, "k", "new", 5050), sluice::FillResult::kInstalled);
+  EXPECT_NE(c.lookup(3, "k", 5051), nullptr);
+
+  // Two holds (two cores' writes): held until both are released, settling
+  // from the last release.
+  versions->hold_slot(slot);
+  versions->hold_slot(slot);
+  c.invalidate(3, "k", 6000);
+  versions->release_slot(slot, 6001);
+  EXPECT_EQ(c.begin_fill(3, "k", 7000).error().code, -EAGAIN);
+  versions->release_slot(slot, 7000);
+  EXPECT_EQ(c.begin_fill(3, "k", 7049).error().code, -EAGAIN);
+  EXPECT_TRUE(c.begin_fill(3, "k", 7050).ok());
+}
+
+// A VIP's hold (an unsure request in flight) covers all of its keys and no
+// other VIP's; a hold of every key covers all of them; both settle.
+TEST(HotCache, VipAndWholeCacheHoldsCoverTheirKeys) {
+  auto versions = std::make_unique<sluice::CacheVersions>();
+  auto made = sluice::HotCache::create({8, 1u << 20, 10'000, 50}, *versions);
+  ASSERT_TRUE(made.ok());
+  sluice::HotCache& c = made.value();
+  auto leased = c.begin_fill(3, "a", 100);
+  ASSERT_TRUE(leased.ok());
+  versions->hold_vip(3);
+  c.invalidate_vip(3);
+  EXPECT_EQ(c.begin_fill(3, "a", 1000).error().code, -EAGAIN);
+  EXPECT_EQ(c.begin_fill(3, "b", 1000).error().code, -EAGAIN);
+  EXPECT_TRUE(c.begin_fill(4, "a", 1000).ok());
+  EXPECT_EQ(c.install(leased.value(), "a", {0, 0, bytes("old")}, 1000), sluice::FillResult::kStale);
+  versions->release_vip(3, 1000);
+  EXPECT_EQ(c.begin_fill(3, "b", 1049).error().code, -EAGAIN);
+  EXPECT_TRUE(c.begin_fill(4, "b", 1049).ok());
+  EXPECT_EQ(fill(c, 3, "b", "v", 1050), sluice::FillResult::kInstalled);
+
+  versions->hold_all();
+  EXPECT_EQ(c.begin_fill(3, "b", 2000).error().code, -EAGAIN);
+  EXPECT_EQ(c.begin_fill(4, "z", 2000).error().code, -EAGAIN);
+  versions->release_all(2000);
+  EXPECT_EQ(c.begin_fill(4, "z", 2049).error().code, -EAGAIN);
+  EXPECT_TRUE(c.begin_fill(4, "z", 2050).ok());
+  EXPECT_EQ(versions->all_holds(), 0u);
+}
+
 TEST(HotCache, WholeVipInvalidation) {
   sluice::HotCache c = make(8);
   ASSERT_EQ(fill(c, 0, "a", "1", 0), sluice::FillResult::kInstalled);
