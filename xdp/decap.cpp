@@ -213,6 +213,7 @@ Result<DecapStatus> decap_status(const std::string& ifname) {
   for (const auto& c : per_cpu) {
     st.stats.decap_packets += c.decap_packets;
     st.stats.pass_packets += c.pass_packets;
+    st.stats.ecn_dropped += c.ecn_dropped;
   }
   return st;
 }

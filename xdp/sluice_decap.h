@@ -20,4 +20,6 @@ SLUICE_STATIC_ASSERT(sizeof(struct sluice_decap_vip) == 20, "decap vip is 20 byt
 struct sluice_decap_stats {
 	sl_u64 decap_packets; /* outer header stripped, inner packet passed on */
 	sl_u64 pass_packets;  /* not an encapsulated VIP packet: passed untouched */
+	sl_u64 ecn_dropped;   /* CE on the outer header of a not-ECT inner packet:
+			       * dropped (RFC 6040 section 4.2) */
 };

@@ -100,7 +100,8 @@ int status(const DecapArgs& a) {
                                 {"mode", xdp::to_string(s.mode)},
                                 {"vips", vips},
                                 {"decap_packets", s.stats.decap_packets},
-                                {"pass_packets", s.stats.pass_packets}};
+                                {"pass_packets", s.stats.pass_packets},
+                                {"ecn_dropped", s.stats.ecn_dropped}};
     std::printf("%s\n", out.dump().c_str());
     return kExitOk;
   }
@@ -108,9 +109,12 @@ int status(const DecapArgs& a) {
               xdp::to_string(s.mode));
   std::string list;
   for (const IpAddress& v : s.vips) list += (list.empty() ? "" : " ") + v.to_string();
-  std::printf("vips           %s\ndecapsulated   %llu packets\npassed         %llu packets\n",
-              list.c_str(), static_cast<unsigned long long>(s.stats.decap_packets),
-              static_cast<unsigned long long>(s.stats.pass_packets));
+  std::printf(
+      "vips           %s\ndecapsulated   %llu packets\npassed         %llu packets\n"
+      "ECN dropped    %llu packets (outer CE on a not-ECT packet, RFC 6040)\n",
+      list.c_str(), static_cast<unsigned long long>(s.stats.decap_packets),
+      static_cast<unsigned long long>(s.stats.pass_packets),
+      static_cast<unsigned long long>(s.stats.ecn_dropped));
   return kExitOk;
 }
 

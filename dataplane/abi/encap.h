@@ -50,6 +50,37 @@
 #define SLUICE_IPV4_DF 0x4000
 #define SLUICE_IPV4_OFFSET_MASK 0x1FFF
 
+/* ECN codepoints, the low 2 bits of the IPv4 TOS / IPv6 traffic class
+ * (RFC 3168 section 5). */
+#define SLUICE_ECN_MASK 0x03
+#define SLUICE_ECN_NOT_ECT 0x00
+#define SLUICE_ECN_ECT1 0x01
+#define SLUICE_ECN_ECT0 0x02
+#define SLUICE_ECN_CE 0x03
+/* sluice_ecn_decap's answer for a packet the decapsulator must drop. */
+#define SLUICE_ECN_DROP 0xFF
+
+/* The inner header's ECN field after decapsulation, from the arriving inner
+ * and outer ECN fields (each 0-3): RFC 6040 section 4.2, figure 4, the
+ * counterpart of the encapsulator's "normal mode" copy. A CE mark a router
+ * put on the outer header reaches the inner one, so the backend's transport
+ * sees the congestion; an ECT(1) outer over an ECT(0) inner becomes ECT(1).
+ * CE on the outer header of a not-ECT inner packet cannot be passed on (the
+ * endpoints do not speak ECN): SLUICE_ECN_DROP, the packet is dropped, as
+ * the RFC requires. Every other combination keeps the inner field. */
+SLUICE_INLINE sl_u8 sluice_ecn_decap(sl_u8 inner, sl_u8 outer)
+{
+	inner &= SLUICE_ECN_MASK;
+	outer &= SLUICE_ECN_MASK;
+	if (inner == SLUICE_ECN_NOT_ECT)
+		return outer == SLUICE_ECN_CE ? SLUICE_ECN_DROP : inner;
+	if (outer == SLUICE_ECN_CE)
+		return SLUICE_ECN_CE;
+	if (outer == SLUICE_ECN_ECT1 && inner == SLUICE_ECN_ECT0)
+		return SLUICE_ECN_ECT1;
+	return inner;
+}
+
 /* Big-endian stores and loads through byte pointers: no alignment needed,
  * the same bytes on every architecture. */
 SLUICE_INLINE void sluice_put_be16(sl_u8 *p, sl_u16 v)

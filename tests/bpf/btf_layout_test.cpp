@@ -155,7 +155,8 @@ const std::map<std::string, Layout>& cpp_layouts() {
                                                     SLUICE_MEMBER(sluice_decap_vip, pad)}),
       layout<sluice_decap_stats>("sluice_decap_stats",
                                  {SLUICE_MEMBER(sluice_decap_stats, decap_packets),
-                                  SLUICE_MEMBER(sluice_decap_stats, pass_packets)}),
+                                  SLUICE_MEMBER(sluice_decap_stats, pass_packets),
+                                  SLUICE_MEMBER(sluice_decap_stats, ecn_dropped)}),
   };
   return layouts;
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/abi/encap.h"
 #include "tests/bpf/bpf_test_util.hpp"
 #include "tests/bpf/lb_fixture.hpp"
 #include "tests/common/packet_builder.hpp"
@@ -154,6 +155,63 @@ TEST_F(DecapTest, FixtureTable) {
     EXPECT_EQ(s1.decap_packets - s0.decap_packets, strip ? 1u : 0u);
     EXPECT_EQ(s1.pass_packets - s0.pass_packets, strip ? 0u : 1u);
   }
+}
+
+// RFC 6040 section 4.2 on every tunnel kind: the outer ECN field folds into
+// the inner one (sluice_ecn_decap, checked against the RFC's table in
+// tests/unit/csum_test.cpp) with the inner DSCP and an IPv4 checksum that
+// equals a recomputation (the builder computes the expected one); outer CE
+// over a not-ECT inner packet is a counted drop.
+TEST_F(DecapTest, OuterEcnIsFoldedIntoTheInnerHeader) {
+  const uint8_t kInnerDscp = 0xB8;  // EF, kept whatever the outer says
+  const uint8_t kOuterDscp = 0x28;
+  const auto inner = [](bool v6, uint8_t tos) {
+    PacketBuilder b;
+    if (v6)
+      b.ipv6({.src = "2001:db8:c::10", .dst = "2001:db8::1", .traffic_class = tos});
+    else
+      b.ipv4({.src = "192.0.2.10", .dst = "10.0.0.1", .tos = tos});
+    return b.tcp({.sport = 40000, .dport = 80}).payload(pattern(16)).build_ip();
+  };
+  int cases = 0;
+  for (const bool outer_v6 : {false, true})
+    for (const bool inner_v6 : {false, true})
+      for (uint8_t in_ecn = 0; in_ecn < 4; ++in_ecn)
+        for (uint8_t out_ecn = 0; out_ecn < 4; ++out_ecn) {
+          SCOPED_TRACE(::testing::Message()
+                       << (inner_v6 ? "IPv6" : "IPv4") << "-in-" << (outer_v6 ? "IPv6" : "IPv4")
+                       << " inner ECN " << int(in_ecn) << " outer ECN " << int(out_ecn));
+          const uint8_t proto = inner_v6 ? SLUICE_IPPROTO_IPV6 : SLUICE_IPPROTO_IPIP;
+          const Bytes arriving = inner(inner_v6, kInnerDscp | in_ecn);
+          PacketBuilder b = at_backend();
+          if (outer_v6) {
+            Ipv6Spec o = outer6();
+            o.traffic_class = kOuterDscp | out_ecn;
+            b.ipv6(o);
+          } else {
+            Ipv4Spec o = outer4();
+            o.tos = kOuterDscp | out_ecn;
+            b.ipv4(o);
+          }
+          const Bytes in = b.raw({.bytes = arriving, .proto = proto}).build();
+          const uint8_t want = sluice_ecn_decap(in_ecn, out_ecn);
+          const auto s0 = decap_.stats();
+          const XdpRun r = decap_.run(in);
+          const auto s1 = decap_.stats();
+          ++cases;
+          if (want == SLUICE_ECN_DROP) {
+            EXPECT_EQ(r.verdict, XDP_DROP);
+            EXPECT_EQ(s1.ecn_dropped - s0.ecn_dropped, 1u);
+            EXPECT_EQ(s1.decap_packets - s0.decap_packets, 0u);
+            continue;
+          }
+          EXPECT_EQ(r.verdict, XDP_PASS);
+          EXPECT_EQ(s1.decap_packets - s0.decap_packets, 1u);
+          EXPECT_EQ(s1.ecn_dropped - s0.ecn_dropped, 0u);
+          const Bytes l2 = eth_only(inner_v6 ? SLUICE_ETH_P_IPV6 : SLUICE_ETH_P_IP);
+          EXPECT_EQ(r.out, cat({l2, inner(inner_v6, kInnerDscp | want)}));
+        }
+  EXPECT_EQ(cases, 64);
 }
 
 // What the load balancer sends, the decapsulator turns back into the

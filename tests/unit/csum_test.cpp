@@ -246,5 +246,25 @@ TEST(AbiC, IcmpHelpers) {
   }
 }
 
+// RFC 6040 section 4.2, figure 4, row by row: arriving inner (rows) and
+// outer (columns) ECN, in the order Not-ECT, ECT(0), ECT(1), CE.
+TEST(AbiC, EcnDecapFollowsRfc6040Figure4) {
+  constexpr uint8_t kN = SLUICE_ECN_NOT_ECT, k0 = SLUICE_ECN_ECT0, k1 = SLUICE_ECN_ECT1,
+                    kCe = SLUICE_ECN_CE, kDrop = SLUICE_ECN_DROP;
+  const uint8_t order[4] = {kN, k0, k1, kCe};
+  const uint8_t want[4][4] = {
+      {kN, kN, kN, kDrop},     // Not-ECT inner
+      {k0, k0, k1, kCe},       // ECT(0) inner
+      {k1, k1, k1, kCe},       // ECT(1) inner
+      {kCe, kCe, kCe, kCe},    // CE inner
+  };
+  for (int i = 0; i < 4; ++i)
+    for (int o = 0; o < 4; ++o)
+      EXPECT_EQ(sluice_ecn_decap(order[i], order[o]), want[i][o])
+          << "inner " << int(order[i]) << " outer " << int(order[o]);
+  // Only the low two bits are read: a whole TOS byte gives the same answer.
+  EXPECT_EQ(sluice_ecn_decap(0xB8 | k0, 0x28 | kCe), kCe);
+}
+
 }  // namespace
 }  // namespace sluice
