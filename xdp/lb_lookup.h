@@ -164,8 +164,30 @@ static __always_inline void lb_frag_mark_dropped(const struct lb_packet *p)
 		v->flags |= LB_FRAG_DROPPED;
 }
 
+/* A fragment found its VIP `vip` with `port` (its first fragment's
+ * destination port): if that VIP is a port VIP, not the port-0 wildcard of
+ * the address, the port goes into the fragment's flow key (dport; sport
+ * stays 0). Fragments carry no ports of their own, so without it the
+ * fragments of every VIP on one address and protocol share one flow key,
+ * and the flow-table entry one VIP's datagrams made would send another
+ * VIP's datagrams to the first one's backend. A wildcard VIP's fragments
+ * keep ports 0: addresses only, as the core and the DPDK path hash them. */
+static __always_inline void lb_frag_key_port(struct lb_state *st, __be16 port,
+					     const struct sluice_vip_meta *vip)
+{
+	struct sluice_vip_meta wildcard;
+
+	if (!port)
+		return;
+	/* The key still has ports 0: this looks up the wildcard. */
+	if (lb_lookup_vip(&st->pkt.key, &wildcard) == 0 && wildcard.vip_id == vip->vip_id)
+		return;
+	st->pkt.key.dport = port;
+}
+
 /* The VIP of a fragment, whose key has ports 0 so that every fragment of a
- * datagram meets the same backend (DESIGN.md). A first fragment finds its
+ * datagram meets the same backend (DESIGN.md); a port VIP's fragments then
+ * get its port back in the key (lb_frag_key_port). A first fragment finds its
  * VIP by its own destination port, as an unfragmented packet does, and
  * records that port in sluice_frags under its datagram (addresses,
  * protocol, IP id; st->frag_recorded = 1). A later fragment takes its
@@ -197,6 +219,7 @@ static __always_inline int lb_lookup_frag_vip(struct lb_state *st, struct sluice
 			st->frag_recorded =
 				bpf_map_update_elem(&sluice_frags, &fk, &fv, BPF_ANY) == 0;
 		}
+		lb_frag_key_port(st, k.dport, out);
 		return 0;
 	}
 	seen = bpf_map_lookup_elem(&sluice_frags, &fk);
@@ -214,6 +237,7 @@ static __always_inline int lb_lookup_frag_vip(struct lb_state *st, struct sluice
 	}
 	if (seen->flags & LB_FRAG_DROPPED)
 		return -SLUICE_DROP_FRAG_OF_DROPPED;
+	lb_frag_key_port(st, k.dport, out);
 	return 0;
 }
 

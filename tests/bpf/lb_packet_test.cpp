@@ -7,7 +7,9 @@
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
 
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/bpf/lb_fixture.hpp"
@@ -260,8 +262,9 @@ std::vector<Row> LbPacketTest::rows() {
   // To a VIP with a port (no port-0 VIP at its address): the first
   // fragment finds the VIP by its port and leaves its datagram's VIP in
   // sluice_frags, where the later ones (no ports) find it; all are placed
-  // by the address-only hash, so they meet one backend.
-  const auto k_pfrag4 = flow_key(kClient, 0, "10.0.0.1", 0, kUdp);
+  // by the hash of the addresses and the VIP's port (lb_frag_key_port), so
+  // they meet one backend.
+  const auto k_pfrag4 = flow_key(kClient, 0, "10.0.0.1", 53, kUdp);
   t.push_back(fwd("IPv4 first fragment to a port VIP finds it by its port",
                   frame()
                       .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 9, .more_fragments = true})
@@ -347,7 +350,7 @@ std::vector<Row> LbPacketTest::rows() {
     r.vip = 10;
     dropped_datagram(r, "10.0.0.5", 31, kTcp);
   }
-  const auto k_pfrag6 = flow_key(kClient6, 0, "2001:db8::1", 0, kTcp);
+  const auto k_pfrag6 = flow_key(kClient6, 0, "2001:db8::1", 443, kTcp);
   t.push_back(fwd("IPv6 first fragment to a port VIP finds it by its port",
                   frame()
                       .ipv6(v6(kClient6, "2001:db8::1"))
@@ -712,6 +715,9 @@ TEST_F(LbPacketTest, IcmpErrorsNeverCreateFlowEntries) {
 TEST_F(LbPacketTest, LaterFragmentsFollowTheirFirstNotTheWildcard) {
   add_vip({"10.0.0.6", 53, kUdp, 11, 0, {1, 2, 3}});
   add_vip({"10.0.0.6", 0, kUdp, 12, 0, {11, 12}});
+  // A port VIP's fragments carry its port in their flow key; the
+  // wildcard's have ports 0 (lb_frag_key_port).
+  const auto port_key = flow_key(kClient, 0, "10.0.0.6", 53, kUdp);
   const auto key = flow_key(kClient, 0, "10.0.0.6", 0, kUdp);
   const auto fragment = [](uint16_t id, uint16_t offset, bool more) {
     PacketBuilder b = frame().ipv4(
@@ -722,11 +728,11 @@ TEST_F(LbPacketTest, LaterFragmentsFollowTheirFirstNotTheWildcard) {
 
   const XdpRun first = run(fragment(21, 0, true));
   ASSERT_EQ(first.verdict, XDP_TX);
-  EXPECT_EQ(backend_of(first), choice(11, key));
+  EXPECT_EQ(backend_of(first), choice(11, port_key));
   EXPECT_EQ(take_probation().size(), 1u);
   const XdpRun later = run(fragment(21, 72, false));
   ASSERT_EQ(later.verdict, XDP_TX);
-  EXPECT_EQ(backend_of(later), choice(11, key)) << "the datagram was split across backends";
+  EXPECT_EQ(backend_of(later), choice(11, port_key)) << "the datagram was split across backends";
   EXPECT_EQ(vip_stats(11).packets, 2u);
   EXPECT_EQ(vip_stats(12).packets, 0u);
 
@@ -737,6 +743,46 @@ TEST_F(LbPacketTest, LaterFragmentsFollowTheirFirstNotTheWildcard) {
   EXPECT_EQ(backend_of(unrecorded), choice(12, key));
   EXPECT_EQ(vip_stats(12).packets, 1u);
   EXPECT_EQ(global_stats().frag_unmatched, 0u);
+}
+
+// Fragments have no ports of their own, so the flow entry one VIP's
+// fragmented datagrams establish must not place another VIP's datagrams
+// from the same client to the same address: each VIP (two port VIPs and the
+// wildcard, each with backends of its own) keeps its datagrams on its own
+// backends, established entries and all, in either order.
+TEST_F(LbPacketTest, FragmentedDatagramsOfVipsOnOneAddressKeepTheirOwnBackends) {
+  add_vip({"10.0.0.7", 9999, kUdp, 13, 0, {1}});
+  add_vip({"10.0.0.7", 7777, kUdp, 14, 0, {3}});
+  add_vip({"10.0.0.7", 0, kUdp, 15, 0, {11, 12}});
+  uint16_t id = 100;
+  // One two-fragment datagram to `dport`; returns the backends of both.
+  const auto datagram = [&](uint16_t dport) {
+    const auto ip = [&](uint16_t offset, bool more) {
+      return frame().ipv4({.src = kClient,
+                           .dst = "10.0.0.7",
+                           .id = id,
+                           .more_fragments = more,
+                           .frag_offset = offset});
+    };
+    const XdpRun first = run(ip(0, true).udp(udp(4001, dport)).payload(pattern(64)).build());
+    const XdpRun later = run(ip(72, false).raw({.bytes = pattern(30), .proto = kUdp}).build());
+    ++id;
+    EXPECT_EQ(first.verdict, XDP_TX);
+    EXPECT_EQ(later.verdict, XDP_TX);
+    return std::pair{backend_of(first), backend_of(later)};
+  };
+  const std::set<uint32_t> wildcard = {11, 12};
+  for (int round = 0; round < 3; ++round) {  // the second round finds established entries
+    SCOPED_TRACE(round);
+    EXPECT_EQ(datagram(9999), std::pair(1u, 1u));
+    const auto w = datagram(5555);
+    EXPECT_TRUE(wildcard.count(w.first) == 1 && w.second == w.first)
+        << "wildcard datagram sent to " << w.first << " and " << w.second;
+    EXPECT_EQ(datagram(7777), std::pair(3u, 3u));
+  }
+  EXPECT_EQ(vip_stats(13).packets, 6u);
+  EXPECT_EQ(vip_stats(14).packets, 6u);
+  EXPECT_EQ(vip_stats(15).packets, 6u);
 }
 
 TEST_F(LbPacketTest, Ipv6TooBigRepliesWithPacketTooBig) {
