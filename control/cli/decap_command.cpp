@@ -36,6 +36,11 @@ int collect_vips(const DecapArgs& a, std::vector<IpAddress>* out) {
       spdlog::error("--vip: {}", addr.error().message);
       return kExitUsage;
     }
+    // The same rule as a VIP of the config (check-config, ctl add-vip).
+    if (const char* why = unusable_as_vip(addr.value())) {
+      spdlog::error("--vip {}: {} cannot be a VIP", text, why);
+      return kExitUsage;
+    }
     vips.insert(addr.value());
   }
   if (!a.config.empty()) {

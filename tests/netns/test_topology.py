@@ -152,5 +152,7 @@ def test_decap_cli_attaches_replaces_and_detaches_only_its_own(lab):
     gone = run([s, "decap", "status", "va"], ns=ns, check=False)
     assert gone.returncode == 1 and "no XDP program" in gone.stderr
     assert run([s, "decap", "attach", "va"], ns=ns, check=False).returncode == 2
+    loopback = run([s, "decap", "attach", "va", "--vip", "127.0.0.1"], ns=ns, check=False)
+    assert loopback.returncode == 2 and "loopback" in loopback.stderr
     assert run([s, "decap", "attach", "nosuch0", "--vip", VIP4], ns=ns,
                check=False).returncode == 1
