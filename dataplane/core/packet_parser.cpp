@@ -321,6 +321,32 @@ ParseResult parse_packet(const uint8_t* frame, size_t len) noexcept {
   return r;
 }
 
+FragmentFacts fragment_facts(const uint8_t* frame, size_t len, const ParseResult& r) noexcept {
+  FragmentFacts f{};
+  if (!r.is_fragment || r.status != ParseStatus::kOk) return f;
+  if (len > kMaxParsedFrameLen) len = kMaxParsedFrameLen;
+  const size_t l3 = r.l3_offset;
+  const size_t l4 = r.l4_offset;
+  const size_t end = l3 + r.ip_len;
+  if (end > len || l4 > end) return f;
+  if (r.key.family == SLUICE_FAMILY_IPV4) {
+    if (l3 + SLUICE_IPV4_HLEN > l4) return f;
+    const uint8_t* h = frame + l3;
+    f.id = load_be16(h + 4);
+    f.later = (load_be16(h + 6) & kIpv4FragOffsetMask) != 0;
+  } else {
+    // The fragment header is the 8 bytes before l4: next header, reserved,
+    // offset and M (2 bytes), identification (4).
+    if (l3 + SLUICE_IPV6_HLEN + kIpv6ExtMinLen > l4) return f;
+    const uint8_t* h = frame + l4 - kIpv6ExtMinLen;
+    f.id = load_be32(h + 4);
+    f.later = (load_be16(h + 2) & kIpv6FragOffsetMask) != 0;
+  }
+  if (!f.later && end - l4 >= 4) std::memcpy(&f.first_dport, frame + l4 + 2, sizeof f.first_dport);
+  f.valid = true;
+  return f;
+}
+
 sluice_drop_reason parse_drop_reason(ParseStatus s) noexcept {
   switch (s) {
     case ParseStatus::kOk:

@@ -95,7 +95,8 @@ struct ParseResult {
   /// Start of the IP header (after Ethernet and VLAN tags).
   uint16_t l3_offset;
   /// Start of the L4 header (after IPv4 options / IPv6 extension headers);
-  /// the ICMP header for ICMP errors; the fragment data for fragments.
+  /// the ICMP header for ICMP errors; the fragment data for fragments (for
+  /// IPv6 right after the fragment header, which fragment_facts() reads).
   uint16_t l4_offset;
   /// Start of the L4 payload (after the TCP header with options, the UDP or
   /// ICMP header); 0 when there is none (fragments, kUnsupportedL4).
@@ -129,6 +130,34 @@ struct ParseResult {
   bool is_icmp_error;
 };
 static_assert(sizeof(ParseResult) == 64, "a parse result is one cache line");
+
+/// What a fragment's headers say beyond its flow key, for the fast paths
+/// per-datagram state (xdp/lb_lookup.h lb_lookup_frag_vip and the DPDK
+/// worker's FragTable): its first fragment carries the ports, the rest only
+/// the datagram's identification.
+struct FragmentFacts {
+  /// The datagram's identification, host order: IPv4's 16-bit id (RFC 791)
+  /// or the IPv6 fragment header's 32-bit one (RFC 8200 section 4.5).
+  /// Fragments of one datagram share it with source, destination and
+  /// protocol.
+  uint32_t id;
+  /// The first fragment's destination port, network order, where the
+  /// fragment holds it (TCP and UDP both keep it at bytes 2-3 of their
+  /// header); 0 for a later fragment and for a first one too short to hold
+  /// it. The flow key's ports stay 0 either way.
+  uint16_t first_dport;
+  /// Fragment offset != 0: a later fragment, no L4 header in it.
+  bool later;
+  /// False when `r` is not a TCP/UDP fragment (is_fragment, status kOk) or
+  /// the frame is not the one `r` was parsed from; then the rest is zero.
+  bool valid;
+};
+
+/// Reads the FragmentFacts of a fragment that parse_packet(frame, len) gave
+/// `r` for (the same bytes). Kept out of parse_packet() and ParseResult so
+/// unfragmented packets pay nothing for it; every read is bounds-checked
+/// against `len` and the IP packet's end again. No allocation, no exceptions.
+FragmentFacts fragment_facts(const uint8_t* frame, size_t len, const ParseResult& r) noexcept;
 
 /// Largest frame parsed, bytes. Longer buffers are parsed as if cut here (no
 /// Ethernet frame is this long; it keeps every offset in 16 bits).

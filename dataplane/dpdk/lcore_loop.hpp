@@ -57,6 +57,9 @@ class LcoreLoop {
   /// The worker (of `workers`) that software distribution gives a frame:
   /// by the flow hash of its 5-tuple (addresses only for fragments; the
   /// inner flow for ICMP errors), worker 0 for anything that is not a flow.
+  /// Every fragment of a datagram (first and later: the parser gives them
+  /// all ports 0) goes to one worker, which the per-worker FragTable needs
+  /// (Worker: a later fragment finds its first fragment's record there).
   [[nodiscard]] static uint32_t worker_of(const uint8_t* frame, uint32_t len,
                                           uint32_t workers) noexcept;
 

@@ -109,6 +109,14 @@ Result<Ports> Ports::start(const PortsConfig& config) {
     if (const int rc = rte_eth_dev_info_get(p, &info); rc != 0)
       return failed(rc, p, "dev_info_get");
     rte_eth_conf conf{};
+    // RSS on IP, TCP and UDP. Assumed, not checked: the NICs we know class
+    // every IP fragment (MF set or an offset), the first included, as an
+    // IP (fragment) flow type, not TCP/UDP, and hash it on its addresses
+    // only, so all fragments of a datagram reach one queue and one worker,
+    // as the Worker's per-lcore fragment table needs (README "Fragments").
+    // A NIC that hashed a first fragment on its ports would split
+    // datagrams between workers: their later fragments would go to the
+    // kernel (frag_unmatched) or to a wildcard VIP of the address.
     const uint64_t rss =
         info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
     const bool software = i < ports.software_.size() && ports.software_[i];
@@ -146,8 +154,7 @@ Result<Ports> Ports::start(const PortsConfig& config) {
       return failed(rc, config.data_ports[0], "macaddr_get");
     if (rte_is_valid_assigned_ether_addr(&mac)) {
       const int rc = rte_eth_dev_default_mac_addr_set(*config.kernel_port, &mac);
-      if (rc != 0 && rc != -ENOTSUP)
-        return failed(rc, *config.kernel_port, "default_mac_addr_set");
+      if (rc != 0 && rc != -ENOTSUP) return failed(rc, *config.kernel_port, "default_mac_addr_set");
     }
   }
   for (uint16_t p : config.data_ports) {

@@ -25,6 +25,11 @@ constexpr uint16_t kPrefetchAhead = 4;
 // Buckets idle() sweeps per call.
 constexpr uint32_t kSweepBuckets = 64;
 
+// Worker::Packet::frag bits (meaningful only when pr.is_fragment and a VIP
+// was looked up).
+constexpr uint8_t kFragRecorded = 1;       // a first fragment that left its record
+constexpr uint8_t kFragFollowsRecord = 2;  // a later fragment that found its record
+
 }  // namespace
 
 // One packet's facts along the path; what its counters need at the exit.
@@ -35,6 +40,7 @@ struct Worker::Packet {
   uint32_t frame_len;     // bytes, as received
   uint32_t backend_slot;  // the chosen backend's slot once forwarded, else NONE
   bool new_flow;          // Maglev placed a flow (not an ICMP error)
+  uint8_t frag;           // kFrag* bits, set by frag_vip() for fragments only
 };
 
 Result<std::unique_ptr<Worker>> Worker::create(const WorkerConfig& config, SnapshotRcu& rcu) {
@@ -44,7 +50,10 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerConfig& config, Snaps
                               std::to_string(rcu.max_readers())};
   auto table = FlowTable::create(config.flows);
   if (!table.ok()) return table.error();
-  std::unique_ptr<Worker> w(new Worker(std::move(table.value()), rcu, config));
+  auto frags = FragTable::create(config.frag_capacity, config.hash_seed);
+  if (!frags.ok()) return frags.error();
+  std::unique_ptr<Worker> w(
+      new Worker(std::move(table.value()), std::move(frags.value()), rcu, config));
   if (config.cache) {
     auto cache = WorkerCache::create(*config.cache);
     if (!cache.ok()) return cache.error();
@@ -55,8 +64,9 @@ Result<std::unique_ptr<Worker>> Worker::create(const WorkerConfig& config, Snaps
   return w;
 }
 
-Worker::Worker(FlowTable flows, SnapshotRcu& rcu, const WorkerConfig& config)
+Worker::Worker(FlowTable flows, FragTable frags, SnapshotRcu& rcu, const WorkerConfig& config)
     : flows_(std::move(flows)),
+      frags_(std::move(frags)),
       rcu_(rcu),
       reader_id_(config.reader_id),
       hash_seed_(config.hash_seed),
@@ -166,15 +176,26 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
     // assignment copies the returned 64 bytes from a stack temporary, and
     // its wide loads of the parser's narrow stores stall store forwarding
     // (18% of the burst's samples in perf, established flows).
-    ::new (&p.pr) ParseResult(
-        parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m)));
+    ::new (&p.pr)
+        ParseResult(parse_packet(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m)));
     if (is_reject(p.pr.status)) {
       drop(m, p, parse_drop_reason(p.pr.status), out);
       continue;
     }
-    // Not a flow sluice balances (ARP, ND, echo, GRE, ...), or not to a
-    // VIP: the kernel's, as XDP_PASS.
-    if (p.pr.status != ParseStatus::kOk || (p.vip = s.find_vip(p.pr.key)) == nullptr) {
+    if (p.pr.status == ParseStatus::kOk && p.pr.is_fragment) [[unlikely]] {
+      const FragStep step = frag_vip(s, m, p);
+      if (step == FragStep::kKernel) {
+        ++g.pass_packets;
+        out.kernel[out.n_kernel++] = m;
+        continue;
+      }
+      if (step == FragStep::kDropped) {
+        drop(m, p, SLUICE_DROP_FRAG_OF_DROPPED, out);
+        continue;
+      }
+    } else if (p.pr.status != ParseStatus::kOk || (p.vip = s.find_vip(p.pr.key)) == nullptr) {
+      // Not a flow sluice balances (ARP, ND, echo, GRE, ...), or not to a
+      // VIP: the kernel's, as XDP_PASS.
       ++g.pass_packets;
       out.kernel[out.n_kernel++] = m;
       continue;
@@ -232,6 +253,13 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
     rte_mbuf* m = pkts[i];
     Packet& p = pk[i];
     const sluice_backend* b = nullptr;
+    // A later fragment whose first fragment came earlier in this burst and
+    // was dropped above: its record was marked since frag_vip() read it.
+    if (p.pr.is_fragment && (p.frag & kFragFollowsRecord) != 0 && frag_first_dropped(m, p))
+        [[unlikely]] {
+      drop(m, p, SLUICE_DROP_FRAG_OF_DROPPED, out);
+      continue;
+    }
     if (p.pr.is_icmp_error) {
       // An error about a flow reaches that flow's backend; it never
       // creates, promotes or refreshes an entry.
@@ -278,6 +306,63 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
 
   rcu_.quiescent(reader_id_);
   return n;
+}
+
+// The VIP of a fragment (xdp/lb_lookup.h lb_lookup_frag_vip, and
+// lb_frag_key_port for its key): sets p.vip and p.frag, and for a port
+// VIP's fragments the port in p.pr.key.dport.
+[[gnu::noinline, gnu::cold]] Worker::FragStep Worker::frag_vip(const Snapshot& s, const rte_mbuf* m,
+                                                               Packet& p) noexcept {
+  p.frag = 0;
+  const FragmentFacts f =
+      fragment_facts(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), p.pr);
+  if (!f.valid) return FragStep::kKernel;  // cannot happen: parsed from these bytes
+  sluice_flow_key k = p.pr.key;
+  uint16_t port;
+  if (!f.later) {
+    // By its own destination port, as an unfragmented packet.
+    k.dport = f.first_dport;
+    if ((p.vip = s.find_vip(k)) == nullptr) return FragStep::kKernel;
+    port = k.dport;
+    if (port != 0) {
+      frags_.record(frag_key_of(p.pr.key, f.id), p.vip->meta.vip_id, port);
+      p.frag = kFragRecorded;
+    }
+  } else {
+    const FragRecord* seen = frags_.find(frag_key_of(p.pr.key, f.id));
+    if (seen == nullptr) {
+      // No first fragment seen: the wildcard VIP of the address, if any.
+      if ((p.vip = s.find_vip(k)) != nullptr) return FragStep::kVip;
+      ++counters_->global.frag_unmatched;
+      return FragStep::kKernel;
+    }
+    // The VIP may have gone, or its key been given to another, since.
+    k.dport = seen->port;
+    const Snapshot::Vip* v = s.find_vip(k);
+    if (v == nullptr || v->meta.vip_id != seen->vip_id) {
+      ++counters_->global.frag_unmatched;
+      return FragStep::kKernel;
+    }
+    p.vip = v;
+    if (seen->dropped) return FragStep::kDropped;
+    p.frag = kFragFollowsRecord;
+    port = seen->port;
+  }
+  // A port VIP's fragments carry its port in the key, so two VIPs on one
+  // address never share a flow entry; the wildcard's keep ports 0 (the key
+  // still has them here, so this finds the wildcard).
+  if (port != 0) {
+    const Snapshot::Vip* wildcard = s.find_vip(p.pr.key);
+    if (wildcard == nullptr || wildcard->meta.vip_id != p.vip->meta.vip_id) p.pr.key.dport = port;
+  }
+  return FragStep::kVip;
+}
+
+bool Worker::frag_first_dropped(const rte_mbuf* m, const Packet& p) const noexcept {
+  const FragmentFacts f =
+      fragment_facts(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), p.pr);
+  const FragRecord* seen = f.valid ? frags_.find(frag_key_of(p.pr.key, f.id)) : nullptr;
+  return seen != nullptr && seen->dropped;
 }
 
 bool Worker::icmp_entry_live(const FlowEntry& e, uint8_t proto, uint32_t now_ms) const noexcept {
@@ -400,6 +485,9 @@ void Worker::too_big(const Snapshot& s, rte_mbuf* m, Packet& p, uint32_t next_mt
   // No ICMP error answers an ICMP error (RFC 1122 3.2.2); the other rules
   // are build_icmp_too_big's.
   if (!p.pr.is_icmp_error && why == SLUICE_DROP_TOO_BIG) {
+    // Before the frame becomes the reply, whose bytes no longer say which
+    // datagram it was.
+    mark_frag_dropped(m, p);
     FrameSpan f{m->data_off, m->data_len};
     if (build_icmp_too_big(buf, m->buf_len, f, p.pr.l3_offset, next_mtu) == IcmpStatus::kBuilt) {
       set_span(m, f);
@@ -415,8 +503,23 @@ void Worker::too_big(const Snapshot& s, rte_mbuf* m, Packet& p, uint32_t next_mt
   drop(m, p, why, out);
 }
 
-void Worker::drop(rte_mbuf* m, const Packet& p, sluice_drop_reason why, Verdicts& out) noexcept {
+void Worker::mark_frag_dropped(const rte_mbuf* m, Packet& p) noexcept {
+  // p.frag is set whenever a fragment has a VIP.
+  if (p.vip == nullptr || !p.pr.is_fragment || (p.frag & kFragRecorded) == 0) [[likely]]
+    return;
+  const FragmentFacts f =
+      fragment_facts(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), p.pr);
+  if (f.valid) frags_.mark_dropped(frag_key_of(p.pr.key, f.id));
+  p.frag &= static_cast<uint8_t>(~kFragRecorded);
+}
+
+void Worker::drop(rte_mbuf* m, Packet& p, sluice_drop_reason why, Verdicts& out) noexcept {
   ++counters_->global.drops[why < SLUICE_DROP_MAX ? why : SLUICE_DROP_TRUNCATED];
+  // Its later fragments would be half a datagram the backend can never
+  // reassemble: they are dropped too (SLUICE_DROP_FRAG_OF_DROPPED). Marked
+  // here, in packet order, so a later fragment further on in this burst
+  // sees it.
+  mark_frag_dropped(m, p);
   if (p.vip != nullptr) {
     sluice_vip_stats& v = counters_->vips[p.vip->meta.vip_id];
     ++v.drops;

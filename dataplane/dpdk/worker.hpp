@@ -14,6 +14,7 @@
 #include "dataplane/abi/stats.h"
 #include "dataplane/core/flow_table.hpp"
 #include "dataplane/core/result.hpp"
+#include "dataplane/dpdk/frag_table.hpp"
 #include "dataplane/dpdk/snapshot_rcu.hpp"
 #include "dataplane/dpdk/worker_cache.hpp"
 
@@ -49,6 +50,11 @@ struct WorkerConfig {
   uint32_t hash_seed = 0;
   /// This worker's own flow table: size and idle timeouts.
   FlowTableConfig flows{.capacity = 65536};
+  /// Records of this worker's fragment table (FragTable: the datagrams
+  /// whose first fragment found a VIP with a port; 64 bytes each, rounded
+  /// up to a power of two, FragTable::kMinCapacity..kMaxCapacity). 4096:
+  /// 256 KiB, that many fragmented datagrams in flight at once on one lcore.
+  uint32_t frag_capacity = 4096;
   /// Source MAC of frames forwarded out of each port, by DPDK port id (a
   /// packet leaves the port it came in on, mbuf->port); ports not listed
   /// (nullopt, or beyond the end) use the snapshot's next_hop.src_mac.
@@ -81,8 +87,20 @@ struct WorkerConfig {
 ///    a draining backend keeps its flows, but a SYN without ACK that hits
 ///    one (a new connection reusing a closed one's 5-tuple) is placed anew;
 ///  - ICMP errors about a flow follow the flow's entry but never create,
-///    promote or refresh one; fragments hash on addresses (the parser
-///    zeroes their ports);
+///    promote or refresh one;
+///  - fragments (ports 0 in their key) find their VIP as
+///    xdp/lb_lookup.h lb_lookup_frag_vip does: a first fragment by its own
+///    destination port, recorded in this worker's FragTable when that port
+///    is not 0; a later fragment by its first fragment's record (the VIP
+///    must still have the recorded id), else by the port-0 wildcard VIP of
+///    its address, else it goes to the kernel and counts frag_unmatched. A
+///    port VIP's fragments get its port as key dport (sport stays 0), a
+///    wildcard's keep ports 0, so every fragment of a datagram has one key
+///    and meets one backend. A recorded first fragment that is dropped
+///    (any reason) marks its record, in packet order, and its later
+///    fragments are dropped as SLUICE_DROP_FRAG_OF_DROPPED. Fragments of
+///    one datagram must reach one worker: see LcoreLoop::worker_of and
+///    Ports (RSS);
 ///  - a packet that would exceed the MTU once encapsulated becomes an ICMP
 ///    fragmentation-needed / packet-too-big reply where the rules allow
 ///    (dataplane/core/icmp_too_big.hpp), counted as a TOO_BIG drop plus
@@ -99,9 +117,10 @@ struct WorkerConfig {
 /// counter read mid-burst is only a moment old).
 class Worker {
  public:
-  /// Builds the worker and its flow table (allocates) and registers its
-  /// reader id with `rcu` (online). Errors: the flow table's (-EINVAL,
-  /// -ENOMEM), -EINVAL for a reader id out of range.
+  /// Builds the worker, its flow table and fragment table (allocates) and
+  /// registers its reader id with `rcu` (online). Errors: the flow table's
+  /// and the fragment table's (-EINVAL, -ENOMEM), -EINVAL for a reader id
+  /// out of range.
   [[nodiscard]] static Result<std::unique_ptr<Worker>> create(const WorkerConfig& config,
                                                               SnapshotRcu& rcu);
   Worker(const Worker&) = delete;
@@ -156,6 +175,8 @@ class Worker {
   /// The flow table (diagnostics and tests; not thread-safe: only while
   /// the worker's lcore is not in process_burst).
   [[nodiscard]] const FlowTable& flows() const noexcept { return flows_; }
+  /// The fragment table (tests; the same rule as flows()).
+  [[nodiscard]] const FragTable& frags() const noexcept { return frags_; }
   /// The flow table's entries; fixed at creation, so safe from any thread.
   [[nodiscard]] uint32_t flow_capacity() const noexcept { return flow_capacity_; }
   [[nodiscard]] uint32_t reader_id() const noexcept { return reader_id_; }
@@ -173,13 +194,19 @@ class Worker {
     alignas(64) sluice_backend_stats backends[SLUICE_MAX_BACKENDS];  // by backend slot
   };
 
-  Worker(FlowTable flows, SnapshotRcu& rcu, const WorkerConfig& config);
+  // What frag_vip() decided for a fragment.
+  enum class FragStep : uint8_t { kVip, kKernel, kDropped };
+
+  Worker(FlowTable flows, FragTable frags, SnapshotRcu& rcu, const WorkerConfig& config);
+  FragStep frag_vip(const Snapshot& s, const rte_mbuf* m, Packet& p) noexcept;
+  [[nodiscard]] bool frag_first_dropped(const rte_mbuf* m, const Packet& p) const noexcept;
   void select_and_forward(const Snapshot& s, rte_mbuf* m, Packet& p, Verdicts& out) noexcept;
   void forward(const Snapshot& s, rte_mbuf* m, Packet& p, const sluice_backend& b,
                Verdicts& out) noexcept;
   void too_big(const Snapshot& s, rte_mbuf* m, Packet& p, uint32_t next_mtu,
                Verdicts& out) noexcept;
-  void drop(rte_mbuf* m, const Packet& p, sluice_drop_reason why, Verdicts& out) noexcept;
+  void drop(rte_mbuf* m, Packet& p, sluice_drop_reason why, Verdicts& out) noexcept;
+  void mark_frag_dropped(const rte_mbuf* m, Packet& p) noexcept;
   void transmit(rte_mbuf* m, const Packet& p, Verdicts& out) noexcept;
   [[nodiscard]] bool icmp_entry_live(const FlowEntry& e, uint8_t proto,
                                      uint32_t now_ms) const noexcept;
@@ -193,6 +220,7 @@ class Worker {
   };
 
   FlowTable flows_;
+  FragTable frags_;
   SnapshotRcu& rcu_;
   uint32_t reader_id_;
   uint32_t hash_seed_;
@@ -207,7 +235,7 @@ class Worker {
   std::vector<PortMac> port_macs_;
   std::unique_ptr<Counters> counters_;
   std::unique_ptr<ActiveCounts> active_;
-  uint32_t count_cursor_ = 0;     // next bucket of the walk in progress
+  uint32_t count_cursor_ = 0;            // next bucket of the walk in progress
   uint32_t count_zeroed_ = kCountedIds;  // ids of the walk's buffer zeroed so far
   std::unique_ptr<WorkerCache> cache_;
 };

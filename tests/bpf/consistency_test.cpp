@@ -125,6 +125,33 @@ TEST_F(ConsistencyTest, XdpAndCoreChooseTheSameBackendForEveryNewFlow) {
   }
 }
 
+// Fragments: every fragment of a datagram to a port VIP, first and later,
+// reaches the backend the core's rule gives the datagram (consistency::
+// fragment_choice); tests/dpdk/consistency_test.cpp holds the DPDK worker
+// to the same datagrams. Two datagrams' fragments interleaved.
+TEST_F(ConsistencyTest, XdpAndCorePlaceEveryFragmentAlike) {
+  std::mt19937_64 rng(20261202);  // the dpdk test's seed: the same datagrams
+  for (size_t i = 0; i < std::size(kVips); ++i) {
+    const VipDef& v = kVips[i];
+    int disagreements = 0;
+    size_t fragments = 0;
+    for (int n = 0; n < kDatagramsPerCase; n += 2) {
+      const FragmentRun run = random_fragment_run(rng, v);
+      for (size_t j = 0; j < run.frames.size(); ++j) {
+        const uint32_t want = fragment_choice(v, tables_[i], run.firsts[run.datagram[j]]);
+        const XdpRun r = run_xdp(loader_->prog_fd(), run.frames[j]);
+        ASSERT_EQ(r.err, 0);
+        const uint32_t got = backend_of(r);
+        if (got != want && ++disagreements <= 5)
+          ADD_FAILURE() << v.name << ": fragment " << j << ": XDP sent it to " << got
+                        << " (verdict " << r.verdict << "), the core chooses " << want;
+      }
+      fragments += run.frames.size();
+    }
+    EXPECT_EQ(disagreements, 0) << v.name << ": of " << fragments << " fragments";
+  }
+}
+
 // Key-affinity routing: XDP places a request of one key where the core's
 // route hash and table say (tests/dpdk/consistency_test.cpp checks the
 // DPDK worker against the same keys), whoever sends it.
@@ -139,9 +166,9 @@ TEST_F(ConsistencyTest, XdpAndCorePlaceEveryKeyOnTheSameBackend) {
       const std::string client = random_client(rng, v.v6);
       const auto sport = static_cast<uint16_t>(1024 + rng() % 64000);
       const uint32_t core_choice = keyed_choice(tables_[std::size(kVips) + i], key);
-      const XdpRun r = run_xdp(loader_->prog_fd(),
-                               memcached_datagram(v, client, sport, static_cast<uint16_t>(n),
-                                                  keyed_request(n, key)));
+      const XdpRun r = run_xdp(
+          loader_->prog_fd(),
+          memcached_datagram(v, client, sport, static_cast<uint16_t>(n), keyed_request(n, key)));
       ASSERT_EQ(r.err, 0);
       const uint32_t xdp_choice = backend_of(r);
       if (xdp_choice != core_choice && ++disagreements <= 5)

@@ -19,6 +19,7 @@
 #include "dataplane/core/ip_address.hpp"
 #include "dataplane/core/maglev.hpp"
 #include "dataplane/core/memcached.hpp"
+#include "dataplane/core/packet_parser.hpp"
 #include "tests/common/packet_builder.hpp"
 #include "tests/common/vip_spec.hpp"
 
@@ -143,8 +144,7 @@ inline uint32_t backend_of(const Bytes& out) {
 /// request of one key is placed by mc::route_hash(key, kSeed), not by its flow.
 inline constexpr VipDef kKeyedVips[] = {
     {"v4 udp key", "192.0.2.12", 11211, SLUICE_IPPROTO_UDP, 7, SLUICE_VIP_KEY_HASH, 4099, false},
-    {"v6 udp key", "2001:db8:f::12", 11211, SLUICE_IPPROTO_UDP, 8, SLUICE_VIP_KEY_HASH, 4099,
-     true},
+    {"v6 udp key", "2001:db8:f::12", 11211, SLUICE_IPPROTO_UDP, 8, SLUICE_VIP_KEY_HASH, 4099, true},
 };
 inline constexpr int kKeysPerCase = 300;
 
@@ -194,6 +194,76 @@ inline Bytes memcached_datagram(const VipDef& v, const std::string& client, uint
 /// The backend the core places a keyed request for `key` on.
 inline uint32_t keyed_choice(const std::vector<uint32_t>& table, const std::string& key) {
   return table[mc::route_hash(key, kSeed) % table.size()];
+}
+
+/// Fragmented datagrams per VIP of kVips in the fragment cases.
+inline constexpr int kDatagramsPerCase = 500;
+
+/// A datagram from client:sport to `v` (TCP ACK or UDP, 3000 bytes of
+/// payload) with identification `id` (IPv4: its low 16 bits), cut into
+/// fragments of at most 1232 data bytes, so that each fits the MTU once
+/// encapsulated; the first carries the L4 header.
+inline std::vector<Bytes> fragmented_datagram(const VipDef& v, const std::string& client,
+                                              uint16_t sport, uint32_t id) {
+  PacketBuilder p;
+  p.eth({.dst = kLbMac, .src = kRouterMac});
+  if (v.v6)
+    p.ipv6({.src = client, .dst = v.addr});
+  else
+    p.ipv4({.src = client, .dst = v.addr, .id = static_cast<uint16_t>(id)});
+  if (v.proto == SLUICE_IPPROTO_TCP)
+    p.tcp({.sport = sport, .dport = v.port, .flags = 0x10});
+  else
+    p.udp({.sport = sport, .dport = v.port});
+  const Bytes whole = p.payload(Bytes(3000, 0x5a)).build();
+  return v.v6 ? fragment_ipv6(whole, SLUICE_ETH_HLEN, 1232, id)
+              : fragment_ipv4(whole, SLUICE_ETH_HLEN, 1232);
+}
+
+/// Fragments as the fragment cases send them: two random datagrams to one
+/// VIP, their fragments interleaved (first fragments first).
+struct FragmentRun {
+  std::vector<Bytes> frames;     ///< in sending order
+  std::vector<size_t> datagram;  ///< by frame: 0 or 1, which datagram it is of
+  std::vector<Bytes> firsts;     ///< by datagram: its first fragment
+};
+
+/// Draws two datagrams to `v` (random client, port and id from `rng`) and
+/// interleaves their fragments.
+inline FragmentRun random_fragment_run(std::mt19937_64& rng, const VipDef& v) {
+  std::vector<Bytes> d[2];
+  for (auto& frags : d) {
+    const std::string client = random_client(rng, v.v6);
+    const auto sport = static_cast<uint16_t>(1024 + rng() % 64000);
+    frags = fragmented_datagram(v, client, sport, static_cast<uint32_t>(rng()));
+    EXPECT_GE(frags.size(), 3u) << v.name;
+  }
+  FragmentRun run;
+  for (size_t f = 0; f < std::max(d[0].size(), d[1].size()); ++f)
+    for (size_t k = 0; k < 2; ++k)
+      if (f < d[k].size()) {
+        run.frames.push_back(d[k][f]);
+        run.datagram.push_back(k);
+      }
+  run.firsts = {d[0].at(0), d[1].at(0)};
+  return run;
+}
+
+/// The core's choice for every fragment of a datagram to port VIP `v`
+/// whose first fragment is `first` (README "Fragments"): the flow key of
+/// the core's parser (ports 0) with the VIP's port as dport, the abi flow
+/// hash, the VIP's table.
+inline uint32_t fragment_choice(const VipDef& v, const std::vector<uint32_t>& table,
+                                const Bytes& first) {
+  const ParseResult r = parse_packet(first.data(), first.size());
+  EXPECT_TRUE(r.status == ParseStatus::kOk && r.is_fragment) << v.name;
+  sluice_flow_key key = r.key;
+  key.dport = fragment_facts(first.data(), first.size(), r).first_dport;
+  EXPECT_EQ(key.dport, sl_htons(v.port)) << v.name;
+  const uint32_t hash = (v.flags & SLUICE_VIP_HASH_SRC_ONLY) != 0
+                            ? sluice_flow_hash_src(&key, kSeed)
+                            : sluice_flow_hash(&key, kSeed);
+  return table[hash % table.size()];
 }
 
 /// The core's Maglev tables of every VIP: kVips' in order, then kKeyedVips'

@@ -28,20 +28,34 @@ namespace {
 
 using namespace consistency;  // NOLINT: the shared world, tests/common/consistency_world.hpp
 
-TEST(DpdkConsistencyTest, WorkerAndCoreChooseTheSameBackendForEveryNewFlow) {
-  const std::vector<std::vector<uint32_t>> tables = world_tables();
-  dpdk::SnapshotSpec spec;
-  fill_world(spec, tables);
-  std::copy(kRouterMac.begin(), kRouterMac.end(), spec.next_hop.dst_mac.begin());
-  std::copy(kLbMac.begin(), kLbMac.end(), spec.next_hop.src_mac.begin());
-  auto snap = dpdk::Snapshot::create(spec);
-  ASSERT_TRUE(snap.ok()) << snap.error().message;
-  auto rcu = dpdk::SnapshotRcu::create(1, std::move(snap.value()));
-  ASSERT_TRUE(rcu.ok());
-  auto worker = dpdk::Worker::create(
-      {.reader_id = 0, .hash_seed = kSeed, .flows = {.capacity = 1 << 17}}, *rcu.value());
-  ASSERT_TRUE(worker.ok()) << worker.error().message;
-  dpdk::Worker& w = *worker.value();
+// A worker over the consistency world's snapshot.
+class DpdkConsistencyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    tables_ = world_tables();
+    dpdk::SnapshotSpec spec;
+    fill_world(spec, tables_);
+    std::copy(kRouterMac.begin(), kRouterMac.end(), spec.next_hop.dst_mac.begin());
+    std::copy(kLbMac.begin(), kLbMac.end(), spec.next_hop.src_mac.begin());
+    auto snap = dpdk::Snapshot::create(spec);
+    ASSERT_TRUE(snap.ok()) << snap.error().message;
+    auto rcu = dpdk::SnapshotRcu::create(1, std::move(snap.value()));
+    ASSERT_TRUE(rcu.ok());
+    rcu_ = std::move(rcu.value());
+    auto worker = dpdk::Worker::create(
+        {.reader_id = 0, .hash_seed = kSeed, .flows = {.capacity = 1 << 17}}, *rcu_);
+    ASSERT_TRUE(worker.ok()) << worker.error().message;
+    worker_ = std::move(worker.value());
+  }
+
+  std::vector<std::vector<uint32_t>> tables_;
+  std::unique_ptr<dpdk::SnapshotRcu> rcu_;
+  std::unique_ptr<dpdk::Worker> worker_;
+};
+
+TEST_F(DpdkConsistencyTest, WorkerAndCoreChooseTheSameBackendForEveryNewFlow) {
+  const std::vector<std::vector<uint32_t>>& tables = tables_;
+  dpdk::Worker& w = *worker_;
 
   std::mt19937_64 rng(20261130);  // the bpf test's seed: the same flows
   for (size_t i = 0; i < std::size(kVips); ++i) {
@@ -122,6 +136,39 @@ TEST(DpdkConsistencyTest, WorkerAndCoreChooseTheSameBackendForEveryNewFlow) {
     EXPECT_EQ(share.count(6), 0u) << v.name;
     EXPECT_GE(share.size(), 3u) << v.name;
   }
+}
+
+// Fragments: every fragment of a datagram to a port VIP, first and later,
+// reaches the backend the core's rule gives the datagram (consistency::
+// fragment_choice); tests/bpf/consistency_test.cpp holds XDP to the same
+// datagrams. Two datagrams' fragments interleaved per burst.
+TEST_F(DpdkConsistencyTest, WorkerAndCorePlaceEveryFragmentAlike) {
+  std::mt19937_64 rng(20261202);  // the bpf test's seed: the same datagrams
+  for (size_t i = 0; i < std::size(kVips); ++i) {
+    const VipDef& v = kVips[i];
+    int disagreements = 0;
+    size_t fragments = 0;
+    for (int n = 0; n < kDatagramsPerCase; n += 2) {
+      const FragmentRun run = random_fragment_run(rng, v);
+      std::vector<rte_mbuf*> burst;
+      for (const Bytes& b : run.frames) burst.push_back(to_mbuf(b));
+      dpdk::Verdicts out;
+      const auto k = static_cast<uint16_t>(burst.size());
+      ASSERT_EQ(worker_->process_burst(burst.data(), k, out), k);
+      EXPECT_EQ(out.n_tx, k) << v.name;
+      for (size_t j = 0; j < burst.size(); ++j) {
+        const uint32_t want = fragment_choice(v, tables_[i], run.firsts[run.datagram[j]]);
+        const uint32_t got = backend_of(from_mbuf(burst[j]));
+        if (got != want && ++disagreements <= 5)
+          ADD_FAILURE() << v.name << ": fragment " << j << " of a burst: DPDK sent it to " << got
+                        << ", the core chooses " << want;
+        rte_pktmbuf_free(burst[j]);
+      }
+      fragments += burst.size();
+    }
+    EXPECT_EQ(disagreements, 0) << v.name << ": of " << fragments << " fragments";
+  }
+  EXPECT_EQ(worker_->global_stats().frag_unmatched, 0u);
 }
 
 }  // namespace

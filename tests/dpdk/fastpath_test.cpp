@@ -133,6 +133,26 @@ TEST(DpdkFastpathTest, PublishedSnapshotsSteerTheWorkersAndCountersAreSummed) {
   const IpAddress target = address("10.1.0.1");
   EXPECT_EQ(fp.refresh_next_hop({&target, 1}).error().code, -EOPNOTSUPP);
 
+  // frag_unmatched (ctl stats, sluice_frag_unmatched_total) is summed over
+  // the workers as well: a later fragment to a port VIP (10.0.0.1:53/udp,
+  // no wildcard) whose first fragment neither worker saw.
+  const Bytes later = fragment_ipv4(PacketBuilder()
+                                        .eth({.dst = kLbMac, .src = kRouterMac})
+                                        .ipv4({.src = "192.0.2.10", .dst = "10.0.0.1", .id = 9})
+                                        .udp({.sport = 5000, .dport = 53})
+                                        .payload(Bytes(3000, 1))
+                                        .build(),
+                                    14, 1400)
+                          .at(1);
+  for (auto& w : workers) {
+    rte_mbuf* m = to_mbuf(later);
+    dpdk::Verdicts v;
+    EXPECT_EQ(w->process_burst(&m, 1, v), 1);
+    EXPECT_EQ(v.n_kernel, 1);
+    rte_pktmbuf_free(m);
+  }
+  EXPECT_EQ(fp.global_stats().value().frag_unmatched, 2u);
+
   for (auto& w : workers) fp.detach_worker(w.get());
   workers.clear();
 }
@@ -263,7 +283,8 @@ TEST(DpdkFastpathTest, CacheTakesHotKeysFromEveryWorkerAndFillsThemAll) {
   const Converted c = from_world(world);
   ASSERT_TRUE(fp.publish(c.snap).ok());
   const auto get = [&](dpdk::Worker& w, const std::string& key) {
-    const std::string text = std::string("\x00\x07\x00\x00\x00\x01\x00\x00", 8) + "get " + key + "\r\n";
+    const std::string text =
+        std::string("\x00\x07\x00\x00\x00\x01\x00\x00", 8) + "get " + key + "\r\n";
     rte_mbuf* m = to_mbuf(PacketBuilder()
                               .eth({.dst = kLbMac, .src = kRouterMac})
                               .ipv4({.src = "192.0.2.10", .dst = "10.0.0.12"})

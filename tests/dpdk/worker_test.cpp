@@ -94,13 +94,15 @@ class WorkerTest : public ::testing::Test {
  protected:
   void SetUp() override { restart(); }
 
-  void restart(const FlowTableConfig& flows = {.capacity = 4096}) {
+  void restart(const FlowTableConfig& flows = {.capacity = 4096}, uint32_t frag_capacity = 4096) {
     worker_.reset();
     rcu_.reset();
     auto rcu = SnapshotRcu::create(1, world_.snapshot());
     ASSERT_TRUE(rcu.ok()) << rcu.error().message;
     rcu_ = std::move(rcu.value());
-    auto w = Worker::create({.reader_id = 0, .hash_seed = kSeed, .flows = flows}, *rcu_);
+    auto w = Worker::create(
+        {.reader_id = 0, .hash_seed = kSeed, .flows = flows, .frag_capacity = frag_capacity},
+        *rcu_);
     ASSERT_TRUE(w.ok()) << w.error().message;
     worker_ = std::move(w.value());
   }
@@ -122,6 +124,27 @@ class WorkerTest : public ::testing::Test {
           from_mbuf(m)};
     rte_pktmbuf_free(m);
     return o;
+  }
+  // Frames through one process_burst_at call, in order: each one's verdict
+  // and frame afterwards.
+  std::vector<Out> run_burst(const std::vector<Bytes>& in, uint32_t now = 1000) {
+    std::vector<rte_mbuf*> m;
+    for (const Bytes& b : in) m.push_back(to_mbuf(b));
+    Verdicts v;
+    EXPECT_EQ(worker_->process_burst_at(m.data(), static_cast<uint16_t>(m.size()), v, now),
+              m.size());
+    std::vector<Out> out;
+    for (rte_mbuf* x : m) {
+      const auto in_list = [x](rte_mbuf* const* l, uint16_t n) {
+        return std::find(l, l + n, x) != l + n;
+      };
+      out.push_back({in_list(v.tx, v.n_tx)           ? Verdict::kTx
+                     : in_list(v.kernel, v.n_kernel) ? Verdict::kKernel
+                                                     : Verdict::kDrop,
+                     from_mbuf(x)});
+      rte_pktmbuf_free(x);
+    }
+    return out;
   }
   uint32_t backend_of(const Out& o) {
     if (o.verdict != Verdict::kTx) return SLUICE_BACKEND_NONE;
@@ -526,6 +549,224 @@ TEST_F(WorkerTest, MixedBurst) {
                                         80, kTcp)));
   }
   for (auto* x : m) rte_pktmbuf_free(x);
+}
+
+// A UDP datagram of `len` payload bytes from kClient to dst:dport with IP id
+// `id`, cut into fragments of at most `max_data` bytes each.
+std::vector<Bytes> frags4(const char* dst, uint16_t dport, uint16_t id, size_t len = 3000,
+                          size_t max_data = 1400, uint16_t sport = 5000) {
+  Ipv4Spec ip = v4(kClient, dst);
+  ip.id = id;
+  return fragment_ipv4(frame().ipv4(ip).udp(udp(sport, dport)).payload(pattern(len)).build(), 14,
+                       max_data);
+}
+
+// The same as TCP (from port 40000): the VIP with no backend (10.0.0.9:80)
+// is a TCP one.
+std::vector<Bytes> tcp_frags4(const char* dst, uint16_t dport, uint16_t id) {
+  Ipv4Spec ip = v4(kClient, dst);
+  ip.id = id;
+  return fragment_ipv4(frame().ipv4(ip).tcp(tcp(40000, dport)).payload(pattern(3000)).build(), 14,
+                       1400);
+}
+
+// A port VIP's fragments, first and later, IPv4 and IPv6, all reach the
+// backend of the VIP's flow key {client, 0, VIP, port}: each frame is exactly
+// that backend's encapsulation, so they share the outer addresses.
+TEST_F(WorkerTest, PortVipFragmentsFollowTheirFirstFragment) {
+  const std::vector<Bytes> v4f = frags4("10.0.0.1", 53, 0x1234);
+  const std::vector<Bytes> v6f = fragment_ipv6(
+      frame().ipv6(v6(kClient6, "2001:db8::1")).tcp(tcp(40000, 443)).payload(pattern(3000)).build(),
+      14, 1232, 0xabcdef01);
+  const struct {
+    const std::vector<Bytes>& frags;
+    uint32_t vip;
+    sluice_flow_key key;
+  } cases[] = {{v4f, 2, flow_key(kClient, 0, "10.0.0.1", 53, kUdp)},
+               {v6f, 4, flow_key(kClient6, 0, "2001:db8::1", 443, kTcp)}};
+  for (const auto& c : cases) {
+    ASSERT_GE(c.frags.size(), 3u);
+    const sluice_global_stats g0 = worker_->global_stats();
+    Bytes outer;
+    for (size_t i = 0; i < c.frags.size(); ++i) {
+      SCOPED_TRACE(i);
+      const Out o = run(c.frags[i]);
+      ASSERT_STREQ(name(o.verdict), name(Verdict::kTx));
+      EXPECT_EQ(o.frame, world_.forwarded(c.frags[i], 0, c.vip, c.key));
+      EXPECT_EQ(backend_of(o), world_.choice(c.vip, c.key));
+      // Outer source (with the hash's entropy) and destination, alike.
+      // (The backends here have the client's family.)
+      const bool outer4 = c.key.family == SLUICE_FAMILY_IPV4;
+      const Bytes these = slice(o.frame, outer4 ? 14 + 12 : 14 + 8, outer4 ? 8 : 32);
+      if (i == 0) outer = these;
+      EXPECT_EQ(these, outer);
+    }
+    const sluice_global_stats g = worker_->global_stats();
+    EXPECT_EQ(g.tx_packets - g0.tx_packets, c.frags.size());
+    EXPECT_EQ(g.frag_unmatched - g0.frag_unmatched, 0u);
+    EXPECT_EQ(worker_->vip_stats(c.vip).packets, c.frags.size());
+  }
+}
+
+// An address with a port VIP and a port-0 wildcard beside it: each VIP gets
+// its own datagrams' fragments, interleaved in one burst and across bursts.
+TEST_F(WorkerTest, WildcardBesidePortVipEachGetsItsOwnFragments) {
+  world_.add_vip({"10.0.0.1", 0, kUdp, 10, 0, {3}});
+  restart();
+  const std::vector<Bytes> a = frags4("10.0.0.1", 53, 100);    // the port VIP (2): backends 1, 2
+  const std::vector<Bytes> b = frags4("10.0.0.1", 7777, 101);  // the wildcard (10): backend 3
+  ASSERT_EQ(a.size(), b.size());
+  const uint32_t a_backend = world_.choice(2, flow_key(kClient, 0, "10.0.0.1", 53, kUdp));
+  std::vector<Bytes> burst;
+  for (size_t i = 0; i < a.size(); ++i) {
+    burst.push_back(a[i]);
+    burst.push_back(b[i]);
+  }
+  const std::vector<Out> out = run_burst(burst);
+  for (size_t i = 0; i < out.size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_STREQ(name(out[i].verdict), name(Verdict::kTx));
+    EXPECT_EQ(backend_of(out[i]), i % 2 == 0 ? a_backend : 3u);
+  }
+  // Across bursts, one fragment at a time, the same.
+  const std::vector<Bytes> a2 = frags4("10.0.0.1", 53, 102);
+  const std::vector<Bytes> b2 = frags4("10.0.0.1", 7777, 103);
+  for (size_t i = 0; i < a2.size(); ++i) {
+    EXPECT_EQ(backend_of(run(b2[i])), 3u);
+    EXPECT_EQ(backend_of(run(a2[i])), a_backend);
+  }
+  EXPECT_EQ(worker_->vip_stats(2).packets, 2 * a.size());
+  EXPECT_EQ(worker_->vip_stats(10).packets, 2 * b.size());
+}
+
+// A later fragment that overtook its first fragment, to a port VIP with no
+// wildcard beside it: the kernel's, counted frag_unmatched; once the first
+// came, the rest follow it.
+TEST_F(WorkerTest, LaterFragmentBeforeItsFirstGoesToTheKernel) {
+  const std::vector<Bytes> f = frags4("10.0.0.1", 53, 200);
+  const sluice_global_stats g0 = worker_->global_stats();
+  EXPECT_STREQ(name(run(f[1]).verdict), name(Verdict::kKernel));
+  sluice_global_stats want = passed(f[1].size());
+  want.frag_unmatched = 1;
+  expect_delta(g0, worker_->global_stats(), want, "overtaking fragment");
+  const uint32_t backend = world_.choice(2, flow_key(kClient, 0, "10.0.0.1", 53, kUdp));
+  EXPECT_EQ(backend_of(run(f[0])), backend);
+  EXPECT_EQ(backend_of(run(f[1])), backend);
+  EXPECT_EQ(backend_of(run(f[2])), backend);
+  EXPECT_EQ(worker_->global_stats().frag_unmatched - g0.frag_unmatched, 1u);
+}
+
+// A first fragment dropped after it was recorded drops its later fragments
+// as FRAG_OF_DROPPED (counted at the VIP): no backend, too big, and within
+// one burst (the later fragment's verdict comes after the first's drop).
+TEST_F(WorkerTest, FirstFragmentDroppedDropsTheRest) {
+  {
+    SCOPED_TRACE("no backend");
+    const std::vector<Bytes> f = tcp_frags4("10.0.0.9", 80, 300);
+    EXPECT_STREQ(name(run(f[0]).verdict), name(Verdict::kDrop));
+    const sluice_global_stats g0 = worker_->global_stats();
+    EXPECT_STREQ(name(run(f[1]).verdict), name(Verdict::kDrop));
+    expect_delta(g0, worker_->global_stats(), dropped(f[1].size(), SLUICE_DROP_FRAG_OF_DROPPED),
+                 "later fragment");
+    EXPECT_EQ(worker_->vip_stats(9).drops, 2u);
+  }
+  {
+    SCOPED_TRACE("too big (DF clear, as fragments are)");
+    // 1480 bytes of data: 1500 with its header, 1520 encapsulated.
+    const std::vector<Bytes> f = frags4("10.0.0.1", 53, 301, 2000, 1480);
+    ASSERT_EQ(f.size(), 2u);
+    sluice_global_stats g0 = worker_->global_stats();
+    EXPECT_STREQ(name(run(f[0]).verdict), name(Verdict::kDrop));
+    EXPECT_EQ(worker_->global_stats().drops[SLUICE_DROP_TOO_BIG_DF_CLEAR] -
+                  g0.drops[SLUICE_DROP_TOO_BIG_DF_CLEAR],
+              1u);
+    g0 = worker_->global_stats();
+    EXPECT_STREQ(name(run(f[1]).verdict), name(Verdict::kDrop));
+    expect_delta(g0, worker_->global_stats(), dropped(f[1].size(), SLUICE_DROP_FRAG_OF_DROPPED),
+                 "later fragment");
+  }
+  {
+    SCOPED_TRACE("IPv6 too big: a packet-too-big reply back, the rest dropped");
+    const std::vector<Bytes> f = fragment_ipv6(frame()
+                                                   .ipv6(v6(kClient6, "2001:db8::1"))
+                                                   .tcp(tcp(40000, 443))
+                                                   .payload(pattern(2000))
+                                                   .build(),
+                                               14, 1448, 77);
+    ASSERT_EQ(f.size(), 2u);
+    sluice_global_stats g0 = worker_->global_stats();
+    EXPECT_STREQ(name(run(f[0]).verdict), name(Verdict::kTx));
+    EXPECT_EQ(worker_->global_stats().icmp_too_big_sent - g0.icmp_too_big_sent, 1u);
+    g0 = worker_->global_stats();
+    EXPECT_STREQ(name(run(f[1]).verdict), name(Verdict::kDrop));
+    expect_delta(g0, worker_->global_stats(), dropped(f[1].size(), SLUICE_DROP_FRAG_OF_DROPPED),
+                 "later fragment");
+  }
+  {
+    SCOPED_TRACE("one burst");
+    const std::vector<Bytes> f = tcp_frags4("10.0.0.9", 80, 302);
+    const sluice_global_stats g0 = worker_->global_stats();
+    const std::vector<Out> out = run_burst({f[0], f[1], f[2]});
+    for (const Out& o : out) EXPECT_STREQ(name(o.verdict), name(Verdict::kDrop));
+    const sluice_global_stats g = worker_->global_stats();
+    EXPECT_EQ(g.drops[SLUICE_DROP_NO_BACKEND] - g0.drops[SLUICE_DROP_NO_BACKEND], 1u);
+    EXPECT_EQ(g.drops[SLUICE_DROP_FRAG_OF_DROPPED] - g0.drops[SLUICE_DROP_FRAG_OF_DROPPED], 2u);
+  }
+}
+
+// A full fragment table evicts its oldest record: that datagram's later
+// fragments find none (kernel, frag_unmatched); the newer ones still
+// follow theirs; nothing breaks.
+TEST_F(WorkerTest, FullFragmentTableEvictsTheOldest) {
+  restart({.capacity = 4096}, dpdk::FragTable::kMinCapacity);
+  ASSERT_EQ(worker_->frags().capacity(), dpdk::FragTable::kMinCapacity);
+  std::vector<std::vector<Bytes>> d;
+  for (uint16_t id = 0; id <= dpdk::FragTable::kMinCapacity; ++id)
+    d.push_back(frags4("10.0.0.1", 53, static_cast<uint16_t>(400 + id), 3000, 1400,
+                       static_cast<uint16_t>(5000 + id)));
+  for (const auto& f : d) EXPECT_STREQ(name(run(f[0]).verdict), name(Verdict::kTx));
+  EXPECT_EQ(worker_->frags().evictions(), 1u);
+  const sluice_global_stats g0 = worker_->global_stats();
+  EXPECT_STREQ(name(run(d[0][1]).verdict), name(Verdict::kKernel));
+  EXPECT_EQ(worker_->global_stats().frag_unmatched - g0.frag_unmatched, 1u);
+  for (size_t i = 1; i < d.size(); ++i)
+    EXPECT_EQ(backend_of(run(d[i][1])),
+              world_.choice(2, flow_key(kClient, 0, "10.0.0.1", 53, kUdp)));
+  // Many more datagrams than records: still only bounded work, no crash.
+  for (uint16_t id = 0; id < 1000; ++id)
+    EXPECT_STREQ(name(run(frags4("10.0.0.1", 53, static_cast<uint16_t>(1000 + id))[0]).verdict),
+                 name(Verdict::kTx));
+  EXPECT_EQ(worker_->frags().evictions(), 1001u);
+}
+
+// FragTable alone: record, find, mark, re-record, and the size bounds.
+TEST(FragTableTest, RecordFindMarkEvict) {
+  EXPECT_FALSE(dpdk::FragTable::create(dpdk::FragTable::kMinCapacity - 1, 1).ok());
+  EXPECT_FALSE(dpdk::FragTable::create(dpdk::FragTable::kMaxCapacity + 1, 1).ok());
+  auto t = dpdk::FragTable::create(100, 7);
+  ASSERT_TRUE(t.ok());
+  dpdk::FragTable& ft = t.value();
+  EXPECT_EQ(ft.capacity(), 128u);
+  const sluice_flow_key k = flow_key(kClient, 0, "10.0.0.1", 0, kUdp);
+  const dpdk::FragKey a = dpdk::frag_key_of(k, 1);
+  const dpdk::FragKey b = dpdk::frag_key_of(k, 2);
+  EXPECT_EQ(ft.find(a), nullptr);
+  ft.record(a, 2, sl_htons(53));
+  ASSERT_NE(ft.find(a), nullptr);
+  EXPECT_EQ(ft.find(a)->vip_id, 2u);
+  EXPECT_EQ(ft.find(a)->port, sl_htons(53));
+  EXPECT_FALSE(ft.find(a)->dropped);
+  EXPECT_EQ(ft.find(b), nullptr);
+  ft.mark_dropped(b);  // no record: nothing
+  EXPECT_EQ(ft.find(b), nullptr);
+  ft.mark_dropped(a);
+  EXPECT_TRUE(ft.find(a)->dropped);
+  ft.record(a, 3, sl_htons(54));  // a new first fragment with the id: a fresh record
+  EXPECT_FALSE(ft.find(a)->dropped);
+  EXPECT_EQ(ft.find(a)->vip_id, 3u);
+  EXPECT_EQ(ft.evictions(), 0u);
+  // The ports of the flow key are not part of the datagram's key.
+  EXPECT_NE(ft.find(dpdk::frag_key_of(flow_key(kClient, 1, "10.0.0.1", 2, kUdp), 1)), nullptr);
 }
 
 TEST(SnapshotTest, RejectsInvalidSpecs) {

@@ -5,6 +5,7 @@
 // hash however it is wrapped.
 #include "dataplane/core/packet_parser.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -261,6 +262,81 @@ TEST(PacketParser, LaterFragmentsReadNoL4Header) {
   ASSERT_EQ(r.status, ParseStatus::kOk);
   EXPECT_TRUE(r.is_fragment);
   EXPECT_EQ(r.key.proto, SLUICE_IPPROTO_TCP);
+}
+
+// fragment_facts: the datagram id, first or later, and the first
+// fragment's destination port, for both families, with IPv4 options and an
+// IPv6 extension header before the fragment header.
+TEST(PacketParser, FragmentFactsOfFirstAndLaterFragments) {
+  const Bytes v4 = PacketBuilder()
+                       .ipv4({.id = 0xbeef, .options = {0x94, 4, 0, 0}})
+                       .udp({.sport = 5000, .dport = 53})
+                       .payload(Bytes(3000, 9))
+                       .build();
+  const Bytes v6 = PacketBuilder()
+                       .ipv6()
+                       .ipv6_ext({.type = SLUICE_IPPROTO_HOPOPTS})
+                       .tcp({.sport = 40000, .dport = 443})
+                       .payload(Bytes(3000, 9))
+                       .build();
+  const struct {
+    std::vector<Bytes> frags;
+    uint32_t id;
+    uint16_t dport;
+  } cases[] = {{test::fragment_ipv4(v4, 14, 1480), 0xbeef, 53},
+               {test::fragment_ipv6(v6, 14, 1232, 0x89abcdef), 0x89abcdef, 443}};
+  for (const auto& c : cases) {
+    ASSERT_GE(c.frags.size(), 3u);
+    for (size_t i = 0; i < c.frags.size(); ++i) {
+      SCOPED_TRACE(i);
+      const Bytes& fr = c.frags[i];
+      const ParseResult r = parse_exact(fr);
+      ASSERT_EQ(r.status, ParseStatus::kOk);
+      const FragmentFacts f = fragment_facts(fr.data(), fr.size(), r);
+      EXPECT_TRUE(f.valid);
+      EXPECT_EQ(f.id, c.id);
+      EXPECT_EQ(f.later, i != 0);
+      EXPECT_EQ(ntohs(f.first_dport), i == 0 ? c.dport : 0);
+      // The flow key keeps ports 0 either way.
+      EXPECT_EQ(r.key.dport, 0);
+    }
+  }
+}
+
+// A first fragment too short to hold the destination port gives port 0;
+// an unfragmented packet, a non-TCP/UDP fragment, and a result that does not
+// belong to the bytes give no facts.
+TEST(PacketParser, FragmentFactsEdges) {
+  Bytes tiny = PacketBuilder()
+                   .ipv4({.id = 7, .more_fragments = true})
+                   .raw({.bytes = {0x13, 0x88}, .proto = SLUICE_IPPROTO_UDP})
+                   .build();
+  ParseResult r = parse_exact(tiny);
+  ASSERT_EQ(r.status, ParseStatus::kOk);
+  FragmentFacts f = fragment_facts(tiny.data(), tiny.size(), r);
+  EXPECT_TRUE(f.valid);
+  EXPECT_FALSE(f.later);
+  EXPECT_EQ(f.id, 7u);
+  EXPECT_EQ(f.first_dport, 0);
+
+  const Bytes whole = v4_tcp().build();
+  r = parse_exact(whole);
+  EXPECT_FALSE(fragment_facts(whole.data(), whole.size(), r).valid);
+
+  const Bytes gre = PacketBuilder()
+                        .ipv4({.more_fragments = true})
+                        .raw({.bytes = Bytes(16, 0), .proto = 47})
+                        .build();
+  r = parse_exact(gre);
+  EXPECT_EQ(r.status, ParseStatus::kUnsupportedL4);
+  EXPECT_FALSE(fragment_facts(gre.data(), gre.size(), r).valid);
+
+  // The result of a longer frame against a shorter buffer: refused, not read.
+  const Bytes frag =
+      test::fragment_ipv4(PacketBuilder().ipv4().udp().payload(Bytes(100, 1)).build(), 14, 48)[0];
+  r = parse_exact(frag);
+  ASSERT_EQ(r.status, ParseStatus::kOk);
+  EXPECT_FALSE(fragment_facts(frag.data(), 30, r).valid);
 }
 
 TEST(PacketParser, FramesBeyond64KiBAreParsedAsTheirFirst64KiB) {
