@@ -89,7 +89,8 @@ struct WorkerCacheCounters {
 ///    entry is live under the shared versions is answered in the mbuf:
 ///    frame header echoed, "VALUE ... END" byte for byte, MACs, addresses
 ///    and ports swapped, TTL / hop limit 64, IPv4 and UDP checksums, to go
-///    back out of the port it came in on;
+///    back out of the port it came in on, and counted against the entry
+///    (HotCache::count_answer: the hottest keys, HotCache::key_hits);
 ///  - anything else is forwarded (misses, multi-key gets, IPv4 options,
 ///    an mbuf without room for the response); a miss counts in the
 ///    worker's count-min sketch, and a key reaching hot_threshold misses
@@ -116,8 +117,7 @@ class WorkerCache {
  public:
   /// Allocates the entries. Errors: HotCache::create's; -EINVAL without
   /// versions.
-  [[nodiscard]] static Result<std::unique_ptr<WorkerCache>> create(
-      const WorkerCacheConfig& config);
+  [[nodiscard]] static Result<std::unique_ptr<WorkerCache>> create(const WorkerCacheConfig& config);
   WorkerCache(const WorkerCache&) = delete;
   WorkerCache& operator=(const WorkerCache&) = delete;
   ~WorkerCache();
