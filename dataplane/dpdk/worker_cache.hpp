@@ -111,7 +111,8 @@ struct WorkerCacheCounters {
 ///    hold covers the key and for write_settle_ms after its release.
 /// Owned and called by one lcore, except: poll_hot and post_install (one
 /// control thread: each ring has one producer and one consumer),
-/// begin_fill through store() (reads the shared versions only) and the
+/// begin_fill and key_hits through store() (they read the shared versions
+/// and the per-slot seqlocks only) and the
 /// counters.
 class WorkerCache {
  public:
