@@ -209,8 +209,9 @@ struct CachedKeyHits {
 /// Not thread-safe: one owner core, which also installs (a control thread
 /// hands it fetched values); only the versions may be shared
 /// (CacheVersions), and begin_fill() reads nothing else, so any thread may
-/// call it. Every byte is allocated by create(); no member function
-/// allocates, throws or blocks afterwards.
+/// call it; key_hits() too (it reads one slot under its seqlock). Every
+/// byte is allocated by create(); no member function allocates, throws or
+/// blocks afterwards.
 class HotCache {
  public:
   /// Largest max_entries.
