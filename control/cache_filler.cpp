@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <iterator>
 
 #include "control/cache_fetch.hpp"
 #include "control/xdp_fastpath.hpp"
@@ -181,16 +182,19 @@ std::vector<CacheVipCounters> CacheFiller::counters() const {
   return out;
 }
 
-std::vector<xdp::CachedKey> CacheFiller::hottest(size_t n) const {
-  std::vector<xdp::CachedKey> all;
-  for (const xdp::XdpCache& c : caches_) {
-    std::vector<xdp::CachedKey> some = c.hottest(n);
-    all.insert(all.end(), some.begin(), some.end());
+std::vector<FastpathCachedKey> CacheFiller::hottest(size_t n) const {
+  std::vector<FastpathCachedKey> all;
+  const uint64_t now = xdp::XdpCache::now_ms();
+  for (const xdp::XdpCache& c : caches_)
+    for (xdp::CachedKey& k : c.hottest(n))
+      all.push_back({k.vip_id, std::move(k.key), k.hits, k.value_bytes,
+                     k.expires_ms > now ? k.expires_ms - now : 0});
+  for (const FastpathCache* c : fastpath_caches_) {
+    std::vector<FastpathCachedKey> some = c->hottest(n);
+    all.insert(all.end(), std::make_move_iterator(some.begin()),
+               std::make_move_iterator(some.end()));
   }
-  std::sort(all.begin(), all.end(),
-            [](const xdp::CachedKey& a, const xdp::CachedKey& b) { return a.hits > b.hits; });
-  if (all.size() > n) all.resize(n);
-  return all;
+  return merge_hottest(std::move(all), n);
 }
 
 nlohmann::json cache_report(const CacheFiller& filler) {
@@ -218,13 +222,12 @@ nlohmann::json cache_report(const CacheFiller& filler) {
                     {"bypassed", n.fast_path.bypassed}});
   }
   nlohmann::json hottest = nlohmann::json::array();
-  const uint64_t now = xdp::XdpCache::now_ms();
-  for (const xdp::CachedKey& k : filler.hottest(20))
+  for (const FastpathCachedKey& k : filler.hottest(20))
     hottest.push_back({{"vip_id", k.vip_id},
                        {"key", k.key},
                        {"hits", k.hits},
                        {"value_bytes", k.value_bytes},
-                       {"ttl_ms", k.expires_ms > now ? k.expires_ms - now : 0}});
+                       {"ttl_ms", k.ttl_ms}});
   return {{"vips", vips}, {"hottest", hottest}};
 }
 

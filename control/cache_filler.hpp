@@ -51,8 +51,11 @@ class CacheFiller {
 
   /// Counters of every VIP with the cache on, summed over fast paths.
   [[nodiscard]] std::vector<CacheVipCounters> counters() const;
-  /// The cached keys with most hits, over fast paths, at most `n`.
-  [[nodiscard]] std::vector<xdp::CachedKey> hottest(size_t n) const;
+  /// The cached keys with most hits, over fast paths (XDP and the DPDK
+  /// workers; a key cached on several is one key, its hits summed), at
+  /// most `n`, most hits first. A fast path contributes its `n` hottest,
+  /// so a key outside every one of those is not counted.
+  [[nodiscard]] std::vector<FastpathCachedKey> hottest(size_t n) const;
 
  private:
   struct Job {

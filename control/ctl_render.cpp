@@ -217,15 +217,20 @@ std::string render_cache(const json& r) {
                     cell(v, "invalidations"), cell(v, "vip_invalidations"), cell(v, "evictions"),
                     cell(v, "entries"), cell(v, "bytes")});
   }
+  // Keys by their VIP's name; by its id when the VIP is not listed.
+  const auto vip_name = [&r](const json& id) {
+    for (const json& v : list(r, "vips"))
+      if (field(v, "vip_id") == id && field(v, "name").is_string()) return cell(v, "name");
+    return cell(id);
+  };
   std::vector<std::vector<std::string>> keys;
   for (const json& k : list(r, "hottest"))
-    keys.push_back({cell(k, "vip_id"), cell(k, "key"), cell(k, "hits"), cell(k, "value_bytes"),
-                    cell(k, "ttl_ms")});
+    keys.push_back({vip_name(field(k, "vip_id")), cell(k, "key"), cell(k, "hits"),
+                    cell(k, "value_bytes"), cell(k, "ttl_ms")});
   return render_table({"VIP", "HITS", "MISSES", "HIT RATIO", "FILLS", "INVALIDATED",
                        "VIP INVALIDATED", "EVICTED", "ENTRIES", "BYTES"},
                       vips) +
-         "\nhottest keys:\n" +
-         render_table({"VIP ID", "KEY", "HITS", "VALUE BYTES", "TTL MS"}, keys);
+         "\nhottest keys:\n" + render_table({"VIP", "KEY", "HITS", "VALUE BYTES", "TTL MS"}, keys);
 }
 
 std::string render_stats(const json& r) {

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <array>
-#include <string>
 #include <cerrno>
+#include <string>
 
 namespace sluice::control {
 namespace {
@@ -217,6 +217,21 @@ FastpathCacheCounters DpdkFastpath::counters(uint32_t vip_id) const {
     out.bytes += n.store.bytes;
   }
   return out;
+}
+
+std::vector<FastpathCachedKey> DpdkFastpath::hottest(size_t n) const {
+  std::lock_guard lock(workers_mu_);
+  std::vector<FastpathCachedKey> all;
+  CachedKeyHits k;
+  for (dpdk::WorkerCache* c : caches_) {
+    const HotCache& store = c->store();
+    const uint64_t now = c->last_clock();
+    for (uint32_t slot = 0; slot < store.config().max_entries; ++slot)
+      if (store.key_hits(slot, k))
+        all.push_back({k.vip_id, std::string(k.key, k.key_len), k.hits, k.value_bytes,
+                       k.expires_ms > now ? k.expires_ms - now : 0});
+  }
+  return merge_hottest(std::move(all), n);
 }
 
 }  // namespace sluice::control

@@ -89,6 +89,9 @@ class DpdkFastpath final : public Fastpath, public FastpathCache {
   [[nodiscard]] Result<FillLease> begin_fill(uint32_t vip_id, std::string_view key) override;
   size_t install(const FillLease& lease, std::string_view key, const mc::Value& value) override;
   [[nodiscard]] FastpathCacheCounters counters(uint32_t vip_id) const override;
+  /// Reads every slot of every attached worker's store (HotCache::key_hits,
+  /// O(entries x workers)), sums each key's hits over the workers.
+  [[nodiscard]] std::vector<FastpathCachedKey> hottest(size_t n) const override;
 
  private:
   DpdkFastpath(Options options, std::unique_ptr<dpdk::SnapshotRcu> rcu)

@@ -4,6 +4,7 @@
 // report its counters. The Balancer talks to fast paths only through this.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "dataplane/abi/maps.h"
@@ -106,6 +108,39 @@ struct FastpathHotKey {
   std::string key;
 };
 
+/// One cached key of a fast path and the gets answered from it (for
+/// `sluice ctl cache` and the metrics).
+struct FastpathCachedKey {
+  uint32_t vip_id = 0;
+  std::string key;
+  uint64_t hits = 0;         ///< gets answered from it since it was installed, over all cores
+  uint32_t value_bytes = 0;  ///< bytes of its value's data block
+  uint64_t ttl_ms = 0;       ///< ms until it expires (the longest-lived core's copy)
+};
+
+/// `keys` (from several cores or fast paths) as one list: entries of the
+/// same (vip_id, key) merged -- hits summed, the longest ttl_ms kept --,
+/// most hits first (ties by VIP id, then key), at most `n`.
+[[nodiscard]] inline std::vector<FastpathCachedKey> merge_hottest(
+    std::vector<FastpathCachedKey> keys, size_t n) {
+  std::map<std::pair<uint32_t, std::string>, FastpathCachedKey> by_key;
+  for (FastpathCachedKey& k : keys) {
+    auto [it, fresh] = by_key.try_emplace({k.vip_id, k.key}, k);
+    if (fresh) continue;
+    it->second.hits += k.hits;
+    it->second.ttl_ms = std::max(it->second.ttl_ms, k.ttl_ms);
+  }
+  std::vector<FastpathCachedKey> out;
+  out.reserve(by_key.size());
+  for (auto& [id, k] : by_key) out.push_back(std::move(k));
+  // Stable over the map's (vip_id, key) order: ties stay in that order.
+  std::stable_sort(
+      out.begin(), out.end(),
+      [](const FastpathCachedKey& a, const FastpathCachedKey& b) { return a.hits > b.hits; });
+  if (out.size() > n) out.resize(n);
+  return out;
+}
+
 /// One VIP's cache counters of a fast path, summed over its cores.
 struct FastpathCacheCounters {
   sluice_cache_stats fast_path{};  ///< hits, misses, invalidations, hot reports, bypassed
@@ -132,6 +167,10 @@ class FastpathCache {
   /// if the lease still holds; returns the cores that took it.
   virtual size_t install(const FillLease& lease, std::string_view key, const mc::Value& value) = 0;
   [[nodiscard]] virtual FastpathCacheCounters counters(uint32_t vip_id) const = 0;
+  /// The cached keys with most hits, at most `n`, most hits first (ties by
+  /// VIP id, then key); a key cached on several cores is one key, its
+  /// hits summed over them.
+  [[nodiscard]] virtual std::vector<FastpathCachedKey> hottest(size_t n) const = 0;
 };
 
 /// A fast path. Not thread-safe: the control thread calls it.

@@ -452,7 +452,9 @@ Arg<json> dispatch(Balancer& b, const HandlerContext& ctx, const std::string& cm
   if (cmd == "backends") return cmd_backends(b, req);
   if (cmd == "stats") return cmd_stats(b);
   if (cmd == "cache") {
-    if (!ctx.cache) return Fail{"failed", "no hot-object cache in this daemon (no XDP fast path)"};
+    if (!ctx.cache)
+      return Fail{"failed",
+                  "no hot-object cache in this daemon (it failed to start: see the daemon's log)"};
     return ctx.cache();
   }
   if (cmd == "add-vip") return cmd_add_vip(b, ctx, req);

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <map>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -20,6 +22,45 @@ using json_fields::field;
 using json_fields::list;
 
 std::string text(const json& v) { return v.is_string() ? v.get<std::string>() : std::string(); }
+
+// `s` with each byte that does not begin a well-formed UTF-8 sequence
+// (RFC 3629: no overlong forms, surrogates or code points past U+10FFFF)
+// replaced by U+FFFD: the exposition format's label values are UTF-8, and
+// a memcached key may hold any byte but space and control characters.
+std::string valid_utf8(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  const auto byte = [&s](size_t i) { return static_cast<uint8_t>(s[i]); };
+  for (size_t i = 0; i < s.size();) {
+    const uint8_t b = byte(i);
+    size_t len = 0;
+    uint8_t lo = 0x80, hi = 0xbf;  // bounds of the second byte
+    if (b < 0x80) {
+      len = 1;
+    } else if (b >= 0xc2 && b <= 0xdf) {
+      len = 2;
+    } else if (b >= 0xe0 && b <= 0xef) {
+      len = 3;
+      if (b == 0xe0) lo = 0xa0;  // overlong
+      if (b == 0xed) hi = 0x9f;  // surrogates
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      len = 4;
+      if (b == 0xf0) lo = 0x90;  // overlong
+      if (b == 0xf4) hi = 0x8f;  // past U+10FFFF
+    }
+    bool ok = len != 0 && i + len <= s.size();
+    for (size_t k = 1; ok && k < len; ++k)
+      ok = k == 1 ? byte(i + 1) >= lo && byte(i + 1) <= hi : (byte(i + k) & 0xc0) == 0x80;
+    if (ok) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";  // U+FFFD
+      ++i;
+    }
+  }
+  return out;
+}
 
 // Label values escape backslash, double quote and newline; HELP text
 // escapes backslash and newline (exposition format 0.0.4).
@@ -60,7 +101,7 @@ bool number_text(const json& v, double scale, std::string* out) {
 // the format requires.
 class Family {
  public:
-  Family(std::string name, const char* type, const char* help) : name_(std::move(name)) {
+  Family(std::string name, const char* type, const std::string& help) : name_(std::move(name)) {
     out_ = "# HELP " + name_ + " " + escape(help, false) + "\n# TYPE " + name_ + " " + type + "\n";
   }
 
@@ -72,7 +113,8 @@ class Family {
       out_ += "{";
       for (size_t i = 0; i < labels.size(); ++i) {
         if (i > 0) out_ += ",";
-        out_ += std::string(labels[i].first) + "=\"" + escape(labels[i].second, true) + "\"";
+        out_ += std::string(labels[i].first) + "=\"" + escape(valid_utf8(labels[i].second), true) +
+                "\"";
       }
       out_ += "}";
     }
@@ -255,6 +297,34 @@ std::string render_cache_metrics(const json& cache) {
       family.sample({{"vip", text(field(v, "name"))}}, field(v, f.field));
     out += family.text();
   }
+
+  // The hottest keys, by VIP name (a key of a VIP no longer listed is left
+  // out), at most kMaxCacheKeySeries of them.
+  std::map<uint64_t, std::string> vip_names;
+  for (const json& v : list(cache, "vips")) {
+    const json& id = field(v, "vip_id");
+    if (id.is_number_unsigned()) vip_names[id.get<uint64_t>()] = text(field(v, "name"));
+  }
+  Family key_hits("sluice_cache_key_hits", "gauge",
+                  "Gets answered from the cache for one of the " +
+                      std::to_string(kMaxCacheKeySeries) +
+                      " hottest cached keys, since it was cached (summed over cores and fast "
+                      "paths). Keys come and go as they turn hot and cool.");
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const json& k : list(cache, "hottest")) {
+    if (seen.size() == kMaxCacheKeySeries) break;
+    const json& id = field(k, "vip_id");
+    const json& hits = field(k, "hits");
+    if (!id.is_number_unsigned() || !field(k, "key").is_string() || !hits.is_number()) continue;
+    const auto vip = vip_names.find(id.get<uint64_t>());
+    if (vip == vip_names.end()) continue;
+    // Two keys that differ only in bytes that are not UTF-8 read the same
+    // here: the hotter (listed first) is kept, so no series repeats.
+    std::string key = valid_utf8(text(field(k, "key")));
+    if (!seen.insert({vip->second, key}).second) continue;
+    key_hits.sample({{"vip", vip->second}, {"key", std::move(key)}}, hits);
+  }
+  out += key_hits.text();
   return out;
 }
 

@@ -4,6 +4,7 @@
 // commands return, so the socket and the metrics never disagree.
 #pragma once
 
+#include <cstddef>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -39,10 +40,22 @@ namespace sluice {
                                          const nlohmann::json& backends,
                                          const nlohmann::json& vips);
 
+/// Series of sluice_cache_key_hits: a bound on the label sets the hottest
+/// keys add to a scrape.
+inline constexpr size_t kMaxCacheKeySeries = 10;
+
 /// The hot-object cache from a `cache` result: counters
 /// sluice_cache_{hits,misses,fills,stale_fills,invalidations,
 /// vip_invalidations,evictions}_total{vip}, gauges sluice_cache_entries and
-/// sluice_cache_bytes{vip}.
+/// sluice_cache_bytes{vip}, and the gauge sluice_cache_key_hits{vip,key}:
+/// gets answered from the cache for each of the result's `hottest` keys
+/// (XDP and DPDK), in its order, at most kMaxCacheKeySeries of them. Its
+/// label set changes as keys turn hot and cool (a key that leaves the list
+/// or the cache leaves the scrape), and its value restarts when a key is
+/// cached again. A key's label value is the key with backslash, double
+/// quote and newline escaped, each byte that is not UTF-8 read as U+FFFD
+/// (of keys that then read the same, the first is kept); a key of a VIP
+/// not in `vips` is left out.
 [[nodiscard]] std::string render_cache_metrics(const nlohmann::json& cache);
 
 /// Asks `handler` for `stats`, `backends`, `vips` and `cache` (as a socket

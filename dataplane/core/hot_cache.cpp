@@ -4,7 +4,9 @@
 // fixed arrays.
 #include "dataplane/core/hot_cache.hpp"
 
+#include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <new>
@@ -16,6 +18,13 @@ namespace {
 constexpr uint32_t kEmpty = 0;
 // Used entries an eviction looks at before it picks the coldest.
 constexpr uint32_t kEvictScan = 8;
+
+// A field the owner writes, read from another thread.
+template <class T>
+T load_relaxed(const T& v) noexcept {
+  // atomic_ref needs a non-const object; a load writes nothing.
+  return std::atomic_ref<T>(const_cast<T&>(v)).load(std::memory_order_relaxed);
+}
 
 uint32_t round_up_pow2(uint32_t v) {
   uint32_t p = 1;
@@ -32,9 +41,18 @@ struct HotCache::Impl {
     bool used = false;
   };
 
+  // Per entry slot, for other threads (key_hits); the owner writes it
+  // with atomic stores.
+  struct Answered {
+    uint32_t seq = 1;          // odd while the slot is free or being filled
+    uint32_t value_bytes = 0;  // the entry's value bytes
+    uint64_t hits = 0;         // gets answered from the entry since its fill
+  };
+
   HotCacheConfig config;
   std::unique_ptr<sluice_cache_entry[]> entries;
   std::vector<Meta> meta;
+  std::unique_ptr<Answered[]> answered;
   std::vector<uint32_t> free_slots;
   std::vector<uint32_t> index;  // entry slot + 1, or kEmpty
   uint32_t index_mask = 0;
@@ -91,6 +109,9 @@ struct HotCache::Impl {
 
   void remove(size_t pos) {
     const uint32_t slot = index[pos] - 1;
+    // Odd: readers of the slot (key_hits) skip it from now on.
+    std::atomic_ref<uint32_t>(answered[slot].seq)
+        .store(answered[slot].seq + 1, std::memory_order_relaxed);
     erase_at(pos);
     stats.bytes -= meta[slot].bytes;
     --stats.entries;
@@ -150,6 +171,7 @@ Result<HotCache> HotCache::create(const HotCacheConfig& config, CacheVersions& s
     impl->config = config;
     impl->entries.reset(new sluice_cache_entry[config.max_entries]());
     impl->meta.resize(config.max_entries);
+    impl->answered.reset(new Impl::Answered[config.max_entries]);
     impl->free_slots.reserve(config.max_entries);
     for (uint32_t s = config.max_entries; s-- > 0;) impl->free_slots.push_back(s);
     const uint32_t index_size = round_up_pow2(config.max_entries * 2);
@@ -193,6 +215,31 @@ const sluice_cache_entry* HotCache::lookup(uint32_t vip_id, std::string_view key
   ++c.meta[slot].hits;
   ++c.stats.hits;
   return &e;
+}
+
+void HotCache::count_answer(const sluice_cache_entry& e) noexcept {
+  Impl& c = *impl_;
+  uint64_t& hits = c.answered[&e - c.entries.get()].hits;
+  std::atomic_ref<uint64_t>(hits).store(hits + 1, std::memory_order_relaxed);
+}
+
+bool HotCache::key_hits(uint32_t slot, CachedKeyHits& out) const noexcept {
+  const Impl& c = *impl_;
+  if (slot >= c.config.max_entries) return false;
+  const Impl::Answered& a = c.answered[slot];
+  const uint32_t seq =
+      std::atomic_ref<uint32_t>(const_cast<uint32_t&>(a.seq)).load(std::memory_order_acquire);
+  if ((seq & 1) != 0) return false;
+  const sluice_cache_entry& e = c.entries[slot];
+  out.vip_id = load_relaxed(e.vip_id);
+  out.key_len = std::min<uint16_t>(load_relaxed(e.key_len), SLUICE_CACHE_KEY_MAX);
+  for (uint16_t i = 0; i < out.key_len; ++i) out.key[i] = static_cast<char>(load_relaxed(e.key[i]));
+  out.expires_ms = load_relaxed(e.expires_ns) / 1'000'000;
+  out.value_bytes = load_relaxed(a.value_bytes);
+  out.hits = load_relaxed(a.hits);
+  // The copy is good only if the slot was not emptied or refilled since.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return load_relaxed(a.seq) == seq;
 }
 
 void HotCache::invalidate(uint32_t vip_id, std::string_view key, uint64_t now_ms) noexcept {
@@ -260,9 +307,17 @@ FillResult HotCache::install(const FillLease& lease, std::string_view key, const
 
   const uint32_t slot = c.free_slots.back();
   c.free_slots.pop_back();
+  // The slot is free, so its sequence is odd (remove): the writes below
+  // are ordered after it, and the even sequence is stored after them.
+  Impl::Answered& a = c.answered[slot];
+  std::atomic_thread_fence(std::memory_order_release);
   // Checked above: the key is valid and the value fits, so this succeeds.
   (void)mc::fill_entry(c.entries[slot], lease.vip_id, key, value, lease.version, lease.epoch,
                        lease.began_ms + c.config.ttl_ms);
+  std::atomic_ref<uint64_t>(a.hits).store(0, std::memory_order_relaxed);
+  std::atomic_ref<uint32_t>(a.value_bytes)
+      .store(static_cast<uint32_t>(value.data.size()), std::memory_order_relaxed);
+  std::atomic_ref<uint32_t>(a.seq).store(a.seq + 1, std::memory_order_release);
   c.meta[slot] = Impl::Meta{0, static_cast<uint32_t>(need), true};
   c.insert_index(slot);
   ++c.stats.entries;

@@ -179,6 +179,17 @@ struct HotCacheStats {
   uint64_t bytes = 0;              ///< key and value bytes held now
 };
 
+/// One cached key and the gets answered from it, as any thread reads it
+/// (HotCache::key_hits).
+struct CachedKeyHits {
+  uint32_t vip_id = 0;
+  uint16_t key_len = 0;             ///< bytes of key, 1..SLUICE_CACHE_KEY_MAX
+  uint32_t value_bytes = 0;         ///< bytes of the value's data block
+  uint64_t expires_ms = 0;          ///< on the owner's clock (the now_ms of install)
+  uint64_t hits = 0;                ///< gets answered from this entry since its fill (count_answer)
+  char key[SLUICE_CACHE_KEY_ROOM];  ///< the key; bytes past key_len undefined
+};
+
 /// The cache of one fast-path core (the DPDK path; the XDP program keeps
 /// the same entries in BPF maps, dataplane/abi/cache.h).
 ///
@@ -198,8 +209,9 @@ struct HotCacheStats {
 /// Not thread-safe: one owner core, which also installs (a control thread
 /// hands it fetched values); only the versions may be shared
 /// (CacheVersions), and begin_fill() reads nothing else, so any thread may
-/// call it. Every byte is allocated by create(); no member function
-/// allocates, throws or blocks afterwards.
+/// call it; key_hits() too (it reads one slot under its seqlock). Every
+/// byte is allocated by create(); no member function allocates, throws or
+/// blocks afterwards.
 class HotCache {
  public:
   /// Largest max_entries.
@@ -224,6 +236,21 @@ class HotCache {
   /// or a miss. The pointer is valid until the next non-const call.
   [[nodiscard]] const sluice_cache_entry* lookup(uint32_t vip_id, std::string_view key,
                                                  uint64_t now_ms) noexcept;
+
+  /// Owner: one get was answered from `e` (what lookup() just returned,
+  /// before any other non-const call). Adds 1 to the entry's answered gets,
+  /// which restart at 0 when its slot is filled again. A plain increment
+  /// published with a relaxed store: no read-modify-write, no lock.
+  void count_answer(const sluice_cache_entry& e) noexcept;
+
+  /// Any thread: the entry in slot `slot` (< config().max_entries) and its
+  /// answered gets, into `out`. False when the slot is free, or was emptied
+  /// or refilled while it was read: each slot has a sequence count, odd
+  /// while the slot is free or being filled, that the copy is checked
+  /// against (a seqlock, as Linux's include/linux/seqlock.h; fences as in
+  /// Boehm, "Can seqlocks get along with programming language memory
+  /// models?", MSPC 2012). O(key bytes); never blocks the owner.
+  [[nodiscard]] bool key_hits(uint32_t slot, CachedKeyHits& out) const noexcept;
 
   /// A write of `key` on VIP `vip_id` is on its way to a backend: bump the
   /// key's version (recording `now_ms`) and drop its entry.

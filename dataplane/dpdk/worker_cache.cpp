@@ -10,9 +10,8 @@
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
-#include <atomic>
-
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <span>
@@ -126,8 +125,8 @@ Result<std::unique_ptr<WorkerCache>> WorkerCache::create(const WorkerCacheConfig
   c->install_ = rte_ring_create_elem(install.c_str(), sizeof(Install), config.ring_slots * 2,
                                      SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
   if (c->hot_ == nullptr || c->install_ == nullptr)
-    return Error{-rte_errno, std::string("worker cache: rte_ring_create_elem: ") +
-                                 rte_strerror(rte_errno)};
+    return Error{-rte_errno,
+                 std::string("worker cache: rte_ring_create_elem: ") + rte_strerror(rte_errno)};
   return c;
 }
 
@@ -240,7 +239,8 @@ uint64_t WorkerCache::clock(uint32_t now_ms) noexcept {
   // Forward by the wrapping difference: exact while calls are less than
   // 2^31 ms (24 days) apart, and the loop calls every burst or idle turn.
   const auto step = static_cast<int32_t>(now_ms - static_cast<uint32_t>(clock_ms_));
-  if (step > 0) __atomic_store_n(&clock_ms_, clock_ms_ + static_cast<uint64_t>(step), __ATOMIC_RELAXED);
+  if (step > 0)
+    __atomic_store_n(&clock_ms_, clock_ms_ + static_cast<uint64_t>(step), __ATOMIC_RELAXED);
   return clock_ms_;
 }
 
@@ -383,6 +383,7 @@ WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const Pars
     ++st.bypassed;
     return Step::kForward;
   }
+  store_.count_answer(*e);
   ++st.hits;
   return Step::kAnswered;
 }

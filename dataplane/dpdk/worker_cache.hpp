@@ -89,7 +89,8 @@ struct WorkerCacheCounters {
 ///    entry is live under the shared versions is answered in the mbuf:
 ///    frame header echoed, "VALUE ... END" byte for byte, MACs, addresses
 ///    and ports swapped, TTL / hop limit 64, IPv4 and UDP checksums, to go
-///    back out of the port it came in on;
+///    back out of the port it came in on, and counted against the entry
+///    (HotCache::count_answer: the hottest keys, HotCache::key_hits);
 ///  - anything else is forwarded (misses, multi-key gets, IPv4 options,
 ///    an mbuf without room for the response); a miss counts in the
 ///    worker's count-min sketch, and a key reaching hot_threshold misses
@@ -110,14 +111,14 @@ struct WorkerCacheCounters {
 ///    hold covers the key and for write_settle_ms after its release.
 /// Owned and called by one lcore, except: poll_hot and post_install (one
 /// control thread: each ring has one producer and one consumer),
-/// begin_fill through store() (reads the shared versions only) and the
+/// begin_fill and key_hits through store() (they read the shared versions
+/// and the per-slot seqlocks only) and the
 /// counters.
 class WorkerCache {
  public:
   /// Allocates the entries. Errors: HotCache::create's; -EINVAL without
   /// versions.
-  [[nodiscard]] static Result<std::unique_ptr<WorkerCache>> create(
-      const WorkerCacheConfig& config);
+  [[nodiscard]] static Result<std::unique_ptr<WorkerCache>> create(const WorkerCacheConfig& config);
   WorkerCache(const WorkerCache&) = delete;
   WorkerCache& operator=(const WorkerCache&) = delete;
   ~WorkerCache();

@@ -327,6 +327,33 @@ TEST(DpdkFastpathTest, CacheTakesHotKeysFromEveryWorkerAndFillsThemAll) {
   EXPECT_EQ(n.entries, 2u);
   EXPECT_EQ(n.bytes, 2u * (3u + value.size()));
 
+  // One key, cached and answered on both workers: one row, hits summed.
+  for (int i = 0; i < 2; ++i) (void)get(*workers[0], "hot");
+  std::vector<control::FastpathCachedKey> top = fp.hottest(10);
+  ASSERT_EQ(top.size(), 1u);
+  EXPECT_EQ(top[0].vip_id, 30u);
+  EXPECT_EQ(top[0].key, "hot");
+  EXPECT_EQ(top[0].hits, 4u) << "3 on worker 0 + 1 on worker 1";
+  EXPECT_EQ(top[0].value_bytes, value.size());
+  EXPECT_GT(top[0].ttl_ms, 0u);
+  EXPECT_LE(top[0].ttl_ms, dpdk::WorkerCacheConfig{}.store.ttl_ms);
+  // A second key, on worker 1 only, hit more: first; n bounds the list.
+  lease = fp.begin_fill(30, "hotter");
+  ASSERT_TRUE(lease.ok()) << lease.error().message;
+  EXPECT_EQ(fp.install(lease.value(), "hotter",
+                       {0, 0, {reinterpret_cast<const uint8_t*>(value.data()), value.size()}}),
+            2u);
+  for (int i = 0; i < 5; ++i) (void)get(*workers[1], "hotter");
+  top = fp.hottest(10);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].key, "hotter");
+  EXPECT_EQ(top[0].hits, 5u);
+  EXPECT_EQ(top[1].key, "hot");
+  EXPECT_EQ(top[1].hits, 4u);
+  top = fp.hottest(1);
+  ASSERT_EQ(top.size(), 1u);
+  EXPECT_EQ(top[0].key, "hotter");
+
   for (auto& w : workers) {
     fp.detach_cache(w->cache());
     fp.detach_worker(w.get());

@@ -24,8 +24,10 @@ namespace {
 using dpdk::SnapshotRcu;
 using dpdk::Verdicts;
 using dpdk::Worker;
+using sluice::CachedKeyHits;
 using sluice::CacheVersions;
 using sluice::FillResult;
+using sluice::HotCache;
 
 constexpr const char* kClient = "198.51.100.20";
 constexpr const char* kClient6 = "2001:db8:c::20";
@@ -37,9 +39,9 @@ constexpr uint32_t kKeyedVip6 = 21;  // the same over IPv6
 constexpr uint32_t kTcpTwin = 22;    // TCP on the keyed VIP's address and port
 constexpr const char* kCacheVip = "10.0.0.12";
 constexpr const char* kCacheVip6 = "2001:db8::12";
-constexpr uint32_t kCached = 30;     // UDP, cache = true, hash = "key"
-constexpr uint32_t kCached6 = 31;    // UDP over IPv6, cache = true, 5-tuple
-constexpr uint32_t kCachedTwin = 32; // TCP on kCached's address and port
+constexpr uint32_t kCached = 30;      // UDP, cache = true, hash = "key"
+constexpr uint32_t kCached6 = 31;     // UDP over IPv6, cache = true, 5-tuple
+constexpr uint32_t kCachedTwin = 32;  // TCP on kCached's address and port
 
 // The memcached frame header (request id, sequence 0 of 1) then `request`.
 Bytes mc_payload(const std::string& request, uint16_t request_id = 0x1234) {
@@ -80,13 +82,13 @@ class WorkerCacheTest : public ::testing::Test {
     // Two workers, one set of versions: a client's TCP write and its UDP
     // read may land on different lcores.
     for (uint32_t id : {0u, 1u}) {
-      auto w = Worker::create({.reader_id = id,
-                               .hash_seed = kSeed,
-                               .flows = {.capacity = 4096},
-                               .cache = dpdk::WorkerCacheConfig{
-                                   .store = {.max_entries = 64, .max_bytes = 1u << 20},
-                                   .versions = versions_.get()}},
-                              *rcu_);
+      auto w = Worker::create(
+          {.reader_id = id,
+           .hash_seed = kSeed,
+           .flows = {.capacity = 4096},
+           .cache = dpdk::WorkerCacheConfig{.store = {.max_entries = 64, .max_bytes = 1u << 20},
+                                            .versions = versions_.get()}},
+          *rcu_);
       ASSERT_TRUE(w.ok()) << w.error().message;
       (id == 0 ? worker_ : worker_b_) = std::move(w.value());
     }
@@ -260,13 +262,13 @@ TEST_F(WorkerCacheTest, CachedGetIsAnsweredByteExactBackOutOfItsPort) {
   ASSERT_EQ(fill(*worker_, kCached, "user:1", "hello", 7, 42), FillResult::kInstalled);
   const Out o = run(get("user:1", 0xbeef));
   ASSERT_EQ(o.tx, 1);
-  EXPECT_EQ(o.frame, answer(kClient, kCacheVip, 40000, 0xbeef,
-                            "VALUE user:1 7 5\r\nhello\r\nEND\r\n"));
+  EXPECT_EQ(o.frame,
+            answer(kClient, kCacheVip, 40000, 0xbeef, "VALUE user:1 7 5\r\nhello\r\nEND\r\n"));
   // gets carries the cas unique.
   const Out g = run(get("user:1", 0x0102, "gets"));
   ASSERT_EQ(g.tx, 1);
-  EXPECT_EQ(g.frame, answer(kClient, kCacheVip, 40000, 0x0102,
-                            "VALUE user:1 7 5 42\r\nhello\r\nEND\r\n"));
+  EXPECT_EQ(g.frame,
+            answer(kClient, kCacheVip, 40000, 0x0102, "VALUE user:1 7 5 42\r\nhello\r\nEND\r\n"));
   const sluice_cache_stats cs = worker_->cache()->stats(kCached);
   EXPECT_EQ(cs.hits, 2u);
   EXPECT_EQ(cs.misses, 0u);
@@ -283,15 +285,15 @@ TEST_F(WorkerCacheTest, LargestValueIsAnsweredOverIpv6) {
   const Bytes in = udp_frame(kClient6, kCacheVip6, 40123, mc_payload("get big\r\n", 7));
   const Out o = run(in);
   ASSERT_EQ(o.tx, 1);
-  EXPECT_EQ(o.frame, answer(kClient6, kCacheVip6, 40123, 7,
-                            "VALUE big 0 1024\r\n" + value + "\r\nEND\r\n"));
+  EXPECT_EQ(o.frame,
+            answer(kClient6, kCacheVip6, 40123, 7, "VALUE big 0 1024\r\n" + value + "\r\nEND\r\n"));
   // Over the largest value: not cached, so forwarded.
   EXPECT_EQ(fill(*worker_, kCached6, "bigger", value + "x"), FillResult::kTooBig);
   const Bytes miss = udp_frame(kClient6, kCacheVip6, 40123, mc_payload("get bigger\r\n", 8));
   const Out f = run(miss);
   ASSERT_EQ(f.tx, 1);
-  EXPECT_EQ(f.frame,
-            world_.forwarded(miss, 0, kCached6, flow_key(kClient6, 40123, kCacheVip6, kMcPort, kUdp)));
+  EXPECT_EQ(f.frame, world_.forwarded(miss, 0, kCached6,
+                                      flow_key(kClient6, 40123, kCacheVip6, kMcPort, kUdp)));
 }
 
 TEST_F(WorkerCacheTest, MissIsForwardedToTheKeysOwner) {
@@ -422,7 +424,8 @@ TEST_F(WorkerCacheTest, WhatCannotBeFollowedInvalidatesTheVip) {
       {"mid-request TCP segment", tcp_segment("lue-continues\r\n")},
       {"binary protocol over TCP", tcp_segment(std::string("\x80\x01\x00\x01", 4))},
       {"flush_all over UDP", udp_frame(kClient, kCacheVip, 40000, mc_payload("flush_all\r\n"))},
-      {"garbage over UDP", udp_frame(kClient, kCacheVip, 40000, cat({mc_payload(""), pattern(40)}))},
+      {"garbage over UDP",
+       udp_frame(kClient, kCacheVip, 40000, cat({mc_payload(""), pattern(40)}))},
       {"short of a frame header", udp_frame(kClient, kCacheVip, 40000, Bytes{1, 2, 3})},
   };
   uint64_t expected = 0;
@@ -461,9 +464,9 @@ TEST_F(WorkerCacheTest, ReadsThatAreNotOneGetAreForwardedAndKeepTheEntry) {
       {"multi-key get", udp_frame(kClient, kCacheVip, 40000, mc_payload("get a b\r\n"))},
       {"version", udp_frame(kClient, kCacheVip, 40000, mc_payload("version\r\n"))},
       // One datagram of a message of two: the response could not be one.
-      {"second datagram",
-       udp_frame(kClient, kCacheVip, 40000,
-                 cat({Bytes{0x12, 0x34, 0, 0, 0, 2, 0, 0}, Bytes{'g', 'e', 't', ' ', 'a', '\r', '\n'}}))},
+      {"second datagram", udp_frame(kClient, kCacheVip, 40000,
+                                    cat({Bytes{0x12, 0x34, 0, 0, 0, 2, 0, 0},
+                                         Bytes{'g', 'e', 't', ' ', 'a', '\r', '\n'}}))},
       {"IPv4 options", PacketBuilder()
                            .eth({.dst = kLbMac, .src = kRouterMac})
                            .ipv4({.src = kClient, .dst = kCacheVip, .options = {1, 1, 1, 1}})
@@ -503,8 +506,9 @@ TEST_F(WorkerCacheTest, MissesMakeAKeyHotAndTheFillIsAnswered) {
   auto lease = c.store().begin_fill(kCached, "hot", c.last_clock());
   ASSERT_TRUE(lease.ok()) << lease.error().message;
   const std::string value = "from-the-owner";
-  ASSERT_TRUE(c.post_install(lease.value(), "hot",
-                             {3, 77, {reinterpret_cast<const uint8_t*>(value.data()), value.size()}}));
+  ASSERT_TRUE(
+      c.post_install(lease.value(), "hot",
+                     {3, 77, {reinterpret_cast<const uint8_t*>(value.data()), value.size()}}));
   // Applied at the top of the next burst, which it then answers.
   const Out o = run(get("hot", 0x4242, "gets"));
   ASSERT_EQ(o.tx, 1);
@@ -523,6 +527,82 @@ TEST_F(WorkerCacheTest, MissesMakeAKeyHotAndTheFillIsAnswered) {
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(hot[0].key), hot[0].key_len), "other");
 }
 
+// The cached keys of a worker's store by slot: {slot, key, hits} of every
+// live slot, as the control thread reads them.
+struct SlotHits {
+  uint32_t slot;
+  std::string key;
+  uint64_t hits;
+};
+std::vector<SlotHits> cached_keys(Worker& w) {
+  std::vector<SlotHits> out;
+  const HotCache& store = w.cache()->store();
+  CachedKeyHits k;
+  for (uint32_t s = 0; s < store.config().max_entries; ++s)
+    if (store.key_hits(s, k)) out.push_back({s, std::string(k.key, k.key_len), k.hits});
+  return out;
+}
+uint64_t hits_of(Worker& w, const std::string& key) {
+  for (const SlotHits& s : cached_keys(w))
+    if (s.key == key) return s.hits;
+  ADD_FAILURE() << key << " is not cached";
+  return 0;
+}
+
+TEST_F(WorkerCacheTest, EachAnsweredGetCountsAgainstItsKey) {
+  ASSERT_EQ(fill(*worker_, kCached, "key:a", "alpha"), FillResult::kInstalled);
+  ASSERT_EQ(fill(*worker_, kCached, "key:b", "beta"), FillResult::kInstalled);
+  EXPECT_EQ(hits_of(*worker_, "key:a"), 0u);
+  EXPECT_EQ(hits_of(*worker_, "key:b"), 0u);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(run(get("key:a")).tx, 1);
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(run(get("key:b", 0x0101, "gets")).tx, 1);
+  EXPECT_EQ(hits_of(*worker_, "key:a"), 3u);
+  EXPECT_EQ(hits_of(*worker_, "key:b"), 5u);
+  // A miss of an uncached key and a multi-key get (forwarded) count nowhere.
+  ASSERT_EQ(run(get("key:c")).tx, 1);
+  ASSERT_EQ(run(udp_frame(kClient, kCacheVip, 40000, mc_payload("get key:a key:b\r\n"))).tx, 1);
+  EXPECT_EQ(hits_of(*worker_, "key:a"), 3u);
+  EXPECT_EQ(hits_of(*worker_, "key:b"), 5u);
+  EXPECT_EQ(cached_keys(*worker_).size(), 2u);
+  // Only the worker that answered counts.
+  EXPECT_TRUE(cached_keys(*worker_b_).empty());
+  EXPECT_EQ(worker_->cache()->stats(kCached).hits, 8u);
+  // The rest of what key_hits reads.
+  CachedKeyHits k;
+  const HotCache& store = worker_->cache()->store();
+  bool found = false;
+  for (uint32_t s = 0; s < store.config().max_entries && !found; ++s)
+    found = store.key_hits(s, k) && std::string(k.key, k.key_len) == "key:a";
+  ASSERT_TRUE(found);
+  EXPECT_EQ(k.vip_id, kCached);
+  EXPECT_EQ(k.value_bytes, 5u);
+  EXPECT_EQ(k.expires_ms, worker_->cache()->clock(1000) + store.config().ttl_ms);
+  EXPECT_FALSE(store.key_hits(store.config().max_entries, k)) << "slot out of range";
+}
+
+TEST_F(WorkerCacheTest, ASlotRefilledWithAnotherKeyRestartsItsHits) {
+  ASSERT_EQ(fill(*worker_, kCached, "old", "value"), FillResult::kInstalled);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(run(get("old")).tx, 1);
+  std::vector<SlotHits> before = cached_keys(*worker_);
+  ASSERT_EQ(before.size(), 1u);
+  EXPECT_EQ(before[0].hits, 4u);
+  // A write drops the entry: its slot is free, and no longer listed.
+  ASSERT_EQ(run(tcp_segment("delete old\r\n")).tx, 1);
+  EXPECT_TRUE(cached_keys(*worker_).empty());
+  // Past the write's settle time (and its hold's release), another key
+  // takes the freed slot and starts at 0.
+  worker_->cache()->seal_holds(1);
+  ASSERT_EQ(worker_->cache()->release_holds(1, 1000), 1u);
+  ASSERT_EQ(fill(*worker_, kCached, "new", "value", 7, 42, 2000), FillResult::kInstalled);
+  std::vector<SlotHits> after = cached_keys(*worker_);
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].slot, before[0].slot) << "the freed slot is reused first";
+  EXPECT_EQ(after[0].key, "new");
+  EXPECT_EQ(after[0].hits, 0u);
+  ASSERT_EQ(run(get("new"), 2000).tx, 1);
+  EXPECT_EQ(hits_of(*worker_, "new"), 1u);
+}
+
 TEST_F(WorkerCacheTest, AFillLeasedBeforeAnotherWorkersWriteIsRefused) {
   dpdk::WorkerCache& c = *worker_->cache();
   auto lease = c.store().begin_fill(kCached, "k", c.last_clock());
@@ -530,8 +610,8 @@ TEST_F(WorkerCacheTest, AFillLeasedBeforeAnotherWorkersWriteIsRefused) {
   // While the value is being fetched, a client writes k through worker B.
   ASSERT_EQ(run_on(*worker_b_, tcp_segment("set k 0 0 3\r\nnew\r\n")).tx, 1);
   const std::string old = "old";
-  ASSERT_TRUE(
-      c.post_install(lease.value(), "k", {0, 0, {reinterpret_cast<const uint8_t*>(old.data()), 3}}));
+  ASSERT_TRUE(c.post_install(lease.value(), "k",
+                             {0, 0, {reinterpret_cast<const uint8_t*>(old.data()), 3}}));
   const Bytes in = get("k");
   const Out o = run(in);
   ASSERT_EQ(o.tx, 1);

@@ -287,6 +287,12 @@ def test_zipf_over_udp_is_served_by_the_cache_byte_exact(lab):
     assert fills <= fetches, (fills, fetches)
     assert hits >= done[0] // 5, (hits, done[0])
     assert backend <= done[0] - hits + lost[0] + fetches, (backend, done[0], hits, fetches)
+    # `ctl cache` names the hottest keys on either fast path, with the gets
+    # answered from each (on DPDK summed over the workers): Zipf's head.
+    hottest = ctl_result(lab, "cache")["hottest"]
+    assert hottest and all(h["key"] in values for h in hottest), hottest[:3]
+    assert hottest[0]["key"] in keys[:10] and hottest[0]["hits"] > 0, hottest[:3]
+    assert sum(h["hits"] for h in hottest) <= after["hits"], (hottest[:3], after["hits"])
 
 
 # --- (b), (c) write then read -----------------------------------------------

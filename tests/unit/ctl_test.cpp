@@ -427,6 +427,25 @@ TEST(CtlRender, StatusShowsAnnouncementsAndBirdSessions) {
             "hold-down)\n");
 }
 
+// The `cache` result's hottest keys (XDP and DPDK alike), by VIP name.
+TEST(CtlRender, CacheShowsTheHottestKeys) {
+  const json r = json::parse(R"({"vips": [{"name": "mc", "vip_id": 3, "hits": 12, "misses": 4,
+    "hit_ratio": 0.75, "fills": 2, "invalidations": 0, "vip_invalidations": 0, "evictions": 0,
+    "entries": 2, "bytes": 20}],
+    "hottest": [{"vip_id": 3, "key": "user:\"1\"", "hits": 9, "value_bytes": 5, "ttl_ms": 800},
+                {"vip_id": 7, "key": "k", "hits": 3, "value_bytes": 1, "ttl_ms": 0}]})");
+  EXPECT_EQ(
+      render_cache(r),
+      "VIP  HITS  MISSES  HIT RATIO  FILLS  INVALIDATED  VIP INVALIDATED  EVICTED  ENTRIES  "
+      "BYTES\n"
+      "mc     12       4  75.0%          2            0                0        0        2     "
+      "20\n"
+      "\nhottest keys:\n"
+      "VIP  KEY       HITS  VALUE BYTES  TTL MS\n"
+      "mc   user:\"1\"     9            5     800\n"
+      "7    k            3            1       0\n");
+}
+
 TEST(CtlRender, SurvivesUnexpectedShapes) {
   for (const json& j : {json(), json(42), json::array(), json::parse(R"({"vips": 7})"),
                         json::parse(R"({"backends": [1, "x", null]})")}) {
@@ -438,6 +457,7 @@ TEST(CtlRender, SurvivesUnexpectedShapes) {
       (void)render_top(j, j, j);
       (void)render_status(json{{"bgp", j}});
       (void)render_instance_drain(j);
+      (void)render_cache(j);
     });
   }
 }

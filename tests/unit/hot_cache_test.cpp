@@ -2,20 +2,23 @@
 // The hot-object cache store (dataplane/core/hot_cache.hpp) and the miss
 // sketch (dataplane/core/count_min_sketch.hpp): bounds, TTL, eviction,
 // the fill lease against writes, and the sketch's error bound.
+#include "dataplane/core/hot_cache.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dataplane/core/count_min_sketch.hpp"
-#include "dataplane/core/hot_cache.hpp"
 
 namespace {
 
@@ -317,9 +320,50 @@ TEST(HotCache, RandomOperationsMatchAModel) {
   EXPECT_GT(c.stats().stale_fills, 0u);
 }
 
+// key_hits from another thread while the owner refills the one slot over
+// and over: a copy it accepts is never torn (the key, its value size and
+// its hits all belong to one fill).
+TEST(HotCache, KeyHitsReadsOneFillWhileTheOwnerRefills) {
+  sluice::HotCache c = make(1, 1u << 20, 1000, 0);
+  std::atomic<bool> done{false};
+  uint64_t good = 0, torn = 0;
+  std::thread reader([&] {
+    sluice::CachedKeyHits k;
+    while (!done.load(std::memory_order_acquire)) {
+      if (!c.key_hits(0, k)) continue;
+      // Fill i holds (i % 26 + 1) copies of one letter, as value and key,
+      // and is answered that many times.
+      const uint16_t len = k.key_len;
+      const bool ok = len >= 1 && len <= 26 && k.value_bytes == len && k.hits <= len &&
+                      std::all_of(k.key, k.key + len, [len](char ch) {
+                        return ch == static_cast<char>('a' + len - 1);
+                      });
+      ++(ok ? good : torn);
+    }
+  });
+  for (uint32_t i = 0; i < 20'000; ++i) {
+    const std::string key(i % 26 + 1, static_cast<char>('a' + i % 26));
+    ASSERT_EQ(fill(c, 1, key, key, 0), sluice::FillResult::kInstalled);
+    for (size_t n = 0; n < key.size(); ++n) {
+      const sluice_cache_entry* e = c.lookup(1, key, 0);
+      ASSERT_NE(e, nullptr);
+      c.count_answer(*e);
+    }
+  }
+  done.store(true, std::memory_order_release);
+  reader.join();
+  EXPECT_EQ(torn, 0u);
+  EXPECT_GT(good, 0u);
+  sluice::CachedKeyHits k;
+  ASSERT_TRUE(c.key_hits(0, k));
+  EXPECT_EQ(std::string(k.key, k.key_len), "ffffff") << "the last fill, 19,999 % 26 = 5";
+  EXPECT_EQ(k.hits, k.key_len);
+}
+
 TEST(CountMinSketch, NeverUnderAndWithinItsBound) {
   // Zipf-like stream: key i with weight 1/(i+1), 200,000 adds over 5,000
   // keys. Every estimate >= truth; estimate - truth <= eps * N for all but
+
   // about delta of the keys.
   sluice::CountMinSketch s;
   std::mt19937 rng(7);
@@ -362,7 +406,6 @@ TEST(CountMinSketch, IndicesStayInTheirRows) {
     }
   }
 }
-
 
 // Two cores' caches over one CacheVersions (the DPDK workers): a write seen
 // by one stops the other's entry, and a lease from before it fails on both.

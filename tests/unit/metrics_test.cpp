@@ -167,6 +167,60 @@ TEST(Metrics, CacheFamilies) {
   EXPECT_NO_THROW((void)render_cache_metrics(json::parse(R"({"vips": [1, null]})")));
 }
 
+// Two cached VIPs and 13 hottest keys, most hits first: quotes,
+// backslashes, a newline (not a memcached key byte, but the format's third
+// escape), bytes that are not UTF-8, a key of a VIP not listed.
+json cache_with_hottest() {
+  json c = json::parse(R"({"vips": [{"name": "mc", "vip_id": 3, "hits": 90},
+    {"name": "mc6", "vip_id": 4, "hits": 7}]})");
+  json& hot = c["hottest"] = json::array();
+  const auto key = [&hot](uint32_t vip_id, std::string k, uint64_t hits) {
+    hot.push_back({{"vip_id", vip_id},
+                   {"key", std::move(k)},
+                   {"hits", hits},
+                   {"value_bytes", 5},
+                   {"ttl_ms", 900}});
+  };
+  key(3, "user:\"1\"", 500);
+  key(9, "gone", 450);  // its VIP is not listed: left out
+  key(3, "path\\to", 400);
+  key(4, "line\nbreak", 300);
+  key(3, "caf\xc3\xa9", 250);  // UTF-8: as is
+  key(3, "bad\xff\xfe", 200);  // not UTF-8: U+FFFD each
+  key(3, "bad\xff\xfd", 190);  // reads as the one before: left out
+  key(3, "surrogate\xed\xa0\x80", 180);
+  for (const char* k : {"k0", "k1", "k2", "k3", "k4"})
+    key(4, k, 100 - static_cast<uint64_t>(k[1] - '0'));
+  return c;
+}
+
+TEST(Metrics, HottestKeysAreBoundedAndEscaped) {
+  const std::string m = render_cache_metrics(cache_with_hottest());
+  const std::string head = "# TYPE sluice_cache_key_hits gauge\n";
+  const size_t at = m.find(head);
+  ASSERT_NE(at, std::string::npos) << m;
+  const std::string want =
+      head +
+      "sluice_cache_key_hits{vip=\"mc\",key=\"user:\\\"1\\\"\"} 500\n"
+      "sluice_cache_key_hits{vip=\"mc\",key=\"path\\\\to\"} 400\n"
+      "sluice_cache_key_hits{vip=\"mc6\",key=\"line\\nbreak\"} 300\n"
+      "sluice_cache_key_hits{vip=\"mc\",key=\"caf\xc3\xa9\"} 250\n"
+      "sluice_cache_key_hits{vip=\"mc\",key=\"bad\xef\xbf\xbd\xef\xbf\xbd\"} 200\n"
+      "sluice_cache_key_hits{vip=\"mc\",key=\"surrogate\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"} "
+      "180\n"
+      "sluice_cache_key_hits{vip=\"mc6\",key=\"k0\"} 100\n"
+      "sluice_cache_key_hits{vip=\"mc6\",key=\"k1\"} 99\n"
+      "sluice_cache_key_hits{vip=\"mc6\",key=\"k2\"} 98\n"
+      "sluice_cache_key_hits{vip=\"mc6\",key=\"k3\"} 97\n";
+  EXPECT_EQ(m.substr(at), want) << "at most " << kMaxCacheKeySeries << " series, k4 left out";
+  EXPECT_TRUE(contains(m, "# HELP sluice_cache_key_hits "));
+  // Without hottest keys: the family's header alone.
+  EXPECT_TRUE(render_cache_metrics(kCache).ends_with(head));
+  EXPECT_NO_THROW((void)render_cache_metrics(
+      json::parse(R"({"vips": [{"name": "x", "vip_id": 1}], "hottest": [1, {"vip_id": 1},
+        {"vip_id": -1, "key": "a", "hits": 1}, {"vip_id": 1, "key": 5, "hits": 1}]})")));
+}
+
 // promtool (Debian's `prometheus` package) parses and lints the text.
 TEST(Metrics, PromtoolAccepts) {
   if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
@@ -176,6 +230,7 @@ TEST(Metrics, PromtoolAccepts) {
   for (const auto& [name, text] :
        {std::pair<const char*, std::string>{
             "full", render_metrics(kStats, kBackends, kVips) + render_cache_metrics(kCache)},
+        {"hottest_keys", render_cache_metrics(cache_with_hottest())},
         {"empty", render_metrics(json(), json(), json())}}) {
     SCOPED_TRACE(name);
     const std::string path = testing::TempDir() + "sluice_metrics_" + name + ".txt";
