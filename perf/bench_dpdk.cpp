@@ -375,9 +375,9 @@ BENCHMARK(BM_Dpdk_Established)->ArgName("flows")->Arg(1000)->Arg(1000000);
 BENCHMARK(BM_Dpdk_EstablishedZipf)->ArgName("flows")->Arg(1000)->Arg(1000000);
 BENCHMARK(BM_Dpdk_NewFlows)->ArgName("flows")->Arg(1000000);
 BENCHMARK(BM_Dpdk_NonVip)->ArgName("flows")->Arg(1000);
-BENCHMARK(BM_Dpdk_CacheGenerator)->ArgName("keys")->Arg(1000);
-BENCHMARK(BM_Dpdk_CacheHit)->ArgName("keys")->Arg(1000);
-BENCHMARK(BM_Dpdk_CacheMiss)->ArgName("keys")->Arg(1000);
+BENCHMARK(BM_Dpdk_CacheGenerator)->ArgName("keys")->Arg(1000)->Arg(10000);
+BENCHMARK(BM_Dpdk_CacheHit)->ArgName("keys")->Arg(1000)->Arg(10000);
+BENCHMARK(BM_Dpdk_CacheMiss)->ArgName("keys")->Arg(1000)->Arg(10000);
 
 }  // namespace
 }  // namespace sluice::dpdk

@@ -10,9 +10,8 @@
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
 
-#include <atomic>
-
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <span>
@@ -126,8 +125,8 @@ Result<std::unique_ptr<WorkerCache>> WorkerCache::create(const WorkerCacheConfig
   c->install_ = rte_ring_create_elem(install.c_str(), sizeof(Install), config.ring_slots * 2,
                                      SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
   if (c->hot_ == nullptr || c->install_ == nullptr)
-    return Error{-rte_errno, std::string("worker cache: rte_ring_create_elem: ") +
-                                 rte_strerror(rte_errno)};
+    return Error{-rte_errno,
+                 std::string("worker cache: rte_ring_create_elem: ") + rte_strerror(rte_errno)};
   return c;
 }
 
@@ -240,7 +239,8 @@ uint64_t WorkerCache::clock(uint32_t now_ms) noexcept {
   // Forward by the wrapping difference: exact while calls are less than
   // 2^31 ms (24 days) apart, and the loop calls every burst or idle turn.
   const auto step = static_cast<int32_t>(now_ms - static_cast<uint32_t>(clock_ms_));
-  if (step > 0) __atomic_store_n(&clock_ms_, clock_ms_ + static_cast<uint64_t>(step), __ATOMIC_RELAXED);
+  if (step > 0)
+    __atomic_store_n(&clock_ms_, clock_ms_ + static_cast<uint64_t>(step), __ATOMIC_RELAXED);
   return clock_ms_;
 }
 
@@ -348,6 +348,12 @@ WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const Pars
     requests = payload.subspan(SLUICE_MC_UDP_HDR_LEN);
   }
   if (requests.empty()) return Step::kForward;  // a bare ACK or FIN writes nothing
+  // One get of one key filling one datagram -- what a hit answers -- writes
+  // nothing: its one parse serves for both.
+  if (udp) {
+    if (const std::optional<mc::Request> get = mc::cacheable_udp_get(payload))
+      return answer(m, pr, vip_id, *get, now);
+  }
 
   std::array<std::string_view, kMaxWrittenKeys> keys;
   const mc::Writes w = mc::scan_writes(requests, keys);
@@ -361,25 +367,27 @@ WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const Pars
     store_.invalidate(vip_id, keys[i], now);
   }
   st.invalidations += w.keys;
-  if (!udp || w.whole_vip || w.keys != 0) return Step::kForward;
+  // A UDP request that writes nothing and is no cacheable get.
+  if (udp && !w.whole_vip && w.keys == 0 && mc::parse_request(requests).kind == mc::Kind::kRead)
+    ++st.bypassed;  // multi-key gets and the like
+  return Step::kForward;
+}
 
-  const std::optional<mc::Request> get = mc::cacheable_udp_get(payload);
-  if (!get) {
-    const mc::Request r = mc::parse_request(requests);
-    if (r.kind == mc::Kind::kRead) ++st.bypassed;  // multi-key gets and the like
-    return Step::kForward;
-  }
+WorkerCache::Step WorkerCache::answer(rte_mbuf* m, const ParseResult& pr, uint32_t vip_id,
+                                      const mc::Request& get, uint64_t now) noexcept {
+  sluice_cache_stats& st = stats_[vip_id];
+  const bool v4 = pr.key.family == SLUICE_FAMILY_IPV4;
   if (pr.l4_offset != pr.l3_offset + (v4 ? SLUICE_IPV4_HLEN : SLUICE_IPV6_HLEN)) {
     ++st.bypassed;  // IPv4 options: the response is built without them
     return Step::kForward;
   }
-  const sluice_cache_entry* e = store_.lookup(vip_id, get->key, now);
+  const sluice_cache_entry* e = store_.lookup(vip_id, get.key, now);
   if (e == nullptr) {
     ++st.misses;
-    count_miss(vip_id, get->key);
+    count_miss(vip_id, get.key);
     return Step::kForward;
   }
-  if (!reply(m, pr, *e, get->gets)) {
+  if (!reply(m, pr, *e, get.gets)) {
     ++st.bypassed;
     return Step::kForward;
   }

@@ -195,6 +195,11 @@ class WorkerCache {
   };
 
   WorkerCache(HotCache store, const WorkerCacheConfig& config);
+  // The cacheable get `get` of packet `m` (parsed as `pr`) to VIP vip_id
+  // (< SLUICE_MAX_VIPS) at cache clock `now`: answered in the mbuf on a
+  // hit, else forwarded (a miss counted in the sketch).
+  [[nodiscard]] Step answer(rte_mbuf* m, const ParseResult& pr, uint32_t vip_id,
+                            const mc::Request& get, uint64_t now) noexcept;
   // Bumps the VIP's epoch: nothing filled before now is served.
   void unsure(uint32_t vip_id) noexcept;
   // Counts a miss of `key` in the sketch; reports it at the threshold.
