@@ -55,10 +55,15 @@ bool reply(rte_mbuf* m, const ParseResult& pr, const sluice_cache_entry& e, bool
   uint8_t* l3 = f + pr.l3_offset;
   uint8_t* uh = f + pr.l4_offset;
   uint8_t* resp = uh + kUdpHlen + SLUICE_MC_UDP_HDR_LEN;
-  // The entry keeps head and body back to back in e.text, the cas apart.
-  std::memcpy(resp, e.text, e.head_len);
-  std::memcpy(resp + e.head_len, e.cas, cas);
-  std::memcpy(resp + head, e.text + e.head_len, body);
+  // The entry keeps head and body back to back in e.text, the cas apart:
+  // a get's response is one copy.
+  if (cas == 0) {
+    std::memcpy(resp, e.text, head + body);
+  } else {
+    std::memcpy(resp, e.text, e.head_len);
+    std::memcpy(resp + e.head_len, e.cas, cas);
+    std::memcpy(resp + head, e.text + e.head_len, body);
+  }
   swap_bytes(f, f + 6, 6);
   sl_u64 sum;
   if (pr.key.family == SLUICE_FAMILY_IPV4) {
@@ -149,13 +154,12 @@ uint64_t WorkerCache::last_clock() const noexcept {
   return __atomic_load_n(&clock_ms_, __ATOMIC_RELAXED);
 }
 
-void WorkerCache::count_miss(uint32_t vip_id, std::string_view key) noexcept {
+void WorkerCache::count_miss(uint32_t vip_id, std::string_view key, uint32_t key_hash) noexcept {
   // Keys of every VIP share the sketch: the VIP is mixed into the hash.
-  const uint32_t h = mc::key_hash(key) ^ vip_id * 0x9E3779B1u;
-  if (sketch_.add(h) != hot_threshold_) return;
+  if (sketch_.add(key_hash ^ vip_id * 0x9E3779B1u) != hot_threshold_) return;
   sluice_cache_hot ev{};
   ev.vip_id = vip_id;
-  ev.key_hash = mc::key_hash(key);
+  ev.key_hash = key_hash;
   ev.key_len = static_cast<uint16_t>(key.size());
   std::memcpy(ev.key, key.data(), key.size());
   // A full ring drops the report: the key is reported again next period.
@@ -381,10 +385,11 @@ WorkerCache::Step WorkerCache::answer(rte_mbuf* m, const ParseResult& pr, uint32
     ++st.bypassed;  // IPv4 options: the response is built without them
     return Step::kForward;
   }
-  const sluice_cache_entry* e = store_.lookup(vip_id, get.key, now);
+  const uint32_t h = mc::key_hash(get.key);
+  const sluice_cache_entry* e = store_.lookup(vip_id, get.key, h, now);
   if (e == nullptr) {
     ++st.misses;
-    count_miss(vip_id, get.key);
+    count_miss(vip_id, get.key, h);
     return Step::kForward;
   }
   if (!reply(m, pr, *e, get.gets)) {

@@ -116,8 +116,7 @@ class WorkerCache {
  public:
   /// Allocates the entries. Errors: HotCache::create's; -EINVAL without
   /// versions.
-  [[nodiscard]] static Result<std::unique_ptr<WorkerCache>> create(
-      const WorkerCacheConfig& config);
+  [[nodiscard]] static Result<std::unique_ptr<WorkerCache>> create(const WorkerCacheConfig& config);
   WorkerCache(const WorkerCache&) = delete;
   WorkerCache& operator=(const WorkerCache&) = delete;
   ~WorkerCache();
@@ -202,8 +201,9 @@ class WorkerCache {
                             const mc::Request& get, uint64_t now) noexcept;
   // Bumps the VIP's epoch: nothing filled before now is served.
   void unsure(uint32_t vip_id) noexcept;
-  // Counts a miss of `key` in the sketch; reports it at the threshold.
-  void count_miss(uint32_t vip_id, std::string_view key) noexcept;
+  // Counts a miss of `key` (whose mc::key_hash is `key_hash`) in the
+  // sketch; reports it at the threshold.
+  void count_miss(uint32_t vip_id, std::string_view key, uint32_t key_hash) noexcept;
   // Holds `what` (a version slot, or kVipHold | vip_id) before its bump;
   // every key when kMaxHolds are in flight already.
   void hold(uint32_t what) noexcept;
