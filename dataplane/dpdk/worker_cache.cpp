@@ -319,7 +319,8 @@ WorkerHoldStats WorkerCache::hold_stats() const noexcept {
 }
 
 WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const ParseResult& pr,
-                                      const sluice_vip_meta& vip, uint32_t now_ms) noexcept {
+                                      const sluice_vip_meta& vip, uint32_t now_ms,
+                                      std::optional<uint32_t>& key_hash) noexcept {
   if (pr.is_icmp_error) return Step::kForward;
   uint32_t vip_id = vip.vip_id;
   const bool udp = pr.key.proto == SLUICE_IPPROTO_UDP;
@@ -356,7 +357,7 @@ WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const Pars
   // nothing: its one parse serves for both.
   if (udp) {
     if (const std::optional<mc::Request> get = mc::cacheable_udp_get(payload))
-      return answer(m, pr, vip_id, *get, now);
+      return answer(m, pr, vip_id, *get, now, key_hash);
   }
 
   std::array<std::string_view, kMaxWrittenKeys> keys;
@@ -378,14 +379,16 @@ WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const Pars
 }
 
 WorkerCache::Step WorkerCache::answer(rte_mbuf* m, const ParseResult& pr, uint32_t vip_id,
-                                      const mc::Request& get, uint64_t now) noexcept {
+                                      const mc::Request& get, uint64_t now,
+                                      std::optional<uint32_t>& key_hash) noexcept {
   sluice_cache_stats& st = stats_[vip_id];
+  const uint32_t h = mc::key_hash(get.key);
+  key_hash = h;
   const bool v4 = pr.key.family == SLUICE_FAMILY_IPV4;
   if (pr.l4_offset != pr.l3_offset + (v4 ? SLUICE_IPV4_HLEN : SLUICE_IPV6_HLEN)) {
     ++st.bypassed;  // IPv4 options: the response is built without them
     return Step::kForward;
   }
-  const uint32_t h = mc::key_hash(get.key);
   const sluice_cache_entry* e = store_.lookup(vip_id, get.key, h, now);
   if (e == nullptr) {
     ++st.misses;
