@@ -191,8 +191,12 @@ HotCache::~HotCache() = default;
 
 const sluice_cache_entry* HotCache::lookup(uint32_t vip_id, std::string_view key,
                                            uint64_t now_ms) noexcept {
+  return lookup(vip_id, key, mc::key_hash(key), now_ms);
+}
+
+const sluice_cache_entry* HotCache::lookup(uint32_t vip_id, std::string_view key, uint32_t h,
+                                           uint64_t now_ms) noexcept {
   Impl& c = *impl_;
-  const uint32_t h = mc::key_hash(key);
   const size_t pos = c.find(vip_id, h);
   if (pos == c.index.size()) {
     ++c.stats.misses;
@@ -290,8 +294,7 @@ Result<FillLease> HotCache::begin_fill(uint32_t vip_id, std::string_view key,
 FillResult HotCache::install(const FillLease& lease, std::string_view key, const mc::Value& value,
                              uint64_t now_ms) noexcept {
   Impl& c = *impl_;
-  if (!mc::valid_key(key) || lease.vip_id >= SLUICE_MAX_VIPS ||
-      mc::key_hash(key) != lease.key_hash)
+  if (!mc::valid_key(key) || lease.vip_id >= SLUICE_MAX_VIPS || mc::key_hash(key) != lease.key_hash)
     return FillResult::kInvalid;
   const uint64_t need = key.size() + value.data.size();
   if (value.data.size() > SLUICE_CACHE_VALUE_MAX || need > c.config.max_bytes)

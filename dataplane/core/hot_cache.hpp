@@ -222,8 +222,7 @@ class HotCache {
   /// The same, checking and bumping `shared` (which must outlive the
   /// cache) instead of versions of its own: one core's cache among several
   /// (the DPDK workers). Errors as create().
-  [[nodiscard]] static Result<HotCache> create(const HotCacheConfig& config,
-                                               CacheVersions& shared);
+  [[nodiscard]] static Result<HotCache> create(const HotCacheConfig& config, CacheVersions& shared);
 
   HotCache(HotCache&&) noexcept;
   HotCache& operator=(HotCache&&) noexcept;
@@ -236,6 +235,10 @@ class HotCache {
   /// or a miss. The pointer is valid until the next non-const call.
   [[nodiscard]] const sluice_cache_entry* lookup(uint32_t vip_id, std::string_view key,
                                                  uint64_t now_ms) noexcept;
+  /// The same with the key's hash already computed: `key_hash` must be
+  /// mc::key_hash(key) (a caller that also needs the hash hashes once).
+  [[nodiscard]] const sluice_cache_entry* lookup(uint32_t vip_id, std::string_view key,
+                                                 uint32_t key_hash, uint64_t now_ms) noexcept;
 
   /// Owner: one get was answered from `e` (what lookup() just returned,
   /// before any other non-const call). Adds 1 to the entry's answered gets,

@@ -193,9 +193,11 @@ Request parse_request(std::span<const uint8_t> bytes) noexcept {
 
   Tokens t(line);
   const std::string_view cmd = t.next();
-  if (is_storage(cmd)) return parse_storage(cmd, t, bytes, line_end);
+  // Retrievals first: the cache's hot path is a get (the command sets are
+  // disjoint, so the order changes no answer).
   if (cmd == "get" || cmd == "gets" || cmd == "gat" || cmd == "gats")
     return parse_retrieval(cmd, t, line_end);
+  if (is_storage(cmd)) return parse_storage(cmd, t, bytes, line_end);
   if (is_keyed_write(cmd)) {
     const std::string_view key = t.next();
     // Any further tokens only change how memcached answers: the key is
@@ -234,8 +236,10 @@ Writes scan_writes(std::span<const uint8_t> payload,
         w.whole_vip = true;
         return w;
       case Kind::kUnsure:
-        if (!r.incomplete || r.key.empty()) w.whole_vip = true;
-        else add(r.key);
+        if (!r.incomplete || r.key.empty())
+          w.whole_vip = true;
+        else
+          add(r.key);
         return w;
     }
     off += r.length;
@@ -250,8 +254,13 @@ std::optional<UdpHeader> parse_udp_header(std::span<const uint8_t> payload) noex
 }
 
 std::optional<Request> cacheable_udp_get(std::span<const uint8_t> payload) noexcept {
-  const std::optional<UdpHeader> h = parse_udp_header(payload);
-  if (!h || h->sequence != 0 || h->total != 1 || h->reserved != 0) return std::nullopt;
+  // Sequence 0, total 1, reserved 0 (network order), compared in place:
+  // a UdpHeader returned through memory stalls its reader (its narrow
+  // stores do not forward to the wide loads that read it back).
+  static constexpr uint8_t kOneDatagram[SLUICE_MC_UDP_HDR_LEN - 2] = {0, 0, 0, 1, 0, 0};
+  if (payload.size() < SLUICE_MC_UDP_HDR_LEN ||
+      std::memcmp(payload.data() + 2, kOneDatagram, sizeof kOneDatagram) != 0)
+    return std::nullopt;
   const std::span<const uint8_t> body = payload.subspan(SLUICE_MC_UDP_HDR_LEN);
   const Request r = parse_request(body);
   if (r.kind != Kind::kGet || r.length != body.size()) return std::nullopt;
@@ -394,8 +403,7 @@ int fill_entry(sluice_cache_entry& e, uint32_t vip_id, std::string_view key, con
   return 0;
 }
 
-size_t entry_response(std::span<uint8_t> out, const sluice_cache_entry& e,
-                      bool with_cas) noexcept {
+size_t entry_response(std::span<uint8_t> out, const sluice_cache_entry& e, bool with_cas) noexcept {
   Writer w(out);
   w.bytes(e.text, e.head_len);
   if (with_cas) w.bytes(e.cas, e.cas_len);
@@ -409,9 +417,11 @@ ParsedValue parse_value_response(std::span<const uint8_t> bytes, std::string_vie
   const size_t nl = text.find("\r\n");
   if (nl == std::string_view::npos) {
     // A line not yet ended may still become a valid one.
-    const std::string_view want = text.size() < 6 ? std::string_view("VALUE ").substr(0, text.size())
-                                                  : std::string_view("VALUE ");
-    if (text.substr(0, want.size()) == want || std::string_view("END").substr(0, text.size()) == text)
+    const std::string_view want = text.size() < 6
+                                      ? std::string_view("VALUE ").substr(0, text.size())
+                                      : std::string_view("VALUE ");
+    if (text.substr(0, want.size()) == want ||
+        std::string_view("END").substr(0, text.size()) == text)
       r.status = ParsedValue::Status::kIncomplete;
     return r;
   }

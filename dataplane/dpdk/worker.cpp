@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <new>
+#include <optional>
 
 #include "dataplane/abi/encap.h"
 #include "dataplane/core/encap.hpp"
@@ -200,8 +201,11 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
       out.kernel[out.n_kernel++] = m;
       continue;
     }
+    // The key hash of a get the cache looked up: a miss is placed by it.
+    std::optional<uint32_t> get_key_hash;
     if ((p.vip->meta.flags & SLUICE_VIP_CACHE) != 0 && cache_ &&
-        cache_->handle(s, m, p.pr, p.vip->meta, now_ms) == WorkerCache::Step::kAnswered) {
+        cache_->handle(s, m, p.pr, p.vip->meta, now_ms, get_key_hash) ==
+            WorkerCache::Step::kAnswered) {
       // The request became its response: back to the client, no backend.
       ++g.tx_packets;
       sluice_vip_stats& vs = counters_->vips[p.vip->meta.vip_id];
@@ -211,7 +215,10 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
       continue;
     }
     if ((p.vip->meta.flags & SLUICE_VIP_KEY_HASH) != 0) {
-      if (const auto h = key_route_hash(rte_pktmbuf_mtod(m, const uint8_t*), p.pr, hash_seed_)) {
+      const auto h = get_key_hash
+                         ? std::optional(sluice_key_route_hash(*get_key_hash, hash_seed_))
+                         : key_route_hash(rte_pktmbuf_mtod(m, const uint8_t*), p.pr, hash_seed_);
+      if (h) {
         // Placed by its key, never through the flow table: one client
         // socket sends many keys, each to the shard that owns it (as
         // xdp/cache.bpf.h's lb_select_by_key; the hash is also the outer

@@ -55,10 +55,15 @@ bool reply(rte_mbuf* m, const ParseResult& pr, const sluice_cache_entry& e, bool
   uint8_t* l3 = f + pr.l3_offset;
   uint8_t* uh = f + pr.l4_offset;
   uint8_t* resp = uh + kUdpHlen + SLUICE_MC_UDP_HDR_LEN;
-  // The entry keeps head and body back to back in e.text, the cas apart.
-  std::memcpy(resp, e.text, e.head_len);
-  std::memcpy(resp + e.head_len, e.cas, cas);
-  std::memcpy(resp + head, e.text + e.head_len, body);
+  // The entry keeps head and body back to back in e.text, the cas apart:
+  // a get's response is one copy.
+  if (cas == 0) {
+    std::memcpy(resp, e.text, head + body);
+  } else {
+    std::memcpy(resp, e.text, e.head_len);
+    std::memcpy(resp + e.head_len, e.cas, cas);
+    std::memcpy(resp + head, e.text + e.head_len, body);
+  }
   swap_bytes(f, f + 6, 6);
   sl_u64 sum;
   if (pr.key.family == SLUICE_FAMILY_IPV4) {
@@ -149,13 +154,12 @@ uint64_t WorkerCache::last_clock() const noexcept {
   return __atomic_load_n(&clock_ms_, __ATOMIC_RELAXED);
 }
 
-void WorkerCache::count_miss(uint32_t vip_id, std::string_view key) noexcept {
+void WorkerCache::count_miss(uint32_t vip_id, std::string_view key, uint32_t key_hash) noexcept {
   // Keys of every VIP share the sketch: the VIP is mixed into the hash.
-  const uint32_t h = mc::key_hash(key) ^ vip_id * 0x9E3779B1u;
-  if (sketch_.add(h) != hot_threshold_) return;
+  if (sketch_.add(key_hash ^ vip_id * 0x9E3779B1u) != hot_threshold_) return;
   sluice_cache_hot ev{};
   ev.vip_id = vip_id;
-  ev.key_hash = mc::key_hash(key);
+  ev.key_hash = key_hash;
   ev.key_len = static_cast<uint16_t>(key.size());
   std::memcpy(ev.key, key.data(), key.size());
   // A full ring drops the report: the key is reported again next period.
@@ -315,7 +319,8 @@ WorkerHoldStats WorkerCache::hold_stats() const noexcept {
 }
 
 WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const ParseResult& pr,
-                                      const sluice_vip_meta& vip, uint32_t now_ms) noexcept {
+                                      const sluice_vip_meta& vip, uint32_t now_ms,
+                                      std::optional<uint32_t>& key_hash) noexcept {
   if (pr.is_icmp_error) return Step::kForward;
   uint32_t vip_id = vip.vip_id;
   const bool udp = pr.key.proto == SLUICE_IPPROTO_UDP;
@@ -348,6 +353,12 @@ WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const Pars
     requests = payload.subspan(SLUICE_MC_UDP_HDR_LEN);
   }
   if (requests.empty()) return Step::kForward;  // a bare ACK or FIN writes nothing
+  // One get of one key filling one datagram -- what a hit answers -- writes
+  // nothing: its one parse serves for both.
+  if (udp) {
+    if (const std::optional<mc::Request> get = mc::cacheable_udp_get(payload))
+      return answer(m, pr, vip_id, *get, now, key_hash);
+  }
 
   std::array<std::string_view, kMaxWrittenKeys> keys;
   const mc::Writes w = mc::scan_writes(requests, keys);
@@ -361,25 +372,30 @@ WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const Pars
     store_.invalidate(vip_id, keys[i], now);
   }
   st.invalidations += w.keys;
-  if (!udp || w.whole_vip || w.keys != 0) return Step::kForward;
+  // A UDP request that writes nothing and is no cacheable get.
+  if (udp && !w.whole_vip && w.keys == 0 && mc::parse_request(requests).kind == mc::Kind::kRead)
+    ++st.bypassed;  // multi-key gets and the like
+  return Step::kForward;
+}
 
-  const std::optional<mc::Request> get = mc::cacheable_udp_get(payload);
-  if (!get) {
-    const mc::Request r = mc::parse_request(requests);
-    if (r.kind == mc::Kind::kRead) ++st.bypassed;  // multi-key gets and the like
-    return Step::kForward;
-  }
+WorkerCache::Step WorkerCache::answer(rte_mbuf* m, const ParseResult& pr, uint32_t vip_id,
+                                      const mc::Request& get, uint64_t now,
+                                      std::optional<uint32_t>& key_hash) noexcept {
+  sluice_cache_stats& st = stats_[vip_id];
+  const uint32_t h = mc::key_hash(get.key);
+  key_hash = h;
+  const bool v4 = pr.key.family == SLUICE_FAMILY_IPV4;
   if (pr.l4_offset != pr.l3_offset + (v4 ? SLUICE_IPV4_HLEN : SLUICE_IPV6_HLEN)) {
     ++st.bypassed;  // IPv4 options: the response is built without them
     return Step::kForward;
   }
-  const sluice_cache_entry* e = store_.lookup(vip_id, get->key, now);
+  const sluice_cache_entry* e = store_.lookup(vip_id, get.key, h, now);
   if (e == nullptr) {
     ++st.misses;
-    count_miss(vip_id, get->key);
+    count_miss(vip_id, get.key, h);
     return Step::kForward;
   }
-  if (!reply(m, pr, *e, get->gets)) {
+  if (!reply(m, pr, *e, get.gets)) {
     ++st.bypassed;
     return Step::kForward;
   }

@@ -131,9 +131,14 @@ class WorkerCache {
 
   /// The cache's part of packet `m` (parsed as `pr`, to a VIP whose meta is
   /// `vip`, with SLUICE_VIP_CACHE) in snapshot `s`, at `now_ms` (the
-  /// worker's wrapping ms clock). No allocation, locks or syscalls.
+  /// worker's wrapping ms clock). When the packet is a cacheable get
+  /// (answered or not), `key_hash` is set to its key's mc::key_hash, so a
+  /// forwarded miss is placed by its key (mc::route_hash) without being
+  /// parsed and hashed again; otherwise it is left as it is. No
+  /// allocation, locks or syscalls.
   [[nodiscard]] Step handle(const Snapshot& s, rte_mbuf* m, const ParseResult& pr,
-                            const sluice_vip_meta& vip, uint32_t now_ms) noexcept;
+                            const sluice_vip_meta& vip, uint32_t now_ms,
+                            std::optional<uint32_t>& key_hash) noexcept;
 
   /// The entries (fills: begin_fill from any thread, install on the owner
   /// lcore only).
@@ -196,10 +201,18 @@ class WorkerCache {
   };
 
   WorkerCache(HotCache store, const WorkerCacheConfig& config);
+  // The cacheable get `get` of packet `m` (parsed as `pr`) to VIP vip_id
+  // (< SLUICE_MAX_VIPS) at cache clock `now`: answered in the mbuf on a
+  // hit, else forwarded (a miss counted in the sketch). Sets `key_hash`
+  // to the key's mc::key_hash.
+  [[nodiscard]] Step answer(rte_mbuf* m, const ParseResult& pr, uint32_t vip_id,
+                            const mc::Request& get, uint64_t now,
+                            std::optional<uint32_t>& key_hash) noexcept;
   // Bumps the VIP's epoch: nothing filled before now is served.
   void unsure(uint32_t vip_id) noexcept;
-  // Counts a miss of `key` in the sketch; reports it at the threshold.
-  void count_miss(uint32_t vip_id, std::string_view key) noexcept;
+  // Counts a miss of `key` (whose mc::key_hash is `key_hash`) in the
+  // sketch; reports it at the threshold.
+  void count_miss(uint32_t vip_id, std::string_view key, uint32_t key_hash) noexcept;
   // Holds `what` (a version slot, or kVipHold | vip_id) before its bump;
   // every key when kMaxHolds are in flight already.
   void hold(uint32_t what) noexcept;

@@ -305,6 +305,32 @@ TEST_F(WorkerCacheTest, MissIsForwardedToTheKeysOwner) {
   EXPECT_EQ(worker_->cache()->stats(kCached).hits, 0u);
 }
 
+TEST_F(WorkerCacheTest, ReadsTheCacheCannotAnswerAreCountedBypassed) {
+  // Each is forwarded; only reads count as bypassed, and none as a lookup.
+  ASSERT_EQ(fill(*worker_, kCached, "a", "v"), FillResult::kInstalled);
+  Bytes second = mc_payload("get a\r\n");
+  second[3] = 1;  // sequence 1 of total 2
+  second[5] = 2;
+  const struct {
+    const char* what;
+    Bytes payload;
+    uint64_t bypassed;
+  } cases[] = {
+      {"multi-key get", mc_payload("get a b\r\n"), 1},
+      {"version", mc_payload("version\r\n"), 1},
+      {"a get in the second datagram of two", second, 0},
+      {"a write", mc_payload("delete b\r\n"), 0},
+  };
+  for (const auto& c : cases) {
+    const sluice_cache_stats before = worker_->cache()->stats(kCached);
+    const Out o = run(udp_frame(kClient, kCacheVip, 40000, c.payload));
+    EXPECT_EQ(o.tx, 1) << c.what;
+    const sluice_cache_stats after = worker_->cache()->stats(kCached);
+    EXPECT_EQ(after.bypassed - before.bypassed, c.bypassed) << c.what;
+    EXPECT_EQ(after.hits + after.misses, before.hits + before.misses) << c.what;
+  }
+}
+
 TEST_F(WorkerCacheTest, WriteInvalidatesBeforeItIsForwarded) {
   ASSERT_EQ(fill(*worker_, kCached, "user:1", "old"), FillResult::kInstalled);
   const Bytes set = udp_frame(kClient, kCacheVip, 40000, mc_payload("set user:1 0 0 3\r\nnew\r\n"));

@@ -74,9 +74,12 @@ TEST(HotCache, FillThenHitPerVip) {
   EXPECT_EQ(answer(e), "VALUE k 1 2\r\nv1\r\nEND\r\n");
   EXPECT_EQ(c.lookup(2, "k", 10), nullptr) << "another VIP's key";
   EXPECT_EQ(c.lookup(1, "kk", 10), nullptr);
+  // With the hash handed in (the worker hashes once): the same entry.
+  EXPECT_EQ(c.lookup(1, "k", sluice::mc::key_hash("k"), 10), e);
+  EXPECT_EQ(c.lookup(2, "k", sluice::mc::key_hash("k"), 10), nullptr);
   const sluice::HotCacheStats s = c.stats();
-  EXPECT_EQ(s.hits, 1u);
-  EXPECT_EQ(s.misses, 3u);
+  EXPECT_EQ(s.hits, 2u);
+  EXPECT_EQ(s.misses, 4u);
   EXPECT_EQ(s.fills, 1u);
   EXPECT_EQ(s.entries, 1u);
   EXPECT_EQ(s.bytes, 3u);

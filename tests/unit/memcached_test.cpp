@@ -212,6 +212,18 @@ TEST(McUdp, HeaderAndCacheableGet) {
   EXPECT_FALSE(sluice::mc::cacheable_udp_get(bytes(frame(7, 0, 1, "delete k\r\n"))));
   EXPECT_FALSE(sluice::mc::cacheable_udp_get(bytes(frame(7, 0, 1, "get k"))));
   EXPECT_FALSE(sluice::mc::cacheable_udp_get(bytes(std::string("\0\1\0\0\0\1", 6))));
+  // Every header field counts, in network order: not one datagram of one.
+  EXPECT_FALSE(sluice::mc::cacheable_udp_get(bytes(frame(7, 0, 0, "get k\r\n"))));
+  EXPECT_FALSE(sluice::mc::cacheable_udp_get(bytes(frame(7, 0, 0x0100, "get k\r\n"))));
+  EXPECT_FALSE(sluice::mc::cacheable_udp_get(bytes(frame(7, 0x0100, 1, "get k\r\n"))));
+  std::string reserved = frame(7, 0, 1, "get k\r\n");
+  reserved[7] = 1;
+  EXPECT_FALSE(sluice::mc::cacheable_udp_get(bytes(reserved)));
+  reserved[7] = 0;
+  reserved[6] = 1;
+  EXPECT_FALSE(sluice::mc::cacheable_udp_get(bytes(reserved)));
+  EXPECT_TRUE(sluice::mc::cacheable_udp_get(bytes(frame(0xffff, 0, 1, "get k\r\n"))))
+      << "any request id";
 }
 
 std::string as_string(std::span<const uint8_t> b) {
