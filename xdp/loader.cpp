@@ -396,6 +396,16 @@ Status unpin_maps(const std::string& pin_root) {
   }
   if (rmdir(pin_root.c_str()) != 0 && errno != ENOENT)
     return sys_error(errno, "removing pin folder " + pin_root);
+  // The default layout is <bpffs>/sluice/<ifname> (default_pin_root): the
+  // last interface's detach takes the shared "sluice" folder with it. Other
+  // interfaces' folders still in it keep it (ENOTEMPTY), as they should.
+  const size_t slash = pin_root.find_last_of('/');
+  if (slash != std::string::npos && slash > 0) {
+    const std::string parent = pin_root.substr(0, slash);
+    if (parent.size() >= 7 && parent.compare(parent.size() - 7, 7, "/sluice") == 0 &&
+        rmdir(parent.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST)
+      return sys_error(errno, "removing pin folder " + parent);
+  }
   return Ok{};
 }
 

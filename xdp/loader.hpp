@@ -390,8 +390,10 @@ class Loader {
 /// is not sluice's; left alone), or the detach errno.
 [[nodiscard]] Status detach_interface(int ifindex);
 
-/// Removes sluice's pinned maps from `pin_root` and then the folder.
-/// Missing pins are fine; -ENOTEMPTY if other files remain in the folder.
+/// Removes sluice's pinned maps from `pin_root` and then the folder, and
+/// its parent when that is a folder named "sluice" left empty (the default
+/// layout <bpffs>/sluice/<ifname>: the last interface takes it along).
+/// Missing pins are fine; -ENOTEMPTY if other files remain in `pin_root`.
 [[nodiscard]] Status unpin_maps(const std::string& pin_root);
 
 }  // namespace sluice::xdp

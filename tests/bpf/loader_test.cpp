@@ -17,6 +17,7 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -354,6 +355,35 @@ TEST_F(LoaderTest, AttachesAndDetachesInBothModes) {
     ASSERT_OK(l->unpin());
     EXPECT_NE(access(pin_root().c_str(), F_OK), 0) << "pin folder still there";
   }
+}
+
+// The default layout pins in <bpffs>/sluice/<ifname>: unpinning the last
+// interface's folder takes the shared "sluice" folder too (review7: detach
+// left an empty /sys/fs/bpf/sluice), and one with another interface's
+// folder still in it stays.
+TEST_F(LoaderTest, UnpinRemovesTheSharedSluiceFolderOnceEmpty) {
+  const std::string shared = xdp::default_pin_root(pins_.path(), "lb0");
+  const std::string parent = pins_.path() + "/sluice";
+  ASSERT_EQ(shared, parent + "/lb0");
+  const std::string other = parent + "/other0";
+  LoaderOptions o = options();
+  o.pin_root = shared;
+  {
+    auto l = load(o);
+    ASSERT_TRUE(l);
+    ASSERT_EQ(l->pin_root(), shared);
+    ASSERT_EQ(mkdir(other.c_str(), 0700), 0) << std::strerror(errno);
+    ASSERT_OK(l->unpin());
+  }
+  EXPECT_NE(access(shared.c_str(), F_OK), 0) << "pin folder still there";
+  EXPECT_EQ(access(parent.c_str(), F_OK), 0) << "another interface's folder is in it";
+  ASSERT_EQ(rmdir(other.c_str()), 0) << std::strerror(errno);
+  {
+    auto l = load(o);
+    ASSERT_TRUE(l);
+    ASSERT_OK(l->unpin());
+  }
+  EXPECT_NE(access(parent.c_str(), F_OK), 0) << "empty sluice folder left behind";
 }
 
 TEST_F(LoaderTest, LeavesOtherProgramsAloneAndRefusesAModeSwitch) {
