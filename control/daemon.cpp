@@ -571,7 +571,9 @@ void Daemon::refresh_next_hops() {
 
 void Daemon::request_next_hop_refresh() {
   if (!next_hops_) return;
-  if (balancer_->config().xdp && balancer_->config().xdp->gateway_mac) return;
+  // [xdp] or [dpdk]: either section's gateway_mac means nothing to resolve.
+  const auto encap = balancer_->config().encap();
+  if (encap && encap->gateway_mac) return;
   next_hops_->refresh(balancer_->backend_addresses());
 }
 
