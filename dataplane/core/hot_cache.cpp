@@ -8,6 +8,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -219,6 +220,32 @@ const sluice_cache_entry* HotCache::lookup(uint32_t vip_id, std::string_view key
   ++c.meta[slot].hits;
   ++c.stats.hits;
   return &e;
+}
+
+void HotCache::prefetch_index(uint32_t vip_id, uint32_t key_hash) const noexcept {
+  const Impl& c = *impl_;
+  __builtin_prefetch(&c.index[c.home(vip_id, key_hash)], 0, 3);
+  c.versions->prefetch(sluice_cache_version_slot(vip_id, key_hash));
+}
+
+void HotCache::prefetch_entry(uint32_t vip_id, uint32_t key_hash) const noexcept {
+  const Impl& c = *impl_;
+  const uint32_t v = c.index[c.home(vip_id, key_hash)];
+  if (v == kEmpty) return;
+  // The home position's entry is the key's unless an earlier key took it:
+  // its first 64 bytes (ids, lengths and a short key; entries are 16-byte
+  // aligned, so they may span two lines), the response's first bytes
+  // (head and body of a value up to ~100 bytes), and the counters lookup()
+  // and count_answer() bump.
+  const auto* e = reinterpret_cast<const char*>(&c.entries[v - 1]);
+  constexpr size_t kText = offsetof(sluice_cache_entry, text);
+  __builtin_prefetch(e, 0, 3);
+  __builtin_prefetch(e + 63, 0, 3);
+  __builtin_prefetch(e + kText, 0, 3);
+  __builtin_prefetch(e + kText + 64, 0, 3);
+  __builtin_prefetch(e + kText + 128, 0, 3);
+  __builtin_prefetch(&c.meta[v - 1], 1, 3);
+  __builtin_prefetch(&c.answered[v - 1], 1, 3);
 }
 
 void HotCache::count_answer(const sluice_cache_entry& e) noexcept {

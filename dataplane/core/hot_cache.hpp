@@ -63,6 +63,9 @@ class CacheVersions {
     std::atomic_ref<uint32_t>(slots_[slot].last_write_ms).store(now_ms, std::memory_order_relaxed);
     std::atomic_ref<uint32_t>(slots_[slot].version).fetch_add(1, std::memory_order_seq_cst);
   }
+  /// Asks the CPU to load slot `slot`'s version (< SLUICE_CACHE_VERSION_SLOTS)
+  /// into its caches, ahead of version(): a hint, no effect on the values.
+  void prefetch(uint32_t slot) const noexcept { __builtin_prefetch(&slots_[slot], 0, 3); }
   /// The epoch of VIP `vip_id` (< SLUICE_MAX_VIPS).
   [[nodiscard]] uint32_t epoch(uint32_t vip_id) const noexcept {
     return load(epochs_[vip_id], std::memory_order_acquire);
@@ -239,6 +242,23 @@ class HotCache {
   /// mc::key_hash(key) (a caller that also needs the hash hashes once).
   [[nodiscard]] const sluice_cache_entry* lookup(uint32_t vip_id, std::string_view key,
                                                  uint32_t key_hash, uint64_t now_ms) noexcept;
+
+  /// The first stage of looking up a burst's gets together (as
+  /// FlowTable::lookup_burst does for flows): asks the CPU to load the
+  /// index position of (vip_id, key_hash) and the key's version slot, so
+  /// that the later stages of the burst's other gets overlap those loads.
+  /// `key_hash` is mc::key_hash of the key. A hint: changes nothing.
+  void prefetch_index(uint32_t vip_id, uint32_t key_hash) const noexcept;
+  /// The second stage, after prefetch_index of the burst's gets: when the
+  /// key's home index position names an entry, asks the CPU for that
+  /// entry's first line (ids, lengths, key), the first lines of its
+  /// response text and its hit counters -- what lookup() and an answer
+  /// read and bump on a hit. Reads the index only; changes nothing. The
+  /// home position is the key's unless an earlier key took it (the index
+  /// is at most half full): then the hint is wasted, never wrong.
+  /// (Prefetching the rest of the probe run too measured slower at 1k
+  /// keys: perf/RESULTS.md, third pass.)
+  void prefetch_entry(uint32_t vip_id, uint32_t key_hash) const noexcept;
 
   /// Owner: one get was answered from `e` (what lookup() just returned,
   /// before any other non-const call). Adds 1 to the entry's answered gets,

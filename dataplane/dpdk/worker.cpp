@@ -152,6 +152,48 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
   uint16_t vip_pkts[kMaxBurst];
   uint32_t n_flows = 0;
   uint16_t n_vip = 0;
+  // Packets to a VIP with the cache, their gets as stage 1 read them.
+  uint16_t cache_pkts[kMaxBurst];
+  bool staged[kMaxBurst];
+  CacheGet gets[kMaxBurst];
+  uint16_t n_cache = 0;
+
+  // Packet i, to its VIP (found) and not answered by the cache: placed by
+  // its key when the VIP says so and it names one (`get_key_hash`, the
+  // mc::key_hash of a get the cache looked up, spares a second parse),
+  // else staged for the flow-table burst.
+  const auto place = [&](uint16_t i, std::optional<uint32_t> get_key_hash) {
+    rte_mbuf* m = pkts[i];
+    Packet& p = pk[i];
+    if ((p.vip->meta.flags & SLUICE_VIP_KEY_HASH) != 0) {
+      const auto h = get_key_hash
+                         ? std::optional(sluice_key_route_hash(*get_key_hash, hash_seed_))
+                         : key_route_hash(rte_pktmbuf_mtod(m, const uint8_t*), p.pr, hash_seed_);
+      if (h) {
+        // Placed by its key, never through the flow table: one client
+        // socket sends many keys, each to the shard that owns it (as
+        // xdp/cache.bpf.h's lb_select_by_key; the hash is also the outer
+        // header's entropy there).
+        p.hash = *h;
+        const sluice_backend* b = s.maglev_pick(*p.vip, p.hash);
+        if (b == nullptr)
+          drop(m, p, SLUICE_DROP_NO_BACKEND, out);
+        else
+          forward(s, m, p, *b, out);
+        return;
+      }
+    }
+    p.hash = (p.vip->meta.flags & SLUICE_VIP_HASH_SRC_ONLY) != 0
+                 ? sluice_flow_hash_src(&p.pr.key, hash_seed_)
+                 : sluice_flow_hash(&p.pr.key, hash_seed_);
+    vip_pkts[n_vip++] = i;
+    if (!p.pr.is_icmp_error) {
+      keys[n_flows] = &p.pr.key;
+      hashes[n_flows] = p.hash;
+      flow_pkt[n_flows] = i;
+      ++n_flows;
+    }
+  };
 
   for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i)
     rte_prefetch0(rte_pktmbuf_mtod(pkts[i], const void*));
@@ -201,46 +243,42 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
       out.kernel[out.n_kernel++] = m;
       continue;
     }
-    // The key hash of a get the cache looked up: a miss is placed by it.
-    std::optional<uint32_t> get_key_hash;
-    if ((p.vip->meta.flags & SLUICE_VIP_CACHE) != 0 && cache_ &&
-        cache_->handle(s, m, p.pr, p.vip->meta, now_ms, get_key_hash) ==
-            WorkerCache::Step::kAnswered) {
-      // The request became its response: back to the client, no backend.
-      ++g.tx_packets;
-      sluice_vip_stats& vs = counters_->vips[p.vip->meta.vip_id];
-      ++vs.packets;
-      vs.bytes += p.frame_len;
-      out.tx[out.n_tx++] = m;
+    if ((p.vip->meta.flags & SLUICE_VIP_CACHE) != 0 && cache_) {
+      // The cache's stage 1 (WorkerCache::stage_get); placed below, in
+      // packet order, once the burst's gets are staged.
+      cache_pkts[n_cache] = i;
+      staged[n_cache] = cache_->stage_get(m, p.pr, p.vip->meta, gets[n_cache]);
+      ++n_cache;
       continue;
     }
-    if ((p.vip->meta.flags & SLUICE_VIP_KEY_HASH) != 0) {
-      const auto h = get_key_hash
-                         ? std::optional(sluice_key_route_hash(*get_key_hash, hash_seed_))
-                         : key_route_hash(rte_pktmbuf_mtod(m, const uint8_t*), p.pr, hash_seed_);
-      if (h) {
-        // Placed by its key, never through the flow table: one client
-        // socket sends many keys, each to the shard that owns it (as
-        // xdp/cache.bpf.h's lb_select_by_key; the hash is also the outer
-        // header's entropy there).
-        p.hash = *h;
-        const sluice_backend* b = s.maglev_pick(*p.vip, p.hash);
-        if (b == nullptr)
-          drop(m, p, SLUICE_DROP_NO_BACKEND, out);
-        else
-          forward(s, m, p, *b, out);
-        continue;
+    place(i, std::nullopt);
+  }
+
+  if (n_cache != 0) {
+    // Stage 2: the entries of the staged gets asked for, while stage 1's
+    // index and version loads have had the rest of the burst to land.
+    for (uint16_t j = 0; j < n_cache; ++j)
+      if (staged[j]) cache_->prefetch_entry(gets[j]);
+    // Stage 3, in packet order: a write invalidates before a later get of
+    // its key in this burst is answered, and after an earlier one.
+    for (uint16_t j = 0; j < n_cache; ++j) {
+      const uint16_t i = cache_pkts[j];
+      rte_mbuf* m = pkts[i];
+      Packet& p = pk[i];
+      if (!staged[j]) {
+        cache_->follow_writes(s, m, p.pr, p.vip->meta, now_ms);
+        place(i, std::nullopt);
+      } else if (cache_->answer(gets[j], m, p.pr, now_ms) == WorkerCache::Step::kAnswered) {
+        // The request became its response: back to the client, no backend.
+        ++g.tx_packets;
+        sluice_vip_stats& vs = counters_->vips[p.vip->meta.vip_id];
+        ++vs.packets;
+        vs.bytes += p.frame_len;
+        out.tx[out.n_tx++] = m;
+      } else {
+        // A miss is placed by the key hash the lookup computed.
+        place(i, gets[j].key_hash);
       }
-    }
-    p.hash = (p.vip->meta.flags & SLUICE_VIP_HASH_SRC_ONLY) != 0
-                 ? sluice_flow_hash_src(&p.pr.key, hash_seed_)
-                 : sluice_flow_hash(&p.pr.key, hash_seed_);
-    vip_pkts[n_vip++] = i;
-    if (!p.pr.is_icmp_error) {
-      keys[n_flows] = &p.pr.key;
-      hashes[n_flows] = p.hash;
-      flow_pkt[n_flows] = i;
-      ++n_flows;
     }
   }
 

@@ -318,10 +318,29 @@ WorkerHoldStats WorkerCache::hold_stats() const noexcept {
           __atomic_load_n(&hold_stats_.overflows, __ATOMIC_RELAXED)};
 }
 
-WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const ParseResult& pr,
-                                      const sluice_vip_meta& vip, uint32_t now_ms,
-                                      std::optional<uint32_t>& key_hash) noexcept {
-  if (pr.is_icmp_error) return Step::kForward;
+bool WorkerCache::stage_get(const rte_mbuf* m, const ParseResult& pr, const sluice_vip_meta& vip,
+                            CacheGet& get) noexcept {
+  if (pr.key.proto != SLUICE_IPPROTO_UDP || pr.is_icmp_error || vip.vip_id >= SLUICE_MAX_VIPS ||
+      pr.is_fragment || pr.payload_offset == 0 ||
+      (pr.key.family != SLUICE_FAMILY_IPV4 && pr.l4_offset != pr.l3_offset + SLUICE_IPV6_HLEN))
+    return false;
+  // One get of one key filling one datagram -- what a hit answers -- writes
+  // nothing: its one parse serves for both.
+  const std::optional<mc::Request> r = mc::cacheable_udp_get(std::span<const uint8_t>(
+      rte_pktmbuf_mtod(m, const uint8_t*) + pr.payload_offset, pr.payload_len));
+  if (!r) return false;
+  get.key = r->key.data();
+  get.key_len = static_cast<uint16_t>(r->key.size());
+  get.gets = r->gets;
+  get.key_hash = mc::key_hash(r->key);
+  get.vip_id = vip.vip_id;
+  store_.prefetch_index(get.vip_id, get.key_hash);
+  return true;
+}
+
+void WorkerCache::follow_writes(const Snapshot& s, const rte_mbuf* m, const ParseResult& pr,
+                                const sluice_vip_meta& vip, uint32_t now_ms) noexcept {
+  if (pr.is_icmp_error) return;
   uint32_t vip_id = vip.vip_id;
   const bool udp = pr.key.proto == SLUICE_IPPROTO_UDP;
   if (!udp) {
@@ -330,17 +349,17 @@ WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const Pars
     sluice_flow_key twin = pr.key;
     twin.proto = SLUICE_IPPROTO_UDP;
     const Snapshot::Vip* u = s.find_vip(twin);
-    if (u == nullptr || (u->meta.flags & SLUICE_VIP_CACHE) == 0) return Step::kForward;
+    if (u == nullptr || (u->meta.flags & SLUICE_VIP_CACHE) == 0) return;
     vip_id = u->meta.vip_id;
   }
-  if (vip_id >= SLUICE_MAX_VIPS) return Step::kForward;
+  if (vip_id >= SLUICE_MAX_VIPS) return;
   const uint64_t now = clock(now_ms);
   sluice_cache_stats& st = stats_[vip_id];
   const bool v4 = pr.key.family == SLUICE_FAMILY_IPV4;
   if (pr.is_fragment || pr.payload_offset == 0 ||
       (!v4 && pr.l4_offset != pr.l3_offset + SLUICE_IPV6_HLEN)) {
     unsure(vip_id);
-    return Step::kForward;
+    return;
   }
   const std::span<const uint8_t> payload(rte_pktmbuf_mtod(m, const uint8_t*) + pr.payload_offset,
                                          pr.payload_len);
@@ -348,17 +367,11 @@ WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const Pars
   if (udp) {
     if (payload.size() < SLUICE_MC_UDP_HDR_LEN) {
       unsure(vip_id);
-      return Step::kForward;
+      return;
     }
     requests = payload.subspan(SLUICE_MC_UDP_HDR_LEN);
   }
-  if (requests.empty()) return Step::kForward;  // a bare ACK or FIN writes nothing
-  // One get of one key filling one datagram -- what a hit answers -- writes
-  // nothing: its one parse serves for both.
-  if (udp) {
-    if (const std::optional<mc::Request> get = mc::cacheable_udp_get(payload))
-      return answer(m, pr, vip_id, *get, now, key_hash);
-  }
+  if (requests.empty()) return;  // a bare ACK or FIN writes nothing
 
   std::array<std::string_view, kMaxWrittenKeys> keys;
   const mc::Writes w = mc::scan_writes(requests, keys);
@@ -372,27 +385,25 @@ WorkerCache::Step WorkerCache::handle(const Snapshot& s, rte_mbuf* m, const Pars
     store_.invalidate(vip_id, keys[i], now);
   }
   st.invalidations += w.keys;
-  // A UDP request that writes nothing and is no cacheable get.
+  // A UDP request that writes nothing and is no cacheable get (stage_get
+  // took those).
   if (udp && !w.whole_vip && w.keys == 0 && mc::parse_request(requests).kind == mc::Kind::kRead)
     ++st.bypassed;  // multi-key gets and the like
-  return Step::kForward;
 }
 
-WorkerCache::Step WorkerCache::answer(rte_mbuf* m, const ParseResult& pr, uint32_t vip_id,
-                                      const mc::Request& get, uint64_t now,
-                                      std::optional<uint32_t>& key_hash) noexcept {
-  sluice_cache_stats& st = stats_[vip_id];
-  const uint32_t h = mc::key_hash(get.key);
-  key_hash = h;
+WorkerCache::Step WorkerCache::answer(const CacheGet& get, rte_mbuf* m, const ParseResult& pr,
+                                      uint32_t now_ms) noexcept {
+  sluice_cache_stats& st = stats_[get.vip_id];
   const bool v4 = pr.key.family == SLUICE_FAMILY_IPV4;
   if (pr.l4_offset != pr.l3_offset + (v4 ? SLUICE_IPV4_HLEN : SLUICE_IPV6_HLEN)) {
     ++st.bypassed;  // IPv4 options: the response is built without them
     return Step::kForward;
   }
-  const sluice_cache_entry* e = store_.lookup(vip_id, get.key, h, now);
+  const uint64_t now = clock(now_ms);
+  const sluice_cache_entry* e = store_.lookup(get.vip_id, get.key_view(), get.key_hash, now);
   if (e == nullptr) {
     ++st.misses;
-    count_miss(vip_id, get.key, h);
+    count_miss(get.vip_id, get.key_view(), get.key_hash);
     return Step::kForward;
   }
   if (!reply(m, pr, *e, get.gets)) {

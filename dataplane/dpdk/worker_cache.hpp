@@ -36,6 +36,19 @@ namespace sluice::dpdk {
 [[nodiscard]] std::optional<uint32_t> key_route_hash(const uint8_t* frame, const ParseResult& pr,
                                                      uint32_t seed) noexcept;
 
+/// A cacheable get as WorkerCache::stage_get read it from one packet: what
+/// the later stages of its burst need. Plain data (a burst's array of them
+/// is not zeroed); `key` points into the packet's mbuf, valid while the
+/// mbuf is unchanged.
+struct CacheGet {
+  const char* key;    ///< the key's first byte, in the mbuf's data
+  uint16_t key_len;   ///< bytes of key, 1..SLUICE_CACHE_KEY_MAX
+  bool gets;          ///< the command was `gets`: the response carries the cas unique
+  uint32_t key_hash;  ///< mc::key_hash of the key (FNV-1a, dataplane/abi/cache.h)
+  uint32_t vip_id;    ///< the UDP VIP's id, < SLUICE_MAX_VIPS
+  [[nodiscard]] std::string_view key_view() const noexcept { return {key, key_len}; }
+};
+
 /// Set-up of one worker's cache.
 struct WorkerCacheConfig {
   /// Bounds of this worker's entries (each worker holds its own copy of a
@@ -52,7 +65,7 @@ struct WorkerCacheConfig {
   /// Slots of the hot-key ring and of the install ring, a power of two:
   /// reports or installs beyond it wait or are dropped (a later report).
   uint32_t ring_slots = 256;
-  /// Whether each write handle() sees holds its key (CacheVersions) until
+  /// Whether each write follow_writes() sees holds its key (CacheVersions) until
   /// the caller says the packet has left (seal_holds, release_holds): no
   /// fill of the key begins before then. The lcore loop does; an embedding
   /// application that transmits in its own loop must too, or turn this off
@@ -123,28 +136,60 @@ class WorkerCache {
   WorkerCache& operator=(const WorkerCache&) = delete;
   ~WorkerCache();
 
-  /// What handle() did with a packet.
+  /// What answer() did with a get.
   enum class Step : uint8_t {
     kForward,   ///< unchanged: balance it as usual
     kAnswered,  ///< the mbuf is now the response: transmit it
   };
 
-  /// The cache's part of packet `m` (parsed as `pr`, to a VIP whose meta is
-  /// `vip`, with SLUICE_VIP_CACHE) in snapshot `s`, at `now_ms` (the
-  /// worker's wrapping ms clock). When the packet is a cacheable get
-  /// (answered or not), `key_hash` is set to its key's mc::key_hash, so a
-  /// forwarded miss is placed by its key (mc::route_hash) without being
-  /// parsed and hashed again; otherwise it is left as it is. No
+  // A burst's packets to a VIP with SLUICE_VIP_CACHE go through the cache
+  // in three stages, as FlowTable::lookup_burst takes a burst's flows, so
+  // that the memory loads of one get overlap those of the others: every
+  // packet's stage_get (parse, key hash, the index position and version
+  // slot asked for); then prefetch_entry of each get staged (the entry the
+  // index names asked for); then, in packet order, answer() of each get
+  // staged and follow_writes() of every other packet. A write thus still
+  // invalidates its key before a later get of that key in the same burst
+  // is answered, and after an earlier one.
+
+  /// Stage 1 of packet `m` (parsed as `pr`, to VIP `vip`): when it is a
+  /// UDP datagram holding one cacheable get (mc::cacheable_udp_get: one
+  /// datagram, one get/gets of one key) to a VIP id < SLUICE_MAX_VIPS --
+  /// not an ICMP error, a fragment, or IPv6 with extension headers --
+  /// fills `get` (its key hashed once), asks the CPU for its index
+  /// position and version slot (HotCache::prefetch_index) and returns
+  /// true. Otherwise returns false, `get` undefined: the packet goes to
+  /// follow_writes(). Reads the packet only; counts nothing.
+  [[nodiscard]] bool stage_get(const rte_mbuf* m, const ParseResult& pr, const sluice_vip_meta& vip,
+                               CacheGet& get) noexcept;
+  /// Stage 2 of a get stage_get took: asks the CPU for the entry its index
+  /// position names (HotCache::prefetch_entry). A hint: changes nothing.
+  void prefetch_entry(const CacheGet& get) const noexcept {
+    store_.prefetch_entry(get.vip_id, get.key_hash);
+  }
+  /// Stage 3 of a get stage_get took from packet `m` (parsed as `pr`), at
+  /// `now_ms` (the worker's wrapping ms clock): a live entry answers it in
+  /// the mbuf (kAnswered: transmit it); else kForward -- a miss (counted,
+  /// and in the count-min sketch), an IPv4 header with options or an mbuf
+  /// without room for the response (counted bypassed). A forwarded get is
+  /// placed by get.key_hash (mc::route_hash), not parsed again. No
   /// allocation, locks or syscalls.
-  [[nodiscard]] Step handle(const Snapshot& s, rte_mbuf* m, const ParseResult& pr,
-                            const sluice_vip_meta& vip, uint32_t now_ms,
-                            std::optional<uint32_t>& key_hash) noexcept;
+  [[nodiscard]] Step answer(const CacheGet& get, rte_mbuf* m, const ParseResult& pr,
+                            uint32_t now_ms) noexcept;
+  /// The cache's part of a packet stage_get did not take (`m`, parsed as
+  /// `pr`, to a VIP whose meta is `vip`, with SLUICE_VIP_CACHE, in
+  /// snapshot `s`, at `now_ms`): every write it holds invalidates its key
+  /// (and with hold_writes holds it), what cannot be followed invalidates
+  /// the VIP, a read the cache cannot answer counts as bypassed. The
+  /// packet is then forwarded unchanged. No allocation, locks or syscalls.
+  void follow_writes(const Snapshot& s, const rte_mbuf* m, const ParseResult& pr,
+                     const sluice_vip_meta& vip, uint32_t now_ms) noexcept;
 
   /// The entries (fills: begin_fill from any thread, install on the owner
   /// lcore only).
   [[nodiscard]] HotCache& store() noexcept { return store_; }
   /// The cache clock, ms: the worker's ms clock widened to 64 bits (it
-  /// follows the last now_ms handed to handle() or clock()). Lease
+  /// follows the last now_ms handed to answer(), follow_writes() or clock()). Lease
   /// (begin_fill) and install times are on this clock.
   [[nodiscard]] uint64_t clock(uint32_t now_ms) noexcept;
   /// The clock as the worker last advanced it; any thread.
@@ -171,7 +216,7 @@ class WorkerCache {
   /// Holds a worker tracks one by one; beyond them it holds every key
   /// until the ones in flight are released.
   static constexpr uint32_t kMaxHolds = 1024;
-  /// Worker lcore: whether handle() took holds since the last seal_holds()
+  /// Worker lcore: whether follow_writes() took holds since the last seal_holds()
   /// (the burst held a write: transmit it now, so the hold is short).
   [[nodiscard]] bool holds_unsealed() const noexcept { return unsealed_ != 0 || all_unsealed_; }
   /// Worker lcore: whether any hold is not yet released.
@@ -201,13 +246,6 @@ class WorkerCache {
   };
 
   WorkerCache(HotCache store, const WorkerCacheConfig& config);
-  // The cacheable get `get` of packet `m` (parsed as `pr`) to VIP vip_id
-  // (< SLUICE_MAX_VIPS) at cache clock `now`: answered in the mbuf on a
-  // hit, else forwarded (a miss counted in the sketch). Sets `key_hash`
-  // to the key's mc::key_hash.
-  [[nodiscard]] Step answer(rte_mbuf* m, const ParseResult& pr, uint32_t vip_id,
-                            const mc::Request& get, uint64_t now,
-                            std::optional<uint32_t>& key_hash) noexcept;
   // Bumps the VIP's epoch: nothing filled before now is served.
   void unsure(uint32_t vip_id) noexcept;
   // Counts a miss of `key` (whose mc::key_hash is `key_hash`) in the

@@ -357,6 +357,57 @@ TEST_F(WorkerCacheTest, WriteInvalidatesBeforeItIsForwarded) {
   EXPECT_EQ(worker_->cache()->stats(kCached).hits, 1u);
 }
 
+// A burst's gets are looked up together (WorkerCache::stage_get, then
+// answered in packet order): a write in the burst -- UDP, or TCP on the
+// twin VIP -- invalidates its key after the gets before it are answered
+// from the old value and before a get after it, which goes to the backend.
+TEST_F(WorkerCacheTest, AWriteInABurstInvalidatesBeforeTheGetsAfterIt) {
+  const struct {
+    const char* what;
+    Bytes write;
+  } cases[] = {
+      {"UDP set", udp_frame(kClient, kCacheVip, 40000, mc_payload("set user:1 0 0 3\r\nnew\r\n"))},
+      {"TCP delete on the twin", tcp_segment("delete user:1\r\n")},
+  };
+  uint32_t now = 1000;
+  for (const auto& c : cases) {
+    ASSERT_EQ(fill(*worker_, kCached, "user:1", "old", 7, 42, now), FillResult::kInstalled)
+        << c.what;
+    ASSERT_EQ(fill(*worker_, kCached, "other", "o", 7, 42, now), FillResult::kInstalled) << c.what;
+    const sluice_cache_stats before = worker_->cache()->stats(kCached);
+    const Bytes in[] = {get("user:1", 1), c.write, get("user:1", 2), get("other", 3)};
+    rte_mbuf* m[4];
+    for (size_t i = 0; i < 4; ++i) m[i] = to_mbuf(in[i]);
+    Verdicts v;
+    EXPECT_EQ(worker_->process_burst_at(m, 4, v, now), 4);
+    EXPECT_EQ(v.n_tx, 4) << c.what;
+    Bytes out[4];
+    for (size_t i = 0; i < 4; ++i) {
+      out[i] = from_mbuf(m[i]);
+      rte_pktmbuf_free(m[i]);
+    }
+    EXPECT_EQ(out[0], answer(kClient, kCacheVip, 40000, 1, "VALUE user:1 7 3\r\nold\r\nEND\r\n"))
+        << c.what << ": the get before the write is answered";
+    EXPECT_EQ(get_be16(&out[1][12]), SLUICE_ETH_P_IP) << c.what;
+    EXPECT_EQ(out[1][14 + 9], SLUICE_IPPROTO_IPIP) << c.what << ": the write to a backend";
+    EXPECT_EQ(out[2], keyed(in[2], kCached, "user:1"))
+        << c.what << ": the get after the write goes to the key's owner";
+    EXPECT_EQ(out[3], answer(kClient, kCacheVip, 40000, 3, "VALUE other 7 1\r\no\r\nEND\r\n"))
+        << c.what << ": another key's entry stays";
+    const sluice_cache_stats after = worker_->cache()->stats(kCached);
+    EXPECT_EQ(after.hits - before.hits, 2u) << c.what;
+    EXPECT_EQ(after.misses - before.misses, 1u) << c.what;
+    EXPECT_EQ(after.invalidations - before.invalidations, 1u) << c.what;
+    EXPECT_EQ(after.vip_invalidations, 0u) << c.what;
+    // The write's hold ends; the next case fills a second later, past
+    // the settle time.
+    dpdk::WorkerCache& wc = *worker_->cache();
+    wc.seal_holds(0);
+    EXPECT_EQ(wc.release_holds(0, now), 1u) << c.what;
+    now += 1000;
+  }
+}
+
 // A write holds its key on every worker until the caller has transmitted
 // it (the lcore loop: TX buffers flushed, or worker 0 has flushed the
 // outbox up to the ticket), then write_settle_ms (100 ms) more.
