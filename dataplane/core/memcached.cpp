@@ -253,20 +253,6 @@ std::optional<UdpHeader> parse_udp_header(std::span<const uint8_t> payload) noex
   return UdpHeader{be16(0), be16(2), be16(4), be16(6)};
 }
 
-std::optional<Request> cacheable_udp_get(std::span<const uint8_t> payload) noexcept {
-  // Sequence 0, total 1, reserved 0 (network order), compared in place:
-  // a UdpHeader returned through memory stalls its reader (its narrow
-  // stores do not forward to the wide loads that read it back).
-  static constexpr uint8_t kOneDatagram[SLUICE_MC_UDP_HDR_LEN - 2] = {0, 0, 0, 1, 0, 0};
-  if (payload.size() < SLUICE_MC_UDP_HDR_LEN ||
-      std::memcmp(payload.data() + 2, kOneDatagram, sizeof kOneDatagram) != 0)
-    return std::nullopt;
-  const std::span<const uint8_t> body = payload.subspan(SLUICE_MC_UDP_HDR_LEN);
-  const Request r = parse_request(body);
-  if (r.kind != Kind::kGet || r.length != body.size()) return std::nullopt;
-  return r;
-}
-
 std::optional<std::string_view> routing_key(std::span<const uint8_t> payload) noexcept {
   if (payload.size() < SLUICE_MC_UDP_HDR_LEN) return std::nullopt;
   const std::span<const uint8_t> body = payload.subspan(SLUICE_MC_UDP_HDR_LEN);

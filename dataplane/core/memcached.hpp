@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -90,7 +91,23 @@ struct UdpHeader {
 /// Whether a UDP request can be answered from the cache at all: one
 /// datagram (sequence 0, total 1, reserved 0) holding exactly one
 /// single-key get or gets. Returns that request (kind kGet), else nullopt.
-[[nodiscard]] std::optional<Request> cacheable_udp_get(std::span<const uint8_t> payload) noexcept;
+/// Inline: the fast path's caller then reads the key straight from the
+/// parse, not from a returned copy (a copy of the Request through memory
+/// stalled on store forwarding: 4% of a hit's samples).
+[[nodiscard]] inline std::optional<Request> cacheable_udp_get(
+    std::span<const uint8_t> payload) noexcept {
+  // Sequence 0, total 1, reserved 0 (network order), compared in place:
+  // a UdpHeader returned through memory stalls its reader (its narrow
+  // stores do not forward to the wide loads that read it back).
+  static constexpr uint8_t kOneDatagram[SLUICE_MC_UDP_HDR_LEN - 2] = {0, 0, 0, 1, 0, 0};
+  if (payload.size() < SLUICE_MC_UDP_HDR_LEN ||
+      std::memcmp(payload.data() + 2, kOneDatagram, sizeof kOneDatagram) != 0)
+    return std::nullopt;
+  const std::span<const uint8_t> body = payload.subspan(SLUICE_MC_UDP_HDR_LEN);
+  const Request r = parse_request(body);
+  if (r.kind != Kind::kGet || r.length != body.size()) return std::nullopt;
+  return r;
+}
 
 /// The key a UDP request to a VIP with `hash = "key"` is placed by
 /// (key-affinity routing, DESIGN.md "Hot-object cache"): the request after
@@ -106,9 +123,9 @@ struct UdpHeader {
 
 /// A value as memcached stores it.
 struct Value {
-  uint32_t flags = 0;               ///< client flags, 32 bits (memcached >= 1.2.1)
-  uint64_t cas = 0;                 ///< cas unique, sent by gets
-  std::span<const uint8_t> data;    ///< the data block, bytes
+  uint32_t flags = 0;             ///< client flags, 32 bits (memcached >= 1.2.1)
+  uint64_t cas = 0;               ///< cas unique, sent by gets
+  std::span<const uint8_t> data;  ///< the data block, bytes
 };
 
 /// Writes "VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\nEND\r\n" -- the
@@ -153,8 +170,8 @@ struct ParsedValue {
     kBad,         ///< anything else (an error line, another key, bad framing)
   };
   Status status = Status::kBad;
-  Value value;          ///< kHit: flags, cas (0 without one), data (a view into the bytes)
-  size_t length = 0;    ///< kHit, kMiss: bytes of the response
+  Value value;        ///< kHit: flags, cas (0 without one), data (a view into the bytes)
+  size_t length = 0;  ///< kHit, kMiss: bytes of the response
 };
 
 /// Reads memcached's answer to "get <key>" or "gets <key>" at the start of
