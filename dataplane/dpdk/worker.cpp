@@ -161,8 +161,10 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
   // Packet i, to its VIP (found) and not answered by the cache: placed by
   // its key when the VIP says so and it names one (`get_key_hash`, the
   // mc::key_hash of a get the cache looked up, spares a second parse),
-  // else staged for the flow-table burst.
-  const auto place = [&](uint16_t i, std::optional<uint32_t> get_key_hash) {
+  // else staged for the flow-table burst. Inlined: out of line, the call
+  // cost every established packet ~7 cycles (perf/RESULTS.md, third pass).
+  const auto place = [&](uint16_t i, std::optional<uint32_t> get_key_hash)
+      __attribute__((always_inline)) {
     rte_mbuf* m = pkts[i];
     Packet& p = pk[i];
     if ((p.vip->meta.flags & SLUICE_VIP_KEY_HASH) != 0) {
