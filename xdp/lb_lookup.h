@@ -147,7 +147,7 @@ static __always_inline void lb_frag_key_of(const struct lb_packet *p, struct lb_
 	__builtin_memcpy(&fk->dst, &p->key.dst, sizeof(fk->dst));
 	fk->id = p->frag_id;
 	fk->family = p->key.family;
-	fk->proto = p->key.proto;
+	fk->proto = p->frag_proto;
 }
 
 /* Marks the record of a dropped first fragment's datagram, so that its
@@ -216,6 +216,7 @@ static __always_inline int lb_lookup_frag_vip(struct lb_state *st, struct sluice
 		if (k.dport) {
 			fv.vip_id = out->vip_id;
 			fv.port = k.dport;
+			fv.proto = k.proto;
 			st->frag_recorded =
 				bpf_map_update_elem(&sluice_frags, &fk, &fv, BPF_ANY) == 0;
 		}
@@ -230,6 +231,11 @@ static __always_inline int lb_lookup_frag_vip(struct lb_state *st, struct sluice
 		return -1;
 	}
 	k.dport = seen->port;
+	/* The first fragment's protocol, which a later IPv6 fragment behind
+	 * destination options does not show; its flow key gets it too, so it
+	 * hashes as its first fragment did. */
+	k.proto = seen->proto;
+	st->pkt.key.proto = seen->proto;
 	/* The VIP may have gone, or its key been given to another, since. */
 	if (lb_lookup_vip(&k, out) || out->vip_id != seen->vip_id) {
 		st->frag_unmatched = 1;
