@@ -211,15 +211,21 @@ static __always_inline int lb_lookup_frag_vip(struct lb_state *st, struct sluice
 	lb_frag_key_of(p, &fk);
 	if (!(p->flags & LB_PKT_LATER_FRAG)) {
 		k.dport = p->frag_dport;
-		if (lb_lookup_vip(&k, out))
+		/* Nothing to record (no VIP, or no port): an older datagram's
+		 * record with this key must not send this one's later
+		 * fragments to its VIP. */
+		if (lb_lookup_vip(&k, out)) {
+			bpf_map_delete_elem(&sluice_frags, &fk);
 			return -1;
-		if (k.dport) {
-			fv.vip_id = out->vip_id;
-			fv.port = k.dport;
-			fv.proto = k.proto;
-			st->frag_recorded =
-				bpf_map_update_elem(&sluice_frags, &fk, &fv, BPF_ANY) == 0;
 		}
+		if (!k.dport) {
+			bpf_map_delete_elem(&sluice_frags, &fk);
+			return 0;
+		}
+		fv.vip_id = out->vip_id;
+		fv.port = k.dport;
+		fv.proto = k.proto;
+		st->frag_recorded = bpf_map_update_elem(&sluice_frags, &fk, &fv, BPF_ANY) == 0;
 		lb_frag_key_port(st, k.dport, out);
 		return 0;
 	}

@@ -66,6 +66,10 @@ void FragTable::mark_dropped(const FragKey& key) noexcept {
   if (Slot* s = find_slot(key)) s->rec.dropped = true;
 }
 
+void FragTable::erase(const FragKey& key) noexcept {
+  if (Slot* s = find_slot(key)) s->key.family = 0;
+}
+
 FragKey frag_key_of(const sluice_flow_key& flow, uint32_t id, uint8_t record_proto) noexcept {
   FragKey k{};
   k.src = flow.src;

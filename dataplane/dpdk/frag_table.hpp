@@ -41,7 +41,7 @@ struct FragRecord {
 /// expire otherwise, as XDP's LRU map's do not: a record is only a hint that
 /// the VIP and its id are checked against on use.
 ///
-/// All memory is allocated by create(); record(), find(), mark_dropped()
+/// All memory is allocated by create(); record(), find(), mark_dropped() and erase()
 /// allocate nothing, take no locks and are O(kWays). One owner thread (the
 /// worker's lcore): not thread-safe.
 class FragTable {
@@ -66,6 +66,10 @@ class FragTable {
   [[nodiscard]] const FragRecord* find(const FragKey& key) const noexcept;
   /// Sets `dropped` in the datagram's record, if it has one.
   void mark_dropped(const FragKey& key) noexcept;
+  /// Removes the datagram's record, if it has one: a first fragment that
+  /// records nothing (no VIP) must not leave an older datagram's record
+  /// with the same key for its later fragments to follow.
+  void erase(const FragKey& key) noexcept;
 
   /// Records the table holds at most (a power of two).
   [[nodiscard]] uint32_t capacity() const noexcept { return mask_ + 1; }

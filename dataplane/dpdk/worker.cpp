@@ -329,11 +329,16 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
   if (!f.later) {
     // By its own destination port, as an unfragmented packet.
     k.dport = f.first_dport;
-    if ((p.vip = s.find_vip(k)) == nullptr) return FragStep::kKernel;
+    const FragKey fk = frag_key_of(p.pr.key, f.id, f.record_proto);
+    p.vip = s.find_vip(k);
     port = k.dport;
-    if (port != 0) {
-      frags_.record(frag_key_of(p.pr.key, f.id, f.record_proto), p.vip->meta.vip_id, port,
-                    k.proto);
+    if (p.vip == nullptr || port == 0) {
+      // Nothing to record: an older datagram's record with this key must
+      // not send this datagram's later fragments to its VIP.
+      frags_.erase(fk);
+      if (p.vip == nullptr) return FragStep::kKernel;
+    } else {
+      frags_.record(fk, p.vip->meta.vip_id, port, k.proto);
       p.frag = kFragRecorded;
     }
   } else {

@@ -312,6 +312,31 @@ std::vector<Row> LbPacketTest::rows() {
     r.delta.frag_unmatched = 1;
     t.push_back(r);
   }
+  // A first fragment that finds no VIP erases the record an older datagram
+  // with the same addresses, protocol and id left (review9): its later
+  // fragments are not sent after the older one's.
+  t.push_back(hit("IPv4 first fragment to a port VIP (datagram id 12)",
+                  frame()
+                      .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 12, .more_fragments = true})
+                      .udp(udp(5000, 53))
+                      .payload(pattern(64))
+                      .build(),
+                  2, k_pfrag4));
+  t.push_back(pass("IPv4 first fragment of a new datagram, id 12 again, to no VIP",
+                   frame()
+                       .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 12, .more_fragments = true})
+                       .udp(udp(5000, 54))
+                       .payload(pattern(64))
+                       .build()));
+  {
+    Row r = pass("IPv4 later fragment of the new datagram: the old record is gone",
+                 frame()
+                     .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 12, .frag_offset = 72})
+                     .raw({.bytes = pattern(30), .proto = kUdp})
+                     .build());
+    r.delta.frag_unmatched = 1;
+    t.push_back(r);
+  }
   // A datagram whose first fragment was dropped: its later fragments are
   // dropped too (the record in sluice_frags is marked), not sent on as
   // half a datagram. `first` is the dropped first fragment's row.

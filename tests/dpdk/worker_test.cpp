@@ -667,6 +667,23 @@ TEST_F(WorkerTest, LaterFragmentBeforeItsFirstGoesToTheKernel) {
   EXPECT_EQ(worker_->global_stats().frag_unmatched - g0.frag_unmatched, 1u);
 }
 
+// A first fragment that finds no VIP erases the record an older datagram
+// with the same addresses, protocol and id left (review9): the new
+// datagram's later fragments go to the kernel, not after the old one's.
+TEST_F(WorkerTest, NoVipFirstFragmentErasesAStaleRecord) {
+  const std::vector<Bytes> old_dgram = frags4("10.0.0.1", 53, 250);
+  const std::vector<Bytes> new_dgram = frags4("10.0.0.1", 54, 250);  // no VIP on port 54
+  EXPECT_STREQ(name(run(old_dgram[0]).verdict), name(Verdict::kTx));
+  const sluice_global_stats g0 = worker_->global_stats();
+  EXPECT_STREQ(name(run(new_dgram[0]).verdict), name(Verdict::kKernel));
+  EXPECT_STREQ(name(run(new_dgram[1]).verdict), name(Verdict::kKernel));
+  sluice_global_stats want = passed(new_dgram[0].size() + new_dgram[1].size());
+  want.pass_packets = 2;
+  want.rx_packets = 2;
+  want.frag_unmatched = 1;
+  expect_delta(g0, worker_->global_stats(), want, "new datagram");
+}
+
 // A first fragment dropped after it was recorded drops its later fragments
 // as FRAG_OF_DROPPED (counted at the VIP): no backend, too big, and within
 // one burst (the later fragment's verdict comes after the first's drop).
@@ -782,6 +799,14 @@ TEST(FragTableTest, RecordFindMarkEvict) {
   EXPECT_NE(ft.find(dpdk::frag_key_of(flow_key(kClient, 1, "10.0.0.1", 2, kTcp), 1, kUdp)),
             nullptr);
   EXPECT_EQ(ft.find(dpdk::frag_key_of(k, 1, SLUICE_IPPROTO_DSTOPTS)), nullptr);
+  // Erasing: the record goes, another stays; erasing a missing one is a no-op.
+  ft.record(b, 4, sl_htons(55), kUdp);
+  ft.erase(a);
+  EXPECT_EQ(ft.find(a), nullptr);
+  ASSERT_NE(ft.find(b), nullptr);
+  EXPECT_EQ(ft.find(b)->vip_id, 4u);
+  ft.erase(a);
+  EXPECT_NE(ft.find(b), nullptr);
 }
 
 TEST(SnapshotTest, RejectsInvalidSpecs) {
