@@ -485,7 +485,13 @@ void Checker::load_encap(const toml::table& t, const std::string& p, std::option
   set_u(t, "mtu", p, 576, 9216, mtu);
   if (auto s = string(t, "gateway_mac", p)) {
     std::array<uint8_t, 6> mac{};
-    if (parse_mac(*s, mac))
+    if (parse_mac(*s, mac) && (mac[0] & 1) != 0)
+      // The I/G bit (IEEE 802, first octet bit 0): broadcast and multicast
+      // frames reach every station, or none that routes them back.
+      error(t.get("gateway_mac")->source().begin, child(p, "gateway_mac"),
+            "expected the next hop's own (unicast) MAC, got the group address " + *s +
+                " (broadcast or multicast: the least significant bit of the first octet is set)");
+    else if (parse_mac(*s, mac))
       gateway_mac = mac;
     else
       error(t.get("gateway_mac")->source().begin, child(p, "gateway_mac"),

@@ -147,7 +147,7 @@ static __always_inline void lb_frag_key_of(const struct lb_packet *p, struct lb_
 	__builtin_memcpy(&fk->dst, &p->key.dst, sizeof(fk->dst));
 	fk->id = p->frag_id;
 	fk->family = p->key.family;
-	fk->proto = p->key.proto;
+	fk->proto = p->frag_proto;
 }
 
 /* Marks the record of a dropped first fragment's datagram, so that its
@@ -211,14 +211,21 @@ static __always_inline int lb_lookup_frag_vip(struct lb_state *st, struct sluice
 	lb_frag_key_of(p, &fk);
 	if (!(p->flags & LB_PKT_LATER_FRAG)) {
 		k.dport = p->frag_dport;
-		if (lb_lookup_vip(&k, out))
+		/* Nothing to record (no VIP, or no port): an older datagram's
+		 * record with this key must not send this one's later
+		 * fragments to its VIP. */
+		if (lb_lookup_vip(&k, out)) {
+			bpf_map_delete_elem(&sluice_frags, &fk);
 			return -1;
-		if (k.dport) {
-			fv.vip_id = out->vip_id;
-			fv.port = k.dport;
-			st->frag_recorded =
-				bpf_map_update_elem(&sluice_frags, &fk, &fv, BPF_ANY) == 0;
 		}
+		if (!k.dport) {
+			bpf_map_delete_elem(&sluice_frags, &fk);
+			return 0;
+		}
+		fv.vip_id = out->vip_id;
+		fv.port = k.dport;
+		fv.proto = k.proto;
+		st->frag_recorded = bpf_map_update_elem(&sluice_frags, &fk, &fv, BPF_ANY) == 0;
 		lb_frag_key_port(st, k.dport, out);
 		return 0;
 	}
@@ -230,6 +237,11 @@ static __always_inline int lb_lookup_frag_vip(struct lb_state *st, struct sluice
 		return -1;
 	}
 	k.dport = seen->port;
+	/* The first fragment's protocol, which a later IPv6 fragment behind
+	 * destination options does not show; its flow key gets it too, so it
+	 * hashes as its first fragment did. */
+	k.proto = seen->proto;
+	st->pkt.key.proto = seen->proto;
 	/* The VIP may have gone, or its key been given to another, since. */
 	if (lb_lookup_vip(&k, out) || out->vip_id != seen->vip_id) {
 		st->frag_unmatched = 1;

@@ -151,7 +151,8 @@ struct lb_frag_key {
 	union sluice_ip dst;
 	__u32 id;    /* host order */
 	__u8 family; /* SLUICE_FAMILY_* */
-	__u8 proto;  /* the fragmented datagram's upper-layer protocol */
+	__u8 proto;  /* the protocol every fragment names (lb_packet.frag_proto): IPv4's
+		      * protocol, the IPv6 fragment header's next header */
 	__u8 pad[2]; /* zero */
 };
 
@@ -164,7 +165,8 @@ struct lb_frag_value {
 	__u32 vip_id; /* the VIP's id when the first fragment came */
 	__be16 port;  /* the first fragment's destination port */
 	__u8 flags;   /* LB_FRAG_* */
-	__u8 pad;     /* zero */
+	__u8 proto;   /* the first fragment's upper-layer protocol (TCP or UDP): a later
+		       * fragment may not show it (after IPv6 destination options) */
 };
 
 /* The first fragment of each datagram to a VIP (one with a port), so its

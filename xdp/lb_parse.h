@@ -10,8 +10,11 @@
  *   SLUICE_MAX_IPV6_EXT_HDRS of them.
  * - TCP and UDP give the ports. Fragments (IPv4 MF or offset, IPv6 fragment
  *   header with M or offset) give ports 0 and never read L4, so every
- *   fragment of a datagram has the same key; an IPv6 fragment's protocol
- *   is the fragment header's next header.
+ *   fragment of a datagram has the same key. An IPv6 first fragment's walk
+ *   goes on past its fragment header to the upper layer (RFC 8200 section
+ *   4.5 puts the whole chain in it); a later one's protocol is the fragment
+ *   header's next header, and one naming a routing or destination-options
+ *   header is a flow whose protocol its first fragment's record gives.
  * - ICMP errors (v4 types 3, 11, 12; v6 types 1-4) about TCP or UDP give
  *   the key of the flow the embedded header belongs to: the embedded
  *   header reversed. The quote must hold its IP header and 8 bytes (RFC
@@ -79,7 +82,9 @@ struct lb_packet {
 	__u16 ip_id;                /* IPv4 identification, host order; 0 for IPv6 */
 	__u32 frag_id;              /* a fragment's datagram id (IPv4 16, IPv6 32 bits), host order */
 	__be16 frag_dport;          /* a first fragment's destination port (0: not in it) */
-	__u16 pad;                  /* zero */
+	__u8 frag_proto;            /* the protocol keying a fragment's sluice_frags record:
+				     * IPv4's protocol, the IPv6 fragment header's next header */
+	__u8 pad;                   /* zero */
 };
 
 static __always_inline int lb_is_l4(__u8 proto)
@@ -94,7 +99,7 @@ static __always_inline int lb_is_ipv6_ext(__u8 nexthdr)
 }
 
 /* lb_skip_ipv6_ext results besides 0 (upper layer reached). */
-#define LB_EXT_FRAGMENT 1       /* a first fragment (offset 0, M set): stop after its header */
+#define LB_EXT_FRAGMENT 1       /* a first fragment (offset 0, M set): upper layer reached */
 #define LB_EXT_LATER_FRAGMENT 2 /* a fragment with an offset: stop, no L4 header follows */
 #define LB_EXT_TRUNCATED -1
 #define LB_EXT_INVALID -2 /* chain too long, or hop-by-hop not first */
@@ -102,12 +107,22 @@ static __always_inline int lb_is_ipv6_ext(__u8 nexthdr)
 /* Skips the extension headers starting at *off (right after the fixed IPv6
  * header) while *nexthdr names one, reading nothing at or past `end` (the
  * end of the IPv6 packet, an offset from data). On return *nexthdr is the
- * next protocol and *off its offset. */
+ * next protocol, *off its offset and *frag_hdr the offset of the fragment
+ * header that really fragments (M or offset set), if any. A later fragment
+ * stops right after that header; a first one goes on through the headers
+ * of the fragmentable part (RFC 8200 section 4.5) to the upper layer; a
+ * second real fragment header stops the walk at itself (protocol 44, not
+ * balanced). With `past_frag` 0 (a packet quoted by an ICMP error) a first
+ * fragment stops right after its fragment header too: walking on there as
+ * well takes the program past the verifier's 1M-instruction budget. The
+ * walk of dataplane/core/packet_parser.cpp skip_ipv6_ext_headers, step for
+ * step. */
 static __always_inline int lb_skip_ipv6_ext(void *data, void *data_end, __u32 *off, __u32 end,
-					    __u8 *nexthdr)
+					    __u8 *nexthdr, __u32 *frag_hdr, const int past_frag)
 {
 	__u32 o = *off;
 	__u8 nh = *nexthdr;
+	__u32 fh = 0;
 
 #pragma unroll
 	for (int i = 0; i < SLUICE_MAX_IPV6_EXT_HDRS; i++) {
@@ -123,13 +138,24 @@ static __always_inline int lb_skip_ipv6_ext(void *data, void *data_end, __u32 *o
 			/* Offset (high 13 bits) or M (bit 0) set: a real fragment. */
 			__u16 frag = bpf_ntohs(*(__be16 *)(h + 2));
 
+			if (frag & 0xfff9) {
+				if (fh) {
+					*off = o;
+					*nexthdr = nh;
+					*frag_hdr = fh;
+					return LB_EXT_FRAGMENT;
+				}
+				fh = o;
+				if ((frag & 0xfff8) || !past_frag) {
+					*off = o + 8;
+					*nexthdr = h[0];
+					*frag_hdr = fh;
+					return frag & 0xfff8 ? LB_EXT_LATER_FRAGMENT :
+							       LB_EXT_FRAGMENT;
+				}
+			}
 			nh = h[0];
 			o += 8;
-			if (frag & 0xfff9) {
-				*off = o;
-				*nexthdr = nh;
-				return frag & 0xfff8 ? LB_EXT_LATER_FRAGMENT : LB_EXT_FRAGMENT;
-			}
 			continue;
 		}
 		nh = h[0];
@@ -141,7 +167,8 @@ static __always_inline int lb_skip_ipv6_ext(void *data, void *data_end, __u32 *o
 		return LB_EXT_INVALID;
 	*off = o;
 	*nexthdr = nh;
-	return 0;
+	*frag_hdr = fh;
+	return fh ? LB_EXT_FRAGMENT : 0;
 }
 
 static __always_inline int lb_is_icmp_error(__u8 family, __u8 type)
@@ -203,6 +230,7 @@ static __always_inline int lb_parse_icmp6_inner(void *data, void *data_end, __u3
 						struct lb_packet *p)
 {
 	struct ipv6hdr *ip6 = data + off;
+	__u32 fh;
 	__u8 nh;
 	int ret;
 
@@ -212,7 +240,7 @@ static __always_inline int lb_parse_icmp6_inner(void *data, void *data_end, __u3
 		return -SLUICE_DROP_BAD_ICMP;
 	nh = ip6->nexthdr;
 	off += sizeof(*ip6);
-	ret = lb_skip_ipv6_ext(data, data_end, &off, end, &nh);
+	ret = lb_skip_ipv6_ext(data, data_end, &off, end, &nh, &fh, 0);
 	/* A later fragment carries no ports; a first one does. */
 	if (ret < 0 || ret == LB_EXT_LATER_FRAGMENT || off + LB_ICMP_QUOTED_L4 > end)
 		return -SLUICE_DROP_BAD_ICMP;
@@ -322,6 +350,7 @@ static __always_inline int lb_parse_ipv4(void *data, void *data_end, struct lb_p
 	if (frag & (LB_IP_MF | LB_IP_OFFSET)) {
 		p->flags |= LB_PKT_FRAGMENT;
 		p->frag_id = p->ip_id;
+		p->frag_proto = iph->protocol;
 		if (!(frag & LB_IP_OFFSET))
 			lb_first_frag_port(data, data_end, p->l3_off + hlen, p->l3_off + p->ip_len, p);
 		return lb_is_l4(p->key.proto) ? LB_PARSE_FLOW : LB_PARSE_PASS;
@@ -329,10 +358,19 @@ static __always_inline int lb_parse_ipv4(void *data, void *data_end, struct lb_p
 	return lb_parse_l4(data, data_end, p->l3_off + hlen, p->l3_off + p->ip_len, p);
 }
 
+/* An IPv6 fragment header (RFC 8200 section 4.5). */
+struct lb_frag6_hdr {
+	__u8 nexthdr;  /* the first header of the fragmentable part */
+	__u8 reserved;
+	__be16 frag;   /* offset (high 13 bits) and M (bit 0) */
+	__be32 id;     /* the datagram's identification */
+};
+
 static __always_inline int lb_parse_ipv6(void *data, void *data_end, struct lb_packet *p)
 {
 	struct ipv6hdr *ip6 = data + p->l3_off;
-	__u32 off, plen;
+	struct lb_frag6_hdr *fhdr;
+	__u32 off, plen, fh = 0;
 	__u8 nh;
 	int ret;
 
@@ -353,7 +391,7 @@ static __always_inline int lb_parse_ipv6(void *data, void *data_end, struct lb_p
 	__builtin_memcpy(p->key.dst.bytes, &ip6->daddr, 16);
 	nh = ip6->nexthdr;
 	off = p->l3_off + sizeof(*ip6);
-	ret = lb_skip_ipv6_ext(data, data_end, &off, p->l3_off + p->ip_len, &nh);
+	ret = lb_skip_ipv6_ext(data, data_end, &off, p->l3_off + p->ip_len, &nh, &fh, 1);
 	if (ret == LB_EXT_TRUNCATED)
 		return -SLUICE_DROP_TRUNCATED;
 	if (ret == LB_EXT_INVALID)
@@ -362,16 +400,22 @@ static __always_inline int lb_parse_ipv6(void *data, void *data_end, struct lb_p
 	if (ret == LB_EXT_LATER_FRAGMENT)
 		p->flags |= LB_PKT_LATER_FRAG;
 	if (ret == LB_EXT_FRAGMENT || ret == LB_EXT_LATER_FRAGMENT) {
-		/* The fragment header is the 8 bytes before off; its id at 4. */
-		__u32 fh = off - 4;
-		__be32 *id = data + fh;
-
 		p->flags |= LB_PKT_FRAGMENT;
-		if (fh > 0xffff || (void *)(id + 1) > data_end)
+		if (fh > 0xffff)
 			return -SLUICE_DROP_TRUNCATED;
-		p->frag_id = bpf_ntohl(*id);
+		fhdr = data + fh;
+		if ((void *)(fhdr + 1) > data_end)
+			return -SLUICE_DROP_TRUNCATED;
+		p->frag_id = bpf_ntohl(fhdr->id);
+		p->frag_proto = fhdr->nexthdr;
 		if (ret == LB_EXT_FRAGMENT)
 			lb_first_frag_port(data, data_end, off, p->l3_off + p->ip_len, p);
+		/* A later fragment after a routing or destination-options
+		 * header: those and the upper layer came in the first
+		 * fragment, whose record gives the protocol. */
+		if (ret == LB_EXT_LATER_FRAGMENT &&
+		    (nh == SLUICE_IPPROTO_ROUTING || nh == SLUICE_IPPROTO_DSTOPTS))
+			return LB_PARSE_FLOW;
 		return lb_is_l4(nh) ? LB_PARSE_FLOW : LB_PARSE_PASS;
 	}
 	return lb_parse_l4(data, data_end, off, p->l3_off + p->ip_len, p);

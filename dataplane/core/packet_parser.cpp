@@ -70,14 +70,20 @@ struct IpSpan {
 
 // Skips IPv6 extension headers from s.l4 (RFC 8200 section 4), at most
 // SLUICE_MAX_IPV6_EXT_HDRS of them, hop-by-hop only first (RFC 8200
-// section 4.1). Stops at the first other header, or just
-// after a fragment header that really fragments (its data is opaque past the
-// first fragment, and all fragments must hash alike, so the protocol it
-// names is the one reported). An atomic fragment (offset 0, M clear, RFC
-// 6946) is a whole datagram and is skipped like any extension header.
+// section 4.1). Stops at the first other header. A fragment header that
+// really fragments marks the span a fragment: past the first fragment it
+// ends the walk (the data after it is opaque, and the protocol it names is
+// the one reported); in the first fragment the walk goes on through the
+// headers of the fragmentable part, which RFC 8200 section 4.5 puts there
+// whole, to the upper layer and its ports, when `past_fragment` (an outer
+// packet; a packet quoted by an ICMP error stops after the fragment header,
+// as xdp/lb_parse.h does to stay within the BPF verifier's budget). A second real fragment header
+// ends the walk with protocol 44 (nothing sluice balances). An atomic
+// fragment (offset 0, M clear, RFC 6946) is a whole datagram and is skipped
+// like any extension header. xdp/lb_parse.h lb_skip_ipv6_ext walks alike.
 // Returns kOk, kTruncated, kIpv6ExtChainTooLong or kIpv6HopByHopNotFirst.
-[[gnu::noinline, gnu::cold]] ParseStatus skip_ipv6_ext_headers(const uint8_t* frame,
-                                                               IpSpan& s) noexcept {
+[[gnu::noinline, gnu::cold]] ParseStatus skip_ipv6_ext_headers(const uint8_t* frame, IpSpan& s,
+                                                               bool past_fragment) noexcept {
   for (unsigned n = 0;; ++n) {
     const uint8_t nh = s.proto;
     if (!is_ipv6_ext(nh)) return ParseStatus::kOk;
@@ -89,11 +95,14 @@ struct IpSpan {
     if (nh == SLUICE_IPPROTO_FRAGMENT) {
       const uint16_t field = load_be16(h + 2);
       if ((field & (kIpv6FragOffsetMask | kIpv6MoreFragments)) != 0) {
+        if (s.fragment) return ParseStatus::kOk;
         s.fragment = true;
         s.later_fragment = (field & kIpv6FragOffsetMask) != 0;
-        s.proto = h[0];
-        s.l4 += hlen;
-        return ParseStatus::kOk;
+        if (s.later_fragment || !past_fragment) {
+          s.proto = h[0];
+          s.l4 += hlen;
+          return ParseStatus::kOk;
+        }
       }
     } else {
       // Hdr Ext Len counts 8-byte units after the first 8 bytes.
@@ -103,6 +112,28 @@ struct IpSpan {
     s.proto = h[0];
     s.l4 += hlen;
   }
+}
+
+// The offset of the fragment header that really fragments (offset or M set)
+// in the IPv6 packet at l3 whose extension headers end at l4, or 0 when there
+// is none. The chain was checked by skip_ipv6_ext_headers(); this walk
+// checks its bounds again.
+size_t find_ipv6_fragment_header(const uint8_t* frame, size_t l3, size_t l4) noexcept {
+  size_t off = l3 + SLUICE_IPV6_HLEN;
+  uint8_t nh = frame[l3 + 6];
+  for (unsigned n = 0; n < SLUICE_MAX_IPV6_EXT_HDRS && is_ipv6_ext(nh); ++n) {
+    if (off + kIpv6ExtMinLen > l4) return 0;
+    const uint8_t* h = frame + off;
+    size_t hlen = kIpv6ExtMinLen;
+    if (nh == SLUICE_IPPROTO_FRAGMENT) {
+      if ((load_be16(h + 2) & (kIpv6FragOffsetMask | kIpv6MoreFragments)) != 0) return off;
+    } else {
+      hlen = (size_t{h[1]} + 1) * 8;
+    }
+    nh = h[0];
+    off += hlen;
+  }
+  return 0;
 }
 
 // Parses the packet quoted by an ICMP error, from `off` to `end` (the outer
@@ -131,7 +162,7 @@ ParseStatus parse_icmp_quote(const uint8_t* frame, size_t off, size_t end,
   } else {
     if (room < SLUICE_IPV6_HLEN || (h[0] >> 4) != 6) return ParseStatus::kBadIcmpEmbedded;
     IpSpan s{off + SLUICE_IPV6_HLEN, end, h[6], false, false};
-    if (skip_ipv6_ext_headers(frame, s) != ParseStatus::kOk || s.later_fragment ||
+    if (skip_ipv6_ext_headers(frame, s, false) != ParseStatus::kOk || s.later_fragment ||
         end - s.l4 < kQuotedL4Len) {
       return ParseStatus::kBadIcmpEmbedded;
     }
@@ -188,10 +219,17 @@ ParseStatus parse_icmp(const uint8_t* frame, size_t l4, size_t end, ParseResult&
 
 // A fragment: ports stay 0 so every fragment of a datagram hashes alike, and
 // the L4 header, if any, is left unread (a UDP length covers the datagram,
-// not this fragment).
-[[gnu::noinline, gnu::cold]] ParseStatus parse_fragment(uint8_t proto, ParseResult& r) noexcept {
+// not this fragment). A later IPv6 fragment whose fragment header names a
+// routing or destination-options header is kOk too: those headers and the
+// upper layer are in the first fragment only (RFC 8200 section 4.5), and
+// the fast path takes the protocol from the first fragment's record.
+[[gnu::noinline, gnu::cold]] ParseStatus parse_fragment(uint8_t proto, bool later,
+                                                        ParseResult& r) noexcept {
   r.is_fragment = true;
   if (is_flow_proto(proto)) return ParseStatus::kOk;
+  if (later && r.key.family == SLUICE_FAMILY_IPV6 &&
+      (proto == SLUICE_IPPROTO_ROUTING || proto == SLUICE_IPPROTO_DSTOPTS))
+    return ParseStatus::kOk;
   return proto == icmp_proto_of(r.key.family) ? ParseStatus::kIcmpOther
                                               : ParseStatus::kUnsupportedL4;
 }
@@ -211,7 +249,7 @@ ParseStatus parse_icmp(const uint8_t* frame, size_t l4, size_t end, ParseResult&
   r.l4_proto = s.proto;
   r.key.proto = s.proto;
   if (s.fragment) [[unlikely]]
-    return parse_fragment(s.proto, r);
+    return parse_fragment(s.proto, s.later_fragment, r);
 
   const size_t room = s.end - s.l4;
   const uint8_t* h = frame + s.l4;
@@ -285,7 +323,7 @@ ParseStatus parse_icmp(const uint8_t* frame, size_t l4, size_t end, ParseResult&
   std::memcpy(r.key.dst.bytes, h + 24, 16);
   IpSpan s{l3 + SLUICE_IPV6_HLEN, l3 + SLUICE_IPV6_HLEN + payload, h[6], false, false};
   if (is_ipv6_ext(s.proto)) [[unlikely]] {
-    const ParseStatus st = skip_ipv6_ext_headers(frame, s);
+    const ParseStatus st = skip_ipv6_ext_headers(frame, s, true);
     if (st != ParseStatus::kOk) return st;
   }
   return parse_l4(frame, s, r);
@@ -334,13 +372,17 @@ FragmentFacts fragment_facts(const uint8_t* frame, size_t len, const ParseResult
     const uint8_t* h = frame + l3;
     f.id = load_be16(h + 4);
     f.later = (load_be16(h + 6) & kIpv4FragOffsetMask) != 0;
+    f.record_proto = h[9];
   } else {
-    // The fragment header is the 8 bytes before l4: next header, reserved,
-    // offset and M (2 bytes), identification (4).
-    if (l3 + SLUICE_IPV6_HLEN + kIpv6ExtMinLen > l4) return f;
-    const uint8_t* h = frame + l4 - kIpv6ExtMinLen;
+    // The fragment header: next header, reserved, offset and M (2 bytes),
+    // identification (4). In a first fragment more extension headers may
+    // follow it before l4.
+    const size_t fh = find_ipv6_fragment_header(frame, l3, l4);
+    if (fh == 0) return f;
+    const uint8_t* h = frame + fh;
     f.id = load_be32(h + 4);
     f.later = (load_be16(h + 2) & kIpv6FragOffsetMask) != 0;
+    f.record_proto = h[0];
   }
   if (!f.later && end - l4 >= 4) std::memcpy(&f.first_dport, frame + l4 + 2, sizeof f.first_dport);
   f.valid = true;

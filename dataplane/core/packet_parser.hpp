@@ -16,7 +16,8 @@ namespace sluice {
 /// dropped and counted under parse_drop_reason()).
 enum class ParseStatus : uint8_t {
   /// TCP or UDP (possibly a fragment), or an ICMP/ICMPv6 error about a TCP or
-  /// UDP flow: the flow key is valid.
+  /// UDP flow: the flow key is valid. Also a later IPv6 fragment whose upper
+  /// layer only its first fragment shows (see ParseResult::key).
   kOk = 0,
   /// The EtherType is neither IPv4 nor IPv6 (ARP, LLDP, ...): pass it on.
   kNotIp,
@@ -27,7 +28,9 @@ enum class ParseStatus : uint8_t {
   kIcmpOther,
   /// IP, but the protocol is none of TCP, UDP or ICMP of the right family
   /// (GRE, SCTP, ESP, ...). The key holds the addresses and the protocol,
-  /// ports 0; at a VIP the caller drops it as SLUICE_DROP_UNSUPPORTED_L4.
+  /// ports 0. A VIP is an (address, port, TCP or UDP) triple, so no VIP
+  /// matches it: both fast paths pass it to the kernel (DESIGN.md, packet
+  /// path step 2) and count it in pass_packets.
   kUnsupportedL4,
 
   /// A header runs past the end of the frame (or of the IP packet).
@@ -64,9 +67,9 @@ enum class ParseStatus : uint8_t {
 constexpr bool is_reject(ParseStatus s) noexcept { return s >= ParseStatus::kTruncated; }
 
 /// The drop reason a status is counted under: SLUICE_DROP_NONE for kOk,
-/// kNotIp and kIcmpOther; SLUICE_DROP_UNSUPPORTED_L4 for kUnsupportedL4 (a
-/// drop only when the caller finds the destination is a VIP); a reason for
-/// every reject.
+/// kNotIp and kIcmpOther; SLUICE_DROP_UNSUPPORTED_L4 for kUnsupportedL4 (for
+/// a caller that drops it; sluice's fast paths pass it, see kUnsupportedL4);
+/// a reason for every reject.
 sluice_drop_reason parse_drop_reason(ParseStatus s) noexcept;
 
 /// A short stable name for a status ("ok", "truncated", ...) for logs and tests.
@@ -87,7 +90,11 @@ struct ParseResult {
   /// The flow as the client sent it (client -> VIP, network order, unused
   /// bytes zero). For an ICMP error: the quoted packet's tuple reversed (the
   /// quoted packet went VIP -> client), so the error meets the flow's
-  /// backend. For a fragment: ports 0. For kNotIp: all zero.
+  /// backend. For a fragment: ports 0, and the protocol of its upper layer
+  /// where the fragment shows it; a later IPv6 fragment whose fragment
+  /// header names a routing (43) or destination-options (60) header has that
+  /// protocol, the upper layer being in the first fragment only. For kNotIp:
+  /// all zero.
   sluice_flow_key key;
   /// Next-hop MTU, bytes, of an ICMP fragmentation-needed (type 3 code 4) or
   /// ICMPv6 packet-too-big; 0 otherwise.
@@ -95,8 +102,10 @@ struct ParseResult {
   /// Start of the IP header (after Ethernet and VLAN tags).
   uint16_t l3_offset;
   /// Start of the L4 header (after IPv4 options / IPv6 extension headers);
-  /// the ICMP header for ICMP errors; the fragment data for fragments (for
-  /// IPv6 right after the fragment header, which fragment_facts() reads).
+  /// the ICMP header for ICMP errors; for fragments the L4 header of a first
+  /// fragment (after any extension headers that follow an IPv6 fragment
+  /// header), the fragment data of a later one (right after the fragment
+  /// header).
   uint16_t l4_offset;
   /// Start of the L4 payload (after the TCP header with options, the UDP or
   /// ICMP header); 0 when there is none (fragments, kUnsupportedL4).
@@ -146,6 +155,12 @@ struct FragmentFacts {
   /// header); 0 for a later fragment and for a first one too short to hold
   /// it. The flow key's ports stay 0 either way.
   uint16_t first_dport;
+  /// The protocol every fragment of the datagram names, which keys its
+  /// record: IPv4's protocol field, or the IPv6 fragment header's next
+  /// header (RFC 8200 section 4.5: the first header of the fragmentable
+  /// part, so 60 where destination options precede TCP). The flow key's
+  /// protocol is the upper layer's, which a later fragment may not show.
+  uint8_t record_proto;
   /// Fragment offset != 0: a later fragment, no L4 header in it.
   bool later;
   /// False when `r` is not a TCP/UDP fragment (is_fragment, status kOk) or
@@ -166,7 +181,8 @@ inline constexpr size_t kMaxParsedFrameLen = 65535;
 /// Parses one Ethernet frame of `len` bytes at `frame`: Ethernet, up to
 /// SLUICE_MAX_VLAN_TAGS 802.1Q/802.1ad tags, IPv4 (RFC 791, options skipped)
 /// or IPv6 (RFC 8200, up to SLUICE_MAX_IPV6_EXT_HDRS hop-by-hop (first
-/// only), routing, destination-options and fragment headers skipped), then TCP, UDP, or ICMP
+/// only), routing, destination-options and fragment headers skipped, in a
+/// first fragment also those after its fragment header), then TCP, UDP, or ICMP
 /// (RFC 792) / ICMPv6 (RFC 4443) errors with their quoted header. Never reads
 /// outside [frame, frame + len); checksums are not verified. No allocation,
 /// no exceptions; safe to call on any bytes.

@@ -38,7 +38,7 @@ FragTable::Slot* FragTable::find_slot(const FragKey& key) const noexcept {
   return nullptr;
 }
 
-void FragTable::record(const FragKey& key, uint32_t vip_id, uint16_t port) noexcept {
+void FragTable::record(const FragKey& key, uint32_t vip_id, uint16_t port, uint8_t proto) noexcept {
   Slot* b = bucket_of(key);
   Slot* to = nullptr;
   for (uint32_t w = 0; w < kWays && to == nullptr; ++w)
@@ -53,7 +53,7 @@ void FragTable::record(const FragKey& key, uint32_t vip_id, uint16_t port) noexc
     ++evictions_;
   }
   to->key = key;
-  to->rec = FragRecord{.vip_id = vip_id, .port = port, .dropped = false};
+  to->rec = FragRecord{.vip_id = vip_id, .port = port, .proto = proto, .dropped = false};
   to->stamp = next_stamp_++;
 }
 
@@ -66,13 +66,17 @@ void FragTable::mark_dropped(const FragKey& key) noexcept {
   if (Slot* s = find_slot(key)) s->rec.dropped = true;
 }
 
-FragKey frag_key_of(const sluice_flow_key& flow, uint32_t id) noexcept {
+void FragTable::erase(const FragKey& key) noexcept {
+  if (Slot* s = find_slot(key)) s->key.family = 0;
+}
+
+FragKey frag_key_of(const sluice_flow_key& flow, uint32_t id, uint8_t record_proto) noexcept {
   FragKey k{};
   k.src = flow.src;
   k.dst = flow.dst;
   k.id = id;
   k.family = flow.family;
-  k.proto = flow.proto;
+  k.proto = record_proto;
   return k;
 }
 

@@ -20,7 +20,7 @@ struct FragKey {
   sluice_ip dst;   ///< destination address, network order
   uint32_t id;     ///< identification, host order: IPv4's 16 bits, IPv6's 32
   uint8_t family;  ///< SLUICE_FAMILY_*
-  uint8_t proto;   ///< the datagram's upper-layer protocol
+  uint8_t proto;   ///< the protocol every fragment names (FragmentFacts::record_proto)
   uint8_t pad[2];  ///< zero
 };
 static_assert(sizeof(FragKey) == 40);
@@ -29,6 +29,7 @@ static_assert(sizeof(FragKey) == 40);
 struct FragRecord {
   uint32_t vip_id;  ///< the VIP's id when the first fragment came
   uint16_t port;    ///< the first fragment's destination port, network order
+  uint8_t proto;    ///< the first fragment's upper-layer protocol (TCP or UDP)
   bool dropped;     ///< the first fragment was dropped: drop the rest
 };
 
@@ -40,7 +41,7 @@ struct FragRecord {
 /// expire otherwise, as XDP's LRU map's do not: a record is only a hint that
 /// the VIP and its id are checked against on use.
 ///
-/// All memory is allocated by create(); record(), find() and mark_dropped()
+/// All memory is allocated by create(); record(), find(), mark_dropped() and erase()
 /// allocate nothing, take no locks and are O(kWays). One owner thread (the
 /// worker's lcore): not thread-safe.
 class FragTable {
@@ -57,12 +58,18 @@ class FragTable {
   [[nodiscard]] static Result<FragTable> create(uint32_t capacity, uint32_t seed);
 
   /// Records (or re-records, clearing `dropped`) the datagram's first
-  /// fragment, evicting the bucket's oldest record when the bucket is full.
-  void record(const FragKey& key, uint32_t vip_id, uint16_t port) noexcept;
+  /// fragment, which found VIP `vip_id` by destination `port` (network
+  /// order) and upper-layer protocol `proto`, evicting the bucket's oldest
+  /// record when the bucket is full.
+  void record(const FragKey& key, uint32_t vip_id, uint16_t port, uint8_t proto) noexcept;
   /// The datagram's record, or nullptr. Valid until the next record().
   [[nodiscard]] const FragRecord* find(const FragKey& key) const noexcept;
   /// Sets `dropped` in the datagram's record, if it has one.
   void mark_dropped(const FragKey& key) noexcept;
+  /// Removes the datagram's record, if it has one: a first fragment that
+  /// records nothing (no VIP) must not leave an older datagram's record
+  /// with the same key for its later fragments to follow.
+  void erase(const FragKey& key) noexcept;
 
   /// Records the table holds at most (a power of two).
   [[nodiscard]] uint32_t capacity() const noexcept { return mask_ + 1; }
@@ -86,8 +93,10 @@ class FragTable {
   uint64_t evictions_ = 0;
 };
 
-/// The FragKey of a fragment with flow key `flow` (addresses, protocol and
-/// family; the ports are ignored) and identification `id`.
-[[nodiscard]] FragKey frag_key_of(const sluice_flow_key& flow, uint32_t id) noexcept;
+/// The FragKey of a fragment with flow key `flow` (addresses and family; the
+/// ports and protocol are ignored), identification `id` and record protocol
+/// `record_proto` (FragmentFacts::record_proto).
+[[nodiscard]] FragKey frag_key_of(const sluice_flow_key& flow, uint32_t id,
+                                  uint8_t record_proto) noexcept;
 
 }  // namespace sluice::dpdk

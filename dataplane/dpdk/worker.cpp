@@ -369,20 +369,31 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
   if (!f.later) {
     // By its own destination port, as an unfragmented packet.
     k.dport = f.first_dport;
-    if ((p.vip = s.find_vip(k)) == nullptr) return FragStep::kKernel;
+    const FragKey fk = frag_key_of(p.pr.key, f.id, f.record_proto);
+    p.vip = s.find_vip(k);
     port = k.dport;
-    if (port != 0) {
-      frags_.record(frag_key_of(p.pr.key, f.id), p.vip->meta.vip_id, port);
+    if (p.vip == nullptr || port == 0) {
+      // Nothing to record: an older datagram's record with this key must
+      // not send this datagram's later fragments to its VIP.
+      frags_.erase(fk);
+      if (p.vip == nullptr) return FragStep::kKernel;
+    } else {
+      frags_.record(fk, p.vip->meta.vip_id, port, k.proto);
       p.frag = kFragRecorded;
     }
   } else {
-    const FragRecord* seen = frags_.find(frag_key_of(p.pr.key, f.id));
+    const FragRecord* seen = frags_.find(frag_key_of(p.pr.key, f.id, f.record_proto));
     if (seen == nullptr) {
       // No first fragment seen: the wildcard VIP of the address, if any.
       if ((p.vip = s.find_vip(k)) != nullptr) return FragStep::kVip;
       ++counters_->global.frag_unmatched;
       return FragStep::kKernel;
     }
+    // The first fragment's protocol, which a later IPv6 fragment behind
+    // destination options does not show; the flow key gets it too, so the
+    // fragment hashes as its first fragment did.
+    k.proto = seen->proto;
+    p.pr.key.proto = seen->proto;
     // The VIP may have gone, or its key been given to another, since.
     k.dport = seen->port;
     const Snapshot::Vip* v = s.find_vip(k);
@@ -408,7 +419,8 @@ uint16_t Worker::process_burst_at(rte_mbuf* const* pkts, uint16_t n, Verdicts& o
 bool Worker::frag_first_dropped(const rte_mbuf* m, const Packet& p) const noexcept {
   const FragmentFacts f =
       fragment_facts(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), p.pr);
-  const FragRecord* seen = f.valid ? frags_.find(frag_key_of(p.pr.key, f.id)) : nullptr;
+  const FragRecord* seen =
+      f.valid ? frags_.find(frag_key_of(p.pr.key, f.id, f.record_proto)) : nullptr;
   return seen != nullptr && seen->dropped;
 }
 
@@ -556,7 +568,7 @@ void Worker::mark_frag_dropped(const rte_mbuf* m, Packet& p) noexcept {
     return;
   const FragmentFacts f =
       fragment_facts(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), p.pr);
-  if (f.valid) frags_.mark_dropped(frag_key_of(p.pr.key, f.id));
+  if (f.valid) frags_.mark_dropped(frag_key_of(p.pr.key, f.id, f.record_proto));
   p.frag &= static_cast<uint8_t>(~kFragRecorded);
 }
 

@@ -312,6 +312,31 @@ std::vector<Row> LbPacketTest::rows() {
     r.delta.frag_unmatched = 1;
     t.push_back(r);
   }
+  // A first fragment that finds no VIP erases the record an older datagram
+  // with the same addresses, protocol and id left (review9): its later
+  // fragments are not sent after the older one's.
+  t.push_back(hit("IPv4 first fragment to a port VIP (datagram id 12)",
+                  frame()
+                      .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 12, .more_fragments = true})
+                      .udp(udp(5000, 53))
+                      .payload(pattern(64))
+                      .build(),
+                  2, k_pfrag4));
+  t.push_back(pass("IPv4 first fragment of a new datagram, id 12 again, to no VIP",
+                   frame()
+                       .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 12, .more_fragments = true})
+                       .udp(udp(5000, 54))
+                       .payload(pattern(64))
+                       .build()));
+  {
+    Row r = pass("IPv4 later fragment of the new datagram: the old record is gone",
+                 frame()
+                     .ipv4({.src = kClient, .dst = "10.0.0.1", .id = 12, .frag_offset = 72})
+                     .raw({.bytes = pattern(30), .proto = kUdp})
+                     .build());
+    r.delta.frag_unmatched = 1;
+    t.push_back(r);
+  }
   // A datagram whose first fragment was dropped: its later fragments are
   // dropped too (the record in sluice_frags is marked), not sent on as
   // half a datagram. `first` is the dropped first fragment's row.
@@ -370,6 +395,39 @@ std::vector<Row> LbPacketTest::rows() {
                       .raw({.bytes = pattern(30), .proto = kTcp})
                       .build(),
                   5, k_pfrag6));
+  // Destination options after the fragment header (review9): the first
+  // fragment is walked on to its TCP ports; a later one names only 60, and
+  // its first fragment's record gives the protocol.
+  t.push_back(
+      hit("IPv6 first fragment, destination options after the fragment header",
+          frame()
+              .ipv6(v6(kClient6, "2001:db8::1"))
+              .ipv6_ext(
+                  {.type = SLUICE_IPPROTO_FRAGMENT, .more_fragments = true, .frag_id = 0x12345679})
+              .ipv6_ext({.type = SLUICE_IPPROTO_DSTOPTS, .len = 16})
+              .tcp(tcp(40022, 443))
+              .payload(pattern(64))
+              .build(),
+          5, k_pfrag6));
+  t.push_back(hit(
+      "IPv6 later fragment of that datagram: the same backend",
+      frame()
+          .ipv6(v6(kClient6, "2001:db8::1"))
+          .ipv6_ext({.type = SLUICE_IPPROTO_FRAGMENT, .frag_offset = 104, .frag_id = 0x12345679})
+          .raw({.bytes = pattern(30), .proto = SLUICE_IPPROTO_DSTOPTS})
+          .build(),
+      5, k_pfrag6));
+  {
+    Row r = pass(
+        "IPv6 later fragment behind destination options, no record: passed and counted",
+        frame()
+            .ipv6(v6(kClient6, "2001:db8::1"))
+            .ipv6_ext({.type = SLUICE_IPPROTO_FRAGMENT, .frag_offset = 104, .frag_id = 0x1234567a})
+            .raw({.bytes = pattern(30), .proto = SLUICE_IPPROTO_DSTOPTS})
+            .build());
+    r.delta.frag_unmatched = 1;
+    t.push_back(r);
+  }
   {
     // The same datagram id from another client is another datagram.
     Row r = pass("IPv6 later fragment whose first was not seen: passed and counted",

@@ -202,15 +202,19 @@ inline constexpr int kDatagramsPerCase = 500;
 /// A datagram from client:sport to `v` (TCP ACK or UDP, 3000 bytes of
 /// payload) with identification `id` (IPv4: its low 16 bits), cut into
 /// fragments of at most 1232 data bytes, so that each fits the MTU once
-/// encapsulated; the first carries the L4 header.
+/// encapsulated; the first carries the L4 header. With `dst_opts` (IPv6
+/// only) a destination-options header precedes the L4 one: fragmentable,
+/// so it follows the fragment header in the first fragment only, and the
+/// later fragments' fragment headers name it (60), not the L4 protocol.
 inline std::vector<Bytes> fragmented_datagram(const VipDef& v, const std::string& client,
-                                              uint16_t sport, uint32_t id) {
+                                              uint16_t sport, uint32_t id, bool dst_opts = false) {
   PacketBuilder p;
   p.eth({.dst = kLbMac, .src = kRouterMac});
   if (v.v6)
     p.ipv6({.src = client, .dst = v.addr});
   else
     p.ipv4({.src = client, .dst = v.addr, .id = static_cast<uint16_t>(id)});
+  if (v.v6 && dst_opts) p.ipv6_ext({.type = SLUICE_IPPROTO_DSTOPTS, .len = 16});
   if (v.proto == SLUICE_IPPROTO_TCP)
     p.tcp({.sport = sport, .dport = v.port, .flags = 0x10});
   else
@@ -228,14 +232,16 @@ struct FragmentRun {
   std::vector<Bytes> firsts;     ///< by datagram: its first fragment
 };
 
-/// Draws two datagrams to `v` (random client, port and id from `rng`) and
-/// interleaves their fragments.
+/// Draws two datagrams to `v` (random client, port and id from `rng`; for
+/// IPv6 a destination-options header in about half) and interleaves their
+/// fragments.
 inline FragmentRun random_fragment_run(std::mt19937_64& rng, const VipDef& v) {
   std::vector<Bytes> d[2];
   for (auto& frags : d) {
     const std::string client = random_client(rng, v.v6);
     const auto sport = static_cast<uint16_t>(1024 + rng() % 64000);
-    frags = fragmented_datagram(v, client, sport, static_cast<uint32_t>(rng()));
+    const auto id = static_cast<uint32_t>(rng());
+    frags = fragmented_datagram(v, client, sport, id, v.v6 && (rng() & 1) != 0);
     EXPECT_GE(frags.size(), 3u) << v.name;
   }
   FragmentRun run;

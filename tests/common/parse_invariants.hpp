@@ -61,8 +61,13 @@ inline const char* parse_invariant_violation(const ParseResult& r, size_t len) {
   const uint8_t icmp =
       r.key.family == SLUICE_FAMILY_IPV4 ? SLUICE_IPPROTO_ICMP : SLUICE_IPPROTO_ICMPV6;
   if (r.is_icmp_error && r.l4_proto != icmp) return "ICMP error flag without ICMP";
+  // A later IPv6 fragment may name a routing or destination-options header
+  // in place of its upper layer (packet_parser.hpp, ParseResult::key).
+  const bool later_behind_ext =
+      r.is_fragment && r.key.family == SLUICE_FAMILY_IPV6 &&
+      (r.key.proto == SLUICE_IPPROTO_ROUTING || r.key.proto == SLUICE_IPPROTO_DSTOPTS);
   if (r.status == ParseStatus::kOk && r.key.proto != SLUICE_IPPROTO_TCP &&
-      r.key.proto != SLUICE_IPPROTO_UDP) {
+      r.key.proto != SLUICE_IPPROTO_UDP && !later_behind_ext) {
     return "flow key of neither TCP nor UDP";
   }
   if (r.status != ParseStatus::kOk && (r.key.sport != 0 || r.key.dport != 0)) {

@@ -270,6 +270,70 @@ inline std::vector<Fixture> parser_fixtures() {
   f.push_back({"ipv6 first fragment", v6_frags.at(0), v6_frag});
   f.push_back({"ipv6 middle fragment", v6_frags.at(1), v6_frag});
   f.push_back({"ipv6 last fragment", v6_frags.at(2), v6_frag});
+  // Destination options after the fragment header (RFC 8200 section 4.5:
+  // part of the fragmentable part, so in the first fragment only): the
+  // first fragment is walked to its TCP header; a later one shows only the
+  // fragment header's next header, 60.
+  const Bytes v6_dst_dgram = PacketBuilder()
+                                 .ipv6()
+                                 .ipv6_ext({.type = dst, .len = 16})
+                                 .tcp()
+                                 .payload(Bytes(100, 0x6c))
+                                 .build();
+  // (The later one is of another datagram, so that a fast path fed this
+  // table in order finds no record of its first fragment.)
+  f.push_back({"ipv6 first fragment, destination options after the fragment header",
+               fragment_ipv6(v6_dst_dgram, kL3, 64, 0xabce).at(0), v6_frag});
+  f.push_back({"ipv6 later fragment, destination options after the fragment header",
+               fragment_ipv6(v6_dst_dgram, kL3, 64, 0xabcf).at(1),
+               {.src = kClientV6, .dst = kVipV6, .proto = dst, .fragment = true}});
+  f.push_back({"ipv6 first fragment, routing and destination options after it",
+               PacketBuilder()
+                   .ipv6()
+                   .ipv6_ext({.type = frag, .more_fragments = true, .frag_id = 3})
+                   .ipv6_ext({.type = rt, .len = 24})
+                   .ipv6_ext({.type = dst})
+                   .udp()
+                   .build(),
+               {.src = kClientV6, .dst = kVipV6, .proto = udp, .fragment = true}});
+  f.push_back({"ipv6 first fragment, chain past the bound after it",
+               PacketBuilder()
+                   .ipv6()
+                   .ipv6_ext({.type = frag, .more_fragments = true, .frag_id = 3})
+                   .ipv6_ext({.type = dst})
+                   .ipv6_ext({.type = dst})
+                   .ipv6_ext({.type = dst})
+                   .ipv6_ext({.type = dst})
+                   .tcp()
+                   .build(),
+               reject(ParseStatus::kIpv6ExtChainTooLong)});
+  f.push_back({"ipv6 first fragment, destination options cut short after it",
+               PacketBuilder()
+                   .ipv6()
+                   .ipv6_ext({.type = frag, .more_fragments = true, .frag_id = 3})
+                   .raw({.bytes = {SLUICE_IPPROTO_TCP, 2, 1, 0, 0, 0, 0, 0}, .proto = dst})
+                   .build(),
+               reject(ParseStatus::kTruncated)});
+  f.push_back({"ipv6 first fragment, hop-by-hop after it",
+               PacketBuilder()
+                   .ipv6()
+                   .ipv6_ext({.type = frag, .more_fragments = true, .frag_id = 3})
+                   .ipv6_ext({.type = hop})
+                   .tcp()
+                   .build(),
+               reject(ParseStatus::kIpv6HopByHopNotFirst)});
+  f.push_back({"ipv6 first fragment, a second fragment header after it",
+               PacketBuilder()
+                   .ipv6()
+                   .ipv6_ext({.type = frag, .more_fragments = true, .frag_id = 3})
+                   .ipv6_ext({.type = frag, .more_fragments = true, .frag_id = 4})
+                   .tcp()
+                   .build(),
+               {.status = ParseStatus::kUnsupportedL4,
+                .src = kClientV6,
+                .dst = kVipV6,
+                .proto = frag,
+                .fragment = true}});
 
   // ICMP errors about a flow: keyed as the flow's client -> VIP packets.
   const Expect v4_tcp_err = {.src = kClientV4,
@@ -332,6 +396,23 @@ inline std::vector<Fixture> parser_fixtures() {
   f.push_back({"icmp error quoting ihl 4",
                icmp4(3, 4, patched8(head(v4_reply(tcp), 28), 0, 0x44), 1400),
                reject(ParseStatus::kBadIcmpEmbedded)});
+  // A quoted first fragment is not walked past its fragment header (the
+  // XDP verifier's budget): destination options there end the quote's walk.
+  {
+    PacketBuilder q;
+    q.ipv6({.src = kVipV6, .dst = kClientV6})
+        .ipv6_ext({.type = frag, .more_fragments = true, .frag_id = 5})
+        .ipv6_ext({.type = dst})
+        .udp({.sport = 53, .dport = 40000})
+        .payload(Bytes(64, 0xab));
+    f.push_back({"icmpv6 error quoting a first fragment behind destination options",
+                 icmp6(1, 4, q.build_ip()),
+                 {.status = ParseStatus::kIcmpOther,
+                  .src = kRouterV6,
+                  .dst = kVipV6,
+                  .proto = SLUICE_IPPROTO_ICMPV6,
+                  .icmp_error = true}});
+  }
   const Bytes echo_reply =
       PacketBuilder().ipv4({.src = kVipV4, .dst = kClientV4}).icmp({.type = 0}).build_ip();
   f.push_back({"icmp error quoting an echo reply",

@@ -578,15 +578,26 @@ TEST_F(WorkerTest, PortVipFragmentsFollowTheirFirstFragment) {
   const std::vector<Bytes> v6f = fragment_ipv6(
       frame().ipv6(v6(kClient6, "2001:db8::1")).tcp(tcp(40000, 443)).payload(pattern(3000)).build(),
       14, 1232, 0xabcdef01);
+  // Destination options after the fragment header (review9): in the first
+  // fragment only, so a later one names 60 and takes TCP from the record.
+  const std::vector<Bytes> v6dst = fragment_ipv6(frame()
+                                                     .ipv6(v6(kClient6, "2001:db8::1"))
+                                                     .ipv6_ext({.len = 16})
+                                                     .tcp(tcp(40001, 443))
+                                                     .payload(pattern(3000))
+                                                     .build(),
+                                                 14, 1232, 0xabcdef02);
   const struct {
     const std::vector<Bytes>& frags;
     uint32_t vip;
     sluice_flow_key key;
   } cases[] = {{v4f, 2, flow_key(kClient, 0, "10.0.0.1", 53, kUdp)},
-               {v6f, 4, flow_key(kClient6, 0, "2001:db8::1", 443, kTcp)}};
+               {v6f, 4, flow_key(kClient6, 0, "2001:db8::1", 443, kTcp)},
+               {v6dst, 4, flow_key(kClient6, 0, "2001:db8::1", 443, kTcp)}};
   for (const auto& c : cases) {
     ASSERT_GE(c.frags.size(), 3u);
     const sluice_global_stats g0 = worker_->global_stats();
+    const uint64_t vip_packets0 = worker_->vip_stats(c.vip).packets;
     Bytes outer;
     for (size_t i = 0; i < c.frags.size(); ++i) {
       SCOPED_TRACE(i);
@@ -604,7 +615,7 @@ TEST_F(WorkerTest, PortVipFragmentsFollowTheirFirstFragment) {
     const sluice_global_stats g = worker_->global_stats();
     EXPECT_EQ(g.tx_packets - g0.tx_packets, c.frags.size());
     EXPECT_EQ(g.frag_unmatched - g0.frag_unmatched, 0u);
-    EXPECT_EQ(worker_->vip_stats(c.vip).packets, c.frags.size());
+    EXPECT_EQ(worker_->vip_stats(c.vip).packets - vip_packets0, c.frags.size());
   }
 }
 
@@ -654,6 +665,23 @@ TEST_F(WorkerTest, LaterFragmentBeforeItsFirstGoesToTheKernel) {
   EXPECT_EQ(backend_of(run(f[1])), backend);
   EXPECT_EQ(backend_of(run(f[2])), backend);
   EXPECT_EQ(worker_->global_stats().frag_unmatched - g0.frag_unmatched, 1u);
+}
+
+// A first fragment that finds no VIP erases the record an older datagram
+// with the same addresses, protocol and id left (review9): the new
+// datagram's later fragments go to the kernel, not after the old one's.
+TEST_F(WorkerTest, NoVipFirstFragmentErasesAStaleRecord) {
+  const std::vector<Bytes> old_dgram = frags4("10.0.0.1", 53, 250);
+  const std::vector<Bytes> new_dgram = frags4("10.0.0.1", 54, 250);  // no VIP on port 54
+  EXPECT_STREQ(name(run(old_dgram[0]).verdict), name(Verdict::kTx));
+  const sluice_global_stats g0 = worker_->global_stats();
+  EXPECT_STREQ(name(run(new_dgram[0]).verdict), name(Verdict::kKernel));
+  EXPECT_STREQ(name(run(new_dgram[1]).verdict), name(Verdict::kKernel));
+  sluice_global_stats want = passed(new_dgram[0].size() + new_dgram[1].size());
+  want.pass_packets = 2;
+  want.rx_packets = 2;
+  want.frag_unmatched = 1;
+  expect_delta(g0, worker_->global_stats(), want, "new datagram");
 }
 
 // A first fragment dropped after it was recorded drops its later fragments
@@ -748,25 +776,37 @@ TEST(FragTableTest, RecordFindMarkEvict) {
   dpdk::FragTable& ft = t.value();
   EXPECT_EQ(ft.capacity(), 128u);
   const sluice_flow_key k = flow_key(kClient, 0, "10.0.0.1", 0, kUdp);
-  const dpdk::FragKey a = dpdk::frag_key_of(k, 1);
-  const dpdk::FragKey b = dpdk::frag_key_of(k, 2);
+  const dpdk::FragKey a = dpdk::frag_key_of(k, 1, kUdp);
+  const dpdk::FragKey b = dpdk::frag_key_of(k, 2, kUdp);
   EXPECT_EQ(ft.find(a), nullptr);
-  ft.record(a, 2, sl_htons(53));
+  ft.record(a, 2, sl_htons(53), kUdp);
   ASSERT_NE(ft.find(a), nullptr);
   EXPECT_EQ(ft.find(a)->vip_id, 2u);
   EXPECT_EQ(ft.find(a)->port, sl_htons(53));
+  EXPECT_EQ(ft.find(a)->proto, kUdp);
   EXPECT_FALSE(ft.find(a)->dropped);
   EXPECT_EQ(ft.find(b), nullptr);
   ft.mark_dropped(b);  // no record: nothing
   EXPECT_EQ(ft.find(b), nullptr);
   ft.mark_dropped(a);
   EXPECT_TRUE(ft.find(a)->dropped);
-  ft.record(a, 3, sl_htons(54));  // a new first fragment with the id: a fresh record
+  ft.record(a, 3, sl_htons(54), kUdp);  // a new first fragment with the id: a fresh record
   EXPECT_FALSE(ft.find(a)->dropped);
   EXPECT_EQ(ft.find(a)->vip_id, 3u);
   EXPECT_EQ(ft.evictions(), 0u);
-  // The ports of the flow key are not part of the datagram's key.
-  EXPECT_NE(ft.find(dpdk::frag_key_of(flow_key(kClient, 1, "10.0.0.1", 2, kUdp), 1)), nullptr);
+  // The ports and protocol of the flow key are not part of the datagram's
+  // key; the record protocol is.
+  EXPECT_NE(ft.find(dpdk::frag_key_of(flow_key(kClient, 1, "10.0.0.1", 2, kTcp), 1, kUdp)),
+            nullptr);
+  EXPECT_EQ(ft.find(dpdk::frag_key_of(k, 1, SLUICE_IPPROTO_DSTOPTS)), nullptr);
+  // Erasing: the record goes, another stays; erasing a missing one is a no-op.
+  ft.record(b, 4, sl_htons(55), kUdp);
+  ft.erase(a);
+  EXPECT_EQ(ft.find(a), nullptr);
+  ASSERT_NE(ft.find(b), nullptr);
+  EXPECT_EQ(ft.find(b)->vip_id, 4u);
+  ft.erase(a);
+  EXPECT_NE(ft.find(b), nullptr);
 }
 
 TEST(SnapshotTest, RejectsInvalidSpecs) {

@@ -247,6 +247,16 @@ INSTANTIATE_TEST_SUITE_P(
                    "t.toml:5:7: xdp.mtu: expected an integer 576..9216, got 100",
                    "t.toml:6:15: xdp.gateway_mac: expected a MAC address like "
                    "\"02:00:5e:00:53:01\", got \"02:00\""}},
+        ErrorCase{"gateway_mac_group_address",
+                  "[xdp]\ninterfaces = [\"eth0\"]\ngateway_mac = \"ff:ff:ff:ff:ff:ff\"\n",
+                  {"t.toml:3:15: xdp.gateway_mac: expected the next hop's own (unicast) MAC, got "
+                   "the group address ff:ff:ff:ff:ff:ff (broadcast or multicast: the least "
+                   "significant bit of the first octet is set)"}},
+        ErrorCase{"dpdk_gateway_mac_multicast",
+                  "[dpdk]\nports = [\"net_tap0\"]\ngateway_mac = \"01:00:5e:00:00:01\"\n",
+                  {"t.toml:3:15: dpdk.gateway_mac: expected the next hop's own (unicast) MAC, got "
+                   "the group address 01:00:5e:00:00:01 (broadcast or multicast: the least "
+                   "significant bit of the first octet is set)"}},
         ErrorCase{"control_and_metrics",
                   "[control]\nsocket = \"relative.sock\"\nmode = \"0999\"\n[metrics]\n"
                   "listen = \"localhost:99999\"\n",

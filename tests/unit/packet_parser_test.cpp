@@ -264,9 +264,10 @@ TEST(PacketParser, LaterFragmentsReadNoL4Header) {
   EXPECT_EQ(r.key.proto, SLUICE_IPPROTO_TCP);
 }
 
-// fragment_facts: the datagram id, first or later, and the first
-// fragment's destination port, for both families, with IPv4 options and an
-// IPv6 extension header before the fragment header.
+// fragment_facts: the datagram id, first or later, the first fragment's
+// destination port and the record protocol, for both families, with IPv4
+// options, an IPv6 extension header before the fragment header, and one
+// after it (destination options, in the first fragment only: review9).
 TEST(PacketParser, FragmentFactsOfFirstAndLaterFragments) {
   const Bytes v4 = PacketBuilder()
                        .ipv4({.id = 0xbeef, .options = {0x94, 4, 0, 0}})
@@ -279,12 +280,24 @@ TEST(PacketParser, FragmentFactsOfFirstAndLaterFragments) {
                        .tcp({.sport = 40000, .dport = 443})
                        .payload(Bytes(3000, 9))
                        .build();
+  const Bytes v6_dst = PacketBuilder()
+                           .ipv6()
+                           .ipv6_ext({.type = SLUICE_IPPROTO_DSTOPTS, .len = 24})
+                           .udp({.sport = 5000, .dport = 4789})
+                           .payload(Bytes(3000, 9))
+                           .build();
+  const uint8_t udp = SLUICE_IPPROTO_UDP;
+  const uint8_t tcp = SLUICE_IPPROTO_TCP;
+  const uint8_t dst = SLUICE_IPPROTO_DSTOPTS;
   const struct {
     std::vector<Bytes> frags;
     uint32_t id;
     uint16_t dport;
-  } cases[] = {{test::fragment_ipv4(v4, 14, 1480), 0xbeef, 53},
-               {test::fragment_ipv6(v6, 14, 1232, 0x89abcdef), 0x89abcdef, 443}};
+    uint8_t record_proto;
+    uint8_t later_proto;  // the key's protocol in a later fragment
+  } cases[] = {{test::fragment_ipv4(v4, 14, 1480), 0xbeef, 53, udp, udp},
+               {test::fragment_ipv6(v6, 14, 1232, 0x89abcdef), 0x89abcdef, 443, tcp, tcp},
+               {test::fragment_ipv6(v6_dst, 14, 1232, 0x12345678), 0x12345678, 4789, dst, dst}};
   for (const auto& c : cases) {
     ASSERT_GE(c.frags.size(), 3u);
     for (size_t i = 0; i < c.frags.size(); ++i) {
@@ -297,6 +310,9 @@ TEST(PacketParser, FragmentFactsOfFirstAndLaterFragments) {
       EXPECT_EQ(f.id, c.id);
       EXPECT_EQ(f.later, i != 0);
       EXPECT_EQ(ntohs(f.first_dport), i == 0 ? c.dport : 0);
+      EXPECT_EQ(f.record_proto, c.record_proto);
+      // The first fragment shows its upper layer's protocol.
+      EXPECT_EQ(r.key.proto, i == 0 ? (c.later_proto == dst ? udp : c.later_proto) : c.later_proto);
       // The flow key keeps ports 0 either way.
       EXPECT_EQ(r.key.dport, 0);
     }
