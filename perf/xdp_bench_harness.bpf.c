@@ -49,11 +49,17 @@ int bench_wrap(struct xdp_md *ctx)
 	len = f->len;
 	if (len == 0 || len > BENCH_MAX_FRAME)
 		return XDP_ABORTED;
-	/* The program under test may have pushed headers in front (never
-	 * touched the tail): move the front back. Called with 0 as well, so
-	 * the harness costs the same whatever the program did. */
-	if (bpf_xdp_adjust_head(ctx, (int)(data_end - data) - (int)len))
+	/* The program under test may have pushed headers in front (an
+	 * encapsulation): move the front back; or grown the frame at its tail
+	 * (a cache hit's response, f->tail_grows): cut the tail back. Called
+	 * with 0 as well, so the harness costs the same whatever the program
+	 * did. */
+	if (f->tail_grows) {
+		if (bpf_xdp_adjust_tail(ctx, (int)len - (int)(data_end - data)))
+			return XDP_ABORTED;
+	} else if (bpf_xdp_adjust_head(ctx, (int)(data_end - data) - (int)len)) {
 		return XDP_ABORTED;
+	}
 	if (bpf_xdp_store_bytes(ctx, 0, f->bytes, len))
 		return XDP_ABORTED;
 	if (f->vary == BENCH_VARY_FIELD) {

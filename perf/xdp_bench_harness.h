@@ -14,7 +14,7 @@
 #define BENCH_VARY_FIELD 1 /* a 32-bit big-endian field := base + (counter & mask) */
 
 /* The one entry of bench_frames: the frame the program under test sees at
- * the start of every run. 148 bytes. */
+ * the start of every run. 152 bytes. */
 struct bench_frame {
 	__u8 bytes[BENCH_MAX_FRAME]; /* the frame */
 	__u32 len;                   /* bytes of `bytes` in use, 1..BENCH_MAX_FRAME */
@@ -22,4 +22,7 @@ struct bench_frame {
 	__u32 vary_off;              /* offset of the varied field in the frame, bytes (+4 <= len) */
 	__u32 vary_base;             /* first value of the field, host order */
 	__u32 vary_mask;             /* 0xffffffff: a new value every run; 2^k - 1: cycle 2^k values */
+	__u32 tail_grows;            /* 1: the program grows the frame at its tail (a cache hit's
+				      * response), so the harness cuts the tail back; 0: it pushes
+				      * headers in front, so the harness moves the front back */
 };

@@ -3,6 +3,8 @@
 // BPF_PROG_TEST_RUN: a cached get comes back as memcached's exact response
 // with valid checksums; misses, writes, pipelines and oversize values are
 // forwarded, and writes invalidate before they are.
+#include "dataplane/abi/cache.h"
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
@@ -14,7 +16,6 @@
 #include <utility>
 #include <vector>
 
-#include "dataplane/abi/cache.h"
 #include "dataplane/core/maglev.hpp"
 #include "dataplane/core/memcached.hpp"
 #include "tests/bpf/lb_fixture.hpp"
@@ -51,7 +52,9 @@ Bytes udp_request(const std::string& req, uint16_t id = 0x4242, bool v6 = false)
     b.ipv6({.src = kClient6, .dst = kVip6});
   else
     b.ipv4({.src = kClient, .dst = kVip});
-  return b.udp({.sport = kClientPort, .dport = kPort}).payload(cat({mc_frame(id), text(req)})).build();
+  return b.udp({.sport = kClientPort, .dport = kPort})
+      .payload(cat({mc_frame(id), text(req)}))
+      .build();
 }
 
 Bytes tcp_segment(const std::string& payload) {
@@ -70,7 +73,9 @@ Bytes udp_response(const std::string& body, uint16_t id = 0x4242, bool v6 = fals
     b.ipv6({.src = kVip6, .dst = kClient6});
   else
     b.ipv4({.src = kVip, .dst = kClient});
-  return b.udp({.sport = kPort, .dport = kClientPort}).payload(cat({mc_frame(id), text(body)})).build();
+  return b.udp({.sport = kPort, .dport = kClientPort})
+      .payload(cat({mc_frame(id), text(body)}))
+      .build();
 }
 
 // Two keys of len (>= 8) bytes, the same but in their last 8, with the
@@ -160,9 +165,7 @@ class CacheTest : public LbFixture {
     ASSERT_EQ(bpf_map_update_elem(fd(skel()->maps.sluice_cache_slots), &slot, &v, BPF_ANY), 0);
   }
 
-  bool indexed(uint32_t vip, const std::string& key) {
-    return index_slot(vip, key).entry != 0;
-  }
+  bool indexed(uint32_t vip, const std::string& key) { return index_slot(vip, key).entry != 0; }
 
   sluice_cache_stats cache_stats(uint32_t vip) {
     return sum_percpu<sluice_cache_stats>(fd(skel()->maps.sluice_cache_stats), vip);
@@ -235,6 +238,75 @@ TEST_F(CacheTest, KeysAroundTheInlineBoundsHitAndCollisionsMiss) {
   EXPECT_EQ(s.misses, lens.size());
 }
 
+// The XDP key scan reads 8 bytes at a time: every key length from 1 to
+// 251 (one past the longest), bytes from the whole range a key may have
+// (0x80-0xff included), each line end, and a byte no key has (DEL, a
+// control byte, NUL) at offsets across a word, decide as the core does. A
+// valid key's get is answered (its length and hash exact, or the entry
+// would not match) and its delete invalidates that key; with a bad byte, a
+// get is no get of any key (not answered, also when the part before the
+// bad byte is cached; no miss counted) and a delete invalidates the whole
+// VIP (the core cannot tell what it writes).
+TEST_F(CacheTest, KeyScanDecidesAsTheCoreByteForByte) {
+  uint64_t x = 0x243f6a8885a308d3ull;
+  const auto key_byte = [&x] {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    const auto b = static_cast<uint8_t>(0x21 + (x >> 33) % (0xff - 0x21));  // 0x21..0xfe
+    return static_cast<char>(b == 0x7f ? 0xff : b);
+  };
+  uint32_t answered = 0;
+  uint32_t slot = 0;
+  for (size_t len = 1; len <= SLUICE_CACHE_KEY_MAX + 1; ++len) {
+    SCOPED_TRACE(std::to_string(len) + "-byte key");
+    std::string key(len, ' ');
+    for (char& c : key) c = key_byte();
+    const std::string end = len % 2 ? "\r\n" : "\n";
+    const bool valid = len <= SLUICE_CACHE_KEY_MAX;
+    const std::string get = "get " + key + end;
+    const std::string del = "delete " + key + end;
+    ASSERT_EQ(mc::parse_request(text(get)).kind == mc::Kind::kGet, valid);
+    ASSERT_EQ(mc::parse_request(text(del)).kind, valid ? mc::Kind::kWrite : mc::Kind::kUnsure);
+    sluice_cache_stats before = cache_stats(kUdpVip);
+    if (valid) {
+      install(kUdpVip, key, "v", slot++ % 8);
+      const XdpRun r = run_big(udp_request(get));
+      ASSERT_EQ(r.verdict, XDP_TX);
+      EXPECT_EQ(r.out, udp_response("VALUE " + key + " 7 1\r\nv\r\nEND\r\n"));
+      ++answered;
+    } else {
+      expect_forwarded(udp_request(get));
+    }
+    expect_forwarded(udp_request(del));
+    sluice_cache_stats after = cache_stats(kUdpVip);
+    EXPECT_EQ(after.hits, before.hits + (valid ? 1 : 0));
+    EXPECT_EQ(after.invalidations, before.invalidations + (valid ? 1 : 0));
+    EXPECT_EQ(after.vip_invalidations, before.vip_invalidations + (valid ? 0 : 1));
+    if (!valid) continue;
+    for (const size_t at : {size_t{0}, len / 2, len - 1, std::min(len - 1, size_t{7}),
+                            std::min(len - 1, size_t{8}), std::min(len - 1, size_t{15})}) {
+      SCOPED_TRACE("bad byte at " + std::to_string(at));
+      for (const char bad : {'\x7f', '\t', '\0', '\x01', '\x0b'}) {
+        std::string broken = key;
+        broken[at] = bad;
+        const std::string bget = "get " + broken + end;
+        const std::string bdel = "delete " + broken + end;
+        ASSERT_NE(mc::parse_request(text(bget)).kind, mc::Kind::kGet);
+        ASSERT_EQ(mc::parse_request(text(bdel)).kind, mc::Kind::kUnsure);
+        if (at > 0) install(kUdpVip, broken.substr(0, at), "p", slot++ % 8);
+        before = cache_stats(kUdpVip);
+        expect_forwarded(udp_request(bget));
+        expect_forwarded(udp_request(bdel));
+        after = cache_stats(kUdpVip);
+        EXPECT_EQ(after.hits, before.hits);
+        EXPECT_EQ(after.misses, before.misses) << "a get of some key";
+        EXPECT_EQ(after.invalidations, before.invalidations) << "a write of some key";
+        EXPECT_EQ(after.vip_invalidations, before.vip_invalidations + 1);
+      }
+    }
+  }
+  EXPECT_EQ(answered, static_cast<uint32_t>(SLUICE_CACHE_KEY_MAX));
+}
+
 TEST_F(CacheTest, MissIsForwardedAndCounted) {
   install(kUdpVip, "present", "x");
   expect_forwarded(udp_request("get absent\r\n"));
@@ -269,11 +341,16 @@ TEST_F(CacheTest, OversizeValueIsNeverCachedSoForwarded) {
 
 TEST_F(CacheTest, WritesInvalidateBeforeForwarding) {
   const std::vector<std::pair<std::string, std::string>> writes = {
-      {"set", "set k 0 0 1\r\nx\r\n"},         {"add", "add k 0 0 1\r\nx\r\n"},
-      {"replace", "replace k 0 0 1\r\nx\r\n"}, {"append", "append k 0 0 1\r\nx\r\n"},
-      {"prepend", "prepend k 0 0 1\r\nx\r\n"}, {"cas", "cas k 0 0 1 5\r\nx\r\n"},
-      {"incr", "incr k 1\r\n"},                {"decr", "decr k 1\r\n"},
-      {"touch", "touch k 10\r\n"},             {"delete", "delete k\r\n"},
+      {"set", "set k 0 0 1\r\nx\r\n"},
+      {"add", "add k 0 0 1\r\nx\r\n"},
+      {"replace", "replace k 0 0 1\r\nx\r\n"},
+      {"append", "append k 0 0 1\r\nx\r\n"},
+      {"prepend", "prepend k 0 0 1\r\nx\r\n"},
+      {"cas", "cas k 0 0 1 5\r\nx\r\n"},
+      {"incr", "incr k 1\r\n"},
+      {"decr", "decr k 1\r\n"},
+      {"touch", "touch k 10\r\n"},
+      {"delete", "delete k\r\n"},
       {"set cut short", "set k 0 0 100\r\nxy"},
   };
   // Over TCP the writes go to the UDP VIP's twin and invalidate the UDP
