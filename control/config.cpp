@@ -4,6 +4,7 @@
 #include "control/config.hpp"
 
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -683,6 +684,24 @@ void Checker::load_dpdk(const toml::table& t, DpdkConfig& out) {
       }
     }
   }
+  // A CPU this machine lacks fails the start (EAL); said here as a warning,
+  // not an error: a config may be checked on another machine than its own.
+  if (const long cpus = sysconf(_SC_NPROCESSORS_CONF); cpus > 0) {
+    const auto missing = [&](uint32_t cpu) { return static_cast<long>(cpu) >= cpus; };
+    const std::string have = " (this machine has " + std::to_string(cpus) + " CPUs)";
+    if (missing(out.main_lcore))
+      warn(t.source().begin, child(p, "main_lcore"),
+           "lcore " + std::to_string(out.main_lcore) + " runs on CPU " +
+               std::to_string(out.main_lcore) + ", which this machine does not have" + have);
+    for (size_t i = 0; i < out.lcores.size(); ++i) {
+      const uint32_t cpu = out.worker_cpus.empty() ? out.lcores[i] : out.worker_cpus[i];
+      if (!missing(cpu)) continue;
+      warn(t.source().begin, child(p, out.worker_cpus.empty() ? "lcores" : "worker_cpus"),
+           "worker lcore " + std::to_string(out.lcores[i]) + " runs on CPU " + std::to_string(cpu) +
+               ", which this machine does not have" + have +
+               (out.worker_cpus.empty() ? "; worker_cpus can place lcores on CPUs it has" : ""));
+    }
+  }
   if (auto c = choice(t, "distribution", p, {"auto", "software"}))
     out.distribution = static_cast<DpdkDistribution>(*c);
   set_u(t, "rx_desc", p, 64, 32768, out.rx_desc);
@@ -866,8 +885,7 @@ void Checker::load_vip(const toml::table& t, const std::string& p, const Config&
       out.addr = *a;
       if (const char* why = unusable_as_vip(*a))
         error(t.get("address")->source().begin, child(p, "address"),
-              std::string("expected a unicast address, got ") + why + " (" + a->to_string() +
-                  ")");
+              std::string("expected a unicast address, got ") + why + " (" + a->to_string() + ")");
     }
   }
   const size_t errors_before_port = report_.errors.size();
@@ -1011,10 +1029,9 @@ void Checker::check_across(const toml::table& root, const Config& config) {
 
 void Checker::load(const toml::table& root) {
   Config config;
-  check_keys(
-      root, "",
-      {"hash_seed", "flow_table", "cache", "control", "metrics", "xdp", "dpdk", "bgp", "health_checks",
-       "vips"});
+  check_keys(root, "",
+             {"hash_seed", "flow_table", "cache", "control", "metrics", "xdp", "dpdk", "bgp",
+              "health_checks", "vips"});
   set_u(root, "hash_seed", "", 0, 0xFFFFFFFFll, config.hash_seed);
   if (const auto* t = table(root, "flow_table", "")) load_flow_table(*t, config.flow_table);
   if (const auto* t = table(root, "cache", "")) load_cache(*t, config.cache);
@@ -1069,11 +1086,12 @@ void Checker::check_daemon(const toml::table& root, const Config& config) {
   const toml::table& bt = *root.get_as<toml::table>("bgp");
   const toml::node* n = bt.get("device");
   const Pos at = n != nullptr ? n->source().begin : bt.source().begin;
-  if (config.xdp && std::find(config.xdp->interfaces.begin(), config.xdp->interfaces.end(),
-                              dev) != config.xdp->interfaces.end()) {
+  if (config.xdp && std::find(config.xdp->interfaces.begin(), config.xdp->interfaces.end(), dev) !=
+                        config.xdp->interfaces.end()) {
     error(at, "bgp.device",
-          "\"" + dev + "\" is an [xdp] interface; expected the name of a TUN device of "
-          "sluice's own");
+          "\"" + dev +
+              "\" is an [xdp] interface; expected the name of a TUN device of "
+              "sluice's own");
     return;
   }
   // The daemon creates a TUN device of that name, or takes over a TUN
@@ -1084,8 +1102,9 @@ void Checker::check_daemon(const toml::table& root, const Config& config) {
   std::error_code ec;
   if (std::filesystem::exists(sys, ec) && !std::filesystem::exists(sys / "tun_flags", ec))
     error(at, "bgp.device",
-          "an interface \"" + dev + "\" exists here and is not a TUN device; expected a name "
-          "free for sluice's TUN device");
+          "an interface \"" + dev +
+              "\" exists here and is not a TUN device; expected a name "
+              "free for sluice's TUN device");
 }
 
 bool issue_before(const ConfigIssue& a, const ConfigIssue& b) {

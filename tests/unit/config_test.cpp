@@ -4,11 +4,11 @@
 #include "control/config.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
 #include <string>
 #include <vector>
 
@@ -56,16 +56,19 @@ TEST_P(ConfigErrors, NamesLineColumnKeyAndExpectedValue) {
 INSTANTIATE_TEST_SUITE_P(
     Table, ConfigErrors,
     testing::Values(
-        ErrorCase{"syntax", "hash_seed = = 1\n", {"t.toml:1:13: Error while parsing value: could not determine value type"}},
+        ErrorCase{"syntax",
+                  "hash_seed = = 1\n",
+                  {"t.toml:1:13: Error while parsing value: could not determine value type"}},
         ErrorCase{"unknown_top_key_suggests",
                   "hash_sede = 1\n",
                   {"t.toml:1:1: hash_sede: unknown key (did you mean \"hash_seed\"?)"}},
         ErrorCase{"unknown_key_lists_choices",
                   "[metrics]\nport = 1\n",
                   {"t.toml:2:1: metrics.port: unknown key; expected one of: listen"}},
-        ErrorCase{"weight_negative",
-                  std::string(kVip) + "weight = -3\n",
-                  {"t.toml:6:10: vips[0].backends[0].weight: expected an integer 0..65535, got -3"}},
+        ErrorCase{
+            "weight_negative",
+            std::string(kVip) + "weight = -3\n",
+            {"t.toml:6:10: vips[0].backends[0].weight: expected an integer 0..65535, got -3"}},
         ErrorCase{"weight_string",
                   std::string(kVip) + "weight = \"10\"\n",
                   {"t.toml:6:10: vips[0].backends[0].weight: expected an integer 0..65535, got "
@@ -106,20 +109,21 @@ INSTANTIATE_TEST_SUITE_P(
                    "192.0.2.1:80/tcp; expected a backend's own address",
                    "t.toml:12:11: vips[1].backends[0].address: expected a unicast address of "
                    "another host, got the loopback address (::1)"}},
-        ErrorCase{"addresses_no_host_can_be",
-                  "[[vips]]\naddress = \"127.0.0.1\"\nport = 1\n[[vips]]\naddress = \"2001:db8::1\"\n"
-                  "port = 1\n[[vips.backends]]\naddress = \"fe80::1\"\n[[vips.backends]]\n"
-                  "address = \"::ffff:127.0.0.1\"\n[[vips]]\naddress = \"192.0.2.1\"\nport = 1\n"
-                  "[[vips.backends]]\naddress = \"0.0.0.1\"\n",
-                  {"t.toml:2:11: vips[0].address: expected a unicast address, got a loopback "
-                   "address (127.0.0.0/8) (127.0.0.1)",
-                   "t.toml:8:11: vips[1].backends[0].address: expected a unicast address of "
-                   "another host, got a link-local address (fe80::/10) (fe80::1)",
-                   "t.toml:10:11: vips[1].backends[1].address: expected a unicast address of "
-                   "another host, got an IPv4-mapped address (::ffff:0:0/96; write the IPv4 "
-                   "address) (::ffff:127.0.0.1)",
-                   "t.toml:15:11: vips[2].backends[0].address: expected a unicast address of "
-                   "another host, got a \"this network\" address (0.0.0.0/8) (0.0.0.1)"}},
+        ErrorCase{
+            "addresses_no_host_can_be",
+            "[[vips]]\naddress = \"127.0.0.1\"\nport = 1\n[[vips]]\naddress = \"2001:db8::1\"\n"
+            "port = 1\n[[vips.backends]]\naddress = \"fe80::1\"\n[[vips.backends]]\n"
+            "address = \"::ffff:127.0.0.1\"\n[[vips]]\naddress = \"192.0.2.1\"\nport = 1\n"
+            "[[vips.backends]]\naddress = \"0.0.0.1\"\n",
+            {"t.toml:2:11: vips[0].address: expected a unicast address, got a loopback "
+             "address (127.0.0.0/8) (127.0.0.1)",
+             "t.toml:8:11: vips[1].backends[0].address: expected a unicast address of "
+             "another host, got a link-local address (fe80::/10) (fe80::1)",
+             "t.toml:10:11: vips[1].backends[1].address: expected a unicast address of "
+             "another host, got an IPv4-mapped address (::ffff:0:0/96; write the IPv4 "
+             "address) (::ffff:127.0.0.1)",
+             "t.toml:15:11: vips[2].backends[0].address: expected a unicast address of "
+             "another host, got a \"this network\" address (0.0.0.0/8) (0.0.0.1)"}},
         ErrorCase{"bad_address",
                   "[[vips]]\naddress = \"192.0.2.300\"\nport = 1\n",
                   {"t.toml:2:11: vips[0].address: expected an IPv4 or IPv6 address, got "
@@ -504,6 +508,44 @@ TEST(Config, DpdkDefaults) {
   EXPECT_EQ(r.config->encap()->mtu, 1500u);
 }
 
+// A CPU the machine lacks is a warning (EAL would refuse the start), not
+// an error: the config may be meant for a bigger machine.
+TEST(Config, DpdkLcoresOnCpusTheMachineLacksWarn) {
+  const long cpus = sysconf(_SC_NPROCESSORS_CONF);
+  ASSERT_GT(cpus, 0);
+  ASSERT_LT(cpus, 1000) << "the test names CPU 1000 as one the machine lacks";
+  const std::string have = " (this machine has " + std::to_string(cpus) + " CPUs)";
+  const ConfigReport r = parse_config(
+      "[dpdk]\nports = [\"net_ring0\"]\ngateway_mac = \"02:00:5e:00:53:01\"\nlcores = [1000]\n",
+      "t");
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(errors_of(r));
+  EXPECT_EQ(
+      warnings_of(r),
+      (std::vector<std::string>{"t:1:1: dpdk.lcores: worker lcore 1000 runs on CPU 1000, which "
+                                "this machine does not have" +
+                                have + "; worker_cpus can place lcores on CPUs it has"}));
+  // Placed by worker_cpus on CPU 0: nothing to say; on CPU 1000: said.
+  const ConfigReport placed = parse_config(
+      "[dpdk]\nports = [\"net_ring0\"]\ngateway_mac = \"02:00:5e:00:53:01\"\n"
+      "lcores = [1000, 1001]\nworker_cpus = [0, 1000]\nmain_lcore = 1002\n",
+      "t");
+  ASSERT_TRUE(placed.ok()) << ::testing::PrintToString(errors_of(placed));
+  EXPECT_EQ(warnings_of(placed),
+            (std::vector<std::string>{
+                "t:1:1: dpdk.main_lcore: lcore 1002 runs on CPU 1002, which this machine does "
+                "not have" +
+                    have,
+                "t:1:1: dpdk.worker_cpus: worker lcore 1001 runs on CPU 1000, which this machine "
+                "does not have" +
+                    have}));
+  // The defaults (main lcore 0, worker lcore 1) on a machine of 2 CPUs or more: no warning.
+  if (cpus >= 2) {
+    const ConfigReport d =
+        parse_config("[dpdk]\nports = [\"net_ring0\"]\ngateway_mac = \"02:00:5e:00:53:01\"\n", "t");
+    EXPECT_TRUE(d.warnings.empty()) << ::testing::PrintToString(warnings_of(d));
+  }
+}
+
 TEST(Config, EmptyFileIsValid) {
   const ConfigReport r = parse_config("", "t.toml");
   ASSERT_TRUE(r.ok());
@@ -621,10 +663,11 @@ TEST(DaemonConfig, TheBgpDeviceMustNotBeAnExistingInterfaceOtherThanTun) {
                            "[bgp]\nannounce = true\ntable = 10\ndevice = \"" +
                            other + "\"\n";
   const ConfigReport r = parse_daemon_config(text, "t.toml");
-  EXPECT_EQ(errors_of(r), (std::vector<std::string>{
-                              "t.toml:12:10: bgp.device: an interface \"" + other +
-                              "\" exists here and is not a TUN device; expected a name free "
-                              "for sluice's TUN device"}));
+  EXPECT_EQ(
+      errors_of(r),
+      (std::vector<std::string>{"t.toml:12:10: bgp.device: an interface \"" + other +
+                                "\" exists here and is not a TUN device; expected a name free "
+                                "for sluice's TUN device"}));
 }
 
 TEST(Config, UnreadableFileIsAnError) {
